@@ -1,0 +1,295 @@
+use rmpv::Value;
+
+use crate::{Name, ProtoError, MAX_FRAME_BYTES};
+
+/// How deeply nested a message may be; real messages are two levels deep.
+const MAX_DEPTH: usize = 16;
+
+/// One protocol message: `{"service": <name>, "data": {...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub service: String,
+    pub data: Map,
+}
+
+impl Envelope {
+    pub fn new(service: impl Into<String>) -> Envelope {
+        Envelope { service: service.into(), data: Map::default() }
+    }
+
+    /// Adds a field to `data` (builder style).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Envelope {
+        self.data.set(key, value);
+        self
+    }
+
+    /// Sets the fields that every message carries: the sender's physical time and its Lamport
+    /// counter at sending.
+    pub fn stamp(&mut self, timestamp: f64, clock: u64) {
+        self.data.set("timestamp", timestamp);
+        self.data.set("clock", clock);
+    }
+
+    /// Decodes one frame.
+    ///
+    /// # Errors
+    /// When the frame is too large, is not one MessagePack map, lacks a string `service`, or has
+    /// a `data` that is not a map. A missing `data` is read as an empty map, since services
+    /// without arguments need none.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, ProtoError> {
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(ProtoError::TooLarge { size: bytes.len(), max: MAX_FRAME_BYTES });
+        }
+        let mut rd = bytes;
+        let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
+            .map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        if !rd.is_empty() {
+            return Err(ProtoError::Trailing);
+        }
+        let Value::Map(entries) = value else { return Err(ProtoError::NotAMap) };
+        let top = Map(entries);
+        let service = top.str("service")?.to_owned();
+        let data = match top.get("data") {
+            None | Some(Value::Nil) => Map::default(),
+            Some(Value::Map(m)) => Map(m.clone()),
+            Some(_) => return Err(ProtoError::WrongType { field: "data", expected: "a map" }),
+        };
+        Ok(Envelope { service, data })
+    }
+
+    /// Reads just the `service` of a frame that failed to decode fully, so that an error reply
+    /// can repeat it. Returns `None` when even that cannot be found.
+    pub fn sniff_service(bytes: &[u8]) -> Option<String> {
+        if bytes.len() > MAX_FRAME_BYTES {
+            return None;
+        }
+        let mut rd = bytes;
+        let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).ok()?;
+        let Value::Map(entries) = value else { return None };
+        Map(entries).get("service")?.as_str().map(str::to_owned)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let value = Value::Map(vec![
+            (Value::from("service"), Value::from(self.service.as_str())),
+            (Value::from("data"), Value::Map(self.data.0.clone())),
+        ]);
+        let mut out = Vec::with_capacity(128);
+        // Writing into a Vec cannot fail.
+        rmpv::encode::write_value(&mut out, &value).expect("write to Vec");
+        out
+    }
+
+    /// The sender's Lamport counter, if the message carries a well-formed one.
+    pub fn clock(&self) -> Option<u64> {
+        self.data.clock().ok().flatten()
+    }
+}
+
+/// A MessagePack map with string keys, as found in `data`. Lookups ignore non-string keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Map(pub Vec<(Value, Value)>);
+
+impl Map {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+    }
+
+    /// Sets `key`, replacing an earlier value.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((Value::from(key), value)),
+        }
+    }
+
+    /// A required string field.
+    ///
+    /// # Errors
+    /// When the field is missing or not a string.
+    pub fn str(&self, field: &'static str) -> Result<&str, ProtoError> {
+        match self.get(field) {
+            None | Some(Value::Nil) => Err(ProtoError::Missing(field)),
+            Some(v) => v.as_str().ok_or(ProtoError::WrongType { field, expected: "a string" }),
+        }
+    }
+
+    /// An optional string field: absent or nil is `None`, another type is an error.
+    ///
+    /// # Errors
+    /// When the field is present but not a string.
+    pub fn opt_str(&self, field: &'static str) -> Result<Option<&str>, ProtoError> {
+        match self.get(field) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or(ProtoError::WrongType { field, expected: "a string" }),
+        }
+    }
+
+    /// A required field holding a valid [`Name`].
+    ///
+    /// # Errors
+    /// When the field is missing, not a string, or not a valid name.
+    pub fn name(&self, field: &'static str) -> Result<Name, ProtoError> {
+        Name::parse(self.str(field)?).map_err(|source| ProtoError::InvalidName { field, source })
+    }
+
+    /// A required, non-empty text field of at most `max` bytes.
+    ///
+    /// # Errors
+    /// When the field is missing, not a string, empty or too long.
+    pub fn text(&self, field: &'static str, max: usize) -> Result<String, ProtoError> {
+        let s = self.str(field)?;
+        if s.trim().is_empty() {
+            return Err(ProtoError::Empty { field });
+        }
+        if s.len() > max {
+            return Err(ProtoError::TextTooLong { field, max });
+        }
+        Ok(s.to_owned())
+    }
+
+    /// A list of strings, as in the `users` and `channels` replies.
+    ///
+    /// # Errors
+    /// When the field is missing or not a list of strings.
+    pub fn str_list(&self, field: &'static str) -> Result<Vec<String>, ProtoError> {
+        let wrong = ProtoError::WrongType { field, expected: "a list of strings" };
+        match self.get(field) {
+            None | Some(Value::Nil) => Err(ProtoError::Missing(field)),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or(wrong.clone()))
+                .collect(),
+            Some(_) => Err(wrong),
+        }
+    }
+
+    /// `timestamp`, accepted as an integer, a float or a numeric string; absent is `None`.
+    ///
+    /// # Errors
+    /// When the field is present but is none of those.
+    pub fn timestamp(&self) -> Result<Option<f64>, ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field: "timestamp",
+            expected: "a number or a numeric string",
+        };
+        match self.get("timestamp") {
+            None | Some(Value::Nil) => Ok(None),
+            Some(Value::String(s)) => {
+                let s = s.as_str().ok_or(wrong.clone())?;
+                s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Some).ok_or(wrong)
+            }
+            Some(v) => v.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(wrong),
+        }
+    }
+
+    /// `clock`, the sender's Lamport counter: a non-negative integer (an integral float is
+    /// accepted too); absent is `None`.
+    ///
+    /// # Errors
+    /// When the field is present but not a non-negative whole number.
+    pub fn clock(&self) -> Result<Option<u64>, ProtoError> {
+        let wrong = ProtoError::WrongType { field: "clock", expected: "a non-negative integer" };
+        match self.get("clock") {
+            None | Some(Value::Nil) => Ok(None),
+            Some(Value::F32(_) | Value::F64(_)) => {
+                let f = self.get("clock").and_then(Value::as_f64).unwrap_or(-1.0);
+                if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 {
+                    Ok(Some(f as u64))
+                } else {
+                    Err(wrong)
+                }
+            }
+            Some(v) => v.as_u64().map(Some).ok_or(wrong),
+        }
+    }
+
+    /// A numeric field as `f64` (integers accepted); absent is `None`.
+    ///
+    /// # Errors
+    /// When the field is present but not a number.
+    pub fn opt_f64(&self, field: &'static str) -> Result<Option<f64>, ProtoError> {
+        match self.get(field) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or(ProtoError::WrongType { field, expected: "a number" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut env = Envelope::new("login").with("user", "ana");
+        env.stamp(1.5, 7);
+        let back = Envelope::decode(&env.to_bytes()).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.clock(), Some(7));
+        assert_eq!(back.data.timestamp().unwrap(), Some(1.5));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_envelope() {
+        assert!(Envelope::decode(&[0xc1]).is_err());
+        assert!(matches!(Envelope::decode(&[]), Err(ProtoError::Malformed(_))));
+        assert_eq!(Envelope::decode(&encode(&Value::from(3))), Err(ProtoError::NotAMap));
+        let no_service = Value::Map(vec![(Value::from("data"), Value::Map(vec![]))]);
+        assert_eq!(Envelope::decode(&encode(&no_service)), Err(ProtoError::Missing("service")));
+        let bad_data = Value::Map(vec![
+            (Value::from("service"), Value::from("users")),
+            (Value::from("data"), Value::from(1)),
+        ]);
+        assert!(matches!(
+            Envelope::decode(&encode(&bad_data)),
+            Err(ProtoError::WrongType { field: "data", .. })
+        ));
+        let mut bytes = Envelope::new("users").to_bytes();
+        bytes.push(0);
+        assert_eq!(Envelope::decode(&bytes), Err(ProtoError::Trailing));
+        let big = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(Envelope::decode(&big), Err(ProtoError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn truncated_frames_never_panic() {
+        let bytes = Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "general")
+            .with("message", "hello there")
+            .to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(Envelope::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn timestamps_come_in_three_shapes() {
+        for (v, want) in [
+            (Value::from(10), Some(10.0)),
+            (Value::from(10.25), Some(10.25)),
+            (Value::from("10.5"), Some(10.5)),
+            (Value::Nil, None),
+        ] {
+            let env = Envelope::new("users").with("timestamp", v);
+            assert_eq!(env.data.timestamp().unwrap(), want);
+        }
+        let env = Envelope::new("users").with("timestamp", "soon");
+        assert!(env.data.timestamp().is_err());
+        let env = Envelope::new("users").with("clock", -3);
+        assert!(env.data.clock().is_err());
+        let env = Envelope::new("users").with("clock", 4.0);
+        assert_eq!(env.data.clock().unwrap(), Some(4));
+    }
+}

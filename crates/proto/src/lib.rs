@@ -1,0 +1,40 @@
+//! Palaver's wire protocol: every message that crosses a socket, as typed Rust values.
+//!
+//! ```text
+//!   bytes ──decode──▶ Envelope {service, data} ──Request::parse──▶ Request (typed, validated)
+//!   Reply / Publication ──encode──▶ bytes
+//! ```
+//!
+//! Every message is one MessagePack map `{"service": <name>, "data": {...}}`. The decoder never
+//! panics on what arrives from the network: malformed bytes, wrong types, missing fields,
+//! oversized frames and invalid names all become a [`ProtoError`] whose text is fit to send
+//! back to the peer as the `description` of an `erro` reply.
+
+mod envelope;
+mod error;
+mod name;
+mod request;
+mod reply;
+mod time;
+
+pub use envelope::{Envelope, Map};
+pub use error::ProtoError;
+pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
+pub use reply::{Publication, Reply, Status};
+pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};
+pub use time::{format_clock_time, now_secs};
+
+/// The largest frame a process accepts; anything larger is answered with an error unread.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Topic on which servers announce an elected coordinator.
+pub const TOPIC_SERVERS: &str = "servers";
+/// Topic on which servers replicate events to each other.
+pub const TOPIC_REPLICA: &str = "replica";
+
+/// Status word of a successful `login` or `channel` (the standard's spelling).
+pub const SUCESSO: &str = "sucesso";
+/// Status word of a successful `publish` or `message`.
+pub const OK: &str = "OK";
+/// Status word of every failure.
+pub const ERRO: &str = "erro";

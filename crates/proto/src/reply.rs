@@ -1,0 +1,117 @@
+use rmpv::Value;
+
+use crate::{Envelope, ProtoError, ERRO, OK, SUCESSO};
+
+/// Outcome of a request, spelled as the standard spells it per service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Error,
+}
+
+/// A reply to a request: an envelope that repeats the request's service.
+pub struct Reply;
+
+impl Reply {
+    /// The success word for `service`: `sucesso` for `login` and `channel`, `OK` elsewhere.
+    pub fn success_word(service: &str) -> &'static str {
+        match service {
+            "login" | "channel" => SUCESSO,
+            _ => OK,
+        }
+    }
+
+    /// A successful reply with no other fields.
+    pub fn ok(service: &str) -> Envelope {
+        Envelope::new(service).with("status", Reply::success_word(service))
+    }
+
+    /// An error reply. The text goes in `description`; `publish` and `message` replies also carry
+    /// it in `message`, where the standard puts it for those services.
+    pub fn error(service: &str, description: &str) -> Envelope {
+        let env = Envelope::new(service).with("status", ERRO).with("description", description);
+        match service {
+            "publish" | "message" => env.with("message", description),
+            _ => env,
+        }
+    }
+
+    /// An error reply for a frame that could not be parsed.
+    pub fn rejection(service: Option<&str>, err: &ProtoError) -> Envelope {
+        Reply::error(service.unwrap_or("error"), &err.to_string())
+    }
+
+    /// Reads the status of a reply; a reply without a status (like `users`) counts as success.
+    pub fn status(env: &Envelope) -> Status {
+        match env.data.get("status").and_then(Value::as_str) {
+            Some(ERRO) => Status::Error,
+            _ => Status::Success,
+        }
+    }
+
+    /// The error text of a failed reply.
+    pub fn error_text(env: &Envelope) -> Option<String> {
+        env.data
+            .opt_str("description")
+            .ok()
+            .flatten()
+            .or_else(|| env.data.opt_str("message").ok().flatten())
+            .map(str::to_owned)
+    }
+}
+
+/// A publication: a topic frame and an envelope frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub topic: String,
+    pub envelope: Envelope,
+}
+
+impl Publication {
+    /// The two frames as they go on the wire.
+    pub fn to_frames(&self) -> [Vec<u8>; 2] {
+        [self.topic.as_bytes().to_vec(), self.envelope.to_bytes()]
+    }
+
+    /// Decodes a received publication.
+    ///
+    /// # Errors
+    /// When there are not exactly two frames, the topic is not UTF-8, or the body does not
+    /// decode.
+    pub fn from_frames(frames: &[Vec<u8>]) -> Result<Publication, ProtoError> {
+        let [topic, body] = frames else {
+            return Err(ProtoError::Malformed(format!(
+                "a publication has 2 frames, not {}",
+                frames.len()
+            )));
+        };
+        let topic = std::str::from_utf8(topic)
+            .map_err(|_| ProtoError::Malformed("topic is not UTF-8".into()))?
+            .to_owned();
+        Ok(Publication { topic, envelope: Envelope::decode(body)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words_follow_the_standard() {
+        assert_eq!(Reply::ok("login").data.str("status").unwrap(), "sucesso");
+        assert_eq!(Reply::ok("channel").data.str("status").unwrap(), "sucesso");
+        assert_eq!(Reply::ok("publish").data.str("status").unwrap(), "OK");
+        let err = Reply::error("message", "no such user");
+        assert_eq!(Reply::status(&err), Status::Error);
+        assert_eq!(err.data.str("message").unwrap(), "no such user");
+        assert_eq!(Reply::error_text(&err).as_deref(), Some("no such user"));
+    }
+
+    #[test]
+    fn publications_round_trip() {
+        let p = Publication { topic: "general".into(), envelope: Envelope::new("publish").with("message", "hi") };
+        let frames = p.to_frames().to_vec();
+        assert_eq!(Publication::from_frames(&frames).unwrap(), p);
+        assert!(Publication::from_frames(&frames[..1]).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+use crate::{Envelope, Name, ProtoError};
+
+/// The longest text of a post or private message, in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// A client request, parsed and validated: holding one proves every field is well-formed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Records a login of `user` (registering the name on first use).
+    Login { user: Name },
+    /// Lists registered users.
+    Users,
+    /// Creates a channel.
+    Channel { channel: Name },
+    /// Lists channels.
+    Channels,
+    /// Posts `message` to `channel` as `user`.
+    Publish { user: Name, channel: Name, message: String },
+    /// Sends a private message.
+    Message { src: Name, dst: Name, message: String },
+}
+
+/// What every request carries besides its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RequestMeta {
+    /// The sender's physical time at sending, if it said.
+    pub timestamp: Option<f64>,
+    /// The sender's Lamport counter (0 when a client sends none).
+    pub clock: u64,
+}
+
+impl Request {
+    /// Every service name this module parses.
+    pub const SERVICES: [&'static str; 6] =
+        ["login", "users", "channel", "channels", "publish", "message"];
+
+    /// Parses a decoded envelope into a typed request.
+    ///
+    /// # Errors
+    /// When the service is unknown, or a field is missing, mistyped or invalid.
+    pub fn parse(env: &Envelope) -> Result<(Request, RequestMeta), ProtoError> {
+        let d = &env.data;
+        let meta = RequestMeta { timestamp: d.timestamp()?, clock: d.clock()?.unwrap_or(0) };
+        let req = match env.service.as_str() {
+            "login" => Request::Login { user: d.name("user")? },
+            "users" => Request::Users,
+            "channel" => Request::Channel { channel: d.name("channel")? },
+            "channels" => Request::Channels,
+            "publish" => Request::Publish {
+                user: d.name("user")?,
+                channel: d.name("channel")?,
+                message: d.text("message", MAX_TEXT_BYTES)?,
+            },
+            "message" => Request::Message {
+                src: d.name("src")?,
+                dst: d.name("dst")?,
+                message: d.text("message", MAX_TEXT_BYTES)?,
+            },
+            other => return Err(ProtoError::UnknownService(other.to_owned())),
+        };
+        Ok((req, meta))
+    }
+
+    /// The service name, as the reply repeats it.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Request::Login { .. } => "login",
+            Request::Users => "users",
+            Request::Channel { .. } => "channel",
+            Request::Channels => "channels",
+            Request::Publish { .. } => "publish",
+            Request::Message { .. } => "message",
+        }
+    }
+
+    /// The envelope a client sends for this request (without timestamp and clock).
+    pub fn to_envelope(&self) -> Envelope {
+        let env = Envelope::new(self.service());
+        match self {
+            Request::Login { user } => env.with("user", user.as_str()),
+            Request::Users | Request::Channels => env,
+            Request::Channel { channel } => env.with("channel", channel.as_str()),
+            Request::Publish { user, channel, message } => env
+                .with("user", user.as_str())
+                .with("channel", channel.as_str())
+                .with("message", message.as_str()),
+            Request::Message { src, dst, message } => env
+                .with("src", src.as_str())
+                .with("dst", dst.as_str())
+                .with("message", message.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        let all = [
+            Request::Login { user: name("ana") },
+            Request::Users,
+            Request::Channel { channel: name("general") },
+            Request::Channels,
+            Request::Publish { user: name("ana"), channel: name("general"), message: "hi".into() },
+            Request::Message { src: name("ana"), dst: name("bob"), message: "psst".into() },
+        ];
+        for req in all {
+            let mut env = req.to_envelope();
+            env.stamp(12.0, 3);
+            let env = Envelope::decode(&env.to_bytes()).unwrap();
+            let (back, meta) = Request::parse(&env).unwrap();
+            assert_eq!(back, req);
+            assert_eq!(meta, RequestMeta { timestamp: Some(12.0), clock: 3 });
+        }
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let cases: Vec<(Envelope, &str)> = vec![
+            (Envelope::new("login"), "missing field `user`"),
+            (Envelope::new("login").with("user", 5), "field `user` must be a string"),
+            (Envelope::new("login").with("user", "servers"), "field `user`: name `servers` is reserved"),
+            (Envelope::new("channel").with("channel", "a b"), "field `channel`: name may hold only"),
+            (
+                Envelope::new("publish").with("user", "ana").with("channel", "c").with("message", ""),
+                "field `message` must not be empty",
+            ),
+            (
+                Envelope::new("message")
+                    .with("src", "ana")
+                    .with("dst", "bob")
+                    .with("message", "x".repeat(MAX_TEXT_BYTES + 1)),
+                "longer than",
+            ),
+            (Envelope::new("dance"), "unknown service `dance`"),
+            (Envelope::new("users").with("clock", "x"), "field `clock` must be"),
+            (Envelope::new("users").with("timestamp", Value::Array(vec![])), "field `timestamp`"),
+        ];
+        for (env, want) in cases {
+            let err = Request::parse(&env).unwrap_err().to_string();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+}

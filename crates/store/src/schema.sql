@@ -1,0 +1,56 @@
+-- Palaver server database. Every row of the four event tables is one event, identified by
+-- (origin, seq): the server that accepted it first and its place in that server's sequence.
+-- lamport orders events the same way on every server (lamport, then origin).
+
+CREATE TABLE IF NOT EXISTS logins (
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    lamport INTEGER NOT NULL,
+    ts      REAL    NOT NULL,   -- seconds since the Unix epoch, at the origin
+    user    TEXT    NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS logins_by_user ON logins (user);
+
+CREATE TABLE IF NOT EXISTS channels (
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    lamport INTEGER NOT NULL,
+    ts      REAL    NOT NULL,
+    name    TEXT    NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS channels_by_name ON channels (name);
+
+CREATE TABLE IF NOT EXISTS posts (
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    lamport INTEGER NOT NULL,
+    ts      REAL    NOT NULL,
+    channel TEXT    NOT NULL,
+    user    TEXT    NOT NULL,
+    message TEXT    NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS posts_by_channel ON posts (channel, lamport, origin);
+
+CREATE TABLE IF NOT EXISTS messages (
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    lamport INTEGER NOT NULL,
+    ts      REAL    NOT NULL,
+    src     TEXT    NOT NULL,
+    dst     TEXT    NOT NULL,
+    message TEXT    NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
+CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
+
+-- Highest sequence number and Lamport time stored per origin, kept in the same transaction as
+-- the events so that a restart does not have to scan the tables.
+CREATE TABLE IF NOT EXISTS progress (
+    origin  TEXT    PRIMARY KEY,
+    seq     INTEGER NOT NULL,
+    lamport INTEGER NOT NULL
+);
