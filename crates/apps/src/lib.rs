@@ -1,1 +1,9 @@
-//! placeholder
+//! Palaver's front ends, each a `run` function that the `palaver` binary calls with parsed
+//! flags: the line client, the bot, the listener, the benchmark and the local cluster runner.
+
+pub mod bench;
+pub mod bot;
+pub mod client;
+pub mod listen;
+mod show;
+pub mod up;

@@ -1,1 +1,30 @@
-//! placeholder
+//! The library every Palaver front end uses.
+//!
+//! ```text
+//!  Connection ──REQ──▶ broker :5555 ──▶ a server      (timeout, reconnect, resend: lazy pirate)
+//!  Subscriber ◀──SUB── proxy  :5558 ◀── servers       (exact topic match, Lamport observe)
+//! ```
+//!
+//! Both share a [`SharedClock`], so a process keeps one Lamport counter across its sockets.
+
+mod clock;
+mod connection;
+mod subscriber;
+
+pub use clock::SharedClock;
+pub use connection::{Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+pub use subscriber::{Received, Subscriber};
+
+use palaver_proto::ProtoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no answer after {attempts} attempts; is the cluster running?")]
+    Timeout { attempts: u32 },
+    #[error("{0}")]
+    Refused(String),
+    #[error("bad reply: {0}")]
+    BadReply(#[from] ProtoError),
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+}

@@ -5,5 +5,7 @@
 //! testable on simulated time.
 
 mod lamport;
+mod shutdown;
 
 pub use lamport::Lamport;
+pub use shutdown::Shutdown;

@@ -1,1 +1,111 @@
-//! placeholder
+//! Palaver's stateless infrastructure: the request broker and the publication proxy.
+//!
+//! ```text
+//!  clients (REQ/DEALER) ──▶ ROUTER :5555 ═ broker ═ DEALER :5556 ──▶ servers (DEALER workers)
+//!  publishers (PUB)     ──▶ XSUB   :5557 ═ proxy  ═ XPUB   :5558 ──▶ subscribers (SUB)
+//! ```
+//!
+//! Both are `zmq::proxy_steerable` loops: they hold no state, so any number of restarts lose
+//! nothing but the messages in flight, which clients retry.
+
+use std::time::Duration;
+
+use palaver_core::Shutdown;
+
+/// Frames larger than this make the broker drop the sending connection: a guard against a peer
+/// that would make it buffer without bound. Servers refuse anything over 1 MiB with an error
+/// reply, so everything between the two limits still gets an answer.
+pub const BROKER_MAX_MSG: i64 = 16 << 20;
+
+/// Publications queued per subscriber before the proxy drops that subscriber's excess: a slow
+/// subscriber loses messages instead of slowing everyone else.
+pub const SUBSCRIBER_HWM: i32 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("{what} {endpoint}: {source}")]
+    Bind {
+        what: &'static str,
+        endpoint: String,
+        source: zmq::Error,
+    },
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+}
+
+/// Runs the broker until `shutdown` is triggered.
+///
+/// # Errors
+/// When an endpoint cannot be bound.
+pub fn run_broker(frontend: &str, backend: &str, shutdown: &Shutdown) -> Result<(), InfraError> {
+    let ctx = zmq::Context::new();
+    let front = ctx.socket(zmq::ROUTER)?;
+    front.set_maxmsgsize(BROKER_MAX_MSG)?;
+    front.set_rcvhwm(100_000)?;
+    front.set_sndhwm(100_000)?;
+    bind(&front, "broker frontend", frontend)?;
+    let back = ctx.socket(zmq::DEALER)?;
+    back.set_rcvhwm(100_000)?;
+    back.set_sndhwm(100_000)?;
+    bind(&back, "broker backend", backend)?;
+    tracing::info!(frontend, backend, "broker ready");
+    steer(&ctx, front, back, shutdown, "broker")
+}
+
+/// Runs the publication proxy until `shutdown` is triggered.
+///
+/// # Errors
+/// When an endpoint cannot be bound.
+pub fn run_proxy(xsub: &str, xpub: &str, shutdown: &Shutdown) -> Result<(), InfraError> {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::XSUB)?;
+    sub.set_rcvhwm(SUBSCRIBER_HWM)?;
+    bind(&sub, "proxy XSUB", xsub)?;
+    let publ = ctx.socket(zmq::XPUB)?;
+    publ.set_sndhwm(SUBSCRIBER_HWM)?;
+    bind(&publ, "proxy XPUB", xpub)?;
+    tracing::info!(xsub, xpub, "proxy ready");
+    steer(&ctx, sub, publ, shutdown, "proxy")
+}
+
+fn bind(socket: &zmq::Socket, what: &'static str, endpoint: &str) -> Result<(), InfraError> {
+    socket.set_linger(0)?;
+    socket.bind(endpoint).map_err(|source| InfraError::Bind {
+        what,
+        endpoint: endpoint.to_owned(),
+        source,
+    })
+}
+
+/// Runs `zmq::proxy_steerable` on its own thread and stops it with `TERMINATE` when asked.
+fn steer(
+    ctx: &zmq::Context,
+    mut a: zmq::Socket,
+    mut b: zmq::Socket,
+    shutdown: &Shutdown,
+    name: &'static str,
+) -> Result<(), InfraError> {
+    let endpoint = format!("inproc://{name}-control");
+    let mut control = ctx.socket(zmq::PAIR)?;
+    control.bind(&endpoint)?;
+    let steer = ctx.socket(zmq::PAIR)?;
+    steer.connect(&endpoint)?;
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || zmq::proxy_steerable(&mut a, &mut b, &mut control))
+        .map_err(|_| InfraError::Zmq(zmq::Error::EFAULT))?;
+    while !shutdown.is_triggered() && !thread.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if thread.is_finished() {
+        // The proxy only returns on its own when the context is torn down.
+        return match thread.join() {
+            Ok(r) => r.map_err(InfraError::from),
+            Err(_) => Err(InfraError::Zmq(zmq::Error::EFAULT)),
+        };
+    }
+    steer.send("TERMINATE", 0)?;
+    let _ = thread.join();
+    tracing::info!("{name} stopped");
+    Ok(())
+}

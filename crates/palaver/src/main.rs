@@ -1,1 +1,271 @@
-fn main() {}
+//! `palaver`: one binary, one subcommand per role. This file only parses flags and wires the
+//! libraries together.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use palaver_apps::{bench, bot, client, listen, up};
+use palaver_core::Shutdown;
+use palaver_proto::Name;
+
+#[derive(Parser)]
+#[command(
+    name = "palaver",
+    version,
+    about = "A distributed BBS/IRC-style messaging system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster on this machine: broker, proxy and servers, one log stream.
+    Up(UpArgs),
+    /// Run the request broker (ROUTER for clients, DEALER for servers).
+    Broker(BrokerArgs),
+    /// Run the publication proxy (XSUB for publishers, XPUB for subscribers).
+    Proxy(ProxyArgs),
+    /// Run an application server.
+    Server(ServerArgs),
+    /// Chat from the terminal, one command per line.
+    Client(ClientArgs),
+    /// Make traffic like a person would: create channels, follow them, post.
+    Bot(BotArgs),
+    /// Print every publication on some topics, one per line.
+    Listen(ListenArgs),
+    /// Measure publish throughput and latency against a running cluster.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct Endpoints {
+    /// The broker's client-facing endpoint.
+    #[arg(long, env = "PALAVER_BROKER", default_value = "tcp://127.0.0.1:5555")]
+    broker: String,
+    /// The proxy's subscriber-facing endpoint.
+    #[arg(long, env = "PALAVER_SUB", default_value = "tcp://127.0.0.1:5558")]
+    sub: String,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// How many servers to run.
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+    /// Directory under which each server keeps `<name>/palaver.db`.
+    #[arg(long, env = "PALAVER_DATA", default_value = "data")]
+    data: PathBuf,
+    /// Address every process binds and connects on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// First port: the broker takes it and the next (clients, servers), the proxy the two after
+    /// (publishers, subscribers).
+    #[arg(long, default_value_t = 5555)]
+    base_port: u16,
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    /// Endpoint clients connect to.
+    #[arg(long, env = "PALAVER_BROKER_FRONTEND", default_value = "tcp://*:5555")]
+    frontend: String,
+    /// Endpoint servers connect to.
+    #[arg(long, env = "PALAVER_BROKER_BACKEND", default_value = "tcp://*:5556")]
+    backend: String,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// Endpoint publishers connect to.
+    #[arg(long, env = "PALAVER_PROXY_XSUB", default_value = "tcp://*:5557")]
+    xsub: String,
+    /// Endpoint subscribers connect to.
+    #[arg(long, env = "PALAVER_PROXY_XPUB", default_value = "tcp://*:5558")]
+    xpub: String,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's name, unique in the cluster.
+    #[arg(long, env = "PALAVER_SERVER_NAME")]
+    name: Name,
+    /// Data directory (default `data/<name>`); it belongs to this server alone.
+    #[arg(long, env = "PALAVER_SERVER_DATA")]
+    data: Option<PathBuf>,
+    /// The broker's server-facing endpoint.
+    #[arg(
+        long = "broker",
+        env = "PALAVER_SERVER_BROKER",
+        default_value = "tcp://127.0.0.1:5556"
+    )]
+    broker_backend: String,
+    /// The proxy's publisher-facing endpoint.
+    #[arg(
+        long = "pub",
+        env = "PALAVER_SERVER_PUB",
+        default_value = "tcp://127.0.0.1:5557"
+    )]
+    proxy_xsub: String,
+    /// The proxy's subscriber-facing endpoint.
+    #[arg(
+        long = "sub",
+        env = "PALAVER_SERVER_SUB",
+        default_value = "tcp://127.0.0.1:5558"
+    )]
+    proxy_xpub: String,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Who to log in as (asked for when missing and stdin is a terminal).
+    #[arg(long, short)]
+    user: Option<Name>,
+}
+
+#[derive(Args)]
+struct BotArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Name to log in as (default: a random `bot-NNNN`).
+    #[arg(long)]
+    name: Option<Name>,
+    /// Pause between two messages, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Messages sent to a channel before picking another.
+    #[arg(long, default_value_t = 10)]
+    burst: u32,
+    /// Stop after this many messages (default: never).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Bytes of text per message (default: a short sentence).
+    #[arg(long)]
+    size: Option<usize>,
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Topics to follow (default: `servers` and every channel, including new ones).
+    #[arg(long = "topic", short)]
+    topics: Vec<String>,
+    /// Print each publication as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Concurrent synchronous clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// How long to measure, in seconds (after a one-second warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let quiet = matches!(
+        cli.command,
+        Command::Client(_) | Command::Listen(_) | Command::Bench(_)
+    );
+    init_logging(if quiet { "warn" } else { "info" });
+    match cli.command {
+        Command::Up(a) => up::run(
+            &up::Options {
+                servers: a.servers,
+                data: a.data,
+                host: a.host,
+                base_port: a.base_port,
+            },
+            &on_signal()?,
+        ),
+        Command::Broker(a) => Ok(palaver_infra::run_broker(
+            &a.frontend,
+            &a.backend,
+            &on_signal()?,
+        )?),
+        Command::Proxy(a) => Ok(palaver_infra::run_proxy(&a.xsub, &a.xpub, &on_signal()?)?),
+        Command::Server(a) => {
+            let data_dir = a
+                .data
+                .unwrap_or_else(|| PathBuf::from("data").join(a.name.as_str()));
+            let cfg = palaver_server::Config {
+                name: a.name,
+                data_dir,
+                broker_backend: a.broker_backend,
+                proxy_xsub: a.proxy_xsub,
+                proxy_xpub: a.proxy_xpub,
+            };
+            palaver_server::run(&cfg, &on_signal()?).context("server failed")
+        }
+        Command::Client(a) => client::run(&client::Options {
+            broker: a.endpoints.broker,
+            sub: a.endpoints.sub,
+            user: a.user,
+        }),
+        Command::Bot(a) => bot::run(
+            &bot::Options {
+                broker: a.endpoints.broker,
+                sub: a.endpoints.sub,
+                name: a.name,
+                interval: Duration::from_millis(a.interval_ms),
+                burst: a.burst,
+                count: a.count,
+                size: a.size,
+            },
+            &on_signal()?,
+        ),
+        Command::Listen(a) => listen::run(
+            &listen::Options {
+                broker: a.endpoints.broker,
+                sub: a.endpoints.sub,
+                topics: a.topics,
+                json: a.json,
+            },
+            &on_signal()?,
+        ),
+        Command::Bench(a) => bench::run(&bench::Options {
+            broker: a.endpoints.broker,
+            clients: a.clients.max(1),
+            duration: Duration::from_secs_f64(a.duration.max(0.1)),
+            size: a.size,
+            json: a.json,
+        }),
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// A shutdown flag raised by Ctrl-C (SIGINT) or SIGTERM.
+fn on_signal() -> anyhow::Result<Shutdown> {
+    let shutdown = Shutdown::new();
+    let flag = shutdown.clone();
+    ctrlc::set_handler(move || flag.trigger()).context("cannot install the signal handler")?;
+    Ok(shutdown)
+}

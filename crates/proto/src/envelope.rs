@@ -14,7 +14,10 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(service: impl Into<String>) -> Envelope {
-        Envelope { service: service.into(), data: Map::default() }
+        Envelope {
+            service: service.into(),
+            data: Map::default(),
+        }
     }
 
     /// Adds a field to `data` (builder style).
@@ -38,7 +41,10 @@ impl Envelope {
     /// without arguments need none.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, ProtoError> {
         if bytes.len() > MAX_FRAME_BYTES {
-            return Err(ProtoError::TooLarge { size: bytes.len(), max: MAX_FRAME_BYTES });
+            return Err(ProtoError::TooLarge {
+                size: bytes.len(),
+                max: MAX_FRAME_BYTES,
+            });
         }
         let mut rd = bytes;
         let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
@@ -46,13 +52,20 @@ impl Envelope {
         if !rd.is_empty() {
             return Err(ProtoError::Trailing);
         }
-        let Value::Map(entries) = value else { return Err(ProtoError::NotAMap) };
+        let Value::Map(entries) = value else {
+            return Err(ProtoError::NotAMap);
+        };
         let top = Map(entries);
         let service = top.str("service")?.to_owned();
         let data = match top.get("data") {
             None | Some(Value::Nil) => Map::default(),
             Some(Value::Map(m)) => Map(m.clone()),
-            Some(_) => return Err(ProtoError::WrongType { field: "data", expected: "a map" }),
+            Some(_) => {
+                return Err(ProtoError::WrongType {
+                    field: "data",
+                    expected: "a map",
+                })
+            }
         };
         Ok(Envelope { service, data })
     }
@@ -65,7 +78,9 @@ impl Envelope {
         }
         let mut rd = bytes;
         let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).ok()?;
-        let Value::Map(entries) = value else { return None };
+        let Value::Map(entries) = value else {
+            return None;
+        };
         Map(entries).get("service")?.as_str().map(str::to_owned)
     }
 
@@ -92,7 +107,10 @@ pub struct Map(pub Vec<(Value, Value)>);
 
 impl Map {
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// Sets `key`, replacing an earlier value.
@@ -111,7 +129,10 @@ impl Map {
     pub fn str(&self, field: &'static str) -> Result<&str, ProtoError> {
         match self.get(field) {
             None | Some(Value::Nil) => Err(ProtoError::Missing(field)),
-            Some(v) => v.as_str().ok_or(ProtoError::WrongType { field, expected: "a string" }),
+            Some(v) => v.as_str().ok_or(ProtoError::WrongType {
+                field,
+                expected: "a string",
+            }),
         }
     }
 
@@ -122,10 +143,10 @@ impl Map {
     pub fn opt_str(&self, field: &'static str) -> Result<Option<&str>, ProtoError> {
         match self.get(field) {
             None | Some(Value::Nil) => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or(ProtoError::WrongType { field, expected: "a string" }),
+            Some(v) => v.as_str().map(Some).ok_or(ProtoError::WrongType {
+                field,
+                expected: "a string",
+            }),
         }
     }
 
@@ -157,7 +178,10 @@ impl Map {
     /// # Errors
     /// When the field is missing or not a list of strings.
     pub fn str_list(&self, field: &'static str) -> Result<Vec<String>, ProtoError> {
-        let wrong = ProtoError::WrongType { field, expected: "a list of strings" };
+        let wrong = ProtoError::WrongType {
+            field,
+            expected: "a list of strings",
+        };
         match self.get(field) {
             None | Some(Value::Nil) => Err(ProtoError::Missing(field)),
             Some(Value::Array(items)) => items
@@ -181,7 +205,12 @@ impl Map {
             None | Some(Value::Nil) => Ok(None),
             Some(Value::String(s)) => {
                 let s = s.as_str().ok_or(wrong.clone())?;
-                s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Some).ok_or(wrong)
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(Some)
+                    .ok_or(wrong)
             }
             Some(v) => v.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(wrong),
         }
@@ -193,7 +222,10 @@ impl Map {
     /// # Errors
     /// When the field is present but not a non-negative whole number.
     pub fn clock(&self) -> Result<Option<u64>, ProtoError> {
-        let wrong = ProtoError::WrongType { field: "clock", expected: "a non-negative integer" };
+        let wrong = ProtoError::WrongType {
+            field: "clock",
+            expected: "a non-negative integer",
+        };
         match self.get("clock") {
             None | Some(Value::Nil) => Ok(None),
             Some(Value::F32(_) | Value::F64(_)) => {
@@ -215,7 +247,10 @@ impl Map {
     pub fn opt_f64(&self, field: &'static str) -> Result<Option<f64>, ProtoError> {
         match self.get(field) {
             None | Some(Value::Nil) => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or(ProtoError::WrongType { field, expected: "a number" }),
+            Some(v) => v.as_f64().map(Some).ok_or(ProtoError::WrongType {
+                field,
+                expected: "a number",
+            }),
         }
     }
 }
@@ -243,10 +278,19 @@ mod tests {
     #[test]
     fn refuses_what_is_not_an_envelope() {
         assert!(Envelope::decode(&[0xc1]).is_err());
-        assert!(matches!(Envelope::decode(&[]), Err(ProtoError::Malformed(_))));
-        assert_eq!(Envelope::decode(&encode(&Value::from(3))), Err(ProtoError::NotAMap));
+        assert!(matches!(
+            Envelope::decode(&[]),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert_eq!(
+            Envelope::decode(&encode(&Value::from(3))),
+            Err(ProtoError::NotAMap)
+        );
         let no_service = Value::Map(vec![(Value::from("data"), Value::Map(vec![]))]);
-        assert_eq!(Envelope::decode(&encode(&no_service)), Err(ProtoError::Missing("service")));
+        assert_eq!(
+            Envelope::decode(&encode(&no_service)),
+            Err(ProtoError::Missing("service"))
+        );
         let bad_data = Value::Map(vec![
             (Value::from("service"), Value::from("users")),
             (Value::from("data"), Value::from(1)),
@@ -259,7 +303,10 @@ mod tests {
         bytes.push(0);
         assert_eq!(Envelope::decode(&bytes), Err(ProtoError::Trailing));
         let big = vec![0u8; MAX_FRAME_BYTES + 1];
-        assert!(matches!(Envelope::decode(&big), Err(ProtoError::TooLarge { .. })));
+        assert!(matches!(
+            Envelope::decode(&big),
+            Err(ProtoError::TooLarge { .. })
+        ));
     }
 
     #[test]

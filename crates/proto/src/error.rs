@@ -17,9 +17,15 @@ pub enum ProtoError {
     #[error("missing field `{0}`")]
     Missing(&'static str),
     #[error("field `{field}` must be {expected}")]
-    WrongType { field: &'static str, expected: &'static str },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error("field `{field}`: {source}")]
-    InvalidName { field: &'static str, source: NameError },
+    InvalidName {
+        field: &'static str,
+        source: NameError,
+    },
     #[error("field `{field}` is longer than {max} bytes")]
     TextTooLong { field: &'static str, max: usize },
     #[error("field `{field}` must not be empty")]

@@ -13,8 +13,8 @@
 mod envelope;
 mod error;
 mod name;
-mod request;
 mod reply;
+mod request;
 mod time;
 
 pub use envelope::{Envelope, Map};

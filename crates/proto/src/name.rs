@@ -91,7 +91,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for ok in ["ana", "Bob", "general", "dev-ops", "x.y_z", "9lives", &"a".repeat(32)] {
+        for ok in [
+            "ana",
+            "Bob",
+            "general",
+            "dev-ops",
+            "x.y_z",
+            "9lives",
+            &"a".repeat(32),
+        ] {
             assert_eq!(Name::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -104,7 +112,13 @@ mod tests {
         assert_eq!(Name::parse("a b"), Err(NameError::BadChar(' ')));
         assert_eq!(Name::parse("ação"), Err(NameError::BadChar('ç')));
         assert_eq!(Name::parse("a:b"), Err(NameError::BadChar(':')));
-        assert!(matches!(Name::parse("servers"), Err(NameError::Reserved(_))));
-        assert!(matches!(Name::parse("REPLICA"), Err(NameError::Reserved(_))));
+        assert!(matches!(
+            Name::parse("servers"),
+            Err(NameError::Reserved(_))
+        ));
+        assert!(matches!(
+            Name::parse("REPLICA"),
+            Err(NameError::Reserved(_))
+        ));
     }
 }

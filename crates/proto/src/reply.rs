@@ -29,7 +29,9 @@ impl Reply {
     /// An error reply. The text goes in `description`; `publish` and `message` replies also carry
     /// it in `message`, where the standard puts it for those services.
     pub fn error(service: &str, description: &str) -> Envelope {
-        let env = Envelope::new(service).with("status", ERRO).with("description", description);
+        let env = Envelope::new(service)
+            .with("status", ERRO)
+            .with("description", description);
         match service {
             "publish" | "message" => env.with("message", description),
             _ => env,
@@ -88,7 +90,10 @@ impl Publication {
         let topic = std::str::from_utf8(topic)
             .map_err(|_| ProtoError::Malformed("topic is not UTF-8".into()))?
             .to_owned();
-        Ok(Publication { topic, envelope: Envelope::decode(body)? })
+        Ok(Publication {
+            topic,
+            envelope: Envelope::decode(body)?,
+        })
     }
 }
 
@@ -109,7 +114,10 @@ mod tests {
 
     #[test]
     fn publications_round_trip() {
-        let p = Publication { topic: "general".into(), envelope: Envelope::new("publish").with("message", "hi") };
+        let p = Publication {
+            topic: "general".into(),
+            envelope: Envelope::new("publish").with("message", "hi"),
+        };
         let frames = p.to_frames().to_vec();
         assert_eq!(Publication::from_frames(&frames).unwrap(), p);
         assert!(Publication::from_frames(&frames[..1]).is_err());

@@ -15,9 +15,17 @@ pub enum Request {
     /// Lists channels.
     Channels,
     /// Posts `message` to `channel` as `user`.
-    Publish { user: Name, channel: Name, message: String },
+    Publish {
+        user: Name,
+        channel: Name,
+        message: String,
+    },
     /// Sends a private message.
-    Message { src: Name, dst: Name, message: String },
+    Message {
+        src: Name,
+        dst: Name,
+        message: String,
+    },
 }
 
 /// What every request carries besides its arguments.
@@ -31,8 +39,9 @@ pub struct RequestMeta {
 
 impl Request {
     /// Every service name this module parses.
-    pub const SERVICES: [&'static str; 6] =
-        ["login", "users", "channel", "channels", "publish", "message"];
+    pub const SERVICES: [&'static str; 6] = [
+        "login", "users", "channel", "channels", "publish", "message",
+    ];
 
     /// Parses a decoded envelope into a typed request.
     ///
@@ -40,11 +49,18 @@ impl Request {
     /// When the service is unknown, or a field is missing, mistyped or invalid.
     pub fn parse(env: &Envelope) -> Result<(Request, RequestMeta), ProtoError> {
         let d = &env.data;
-        let meta = RequestMeta { timestamp: d.timestamp()?, clock: d.clock()?.unwrap_or(0) };
+        let meta = RequestMeta {
+            timestamp: d.timestamp()?,
+            clock: d.clock()?.unwrap_or(0),
+        };
         let req = match env.service.as_str() {
-            "login" => Request::Login { user: d.name("user")? },
+            "login" => Request::Login {
+                user: d.name("user")?,
+            },
             "users" => Request::Users,
-            "channel" => Request::Channel { channel: d.name("channel")? },
+            "channel" => Request::Channel {
+                channel: d.name("channel")?,
+            },
             "channels" => Request::Channels,
             "publish" => Request::Publish {
                 user: d.name("user")?,
@@ -80,7 +96,11 @@ impl Request {
             Request::Login { user } => env.with("user", user.as_str()),
             Request::Users | Request::Channels => env,
             Request::Channel { channel } => env.with("channel", channel.as_str()),
-            Request::Publish { user, channel, message } => env
+            Request::Publish {
+                user,
+                channel,
+                message,
+            } => env
                 .with("user", user.as_str())
                 .with("channel", channel.as_str())
                 .with("message", message.as_str()),
@@ -106,10 +126,20 @@ mod tests {
         let all = [
             Request::Login { user: name("ana") },
             Request::Users,
-            Request::Channel { channel: name("general") },
+            Request::Channel {
+                channel: name("general"),
+            },
             Request::Channels,
-            Request::Publish { user: name("ana"), channel: name("general"), message: "hi".into() },
-            Request::Message { src: name("ana"), dst: name("bob"), message: "psst".into() },
+            Request::Publish {
+                user: name("ana"),
+                channel: name("general"),
+                message: "hi".into(),
+            },
+            Request::Message {
+                src: name("ana"),
+                dst: name("bob"),
+                message: "psst".into(),
+            },
         ];
         for req in all {
             let mut env = req.to_envelope();
@@ -117,7 +147,13 @@ mod tests {
             let env = Envelope::decode(&env.to_bytes()).unwrap();
             let (back, meta) = Request::parse(&env).unwrap();
             assert_eq!(back, req);
-            assert_eq!(meta, RequestMeta { timestamp: Some(12.0), clock: 3 });
+            assert_eq!(
+                meta,
+                RequestMeta {
+                    timestamp: Some(12.0),
+                    clock: 3
+                }
+            );
         }
     }
 
@@ -125,11 +161,23 @@ mod tests {
     fn says_what_is_wrong() {
         let cases: Vec<(Envelope, &str)> = vec![
             (Envelope::new("login"), "missing field `user`"),
-            (Envelope::new("login").with("user", 5), "field `user` must be a string"),
-            (Envelope::new("login").with("user", "servers"), "field `user`: name `servers` is reserved"),
-            (Envelope::new("channel").with("channel", "a b"), "field `channel`: name may hold only"),
             (
-                Envelope::new("publish").with("user", "ana").with("channel", "c").with("message", ""),
+                Envelope::new("login").with("user", 5),
+                "field `user` must be a string",
+            ),
+            (
+                Envelope::new("login").with("user", "servers"),
+                "field `user`: name `servers` is reserved",
+            ),
+            (
+                Envelope::new("channel").with("channel", "a b"),
+                "field `channel`: name may hold only",
+            ),
+            (
+                Envelope::new("publish")
+                    .with("user", "ana")
+                    .with("channel", "c")
+                    .with("message", ""),
                 "field `message` must not be empty",
             ),
             (
@@ -140,8 +188,14 @@ mod tests {
                 "longer than",
             ),
             (Envelope::new("dance"), "unknown service `dance`"),
-            (Envelope::new("users").with("clock", "x"), "field `clock` must be"),
-            (Envelope::new("users").with("timestamp", Value::Array(vec![])), "field `timestamp`"),
+            (
+                Envelope::new("users").with("clock", "x"),
+                "field `clock` must be",
+            ),
+            (
+                Envelope::new("users").with("timestamp", Value::Array(vec![])),
+                "field `timestamp`",
+            ),
         ];
         for (env, want) in cases {
             let err = Request::parse(&env).unwrap_err().to_string();

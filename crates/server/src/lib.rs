@@ -1,1 +1,51 @@
-//! placeholder
+//! The Palaver application server.
+//!
+//! ```text
+//!  broker DEALER :5556 ──[envelope…, request]──▶ reactor ──Job──▶ store writer (group commit)
+//!                      ◀──[envelope…, reply]──── reactor ◀─Done── (after fsync)
+//!                                                   └──[topic, publication]──▶ proxy XSUB :5557
+//! ```
+//!
+//! One reactor thread owns every socket and the in-memory view (who is registered, which
+//! channels exist); [`State`] decides what each request does without touching I/O. Writes go
+//! to the store's writer thread, and their replies and publications leave only once the write
+//! is committed to disk. Requests pipeline: a DEALER worker keeps each request's routing
+//! envelope, so many requests are in flight at once and share commits.
+
+mod reactor;
+mod state;
+
+use std::path::PathBuf;
+
+pub use reactor::run;
+pub use state::{Outcome, State};
+
+use palaver_proto::Name;
+
+/// Where a server keeps its data and which sockets it connects to.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server's name: its identity as an event origin.
+    pub name: Name,
+    /// Directory holding this server's database; it belongs to this server alone.
+    pub data_dir: PathBuf,
+    /// The broker's DEALER endpoint that workers connect to.
+    pub broker_backend: String,
+    /// The proxy's XSUB endpoint that publishers connect to.
+    pub proxy_xsub: String,
+    /// The proxy's XPUB endpoint that subscribers connect to.
+    pub proxy_xpub: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("storage: {0}")]
+    Store(#[from] palaver_store::StoreError),
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: zmq::Error,
+    },
+}

@@ -17,10 +17,22 @@ pub struct Event {
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    Login { user: Name },
-    Channel { channel: Name },
-    Post { user: Name, channel: Name, message: String },
-    Direct { src: Name, dst: Name, message: String },
+    Login {
+        user: Name,
+    },
+    Channel {
+        channel: Name,
+    },
+    Post {
+        user: Name,
+        channel: Name,
+        message: String,
+    },
+    Direct {
+        src: Name,
+        dst: Name,
+        message: String,
+    },
 }
 
 impl Event {

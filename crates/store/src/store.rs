@@ -43,8 +43,10 @@ impl Store {
     /// # Errors
     /// When the directory cannot be created or the database cannot be opened or migrated.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         // WAL lets readers run beside the writer; synchronous=FULL makes every COMMIT fsync the
         // log, which is what "on disk before acknowledged" needs. Group commit pays for it.
@@ -81,16 +83,27 @@ impl Store {
         let channels = names("SELECT DISTINCT name FROM channels ORDER BY name")?;
         let mut progress = BTreeMap::new();
         let mut max_lamport = 0;
-        let mut stmt = self.conn.prepare("SELECT origin, seq, lamport FROM progress")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT origin, seq, lamport FROM progress")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         for row in rows {
             let (origin, seq, lamport) = row?;
             progress.insert(origin, seq as u64);
             max_lamport = max_lamport.max(lamport as u64);
         }
-        Ok(Snapshot { users, channels, progress, max_lamport })
+        Ok(Snapshot {
+            users,
+            channels,
+            progress,
+            max_lamport,
+        })
     }
 
     /// Stores a batch of events in one transaction with one durable commit. Returns one result
@@ -132,7 +145,8 @@ impl Store {
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let count = |table: &str| -> Result<u64, StoreError> {
             let n: i64 =
-                self.conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+                self.conn
+                    .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
             Ok(n as u64)
         };
         Ok(Counts {
@@ -161,7 +175,12 @@ impl Store {
 }
 
 fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
-    let (origin, seq, lamport, ts) = (e.origin.as_str(), e.seq as i64, e.lamport as i64, e.timestamp);
+    let (origin, seq, lamport, ts) = (
+        e.origin.as_str(),
+        e.seq as i64,
+        e.lamport as i64,
+        e.timestamp,
+    );
     match &e.kind {
         EventKind::Login { user } => tx
             .prepare_cached(
@@ -173,18 +192,38 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 "INSERT INTO channels (origin, seq, lamport, ts, name) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![origin, seq, lamport, ts, channel.as_str()]),
-        EventKind::Post { user, channel, message } => tx
+        EventKind::Post {
+            user,
+            channel,
+            message,
+        } => tx
             .prepare_cached(
                 "INSERT INTO posts (origin, seq, lamport, ts, channel, user, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![origin, seq, lamport, ts, channel.as_str(), user.as_str(), message]),
+            .execute(params![
+                origin,
+                seq,
+                lamport,
+                ts,
+                channel.as_str(),
+                user.as_str(),
+                message
+            ]),
         EventKind::Direct { src, dst, message } => tx
             .prepare_cached(
                 "INSERT INTO messages (origin, seq, lamport, ts, src, dst, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![origin, seq, lamport, ts, src.as_str(), dst.as_str(), message]),
+            .execute(params![
+                origin,
+                seq,
+                lamport,
+                ts,
+                src.as_str(),
+                dst.as_str(),
+                message
+            ]),
     }
     .map(|_| ())
 }
@@ -198,7 +237,13 @@ mod tests {
     }
 
     fn ev(seq: u64, kind: EventKind) -> Event {
-        Event { origin: "s1".into(), seq, lamport: seq * 10, timestamp: 1.0, kind }
+        Event {
+            origin: "s1".into(),
+            seq,
+            lamport: seq * 10,
+            timestamp: 1.0,
+            kind,
+        }
     }
 
     #[test]
@@ -210,9 +255,28 @@ mod tests {
                 .append(&[
                     ev(1, EventKind::Login { user: name("ana") }),
                     ev(2, EventKind::Login { user: name("ana") }),
-                    ev(3, EventKind::Channel { channel: name("general") }),
-                    ev(4, EventKind::Post { user: name("ana"), channel: name("general"), message: "hi".into() }),
-                    ev(5, EventKind::Direct { src: name("ana"), dst: name("ana"), message: "me".into() }),
+                    ev(
+                        3,
+                        EventKind::Channel {
+                            channel: name("general"),
+                        },
+                    ),
+                    ev(
+                        4,
+                        EventKind::Post {
+                            user: name("ana"),
+                            channel: name("general"),
+                            message: "hi".into(),
+                        },
+                    ),
+                    ev(
+                        5,
+                        EventKind::Direct {
+                            src: name("ana"),
+                            dst: name("ana"),
+                            message: "me".into(),
+                        },
+                    ),
                 ])
                 .unwrap();
             assert!(results.iter().all(Result::is_ok));
@@ -223,7 +287,15 @@ mod tests {
         assert_eq!(snap.channels, vec![name("general")]);
         assert_eq!(snap.progress.get("s1"), Some(&5));
         assert_eq!(snap.max_lamport, 50);
-        assert_eq!(store.counts().unwrap(), Counts { logins: 2, channels: 1, posts: 1, messages: 1 });
+        assert_eq!(
+            store.counts().unwrap(),
+            Counts {
+                logins: 2,
+                channels: 1,
+                posts: 1,
+                messages: 1
+            }
+        );
         assert!(store.has_post("general", "hi").unwrap());
     }
 
@@ -231,7 +303,9 @@ mod tests {
     fn a_repeated_id_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
-        store.append(&[ev(1, EventKind::Login { user: name("ana") })]).unwrap();
+        store
+            .append(&[ev(1, EventKind::Login { user: name("ana") })])
+            .unwrap();
         let results = store
             .append(&[
                 ev(1, EventKind::Login { user: name("bob") }),

@@ -40,8 +40,14 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || run(store, rx, notify))
-            .map_err(|source| StoreError::Dir { path: "writer thread".into(), source })?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+            .map_err(|source| StoreError::Dir {
+                path: "writer thread".into(),
+                source,
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Queues a job, waiting while the queue is full.
@@ -49,7 +55,11 @@ impl Writer {
     /// # Errors
     /// When the writer thread has stopped.
     pub fn submit(&self, job: Job) -> Result<(), StoreError> {
-        self.tx.as_ref().ok_or(StoreError::WriterGone)?.send(job).map_err(|_| StoreError::WriterGone)
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)
     }
 
     /// Finishes the queued jobs and stops the thread.
@@ -91,8 +101,11 @@ fn run(mut store: Store, rx: Receiver<Job>, mut notify: impl FnMut(Vec<Done>)) {
                 vec![Err("storage failure".to_owned()); events.len()]
             }
         };
-        let done =
-            tokens.drain(..).zip(results).map(|(token, result)| Done { token, result }).collect();
+        let done = tokens
+            .drain(..)
+            .zip(results)
+            .map(|(token, result)| Done { token, result })
+            .collect();
         events.clear();
         notify(done);
     }
@@ -126,10 +139,13 @@ mod tests {
             };
             writer.submit(Job { token: seq, event }).unwrap();
         }
-        let mut seen: Vec<u64> = (0..500).map(|_| rx.recv().unwrap()).map(|d| {
-            assert!(d.result.is_ok());
-            d.token
-        }).collect();
+        let mut seen: Vec<u64> = (0..500)
+            .map(|_| rx.recv().unwrap())
+            .map(|d| {
+                assert!(d.result.is_ok());
+                d.token
+            })
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, (1..=500).collect::<Vec<_>>());
         writer.close();

@@ -1,0 +1,138 @@
+//! `palaver bot`: the standard bot. It logs in under a random name, creates a channel while
+//! fewer than five exist, follows channels until it follows three, then forever picks one of
+//! them and sends it a burst of messages, one per interval. It reads its subscriptions while it
+//! waits, so it also counts what the others say.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
+use palaver_core::Shutdown;
+use palaver_proto::Name;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+pub struct Options {
+    pub broker: String,
+    pub sub: String,
+    pub name: Option<Name>,
+    pub interval: Duration,
+    pub burst: u32,
+    pub count: Option<u64>,
+    pub size: Option<usize>,
+}
+
+/// Channels the bot makes sure exist.
+const WANT_CHANNELS: usize = 5;
+/// Channels the bot follows.
+const FOLLOW: usize = 3;
+
+/// Runs the bot until `shutdown`, or until it has sent `count` messages.
+///
+/// # Errors
+/// When it cannot log in or set up its channels.
+pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut rng = rand::thread_rng();
+    let me = match &opts.name {
+        Some(n) => n.clone(),
+        None => Name::parse(&format!("bot-{:04}", rng.gen_range(0..10_000)))?,
+    };
+    let ctx = zmq::Context::new();
+    let clock = SharedClock::new();
+    let mut conn = Connection::open(&ctx, &opts.broker, clock.clone())?;
+    let mut sub = Subscriber::open(&ctx, &opts.sub, clock)?;
+    conn.login(&me)
+        .with_context(|| format!("{me}: login failed"))?;
+    sub.subscribe(me.as_str())?;
+
+    let mut channels = conn.channels()?;
+    while channels.len() < WANT_CHANNELS {
+        let name = Name::parse(&format!("chan-{:04}", rng.gen_range(0..10_000)))?;
+        match conn.create_channel(&name) {
+            Ok(()) | Err(ClientError::Refused(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        channels = conn.channels()?;
+    }
+    let mut following: Vec<Name> = Vec::new();
+    channels.shuffle(&mut rng);
+    for c in channels
+        .iter()
+        .filter_map(|c| Name::parse(c).ok())
+        .take(FOLLOW)
+    {
+        sub.subscribe(c.as_str())?;
+        following.push(c);
+    }
+    tracing::info!(bot = %me, following = ?following, "bot ready");
+
+    let mut sent = 0u64;
+    let mut received = 0u64;
+    let mut next = Instant::now();
+    'outer: while !shutdown.is_triggered() {
+        let Some(channel) = following.choose(&mut rng).cloned() else {
+            break;
+        };
+        for _ in 0..opts.burst.max(1) {
+            // Wait for the next send time, reading what arrives meanwhile.
+            while let Some(left) = next.checked_duration_since(Instant::now()) {
+                if shutdown.is_triggered() {
+                    break 'outer;
+                }
+                if sub
+                    .recv_timeout(left.min(Duration::from_millis(100)))?
+                    .is_some()
+                {
+                    received += 1;
+                }
+            }
+            next += opts.interval;
+            if next < Instant::now() {
+                next = Instant::now();
+            }
+            let text = message_text(&me, sent + 1, opts.size);
+            match conn.publish(&me, &channel, &text) {
+                Ok(()) => sent += 1,
+                Err(e @ ClientError::Timeout { .. }) => {
+                    tracing::warn!(bot = %me, error = %e, "post lost")
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if opts.count.is_some_and(|c| sent >= c) {
+                break 'outer;
+            }
+        }
+        tracing::info!(bot = %me, %channel, sent, received, "burst done");
+    }
+    tracing::info!(bot = %me, sent, received, "bot stopped");
+    Ok(())
+}
+
+fn message_text(me: &Name, n: u64, size: Option<usize>) -> String {
+    let base = format!("message {n} from {me}");
+    match size {
+        Some(size) if size > base.len() => {
+            let mut s = base;
+            s.push(' ');
+            while s.len() < size {
+                s.push('x');
+            }
+            s
+        }
+        Some(size) => base[..size.max(1).min(base.len())].to_owned(),
+        None => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_have_the_asked_size() {
+        let me = Name::parse("bot-1").unwrap();
+        assert_eq!(message_text(&me, 3, None), "message 3 from bot-1");
+        assert_eq!(message_text(&me, 3, Some(100)).len(), 100);
+        assert_eq!(message_text(&me, 3, Some(5)).len(), 5);
+    }
+}

@@ -1,0 +1,116 @@
+//! How publications look to people and to programs.
+
+use palaver_client::Received;
+use palaver_proto::format_clock_time;
+use rmpv::Value;
+
+/// One line for a person: what arrived, from whom, and when it was sent and received.
+pub fn line(r: &Received) -> String {
+    let env = &r.publication.envelope;
+    let d = &env.data;
+    let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
+    let sent = d
+        .timestamp()
+        .ok()
+        .flatten()
+        .map_or_else(|| "?".into(), format_clock_time);
+    let clock = d
+        .clock()
+        .ok()
+        .flatten()
+        .map_or_else(|| "?".into(), |c| c.to_string());
+    let recv = format_clock_time(r.received_at);
+    let body = match env.service.as_str() {
+        "publish" => format!(
+            "#{} <{}> {}",
+            text("channel"),
+            text("user"),
+            text("message")
+        ),
+        "message" => format!("*{} → {}* {}", text("src"), text("dst"), text("message")),
+        "election" => format!("coordinator is now {}", text("coordinator")),
+        other => format!(
+            "[{}] {} {}",
+            r.publication.topic,
+            other,
+            to_json(&Value::Map(d.0.clone()))
+        ),
+    };
+    format!("{recv} {body}  (sent {sent}, clock {clock})")
+}
+
+/// One JSON object for a program.
+pub fn json(r: &Received) -> String {
+    let p = &r.publication;
+    serde_json::json!({
+        "topic": p.topic,
+        "service": p.envelope.service,
+        "data": to_json(&Value::Map(p.envelope.data.0.clone())),
+        "received_at": r.received_at,
+    })
+    .to_string()
+}
+
+/// MessagePack to JSON, for display: binary becomes a list of bytes, other map keys strings.
+pub fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Nil => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => i
+            .as_u64()
+            .map(J::from)
+            .or_else(|| i.as_i64().map(J::from))
+            .unwrap_or(J::Null),
+        Value::F32(f) => J::from(f64::from(*f)),
+        Value::F64(f) => J::from(*f),
+        Value::String(s) => J::String(
+            s.as_str()
+                .map_or_else(|| "<invalid utf-8>".into(), str::to_owned),
+        ),
+        Value::Binary(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
+        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map_or_else(|| k.to_string(), str::to_owned),
+                        to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        Value::Ext(_, _) => J::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palaver_proto::{Envelope, Publication};
+
+    #[test]
+    fn shows_a_post_with_both_times() {
+        let env = Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "general")
+            .with("message", "hello")
+            .with("timestamp", 1_767_270_896.5)
+            .with("clock", 7);
+        let r = Received {
+            publication: Publication {
+                topic: "general".into(),
+                envelope: env,
+            },
+            received_at: 1_767_270_896.75,
+        };
+        assert_eq!(
+            line(&r),
+            "12:34:56.750 #general <ana> hello  (sent 12:34:56.500, clock 7)"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(j["data"]["user"], "ana");
+        assert_eq!(j["topic"], "general");
+    }
+}
