@@ -1,1 +1,12 @@
-//! placeholder
+//! Real Palaver processes for integration tests: a broker, a proxy and servers on free loopback
+//! ports, each logging to a file in a temporary directory. Every process is killed when its
+//! handle drops, a panicking test included, and dies with the test thread that started it even
+//! if the test process itself is killed.
+
+mod cluster;
+mod ports;
+mod proc;
+
+pub use cluster::Cluster;
+pub use ports::free_port;
+pub use proc::{wait_until, Proc};

@@ -1,0 +1,142 @@
+//! Whatever arrives over the network gets a clear error reply, changes nothing, and never
+//! stops the server.
+
+mod common;
+
+use common::{bin, name, Cluster};
+use palaver_proto::{Envelope, Reply, Status};
+use rand::{Rng, SeedableRng};
+use rmpv::Value;
+
+fn encode(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, v).unwrap();
+    out
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+#[test]
+fn garbage_gets_an_error_reply_and_changes_nothing() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    let before = common::counts(&cluster.data_dir(0));
+
+    let good = Envelope::new("publish")
+        .with("user", "ana")
+        .with("channel", "general")
+        .with("message", "hello")
+        .to_bytes();
+    let mut frames: Vec<(String, Vec<u8>, &str)> = vec![
+        ("empty frame".into(), vec![], "not valid MessagePack"),
+        (
+            "truncated".into(),
+            good[..good.len() / 2].to_vec(),
+            "not valid MessagePack",
+        ),
+        (
+            "not a map".into(),
+            encode(&Value::from(42)),
+            "must be a MessagePack map",
+        ),
+        (
+            "no service".into(),
+            encode(&map(vec![("data", map(vec![]))])),
+            "missing field `service`",
+        ),
+        (
+            "service not a string".into(),
+            encode(&map(vec![("service", Value::from(1))])),
+            "`service` must be a string",
+        ),
+        (
+            "data not a map".into(),
+            encode(&map(vec![
+                ("service", "users".into()),
+                ("data", "x".into()),
+            ])),
+            "`data` must be a map",
+        ),
+        (
+            "unknown service".into(),
+            Envelope::new("dance").to_bytes(),
+            "unknown service `dance`",
+        ),
+        (
+            "user not a string".into(),
+            Envelope::new("login").with("user", 7).to_bytes(),
+            "`user` must be a string",
+        ),
+        (
+            "message not a string".into(),
+            Envelope::new("publish")
+                .with("user", "ana")
+                .with("channel", "general")
+                .with("message", Value::Array(vec![]))
+                .to_bytes(),
+            "`message` must be a string",
+        ),
+        (
+            "clock not a number".into(),
+            Envelope::new("users").with("clock", "soon").to_bytes(),
+            "`clock` must be",
+        ),
+        (
+            "oversized".into(),
+            vec![0x90; 10 << 20],
+            "larger than the limit",
+        ),
+        (
+            "trailing bytes".into(),
+            [good.clone(), vec![0xc0]].concat(),
+            "trailing bytes",
+        ),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..50 {
+        let len = rng.gen_range(1..200);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        frames.push((format!("random #{i}"), bytes, ""));
+    }
+    for (what, bytes, want) in frames {
+        let reply = c
+            .call_raw(&bytes)
+            .unwrap_or_else(|e| panic!("{what}: no reply: {e}"));
+        assert_eq!(Reply::status(&reply), Status::Error, "{what}: {reply:?}");
+        let text = Reply::error_text(&reply).unwrap_or_default();
+        assert!(!text.is_empty(), "{what}: the error says why");
+        assert!(text.contains(want), "{what}: {text:?} should say {want:?}");
+    }
+    assert!(
+        cluster.connection().users().is_ok(),
+        "the server still serves"
+    );
+    assert_eq!(
+        common::counts(&cluster.data_dir(0)),
+        before,
+        "nothing was stored"
+    );
+    let log = std::fs::read_to_string(cluster.dir().join("s1.log")).unwrap();
+    assert!(
+        log.contains("refused an oversized frame"),
+        "the oversized frame is logged"
+    );
+}
+
+#[test]
+fn the_reply_repeats_the_service_of_a_bad_request() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    let reply = c.call(Envelope::new("channel").with("channel", 3)).unwrap();
+    assert_eq!(reply.service, "channel");
+    assert_eq!(reply.data.str("status").unwrap(), "erro");
+}

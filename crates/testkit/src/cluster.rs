@@ -1,0 +1,222 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palaver_client::{Connection, SharedClock, Subscriber};
+use palaver_proto::Name;
+
+use crate::{free_port, Proc};
+
+/// How long a process may take to say it is ready.
+const READY: Duration = Duration::from_secs(20);
+
+/// A broker, a proxy and servers, started from the `palaver` binary at `bin`.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    ctx: zmq::Context,
+    frontend: u16,
+    backend: u16,
+    xsub: u16,
+    xpub: u16,
+    // Servers before the broker and proxy, so they stop first when the cluster drops.
+    servers: Vec<Option<Proc>>,
+    broker: Proc,
+    proxy: Proc,
+}
+
+impl Cluster {
+    /// Starts a cluster with `servers` servers named `s1`, `s2`… and waits until each is
+    /// serving.
+    ///
+    /// # Panics
+    /// When a process cannot be started or does not become ready: the test cannot go on.
+    pub fn start(bin: &Path, servers: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (broker, frontend, backend) =
+            start_pair(bin, dir.path(), "broker", "broker ready", |a, b| {
+                vec![
+                    "broker".into(),
+                    "--frontend".into(),
+                    tcp(a),
+                    "--backend".into(),
+                    tcp(b),
+                ]
+            });
+        let (proxy, xsub, xpub) = start_pair(bin, dir.path(), "proxy", "proxy ready", |a, b| {
+            vec![
+                "proxy".into(),
+                "--xsub".into(),
+                tcp(a),
+                "--xpub".into(),
+                tcp(b),
+            ]
+        });
+        let mut cluster = Cluster {
+            bin: bin.to_owned(),
+            dir,
+            ctx: zmq::Context::new(),
+            frontend,
+            backend,
+            xsub,
+            xpub,
+            servers: Vec::new(),
+            broker,
+            proxy,
+        };
+        for i in 0..servers {
+            cluster.servers.push(None);
+            cluster.start_server(i);
+        }
+        cluster
+    }
+
+    /// The name of server `i` (0-based): `s1`, `s2`…
+    pub fn server_name(i: usize) -> String {
+        format!("s{}", i + 1)
+    }
+
+    /// Server `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(Cluster::server_name(i))
+    }
+
+    /// The directory holding logs and data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Where clients connect.
+    pub fn broker_endpoint(&self) -> String {
+        tcp(self.frontend)
+    }
+
+    /// Where subscribers connect.
+    pub fn sub_endpoint(&self) -> String {
+        tcp(self.xpub)
+    }
+
+    /// A fresh client connection through the broker.
+    pub fn connection(&self) -> Connection {
+        Connection::open(&self.ctx, &self.broker_endpoint(), SharedClock::new())
+            .expect("connection")
+    }
+
+    /// A fresh subscriber on the proxy.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber::open(&self.ctx, &self.sub_endpoint(), SharedClock::new()).expect("subscriber")
+    }
+
+    /// Starts (or restarts) server `i` and waits until it serves.
+    ///
+    /// # Panics
+    /// When it does not become ready in time.
+    pub fn start_server(&mut self, i: usize) {
+        let name = Cluster::server_name(i);
+        let args = vec![
+            "server".into(),
+            "--name".into(),
+            name.clone(),
+            "--data".into(),
+            self.data_dir(i).display().to_string(),
+            "--broker".into(),
+            tcp(self.backend),
+            "--pub".into(),
+            tcp(self.xsub),
+            "--sub".into(),
+            tcp(self.xpub),
+        ];
+        let log = self.dir.path().join(format!("{name}.log"));
+        let before = std::fs::read_to_string(&log)
+            .map(|s| s.matches("serving").count())
+            .unwrap_or(0);
+        let mut proc = Proc::spawn(&name, &self.bin, &args, &log);
+        let ready = crate::wait_until(READY, || {
+            proc.log().matches("serving").count() > before || proc.exited()
+        });
+        assert!(
+            ready && !proc.exited(),
+            "{name} did not start:\n{}",
+            proc.log()
+        );
+        self.servers[i] = Some(proc);
+    }
+
+    /// `kill -9` of server `i`.
+    pub fn kill_server(&mut self, i: usize) {
+        if let Some(mut p) = self.servers[i].take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERM to server `i`; returns whether it stopped cleanly (exit 0) in time.
+    pub fn stop_server(&mut self, i: usize) -> bool {
+        self.servers[i]
+            .take()
+            .is_some_and(|mut p| p.stop(Duration::from_secs(10)))
+    }
+
+    /// The running process of server `i`.
+    pub fn server(&mut self, i: usize) -> Option<&mut Proc> {
+        self.servers[i].as_mut()
+    }
+
+    pub fn broker(&mut self) -> &mut Proc {
+        &mut self.broker
+    }
+
+    pub fn proxy(&mut self) -> &mut Proc {
+        &mut self.proxy
+    }
+
+    /// Makes sure `sub` receives `channel`'s posts: posts probes as `user` until one arrives.
+    /// ZeroMQ subscriptions reach the proxy asynchronously, so this is how a test knows.
+    ///
+    /// # Panics
+    /// When no probe arrives within 10 s.
+    pub fn await_subscription(
+        &self,
+        conn: &mut Connection,
+        sub: &mut Subscriber,
+        user: &Name,
+        channel: &Name,
+    ) {
+        let arrived = crate::wait_until(Duration::from_secs(10), || {
+            conn.publish(user, channel, "probe").expect("probe post");
+            sub.recv_timeout(Duration::from_millis(50))
+                .expect("receive")
+                .is_some()
+        });
+        assert!(arrived, "subscription to {channel} never became active");
+        while sub
+            .recv_timeout(Duration::from_millis(100))
+            .expect("receive")
+            .is_some()
+        {}
+    }
+}
+
+fn tcp(port: u16) -> String {
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// Starts a process that binds two ports, retrying with new ports if a bind fails.
+fn start_pair(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    ready: &str,
+    args: impl Fn(u16, u16) -> Vec<String>,
+) -> (Proc, u16, u16) {
+    for _ in 0..5 {
+        let (a, b) = (free_port(), free_port());
+        let mut proc = Proc::spawn(name, bin, &args(a, b), &dir.join(format!("{name}.log")));
+        if proc.await_log(ready, READY) && !proc.exited() {
+            return (proc, a, b);
+        }
+    }
+    panic!("{name} could not start on free ports");
+}
