@@ -1,0 +1,267 @@
+//! The front ends, driven as a person or a script would: the line client over a pipe, the bot,
+//! the listener and `palaver up`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{bin, name, Cluster};
+use palaver_testkit::{free_port, wait_until, Proc};
+
+/// Runs `palaver client` with `script` on stdin and returns what it printed.
+fn client(cluster: &Cluster, user: &str, script: &str) -> String {
+    let mut child = Command::new(bin())
+        .args([
+            "client",
+            "--user",
+            user,
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_line_client_can_be_scripted() {
+    let cluster = Cluster::start(&bin(), 1);
+    cluster.connection().login(&name("bob")).unwrap();
+    let out = client(
+        &cluster,
+        "ana",
+        "/create general\nhello everyone\n/users\n/channels\n/msg bob hi bob\n/post nowhere x\n/msg zed x\n/frobnicate\n",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("logged in as ana"), "{out}");
+    assert!(
+        !out.contains("> "),
+        "no prompts when stdin is a pipe:\n{out}"
+    );
+    for want in [
+        "created #general",
+        "posted to #general",
+        "users: ana, bob",
+        "channels: general",
+        "sent to bob",
+        "error: channel `nowhere` does not exist",
+        "error: user `zed` does not exist",
+        "unknown command /frobnicate",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(
+        lines.iter().skip(1).all(|l| l.contains("(clock ")),
+        "every reply shows the clock:\n{out}"
+    );
+    assert!(common::store(&cluster.data_dir(0))
+        .has_post("general", "hello everyone")
+        .unwrap());
+}
+
+#[test]
+fn the_line_client_shows_incoming_messages_with_both_times() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("bob")).unwrap();
+    c.login(&name("anabela")).unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "client",
+            "--user",
+            "ana",
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert!(rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .starts_with("logged in as ana"));
+    // Send to ana until one arrives (the subscription reaches the proxy asynchronously);
+    // anabela's messages, sent in between, must never show.
+    let mut seen = Vec::new();
+    let arrived = wait_until(Duration::from_secs(10), || {
+        c.message(&name("bob"), &name("anabela"), "not for ana")
+            .unwrap();
+        c.message(&name("bob"), &name("ana"), "for ana").unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            seen.push(line);
+        }
+        seen.iter().any(|l| l.contains("for ana"))
+    });
+    writeln!(stdin, "/quit").unwrap();
+    drop(stdin);
+    let _ = child.wait();
+    assert!(arrived, "nothing arrived: {seen:?}");
+    let line = seen.iter().find(|l| l.contains("for ana")).unwrap();
+    assert!(line.contains("*bob → ana* for ana"), "{line}");
+    assert!(line.contains("(sent ") && line.contains("clock "), "{line}");
+    assert!(!seen.iter().any(|l| l.contains("not for ana")), "{seen:?}");
+}
+
+#[test]
+fn the_bot_creates_channels_follows_them_and_posts() {
+    let cluster = Cluster::start(&bin(), 1);
+    let status = Command::new(bin())
+        .args([
+            "bot",
+            "--name",
+            "robo",
+            "--interval-ms",
+            "5",
+            "--count",
+            "25",
+        ])
+        .args([
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut c = cluster.connection();
+    assert_eq!(
+        c.channels().unwrap().len(),
+        5,
+        "the bot tops up to five channels"
+    );
+    assert!(c.users().unwrap().contains(&"robo".to_owned()));
+    assert_eq!(common::counts(&cluster.data_dir(0)).posts, 25);
+}
+
+#[test]
+fn the_listener_prints_json_lines() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["listen", "--json", "--topic", "general"])
+        .args([
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut line = None;
+    wait_until(Duration::from_secs(10), || {
+        c.publish(&name("ana"), &name("general"), "watched")
+            .unwrap();
+        line = rx.recv_timeout(Duration::from_millis(50)).ok();
+        line.is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the listener printed the post");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["topic"], "general");
+    assert_eq!(v["service"], "publish");
+    assert_eq!(v["data"]["message"], "watched");
+    assert_eq!(v["data"]["user"], "ana");
+    assert!(v["data"]["clock"].is_u64() && v["data"]["timestamp"].is_f64());
+}
+
+/// Four consecutive free ports for `palaver up --base-port`.
+fn free_base_port() -> u16 {
+    loop {
+        let base = free_port();
+        if base < 65000
+            && (1..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+#[test]
+fn up_runs_a_cluster_and_stops_it_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port();
+    let args: Vec<String> = [
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--data",
+        &dir.path().join("data").display().to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut up = Proc::spawn("up", &bin(), &args, &dir.path().join("up.log"));
+    assert!(
+        up.await_log("s1 | ", Duration::from_secs(20)),
+        "{}",
+        up.log()
+    );
+    let ctx = zmq::Context::new();
+    let mut c = palaver_client::Connection::open(
+        &ctx,
+        &format!("tcp://127.0.0.1:{base}"),
+        Default::default(),
+    )
+    .unwrap();
+    c.login(&name("ana")).unwrap();
+    assert_eq!(c.users().unwrap(), vec!["ana"]);
+    assert!(
+        up.stop(Duration::from_secs(15)),
+        "up exits cleanly on SIGTERM:\n{}",
+        up.log()
+    );
+    let log = up.log();
+    assert!(log.contains("palaver stopped"), "{log}");
+    assert!(
+        log.contains("s1 |") && log.contains("broker |") && log.contains("proxy |"),
+        "one prefixed stream:\n{log}"
+    );
+    assert!(dir.path().join("data/s1/palaver.db").exists());
+}

@@ -1,0 +1,72 @@
+//! A client in another language (Python, with pyzmq and msgpack) talks to Palaver.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{bin, Cluster};
+
+/// A Python with pyzmq and msgpack: `PALAVER_PYTHON` if set, else a virtual environment under
+/// the target directory, made on first use.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("PALAVER_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv");
+    let py = venv.join("bin/python");
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import zmq, msgpack"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&py) {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "python3 -m venv failed: is python3 installed?"
+        );
+        let pip = Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "pyzmq",
+                "msgpack",
+            ])
+            .status();
+        assert!(
+            pip.is_ok_and(|s| s.success()),
+            "pip could not install pyzmq and msgpack"
+        );
+    }
+    assert!(ready(&py), "pyzmq and msgpack are not importable");
+    py
+}
+
+#[test]
+fn a_python_client_logs_in_creates_lists_publishes_and_receives() {
+    let py = python();
+    let cluster = Cluster::start(&bin(), 1);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/interop.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(cluster.broker_endpoint())
+        .arg(cluster.sub_endpoint())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python client failed:\n{text}");
+    assert!(text.contains("every step behaved"), "{text}");
+}

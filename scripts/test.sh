@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs Palaver's whole test suite: unit tests, and integration tests that start real
+# processes on free loopback ports. The Python interoperability test makes its own virtual
+# environment (pyzmq, msgpack) under target/ on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cargo >/dev/null; then
+    echo "cargo is needed: install Rust from rustup first" >&2
+    exit 1
+fi
+cargo test --workspace --all-targets "$@"
