@@ -18,7 +18,7 @@ mod state;
 use std::path::PathBuf;
 
 pub use reactor::run;
-pub use state::{Outcome, State};
+pub use state::{Handled, State};
 
 use palaver_proto::Name;
 

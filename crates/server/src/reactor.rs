@@ -1,24 +1,22 @@
-use std::collections::HashMap;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use palaver_core::Shutdown;
 use palaver_proto::{now_secs, Envelope, ProtoError, Reply, Request, MAX_FRAME_BYTES};
-use palaver_store::{Done, Event, Job, Store, Writer};
+use palaver_store::Store;
 
-use crate::{Config, Outcome, ServerError, State};
+use crate::state::Handled;
+use crate::{Config, ServerError, State};
 
 /// How long the reactor waits in `poll` before it looks at the shutdown flag again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Requests read per turn of the loop before finished writes are answered, so replies keep
-/// flowing under a flood of requests.
-const READ_BURST: usize = 512;
+/// The most requests one batch (one commit) takes.
+const MAX_BATCH: usize = 1024;
 
-/// A write waiting for its commit: where to send the answer.
-struct Pending {
+/// A request handled but not yet answered: its answer waits for the batch's commit.
+struct Queued {
     envelope: Vec<Vec<u8>>,
-    event: Event,
+    handled: Handled,
 }
 
 /// Runs a server until `shutdown` is triggered.
@@ -39,19 +37,6 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     let state = State::new(cfg.name.as_str(), snapshot);
 
     let ctx = zmq::Context::new();
-    let wake_endpoint = format!("inproc://wake-{}", cfg.name);
-    let wake = ctx.socket(zmq::PULL)?;
-    wake.bind(&wake_endpoint)?;
-    let wake_tx = ctx.socket(zmq::PUSH)?;
-    wake_tx.connect(&wake_endpoint)?;
-    let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
-    let writer = Writer::spawn(store, move |done| {
-        // The reactor may be gone during shutdown; then nobody is waiting for the answers.
-        if done_tx.send(done).is_ok() {
-            let _ = wake_tx.send(&[][..], zmq::DONTWAIT);
-        }
-    })?;
-
     let worker = ctx.socket(zmq::DEALER)?;
     worker.set_rcvhwm(100_000)?;
     worker.set_sndhwm(100_000)?;
@@ -65,17 +50,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
 
     let mut reactor = Reactor {
         state,
-        writer,
+        store,
         worker,
         publisher,
-        pending: HashMap::new(),
-        next_token: 0,
     };
-    reactor.serve(&wake, &done_rx, shutdown);
-    reactor.writer.close();
-    while let Ok(done) = done_rx.try_recv() {
-        reactor.finish(done);
-    }
+    reactor.serve(shutdown);
     tracing::info!(server = %cfg.name, "stopped");
     Ok(())
 }
@@ -91,56 +70,52 @@ fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), ServerError> {
 
 struct Reactor {
     state: State,
-    writer: Writer,
+    store: Store,
     worker: zmq::Socket,
     publisher: zmq::Socket,
-    pending: HashMap<u64, Pending>,
-    next_token: u64,
 }
 
 impl Reactor {
-    fn serve(
-        &mut self,
-        wake: &zmq::Socket,
-        done_rx: &mpsc::Receiver<Vec<Done>>,
-        shutdown: &Shutdown,
-    ) {
+    /// Reads what has arrived, handles it as one batch, commits the batch's writes with one
+    /// fsync, then answers every request of the batch in order.
+    fn serve(&mut self, shutdown: &Shutdown) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         while !shutdown.is_triggered() {
-            let (worker_ready, wake_ready) = {
-                let mut items = [
-                    self.worker.as_poll_item(zmq::POLLIN),
-                    wake.as_poll_item(zmq::POLLIN),
-                ];
-                if let Err(e) = zmq::poll(&mut items, POLL_INTERVAL.as_millis() as i64) {
+            match self
+                .worker
+                .poll(zmq::POLLIN, POLL_INTERVAL.as_millis() as i64)
+            {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(e) => {
                     tracing::warn!(error = %e, "poll failed");
                     continue;
                 }
-                (items[0].is_readable(), items[1].is_readable())
-            };
-            if wake_ready {
-                while wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
             }
-            while let Ok(done) = done_rx.try_recv() {
-                self.finish(done);
-            }
-            if worker_ready {
-                for _ in 0..READ_BURST {
-                    match self.worker.recv_multipart(zmq::DONTWAIT) {
-                        Ok(frames) => self.request(frames),
-                        Err(zmq::Error::EAGAIN) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "receive failed");
-                            break;
-                        }
-                    }
+            // Everything that arrived while the previous batch was being synced forms the next
+            // batch, so concurrent clients share commits without anyone waiting on purpose.
+            self.drain(&mut batch);
+            self.commit(&mut batch);
+        }
+    }
+
+    /// Reads every request waiting, up to a full batch.
+    fn drain(&mut self, batch: &mut Vec<Queued>) {
+        while batch.len() < MAX_BATCH {
+            match self.worker.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => batch.push(self.request(frames)),
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "receive failed");
+                    break;
                 }
             }
         }
     }
 
     /// Handles one request: `[routing envelope…, body]`.
-    fn request(&mut self, mut frames: Vec<Vec<u8>>) {
-        let Some(body) = frames.pop() else { return };
+    fn request(&mut self, mut frames: Vec<Vec<u8>>) -> Queued {
+        let body = frames.pop().unwrap_or_default();
         let envelope = frames;
         if body.len() > MAX_FRAME_BYTES {
             tracing::warn!(bytes = body.len(), "refused an oversized frame");
@@ -149,83 +124,104 @@ impl Reactor {
             Ok(env) => env,
             Err(e) => {
                 let service = Envelope::sniff_service(&body);
-                self.reject(&envelope, service.as_deref(), &e);
-                return;
+                return Queued {
+                    envelope,
+                    handled: rejection(service.as_deref(), &e),
+                };
             }
         };
         if let Some(clock) = env.clock() {
             self.state.observe(clock);
         }
-        let req = match Request::parse(&env) {
-            Ok((req, _meta)) => req,
-            Err(e) => {
-                self.reject(&envelope, Some(&env.service), &e);
-                return;
+        let handled = match Request::parse(&env) {
+            Ok((req, _meta)) => self.state.handle(req, now_secs()),
+            Err(e) => rejection(Some(&env.service), &e),
+        };
+        Queued { envelope, handled }
+    }
+
+    /// Stores the batch's events in one transaction, then answers and publishes.
+    fn commit(&mut self, batch: &mut Vec<Queued>) {
+        let events = batch.iter().filter_map(|q| q.handled.event.as_ref());
+        let results = if events.clone().next().is_none() {
+            Vec::new()
+        } else {
+            match self.store.append(events) {
+                Ok(results) => results,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed");
+                    vec![Err(e.to_string()); batch.len()]
+                }
             }
         };
-        match self.state.handle(req, now_secs()) {
-            Outcome::Reply(reply) => self.reply(&envelope, reply),
-            Outcome::Write(event) => {
-                self.next_token += 1;
-                let token = self.next_token;
-                let job = Job {
-                    token,
-                    event: event.clone(),
-                };
-                self.pending.insert(token, Pending { envelope, event });
-                if let Err(e) = self.writer.submit(job) {
-                    tracing::error!(error = %e, "store writer is gone");
-                    if let Some(p) = self.pending.remove(&token) {
-                        let reply = self.state.failed(&p.event);
-                        self.reply(&p.envelope, reply);
+        let mut results = results.into_iter();
+        let mut lost = false;
+        for q in batch.drain(..) {
+            let Handled {
+                reply,
+                event,
+                publication,
+            } = q.handled;
+            let stored = match &event {
+                None => true,
+                Some(ev) => match results.next() {
+                    Some(Ok(())) => true,
+                    other => {
+                        let why = other
+                            .and_then(Result::err)
+                            .unwrap_or_else(|| "no result".into());
+                        tracing::error!(id = %ev.id(), error = %why, "write failed");
+                        false
                     }
+                },
+            };
+            if !stored {
+                lost = true;
+                let service = reply.service.clone();
+                self.reply(
+                    &q.envelope,
+                    Reply::error(&service, "the server could not store this; try again"),
+                );
+                continue;
+            }
+            self.reply(&q.envelope, reply);
+            if let Some((topic, env)) = publication {
+                self.state.tick();
+                if let Err(e) = self
+                    .publisher
+                    .send_multipart([topic.into_bytes(), env.to_bytes()], zmq::DONTWAIT)
+                {
+                    tracing::warn!(error = %e, "publication dropped");
                 }
             }
         }
-    }
-
-    fn reject(&mut self, envelope: &[Vec<u8>], service: Option<&str>, err: &ProtoError) {
-        tracing::debug!(service, error = %err, "rejected a request");
-        self.reply(envelope, Reply::rejection(service, err));
-    }
-
-    /// Answers the writes whose commits finished, publishing what they made.
-    fn finish(&mut self, done: Vec<Done>) {
-        for d in done {
-            let Some(p) = self.pending.remove(&d.token) else {
-                continue;
-            };
-            match d.result {
-                Ok(()) => {
-                    let (reply, publication) = self.state.committed(&p.event);
-                    if let Some((topic, mut env)) = publication {
-                        // The publication keeps the event's Lamport time, but the clock moves on.
-                        self.state.tick();
-                        let timestamp = p.event.timestamp;
-                        env.data.set("timestamp", timestamp);
-                        let frames = [topic.into_bytes(), env.to_bytes()];
-                        if let Err(e) = self.publisher.send_multipart(frames, zmq::DONTWAIT) {
-                            tracing::warn!(error = %e, "publication dropped");
-                        }
-                    }
-                    self.reply(&p.envelope, reply);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, id = %p.event.id(), "write failed");
-                    let reply = self.state.failed(&p.event);
-                    self.reply(&p.envelope, reply);
-                }
+        if lost {
+            // Memory ran ahead of the disk: start again from what the disk holds.
+            match self.store.snapshot() {
+                Ok(snap) => self.state.reload(snap),
+                Err(e) => tracing::error!(error = %e, "cannot reload state after a failed commit"),
             }
         }
     }
 
     fn reply(&mut self, envelope: &[Vec<u8>], mut reply: Envelope) {
         reply.stamp(now_secs(), self.state.tick());
-        let mut frames: Vec<&[u8]> = envelope.iter().map(Vec::as_slice).collect();
         let body = reply.to_bytes();
-        frames.push(&body);
+        let frames = envelope
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(body.as_slice()));
         if let Err(e) = self.worker.send_multipart(frames, zmq::DONTWAIT) {
             tracing::warn!(error = %e, "reply dropped");
         }
+    }
+}
+
+fn rejection(service: Option<&str>, err: &ProtoError) -> Handled {
+    tracing::debug!(service, error = %err, "rejected a request");
+    Handled {
+        reply: Reply::rejection(service, err),
+        event: None,
+        publication: None,
     }
 }

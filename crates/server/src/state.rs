@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use palaver_core::Lamport;
 use palaver_proto::{Envelope, Name, Reply, Request};
@@ -6,45 +6,60 @@ use palaver_store::{Event, EventKind, Snapshot};
 
 /// The server's logic, free of I/O: what a request does given what is known.
 ///
-/// Names of users and channels share one namespace. A name whose creation is on its way to disk
-/// is "in flight": nobody else may take it for the other kind, and a second channel of the same
-/// name is refused, but it does not count as existing (it is not listed, and cannot be posted
-/// to) until its write is durable.
+/// A write takes effect in memory as soon as it is accepted, so that later requests of the same
+/// batch see it; the driver commits the batch and only then sends any of its replies. If the
+/// commit fails, the driver calls [`State::reload`] with what the store really holds, and the
+/// batch's requests are answered with errors.
 pub struct State {
     origin: String,
     users: BTreeSet<Name>,
     channels: BTreeSet<Name>,
-    in_flight: HashMap<Name, (Kind, u32)>,
     seq: u64,
     lamport: Lamport,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    User,
-    Channel,
+/// What a request did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    /// The answer, to send once `event` (if any) is durable.
+    pub reply: Envelope,
+    /// The state change to store.
+    pub event: Option<Event>,
+    /// What to publish once `event` is durable: topic and message.
+    pub publication: Option<(String, Envelope)>,
 }
 
-/// What to do with a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Answer at once.
-    Reply(Envelope),
-    /// Store this event first; answer with [`State::committed`]'s reply once it is durable.
-    Write(Event),
+impl Handled {
+    fn reply(reply: Envelope) -> Handled {
+        Handled {
+            reply,
+            event: None,
+            publication: None,
+        }
+    }
 }
 
 impl State {
     /// Starts from what the store holds.
     pub fn new(origin: &str, snap: Snapshot) -> State {
-        State {
+        let mut st = State {
             origin: origin.to_owned(),
-            users: snap.users.into_iter().collect(),
-            channels: snap.channels.into_iter().collect(),
-            in_flight: HashMap::new(),
-            seq: snap.progress.get(origin).copied().unwrap_or(0),
-            lamport: Lamport::starting_at(snap.max_lamport),
-        }
+            users: BTreeSet::new(),
+            channels: BTreeSet::new(),
+            seq: 0,
+            lamport: Lamport::default(),
+        };
+        st.reload(snap);
+        st
+    }
+
+    /// Forgets whatever was accepted but not stored, and starts again from `snap`. The Lamport
+    /// clock never goes back.
+    pub fn reload(&mut self, snap: Snapshot) {
+        self.users = snap.users.into_iter().collect();
+        self.channels = snap.channels.into_iter().collect();
+        self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
+        self.lamport.observe(snap.max_lamport);
     }
 
     /// Takes in the Lamport counter of a received message.
@@ -57,44 +72,30 @@ impl State {
         self.lamport.tick()
     }
 
-    pub fn users(&self) -> impl Iterator<Item = &Name> {
-        self.users.iter()
-    }
-
-    pub fn channels(&self) -> impl Iterator<Item = &Name> {
-        self.channels.iter()
-    }
-
-    /// Decides what `req`, received at physical time `now`, does.
-    pub fn handle(&mut self, req: Request, now: f64) -> Outcome {
+    /// Decides what `req`, received at physical time `now`, does, and applies it.
+    pub fn handle(&mut self, req: Request, now: f64) -> Handled {
         let service = req.service();
-        let refuse = |text: String| Outcome::Reply(Reply::error(service, &text));
+        let refuse = |text: String| Handled::reply(Reply::error(service, &text));
         let kind = match req {
-            Request::Users => return Outcome::Reply(list(service, "users", &self.users)),
+            Request::Users => return Handled::reply(list(service, &self.users, &["users"])),
             Request::Channels => {
-                let names: Vec<rmpv::Value> =
-                    self.channels.iter().map(|c| c.as_str().into()).collect();
-                return Outcome::Reply(
-                    Reply::ok(service)
-                        .with("users", names.clone())
-                        .with("channels", names),
-                );
+                return Handled::reply(list(service, &self.channels, &["users", "channels"]))
             }
             Request::Login { user } => {
-                if self.is(&user, Kind::Channel) {
+                if self.channels.contains(&user) {
                     return refuse(format!("`{user}` is a channel, not a user"));
                 }
-                self.hold(&user, Kind::User);
+                self.users.insert(user.clone());
                 EventKind::Login { user }
             }
             Request::Channel { channel } => {
-                if self.channels.contains(&channel) || self.in_flight_as(&channel, Kind::Channel) {
+                if self.channels.contains(&channel) {
                     return refuse(format!("channel `{channel}` already exists"));
                 }
-                if self.is(&channel, Kind::User) {
+                if self.users.contains(&channel) {
                     return refuse(format!("`{channel}` is a user's name"));
                 }
-                self.hold(&channel, Kind::Channel);
+                self.channels.insert(channel.clone());
                 EventKind::Channel { channel }
             }
             Request::Publish {
@@ -125,111 +126,59 @@ impl State {
             }
         };
         self.seq += 1;
-        Outcome::Write(Event {
+        let event = Event {
             origin: self.origin.clone(),
             seq: self.seq,
             lamport: self.lamport.tick(),
             timestamp: now,
             kind,
-        })
-    }
-
-    /// Records that `event` is durable, and returns the reply to its request and the
-    /// publication it makes, if any (as topic and envelope, not yet stamped).
-    pub fn committed(&mut self, event: &Event) -> (Envelope, Option<(String, Envelope)>) {
-        self.release(event);
-        let id = event.id();
-        let stamp = |env: Envelope| {
-            env.with("timestamp", event.timestamp)
-                .with("clock", event.lamport)
-                .with("id", id.as_str())
         };
-        match &event.kind {
-            EventKind::Login { user } => {
-                self.users.insert(user.clone());
-                (Reply::ok("login").with("id", id.as_str()), None)
-            }
-            EventKind::Channel { channel } => {
-                self.channels.insert(channel.clone());
-                (Reply::ok("channel").with("id", id.as_str()), None)
-            }
-            EventKind::Post {
-                user,
-                channel,
-                message,
-            } => {
-                let publication = stamp(
-                    Envelope::new("publish")
-                        .with("user", user.as_str())
-                        .with("channel", channel.as_str())
-                        .with("message", message.as_str()),
-                );
-                (
-                    Reply::ok("publish").with("id", id.as_str()),
-                    Some((channel.to_string(), publication)),
-                )
-            }
-            EventKind::Direct { src, dst, message } => {
-                let publication = stamp(
-                    Envelope::new("message")
-                        .with("src", src.as_str())
-                        .with("dst", dst.as_str())
-                        .with("message", message.as_str()),
-                );
-                (
-                    Reply::ok("message").with("id", id.as_str()),
-                    Some((dst.to_string(), publication)),
-                )
-            }
-        }
-    }
-
-    /// Records that `event` could not be stored, and returns the error reply.
-    pub fn failed(&mut self, event: &Event) -> Envelope {
-        self.release(event);
-        let service = match event.kind {
-            EventKind::Login { .. } => "login",
-            EventKind::Channel { .. } => "channel",
-            EventKind::Post { .. } => "publish",
-            EventKind::Direct { .. } => "message",
-        };
-        Reply::error(service, "the server could not store this; try again")
-    }
-
-    fn is(&self, name: &Name, kind: Kind) -> bool {
-        let known = match kind {
-            Kind::User => self.users.contains(name),
-            Kind::Channel => self.channels.contains(name),
-        };
-        known || self.in_flight_as(name, kind)
-    }
-
-    fn in_flight_as(&self, name: &Name, kind: Kind) -> bool {
-        self.in_flight.get(name).is_some_and(|(k, _)| *k == kind)
-    }
-
-    fn hold(&mut self, name: &Name, kind: Kind) {
-        self.in_flight.entry(name.clone()).or_insert((kind, 0)).1 += 1;
-    }
-
-    fn release(&mut self, event: &Event) {
-        let name = match &event.kind {
-            EventKind::Login { user } => user,
-            EventKind::Channel { channel } => channel,
-            _ => return,
-        };
-        if let Some(entry) = self.in_flight.get_mut(name) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
-                self.in_flight.remove(name);
-            }
+        let reply = Reply::ok(service).with("id", event.id());
+        let publication = publication(&event);
+        Handled {
+            reply,
+            event: Some(event),
+            publication,
         }
     }
 }
 
-fn list(service: &str, key: &str, names: &BTreeSet<Name>) -> Envelope {
+/// The publication an event makes once durable, stamped with the event's time, Lamport time
+/// and id: logins and channel creations publish nothing.
+fn publication(event: &Event) -> Option<(String, Envelope)> {
+    let (topic, env) = match &event.kind {
+        EventKind::Login { .. } | EventKind::Channel { .. } => return None,
+        EventKind::Post {
+            user,
+            channel,
+            message,
+        } => (
+            channel,
+            Envelope::new("publish")
+                .with("user", user.as_str())
+                .with("channel", channel.as_str())
+                .with("message", message.as_str()),
+        ),
+        EventKind::Direct { src, dst, message } => (
+            dst,
+            Envelope::new("message")
+                .with("src", src.as_str())
+                .with("dst", dst.as_str())
+                .with("message", message.as_str()),
+        ),
+    };
+    let env = env
+        .with("timestamp", event.timestamp)
+        .with("clock", event.lamport)
+        .with("id", event.id());
+    Some((topic.to_string(), env))
+}
+
+/// A listing reply: the names under each of `keys`.
+fn list(service: &str, names: &BTreeSet<Name>, keys: &[&str]) -> Envelope {
     let names: Vec<rmpv::Value> = names.iter().map(|n| n.as_str().into()).collect();
-    Reply::ok(service).with(key, names)
+    keys.iter()
+        .fold(Reply::ok(service), |env, key| env.with(key, names.clone()))
 }
 
 #[cfg(test)]
@@ -245,12 +194,8 @@ mod tests {
         State::new("s1", Snapshot::default())
     }
 
-    /// Runs a request to completion, committing any write at once.
     fn run(st: &mut State, req: Request) -> Envelope {
-        match st.handle(req, 1.0) {
-            Outcome::Reply(env) => env,
-            Outcome::Write(ev) => st.committed(&ev).0,
-        }
+        st.handle(req, 1.0).reply
     }
 
     fn ok(env: &Envelope) -> bool {
@@ -278,24 +223,25 @@ mod tests {
             channel: name("general"),
             message: "hi".into(),
         };
-        let Outcome::Write(ev) = st.handle(post, 2.0) else {
-            panic!("post should write")
-        };
-        let (reply, publication) = st.committed(&ev);
-        assert_eq!(reply.data.str("status").unwrap(), "OK");
-        let (topic, env) = publication.unwrap();
+        let h = st.handle(post, 2.0);
+        assert_eq!(h.reply.data.str("status").unwrap(), "OK");
+        let ev = h.event.expect("a post is stored");
+        let (topic, env) = h.publication.expect("a post is published");
         assert_eq!(topic, "general");
         assert_eq!(env.data.str("id").unwrap(), ev.id());
+        assert_eq!(env.data.clock().unwrap(), Some(ev.lamport));
         let dm = Request::Message {
             src: name("ana"),
             dst: name("bob"),
             message: "psst".into(),
         };
-        assert!(ok(&run(&mut st, dm)));
+        let h = st.handle(dm, 3.0);
+        assert!(ok(&h.reply));
+        assert_eq!(h.publication.unwrap().0, "bob");
     }
 
     #[test]
-    fn refusals_say_why() {
+    fn refusals_say_why_and_change_nothing() {
         let mut st = state();
         run(&mut st, Request::Login { user: name("ana") });
         run(
@@ -349,39 +295,38 @@ mod tests {
             ),
         ];
         for (req, want) in cases {
-            let Outcome::Reply(env) = st.handle(req, 1.0) else {
-                panic!("refusal expected")
-            };
-            assert_eq!(env.data.str("status").unwrap(), "erro");
-            assert!(Reply::error_text(&env).unwrap().contains(want), "{env:?}");
+            let h = st.handle(req, 1.0);
+            assert!(h.event.is_none() && h.publication.is_none());
+            assert_eq!(h.reply.data.str("status").unwrap(), "erro");
+            assert!(
+                Reply::error_text(&h.reply).unwrap().contains(want),
+                "{:?}",
+                h.reply
+            );
         }
+        assert_eq!(
+            run(&mut st, Request::Users).data.str_list("users").unwrap(),
+            vec!["ana"]
+        );
     }
 
     #[test]
-    fn a_name_in_flight_is_held() {
+    fn reload_forgets_what_was_not_stored() {
         let mut st = state();
-        let Outcome::Write(first) = st.handle(Request::Channel { channel: name("c") }, 1.0) else {
-            panic!()
-        };
-        assert!(matches!(
-            st.handle(Request::Channel { channel: name("c") }, 1.0),
-            Outcome::Reply(_)
-        ));
-        assert!(matches!(
-            st.handle(Request::Login { user: name("c") }, 1.0),
-            Outcome::Reply(_)
-        ));
-        let listed = run(&mut st, Request::Channels);
-        assert!(
-            listed.data.str_list("channels").unwrap().is_empty(),
-            "not durable yet"
-        );
-        let err = st.failed(&first);
-        assert_eq!(err.data.str("status").unwrap(), "erro");
-        assert!(matches!(
-            st.handle(Request::Channel { channel: name("c") }, 1.0),
-            Outcome::Write(_)
-        ));
+        let h = st.handle(Request::Channel { channel: name("c") }, 1.0);
+        let lamport = h.event.unwrap().lamport;
+        st.reload(Snapshot::default());
+        assert!(run(&mut st, Request::Channels)
+            .data
+            .str_list("channels")
+            .unwrap()
+            .is_empty());
+        let again = st
+            .handle(Request::Channel { channel: name("c") }, 1.0)
+            .event
+            .unwrap();
+        assert_eq!(again.seq, 1, "the unstored sequence number is reused");
+        assert!(again.lamport > lamport, "the clock never goes back");
     }
 
     #[test]
@@ -395,12 +340,14 @@ mod tests {
             },
         );
         st.observe(500);
-        let Outcome::Write(a) = st.handle(Request::Login { user: name("a") }, 1.0) else {
-            panic!()
-        };
-        let Outcome::Write(b) = st.handle(Request::Login { user: name("b") }, 1.0) else {
-            panic!()
-        };
+        let a = st
+            .handle(Request::Login { user: name("a") }, 1.0)
+            .event
+            .unwrap();
+        let b = st
+            .handle(Request::Login { user: name("b") }, 1.0)
+            .event
+            .unwrap();
         assert_eq!((a.seq, b.seq), (42, 43));
         assert!(a.lamport > 500 && b.lamport > a.lamport);
     }

@@ -8,6 +8,4 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the writer thread has stopped")]
-    WriterGone,
 }

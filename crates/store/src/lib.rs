@@ -1,9 +1,8 @@
-//! Palaver's storage: one SQLite database per server, written by one group-committing thread.
+//! Palaver's storage: one SQLite database per server, written in batches (group commit).
 //!
 //! ```text
-//!  server reactor ──Job{token, event}──▶ writer thread ──BEGIN; INSERT…; COMMIT (one fsync)──▶ disk
-//!        ▲                                     │
-//!        └──────────── Done{token, result} ◀───┘  (only after the commit is durable)
+//!  server reactor ──[events of one batch]──▶ Store::append: BEGIN; INSERT…; COMMIT (one fsync)
+//!        ◀── one result per event, once the commit is durable ──┘
 //! ```
 //!
 //! Every state change is an [`Event`] with a unique id (origin server, sequence number), a
@@ -12,9 +11,7 @@
 mod error;
 mod event;
 mod store;
-mod writer;
 
 pub use error::StoreError;
 pub use event::{Event, EventKind};
 pub use store::{Counts, Snapshot, Store, DB_FILE};
-pub use writer::{Done, Job, Writer, MAX_BATCH};

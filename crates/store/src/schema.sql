@@ -46,11 +46,3 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
 CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
-
--- Highest sequence number and Lamport time stored per origin, kept in the same transaction as
--- the events so that a restart does not have to scan the tables.
-CREATE TABLE IF NOT EXISTS progress (
-    origin  TEXT    PRIMARY KEY,
-    seq     INTEGER NOT NULL,
-    lamport INTEGER NOT NULL
-);

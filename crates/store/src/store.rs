@@ -12,7 +12,10 @@ pub const DB_FILE: &str = "palaver.db";
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i64 = 1;
 
-/// A server's database: the event tables and per-origin progress.
+/// The tables whose rows are events, each keyed by (origin, seq).
+const EVENT_TABLES: [&str; 4] = ["logins", "channels", "posts", "messages"];
+
+/// A server's database: one table per kind of event.
 pub struct Store {
     conn: Connection,
 }
@@ -83,20 +86,12 @@ impl Store {
         let channels = names("SELECT DISTINCT name FROM channels ORDER BY name")?;
         let mut progress = BTreeMap::new();
         let mut max_lamport = 0;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT origin, seq, lamport FROM progress")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (origin, seq, lamport) = row?;
-            progress.insert(origin, seq as u64);
-            max_lamport = max_lamport.max(lamport as u64);
+        for table in EVENT_TABLES {
+            for (origin, seq, lamport) in self.heads(table)? {
+                let p = progress.entry(origin).or_insert(0);
+                *p = seq.max(*p);
+                max_lamport = max_lamport.max(lamport);
+            }
         }
         Ok(Snapshot {
             users,
@@ -111,31 +106,42 @@ impl Store {
     ///
     /// # Errors
     /// When the transaction cannot be started or committed; then nothing of the batch is stored.
-    pub fn append(&mut self, events: &[Event]) -> Result<Vec<Result<(), String>>, StoreError> {
+    pub fn append<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<Vec<Result<(), String>>, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut results = Vec::with_capacity(events.len());
-        let mut progress: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut results = Vec::new();
         for e in events {
-            let r = insert(&tx, e);
-            if r.is_ok() {
-                let p = progress.entry(e.origin.as_str()).or_default();
-                p.0 = p.0.max(e.seq);
-                p.1 = p.1.max(e.lamport);
-            }
-            results.push(r.map_err(|err| err.to_string()));
-        }
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO progress (origin, seq, lamport) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(origin) DO UPDATE SET seq = max(seq, excluded.seq),
-                                                   lamport = max(lamport, excluded.lamport)",
-            )?;
-            for (origin, (seq, lamport)) in progress {
-                stmt.execute(params![origin, seq as i64, lamport as i64])?;
-            }
+            results.push(insert(&tx, e).map_err(|err| err.to_string()));
         }
         tx.commit()?;
         Ok(results)
+    }
+
+    /// The last event of each origin in `table`: origin, sequence number and Lamport time. An
+    /// origin numbers its events and stamps them with a rising Lamport clock, so its highest
+    /// sequence number also has its highest Lamport time. Each step is an index seek, so this
+    /// stays fast however many events are stored.
+    fn heads(&self, table: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut next = self.conn.prepare_cached(&format!(
+            "SELECT origin FROM {table} WHERE origin > ?1 ORDER BY origin LIMIT 1"
+        ))?;
+        let mut last = self.conn.prepare_cached(&format!(
+            "SELECT seq, lamport FROM {table} WHERE origin = ?1 ORDER BY seq DESC LIMIT 1"
+        ))?;
+        let mut out = Vec::new();
+        let mut origin = String::new();
+        while let Some(o) = next
+            .query_row([&origin], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            let (seq, lamport): (i64, i64) =
+                last.query_row([&o], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            out.push((o.clone(), seq as u64, lamport as u64));
+            origin = o;
+        }
+        Ok(out)
     }
 
     /// How many rows each table holds.
