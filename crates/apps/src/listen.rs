@@ -1,7 +1,7 @@
 //! `palaver listen`: prints every publication on some topics, one per line.
 //!
 //! With no `--topic`, it follows `servers` and every channel, and looks for new channels every
-//! few seconds.
+//! half second.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ pub struct Options {
 }
 
 /// How often the default mode looks for new channels.
-const REFRESH: Duration = Duration::from_secs(2);
+const REFRESH: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown`.
 ///

@@ -80,8 +80,11 @@ impl Subscriber {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if self.socket.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
-                return Ok(None);
+            match self.socket.poll(zmq::POLLIN, left.as_millis() as i64) {
+                // A signal (say, Ctrl-C) cuts the wait short; the caller decides what it means.
+                Ok(0) | Err(zmq::Error::EINTR) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
             }
             let frames = self.socket.recv_multipart(0)?;
             let received_at = now_secs();

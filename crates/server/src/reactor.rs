@@ -85,7 +85,7 @@ impl Reactor {
                 .worker
                 .poll(zmq::POLLIN, POLL_INTERVAL.as_millis() as i64)
             {
-                Ok(0) => continue,
+                Ok(0) | Err(zmq::Error::EINTR) => continue,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "poll failed");
