@@ -5,7 +5,9 @@
 //! `cargo run --release --example echo_worker -- tcp://127.0.0.1:5556`
 
 fn main() -> Result<(), zmq::Error> {
-    let endpoint = std::env::args().nth(1).unwrap_or_else(|| "tcp://127.0.0.1:5556".to_owned());
+    let endpoint = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "tcp://127.0.0.1:5556".to_owned());
     let ctx = zmq::Context::new();
     let worker = ctx.socket(zmq::DEALER)?;
     worker.connect(&endpoint)?;

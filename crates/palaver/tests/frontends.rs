@@ -4,20 +4,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{bin, name, Cluster};
 use palaver_testkit::{free_port, wait_until, Proc};
 
-/// Runs `palaver client` with `script` on stdin and returns what it printed.
-fn client(cluster: &Cluster, user: &str, script: &str) -> String {
-    let mut child = Command::new(bin())
+/// `palaver <role> <args…> --broker … --sub …` for this cluster, stdin and stdout piped.
+fn command(cluster: &Cluster, role: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg(role)
+        .args(args)
         .args([
-            "client",
-            "--user",
-            user,
             "--broker",
             &cluster.broker_endpoint(),
             "--sub",
@@ -25,7 +24,26 @@ fn client(cluster: &Cluster, user: &str, script: &str) -> String {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts `cmd` and hands its stdout over line by line as the lines arrive.
+fn spawn_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Runs `palaver client` with `script` on stdin and returns what it printed.
+fn client(cluster: &Cluster, user: &str, script: &str) -> String {
+    let mut child = command(cluster, "client", &["--user", user])
         .spawn()
         .unwrap();
     child
@@ -85,29 +103,8 @@ fn the_line_client_shows_incoming_messages_with_both_times() {
     let mut c = cluster.connection();
     c.login(&name("bob")).unwrap();
     c.login(&name("anabela")).unwrap();
-    let mut child = Command::new(bin())
-        .args([
-            "client",
-            "--user",
-            "ana",
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, rx) = spawn_lines(command(&cluster, "client", &["--user", "ana"]));
     let mut stdin = child.stdin.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
     assert!(rx
         .recv_timeout(Duration::from_secs(10))
         .unwrap()
@@ -137,26 +134,16 @@ fn the_line_client_shows_incoming_messages_with_both_times() {
 #[test]
 fn the_bot_creates_channels_follows_them_and_posts() {
     let cluster = Cluster::start(&bin(), 1);
-    let status = Command::new(bin())
-        .args([
-            "bot",
-            "--name",
-            "robo",
-            "--interval-ms",
-            "5",
-            "--count",
-            "25",
-        ])
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = command(
+        &cluster,
+        "bot",
+        &["--name", "robo", "--interval-ms", "5", "--count", "25"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .unwrap();
     assert!(status.success());
     let mut c = cluster.connection();
     assert_eq!(
@@ -174,25 +161,11 @@ fn the_listener_prints_json_lines() {
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
     c.create_channel(&name("general")).unwrap();
-    let mut child = Command::new(bin())
-        .args(["listen", "--json", "--topic", "general"])
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = spawn_lines(command(
+        &cluster,
+        "listen",
+        &["--json", "--topic", "general"],
+    ));
     let mut line = None;
     wait_until(Duration::from_secs(10), || {
         c.publish(&name("ana"), &name("general"), "watched")

@@ -1,0 +1,66 @@
+//! Properties of the decoder: whatever bytes arrive, decoding returns a value or an error and
+//! never panics; whatever valid request is encoded, it decodes to itself.
+
+use palaver_proto::{Envelope, Name, Request};
+use proptest::prelude::*;
+
+fn name() -> impl Strategy<Value = Name> {
+    "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}".prop_filter_map("reserved", |s| Name::parse(&s).ok())
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "\\PC{1,200}".prop_filter("blank", |s| !s.trim().is_empty())
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        name().prop_map(|user| Request::Login { user }),
+        Just(Request::Users),
+        name().prop_map(|channel| Request::Channel { channel }),
+        Just(Request::Channels),
+        (name(), name(), text()).prop_map(|(user, channel, message)| Request::Publish {
+            user,
+            channel,
+            message
+        }),
+        (name(), name(), text()).prop_map(|(src, dst, message)| Request::Message {
+            src,
+            dst,
+            message
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(env) = Envelope::decode(&bytes) {
+            let _ = Request::parse(&env);
+        }
+    }
+
+    #[test]
+    fn mutated_requests_never_panic(req in request(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = req.to_envelope().to_bytes();
+        for (at, byte) in flips {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        if let Ok(env) = Envelope::decode(&bytes) {
+            let _ = Request::parse(&env);
+        }
+    }
+
+    #[test]
+    fn valid_requests_round_trip(req in request(), ts in 0.0f64..4e9, clock in any::<u32>()) {
+        let mut env = req.to_envelope();
+        env.stamp(ts, u64::from(clock));
+        let back = Envelope::decode(&env.to_bytes()).unwrap();
+        let (parsed, meta) = Request::parse(&back).unwrap();
+        prop_assert_eq!(parsed, req);
+        prop_assert_eq!(meta.clock, u64::from(clock));
+        prop_assert_eq!(meta.timestamp, Some(ts));
+    }
+}
