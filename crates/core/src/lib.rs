@@ -1,11 +1,19 @@
 //! Palaver's sans-IO core: the logic of clocks and coordination as plain state machines.
 //!
+//! ```text
+//!   (now, input) ──▶ state machine ──▶ actions for the driver (send this, announce that)
+//! ```
+//!
 //! Nothing here touches a socket, a thread, a database or the wall clock; drivers feed inputs
-//! (with the time, where it matters) and carry out what comes back. That keeps every algorithm
-//! testable on simulated time.
+//! with the time and carry out what comes back. That keeps every algorithm testable on
+//! simulated time, with dropped, delayed and reordered messages.
 
+pub mod berkeley;
+pub mod election;
 mod lamport;
+mod member;
 mod shutdown;
 
 pub use lamport::Lamport;
+pub use member::Member;
 pub use shutdown::Shutdown;
