@@ -1,12 +1,17 @@
-//! Palaver's stateless infrastructure: the request broker and the publication proxy.
+//! Palaver's infrastructure: the request broker, the publication proxy and the reference.
 //!
 //! ```text
 //!  clients (REQ/DEALER) ──▶ ROUTER :5555 ═ broker ═ DEALER :5556 ──▶ servers (DEALER workers)
 //!  publishers (PUB)     ──▶ XSUB   :5557 ═ proxy  ═ XPUB   :5558 ──▶ subscribers (SUB)
+//!  servers (REQ/DEALER) ──▶ ROUTER :5560 reference (ranks on disk, heartbeats in memory)
 //! ```
 //!
-//! Both are `zmq::proxy_steerable` loops: they hold no state, so any number of restarts lose
-//! nothing but the messages in flight, which clients retry.
+//! Broker and proxy are `zmq::proxy_steerable` loops: they hold no state, so any number of
+//! restarts lose nothing but the messages in flight, which clients retry.
+
+mod reference;
+
+pub use reference::{parse_list, run_reference, Registry, HEARTBEAT_TIMEOUT};
 
 use std::time::Duration;
 
@@ -31,6 +36,8 @@ pub enum InfraError {
     },
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
+    #[error("storage: {0}")]
+    Store(#[from] palaver_store::StoreError),
 }
 
 /// Runs the broker until `shutdown` is triggered.

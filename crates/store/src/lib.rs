@@ -10,8 +10,10 @@
 
 mod error;
 mod event;
+mod ranks;
 mod store;
 
 pub use error::StoreError;
 pub use event::{Event, EventKind};
+pub use ranks::{RankBook, RANKS_FILE};
 pub use store::{Counts, Snapshot, Store, DB_FILE};

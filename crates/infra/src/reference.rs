@@ -1,0 +1,347 @@
+//! The reference service: it gives servers their ranks and knows which are alive.
+//!
+//! ```text
+//!  server ──rank {user, addr}──────▶ ┌───────────┐  ranks on disk (stable per name)
+//!  server ──heartbeat {user, addr}─▶ │ reference │  last heartbeat per server (memory)
+//!  server ──list───────────────────▶ └───────────┘  → [{name, rank, addr}] of the live ones
+//! ```
+//!
+//! A server that misses [`HEARTBEAT_TIMEOUT`] worth of heartbeats drops out of `list` until it
+//! beats again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use palaver_core::{Lamport, Shutdown};
+use palaver_proto::{now_secs, Envelope, Name, ProtoError, Reply};
+use palaver_store::RankBook;
+use rmpv::Value;
+
+use crate::InfraError;
+
+/// Servers beat every second; one silent for three beats is taken for dead.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the reference knows of a server.
+#[derive(Debug, Clone)]
+struct Entry {
+    rank: u64,
+    addr: Option<String>,
+    seen: Option<Instant>,
+}
+
+/// The reference's logic, apart from its socket.
+pub struct Registry {
+    book: RankBook,
+    servers: BTreeMap<String, Entry>,
+    timeout: Duration,
+}
+
+impl Registry {
+    /// Opens the rank book in `dir`.
+    ///
+    /// # Errors
+    /// When the book cannot be opened.
+    pub fn open(dir: &Path, timeout: Duration) -> Result<Registry, InfraError> {
+        let book = RankBook::open(dir)?;
+        let servers = book
+            .all()?
+            .into_iter()
+            .map(|(name, rank)| {
+                (
+                    name,
+                    Entry {
+                        rank,
+                        addr: None,
+                        seen: None,
+                    },
+                )
+            })
+            .collect();
+        Ok(Registry {
+            book,
+            servers,
+            timeout,
+        })
+    }
+
+    /// Answers one request received at `now`.
+    pub fn handle(&mut self, env: &Envelope, now: Instant) -> Envelope {
+        match self.try_handle(env, now) {
+            Ok(reply) => reply,
+            Err(e) => Reply::error(&env.service, &e.to_string()),
+        }
+    }
+
+    fn try_handle(&mut self, env: &Envelope, now: Instant) -> Result<Envelope, ProtoError> {
+        let d = &env.data;
+        match env.service.as_str() {
+            "rank" => {
+                let name = d.name("user")?;
+                let addr = d.opt_str("addr")?.map(str::to_owned);
+                let rank = match self.book.rank(name.as_str()) {
+                    Ok(rank) => rank,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot store a rank");
+                        return Ok(Reply::error(
+                            "rank",
+                            "the reference could not store the rank",
+                        ));
+                    }
+                };
+                let entry = self.servers.entry(name.to_string()).or_insert(Entry {
+                    rank,
+                    addr: None,
+                    seen: None,
+                });
+                entry.seen = Some(now);
+                if addr.is_some() {
+                    entry.addr = addr;
+                }
+                tracing::info!(server = %name, rank, "rank given");
+                Ok(Reply::ok("rank").with("rank", rank))
+            }
+            "heartbeat" => {
+                let name = d.name("user")?;
+                let addr = d.opt_str("addr")?.map(str::to_owned);
+                let Some(entry) = self.servers.get_mut(name.as_str()) else {
+                    return Ok(Reply::error(
+                        "heartbeat",
+                        &format!("unknown server `{name}`: ask for a rank first"),
+                    ));
+                };
+                if entry
+                    .seen
+                    .is_none_or(|t| now.duration_since(t) > self.timeout)
+                {
+                    tracing::info!(server = %name, "server alive");
+                }
+                entry.seen = Some(now);
+                if addr.is_some() {
+                    entry.addr = addr;
+                }
+                Ok(Reply::ok("heartbeat"))
+            }
+            "list" => {
+                let all = matches!(d.get("all"), Some(Value::Boolean(true)));
+                let list: Vec<Value> = self
+                    .servers
+                    .iter()
+                    .filter_map(|(name, e)| {
+                        let alive = e
+                            .seen
+                            .is_some_and(|t| now.duration_since(t) <= self.timeout);
+                        (alive || all).then(|| {
+                            let mut m = vec![
+                                (Value::from("name"), Value::from(name.as_str())),
+                                (Value::from("rank"), Value::from(e.rank)),
+                                (
+                                    Value::from("addr"),
+                                    e.addr.as_deref().map_or(Value::Nil, Value::from),
+                                ),
+                            ];
+                            if all {
+                                m.push((Value::from("alive"), Value::from(alive)));
+                            }
+                            Value::Map(m)
+                        })
+                    })
+                    .collect();
+                Ok(Reply::ok("list").with("list", list))
+            }
+            other => Err(ProtoError::UnknownService(other.to_owned())),
+        }
+    }
+}
+
+/// Runs the reference service on `endpoint` until `shutdown`.
+///
+/// # Errors
+/// When the rank book cannot be opened or the endpoint bound.
+pub fn run_reference(
+    endpoint: &str,
+    data_dir: &Path,
+    shutdown: &Shutdown,
+) -> Result<(), InfraError> {
+    let mut registry = Registry::open(data_dir, HEARTBEAT_TIMEOUT)?;
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::ROUTER)?;
+    socket.set_linger(0)?;
+    socket.set_maxmsgsize(palaver_proto::MAX_FRAME_BYTES as i64 * 2)?;
+    socket.bind(endpoint).map_err(|source| InfraError::Bind {
+        what: "reference",
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
+    tracing::info!(endpoint, data = %data_dir.display(), "reference ready");
+    let mut clock = Lamport::default();
+    while !shutdown.is_triggered() {
+        match socket.poll(zmq::POLLIN, 100) {
+            Ok(0) | Err(zmq::Error::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let Ok(mut frames) = socket.recv_multipart(zmq::DONTWAIT) else {
+            continue;
+        };
+        let Some(body) = frames.pop() else { continue };
+        let mut reply = match Envelope::decode(&body) {
+            Ok(env) => {
+                if let Some(c) = env.clock() {
+                    clock.observe(c);
+                }
+                registry.handle(&env, Instant::now())
+            }
+            Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
+        };
+        reply.stamp(now_secs(), clock.tick());
+        let body = reply.to_bytes();
+        let out = frames
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(body.as_slice()));
+        if let Err(e) = socket.send_multipart(out, zmq::DONTWAIT) {
+            tracing::warn!(error = %e, "reply dropped");
+        }
+    }
+    tracing::info!("reference stopped");
+    Ok(())
+}
+
+/// Parses a `list` reply: `(name, rank, addr)` of each server listed.
+///
+/// # Errors
+/// When the reply has no list, or an entry lacks a valid name or rank.
+pub fn parse_list(
+    env: &Envelope,
+) -> Result<Vec<(Name, u64, Option<String>, Option<bool>)>, ProtoError> {
+    let wrong = ProtoError::WrongType {
+        field: "list",
+        expected: "a list of {name, rank} maps",
+    };
+    let Some(Value::Array(items)) = env.data.get("list") else {
+        return Err(wrong);
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Value::Map(m) = item else {
+                return Err(wrong.clone());
+            };
+            let m = palaver_proto::Map(m.clone());
+            let name = m.name("name")?;
+            let rank = m.get("rank").and_then(Value::as_u64).ok_or(wrong.clone())?;
+            let addr = m.opt_str("addr")?.map(str::to_owned);
+            let alive = m.get("alive").and_then(Value::as_bool);
+            Ok((name, rank, addr, alive))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(dir: &Path) -> Registry {
+        Registry::open(dir, HEARTBEAT_TIMEOUT).unwrap()
+    }
+
+    #[test]
+    fn ranks_lists_and_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = registry(dir.path());
+        let t0 = Instant::now();
+        let r1 = reg.handle(
+            &Envelope::new("rank")
+                .with("user", "s1")
+                .with("addr", "tcp://h:1"),
+            t0,
+        );
+        assert_eq!(r1.data.get("rank").and_then(Value::as_u64), Some(1));
+        let r2 = reg.handle(&Envelope::new("rank").with("user", "s2"), t0);
+        assert_eq!(r2.data.get("rank").and_then(Value::as_u64), Some(2));
+        let again = reg.handle(&Envelope::new("rank").with("user", "s1"), t0);
+        assert_eq!(
+            again.data.get("rank").and_then(Value::as_u64),
+            Some(1),
+            "a name keeps its rank"
+        );
+
+        let t1 = t0 + Duration::from_secs(2);
+        reg.handle(&Envelope::new("heartbeat").with("user", "s1"), t1);
+        let list = parse_list(&reg.handle(&Envelope::new("list"), t1)).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].2.as_deref(), Some("tcp://h:1"));
+
+        // s2 has been silent for 4 s: it drops out; s1 beat 2 s ago: it stays.
+        let t2 = t0 + Duration::from_secs(4);
+        let list = parse_list(&reg.handle(&Envelope::new("list"), t2)).unwrap();
+        let names: Vec<&str> = list.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, vec!["s1"]);
+        let all = parse_list(&reg.handle(&Envelope::new("list").with("all", true), t2)).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.3).collect::<Vec<_>>(),
+            vec![Some(true), Some(false)]
+        );
+
+        // s2 beats again: it is back.
+        reg.handle(&Envelope::new("heartbeat").with("user", "s2"), t2);
+        assert_eq!(
+            parse_list(&reg.handle(&Envelope::new("list"), t2))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn ranks_survive_a_restart_and_nobody_is_listed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        {
+            let mut reg = registry(dir.path());
+            for name in ["a", "b", "c"] {
+                reg.handle(&Envelope::new("rank").with("user", name), t0);
+            }
+        }
+        let mut reg = registry(dir.path());
+        let rank = reg.handle(&Envelope::new("rank").with("user", "b"), t0);
+        assert_eq!(rank.data.get("rank").and_then(Value::as_u64), Some(2));
+        reg.handle(&Envelope::new("rank").with("user", "b"), t0);
+        reg.handle(&Envelope::new("heartbeat").with("user", "b"), t0);
+        assert_eq!(
+            parse_list(&reg.handle(&Envelope::new("list"), t0))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = registry(dir.path());
+        let now = Instant::now();
+        for (env, want) in [
+            (Envelope::new("rank"), "missing field `user`"),
+            (
+                Envelope::new("rank").with("user", "bad name"),
+                "may hold only",
+            ),
+            (
+                Envelope::new("heartbeat").with("user", "ghost"),
+                "ask for a rank first",
+            ),
+            (Envelope::new("dance"), "unknown service"),
+        ] {
+            let reply = reg.handle(&env, now);
+            assert_eq!(reply.data.str("status").unwrap(), "erro");
+            assert!(
+                reply.data.str("description").unwrap().contains(want),
+                "{reply:?}"
+            );
+        }
+        assert!(reg.book.all().unwrap().is_empty(), "nothing stored");
+    }
+}
