@@ -1,8 +1,8 @@
 //! `palaver up`: a whole cluster on this machine, for a newcomer's first run.
 //!
-//! It starts the broker, the proxy and N servers as child processes of the same binary, merges
-//! their logs into one stream with a prefix per process, restarts a process that dies, and on
-//! Ctrl-C or SIGTERM stops them all (servers first) and waits for them.
+//! It starts the reference, the broker, the proxy and N servers as child processes of the same
+//! binary, merges their logs into one stream with a prefix per process, restarts a process that
+//! dies, and on Ctrl-C or SIGTERM stops them all (servers first) and waits for them.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -18,6 +18,8 @@ pub struct Options {
     pub data: PathBuf,
     pub host: String,
     pub base_port: u16,
+    /// Deliberate clock skew per server, in milliseconds (missing ones are 0).
+    pub skew_ms: Vec<i64>,
 }
 
 /// How long a process may take to stop on SIGTERM before it is killed.
@@ -39,7 +41,12 @@ struct Proc {
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the palaver binary")?;
     let ep = |offset: u16| format!("tcp://{}:{}", opts.host, opts.base_port + offset);
+    let reference_data = opts.data.join("reference").display().to_string();
     let mut procs = vec![
+        proc(
+            "reference",
+            &["reference", "--bind", &ep(5), "--data", &reference_data],
+        ),
         proc(
             "broker",
             &["broker", "--frontend", &ep(0), "--backend", &ep(1)],
@@ -49,32 +56,26 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     for i in 1..=opts.servers.max(1) {
         let name = format!("s{i}");
         let data = opts.data.join(&name).display().to_string();
-        procs.push(proc(
-            &name,
-            &[
-                "server",
-                "--name",
-                &name,
-                "--data",
-                &data,
-                "--broker",
-                &ep(1),
-                "--pub",
-                &ep(2),
-                "--sub",
-                &ep(3),
-            ],
-        ));
+        let peer = ep(10 + i as u16);
+        let skew = opts.skew_ms.get(i - 1).copied().unwrap_or(0).to_string();
+        #[rustfmt::skip]
+        let args = [
+            "server", "--name", &name, "--data", &data,
+            "--broker", &ep(1), "--pub", &ep(2), "--sub", &ep(3),
+            "--reference", &ep(5), "--peer", &peer, "--clock-skew-ms", &skew,
+        ];
+        procs.push(proc(&name, &args));
     }
     let color = std::io::stdout().is_terminal();
     for (i, p) in procs.iter_mut().enumerate() {
         start(&exe, p, i, color)?;
     }
     println!(
-        "palaver is up: clients connect to {}, subscribers to {}; data in {}\n\
-         try `palaver client --user ana` in another terminal; Ctrl-C stops the cluster",
+        "palaver is up: clients connect to {}, subscribers to {}, the reference is {}; data in {}\n\
+         try `palaver client --user ana` or `palaver admin status` in another terminal; Ctrl-C stops the cluster",
         ep(0),
         ep(3),
+        ep(5),
         opts.data.display()
     );
 
@@ -146,9 +147,9 @@ fn start(exe: &PathBuf, p: &mut Proc, index: usize, color: bool) -> anyhow::Resu
         .spawn()
         .with_context(|| format!("cannot start {}", p.name))?;
     let prefix = if color {
-        format!("\x1b[{}m{:>7} |\x1b[0m ", 31 + (index % 6), p.name)
+        format!("\x1b[{}m{:>9} |\x1b[0m ", 31 + (index % 6), p.name)
     } else {
-        format!("{:>7} | ", p.name)
+        format!("{:>9} | ", p.name)
     };
     if let Some(out) = child.stdout.take() {
         forward(out, prefix.clone());

@@ -11,7 +11,7 @@
 
 mod reference;
 
-pub use reference::{parse_list, run_reference, Registry, HEARTBEAT_TIMEOUT};
+pub use reference::{run_reference, Registry, HEARTBEAT_TIMEOUT};
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use palaver_core::{Lamport, Shutdown};
-use palaver_proto::{now_secs, Envelope, Name, ProtoError, Reply};
+use palaver_proto::{now_secs, Envelope, Name, ProtoError, Reply, ServerEntry};
 use palaver_store::RankBook;
 use rmpv::Value;
 
@@ -132,20 +132,14 @@ impl Registry {
                         let alive = e
                             .seen
                             .is_some_and(|t| now.duration_since(t) <= self.timeout);
-                        (alive || all).then(|| {
-                            let mut m = vec![
-                                (Value::from("name"), Value::from(name.as_str())),
-                                (Value::from("rank"), Value::from(e.rank)),
-                                (
-                                    Value::from("addr"),
-                                    e.addr.as_deref().map_or(Value::Nil, Value::from),
-                                ),
-                            ];
-                            if all {
-                                m.push((Value::from("alive"), Value::from(alive)));
-                            }
-                            Value::Map(m)
-                        })
+                        let name = Name::parse(name).ok()?;
+                        let entry = ServerEntry {
+                            name,
+                            rank: e.rank,
+                            addr: e.addr.clone(),
+                            alive: all.then_some(alive),
+                        };
+                        (alive || all).then(|| entry.to_value())
                     })
                     .collect();
                 Ok(Reply::ok("list").with("list", list))
@@ -209,39 +203,13 @@ pub fn run_reference(
     Ok(())
 }
 
-/// Parses a `list` reply: `(name, rank, addr)` of each server listed.
-///
-/// # Errors
-/// When the reply has no list, or an entry lacks a valid name or rank.
-pub fn parse_list(
-    env: &Envelope,
-) -> Result<Vec<(Name, u64, Option<String>, Option<bool>)>, ProtoError> {
-    let wrong = ProtoError::WrongType {
-        field: "list",
-        expected: "a list of {name, rank} maps",
-    };
-    let Some(Value::Array(items)) = env.data.get("list") else {
-        return Err(wrong);
-    };
-    items
-        .iter()
-        .map(|item| {
-            let Value::Map(m) = item else {
-                return Err(wrong.clone());
-            };
-            let m = palaver_proto::Map(m.clone());
-            let name = m.name("name")?;
-            let rank = m.get("rank").and_then(Value::as_u64).ok_or(wrong.clone())?;
-            let addr = m.opt_str("addr")?.map(str::to_owned);
-            let alive = m.get("alive").and_then(Value::as_bool);
-            Ok((name, rank, addr, alive))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_list(env: &Envelope) -> Result<Vec<ServerEntry>, ProtoError> {
+        ServerEntry::parse_list(env)
+    }
 
     fn registry(dir: &Path) -> Registry {
         Registry::open(dir, HEARTBEAT_TIMEOUT).unwrap()
@@ -272,16 +240,16 @@ mod tests {
         reg.handle(&Envelope::new("heartbeat").with("user", "s1"), t1);
         let list = parse_list(&reg.handle(&Envelope::new("list"), t1)).unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].2.as_deref(), Some("tcp://h:1"));
+        assert_eq!(list[0].addr.as_deref(), Some("tcp://h:1"));
 
         // s2 has been silent for 4 s: it drops out; s1 beat 2 s ago: it stays.
         let t2 = t0 + Duration::from_secs(4);
         let list = parse_list(&reg.handle(&Envelope::new("list"), t2)).unwrap();
-        let names: Vec<&str> = list.iter().map(|e| e.0.as_str()).collect();
+        let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, vec!["s1"]);
         let all = parse_list(&reg.handle(&Envelope::new("list").with("all", true), t2)).unwrap();
         assert_eq!(
-            all.iter().map(|e| e.3).collect::<Vec<_>>(),
+            all.iter().map(|e| e.alive).collect::<Vec<_>>(),
             vec![Some(true), Some(false)]
         );
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use palaver_apps::{bench, bot, client, listen, up};
+use palaver_apps::{admin, bench, bot, client, listen, up};
 use palaver_core::Shutdown;
 use palaver_proto::Name;
 
@@ -30,6 +30,8 @@ enum Command {
     Broker(BrokerArgs),
     /// Run the publication proxy (XSUB for publishers, XPUB for subscribers).
     Proxy(ProxyArgs),
+    /// Run the reference service: server ranks and heartbeats.
+    Reference(ReferenceArgs),
     /// Run an application server.
     Server(ServerArgs),
     /// Chat from the terminal, one command per line.
@@ -40,6 +42,8 @@ enum Command {
     Listen(ListenArgs),
     /// Measure publish throughput and latency against a running cluster.
     Bench(BenchArgs),
+    /// Inspect and steer the cluster: servers, clocks, elections.
+    Admin(AdminArgs),
 }
 
 #[derive(Args)]
@@ -64,9 +68,24 @@ struct UpArgs {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// First port: the broker takes it and the next (clients, servers), the proxy the two after
-    /// (publishers, subscribers).
+    /// (publishers, subscribers), the reference the fifth after, servers' peer endpoints the
+    /// tenth after and on.
     #[arg(long, default_value_t = 5555)]
     base_port: u16,
+    /// Skew each server's clock on purpose, in milliseconds, one value per server in order
+    /// (say `--skew-ms=-3000,0,4000`), to watch Berkeley synchronisation correct it.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    skew_ms: Vec<i64>,
+}
+
+#[derive(Args)]
+struct ReferenceArgs {
+    /// Endpoint servers connect to.
+    #[arg(long, env = "PALAVER_REFERENCE_BIND", default_value = "tcp://*:5560")]
+    bind: String,
+    /// Directory holding the ranks (`reference.db`).
+    #[arg(long, env = "PALAVER_REFERENCE_DATA", default_value = "data/reference")]
+    data: PathBuf,
 }
 
 #[derive(Args)]
@@ -118,6 +137,28 @@ struct ServerArgs {
         default_value = "tcp://127.0.0.1:5558"
     )]
     proxy_xpub: String,
+    /// The reference service.
+    #[arg(
+        long,
+        env = "PALAVER_REFERENCE",
+        default_value = "tcp://127.0.0.1:5560"
+    )]
+    reference: String,
+    /// This server's endpoint for the other servers; port `*` picks a free one.
+    #[arg(long, env = "PALAVER_SERVER_PEER", default_value = "tcp://127.0.0.1:*")]
+    peer: String,
+    /// The peer address to give the others, when the bound one will not do (say, `--peer
+    /// tcp://*:5570`).
+    #[arg(long, env = "PALAVER_SERVER_ADVERTISE")]
+    advertise: Option<String>,
+    /// Start with a deliberately wrong clock, this many milliseconds off.
+    #[arg(
+        long,
+        env = "PALAVER_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    clock_skew_ms: i64,
 }
 
 #[derive(Args)]
@@ -180,6 +221,34 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct AdminArgs {
+    /// The reference service.
+    #[arg(
+        long,
+        env = "PALAVER_REFERENCE",
+        default_value = "tcp://127.0.0.1:5560"
+    )]
+    reference: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Every server the reference knows: rank, address, alive, who is coordinator.
+    Servers,
+    /// Each live server's corrected clock and its offset from the others.
+    Clocks,
+    /// Ask a server (default: the lowest-ranked live one) to start an election.
+    Election { server: Option<String> },
+    /// Shift a server's clock by MS milliseconds (synchronisation will pull it back).
+    #[command(allow_hyphen_values = true)]
+    SetClock { server: String, ms: i64 },
+    /// One screen on the whole cluster.
+    Status,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
@@ -194,9 +263,15 @@ fn main() -> anyhow::Result<()> {
                 data: a.data,
                 host: a.host,
                 base_port: a.base_port,
+                skew_ms: a.skew_ms,
             },
             &on_signal()?,
         ),
+        Command::Reference(a) => Ok(palaver_infra::run_reference(
+            &a.bind,
+            &a.data,
+            &on_signal()?,
+        )?),
         Command::Broker(a) => Ok(palaver_infra::run_broker(
             &a.frontend,
             &a.backend,
@@ -213,6 +288,10 @@ fn main() -> anyhow::Result<()> {
                 broker_backend: a.broker_backend,
                 proxy_xsub: a.proxy_xsub,
                 proxy_xpub: a.proxy_xpub,
+                reference: a.reference,
+                peer: a.peer,
+                advertise: a.advertise,
+                clock_skew_ms: a.clock_skew_ms,
             };
             palaver_server::run(&cfg, &on_signal()?).context("server failed")
         }
@@ -249,6 +328,16 @@ fn main() -> anyhow::Result<()> {
             size: a.size,
             json: a.json,
         }),
+        Command::Admin(a) => {
+            let command = match a.command {
+                AdminCommand::Servers => admin::Command::Servers,
+                AdminCommand::Clocks => admin::Command::Clocks,
+                AdminCommand::Election { server } => admin::Command::Election { server },
+                AdminCommand::SetClock { server, ms } => admin::Command::SetClock { server, ms },
+                AdminCommand::Status => admin::Command::Status,
+            };
+            admin::run(&a.reference, &command)
+        }
     }
 }
 

@@ -184,12 +184,15 @@ fn the_listener_prints_json_lines() {
     assert!(v["data"]["clock"].is_u64() && v["data"]["timestamp"].is_f64());
 }
 
-/// Four consecutive free ports for `palaver up --base-port`.
+/// A base port for `palaver up --base-port` whose offsets (broker, proxy, reference, one
+/// server's peer endpoint) are free.
 fn free_base_port() -> u16 {
     loop {
         let base = free_port();
         if base < 65000
-            && (1..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            && [1, 2, 3, 5, 11]
+                .iter()
+                .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
         {
             return base;
         }

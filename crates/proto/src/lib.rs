@@ -15,6 +15,7 @@ mod error;
 mod name;
 mod reply;
 mod request;
+mod servers;
 mod time;
 
 pub use envelope::{Envelope, Map};
@@ -22,6 +23,7 @@ pub use error::ProtoError;
 pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};
+pub use servers::ServerEntry;
 pub use time::{format_clock_time, now_secs};
 
 /// The largest frame a process accepts; anything larger is answered with an error unread.

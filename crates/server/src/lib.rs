@@ -7,11 +7,15 @@
 //! ```
 //!
 //! One reactor thread owns every socket and the in-memory view (who is registered, which
-//! channels exist); [`State`] decides what each request does without touching I/O. Writes go
-//! to the store's writer thread, and their replies and publications leave only once the write
-//! is committed to disk. Requests pipeline: a DEALER worker keeps each request's routing
-//! envelope, so many requests are in flight at once and share commits.
+//! channels exist); [`State`] decides what each request does without touching I/O. A batch of
+//! requests is committed to disk with one fsync before any of its replies or publications
+//! leave. Requests pipeline: a DEALER worker keeps each request's routing envelope, so many
+//! requests are in flight at once and share commits. The same thread runs coordination: rank
+//! and heartbeats with the reference, the bully election and Berkeley clock synchronisation.
 
+mod clock;
+mod coord;
+mod link;
 mod reactor;
 mod state;
 
@@ -35,6 +39,14 @@ pub struct Config {
     pub proxy_xsub: String,
     /// The proxy's XPUB endpoint that subscribers connect to.
     pub proxy_xpub: String,
+    /// The reference service's endpoint.
+    pub reference: String,
+    /// This server's peer endpoint, to bind (`tcp://127.0.0.1:*` picks a free port).
+    pub peer: String,
+    /// The peer address to give the others, when the bound one will not do.
+    pub advertise: Option<String>,
+    /// Milliseconds to skew this server's clock by, on purpose (demonstrations and tests).
+    pub clock_skew_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use palaver_core::Shutdown;
-use palaver_proto::{now_secs, Envelope, ProtoError, Reply, Request, MAX_FRAME_BYTES};
+use palaver_core::{Lamport, Shutdown};
+use palaver_proto::{Envelope, ProtoError, Reply, Request, MAX_FRAME_BYTES};
 use palaver_store::Store;
 
+use crate::coord::{Coordination, Endpoints, Facts};
 use crate::state::Handled;
 use crate::{Config, ServerError, State};
 
@@ -34,6 +35,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         data = %cfg.data_dir.display(),
         "opened store"
     );
+    let lamport = Lamport::starting_at(snapshot.max_lamport);
     let state = State::new(cfg.name.as_str(), snapshot);
 
     let ctx = zmq::Context::new();
@@ -46,13 +48,34 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     publisher.set_sndhwm(100_000)?;
     publisher.set_linger(2000)?;
     connect(&publisher, &cfg.proxy_xsub)?;
-    tracing::info!(server = %cfg.name, broker = %cfg.broker_backend, proxy = %cfg.proxy_xsub, "serving");
+    let endpoints = Endpoints {
+        peer_bind: cfg.peer.clone(),
+        advertise: cfg.advertise.clone(),
+        reference: cfg.reference.clone(),
+        proxy_xpub: cfg.proxy_xpub.clone(),
+    };
+    let coord = Coordination::open(
+        &ctx,
+        &cfg.name,
+        &endpoints,
+        cfg.clock_skew_ms as f64 / 1000.0,
+    )?;
+    tracing::info!(
+        server = %cfg.name,
+        broker = %cfg.broker_backend,
+        proxy = %cfg.proxy_xsub,
+        peer = %coord.addr(),
+        reference = %cfg.reference,
+        "serving"
+    );
 
     let mut reactor = Reactor {
         state,
         store,
         worker,
         publisher,
+        lamport,
+        coord,
     };
     reactor.serve(shutdown);
     tracing::info!(server = %cfg.name, "stopped");
@@ -73,6 +96,8 @@ struct Reactor {
     store: Store,
     worker: zmq::Socket,
     publisher: zmq::Socket,
+    lamport: Lamport,
+    coord: Coordination,
 }
 
 impl Reactor {
@@ -81,21 +106,54 @@ impl Reactor {
     fn serve(&mut self, shutdown: &Shutdown) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while !shutdown.is_triggered() {
-            match self
-                .worker
-                .poll(zmq::POLLIN, POLL_INTERVAL.as_millis() as i64)
-            {
-                Ok(0) | Err(zmq::Error::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "poll failed");
-                    continue;
+            let now = Instant::now();
+            let wait = self
+                .coord
+                .deadline()
+                .saturating_duration_since(now)
+                .min(POLL_INTERVAL);
+            let readable = {
+                let mut items = vec![self.worker.as_poll_item(zmq::POLLIN)];
+                items.extend(
+                    self.coord
+                        .sockets()
+                        .into_iter()
+                        .map(|s| s.as_poll_item(zmq::POLLIN)),
+                );
+                // Round up, so a deadline a fraction of a millisecond away is not spun on.
+                let ms = i64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i64::MAX);
+                match zmq::poll(&mut items, ms) {
+                    Ok(_) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => tracing::warn!(error = %e, "poll failed"),
                 }
+                items
+                    .iter()
+                    .map(zmq::PollItem::is_readable)
+                    .collect::<Vec<bool>>()
+            };
+            let now = Instant::now();
+            let facts = Facts {
+                users: self.state.user_count(),
+                channels: self.state.channel_count(),
+            };
+            self.coord.on_ready(
+                &readable[1..],
+                now,
+                &mut self.lamport,
+                &self.publisher,
+                facts,
+            );
+            self.coord.on_tick(now, &mut self.lamport, &self.publisher);
+            if readable[0] {
+                // Everything that arrived while the previous batch was being synced forms the
+                // next batch, so concurrent clients share commits without anyone waiting on
+                // purpose.
+                self.drain(&mut batch);
+                let n = batch.len();
+                self.commit(&mut batch);
+                self.coord
+                    .client_requests(n, Instant::now(), &mut self.lamport);
             }
-            // Everything that arrived while the previous batch was being synced forms the next
-            // batch, so concurrent clients share commits without anyone waiting on purpose.
-            self.drain(&mut batch);
-            self.commit(&mut batch);
         }
     }
 
@@ -131,10 +189,10 @@ impl Reactor {
             }
         };
         if let Some(clock) = env.clock() {
-            self.state.observe(clock);
+            self.lamport.observe(clock);
         }
         let handled = match Request::parse(&env) {
-            Ok((req, _meta)) => self.state.handle(req, now_secs()),
+            Ok((req, _meta)) => self.state.handle(req, self.coord.now(), &mut self.lamport),
             Err(e) => rejection(Some(&env.service), &e),
         };
         Queued { envelope, handled }
@@ -186,7 +244,7 @@ impl Reactor {
             }
             self.reply(&q.envelope, reply);
             if let Some((topic, env)) = publication {
-                self.state.tick();
+                self.lamport.tick();
                 if let Err(e) = self
                     .publisher
                     .send_multipart([topic.into_bytes(), env.to_bytes()], zmq::DONTWAIT)
@@ -205,7 +263,7 @@ impl Reactor {
     }
 
     fn reply(&mut self, envelope: &[Vec<u8>], mut reply: Envelope) {
-        reply.stamp(now_secs(), self.state.tick());
+        reply.stamp(self.coord.now(), self.lamport.tick());
         let body = reply.to_bytes();
         let frames = envelope
             .iter()

@@ -15,7 +15,6 @@ pub struct State {
     users: BTreeSet<Name>,
     channels: BTreeSet<Name>,
     seq: u64,
-    lamport: Lamport,
 }
 
 /// What a request did.
@@ -47,33 +46,29 @@ impl State {
             users: BTreeSet::new(),
             channels: BTreeSet::new(),
             seq: 0,
-            lamport: Lamport::default(),
         };
         st.reload(snap);
         st
     }
 
-    /// Forgets whatever was accepted but not stored, and starts again from `snap`. The Lamport
-    /// clock never goes back.
+    /// Forgets whatever was accepted but not stored, and starts again from `snap`.
     pub fn reload(&mut self, snap: Snapshot) {
         self.users = snap.users.into_iter().collect();
         self.channels = snap.channels.into_iter().collect();
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
-        self.lamport.observe(snap.max_lamport);
     }
 
-    /// Takes in the Lamport counter of a received message.
-    pub fn observe(&mut self, clock: u64) {
-        self.lamport.observe(clock);
+    pub fn user_count(&self) -> usize {
+        self.users.len()
     }
 
-    /// Advances the Lamport clock for a send.
-    pub fn tick(&mut self) -> u64 {
-        self.lamport.tick()
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
     }
 
-    /// Decides what `req`, received at physical time `now`, does, and applies it.
-    pub fn handle(&mut self, req: Request, now: f64) -> Handled {
+    /// Decides what `req`, received at physical time `now`, does, and applies it. An accepted
+    /// event takes its Lamport time from `lamport`.
+    pub fn handle(&mut self, req: Request, now: f64, lamport: &mut Lamport) -> Handled {
         let service = req.service();
         let refuse = |text: String| Handled::reply(Reply::error(service, &text));
         let kind = match req {
@@ -129,7 +124,7 @@ impl State {
         let event = Event {
             origin: self.origin.clone(),
             seq: self.seq,
-            lamport: self.lamport.tick(),
+            lamport: lamport.tick(),
             timestamp: now,
             kind,
         };
@@ -195,7 +190,7 @@ mod tests {
     }
 
     fn run(st: &mut State, req: Request) -> Envelope {
-        st.handle(req, 1.0).reply
+        st.handle(req, 1.0, &mut Lamport::default()).reply
     }
 
     fn ok(env: &Envelope) -> bool {
@@ -223,7 +218,7 @@ mod tests {
             channel: name("general"),
             message: "hi".into(),
         };
-        let h = st.handle(post, 2.0);
+        let h = st.handle(post, 2.0, &mut Lamport::default());
         assert_eq!(h.reply.data.str("status").unwrap(), "OK");
         let ev = h.event.expect("a post is stored");
         let (topic, env) = h.publication.expect("a post is published");
@@ -235,7 +230,7 @@ mod tests {
             dst: name("bob"),
             message: "psst".into(),
         };
-        let h = st.handle(dm, 3.0);
+        let h = st.handle(dm, 3.0, &mut Lamport::default());
         assert!(ok(&h.reply));
         assert_eq!(h.publication.unwrap().0, "bob");
     }
@@ -295,7 +290,7 @@ mod tests {
             ),
         ];
         for (req, want) in cases {
-            let h = st.handle(req, 1.0);
+            let h = st.handle(req, 1.0, &mut Lamport::default());
             assert!(h.event.is_none() && h.publication.is_none());
             assert_eq!(h.reply.data.str("status").unwrap(), "erro");
             assert!(
@@ -313,41 +308,31 @@ mod tests {
     #[test]
     fn reload_forgets_what_was_not_stored() {
         let mut st = state();
-        let h = st.handle(Request::Channel { channel: name("c") }, 1.0);
+        let mut clock = Lamport::default();
+        let h = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
         let lamport = h.event.unwrap().lamport;
         st.reload(Snapshot::default());
-        assert!(run(&mut st, Request::Channels)
-            .data
-            .str_list("channels")
-            .unwrap()
-            .is_empty());
-        let again = st
-            .handle(Request::Channel { channel: name("c") }, 1.0)
-            .event
-            .unwrap();
+        let listed = run(&mut st, Request::Channels);
+        assert!(listed.data.str_list("channels").unwrap().is_empty());
+        let again = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
+        let again = again.event.unwrap();
         assert_eq!(again.seq, 1, "the unstored sequence number is reused");
         assert!(again.lamport > lamport, "the clock never goes back");
     }
 
     #[test]
     fn events_get_consecutive_ids_and_rising_clocks() {
-        let mut st = State::new(
-            "s1",
-            Snapshot {
-                progress: [("s1".to_owned(), 41)].into(),
-                max_lamport: 100,
-                ..Snapshot::default()
-            },
-        );
-        st.observe(500);
-        let a = st
-            .handle(Request::Login { user: name("a") }, 1.0)
-            .event
-            .unwrap();
-        let b = st
-            .handle(Request::Login { user: name("b") }, 1.0)
-            .event
-            .unwrap();
+        let snap = Snapshot {
+            progress: [("s1".to_owned(), 41)].into(),
+            max_lamport: 100,
+            ..Snapshot::default()
+        };
+        let mut st = State::new("s1", snap);
+        let mut clock = Lamport::starting_at(100);
+        clock.observe(500);
+        let a = st.handle(Request::Login { user: name("a") }, 1.0, &mut clock);
+        let b = st.handle(Request::Login { user: name("b") }, 1.0, &mut clock);
+        let (a, b) = (a.event.unwrap(), b.event.unwrap());
         assert_eq!((a.seq, b.seq), (42, 43));
         assert!(a.lamport > 500 && b.lamport > a.lamport);
     }

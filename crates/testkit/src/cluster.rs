@@ -9,7 +9,7 @@ use crate::{free_port, Proc};
 /// How long a process may take to say it is ready.
 const READY: Duration = Duration::from_secs(20);
 
-/// A broker, a proxy and servers, started from the `palaver` binary at `bin`.
+/// A reference, a broker, a proxy and servers, started from the `palaver` binary at `bin`.
 pub struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -18,8 +18,11 @@ pub struct Cluster {
     backend: u16,
     xsub: u16,
     xpub: u16,
-    // Servers before the broker and proxy, so they stop first when the cluster drops.
+    reference_port: u16,
+    skews: Vec<i64>,
+    // Servers before the others, so they stop first when the cluster drops.
     servers: Vec<Option<Proc>>,
+    reference: Option<Proc>,
     broker: Proc,
     proxy: Proc,
 }
@@ -31,6 +34,15 @@ impl Cluster {
     /// # Panics
     /// When a process cannot be started or does not become ready: the test cannot go on.
     pub fn start(bin: &Path, servers: usize) -> Cluster {
+        Cluster::start_skewed(bin, &vec![0; servers])
+    }
+
+    /// Starts a cluster with one server per entry of `skews_ms`, each with its clock that many
+    /// milliseconds off.
+    ///
+    /// # Panics
+    /// As [`Cluster::start`].
+    pub fn start_skewed(bin: &Path, skews_ms: &[i64]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (broker, frontend, backend) =
             start_pair(bin, dir.path(), "broker", "broker ready", |a, b| {
@@ -59,15 +71,68 @@ impl Cluster {
             backend,
             xsub,
             xpub,
+            reference_port: 0,
+            skews: skews_ms.to_vec(),
             servers: Vec::new(),
+            reference: None,
             broker,
             proxy,
         };
-        for i in 0..servers {
+        cluster.start_reference();
+        for i in 0..skews_ms.len() {
             cluster.servers.push(None);
             cluster.start_server(i);
         }
         cluster
+    }
+
+    /// Starts (or restarts, on the same port and data) the reference and waits until it serves.
+    ///
+    /// # Panics
+    /// When it does not become ready in time.
+    pub fn start_reference(&mut self) {
+        let data = self.dir.path().join("reference").display().to_string();
+        let log = self.dir.path().join("reference.log");
+        for _ in 0..5 {
+            if self.reference_port == 0 {
+                self.reference_port = free_port();
+            }
+            let args = vec![
+                "reference".into(),
+                "--bind".into(),
+                tcp(self.reference_port),
+                "--data".into(),
+                data.clone(),
+            ];
+            let before = std::fs::read_to_string(&log)
+                .map(|s| s.matches("reference ready").count())
+                .unwrap_or(0);
+            let mut proc = Proc::spawn("reference", &self.bin, &args, &log);
+            let ready = crate::wait_until(READY, || {
+                proc.log().matches("reference ready").count() > before || proc.exited()
+            });
+            if ready && !proc.exited() {
+                self.reference = Some(proc);
+                return;
+            }
+            if self.servers.is_empty() {
+                // Nobody knows the port yet: try another.
+                self.reference_port = 0;
+            }
+        }
+        panic!("the reference could not start");
+    }
+
+    /// `kill -9` of the reference.
+    pub fn kill_reference(&mut self) {
+        if let Some(mut p) = self.reference.take() {
+            p.kill();
+        }
+    }
+
+    /// Where servers and admins find the reference.
+    pub fn reference_endpoint(&self) -> String {
+        tcp(self.reference_port)
     }
 
     /// The name of server `i` (0-based): `s1`, `s2`…
@@ -128,6 +193,10 @@ impl Cluster {
             tcp(self.xsub),
             "--sub".into(),
             tcp(self.xpub),
+            "--reference".into(),
+            tcp(self.reference_port),
+            "--clock-skew-ms".into(),
+            self.skews.get(i).copied().unwrap_or(0).to_string(),
         ];
         let log = self.dir.path().join(format!("{name}.log"));
         let before = std::fs::read_to_string(&log)
@@ -150,6 +219,14 @@ impl Cluster {
         if let Some(mut p) = self.servers[i].take() {
             p.kill();
         }
+    }
+
+    /// The peer endpoint server `i` logged when it started serving.
+    pub fn peer_addr(&mut self, i: usize) -> Option<String> {
+        let log = self.servers[i].as_ref()?.log();
+        let line = log.lines().rev().find(|l| l.contains("serving"))?;
+        let at = line.find("peer=")? + "peer=".len();
+        Some(line[at..].split_whitespace().next()?.to_owned())
     }
 
     /// SIGTERM to server `i`; returns whether it stopped cleanly (exit 0) in time.

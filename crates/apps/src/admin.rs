@@ -1,0 +1,243 @@
+//! `palaver admin`: inspect and steer a running cluster. It asks the reference who the servers
+//! are, then each server's peer endpoint for its status, its clock, an election or a clock
+//! shift. A server that does not answer within a second is shown as silent; nothing hangs.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use palaver_client::{Connection, SharedClock};
+use palaver_proto::{format_clock_time, now_secs, Envelope, Reply, ServerEntry, Status};
+
+pub enum Command {
+    Servers,
+    Clocks,
+    Election { server: Option<String> },
+    SetClock { server: String, ms: i64 },
+    Status,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A server as the reference lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub rank: u64,
+    pub addr: Option<String>,
+    pub alive: bool,
+}
+
+/// A server's answer to `clock`, timed.
+#[derive(Debug, Clone)]
+pub struct ClockReading {
+    pub name: String,
+    /// The server's corrected clock.
+    pub time: f64,
+    /// How far the server's clock is ahead of this machine's, allowing for the round trip.
+    pub offset: f64,
+    pub rtt: f64,
+}
+
+struct Admin {
+    ctx: zmq::Context,
+    clock: SharedClock,
+    reference: String,
+}
+
+impl Admin {
+    fn call(&self, endpoint: &str, env: Envelope) -> anyhow::Result<Envelope> {
+        let mut conn =
+            Connection::open(&self.ctx, endpoint, self.clock.clone())?.with_timeout(TIMEOUT, 1);
+        let reply = conn
+            .call(env)
+            .with_context(|| format!("{endpoint} did not answer"))?;
+        match Reply::status(&reply) {
+            Status::Success => Ok(reply),
+            Status::Error => bail!(
+                "{endpoint}: {}",
+                Reply::error_text(&reply).unwrap_or_default()
+            ),
+        }
+    }
+
+    fn servers(&self) -> anyhow::Result<Vec<Listed>> {
+        let reply = self
+            .call(&self.reference, Envelope::new("list").with("all", true))
+            .context("cannot reach the reference")?;
+        Ok(ServerEntry::parse_list(&reply)?
+            .into_iter()
+            .map(|e| Listed {
+                name: e.name.to_string(),
+                rank: e.rank,
+                addr: e.addr,
+                alive: e.alive.unwrap_or(true),
+            })
+            .collect())
+    }
+
+    fn find(&self, name: &str) -> anyhow::Result<Listed> {
+        self.servers()?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow!("the reference knows no server `{name}`"))
+    }
+
+    fn status(&self, s: &Listed) -> Option<Envelope> {
+        self.call(s.addr.as_deref()?, Envelope::new("status")).ok()
+    }
+
+    fn read_clock(&self, s: &Listed) -> Option<ClockReading> {
+        let sent = now_secs();
+        let reply = self.call(s.addr.as_deref()?, Envelope::new("clock")).ok()?;
+        let received = now_secs();
+        let time = reply.data.opt_f64("time").ok()??;
+        let rtt = received - sent;
+        Some(ClockReading {
+            name: s.name.clone(),
+            time,
+            offset: time + rtt / 2.0 - received,
+            rtt,
+        })
+    }
+}
+
+/// Runs one admin command, printing its result.
+///
+/// # Errors
+/// When the reference or the server addressed does not answer, or refuses.
+pub fn run(reference: &str, command: &Command) -> anyhow::Result<()> {
+    let admin = Admin {
+        ctx: zmq::Context::new(),
+        clock: SharedClock::new(),
+        reference: reference.to_owned(),
+    };
+    match command {
+        Command::Servers => print_servers(&admin),
+        Command::Clocks => print_clocks(&admin),
+        Command::Election { server } => {
+            let target = match server {
+                Some(name) => admin.find(name)?,
+                None => admin
+                    .servers()?
+                    .into_iter()
+                    .filter(|s| s.alive)
+                    .min_by_key(|s| s.rank)
+                    .ok_or_else(|| anyhow!("no live server"))?,
+            };
+            let addr = target
+                .addr
+                .clone()
+                .ok_or_else(|| anyhow!("{} has no peer address", target.name))?;
+            admin.call(&addr, Envelope::new("election"))?;
+            println!("{} (rank {}) started an election", target.name, target.rank);
+            Ok(())
+        }
+        Command::SetClock { server, ms } => {
+            let target = admin.find(server)?;
+            let addr = target
+                .addr
+                .ok_or_else(|| anyhow!("{server} has no peer address"))?;
+            let reply = admin.call(
+                &addr,
+                Envelope::new("adjust").with("delta", *ms as f64 / 1000.0),
+            )?;
+            let offset = reply.data.opt_f64("offset").ok().flatten().unwrap_or(0.0);
+            println!(
+                "{server}: clock shifted by {ms} ms; its correction is now {:+.1} ms",
+                offset * 1000.0
+            );
+            Ok(())
+        }
+        Command::Status => {
+            print_servers(&admin)?;
+            println!();
+            print_clocks(&admin)
+        }
+    }
+}
+
+fn print_servers(admin: &Admin) -> anyhow::Result<()> {
+    let servers = admin.servers()?;
+    if servers.is_empty() {
+        println!("the reference knows no servers yet");
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:>4}  {:<26} {:<6} {:<12} {:>6} {:>8}",
+        "SERVER", "RANK", "ADDRESS", "ALIVE", "COORDINATOR", "USERS", "CHANNELS"
+    );
+    let mut views = Vec::new();
+    for s in &servers {
+        let status = if s.alive { admin.status(s) } else { None };
+        let field = |k: &'static str| status.as_ref().and_then(|e| e.data.get(k).cloned());
+        let coordinator = field("coordinator").and_then(|v| v.as_str().map(str::to_owned));
+        if let Some(c) = &coordinator {
+            views.push(c.clone());
+        }
+        let num = |k: &'static str| {
+            field(k)
+                .and_then(|v| v.as_u64())
+                .map_or("-".to_owned(), |n| n.to_string())
+        };
+        println!(
+            "{:<12} {:>4}  {:<26} {:<6} {:<12} {:>6} {:>8}",
+            s.name,
+            s.rank,
+            s.addr.as_deref().unwrap_or("-"),
+            match (s.alive, status.is_some()) {
+                (true, true) => "yes",
+                (true, false) => "silent",
+                _ => "no",
+            },
+            coordinator
+                .as_deref()
+                .unwrap_or(if s.alive { "(none)" } else { "-" }),
+            num("users"),
+            num("channels"),
+        );
+    }
+    views.sort();
+    views.dedup();
+    match views.as_slice() {
+        [one] => println!("coordinator: {one} (all live servers agree)"),
+        [] => println!("coordinator: none yet"),
+        many => println!("coordinator: servers disagree: {}", many.join(", ")),
+    }
+    Ok(())
+}
+
+fn print_clocks(admin: &Admin) -> anyhow::Result<()> {
+    let readings: Vec<ClockReading> = admin
+        .servers()?
+        .iter()
+        .filter(|s| s.alive)
+        .filter_map(|s| admin.read_clock(s))
+        .collect();
+    if readings.is_empty() {
+        println!("no live server answered");
+        return Ok(());
+    }
+    let mut offsets: Vec<f64> = readings.iter().map(|r| r.offset).collect();
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[offsets.len() / 2];
+    println!(
+        "{:<12} {:<14} {:>14} {:>14} {:>9}",
+        "SERVER", "CLOCK", "VS OTHERS", "VS THIS HOST", "RTT"
+    );
+    for r in &readings {
+        println!(
+            "{:<12} {:<14} {:>11.1} ms {:>11.1} ms {:>6.2} ms",
+            r.name,
+            format_clock_time(r.time),
+            (r.offset - median) * 1000.0,
+            r.offset * 1000.0,
+            r.rtt * 1000.0
+        );
+    }
+    let spread = offsets.last().unwrap_or(&0.0) - offsets.first().unwrap_or(&0.0);
+    println!(
+        "spread: {:.1} ms between the fastest and the slowest clock",
+        spread * 1000.0
+    );
+    Ok(())
+}

@@ -1,0 +1,766 @@
+//! The server's side of coordination: rank and heartbeats with the reference, the bully
+//! election and Berkeley synchronisation with the other servers. The algorithms live in
+//! `palaver_core`; this module moves their messages over ZeroMQ and reads the clock.
+//!
+//! ```text
+//!  reference ◀──rank / heartbeat / list── Link ─┐
+//!  peer s2   ◀──election / clock / adjust── Link ┤ Coordination ◀── Election, berkeley::Round
+//!  peers     ──election / clock / adjust──▶ ROUTER (this server's peer endpoint)
+//!  proxy     ──"servers" announcements───▶ SUB
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use palaver_core::berkeley::{Round, Sample, Settings};
+use palaver_core::election::{Action, Election, Timeouts};
+use palaver_core::{Lamport, Member};
+use palaver_proto::{Envelope, Name, ProtoError, Reply, ServerEntry, Status, TOPIC_SERVERS};
+use rmpv::Value;
+
+use crate::clock::PhysicalClock;
+use crate::link::{Link, Outcome};
+use crate::ServerError;
+
+/// How often a server tells the reference it lives (the reference drops it after 3 s).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How often a server asks the reference who is alive.
+const LIST_EVERY: Duration = Duration::from_secs(1);
+/// How long to wait for the reference, or for a peer, before giving a request up.
+const REFERENCE_TIMEOUT: Duration = Duration::from_secs(1);
+const PEER_TIMEOUT: Duration = Duration::from_millis(800);
+/// The standard synchronises clocks every 10 client requests.
+const SYNC_EVERY_REQUESTS: u64 = 10;
+/// …and a quiet cluster synchronises at least this often.
+const SYNC_QUIET: Duration = Duration::from_secs(3);
+/// Rounds never start closer together than this, however busy the cluster.
+const SYNC_MIN_GAP: Duration = Duration::from_millis(250);
+/// How long a round waits for the members' clocks.
+const ROUND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Requests to the reference.
+enum RefAsk {
+    Rank,
+    Heartbeat,
+    List,
+}
+
+/// Requests to another server.
+enum PeerAsk {
+    Elect,
+    Ping,
+    Clock { round: u64 },
+    Coordinator,
+    Adjust,
+    Sync,
+}
+
+struct Peer {
+    member: Member,
+    link: Link<PeerAsk>,
+}
+
+/// What the server tells operators about itself besides coordination.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    pub users: usize,
+    pub channels: usize,
+}
+
+/// Where to find the reference and the proxy, and where to listen for peers.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Peer endpoint to bind (`tcp://127.0.0.1:*` picks a free port).
+    pub peer_bind: String,
+    /// Address the others should use, when the bound one will not do (say, bound on `*`).
+    pub advertise: Option<String>,
+    pub reference: String,
+    pub proxy_xpub: String,
+}
+
+pub struct Coordination {
+    name: Name,
+    addr: String,
+    ctx: zmq::Context,
+    router: zmq::Socket,
+    sub: zmq::Socket,
+    reference: Link<RefAsk>,
+    rank: Option<u64>,
+    election: Option<Election>,
+    peers: BTreeMap<String, Peer>,
+    clock: PhysicalClock,
+    next_heartbeat: Instant,
+    next_list: Instant,
+    round: Option<(u64, Round)>,
+    rounds: u64,
+    last_round: Option<Instant>,
+    requests: u64,
+    last_sync_ask: Option<Instant>,
+}
+
+impl Coordination {
+    /// Binds the peer endpoint and connects to the reference and the proxy.
+    ///
+    /// # Errors
+    /// When the peer endpoint cannot be bound or an endpoint is malformed.
+    pub fn open(
+        ctx: &zmq::Context,
+        name: &Name,
+        ep: &Endpoints,
+        skew_secs: f64,
+    ) -> Result<Coordination, ServerError> {
+        let router = ctx.socket(zmq::ROUTER)?;
+        router.set_linger(0)?;
+        router.set_maxmsgsize(palaver_proto::MAX_FRAME_BYTES as i64 * 2)?;
+        router
+            .bind(&ep.peer_bind)
+            .map_err(|source| ServerError::Connect {
+                endpoint: ep.peer_bind.clone(),
+                source,
+            })?;
+        let bound = router
+            .get_last_endpoint()?
+            .unwrap_or_else(|_| ep.peer_bind.clone());
+        let addr = ep
+            .advertise
+            .clone()
+            .unwrap_or_else(|| bound.replace("0.0.0.0", "127.0.0.1"));
+        let sub = ctx.socket(zmq::SUB)?;
+        sub.set_linger(0)?;
+        sub.connect(&ep.proxy_xpub)?;
+        sub.set_subscribe(TOPIC_SERVERS.as_bytes())?;
+        let now = Instant::now();
+        let mut coordination = Coordination {
+            name: name.clone(),
+            addr,
+            ctx: ctx.clone(),
+            router,
+            sub,
+            reference: Link::open(ctx, &ep.reference, REFERENCE_TIMEOUT)?,
+            rank: None,
+            election: None,
+            peers: BTreeMap::new(),
+            clock: PhysicalClock::with_skew(skew_secs),
+            next_heartbeat: now,
+            next_list: now,
+            round: None,
+            rounds: 0,
+            last_round: None,
+            requests: 0,
+            last_sync_ask: None,
+        };
+        coordination.ask_rank(now, &mut Lamport::default());
+        Ok(coordination)
+    }
+
+    /// The address peers reach this server at.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The corrected physical clock, seconds since the Unix epoch.
+    pub fn now(&self) -> f64 {
+        self.clock.now()
+    }
+
+    pub fn coordinator(&self) -> Option<&Member> {
+        self.election.as_ref().and_then(Election::coordinator)
+    }
+
+    /// The sockets to poll, in the order [`Coordination::on_ready`] expects their flags.
+    pub fn sockets(&self) -> Vec<&zmq::Socket> {
+        let mut v = vec![&self.router, &self.sub, self.reference.socket()];
+        v.extend(self.peers.values().map(|p| p.link.socket()));
+        v
+    }
+
+    /// The earliest moment something is due.
+    pub fn deadline(&self) -> Instant {
+        let mut at = self.next_heartbeat.min(self.next_list);
+        let more = [
+            self.election.as_ref().and_then(Election::poll_timeout),
+            self.reference.deadline(),
+            self.round.as_ref().map(|(_, r)| r.deadline()),
+            self.is_coordinator()
+                .then(|| self.last_round.map_or(Instant::now(), |t| t + SYNC_QUIET)),
+        ];
+        for t in more
+            .into_iter()
+            .flatten()
+            .chain(self.peers.values().filter_map(|p| p.link.deadline()))
+        {
+            at = at.min(t);
+        }
+        at
+    }
+
+    fn is_coordinator(&self) -> bool {
+        self.election.as_ref().is_some_and(Election::is_coordinator)
+    }
+
+    /// Handles whatever the sockets flagged readable.
+    pub fn on_ready(
+        &mut self,
+        readable: &[bool],
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+        facts: Facts,
+    ) {
+        if readable.first() == Some(&true) {
+            self.serve_peers(now, lamport, publisher, facts);
+        }
+        if readable.get(1) == Some(&true) {
+            self.read_announcements(now, lamport, publisher);
+        }
+        if readable.get(2) == Some(&true) {
+            let mut out = Vec::new();
+            self.reference.read(&mut out);
+            for o in out {
+                self.reference_outcome(o, now, lamport, publisher);
+            }
+        }
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        for (i, name) in names.iter().enumerate() {
+            if readable.get(3 + i) == Some(&true) {
+                self.read_peer(name, now, lamport, publisher);
+            }
+        }
+    }
+
+    /// Carries out what is due at `now`: heartbeats, lists, timeouts, election and clock rounds.
+    pub fn on_tick(&mut self, now: Instant, lamport: &mut Lamport, publisher: &zmq::Socket) {
+        let mut out = Vec::new();
+        self.reference.expire(now, &mut out);
+        for o in out {
+            self.reference_outcome(o, now, lamport, publisher);
+        }
+        for peer in self.peers.values_mut() {
+            let mut out = Vec::new();
+            peer.link.expire(now, &mut out);
+            if !out.is_empty() {
+                tracing::debug!(peer = %peer.member, lost = out.len(), "peer requests timed out");
+            }
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT_EVERY;
+            match self.rank {
+                Some(_) => {
+                    let env = Envelope::new("heartbeat")
+                        .with("user", self.name.as_str())
+                        .with("addr", self.addr.as_str());
+                    self.ask_reference(RefAsk::Heartbeat, env, now, lamport);
+                }
+                None => self.ask_rank(now, lamport),
+            }
+        }
+        if now >= self.next_list && self.rank.is_some() {
+            self.next_list = now + LIST_EVERY;
+            self.ask_reference(RefAsk::List, Envelope::new("list"), now, lamport);
+        }
+        if let Some(e) = self.election.as_mut() {
+            if e.poll_timeout().is_some_and(|t| now >= t) {
+                e.handle_timeout(now);
+            }
+        }
+        self.carry_out(now, lamport, publisher);
+        self.finish_round(now, lamport);
+        if self.is_coordinator() && self.last_round.is_none_or(|t| now >= t + SYNC_QUIET) {
+            self.start_round(now, lamport);
+        }
+    }
+
+    /// Counts client requests: every [`SYNC_EVERY_REQUESTS`], the clocks are synchronised.
+    pub fn client_requests(&mut self, n: usize, now: Instant, lamport: &mut Lamport) {
+        self.requests += n as u64;
+        if self.requests < SYNC_EVERY_REQUESTS {
+            return;
+        }
+        self.requests = 0;
+        if self.is_coordinator() {
+            self.start_round(now, lamport);
+        } else if let Some(c) = self.coordinator().cloned() {
+            if self.last_sync_ask.is_none_or(|t| now >= t + SYNC_MIN_GAP) {
+                self.last_sync_ask = Some(now);
+                self.ask_peer(&c.name, PeerAsk::Sync, Envelope::new("sync"), now, lamport);
+            }
+        }
+    }
+
+    // ---- the reference ----
+
+    fn ask_rank(&mut self, now: Instant, lamport: &mut Lamport) {
+        if self.reference.in_flight(|k| matches!(k, RefAsk::Rank)) == 0 {
+            let env = Envelope::new("rank")
+                .with("user", self.name.as_str())
+                .with("addr", self.addr.as_str());
+            self.ask_reference(RefAsk::Rank, env, now, lamport);
+        }
+    }
+
+    fn ask_reference(
+        &mut self,
+        kind: RefAsk,
+        mut env: Envelope,
+        now: Instant,
+        lamport: &mut Lamport,
+    ) {
+        env.stamp(self.clock.now(), lamport.tick());
+        if !self.reference.send(kind, &env, now, self.clock.now()) {
+            tracing::debug!(service = %env.service, "reference request not sent");
+        }
+    }
+
+    fn reference_outcome(
+        &mut self,
+        o: Outcome<RefAsk>,
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+    ) {
+        let (kind, env) = match o {
+            Outcome::Timeout(sent) => {
+                if matches!(sent.kind, RefAsk::Rank) {
+                    tracing::warn!(reference = %self.reference.endpoint(), "no answer from the reference; retrying");
+                }
+                return;
+            }
+            Outcome::Reply(sent, Ok(env)) => (sent.kind, env),
+            Outcome::Reply(_, Err(e)) => {
+                tracing::warn!(error = %e, "bad reply from the reference");
+                return;
+            }
+        };
+        if let Some(c) = env.clock() {
+            lamport.observe(c);
+        }
+        if Reply::status(&env) == Status::Error {
+            tracing::warn!(service = %env.service, error = ?Reply::error_text(&env), "the reference refused");
+            if matches!(kind, RefAsk::Heartbeat) {
+                // It forgot us (say, it lost its disk): ask again.
+                self.rank = None;
+            }
+            return;
+        }
+        match kind {
+            RefAsk::Rank => match env.data.get("rank").and_then(Value::as_u64) {
+                Some(rank) => {
+                    if self.rank != Some(rank) {
+                        tracing::info!(server = %self.name, rank, addr = %self.addr, "ranked");
+                    }
+                    self.rank = Some(rank);
+                    self.next_list = now;
+                }
+                None => tracing::warn!("the reference's rank reply has no rank"),
+            },
+            RefAsk::Heartbeat => {}
+            RefAsk::List => match ServerEntry::parse_list(&env) {
+                Ok(list) => {
+                    let list = list
+                        .into_iter()
+                        .map(|e| (Member::new(e.name.as_str(), e.rank), e.addr))
+                        .collect();
+                    self.set_peers(list, now, lamport, publisher);
+                }
+                Err(e) => tracing::warn!(error = %e, "bad list from the reference"),
+            },
+        }
+    }
+
+    fn set_peers(
+        &mut self,
+        list: Vec<(Member, Option<String>)>,
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+    ) {
+        let Some(rank) = self.rank else { return };
+        let me = Member::new(self.name.as_str(), rank);
+        self.peers
+            .retain(|name, _| list.iter().any(|(m, _)| m.name == *name));
+        for (member, addr) in &list {
+            if member.name == me.name {
+                continue;
+            }
+            let Some(addr) = addr else { continue };
+            let stale = self
+                .peers
+                .get(&member.name)
+                .is_some_and(|p| p.link.endpoint() != addr || p.member != *member);
+            if stale {
+                self.peers.remove(&member.name);
+            }
+            if !self.peers.contains_key(&member.name) {
+                match Link::open(&self.ctx, addr, PEER_TIMEOUT) {
+                    Ok(link) => {
+                        tracing::info!(peer = %member, addr, "peer joined");
+                        self.peers.insert(
+                            member.name.clone(),
+                            Peer {
+                                member: member.clone(),
+                                link,
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!(peer = %member, addr, error = %e, "bad peer address"),
+                }
+            }
+        }
+        let live: Vec<Member> = self
+            .peers
+            .values()
+            .map(|p| p.member.clone())
+            .chain([me.clone()])
+            .collect();
+        let election = self.election.get_or_insert_with(|| {
+            tracing::info!(server = %me, "joining the election");
+            Election::new(me, Timeouts::default())
+        });
+        election.set_peers(now, live);
+        self.carry_out(now, lamport, publisher);
+    }
+
+    // ---- other servers ----
+
+    fn ask_peer(
+        &mut self,
+        name: &str,
+        kind: PeerAsk,
+        mut env: Envelope,
+        now: Instant,
+        lamport: &mut Lamport,
+    ) -> bool {
+        let Some(peer) = self.peers.get_mut(name) else {
+            return false;
+        };
+        env.stamp(self.clock.now(), lamport.tick());
+        peer.link.send(kind, &env, now, self.clock.now())
+    }
+
+    /// Who this server is, for the peers' benefit.
+    fn me_fields(&self, env: Envelope) -> Envelope {
+        let env = env.with("user", self.name.as_str());
+        match self.rank {
+            Some(rank) => env.with("rank", rank),
+            None => env,
+        }
+    }
+
+    /// Carries out the election's pending actions.
+    fn carry_out(&mut self, now: Instant, lamport: &mut Lamport, publisher: &zmq::Socket) {
+        while let Some(action) = self.election.as_mut().and_then(Election::poll_action) {
+            match action {
+                Action::Elect { to } => {
+                    let env = self.me_fields(Envelope::new("election"));
+                    self.ask_peer(&to.name, PeerAsk::Elect, env, now, lamport);
+                }
+                Action::Ping { to } => {
+                    let env = self.me_fields(Envelope::new("clock"));
+                    self.ask_peer(&to.name, PeerAsk::Ping, env, now, lamport);
+                }
+                Action::Announce { coordinator, to } => {
+                    tracing::info!(coordinator = %coordinator, "elected coordinator");
+                    let mut env = Envelope::new("election")
+                        .with("coordinator", coordinator.name.as_str())
+                        .with("rank", coordinator.rank);
+                    env.stamp(self.clock.now(), lamport.tick());
+                    if let Err(e) = publisher.send_multipart(
+                        [TOPIC_SERVERS.as_bytes(), &env.to_bytes()[..]],
+                        zmq::DONTWAIT,
+                    ) {
+                        tracing::warn!(error = %e, "announcement not published");
+                    }
+                    self.tell_coordinator(&coordinator, &to, now, lamport);
+                    self.last_round = None;
+                }
+                Action::Remind { coordinator, to } => {
+                    self.tell_coordinator(&coordinator, &to, now, lamport)
+                }
+            }
+        }
+    }
+
+    fn tell_coordinator(
+        &mut self,
+        coordinator: &Member,
+        to: &[Member],
+        now: Instant,
+        lamport: &mut Lamport,
+    ) {
+        for peer in to {
+            let env = Envelope::new("coordinator")
+                .with("coordinator", coordinator.name.as_str())
+                .with("rank", coordinator.rank);
+            self.ask_peer(&peer.name, PeerAsk::Coordinator, env, now, lamport);
+        }
+    }
+
+    fn read_peer(
+        &mut self,
+        name: &str,
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+    ) {
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
+        let member = peer.member.clone();
+        let mut out = Vec::new();
+        peer.link.read(&mut out);
+        for o in out {
+            let Outcome::Reply(sent, Ok(env)) = o else {
+                continue;
+            };
+            if let Some(c) = env.clock() {
+                lamport.observe(c);
+            }
+            match sent.kind {
+                PeerAsk::Elect => {
+                    if env.data.opt_str("election").ok().flatten() == Some("OK") {
+                        if let Some(e) = self.election.as_mut() {
+                            e.on_answer(now, &member);
+                        }
+                    }
+                }
+                PeerAsk::Ping => {
+                    let theirs = self.member_named(
+                        env.data.opt_str("coordinator").ok().flatten(),
+                        env.data.get("coordinator_rank"),
+                    );
+                    // A peer of another implementation says nothing: take its word for leading.
+                    let theirs = if env.data.get("coordinator").is_none() {
+                        Some(member.clone())
+                    } else {
+                        theirs
+                    };
+                    if let Some(e) = self.election.as_mut() {
+                        e.on_pong(now, &member, theirs.as_ref());
+                    }
+                }
+                PeerAsk::Clock { round } => {
+                    let remote = env.data.opt_f64("time").ok().flatten();
+                    if let (Some((id, r)), Some(remote)) = (self.round.as_mut(), remote) {
+                        if *id == round {
+                            r.on_sample(Sample {
+                                member: member.clone(),
+                                sent: sent.clock,
+                                received: self.clock.now(),
+                                remote,
+                            });
+                        }
+                    }
+                }
+                PeerAsk::Coordinator | PeerAsk::Adjust | PeerAsk::Sync => {}
+            }
+        }
+        self.carry_out(now, lamport, publisher);
+        self.finish_round(now, lamport);
+    }
+
+    /// The member called `name`: ourselves, a known peer, or (with a rank) someone new.
+    fn member_named(&self, name: Option<&str>, rank: Option<&Value>) -> Option<Member> {
+        let name = name?;
+        if name == self.name.as_str() {
+            return self.rank.map(|r| Member::new(name, r));
+        }
+        if let Some(rank) = rank.and_then(Value::as_u64) {
+            return Some(Member::new(name, rank));
+        }
+        self.peers.get(name).map(|p| p.member.clone())
+    }
+
+    /// Coordinator announcements published on `servers`.
+    fn read_announcements(&mut self, now: Instant, lamport: &mut Lamport, publisher: &zmq::Socket) {
+        while let Ok(frames) = self.sub.recv_multipart(zmq::DONTWAIT) {
+            let Ok(p) = palaver_proto::Publication::from_frames(&frames) else {
+                continue;
+            };
+            if p.topic != TOPIC_SERVERS || p.envelope.service != "election" {
+                continue;
+            }
+            if let Some(c) = p.envelope.clock() {
+                lamport.observe(c);
+            }
+            let who = self.member_named(
+                p.envelope.data.opt_str("coordinator").ok().flatten(),
+                p.envelope.data.get("rank"),
+            );
+            if let (Some(who), Some(e)) = (who, self.election.as_mut()) {
+                e.on_coordinator(now, &who);
+            }
+        }
+        self.carry_out(now, lamport, publisher);
+    }
+
+    /// Answers requests that arrived on the peer endpoint.
+    fn serve_peers(
+        &mut self,
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+        facts: Facts,
+    ) {
+        while let Ok(mut frames) = self.router.recv_multipart(zmq::DONTWAIT) {
+            let body = frames.pop().unwrap_or_default();
+            let mut reply = match Envelope::decode(&body) {
+                Ok(env) => {
+                    if let Some(c) = env.clock() {
+                        lamport.observe(c);
+                    }
+                    self.peer_request(&env, now, lamport, facts)
+                        .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
+                }
+                Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
+            };
+            reply.stamp(self.clock.now(), lamport.tick());
+            let body = reply.to_bytes();
+            let out = frames
+                .iter()
+                .map(Vec::as_slice)
+                .chain(std::iter::once(body.as_slice()));
+            if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
+                tracing::debug!(error = %e, "peer reply dropped");
+            }
+        }
+        self.carry_out(now, lamport, publisher);
+    }
+
+    fn peer_request(
+        &mut self,
+        env: &Envelope,
+        now: Instant,
+        lamport: &mut Lamport,
+        facts: Facts,
+    ) -> Result<Envelope, ProtoError> {
+        let d = &env.data;
+        Ok(match env.service.as_str() {
+            "clock" => {
+                let reply = Reply::ok("clock")
+                    .with("time", self.clock.now())
+                    .with("name", self.name.as_str());
+                match self.coordinator() {
+                    Some(c) => reply
+                        .with("coordinator", c.name.as_str())
+                        .with("coordinator_rank", c.rank),
+                    None => reply.with("coordinator", Value::Nil),
+                }
+            }
+            "election" => {
+                let from = match (d.opt_str("user")?, d.get("rank").and_then(Value::as_u64)) {
+                    (Some(name), Some(rank)) => Some(Member::new(name, rank)),
+                    _ => None,
+                };
+                let Some(e) = self.election.as_mut() else {
+                    return Ok(Reply::error("election", "this server has no rank yet"));
+                };
+                if e.on_election(now, from.as_ref()) {
+                    Reply::ok("election").with("election", "OK")
+                } else {
+                    Reply::error("election", "this server's rank is lower than yours")
+                }
+            }
+            "coordinator" => {
+                let who = self.member_named(Some(d.str("coordinator")?), d.get("rank"));
+                match (who, self.election.as_mut()) {
+                    (Some(who), Some(e)) => {
+                        e.on_coordinator(now, &who);
+                        Reply::ok("coordinator")
+                    }
+                    _ => Reply::error("coordinator", "unknown coordinator, or no rank yet"),
+                }
+            }
+            "adjust" => {
+                let delta = d.opt_f64("delta")?.ok_or(ProtoError::Missing("delta"))?;
+                if !delta.is_finite() || delta.abs() > 86_400.0 * 365.0 {
+                    return Ok(Reply::error(
+                        "adjust",
+                        "`delta` must be a finite number of seconds",
+                    ));
+                }
+                self.clock.adjust(delta);
+                tracing::debug!(delta, offset = self.clock.offset(), "clock adjusted");
+                Reply::ok("adjust")
+                    .with("time", self.clock.now())
+                    .with("offset", self.clock.offset())
+            }
+            "sync" => {
+                if self.is_coordinator() {
+                    self.start_round(now, lamport);
+                }
+                Reply::ok("sync")
+            }
+            "status" => {
+                let peers: Vec<Value> = self
+                    .peers
+                    .values()
+                    .map(|p| Value::from(p.member.name.as_str()))
+                    .collect();
+                let mut reply = Reply::ok("status")
+                    .with("name", self.name.as_str())
+                    .with("addr", self.addr.as_str())
+                    .with("time", self.clock.now())
+                    .with("offset", self.clock.offset())
+                    .with("skew", self.clock.skew())
+                    .with("peers", peers)
+                    .with(
+                        "electing",
+                        self.election.as_ref().is_some_and(Election::electing),
+                    )
+                    .with("rounds", self.rounds)
+                    .with("users", facts.users as u64)
+                    .with("channels", facts.channels as u64);
+                if let Some(rank) = self.rank {
+                    reply = reply.with("rank", rank);
+                }
+                if let Some(c) = self.coordinator() {
+                    reply = reply.with("coordinator", c.name.as_str());
+                }
+                reply
+            }
+            other => return Err(ProtoError::UnknownService(other.to_owned())),
+        })
+    }
+
+    // ---- Berkeley ----
+
+    fn start_round(&mut self, now: Instant, lamport: &mut Lamport) {
+        if self.round.is_some() || self.last_round.is_some_and(|t| now < t + SYNC_MIN_GAP) {
+            return;
+        }
+        self.last_round = Some(now);
+        self.rounds += 1;
+        let id = self.rounds;
+        let members: Vec<Member> = self.peers.values().map(|p| p.member.clone()).collect();
+        let mut asked = Vec::new();
+        for m in members {
+            let env = self.me_fields(Envelope::new("clock"));
+            if self.ask_peer(&m.name, PeerAsk::Clock { round: id }, env, now, lamport) {
+                asked.push(m);
+            }
+        }
+        self.round = Some((id, Round::new(now, asked, ROUND_TIMEOUT)));
+        self.finish_round(now, lamport);
+    }
+
+    fn finish_round(&mut self, now: Instant, lamport: &mut Lamport) {
+        if !self.round.as_ref().is_some_and(|(_, r)| r.is_done(now)) {
+            return;
+        }
+        let Some((id, round)) = self.round.take() else {
+            return;
+        };
+        let c = round.finish(&Settings::default());
+        self.clock.adjust(c.own);
+        tracing::debug!(round = id, own = c.own, members = c.members.len(), outliers = ?c.outliers, "clocks synchronised");
+        for (member, delta) in c.members {
+            self.ask_peer(
+                &member.name,
+                PeerAsk::Adjust,
+                Envelope::new("adjust").with("delta", delta),
+                now,
+                lamport,
+            );
+        }
+    }
+}
