@@ -1,0 +1,226 @@
+//! Clocks and coordination between real processes: Berkeley synchronisation of skewed clocks,
+//! the bully election when the coordinator dies and when it comes back, ranks that survive a
+//! restart of the reference, and Lamport clocks on every message.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bin, name, Cluster};
+use palaver_client::{Connection, SharedClock, Subscriber};
+use palaver_proto::{now_secs, Envelope, ServerEntry, TOPIC_SERVERS};
+use palaver_testkit::wait_until;
+
+/// Asks `addr` (a server's peer endpoint) for `env`.
+fn ask(addr: &str, env: Envelope) -> Option<Envelope> {
+    let ctx = zmq::Context::new();
+    let mut c = Connection::open(&ctx, addr, SharedClock::new())
+        .ok()?
+        .with_timeout(Duration::from_millis(500), 1);
+    c.call(env).ok()
+}
+
+/// How far a server's corrected clock is ahead of this machine's, allowing for the round trip.
+fn offset(addr: &str) -> Option<f64> {
+    let sent = now_secs();
+    let reply = ask(addr, Envelope::new("clock"))?;
+    let received = now_secs();
+    Some(reply.data.opt_f64("time").ok()?? + (received - sent) / 2.0 - received)
+}
+
+/// The coordinator a server names in its status.
+fn coordinator_of(addr: &str) -> Option<String> {
+    ask(addr, Envelope::new("status"))?
+        .data
+        .opt_str("coordinator")
+        .ok()?
+        .map(str::to_owned)
+}
+
+/// Whether every listed server names `who` as coordinator.
+fn all_agree(addrs: &[String], who: &str) -> bool {
+    addrs
+        .iter()
+        .all(|a| coordinator_of(a).as_deref() == Some(who))
+}
+
+fn addrs(cluster: &mut Cluster, servers: &[usize]) -> Vec<String> {
+    servers
+        .iter()
+        .map(|&i| cluster.peer_addr(i).expect("server is running"))
+        .collect()
+}
+
+/// Waits for an announcement on `servers` naming `who`.
+fn await_announcement(sub: &mut Subscriber, who: &str, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if let Ok(Some(r)) = sub.recv_timeout(left) {
+            let env = &r.publication.envelope;
+            if env.service == "election"
+                && env.data.opt_str("coordinator").ok().flatten() == Some(who)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn skewed_clocks_converge_within_50_ms() {
+    let mut cluster = Cluster::start_skewed(&bin(), &[-3000, 0, 4000]);
+    let addrs = addrs(&mut cluster, &[0, 1, 2]);
+    let mut spread = f64::MAX;
+    let converged = wait_until(Duration::from_secs(5), || {
+        let offsets: Option<Vec<f64>> = addrs.iter().map(|a| offset(a)).collect();
+        let Some(offsets) = offsets else { return false };
+        let max = offsets.iter().copied().fold(f64::MIN, f64::max);
+        let min = offsets.iter().copied().fold(f64::MAX, f64::min);
+        spread = max - min;
+        spread <= 0.050
+    });
+    assert!(
+        converged,
+        "clocks still {:.0} ms apart after 5 s",
+        spread * 1000.0
+    );
+    // And they stay together.
+    let offsets: Vec<f64> = addrs.iter().map(|a| offset(a).unwrap()).collect();
+    let max = offsets.iter().copied().fold(f64::MIN, f64::max);
+    let min = offsets.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        max - min <= 0.050,
+        "clocks drifted apart again: {offsets:?}"
+    );
+}
+
+#[test]
+fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let all = addrs(&mut cluster, &[0, 1, 2]);
+    assert!(
+        wait_until(Duration::from_secs(10), || all_agree(&all, "s3")),
+        "s3 should lead at first"
+    );
+
+    let mut sub = cluster.subscriber();
+    sub.subscribe(TOPIC_SERVERS).unwrap();
+    // Make sure the subscription is active: ask s1 for an election until s3's announcement
+    // arrives.
+    let heard = wait_until(Duration::from_secs(10), || {
+        ask(&all[0], Envelope::new("election"));
+        await_announcement(&mut sub, "s3", Duration::from_millis(500))
+    });
+    assert!(heard, "announcements reach the servers topic");
+
+    cluster.kill_server(2);
+    let killed = Instant::now();
+    assert!(
+        await_announcement(&mut sub, "s2", Duration::from_secs(5)),
+        "s2 announced within 5 s of the kill"
+    );
+    let took = killed.elapsed();
+    let live = addrs(&mut cluster, &[0, 1]);
+    assert!(
+        wait_until(Duration::from_secs(3), || all_agree(&live, "s2")),
+        "s1 and s2 agree on s2"
+    );
+    eprintln!("new coordinator announced {took:?} after the kill");
+
+    cluster.start_server(2);
+    assert!(
+        await_announcement(&mut sub, "s3", Duration::from_secs(10)),
+        "s3 takes over again"
+    );
+    let all = addrs(&mut cluster, &[0, 1, 2]);
+    assert!(
+        wait_until(Duration::from_secs(5), || all_agree(&all, "s3")),
+        "everyone agrees on s3 again"
+    );
+}
+
+#[test]
+fn ranks_survive_a_restart_of_the_reference() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let ctx = zmq::Context::new();
+    let list = |ctx: &zmq::Context, endpoint: &str| -> Vec<(String, u64)> {
+        let Ok(c) = Connection::open(ctx, endpoint, SharedClock::new()) else {
+            return Vec::new();
+        };
+        let mut c = c.with_timeout(Duration::from_millis(500), 1);
+        let Ok(reply) = c.call(Envelope::new("list")) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, u64)> = ServerEntry::parse_list(&reply)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.to_string(), e.rank))
+            .collect();
+        v.sort();
+        v
+    };
+    let endpoint = cluster.reference_endpoint();
+    let mut before = Vec::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        before = list(&ctx, &endpoint);
+        before.len() == 3
+    }));
+    cluster.kill_reference();
+    cluster.start_reference();
+    let mut after = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            after = list(&ctx, &endpoint);
+            after.len() == 3
+        }),
+        "the servers are listed again after the restart: {after:?}"
+    );
+    assert_eq!(after, before, "same ranks after the restart");
+}
+
+#[test]
+fn every_reply_and_publication_carries_time_and_clock_and_clocks_never_go_back() {
+    let cluster = Cluster::start(&bin(), 1);
+    let clock = SharedClock::new();
+    let ctx = zmq::Context::new();
+    let mut c = Connection::open(&ctx, &cluster.broker_endpoint(), clock.clone()).unwrap();
+    let mut sub = Subscriber::open(&ctx, &cluster.sub_endpoint(), clock.clone()).unwrap();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    sub.subscribe("general").unwrap();
+    cluster.await_subscription(&mut c, &mut sub, &name("ana"), &name("general"));
+
+    let mut last = clock.now();
+    for i in 0..60 {
+        let env = match i % 3 {
+            0 => Envelope::new("users"),
+            1 => Envelope::new("channels"),
+            _ => Envelope::new("publish")
+                .with("user", "ana")
+                .with("channel", "general")
+                .with("message", format!("m{i}")),
+        };
+        let reply = c.call(env).unwrap();
+        let sent_clock = clock.now();
+        assert!(
+            reply.data.timestamp().unwrap().is_some(),
+            "reply {i} has a timestamp"
+        );
+        let reply_clock = reply.data.clock().unwrap().expect("reply has a clock");
+        assert!(reply_clock >= sent_clock.min(reply_clock), "reply clock");
+        let now = clock.now();
+        assert!(now >= last, "the client's clock went back: {last} → {now}");
+        last = now;
+    }
+    let mut seen = 0;
+    while let Some(r) = sub.recv_timeout(Duration::from_millis(500)).unwrap() {
+        let d = &r.publication.envelope.data;
+        assert!(d.timestamp().unwrap().is_some() && d.clock().unwrap().is_some());
+        let now = clock.now();
+        assert!(now >= last);
+        last = now;
+        seen += 1;
+    }
+    assert_eq!(seen, 20, "every post was published");
+}
