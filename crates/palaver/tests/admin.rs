@@ -1,0 +1,88 @@
+//! `palaver admin` against a running cluster, as an operator would use it.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{bin, Cluster};
+use palaver_testkit::wait_until;
+
+fn admin(cluster: &Cluster, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn admin_shows_servers_clocks_and_steers_elections_and_clocks() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut servers = String::new();
+    let agreed = wait_until(Duration::from_secs(10), || {
+        servers = admin(&cluster, &["servers"]).1;
+        servers.contains("coordinator: s3 (all live servers agree)")
+    });
+    assert!(agreed, "{servers}");
+    for s in ["s1", "s2", "s3"] {
+        assert!(
+            servers
+                .lines()
+                .any(|l| l.starts_with(s) && l.contains("yes")),
+            "{s} listed alive:\n{servers}"
+        );
+    }
+
+    let (ok, clocks) = admin(&cluster, &["clocks"]);
+    assert!(ok && clocks.contains("spread:"), "{clocks}");
+    assert_eq!(
+        clocks
+            .lines()
+            .filter(|l| ["s1 ", "s2 ", "s3 "].iter().any(|s| l.starts_with(s)))
+            .count(),
+        3,
+        "{clocks}"
+    );
+
+    let (ok, out) = admin(&cluster, &["set-clock", "s1", "5000"]);
+    assert!(ok && out.contains("s1: clock shifted by 5000 ms"), "{out}");
+    let (ok, out) = admin(&cluster, &["set-clock", "s1", "-5000"]);
+    assert!(ok, "{out}");
+
+    let (ok, out) = admin(&cluster, &["election", "s1"]);
+    assert!(
+        ok && out.contains("s1 (rank 1) started an election"),
+        "{out}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || admin(
+        &cluster,
+        &["servers"]
+    )
+    .1
+    .contains("all live servers agree")));
+
+    let (ok, status) = admin(&cluster, &["status"]);
+    assert!(
+        ok && status.contains("COORDINATOR") && status.contains("spread:"),
+        "{status}"
+    );
+
+    let (ok, out) = admin(&cluster, &["set-clock", "nobody", "10"]);
+    assert!(!ok && out.contains("knows no server `nobody`"), "{out}");
+}
+
+#[test]
+fn admin_says_so_when_the_reference_is_down() {
+    let mut cluster = Cluster::start(&bin(), 1);
+    cluster.kill_reference();
+    let (ok, out) = admin(&cluster, &["servers"]);
+    assert!(!ok && out.contains("cannot reach the reference"), "{out}");
+}
