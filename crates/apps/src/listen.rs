@@ -21,6 +21,8 @@ pub struct Options {
 
 /// How often the default mode looks for new channels.
 const REFRESH: Duration = Duration::from_millis(500);
+/// How much longer to wait after a failed look.
+const BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown`.
 ///
@@ -34,7 +36,10 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut conn = if follow_all {
         sub.subscribe(TOPIC_SERVERS)?;
         // A short timeout: a listener must not hang on a broker that is down.
-        Some(Connection::open(&ctx, &opts.broker, clock)?.with_timeout(Duration::from_secs(1), 1))
+        Some(
+            Connection::open(&ctx, &opts.broker, clock)?
+                .with_timeout(Duration::from_millis(300), 1),
+        )
     } else {
         for t in &opts.topics {
             sub.subscribe(t)?;
@@ -56,7 +61,11 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot list channels"),
+                    Err(e) => {
+                        // Try again later, not at once: printing must not wait on the broker.
+                        refreshed = Some(Instant::now() + BACKOFF);
+                        tracing::warn!(error = %e, "cannot list channels");
+                    }
                 }
             }
         }

@@ -24,6 +24,8 @@ pub struct Options {
 
 /// How long a process may take to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Pause between starting two servers.
+const SERVER_STAGGER: Duration = Duration::from_millis(150);
 /// Wait before restarting a process that died, so a crash loop does not spin.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
@@ -67,8 +69,14 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         procs.push(proc(&name, &args));
     }
     let color = std::io::stdout().is_terminal();
+    let count = procs.len();
     for (i, p) in procs.iter_mut().enumerate() {
         start(&exe, p, i, color)?;
+        if p.args.first().is_some_and(|a| a == "server") && i + 1 < count {
+            // The reference ranks servers in the order they first ask: a moment between
+            // starts makes a fresh cluster's ranks follow the names (s1 lowest).
+            std::thread::sleep(SERVER_STAGGER);
+        }
     }
     println!(
         "palaver is up: clients connect to {}, subscribers to {}, the reference is {}; data in {}\n\

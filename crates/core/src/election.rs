@@ -97,6 +97,8 @@ pub struct Election {
     ping_sent: Option<Instant>,
     /// When a coordinator next reminds the members.
     next_remind: Option<Instant>,
+    /// When this member last announced itself on the topic.
+    last_announce: Option<Instant>,
     actions: VecDeque<Action>,
     /// Elections this member won, for operators.
     wins: u64,
@@ -113,6 +115,7 @@ impl Election {
             next_ping: None,
             ping_sent: None,
             next_remind: None,
+            last_announce: None,
             actions: VecDeque::new(),
             wins: 0,
         }
@@ -181,13 +184,19 @@ impl Election {
     }
 
     /// Another member (or an operator, `from = None`) sent `election`. Returns whether to answer
-    /// OK: only a higher rank answers, and it then runs an election of its own.
+    /// OK: only a higher rank answers, and it then runs an election of its own (a coordinator
+    /// asked by a member just reminds it; asked by an operator, it runs one all the same).
     pub fn on_election(&mut self, now: Instant, from: Option<&Member>) -> bool {
         if from.is_some_and(|f| f.rank > self.me.rank) {
             return false;
         }
         if let Some(f) = from {
             self.peers.insert(f.clone());
+            if self.is_coordinator() {
+                // It lost track of us, but we lead: no new election, just say so again.
+                self.reassert(now, f.clone());
+                return true;
+            }
         }
         if !self.electing() {
             self.start(now);
@@ -210,8 +219,11 @@ impl Election {
             return;
         }
         if who.rank < self.me.rank {
-            // A lower member claims to lead while this one lives: bully it.
-            if !self.electing() {
+            // A lower member claims to lead while this one lives. If this one already leads,
+            // announcing again is enough; otherwise bully it with an election.
+            if self.is_coordinator() {
+                self.reassert(now, who.clone());
+            } else if !self.electing() {
                 self.start(now);
             }
             return;
@@ -288,7 +300,29 @@ impl Election {
         }
     }
 
+    /// A coordinator whose lead `member` doubts announces it again, to everyone and on the
+    /// topic, unless it did so within the last [`Timeouts::answer`]; then it tells `member`
+    /// alone. A burst of doubts (say, after a pause) makes one announcement, not a burst.
+    fn reassert(&mut self, now: Instant, member: Member) {
+        if self
+            .last_announce
+            .is_some_and(|t| now < t + self.timeouts.answer)
+        {
+            self.actions.push_back(Action::Remind {
+                coordinator: self.me.clone(),
+                to: vec![member],
+            });
+            return;
+        }
+        self.last_announce = Some(now);
+        self.actions.push_back(Action::Announce {
+            coordinator: self.me.clone(),
+            to: self.peers.iter().cloned().collect(),
+        });
+    }
+
     fn win(&mut self, now: Instant) {
+        self.last_announce = Some(now);
         self.phase = Phase::Idle;
         self.next_remind = Some(now + self.timeouts.remind_interval);
         self.coordinator = Some(self.me.clone());
