@@ -12,6 +12,7 @@ pub mod berkeley;
 pub mod election;
 mod lamport;
 mod member;
+pub mod replication;
 mod shutdown;
 
 pub use lamport::Lamport;

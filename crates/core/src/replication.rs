@@ -1,0 +1,384 @@
+//! Replication bookkeeping, without I/O: which events a server holds, what it lacks and from
+//! whom to fetch it, and when a write it accepted has reached the other live servers.
+//!
+//! ```text
+//!  own commit ──▶ publish on "replica" ──▶ peers store, then ack {origin, seq}
+//!       └─ replies wait until every live, trusted peer acked (or a deadline: the peer is
+//!          then "suspect", not waited for, until it catches up)
+//!  every second: ask a peer for its version vector ──▶ fetch, page by page, what it has more of
+//! ```
+//!
+//! Every origin numbers its events 1, 2, 3… A server takes an origin's events only in that
+//! order, so what it holds of an origin is always a prefix, and its version vector (origin →
+//! highest seq held) says exactly what it has. An event that arrives after a gap is not taken;
+//! the gap is fetched instead. So no event is applied twice and none is skipped.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Per origin, how many of its events (1..=n) a server holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionVector(BTreeMap<String, u64>);
+
+impl VersionVector {
+    pub fn new() -> VersionVector {
+        VersionVector::default()
+    }
+
+    pub fn get(&self, origin: &str) -> u64 {
+        self.0.get(origin).copied().unwrap_or(0)
+    }
+
+    pub fn set(&mut self, origin: &str, seq: u64) {
+        self.0.insert(origin.to_owned(), seq);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(o, s)| (o.as_str(), *s))
+    }
+
+    /// Total number of events held.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Whether this holds everything `other` holds.
+    pub fn covers(&self, other: &VersionVector) -> bool {
+        other.iter().all(|(o, s)| self.get(o) >= s)
+    }
+}
+
+impl FromIterator<(String, u64)> for VersionVector {
+    fn from_iter<I: IntoIterator<Item = (String, u64)>>(iter: I) -> VersionVector {
+        VersionVector(iter.into_iter().collect())
+    }
+}
+
+/// Timing and sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// How long a write waits for the peers' acks before the silent ones become suspect.
+    pub ack_timeout: Duration,
+    /// How often to compare version vectors with a peer.
+    pub sync_every: Duration,
+    /// Events per fetched page.
+    pub page: usize,
+    /// How long a fetch may go unanswered before it is asked again.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            ack_timeout: Duration::from_millis(250),
+            sync_every: Duration::from_millis(1000),
+            page: 2000,
+            fetch_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the driver should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask `peer` for its version vector; call [`Replication::on_vector`] with it.
+    AskVector { peer: String },
+    /// Ask `peer` for `origin`'s events after `after`, at most `limit`; call
+    /// [`Replication::on_fetched`] with the answer.
+    Fetch {
+        peer: String,
+        origin: String,
+        after: u64,
+        limit: usize,
+    },
+    /// Tell `peer` that this server holds its events up to `seq`.
+    Ack { peer: String, seq: u64 },
+    /// This server's own writes up to `seq` have reached every live peer that is trusted (or
+    /// waited long enough): answer them.
+    Release { upto: u64 },
+}
+
+#[derive(Debug, Clone)]
+struct PeerView {
+    /// Highest of our own events it confirmed.
+    acked: u64,
+    /// Not waited for: it missed an ack deadline, or just joined; cleared once it acks all.
+    suspect: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    seq: u64,
+    deadline: Instant,
+}
+
+/// One server's replication state.
+#[derive(Debug)]
+pub struct Replication {
+    me: String,
+    cfg: Config,
+    vv: VersionVector,
+    peers: BTreeMap<String, PeerView>,
+    waiting: VecDeque<Waiting>,
+    released: u64,
+    /// Origins being fetched, from whom, and until when the fetch may take.
+    fetching: BTreeMap<String, (String, Instant)>,
+    next_sync: Option<Instant>,
+    sync_turn: usize,
+    /// Peers whose vectors must be matched before this server counts as caught up, with the
+    /// vector each last sent.
+    startup: Option<BTreeMap<String, Option<VersionVector>>>,
+    actions: VecDeque<Action>,
+}
+
+impl Replication {
+    /// Starts from what the store holds.
+    pub fn new(me: &str, vv: VersionVector, cfg: Config) -> Replication {
+        let released = vv.get(me);
+        Replication {
+            me: me.to_owned(),
+            cfg,
+            vv,
+            peers: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            released,
+            fetching: BTreeMap::new(),
+            next_sync: None,
+            sync_turn: 0,
+            startup: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// Whether this server has matched every peer it found at start-up (a lone server has).
+    pub fn caught_up(&self) -> bool {
+        self.startup.as_ref().is_some_and(BTreeMap::is_empty)
+    }
+
+    /// Peers that are waited for.
+    pub fn trusted(&self) -> impl Iterator<Item = &str> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.suspect)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// The live peers, from the reference. The first call also decides whom to catch up with.
+    pub fn set_peers(&mut self, now: Instant, live: impl IntoIterator<Item = String>) {
+        let live: BTreeSet<String> = live.into_iter().filter(|n| *n != self.me).collect();
+        self.peers.retain(|n, _| live.contains(n));
+        for name in &live {
+            self.peers.entry(name.clone()).or_insert(PeerView {
+                acked: 0,
+                suspect: true,
+            });
+        }
+        if self.startup.is_none() {
+            for name in &live {
+                self.actions
+                    .push_back(Action::AskVector { peer: name.clone() });
+            }
+            self.startup = Some(live.iter().map(|n| (n.clone(), None)).collect());
+        } else if let Some(s) = self.startup.as_mut() {
+            s.retain(|n, _| live.contains(n));
+        }
+        self.fetching.retain(|_, (peer, _)| live.contains(peer));
+        self.next_sync.get_or_insert(now + self.cfg.sync_every);
+        self.release(now);
+    }
+
+    // ---- own writes ----
+
+    /// This server committed its own events up to `seq` (publish them on `replica` now).
+    pub fn on_own_commit(&mut self, now: Instant, seq: u64) {
+        self.vv.set(&self.me.clone(), seq);
+        self.waiting.push_back(Waiting {
+            seq,
+            deadline: now + self.cfg.ack_timeout,
+        });
+        self.release(now);
+    }
+
+    /// `peer` holds our events up to `seq`.
+    pub fn on_ack(&mut self, now: Instant, peer: &str, seq: u64) {
+        let mine = self.vv.get(&self.me);
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.acked = p.acked.max(seq);
+            if p.suspect && p.acked >= mine {
+                p.suspect = false;
+            }
+        }
+        self.release(now);
+    }
+
+    fn release(&mut self, now: Instant) {
+        let mut upto = None;
+        while let Some(w) = self.waiting.front().copied() {
+            let all_acked = self.peers.values().all(|p| p.suspect || p.acked >= w.seq);
+            if !all_acked && now < w.deadline {
+                break;
+            }
+            if !all_acked {
+                for p in self.peers.values_mut().filter(|p| p.acked < w.seq) {
+                    p.suspect = true;
+                }
+            }
+            self.waiting.pop_front();
+            upto = Some(w.seq);
+        }
+        if let Some(upto) = upto {
+            self.released = self.released.max(upto);
+            self.actions.push_back(Action::Release { upto });
+        }
+    }
+
+    // ---- others' events ----
+
+    /// Events of `origin` arrived (published or fetched), with these sequence numbers in the
+    /// order given. Returns, for each, whether to store it: only the next one in line is taken.
+    /// A gap starts a fetch from `from`.
+    pub fn offer(&mut self, now: Instant, from: &str, origin: &str, seqs: &[u64]) -> Vec<bool> {
+        // Our own events come back only from a fetch after we lost them (say, a new disk): they
+        // are taken like anyone's, in order, so the server recovers its own history.
+        let mut next = self.vv.get(origin) + 1;
+        let mut gap = false;
+        let take = seqs
+            .iter()
+            .map(|&s| {
+                if s == next {
+                    next += 1;
+                    true
+                } else {
+                    gap |= s > next;
+                    false
+                }
+            })
+            .collect();
+        self.vv.set(origin, next - 1);
+        if gap && from != self.me && !self.fetching.contains_key(origin) {
+            self.fetch(now, from, origin);
+        }
+        take
+    }
+
+    /// The events taken by [`Replication::offer`] are durable: acknowledge them to their origins.
+    pub fn on_stored(&mut self, origins: impl IntoIterator<Item = String>) {
+        for origin in origins {
+            if origin != self.me && self.peers.contains_key(&origin) {
+                let seq = self.vv.get(&origin);
+                self.actions.push_back(Action::Ack { peer: origin, seq });
+            }
+        }
+    }
+
+    /// `peer`'s version vector.
+    pub fn on_vector(&mut self, now: Instant, peer: &str, theirs: &VersionVector) {
+        for (origin, seq) in theirs.iter() {
+            if seq > self.vv.get(origin) && !self.fetching.contains_key(origin) {
+                self.fetch(now, peer, origin);
+            }
+        }
+        // What we hold of our own events, the peer acknowledges by having it.
+        let mine = theirs.get(&self.me);
+        self.on_ack(now, peer, mine);
+        self.check_startup(peer, theirs);
+    }
+
+    /// A fetch from `peer` answered: the events taken (see [`Replication::offer`]) are being
+    /// stored; `more` says whether the peer has more after them.
+    pub fn on_fetched(&mut self, now: Instant, peer: &str, origin: &str, more: bool) {
+        self.fetching.remove(origin);
+        if more {
+            self.fetch(now, peer, origin);
+        }
+        if let Some(s) = self.startup.as_mut() {
+            let vv = &self.vv;
+            s.retain(|_, theirs| !theirs.as_ref().is_some_and(|t| vv.covers(t)));
+        }
+    }
+
+    /// A fetch failed (timed out): forget it, so the next comparison asks again.
+    pub fn on_fetch_failed(&mut self, origin: &str) {
+        self.fetching.remove(origin);
+    }
+
+    fn fetch(&mut self, now: Instant, peer: &str, origin: &str) {
+        self.fetching.insert(
+            origin.to_owned(),
+            (peer.to_owned(), now + self.cfg.fetch_timeout),
+        );
+        self.actions.push_back(Action::Fetch {
+            peer: peer.to_owned(),
+            origin: origin.to_owned(),
+            after: self.vv.get(origin),
+            limit: self.cfg.page,
+        });
+    }
+
+    /// A start-up peer is matched once we hold all it held when it last told us.
+    fn check_startup(&mut self, peer: &str, theirs: &VersionVector) {
+        let covered = self.vv.covers(theirs);
+        if let Some(s) = self.startup.as_mut() {
+            if covered {
+                s.remove(peer);
+            } else if let Some(slot) = s.get_mut(peer) {
+                *slot = Some(theirs.clone());
+            }
+        }
+    }
+
+    // ---- time ----
+
+    /// When [`Replication::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let fetch = self.fetching.values().map(|(_, t)| *t).min();
+        [
+            self.waiting.front().map(|w| w.deadline),
+            self.next_sync,
+            fetch,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Moves time forward: ack deadlines, periodic comparisons, stuck fetches.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.release(now);
+        self.fetching.retain(|_, (_, t)| *t > now);
+        if self.next_sync.is_some_and(|t| now >= t) {
+            self.next_sync = Some(now + self.cfg.sync_every);
+            let pending: Vec<String> = self
+                .startup
+                .iter()
+                .flatten()
+                .map(|(p, _)| p)
+                .filter(|p| self.peers.contains_key(*p))
+                .cloned()
+                .collect();
+            if !pending.is_empty() {
+                // Until caught up with everyone found at start-up, ask them all each time.
+                self.actions
+                    .extend(pending.into_iter().map(|peer| Action::AskVector { peer }));
+            } else if !self.peers.is_empty() {
+                let peer = self
+                    .peers
+                    .keys()
+                    .nth(self.sync_turn % self.peers.len())
+                    .cloned();
+                self.sync_turn += 1;
+                self.actions
+                    .extend(peer.map(|peer| Action::AskVector { peer }));
+            }
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}
