@@ -12,6 +12,7 @@
 
 mod envelope;
 mod error;
+mod event;
 mod name;
 mod reply;
 mod request;
@@ -20,6 +21,7 @@ mod time;
 
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
+pub use event::{Event, EventKind};
 pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};

@@ -3,6 +3,8 @@
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("stored data does not pass validation: {0}")]
+    Corrupt(String),
     #[error("data directory {path}: {source}")]
     Dir {
         path: String,

@@ -9,11 +9,10 @@
 //! Lamport time and a timestamp. The schema is in `schema.sql` and in docs/architecture.md.
 
 mod error;
-mod event;
 mod ranks;
 mod store;
 
 pub use error::StoreError;
-pub use event::{Event, EventKind};
+pub use palaver_proto::{Event, EventKind};
 pub use ranks::{RankBook, RANKS_FILE};
 pub use store::{Counts, Snapshot, Store, DB_FILE};

@@ -1,0 +1,197 @@
+use rmpv::Value;
+
+use crate::{Map, Name, ProtoError, MAX_TEXT_BYTES};
+
+/// One state change, as stored and replicated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The server that accepted the event first.
+    pub origin: String,
+    /// Position in the origin's sequence; `(origin, seq)` is the event's unique id.
+    pub seq: u64,
+    /// Lamport time at the origin; with `origin` it orders events the same way everywhere.
+    pub lamport: u64,
+    /// The origin's physical time when it accepted the event, seconds since the Unix epoch.
+    pub timestamp: f64,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Login {
+        user: Name,
+    },
+    Channel {
+        channel: Name,
+    },
+    Post {
+        user: Name,
+        channel: Name,
+        message: String,
+    },
+    Direct {
+        src: Name,
+        dst: Name,
+        message: String,
+    },
+}
+
+impl Event {
+    /// The event's id as the protocol shows it: `origin:seq`.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.origin, self.seq)
+    }
+
+    /// The map that carries the event between servers (see docs/replication.md).
+    pub fn to_value(&self) -> Value {
+        let mut m = vec![
+            (Value::from("origin"), Value::from(self.origin.as_str())),
+            (Value::from("seq"), Value::from(self.seq)),
+            (Value::from("lamport"), Value::from(self.lamport)),
+            (Value::from("timestamp"), Value::from(self.timestamp)),
+        ];
+        let mut put = |k: &str, v: &str| m.push((Value::from(k), Value::from(v)));
+        match &self.kind {
+            EventKind::Login { user } => {
+                put("kind", "login");
+                put("user", user.as_str());
+            }
+            EventKind::Channel { channel } => {
+                put("kind", "channel");
+                put("channel", channel.as_str());
+            }
+            EventKind::Post {
+                user,
+                channel,
+                message,
+            } => {
+                put("kind", "post");
+                put("user", user.as_str());
+                put("channel", channel.as_str());
+                put("message", message);
+            }
+            EventKind::Direct { src, dst, message } => {
+                put("kind", "message");
+                put("src", src.as_str());
+                put("dst", dst.as_str());
+                put("message", message);
+            }
+        }
+        Value::Map(m)
+    }
+
+    /// Reads an event sent by another server, validating every field.
+    ///
+    /// # Errors
+    /// When a field is missing, mistyped or invalid, or the kind is unknown.
+    pub fn from_value(v: &Value) -> Result<Event, ProtoError> {
+        let Value::Map(entries) = v else {
+            return Err(ProtoError::WrongType {
+                field: "events",
+                expected: "a list of event maps",
+            });
+        };
+        let m = Map(entries.clone());
+        let number = |field: &'static str| {
+            m.get(field)
+                .and_then(Value::as_u64)
+                .ok_or(ProtoError::WrongType {
+                    field,
+                    expected: "a non-negative integer",
+                })
+        };
+        let origin = m.name("origin")?.to_string();
+        let seq = number("seq")?;
+        if seq == 0 {
+            return Err(ProtoError::WrongType {
+                field: "seq",
+                expected: "a positive integer",
+            });
+        }
+        let kind = match m.str("kind")? {
+            "login" => EventKind::Login {
+                user: m.name("user")?,
+            },
+            "channel" => EventKind::Channel {
+                channel: m.name("channel")?,
+            },
+            "post" => EventKind::Post {
+                user: m.name("user")?,
+                channel: m.name("channel")?,
+                message: m.text("message", MAX_TEXT_BYTES)?,
+            },
+            "message" => EventKind::Direct {
+                src: m.name("src")?,
+                dst: m.name("dst")?,
+                message: m.text("message", MAX_TEXT_BYTES)?,
+            },
+            other => return Err(ProtoError::UnknownService(format!("event kind {other}"))),
+        };
+        Ok(Event {
+            origin,
+            seq,
+            lamport: number("lamport")?,
+            timestamp: m.timestamp()?.unwrap_or(0.0),
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for kind in [
+            EventKind::Login { user: name("ana") },
+            EventKind::Channel {
+                channel: name("general"),
+            },
+            EventKind::Post {
+                user: name("ana"),
+                channel: name("general"),
+                message: "hi".into(),
+            },
+            EventKind::Direct {
+                src: name("ana"),
+                dst: name("bob"),
+                message: "psst".into(),
+            },
+        ] {
+            let e = Event {
+                origin: "s1".into(),
+                seq: 7,
+                lamport: 9,
+                timestamp: 12.5,
+                kind,
+            };
+            assert_eq!(Event::from_value(&e.to_value()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn bad_events_are_refused() {
+        let good = Event {
+            origin: "s1".into(),
+            seq: 1,
+            lamport: 1,
+            timestamp: 1.0,
+            kind: EventKind::Login { user: name("ana") },
+        };
+        let mut v = good.to_value();
+        if let Value::Map(m) = &mut v {
+            m.retain(|(k, _)| k.as_str() != Some("user"));
+        }
+        assert!(Event::from_value(&v).is_err());
+        assert!(Event::from_value(&Value::from(3)).is_err());
+        let mut zero = good.clone();
+        zero.seq = 0;
+        assert!(Event::from_value(&zero.to_value()).is_err());
+    }
+}
