@@ -70,7 +70,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            ack_timeout: Duration::from_millis(250),
+            ack_timeout: Duration::from_millis(500),
             sync_every: Duration::from_millis(1000),
             page: 2000,
             fetch_timeout: Duration::from_secs(2),
@@ -102,8 +102,10 @@ pub enum Action {
 struct PeerView {
     /// Highest of our own events it confirmed.
     acked: u64,
-    /// Not waited for: it missed an ack deadline, or just joined; cleared once it acks all.
+    /// Not waited for: it missed an ack deadline, or just joined; see [`Replication::on_ack`].
     suspect: bool,
+    /// What it must ack to be trusted again.
+    mark: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +157,10 @@ impl Replication {
     }
 
     /// Whether this server has matched every peer it found at start-up (a lone server has).
+    ///
+    /// A peer is matched by a vector exchange in which this server already held everything the
+    /// peer had: the request carried our vector, so by then the peer trusts us too (see
+    /// [`Replication::on_ack`]) and waits for us before answering its own writes.
     pub fn caught_up(&self) -> bool {
         self.startup.as_ref().is_some_and(BTreeMap::is_empty)
     }
@@ -172,9 +178,16 @@ impl Replication {
         let live: BTreeSet<String> = live.into_iter().filter(|n| *n != self.me).collect();
         self.peers.retain(|n, _| live.contains(n));
         for name in &live {
+            if self.startup.is_some() && !self.peers.contains_key(name) {
+                // A newcomer: compare at once, so it is trusted (waited for) soon.
+                self.actions
+                    .push_back(Action::AskVector { peer: name.clone() });
+            }
+            let mark = self.vv.get(&self.me);
             self.peers.entry(name.clone()).or_insert(PeerView {
                 acked: 0,
                 suspect: true,
+                mark,
             });
         }
         if self.startup.is_none() {
@@ -204,11 +217,15 @@ impl Replication {
     }
 
     /// `peer` holds our events up to `seq`.
+    ///
+    /// A suspect peer is trusted again once it holds everything this server held when the peer
+    /// fell from trust (or joined): it has caught up with what it missed and is acking again.
+    /// Asking for the very latest write instead would, under a steady stream of writes, leave
+    /// a healthy peer suspect for as long as the stream lasts, since an ack always trails.
     pub fn on_ack(&mut self, now: Instant, peer: &str, seq: u64) {
-        let mine = self.vv.get(&self.me);
         if let Some(p) = self.peers.get_mut(peer) {
             p.acked = p.acked.max(seq);
-            if p.suspect && p.acked >= mine {
+            if p.suspect && p.acked >= p.mark {
                 p.suspect = false;
             }
         }
@@ -223,8 +240,14 @@ impl Replication {
                 break;
             }
             if !all_acked {
-                for p in self.peers.values_mut().filter(|p| p.acked < w.seq) {
+                let mine = self.vv.get(&self.me);
+                for p in self
+                    .peers
+                    .values_mut()
+                    .filter(|p| !p.suspect && p.acked < w.seq)
+                {
                     p.suspect = true;
+                    p.mark = mine;
                 }
             }
             self.waiting.pop_front();
@@ -294,10 +317,6 @@ impl Replication {
         self.fetching.remove(origin);
         if more {
             self.fetch(now, peer, origin);
-        }
-        if let Some(s) = self.startup.as_mut() {
-            let vv = &self.vv;
-            s.retain(|_, theirs| !theirs.as_ref().is_some_and(|t| vv.covers(t)));
         }
     }
 

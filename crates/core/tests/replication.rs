@@ -489,3 +489,34 @@ fn a_server_that_missed_a_lot_catches_up_in_pages() {
         assert!(missed > 500, "seed {seed}: it missed {missed} events");
     }
 }
+
+#[test]
+fn peers_that_fell_behind_are_waited_for_again_under_steady_writes() {
+    for seed in seeds().into_iter().take(10) {
+        let mut sim = Sim::new(seed, 3);
+        sim.cfg.page = 500;
+        sim.delay = (1, 20);
+        for i in 0..3 {
+            sim.boot(i);
+        }
+        sim.run(Duration::from_secs(1), 0.5);
+        // A lossy second makes peers miss acks and fall from trust.
+        sim.drop_rate = 0.5;
+        sim.run(Duration::from_secs(1), 0.5);
+        sim.drop_rate = 0.0;
+        // Writes go on without pause; an ack always trails the latest write, yet the peers
+        // must be trusted again once they have caught up.
+        sim.run(Duration::from_secs(5), 1.0);
+        for n in &sim.nodes {
+            let r = n.repl.as_ref().unwrap();
+            assert_eq!(
+                r.trusted().count(),
+                2,
+                "seed {seed}: {} still distrusts a peer: {r:?}",
+                n.name
+            );
+        }
+        sim.run(QUIET, 0.0);
+        sim.check_converged("after steady writes");
+    }
+}

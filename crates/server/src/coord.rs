@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 
 use palaver_core::berkeley::{Round, Sample, Settings};
 use palaver_core::election::{Action, Election, Timeouts};
+use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Name, ProtoError, Reply, ServerEntry, Status, TOPIC_SERVERS};
+use palaver_proto::{
+    Envelope, Event, Name, ProtoError, Reply, ServerEntry, Status, TOPIC_REPLICA, TOPIC_SERVERS,
+};
+use palaver_store::Store;
 use rmpv::Value;
 
 use crate::clock::PhysicalClock;
-use crate::link::{Link, Outcome};
+use crate::link::{Link, Outcome, Sent};
 use crate::ServerError;
 
 /// How often a server tells the reference it lives (the reference drops it after 3 s).
@@ -53,6 +57,33 @@ enum PeerAsk {
     Coordinator,
     Adjust,
     Sync,
+    Vector,
+    Fetch { origin: String },
+}
+
+/// The largest page of events a server sends for one `fetch`.
+pub const MAX_FETCH: usize = 5000;
+
+/// What arrived for replication; the reactor hands it to `palaver_core::replication`.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The live servers changed (names, this one excluded).
+    Peers(Vec<String>),
+    /// Events published on `replica` by their origin.
+    Replica { origin: String, events: Vec<Event> },
+    /// A peer's answer to our `vector`.
+    Vector { peer: String, vector: VersionVector },
+    /// A peer's answer to our `fetch`.
+    Fetched {
+        peer: String,
+        origin: String,
+        events: Vec<Event>,
+        more: bool,
+    },
+    /// A `fetch` of ours went unanswered.
+    FetchFailed { origin: String },
+    /// A peer holds our events up to `seq`.
+    Ack { peer: String, seq: u64 },
 }
 
 struct Peer {
@@ -96,6 +127,7 @@ pub struct Coordination {
     last_round: Option<Instant>,
     requests: u64,
     last_sync_ask: Option<Instant>,
+    inbound: Vec<Inbound>,
 }
 
 impl Coordination {
@@ -129,6 +161,8 @@ impl Coordination {
         sub.set_linger(0)?;
         sub.connect(&ep.proxy_xpub)?;
         sub.set_subscribe(TOPIC_SERVERS.as_bytes())?;
+        sub.set_subscribe(TOPIC_REPLICA.as_bytes())?;
+        sub.set_rcvhwm(100_000)?;
         let now = Instant::now();
         let mut coordination = Coordination {
             name: name.clone(),
@@ -148,6 +182,7 @@ impl Coordination {
             last_round: None,
             requests: 0,
             last_sync_ask: None,
+            inbound: Vec::new(),
         };
         coordination.ask_rank(now, &mut Lamport::default());
         Ok(coordination)
@@ -205,10 +240,10 @@ impl Coordination {
         now: Instant,
         lamport: &mut Lamport,
         publisher: &zmq::Socket,
-        facts: Facts,
+        data: Data<'_>,
     ) {
         if readable.first() == Some(&true) {
-            self.serve_peers(now, lamport, publisher, facts);
+            self.serve_peers(now, lamport, publisher, data);
         }
         if readable.get(1) == Some(&true) {
             self.read_announcements(now, lamport, publisher);
@@ -240,6 +275,15 @@ impl Coordination {
             peer.link.expire(now, &mut out);
             if !out.is_empty() {
                 tracing::debug!(peer = %peer.member, lost = out.len(), "peer requests timed out");
+            }
+            for o in out {
+                if let Outcome::Timeout(Sent {
+                    kind: PeerAsk::Fetch { origin },
+                    ..
+                }) = o
+                {
+                    self.inbound.push(Inbound::FetchFailed { origin });
+                }
             }
         }
         if now >= self.next_heartbeat {
@@ -417,6 +461,8 @@ impl Coordination {
             Election::new(me, Timeouts::default())
         });
         election.set_peers(now, live);
+        self.inbound
+            .push(Inbound::Peers(self.peers.keys().cloned().collect()));
         self.carry_out(now, lamport, publisher);
     }
 
@@ -551,6 +597,25 @@ impl Coordination {
                         }
                     }
                 }
+                PeerAsk::Vector => match parse_vector(&env) {
+                    Ok(vector) => self.inbound.push(Inbound::Vector {
+                        peer: name.to_owned(),
+                        vector,
+                    }),
+                    Err(e) => tracing::warn!(peer = %member, error = %e, "bad vector"),
+                },
+                PeerAsk::Fetch { origin } => match parse_fetched(&env) {
+                    Ok((events, more)) => self.inbound.push(Inbound::Fetched {
+                        peer: name.to_owned(),
+                        origin,
+                        events,
+                        more,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(peer = %member, error = %e, "bad fetch reply");
+                        self.inbound.push(Inbound::FetchFailed { origin });
+                    }
+                },
                 PeerAsk::Coordinator | PeerAsk::Adjust | PeerAsk::Sync => {}
             }
         }
@@ -576,6 +641,14 @@ impl Coordination {
             let Ok(p) = palaver_proto::Publication::from_frames(&frames) else {
                 continue;
             };
+            if p.topic == TOPIC_REPLICA {
+                match p.envelope.service.as_str() {
+                    "replica" => self.read_replica(&p.envelope),
+                    "ack" => self.read_ack(&p.envelope),
+                    _ => {}
+                }
+                continue;
+            }
             if p.topic != TOPIC_SERVERS || p.envelope.service != "election" {
                 continue;
             }
@@ -599,7 +672,7 @@ impl Coordination {
         now: Instant,
         lamport: &mut Lamport,
         publisher: &zmq::Socket,
-        facts: Facts,
+        data: Data<'_>,
     ) {
         while let Ok(mut frames) = self.router.recv_multipart(zmq::DONTWAIT) {
             let body = frames.pop().unwrap_or_default();
@@ -608,7 +681,7 @@ impl Coordination {
                     if let Some(c) = env.clock() {
                         lamport.observe(c);
                     }
-                    self.peer_request(&env, now, lamport, facts)
+                    self.peer_request(&env, now, lamport, data)
                         .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
                 }
                 Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
@@ -631,10 +704,54 @@ impl Coordination {
         env: &Envelope,
         now: Instant,
         lamport: &mut Lamport,
-        facts: Facts,
+        data: Data<'_>,
     ) -> Result<Envelope, ProtoError> {
         let d = &env.data;
+        let facts = data.facts;
         Ok(match env.service.as_str() {
+            "vector" => {
+                self.meet(d);
+                if let (Ok(Some(peer)), Ok(theirs)) = (d.opt_str("user"), parse_vector(env)) {
+                    let seq = theirs.get(self.name.as_str());
+                    self.inbound.push(Inbound::Ack {
+                        peer: peer.to_owned(),
+                        seq,
+                    });
+                }
+                Reply::ok("vector").with("vector", vector_value(data.vector))
+            }
+            "fetch" => {
+                let origin = d.name("origin")?.to_string();
+                let after =
+                    d.get("after")
+                        .and_then(Value::as_u64)
+                        .ok_or(ProtoError::WrongType {
+                            field: "after",
+                            expected: "a non-negative integer",
+                        })?;
+                let limit = d
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(MAX_FETCH as u64);
+                let limit = (limit as usize).clamp(1, MAX_FETCH);
+                let events = match data.store.events_after(&origin, after, limit) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read events for a peer");
+                        return Ok(Reply::error(
+                            "fetch",
+                            "the server could not read its events",
+                        ));
+                    }
+                };
+                let held = data.vector.get(&origin);
+                let last = events.last().map_or(after, |e| e.seq);
+                let events: Vec<Value> = events.iter().map(Event::to_value).collect();
+                Reply::ok("fetch")
+                    .with("origin", origin.as_str())
+                    .with("events", events)
+                    .with("more", last < held)
+            }
             "clock" => {
                 let reply = Reply::ok("clock")
                     .with("time", self.clock.now())
@@ -722,6 +839,157 @@ impl Coordination {
         })
     }
 
+    // ---- replication ----
+
+    /// What arrived for replication since the last call.
+    pub fn take_inbound(&mut self) -> Vec<Inbound> {
+        std::mem::take(&mut self.inbound)
+    }
+
+    /// Asks `peer` for its version vector.
+    /// Asks `peer` for its version vector, telling it ours (and where we are): a peer that did
+    /// not know of us yet starts waiting for our acks at once.
+    pub fn ask_vector(
+        &mut self,
+        peer: &str,
+        ours: &VersionVector,
+        now: Instant,
+        lamport: &mut Lamport,
+    ) {
+        let env = self
+            .me_fields(Envelope::new("vector"))
+            .with("addr", self.addr.as_str())
+            .with("vector", vector_value(ours));
+        self.ask_peer(peer, PeerAsk::Vector, env, now, lamport);
+    }
+
+    /// A peer that introduced itself (in a `vector` request) before the reference listed it.
+    fn meet(&mut self, d: &palaver_proto::Map) {
+        let (Ok(Some(name)), Some(rank), Ok(Some(addr))) = (
+            d.opt_str("user"),
+            d.get("rank").and_then(Value::as_u64),
+            d.opt_str("addr"),
+        ) else {
+            return;
+        };
+        if name == self.name.as_str() || self.peers.contains_key(name) || Name::parse(name).is_err()
+        {
+            return;
+        }
+        let member = Member::new(name, rank);
+        match Link::open(&self.ctx, addr, PEER_TIMEOUT) {
+            Ok(link) => {
+                tracing::info!(peer = %member, addr, "peer introduced itself");
+                self.peers.insert(name.to_owned(), Peer { member, link });
+                self.inbound
+                    .push(Inbound::Peers(self.peers.keys().cloned().collect()));
+            }
+            Err(e) => tracing::warn!(peer = %member, addr, error = %e, "bad peer address"),
+        }
+    }
+
+    /// Asks `peer` for `origin`'s events after `after`.
+    pub fn fetch(
+        &mut self,
+        peer: &str,
+        origin: &str,
+        after: u64,
+        limit: usize,
+        now: Instant,
+        lamport: &mut Lamport,
+    ) {
+        let env = self
+            .me_fields(Envelope::new("fetch"))
+            .with("origin", origin)
+            .with("after", after)
+            .with("limit", limit as u64);
+        if !self.ask_peer(
+            peer,
+            PeerAsk::Fetch {
+                origin: origin.to_owned(),
+            },
+            env,
+            now,
+            lamport,
+        ) {
+            self.inbound.push(Inbound::FetchFailed {
+                origin: origin.to_owned(),
+            });
+        }
+    }
+
+    /// Tells `origin` (and whoever listens on `replica`) that we hold its events up to `seq`.
+    /// Acks travel by publication: no round trip to wait for, and a lost one only makes the
+    /// origin wait its deadline once.
+    pub fn ack(&self, origin: &str, seq: u64, lamport: &mut Lamport, publisher: &zmq::Socket) {
+        let mut env = Envelope::new("ack")
+            .with("user", self.name.as_str())
+            .with("origin", origin)
+            .with("seq", seq);
+        env.stamp(self.clock.now(), lamport.tick());
+        if let Err(e) = publisher.send_multipart(
+            [TOPIC_REPLICA.as_bytes(), &env.to_bytes()[..]],
+            zmq::DONTWAIT,
+        ) {
+            tracing::debug!(error = %e, "ack dropped");
+        }
+    }
+
+    /// Publishes this server's newly committed events on `replica`.
+    pub fn publish_events(
+        &self,
+        events: &[&Event],
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let list: Vec<Value> = events.iter().map(|e| e.to_value()).collect();
+        let mut env = Envelope::new("replica")
+            .with("origin", self.name.as_str())
+            .with("events", list);
+        env.stamp(self.clock.now(), lamport.tick());
+        if let Err(e) = publisher.send_multipart(
+            [TOPIC_REPLICA.as_bytes(), &env.to_bytes()[..]],
+            zmq::DONTWAIT,
+        ) {
+            tracing::warn!(error = %e, "replica publication dropped; anti-entropy will repair it");
+        }
+    }
+
+    fn read_ack(&mut self, env: &Envelope) {
+        let d = &env.data;
+        if d.opt_str("origin").ok().flatten() != Some(self.name.as_str()) {
+            return;
+        }
+        if let (Ok(peer), Some(seq)) = (d.name("user"), d.get("seq").and_then(Value::as_u64)) {
+            self.inbound.push(Inbound::Ack {
+                peer: peer.to_string(),
+                seq,
+            });
+        }
+    }
+
+    fn read_replica(&mut self, env: &Envelope) {
+        let Ok(origin) = env.data.name("origin") else {
+            return;
+        };
+        if origin == self.name {
+            return;
+        }
+        match parse_events(env) {
+            Ok(events) if events.iter().all(|e| e.origin == origin.as_str()) => {
+                self.inbound.push(Inbound::Replica {
+                    origin: origin.to_string(),
+                    events,
+                });
+            }
+            Ok(_) => tracing::warn!(%origin, "replica events of another origin; ignored"),
+            Err(e) => tracing::warn!(%origin, error = %e, "bad replica publication"),
+        }
+    }
+
     // ---- Berkeley ----
 
     fn start_round(&mut self, now: Instant, lamport: &mut Lamport) {
@@ -763,4 +1031,57 @@ impl Coordination {
             );
         }
     }
+}
+
+/// What the peer endpoint needs from the rest of the server to answer.
+#[derive(Clone, Copy)]
+pub struct Data<'a> {
+    pub facts: Facts,
+    pub store: &'a Store,
+    pub vector: &'a VersionVector,
+}
+
+fn parse_events(env: &Envelope) -> Result<Vec<Event>, ProtoError> {
+    match env.data.get("events") {
+        Some(Value::Array(items)) => items.iter().map(Event::from_value).collect(),
+        _ => Err(ProtoError::WrongType {
+            field: "events",
+            expected: "a list of events",
+        }),
+    }
+}
+
+fn parse_fetched(env: &Envelope) -> Result<(Vec<Event>, bool), ProtoError> {
+    if Reply::status(env) == Status::Error {
+        return Err(ProtoError::Malformed(
+            Reply::error_text(env).unwrap_or_default(),
+        ));
+    }
+    let more = matches!(env.data.get("more"), Some(Value::Boolean(true)));
+    Ok((parse_events(env)?, more))
+}
+
+fn parse_vector(env: &Envelope) -> Result<VersionVector, ProtoError> {
+    let wrong = ProtoError::WrongType {
+        field: "vector",
+        expected: "a map of origin to count",
+    };
+    let Some(Value::Map(entries)) = env.data.get("vector") else {
+        return Err(wrong);
+    };
+    entries
+        .iter()
+        .map(|(k, v)| match (k.as_str(), v.as_u64()) {
+            (Some(o), Some(n)) => Ok((o.to_owned(), n)),
+            _ => Err(wrong.clone()),
+        })
+        .collect()
+}
+
+fn vector_value(v: &VersionVector) -> Value {
+    Value::Map(
+        v.iter()
+            .map(|(o, s)| (Value::from(o), Value::from(s)))
+            .collect(),
+    )
 }

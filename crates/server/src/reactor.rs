@@ -1,10 +1,12 @@
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
-use palaver_proto::{Envelope, ProtoError, Reply, Request, MAX_FRAME_BYTES};
+use palaver_proto::{Envelope, Event, ProtoError, Reply, Request, MAX_FRAME_BYTES};
 use palaver_store::Store;
 
-use crate::coord::{Coordination, Endpoints, Facts};
+use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
 use crate::state::Handled;
 use crate::{Config, ServerError, State};
 
@@ -13,6 +15,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The most requests one batch (one commit) takes.
 const MAX_BATCH: usize = 1024;
+
+/// A server that cannot catch up with its peers (say, the reference is down) serves anyway
+/// after this long.
+const STARTUP_GRACE: Duration = Duration::from_secs(5);
+
+/// A reply and the routing envelope it goes back with.
+type Answer = (Vec<Vec<u8>>, Envelope);
 
 /// A request handled but not yet answered: its answer waits for the batch's commit.
 struct Queued {
@@ -38,12 +47,16 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     let lamport = Lamport::starting_at(snapshot.max_lamport);
     let state = State::new(cfg.name.as_str(), snapshot);
 
+    let vector: VersionVector = store.vector()?.into_iter().collect();
+    let repl = Replication::new(cfg.name.as_str(), vector, replication::Config::default());
+
     let ctx = zmq::Context::new();
+    // Connected to the broker only once caught up with the peers: until then the broker sends
+    // clients elsewhere, and nobody reads from a server that lacks what others acknowledged.
     let worker = ctx.socket(zmq::DEALER)?;
     worker.set_rcvhwm(100_000)?;
     worker.set_sndhwm(100_000)?;
     worker.set_linger(2000)?;
-    connect(&worker, &cfg.broker_backend)?;
     let publisher = ctx.socket(zmq::PUB)?;
     publisher.set_sndhwm(100_000)?;
     publisher.set_linger(2000)?;
@@ -70,14 +83,26 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     );
 
     let mut reactor = Reactor {
+        name: cfg.name.to_string(),
+        broker: cfg.broker_backend.clone(),
         state,
         store,
         worker,
         publisher,
         lamport,
         coord,
+        repl,
+        held: VecDeque::new(),
+        accepting: false,
+        started: Instant::now(),
     };
-    reactor.serve(shutdown);
+    reactor.serve(shutdown)?;
+    // Writes held for acks are durable here: answer them rather than leave clients waiting.
+    while let Some((_, replies)) = reactor.held.pop_front() {
+        for (envelope, reply) in replies {
+            reactor.reply(&envelope, reply);
+        }
+    }
     tracing::info!(server = %cfg.name, "stopped");
     Ok(())
 }
@@ -92,26 +117,35 @@ fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), ServerError> {
 }
 
 struct Reactor {
+    name: String,
+    broker: String,
     state: State,
     store: Store,
     worker: zmq::Socket,
     publisher: zmq::Socket,
     lamport: Lamport,
     coord: Coordination,
+    repl: Replication,
+    /// Answers to batches with writes of our own, waiting until the peers have them: the
+    /// batch's highest sequence number, and the replies in order.
+    held: VecDeque<(u64, Vec<Answer>)>,
+    /// Whether the worker is connected to the broker.
+    accepting: bool,
+    started: Instant,
 }
 
 impl Reactor {
-    /// Reads what has arrived, handles it as one batch, commits the batch's writes with one
-    /// fsync, then answers every request of the batch in order.
-    fn serve(&mut self, shutdown: &Shutdown) {
+    /// Reads what has arrived, handles it as one batch with the events other servers sent,
+    /// commits them with one fsync, publishes, and answers once the peers have the writes.
+    fn serve(&mut self, shutdown: &Shutdown) -> Result<(), ServerError> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while !shutdown.is_triggered() {
             let now = Instant::now();
-            let wait = self
-                .coord
-                .deadline()
-                .saturating_duration_since(now)
-                .min(POLL_INTERVAL);
+            let due = self
+                .repl
+                .poll_timeout()
+                .map_or(self.coord.deadline(), |t| t.min(self.coord.deadline()));
+            let wait = due.saturating_duration_since(now).min(POLL_INTERVAL);
             let readable = {
                 let mut items = vec![self.worker.as_poll_item(zmq::POLLIN)];
                 items.extend(
@@ -136,23 +170,133 @@ impl Reactor {
                 users: self.state.user_count(),
                 channels: self.state.channel_count(),
             };
+            let data = Data {
+                facts,
+                store: &self.store,
+                vector: self.repl.vector(),
+            };
             self.coord.on_ready(
                 &readable[1..],
                 now,
                 &mut self.lamport,
                 &self.publisher,
-                facts,
+                data,
             );
             self.coord.on_tick(now, &mut self.lamport, &self.publisher);
+            let incoming = self.inbound(now);
+            if self.repl.poll_timeout().is_some_and(|t| t <= now) {
+                self.repl.handle_timeout(now);
+            }
+            if !self.accepting && (self.repl.caught_up() || self.started.elapsed() >= STARTUP_GRACE)
+            {
+                if !self.repl.caught_up() {
+                    tracing::warn!(server = %self.name, "not caught up with the peers; serving anyway");
+                }
+                connect(&self.worker, &self.broker)?;
+                self.accepting = true;
+                tracing::info!(server = %self.name, events = self.repl.vector().total(), "accepting client requests");
+            }
             if readable[0] {
                 // Everything that arrived while the previous batch was being synced forms the
                 // next batch, so concurrent clients share commits without anyone waiting on
                 // purpose.
                 self.drain(&mut batch);
-                let n = batch.len();
-                self.commit(&mut batch);
+            }
+            // Acks for what just arrived leave before this server's own fsync.
+            self.replicate(now);
+            let n = batch.len();
+            if n > 0 || !incoming.is_empty() {
+                self.commit(&mut batch, incoming);
+            }
+            self.replicate(Instant::now());
+            if n > 0 {
                 self.coord
                     .client_requests(n, Instant::now(), &mut self.lamport);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands what arrived for replication to the bookkeeping; returns the events to store.
+    fn inbound(&mut self, now: Instant) -> Vec<Event> {
+        let mut store = Vec::new();
+        for inb in self.coord.take_inbound() {
+            match inb {
+                Inbound::Peers(names) => self.repl.set_peers(now, names),
+                Inbound::Replica { origin, events } => {
+                    self.offer(now, &origin, &origin, events, &mut store);
+                }
+                Inbound::Vector { peer, vector } => self.repl.on_vector(now, &peer, &vector),
+                Inbound::Fetched {
+                    peer,
+                    origin,
+                    events,
+                    more,
+                } => {
+                    self.offer(now, &peer, &origin, events, &mut store);
+                    self.repl.on_fetched(now, &peer, &origin, more);
+                }
+                Inbound::FetchFailed { origin } => self.repl.on_fetch_failed(&origin),
+                Inbound::Ack { peer, seq } => self.repl.on_ack(now, &peer, seq),
+            }
+        }
+        store
+    }
+
+    /// Takes the events that are next in line. They take effect in memory and are acknowledged
+    /// at once: the origin already has them on disk, and nothing this server answers can show
+    /// them before the commit they are part of (every reply waits for its batch's commit).
+    fn offer(
+        &mut self,
+        now: Instant,
+        from: &str,
+        origin: &str,
+        events: Vec<Event>,
+        out: &mut Vec<Event>,
+    ) {
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        let take = self.repl.offer(now, from, origin, &seqs);
+        let before = out.len();
+        for (e, _) in events.into_iter().zip(take).filter(|(_, t)| *t) {
+            self.state.apply(&e);
+            self.lamport.observe(e.lamport);
+            out.push(e);
+        }
+        if out.len() > before {
+            self.repl.on_stored([origin.to_owned()]);
+        }
+    }
+
+    /// Carries out what replication asks for.
+    fn replicate(&mut self, now: Instant) {
+        while let Some(action) = self.repl.poll_action() {
+            match action {
+                replication::Action::AskVector { peer } => {
+                    self.coord
+                        .ask_vector(&peer, self.repl.vector(), now, &mut self.lamport)
+                }
+                replication::Action::Fetch {
+                    peer,
+                    origin,
+                    after,
+                    limit,
+                } => {
+                    self.coord
+                        .fetch(&peer, &origin, after, limit, now, &mut self.lamport);
+                }
+                replication::Action::Ack { peer, seq } => {
+                    self.coord
+                        .ack(&peer, seq, &mut self.lamport, &self.publisher);
+                }
+                replication::Action::Release { upto } => {
+                    while self.held.front().is_some_and(|(seq, _)| *seq <= upto) {
+                        if let Some((_, replies)) = self.held.pop_front() {
+                            for (envelope, reply) in replies {
+                                self.reply(&envelope, reply);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -198,22 +342,26 @@ impl Reactor {
         Queued { envelope, handled }
     }
 
-    /// Stores the batch's events in one transaction, then answers and publishes.
-    fn commit(&mut self, batch: &mut Vec<Queued>) {
-        let events = batch.iter().filter_map(|q| q.handled.event.as_ref());
-        let results = if events.clone().next().is_none() {
+    /// Stores the batch's events and the replicated ones in one transaction, then publishes,
+    /// and answers (at once for a batch without writes, after the peers' acks otherwise).
+    fn commit(&mut self, batch: &mut Vec<Queued>, incoming: Vec<Event>) {
+        let own = batch.iter().filter_map(|q| q.handled.event.as_ref());
+        let has_own = own.clone().next().is_some();
+        let results = if !has_own && incoming.is_empty() {
             Vec::new()
         } else {
-            match self.store.append(events) {
+            match self.store.append(own.chain(incoming.iter())) {
                 Ok(results) => results,
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed");
-                    vec![Err(e.to_string()); batch.len()]
+                    vec![Err(e.to_string()); batch.len() + incoming.len()]
                 }
             }
         };
         let mut results = results.into_iter();
         let mut lost = false;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut published: Vec<Event> = Vec::new();
         for q in batch.drain(..) {
             let Handled {
                 reply,
@@ -236,13 +384,13 @@ impl Reactor {
             if !stored {
                 lost = true;
                 let service = reply.service.clone();
-                self.reply(
-                    &q.envelope,
+                replies.push((
+                    q.envelope,
                     Reply::error(&service, "the server could not store this; try again"),
-                );
+                ));
                 continue;
             }
-            self.reply(&q.envelope, reply);
+            replies.push((q.envelope, reply));
             if let Some((topic, env)) = publication {
                 self.lamport.tick();
                 if let Err(e) = self
@@ -252,12 +400,52 @@ impl Reactor {
                     tracing::warn!(error = %e, "publication dropped");
                 }
             }
+            if let Some(ev) = event {
+                published.push(ev);
+            }
+        }
+        for (e, r) in incoming.iter().zip(results) {
+            if let Err(why) = r {
+                lost = true;
+                tracing::error!(id = %e.id(), error = %why, "replicated event not stored");
+            }
         }
         if lost {
             // Memory ran ahead of the disk: start again from what the disk holds.
-            match self.store.snapshot() {
-                Ok(snap) => self.state.reload(snap),
-                Err(e) => tracing::error!(error = %e, "cannot reload state after a failed commit"),
+            self.reload();
+        }
+        let now = Instant::now();
+        match published.last().map(|e| e.seq) {
+            Some(seq) if !lost => {
+                let refs: Vec<&Event> = published.iter().collect();
+                self.coord
+                    .publish_events(&refs, &mut self.lamport, &self.publisher);
+                self.repl.on_own_commit(now, seq);
+                self.held.push_back((seq, replies));
+            }
+            _ => {
+                for (envelope, reply) in replies {
+                    self.reply(&envelope, reply);
+                }
+            }
+        }
+    }
+
+    /// After a failed commit: memory and replication bookkeeping start again from the disk.
+    fn reload(&mut self) {
+        match (self.store.snapshot(), self.store.vector()) {
+            (Ok(snap), Ok(vector)) => {
+                self.state.reload(snap);
+                let peers: Vec<String> = self.repl.trusted().map(str::to_owned).collect();
+                self.repl = Replication::new(
+                    &self.name,
+                    vector.into_iter().collect(),
+                    replication::Config::default(),
+                );
+                self.repl.set_peers(Instant::now(), peers);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot reload after a failed commit")
             }
         }
     }

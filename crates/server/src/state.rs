@@ -58,6 +58,22 @@ impl State {
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
     }
 
+    /// Takes in an event another server accepted (and this one has just stored).
+    ///
+    /// A name claimed as a user on one server and as a channel on another at the same moment
+    /// keeps the kind this server learned first; see docs/replication.md.
+    pub fn apply(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::Login { user } if !self.channels.contains(user) => {
+                self.users.insert(user.clone());
+            }
+            EventKind::Channel { channel } if !self.users.contains(channel) => {
+                self.channels.insert(channel.clone());
+            }
+            _ => {}
+        }
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }

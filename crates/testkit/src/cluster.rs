@@ -200,11 +200,11 @@ impl Cluster {
         ];
         let log = self.dir.path().join(format!("{name}.log"));
         let before = std::fs::read_to_string(&log)
-            .map(|s| s.matches("serving").count())
+            .map(|s| s.matches("accepting client requests").count())
             .unwrap_or(0);
         let mut proc = Proc::spawn(&name, &self.bin, &args, &log);
         let ready = crate::wait_until(READY, || {
-            proc.log().matches("serving").count() > before || proc.exited()
+            proc.log().matches("accepting client requests").count() > before || proc.exited()
         });
         assert!(
             ready && !proc.exited(),

@@ -1,0 +1,107 @@
+//! Replication between real servers: every server ends up holding everything, a write is seen
+//! by the very next request whichever server answers it, and a restarted server catches up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bin, name, Cluster};
+use palaver_client::{Connection, SharedClock};
+use palaver_testkit::wait_until;
+
+/// Whether all `n` servers hold the same events (same digest and counts).
+fn converged(cluster: &Cluster, n: usize) -> bool {
+    let digests: Vec<(u64, palaver_store::Counts)> = (0..n)
+        .map(|i| {
+            let s = common::store(&cluster.data_dir(i));
+            (s.digest().unwrap(), s.counts().unwrap())
+        })
+        .collect();
+    digests.windows(2).all(|w| w[0] == w[1])
+}
+
+#[test]
+fn every_server_holds_everything() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut setup = cluster.connection();
+    setup.login(&name("ana")).unwrap();
+    setup.create_channel(&name("general")).unwrap();
+    let ctx = zmq::Context::new();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (ctx, broker) = (ctx.clone(), cluster.broker_endpoint());
+            std::thread::spawn(move || {
+                let mut c = Connection::open(&ctx, &broker, SharedClock::new()).unwrap();
+                let me = name(&format!("w{w}"));
+                c.login(&me).unwrap();
+                for i in 0..100 {
+                    c.publish(&me, &name("general"), &format!("post {i} by {me}"))
+                        .unwrap();
+                    c.message(&me, &name("ana"), &format!("dm {i} from {me}"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || converged(&cluster, 3)),
+        "servers did not converge"
+    );
+    let counts = common::counts(&cluster.data_dir(2));
+    assert_eq!(
+        (counts.posts, counts.messages, counts.channels),
+        (400, 400, 1)
+    );
+}
+
+#[test]
+fn the_next_request_sees_the_write_whichever_server_answers() {
+    let cluster = Cluster::start(&bin(), 3);
+    // One standard client: each request may go to a different server.
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    for i in 0..300 {
+        let user = name(&format!("u{i}"));
+        c.login(&user).unwrap();
+        assert!(
+            c.users().unwrap().contains(&user.to_string()),
+            "round {i}: the new user is listed"
+        );
+        c.message(&name("ana"), &user, "welcome")
+            .unwrap_or_else(|e| panic!("round {i}: message to a new user: {e}"));
+        let channel = name(&format!("c{i}"));
+        c.create_channel(&channel).unwrap();
+        assert!(
+            c.channels().unwrap().contains(&channel.to_string()),
+            "round {i}: the new channel is listed"
+        );
+        c.publish(&user, &channel, "first")
+            .unwrap_or_else(|e| panic!("round {i}: post to a new channel: {e}"));
+    }
+}
+
+#[test]
+fn a_restarted_server_catches_up() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    cluster.kill_server(2);
+    for i in 0..500 {
+        c.publish(
+            &name("ana"),
+            &name("general"),
+            &format!("while s3 was down {i}"),
+        )
+        .unwrap();
+    }
+    cluster.start_server(2);
+    assert!(
+        wait_until(Duration::from_secs(10), || converged(&cluster, 3)),
+        "s3 did not catch up"
+    );
+    assert_eq!(common::counts(&cluster.data_dir(2)).posts, 500);
+}
