@@ -58,8 +58,8 @@ struct Endpoints {
 
 #[derive(Args)]
 struct UpArgs {
-    /// How many servers to run.
-    #[arg(long, default_value_t = 1)]
+        /// How many servers to run.
+    #[arg(long, default_value_t = 3)]
     servers: usize,
     /// Directory under which each server keeps `<name>/palaver.db`.
     #[arg(long, env = "PALAVER_DATA", default_value = "data")]
