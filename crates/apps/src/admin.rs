@@ -14,6 +14,8 @@ pub enum Command {
     Election { server: Option<String> },
     SetClock { server: String, ms: i64 },
     Status,
+    Digest,
+    Verify,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -153,6 +155,16 @@ pub fn run(reference: &str, command: &Command) -> anyhow::Result<()> {
             println!();
             print_clocks(&admin)
         }
+        Command::Digest => {
+            for d in digests(&admin)? {
+                println!(
+                    "{:<12} {:>10} events  digest {}  vector {}",
+                    d.name, d.events, d.digest, d.vector
+                );
+            }
+            Ok(())
+        }
+        Command::Verify => verify(&admin),
     }
 }
 
@@ -240,4 +252,69 @@ fn print_clocks(admin: &Admin) -> anyhow::Result<()> {
         spread * 1000.0
     );
     Ok(())
+}
+
+/// One server's summary of what it holds.
+struct Digest {
+    name: String,
+    events: u64,
+    digest: String,
+    /// `origin:count` pairs, as text.
+    vector: String,
+}
+
+fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for s in admin.servers()?.into_iter().filter(|s| s.alive) {
+        let Some(addr) = s.addr.as_deref() else {
+            continue;
+        };
+        let reply = admin.call(addr, Envelope::new("digest"))?;
+        let d = &reply.data;
+        let vector = match d.get("vector") {
+            Some(rmpv::Value::Map(m)) => m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", k.as_str().unwrap_or("?"), v.as_u64().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        };
+        out.push(Digest {
+            name: s.name.clone(),
+            events: d.get("events").and_then(rmpv::Value::as_u64).unwrap_or(0),
+            digest: d.opt_str("digest").ok().flatten().unwrap_or("?").to_owned(),
+            vector,
+        });
+    }
+    Ok(out)
+}
+
+/// Succeeds only when every live server holds the same events.
+fn verify(admin: &Admin) -> anyhow::Result<()> {
+    let all = digests(admin)?;
+    let Some(first) = all.first() else {
+        bail!("no live server answered")
+    };
+    let differ: Vec<&Digest> = all.iter().filter(|d| d.digest != first.digest).collect();
+    if differ.is_empty() {
+        println!(
+            "{} servers hold the same {} events (digest {})",
+            all.len(),
+            first.events,
+            first.digest
+        );
+        return Ok(());
+    }
+    for d in &all {
+        println!(
+            "{:<12} {:>10} events  digest {}  vector {}",
+            d.name, d.events, d.digest, d.vector
+        );
+    }
+    bail!(
+        "servers differ: {} of {} do not match {}",
+        differ.len(),
+        all.len(),
+        first.name
+    )
 }

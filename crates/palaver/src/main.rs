@@ -58,7 +58,7 @@ struct Endpoints {
 
 #[derive(Args)]
 struct UpArgs {
-        /// How many servers to run.
+    /// How many servers to run.
     #[arg(long, default_value_t = 3)]
     servers: usize,
     /// Directory under which each server keeps `<name>/palaver.db`.
@@ -247,6 +247,10 @@ enum AdminCommand {
     SetClock { server: String, ms: i64 },
     /// One screen on the whole cluster.
     Status,
+    /// Per server: its event count, its version vector and a digest of everything it holds.
+    Digest,
+    /// Exit 0 only when every live server holds the same events; otherwise say how they differ.
+    Verify,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -335,6 +339,8 @@ fn main() -> anyhow::Result<()> {
                 AdminCommand::Election { server } => admin::Command::Election { server },
                 AdminCommand::SetClock { server, ms } => admin::Command::SetClock { server, ms },
                 AdminCommand::Status => admin::Command::Status,
+                AdminCommand::Digest => admin::Command::Digest,
+                AdminCommand::Verify => admin::Command::Verify,
             };
             admin::run(&a.reference, &command)
         }

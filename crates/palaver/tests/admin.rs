@@ -86,3 +86,35 @@ fn admin_says_so_when_the_reference_is_down() {
     let (ok, out) = admin(&cluster, &["servers"]);
     assert!(!ok && out.contains("cannot reach the reference"), "{out}");
 }
+
+#[test]
+fn admin_verify_passes_once_the_servers_hold_the_same_events() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut c = cluster.connection();
+    c.login(&common::name("ana")).unwrap();
+    c.create_channel(&common::name("general")).unwrap();
+    for i in 0..50 {
+        c.publish(
+            &common::name("ana"),
+            &common::name("general"),
+            &format!("m{i}"),
+        )
+        .unwrap();
+    }
+    let mut out = String::new();
+    let same = wait_until(Duration::from_secs(10), || {
+        let (ok, text) = admin(&cluster, &["verify"]);
+        out = text;
+        ok
+    });
+    assert!(same, "{out}");
+    assert!(out.contains("3 servers hold the same 52 events"), "{out}");
+    let (ok, digest) = admin(&cluster, &["digest"]);
+    assert!(ok, "{digest}");
+    let lines: Vec<&str> = digest
+        .lines()
+        .filter(|l| l.contains("events  digest"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{digest}");
+    assert!(lines.iter().all(|l| l.contains("vector s1:")), "{digest}");
+}

@@ -709,6 +709,17 @@ impl Coordination {
         let d = &env.data;
         let facts = data.facts;
         Ok(match env.service.as_str() {
+            "digest" => match data.store.digest() {
+                Ok(digest) => Reply::ok("digest")
+                    .with("name", self.name.as_str())
+                    .with("events", data.vector.total())
+                    .with("vector", vector_value(data.vector))
+                    .with("digest", format!("{digest:016x}")),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot digest the store");
+                    Reply::error("digest", "the server could not read its events")
+                }
+            },
             "vector" => {
                 self.meet(d);
                 if let (Ok(Some(peer)), Ok(theirs)) = (d.opt_str("user"), parse_vector(env)) {
