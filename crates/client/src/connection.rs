@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palaver_proto::{now_secs, Envelope, Name, Reply, Request, Status};
@@ -97,7 +98,13 @@ impl Connection {
     /// # Errors
     /// As [`Connection::call`], and when the server refuses.
     pub fn request(&mut self, req: &Request) -> Result<Envelope, ClientError> {
-        let reply = self.call(req.to_envelope())?;
+        let mut env = req.to_envelope();
+        if !matches!(req, Request::Users | Request::Channels) {
+            // The same id on every retry: a write that did reach a server before its reply was
+            // lost takes effect once, whichever server the retry reaches.
+            env = env.with("request_id", new_request_id());
+        }
+        let reply = self.call(env)?;
         match Reply::status(&reply) {
             Status::Success => Ok(reply),
             Status::Error => Err(ClientError::Refused(
@@ -183,4 +190,15 @@ fn req_socket(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, zmq::Er
     socket.set_linger(0)?;
     socket.connect(endpoint)?;
     Ok(socket)
+}
+
+/// An id unique to this process and moment: process id, time in nanoseconds, and a counter.
+fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
 }

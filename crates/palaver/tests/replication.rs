@@ -105,3 +105,41 @@ fn a_restarted_server_catches_up() {
     );
     assert_eq!(common::counts(&cluster.data_dir(2)).posts, 500);
 }
+
+#[test]
+fn a_retried_write_takes_effect_once_whichever_server_gets_it() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    let post = || {
+        palaver_proto::Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "general")
+            .with("message", "only once")
+            .with("request_id", "retry-me")
+    };
+    // The broker hands each copy to the next server in turn.
+    let replies: Vec<_> = (0..4).map(|_| c.call(post()).unwrap()).collect();
+    let ids: Vec<&str> = replies.iter().map(|r| r.data.str("id").unwrap()).collect();
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.data.str("status").unwrap() == "OK"),
+        "{replies:?}"
+    );
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "every copy names the same event: {ids:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || converged(
+        &cluster, 3
+    )));
+    for i in 0..3 {
+        assert_eq!(
+            common::counts(&cluster.data_dir(i)).posts,
+            1,
+            "server {i} holds the post once"
+        );
+    }
+}

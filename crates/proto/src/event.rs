@@ -14,6 +14,9 @@ pub struct Event {
     /// The origin's physical time when it accepted the event, seconds since the Unix epoch.
     pub timestamp: f64,
     pub kind: EventKind,
+    /// The client's request id, when it sent one: every server remembers it, so a request
+    /// retried through another server takes effect once.
+    pub request: Option<String>,
 }
 
 /// What happened.
@@ -51,6 +54,9 @@ impl Event {
             (Value::from("lamport"), Value::from(self.lamport)),
             (Value::from("timestamp"), Value::from(self.timestamp)),
         ];
+        if let Some(r) = &self.request {
+            m.push((Value::from("request"), Value::from(r.as_str())));
+        }
         let mut put = |k: &str, v: &str| m.push((Value::from(k), Value::from(v)));
         match &self.kind {
             EventKind::Login { user } => {
@@ -134,6 +140,7 @@ impl Event {
             lamport: number("lamport")?,
             timestamp: m.timestamp()?.unwrap_or(0.0),
             kind,
+            request: crate::request::request_id(&m, "request")?,
         })
     }
 }
@@ -170,6 +177,7 @@ mod tests {
                 lamport: 9,
                 timestamp: 12.5,
                 kind,
+                request: Some("r-1".into()),
             };
             assert_eq!(Event::from_value(&e.to_value()).unwrap(), e);
         }
@@ -183,6 +191,7 @@ mod tests {
             lamport: 1,
             timestamp: 1.0,
             kind: EventKind::Login { user: name("ana") },
+            request: None,
         };
         let mut v = good.to_value();
         if let Value::Map(m) = &mut v {

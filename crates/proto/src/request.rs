@@ -29,12 +29,34 @@ pub enum Request {
 }
 
 /// What every request carries besides its arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestMeta {
     /// The sender's physical time at sending, if it said.
     pub timestamp: Option<f64>,
     /// The sender's Lamport counter (0 when a client sends none).
     pub clock: u64,
+    /// A client's id for this request (our addition), the same on every retry: a write with an
+    /// id already seen is not done again.
+    pub request_id: Option<String>,
+}
+
+/// The longest request id, in bytes.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// An optional request id field: a non-empty string of at most [`MAX_REQUEST_ID`] bytes.
+pub(crate) fn request_id(
+    m: &crate::Map,
+    field: &'static str,
+) -> Result<Option<String>, ProtoError> {
+    match m.opt_str(field)? {
+        None => Ok(None),
+        Some("") => Err(ProtoError::Empty { field }),
+        Some(s) if s.len() > MAX_REQUEST_ID => Err(ProtoError::TextTooLong {
+            field,
+            max: MAX_REQUEST_ID,
+        }),
+        Some(s) => Ok(Some(s.to_owned())),
+    }
 }
 
 impl Request {
@@ -52,6 +74,7 @@ impl Request {
         let meta = RequestMeta {
             timestamp: d.timestamp()?,
             clock: d.clock()?.unwrap_or(0),
+            request_id: request_id(d, "request_id")?,
         };
         let req = match env.service.as_str() {
             "login" => Request::Login {
@@ -151,7 +174,8 @@ mod tests {
                 meta,
                 RequestMeta {
                     timestamp: Some(12.0),
-                    clock: 3
+                    clock: 3,
+                    request_id: None,
                 }
             );
         }

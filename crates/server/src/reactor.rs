@@ -336,7 +336,10 @@ impl Reactor {
             self.lamport.observe(clock);
         }
         let handled = match Request::parse(&env) {
-            Ok((req, _meta)) => self.state.handle(req, self.coord.now(), &mut self.lamport),
+            Ok((req, meta)) => {
+                self.state
+                    .handle_request(req, meta.request_id, self.coord.now(), &mut self.lamport)
+            }
             Err(e) => rejection(Some(&env.service), &e),
         };
         Queued { envelope, handled }

@@ -1,8 +1,8 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use palaver_core::Lamport;
 use palaver_proto::{Envelope, Name, Reply, Request};
-use palaver_store::{Event, EventKind, Snapshot};
+use palaver_store::{Event, EventKind, Snapshot, RECENT_REQUESTS};
 
 /// The server's logic, free of I/O: what a request does given what is known.
 ///
@@ -15,6 +15,9 @@ pub struct State {
     users: BTreeSet<Name>,
     channels: BTreeSet<Name>,
     seq: u64,
+    /// Recent client request ids and the event each made, oldest first in `request_order`.
+    requests: HashMap<String, String>,
+    request_order: VecDeque<String>,
 }
 
 /// What a request did.
@@ -46,6 +49,8 @@ impl State {
             users: BTreeSet::new(),
             channels: BTreeSet::new(),
             seq: 0,
+            requests: HashMap::new(),
+            request_order: VecDeque::new(),
         };
         st.reload(snap);
         st
@@ -56,6 +61,24 @@ impl State {
         self.users = snap.users.into_iter().collect();
         self.channels = snap.channels.into_iter().collect();
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
+        self.requests.clear();
+        self.request_order.clear();
+        for (request, id) in snap.requests {
+            self.remember(request, id);
+        }
+    }
+
+    /// Remembers which event a request made, forgetting the oldest beyond
+    /// [`RECENT_REQUESTS`].
+    fn remember(&mut self, request: String, id: String) {
+        if self.requests.insert(request.clone(), id).is_none() {
+            self.request_order.push_back(request);
+        }
+        while self.request_order.len() > RECENT_REQUESTS {
+            if let Some(old) = self.request_order.pop_front() {
+                self.requests.remove(&old);
+            }
+        }
     }
 
     /// Takes in an event another server accepted (and this one has just stored).
@@ -63,6 +86,9 @@ impl State {
     /// A name claimed as a user on one server and as a channel on another at the same moment
     /// keeps the kind this server learned first; see docs/replication.md.
     pub fn apply(&mut self, event: &Event) {
+        if let Some(request) = &event.request {
+            self.remember(request.clone(), event.id());
+        }
         match &event.kind {
             EventKind::Login { user } if !self.channels.contains(user) => {
                 self.users.insert(user.clone());
@@ -85,7 +111,32 @@ impl State {
     /// Decides what `req`, received at physical time `now`, does, and applies it. An accepted
     /// event takes its Lamport time from `lamport`.
     pub fn handle(&mut self, req: Request, now: f64, lamport: &mut Lamport) -> Handled {
+        self.handle_request(req, None, now, lamport)
+    }
+
+    /// As [`State::handle`], for a request that may carry the client's request id: a write whose
+    /// id was seen before (here, or on any server, through replication) is not done again; it
+    /// is answered as the first time, with the same event id.
+    pub fn handle_request(
+        &mut self,
+        req: Request,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
         let service = req.service();
+        let is_write = !matches!(req, Request::Users | Request::Channels);
+        if let Some(id) = request
+            .as_ref()
+            .filter(|_| is_write)
+            .and_then(|r| self.requests.get(r))
+        {
+            return Handled::reply(
+                Reply::ok(service)
+                    .with("id", id.as_str())
+                    .with("repeated", true),
+            );
+        }
         let refuse = |text: String| Handled::reply(Reply::error(service, &text));
         let kind = match req {
             Request::Users => return Handled::reply(list(service, &self.users, &["users"])),
@@ -143,7 +194,11 @@ impl State {
             lamport: lamport.tick(),
             timestamp: now,
             kind,
+            request,
         };
+        if let Some(r) = &event.request {
+            self.remember(r.clone(), event.id());
+        }
         let reply = Reply::ok(service).with("id", event.id());
         let publication = publication(&event);
         Handled {
@@ -319,6 +374,46 @@ mod tests {
             run(&mut st, Request::Users).data.str_list("users").unwrap(),
             vec!["ana"]
         );
+    }
+
+    #[test]
+    fn a_repeated_request_takes_effect_once() {
+        let mut st = state();
+        let mut clock = Lamport::default();
+        run(&mut st, Request::Login { user: name("ana") });
+        run(
+            &mut st,
+            Request::Channel {
+                channel: name("general"),
+            },
+        );
+        let post = || Request::Publish {
+            user: name("ana"),
+            channel: name("general"),
+            message: "hi".into(),
+        };
+        let first = st.handle_request(post(), Some("r1".into()), 1.0, &mut clock);
+        let again = st.handle_request(post(), Some("r1".into()), 2.0, &mut clock);
+        assert!(
+            first.event.is_some() && again.event.is_none(),
+            "the retry makes no event"
+        );
+        assert_eq!(
+            again.reply.data.str("id").unwrap(),
+            first.reply.data.str("id").unwrap()
+        );
+        let other = st.handle_request(post(), Some("r2".into()), 3.0, &mut clock);
+        assert!(other.event.is_some(), "another id is another post");
+        // A retried channel creation is answered as success, not "already exists".
+        let make = || Request::Channel {
+            channel: name("news"),
+        };
+        assert!(st
+            .handle_request(make(), Some("c1".into()), 4.0, &mut clock)
+            .event
+            .is_some());
+        let retry = st.handle_request(make(), Some("c1".into()), 5.0, &mut clock);
+        assert_eq!(retry.reply.data.str("status").unwrap(), "sucesso");
     }
 
     #[test]

@@ -46,3 +46,12 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
 CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
+
+-- Client request ids (our protocol addition): which event a request made, so that a request
+-- retried through any server takes effect once. Replicated with the events.
+CREATE TABLE IF NOT EXISTS requests (
+    request TEXT    PRIMARY KEY,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_event ON requests (origin, seq);

@@ -10,7 +10,10 @@ use crate::{Event, EventKind, StoreError};
 pub const DB_FILE: &str = "palaver.db";
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// How many recent request ids a server remembers across a restart.
+pub const RECENT_REQUESTS: usize = 100_000;
 
 /// The tables whose rows are events, each keyed by (origin, seq).
 const EVENT_TABLES: [&str; 4] = ["logins", "channels", "posts", "messages"];
@@ -29,6 +32,8 @@ pub struct Snapshot {
     pub progress: BTreeMap<String, u64>,
     /// Highest Lamport time of any stored event.
     pub max_lamport: u64,
+    /// The most recent request ids, oldest first, with the id of the event each made.
+    pub requests: Vec<(String, String)>,
 }
 
 /// Row counts, for tests and operators.
@@ -93,11 +98,28 @@ impl Store {
                 max_lamport = max_lamport.max(lamport);
             }
         }
+        let mut requests = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT request, origin, seq FROM requests ORDER BY rowid DESC LIMIT ?1")?;
+        let rows = stmt.query_map([RECENT_REQUESTS as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (request, origin, seq) = row?;
+            requests.push((request, format!("{origin}:{seq}")));
+        }
+        requests.reverse();
         Ok(Snapshot {
             users,
             channels,
             progress,
             max_lamport,
+            requests,
         })
     }
 
@@ -219,7 +241,24 @@ impl Store {
                 lamport: lamport as u64,
                 timestamp: ts,
                 kind,
+                request: None,
             });
+        }
+        if !out.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, request FROM requests WHERE origin = ?1 AND seq > ?2 AND seq <= ?3",
+            )?;
+            let rows = stmt.query_map(params![origin, after as i64, upto as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (seq, request) = row?;
+                if let Some(e) = out.get_mut((seq as u64).saturating_sub(after + 1) as usize) {
+                    if e.seq == seq as u64 {
+                        e.request = Some(request);
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -293,6 +332,12 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
         e.lamport as i64,
         e.timestamp,
     );
+    if let Some(request) = &e.request {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO requests (request, origin, seq) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![request, origin, seq])?;
+    }
     match &e.kind {
         EventKind::Login { user } => tx
             .prepare_cached(
@@ -355,6 +400,7 @@ mod tests {
             lamport: seq * 10,
             timestamp: 1.0,
             kind,
+            request: seq.is_multiple_of(2).then(|| format!("req-{seq}")),
         }
     }
 
