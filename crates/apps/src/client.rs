@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
-use palaver_proto::Name;
+use palaver_proto::{format_clock_time, Envelope, Name, Reply, Status};
 
 use crate::show;
 
@@ -30,6 +30,9 @@ commands:
   /leave [CHANNEL]       stop following a channel
   /post CHANNEL TEXT     post to a channel
   /msg USER TEXT         send a private message
+    /history [CHANNEL|@USER] [N]
+                         the last N (20) messages of a channel (default: the current
+                         one) or of your conversation with a user
   /wait SECONDS          pause (scripts: let publications arrive)
   /help                  this text
   /quit                  leave
@@ -214,6 +217,7 @@ impl Session {
                 self.conn.message(&self.user, &dst, text).map_err(err)?;
                 Ok(format!("sent to {dst}"))
             }),
+            "history" => self.history(arg, text),
             "wait" => match arg.parse::<f64>() {
                 Ok(s) if (0.0..=3600.0).contains(&s) => {
                     std::thread::sleep(Duration::from_secs_f64(s));
@@ -233,6 +237,69 @@ impl Session {
             Err(text) => self.screen.say(&format!("error: {text}  (clock {clock})")),
         }
         true
+    }
+
+    fn history(&mut self, target: &str, count: &str) -> Result<String, String> {
+        let limit: u64 = if count.is_empty() {
+            20
+        } else {
+            count
+                .parse()
+                .map_err(|_| "usage: /history [CHANNEL|@USER] [N]")?
+        };
+        let env = Envelope::new("history").with("limit", limit);
+        let env = match target.strip_prefix('@') {
+            Some(user) => env
+                .with("user", self.user.as_str())
+                .with("with", name(user)?.as_str()),
+            None if target.is_empty() => match &self.current {
+                Some(c) => env.with("channel", c.as_str()),
+                None => return Err("join a channel first, or name one: /history CHANNEL".into()),
+            },
+            None => env.with("channel", name(target)?.as_str()),
+        };
+        let reply = self.conn.call(env).map_err(err)?;
+        if Reply::status(&reply) == Status::Error {
+            return Err(Reply::error_text(&reply).unwrap_or_default());
+        }
+        let Some(rmpv::Value::Array(items)) = reply.data.get("messages") else {
+            return Err("bad reply".into());
+        };
+        let mut lines = Vec::with_capacity(items.len() + 1);
+        for item in items {
+            let Some(m) = item.as_map() else { continue };
+            let d = palaver_proto::Map(m.clone());
+            let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
+            let when = d
+                .timestamp()
+                .ok()
+                .flatten()
+                .map_or_else(|| "?".into(), format_clock_time);
+            lines.push(match d.get("channel") {
+                Some(_) => format!(
+                    "{when} #{} <{}> {}",
+                    text("channel"),
+                    text("user"),
+                    text("message")
+                ),
+                None => format!(
+                    "{when} *{} → {}* {}",
+                    text("src"),
+                    text("dst"),
+                    text("message")
+                ),
+            });
+        }
+        lines.push(format!(
+            "({} messages{})",
+            items.len(),
+            if matches!(reply.data.get("more"), Some(rmpv::Value::Boolean(true))) {
+                "; older ones exist"
+            } else {
+                ""
+            }
+        ));
+        Ok(lines.join("\n"))
     }
 
     fn join(&mut self, channel: Name) {

@@ -68,12 +68,12 @@ fn the_line_client_can_be_scripted() {
     let out = client(
         &cluster,
         "ana",
-        "/create general\nhello everyone\n/users\n/channels\n/msg bob hi bob\n/post nowhere x\n/msg zed x\n/frobnicate\n",
+        "/create general\nhello everyone\n/users\n/channels\n/msg bob hi bob\n/post nowhere x\n/msg zed x\n/frobnicate\n/history\n/history @bob\n",
     );
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("logged in as ana"), "{out}");
     assert!(
-        !out.contains("> "),
+        !out.lines().any(|l| l.starts_with("> ")) && !out.contains("\x1b["),
         "no prompts when stdin is a pipe:\n{out}"
     );
     for want in [
@@ -85,11 +85,18 @@ fn the_line_client_can_be_scripted() {
         "error: channel `nowhere` does not exist",
         "error: user `zed` does not exist",
         "unknown command /frobnicate",
+        "#general <ana> hello everyone",
+        "*ana → bob* hi bob",
+        "(1 messages)",
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     assert!(
-        lines.iter().skip(1).all(|l| l.contains("(clock ")),
+        lines
+            .iter()
+            .skip(1)
+            .filter(|l| !l.contains(" #general <") && !l.contains(" → bob*"))
+            .all(|l| l.contains("(clock ")),
         "every reply shows the clock:\n{out}"
     );
     assert!(common::store(&cluster.data_dir(0))

@@ -143,3 +143,112 @@ fn a_retried_write_takes_effect_once_whichever_server_gets_it() {
         );
     }
 }
+
+#[test]
+fn every_server_tells_the_same_history() {
+    use palaver_proto::Envelope;
+    let cluster = Cluster::start(&bin(), 3);
+    let mut setup = cluster.connection();
+    setup.login(&name("ana")).unwrap();
+    setup.login(&name("bob")).unwrap();
+    setup.create_channel(&name("general")).unwrap();
+    let ctx = zmq::Context::new();
+    let writers: Vec<_> = ["ana", "bob"]
+        .into_iter()
+        .map(|who| {
+            let (ctx, broker) = (ctx.clone(), cluster.broker_endpoint());
+            std::thread::spawn(move || {
+                let mut c = Connection::open(&ctx, &broker, SharedClock::new()).unwrap();
+                for i in 0..60 {
+                    c.publish(&name(who), &name("general"), &format!("{who} {i}"))
+                        .unwrap();
+                    if i % 10 == 0 {
+                        c.message(
+                            &name(who),
+                            &name(if who == "ana" { "bob" } else { "ana" }),
+                            &format!("dm {i}"),
+                        )
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(10), || converged(
+        &cluster, 3
+    )));
+    let mut c = cluster.connection();
+    let page = |c: &mut Connection, env: Envelope| -> (Vec<String>, bool, Option<String>) {
+        let reply = c.call(env).unwrap();
+        let Some(rmpv::Value::Array(items)) = reply.data.get("messages") else {
+            panic!("no messages: {reply:?}")
+        };
+        let texts: Vec<String> = items
+            .iter()
+            .map(|m| {
+                let m = palaver_proto::Map(m.as_map().unwrap().clone());
+                m.str("message").unwrap().to_owned()
+            })
+            .collect();
+        let first = items.first().map(|m| {
+            palaver_proto::Map(m.as_map().unwrap().clone())
+                .str("cursor")
+                .unwrap()
+                .to_owned()
+        });
+        (
+            texts,
+            reply
+                .data
+                .get("more")
+                .and_then(rmpv::Value::as_bool)
+                .unwrap_or(false),
+            first,
+        )
+    };
+    // Six asks: the broker spreads them over all three servers; all must agree.
+    let answers: Vec<_> = (0..6)
+        .map(|_| {
+            page(
+                &mut c,
+                Envelope::new("history")
+                    .with("channel", "general")
+                    .with("limit", 50),
+            )
+        })
+        .collect();
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "servers disagree on the history"
+    );
+    let (newest, more, first) = answers[0].clone();
+    assert_eq!(newest.len(), 50);
+    assert!(more, "there are older posts");
+    // Page back from the oldest of those: the rest, 70 in all.
+    let (older, more, _) = page(
+        &mut c,
+        Envelope::new("history")
+            .with("channel", "general")
+            .with("limit", 500)
+            .with("before", first.unwrap()),
+    );
+    assert_eq!(older.len() + newest.len(), 120);
+    assert!(!more);
+    // Each writer's posts appear in the order it sent them.
+    let all: Vec<String> = older.into_iter().chain(newest).collect();
+    for who in ["ana", "bob"] {
+        let mine: Vec<&String> = all.iter().filter(|t| t.starts_with(who)).collect();
+        let expected: Vec<String> = (0..60).map(|i| format!("{who} {i}")).collect();
+        assert_eq!(mine, expected.iter().collect::<Vec<_>>());
+    }
+    let (dms, _, _) = page(
+        &mut c,
+        Envelope::new("history")
+            .with("user", "ana")
+            .with("with", "bob"),
+    );
+    assert_eq!(dms.len(), 12, "the private conversation, both ways");
+}

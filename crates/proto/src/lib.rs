@@ -13,6 +13,7 @@
 mod envelope;
 mod error;
 mod event;
+mod history;
 mod name;
 mod reply;
 mod request;
@@ -22,6 +23,7 @@ mod time;
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{Event, EventKind};
+pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY};
 pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};

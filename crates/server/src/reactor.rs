@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
-use palaver_proto::{Envelope, Event, ProtoError, Reply, Request, MAX_FRAME_BYTES};
+use palaver_proto::{Envelope, Event, HistoryQuery, ProtoError, Reply, Request, MAX_FRAME_BYTES};
 use palaver_store::Store;
 
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
@@ -27,6 +27,9 @@ type Answer = (Vec<Vec<u8>>, Envelope);
 struct Queued {
     envelope: Vec<Vec<u8>>,
     handled: Handled,
+    /// A `history` read, answered after the batch's commit so that it sees every event the
+    /// server has taken (and acknowledged) so far.
+    history: Option<HistoryQuery>,
 }
 
 /// Runs a server until `shutdown` is triggered.
@@ -329,11 +332,26 @@ impl Reactor {
                 return Queued {
                     envelope,
                     handled: rejection(service.as_deref(), &e),
+                    history: None,
                 };
             }
         };
         if let Some(clock) = env.clock() {
             self.lamport.observe(clock);
+        }
+        if env.service == "history" {
+            return match HistoryQuery::parse(&env) {
+                Ok(q) => Queued {
+                    envelope,
+                    handled: rejection(None, &ProtoError::Missing("history")),
+                    history: Some(q),
+                },
+                Err(e) => Queued {
+                    envelope,
+                    handled: rejection(Some("history"), &e),
+                    history: None,
+                },
+            };
         }
         let handled = match Request::parse(&env) {
             Ok((req, meta)) => {
@@ -342,7 +360,11 @@ impl Reactor {
             }
             Err(e) => rejection(Some(&env.service), &e),
         };
-        Queued { envelope, handled }
+        Queued {
+            envelope,
+            handled,
+            history: None,
+        }
     }
 
     /// Stores the batch's events and the replicated ones in one transaction, then publishes,
@@ -371,6 +393,10 @@ impl Reactor {
                 event,
                 publication,
             } = q.handled;
+            let reply = match &q.history {
+                Some(h) => self.history(h),
+                None => reply,
+            };
             let stored = match &event {
                 None => true,
                 Some(ev) => match results.next() {
@@ -430,6 +456,17 @@ impl Reactor {
                 for (envelope, reply) in replies {
                     self.reply(&envelope, reply);
                 }
+            }
+        }
+    }
+
+    /// Answers a `history` read from the store.
+    fn history(&self, q: &HistoryQuery) -> Envelope {
+        match self.store.history(q) {
+            Ok((events, more)) => HistoryQuery::reply(&events, more),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read history");
+                Reply::error("history", "the server could not read its history")
             }
         }
     }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use palaver_proto::Name;
+use palaver_proto::{Conversation, HistoryQuery, Name};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{Event, EventKind, StoreError};
@@ -261,6 +261,88 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A conversation's messages in the one order every server shows (Lamport time, then
+    /// origin): the newest `limit`, or the `limit` just before or after a cursor. Returns them
+    /// oldest first, and whether more lie beyond.
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn history(&self, q: &HistoryQuery) -> Result<(Vec<Event>, bool), StoreError> {
+        let forward = q.after.is_some();
+        let (lamport, origin) = match (&q.before, &q.after) {
+            (Some(c), _) | (_, Some(c)) => (c.lamport as i64, c.origin.clone()),
+            (None, None) => (i64::MAX, String::new()),
+        };
+        let (cmp, dir) = if forward { (">", "ASC") } else { ("<", "DESC") };
+        let (sql, a, b) = match &q.of {
+            Conversation::Channel(c) => (
+                format!(
+                    "SELECT origin, seq, lamport, ts, 'post', user, channel, message FROM posts
+                     WHERE channel = ?1 AND (lamport, origin) {cmp} (?3, ?4)
+                     ORDER BY lamport {dir}, origin {dir} LIMIT ?5"
+                ),
+                c.to_string(),
+                String::new(),
+            ),
+            Conversation::Direct(x, y) => (
+                format!(
+                    "SELECT origin, seq, lamport, ts, 'message', src, dst, message FROM messages
+                     WHERE ((src = ?1 AND dst = ?2) OR (src = ?2 AND dst = ?1))
+                       AND (lamport, origin) {cmp} (?3, ?4)
+                     ORDER BY lamport {dir}, origin {dir} LIMIT ?5"
+                ),
+                x.to_string(),
+                y.to_string(),
+            ),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![a, b, lamport, origin, q.limit as i64 + 1], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (origin, seq, lamport, ts, kind, x, y, message) = row?;
+            let bad = || StoreError::Corrupt(format!("event {origin}:{seq}"));
+            let name = |s: &str| Name::parse(s).map_err(|_| bad());
+            let kind = if kind == "post" {
+                EventKind::Post {
+                    user: name(&x)?,
+                    channel: name(&y)?,
+                    message,
+                }
+            } else {
+                EventKind::Direct {
+                    src: name(&x)?,
+                    dst: name(&y)?,
+                    message,
+                }
+            };
+            out.push(Event {
+                origin,
+                seq: seq as u64,
+                lamport: lamport as u64,
+                timestamp: ts,
+                kind,
+                request: None,
+            });
+        }
+        let more = out.len() > q.limit;
+        out.truncate(q.limit);
+        if !forward {
+            out.reverse();
+        }
+        Ok((out, more))
     }
 
     /// A digest of every event held, in (origin, seq) order: two stores with the same events

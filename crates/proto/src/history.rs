@@ -1,0 +1,194 @@
+use std::fmt;
+
+use rmpv::Value;
+
+use crate::{Envelope, Event, EventKind, Name, ProtoError};
+
+/// The most messages one `history` reply carries.
+pub const MAX_HISTORY: usize = 500;
+/// How many messages `history` returns when the request does not say.
+pub const DEFAULT_HISTORY: usize = 50;
+
+/// Whose messages: a channel's posts, or the private messages between two users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversation {
+    Channel(Name),
+    Direct(Name, Name),
+}
+
+/// A position in the one order every server shows: Lamport time, then origin. Written
+/// `"<lamport>:<origin>"`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub lamport: u64,
+    pub origin: String,
+}
+
+impl Cursor {
+    pub fn of(e: &Event) -> Cursor {
+        Cursor {
+            lamport: e.lamport,
+            origin: e.origin.clone(),
+        }
+    }
+
+    fn parse(field: &'static str, s: &str) -> Result<Cursor, ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field,
+            expected: "a cursor from an earlier history reply",
+        };
+        let (lamport, origin) = s.split_once(':').ok_or(wrong.clone())?;
+        let lamport = lamport.parse().map_err(|_| wrong.clone())?;
+        let origin = Name::parse(origin).map_err(|_| wrong)?.to_string();
+        Ok(Cursor { lamport, origin })
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.lamport, self.origin)
+    }
+}
+
+/// A `history` request (our addition): a conversation's messages, the newest `limit`, or the
+/// `limit` just before or just after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub of: Conversation,
+    pub limit: usize,
+    pub before: Option<Cursor>,
+    pub after: Option<Cursor>,
+}
+
+impl HistoryQuery {
+    /// Reads a `history` request.
+    ///
+    /// # Errors
+    /// When neither `channel` nor `user` and `with` are given, a name or cursor is invalid, the
+    /// limit is not a positive number, or both `before` and `after` are given.
+    pub fn parse(env: &Envelope) -> Result<HistoryQuery, ProtoError> {
+        let d = &env.data;
+        let of = match d.opt_str("channel")? {
+            Some(_) => Conversation::Channel(d.name("channel")?),
+            None => Conversation::Direct(d.name("user")?, d.name("with")?),
+        };
+        let limit = match d.get("limit") {
+            None | Some(Value::Nil) => DEFAULT_HISTORY,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => (n as usize).min(MAX_HISTORY),
+                _ => {
+                    return Err(ProtoError::WrongType {
+                        field: "limit",
+                        expected: "a positive integer",
+                    })
+                }
+            },
+        };
+        let before = d
+            .opt_str("before")?
+            .map(|s| Cursor::parse("before", s))
+            .transpose()?;
+        let after = d
+            .opt_str("after")?
+            .map(|s| Cursor::parse("after", s))
+            .transpose()?;
+        if before.is_some() && after.is_some() {
+            return Err(ProtoError::WrongType {
+                field: "after",
+                expected: "absent when `before` is given",
+            });
+        }
+        Ok(HistoryQuery {
+            of,
+            limit,
+            before,
+            after,
+        })
+    }
+
+    /// The reply: `messages` oldest first, each with its `cursor`, and `more` when further
+    /// messages lie beyond them (older ones, or newer ones when paging with `after`).
+    pub fn reply(events: &[Event], more: bool) -> Envelope {
+        let messages: Vec<Value> = events.iter().map(message).collect();
+        crate::Reply::ok("history")
+            .with("messages", messages)
+            .with("more", more)
+    }
+}
+
+fn message(e: &Event) -> Value {
+    let mut m = vec![
+        (Value::from("id"), Value::from(e.id())),
+        (
+            Value::from("cursor"),
+            Value::from(Cursor::of(e).to_string()),
+        ),
+        (Value::from("timestamp"), Value::from(e.timestamp)),
+        (Value::from("clock"), Value::from(e.lamport)),
+    ];
+    let mut put = |k: &str, v: &str| m.push((Value::from(k), Value::from(v)));
+    match &e.kind {
+        EventKind::Post {
+            user,
+            channel,
+            message,
+        } => {
+            put("user", user.as_str());
+            put("channel", channel.as_str());
+            put("message", message);
+        }
+        EventKind::Direct { src, dst, message } => {
+            put("src", src.as_str());
+            put("dst", dst.as_str());
+            put("message", message);
+        }
+        EventKind::Login { .. } | EventKind::Channel { .. } => {}
+    }
+    Value::Map(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_channels_conversations_and_cursors() {
+        let q = HistoryQuery::parse(&Envelope::new("history").with("channel", "general")).unwrap();
+        assert_eq!(q.of, Conversation::Channel(Name::parse("general").unwrap()));
+        assert_eq!(
+            (q.limit, q.before.clone(), q.after.clone()),
+            (DEFAULT_HISTORY, None, None)
+        );
+        let q = HistoryQuery::parse(
+            &Envelope::new("history")
+                .with("user", "ana")
+                .with("with", "bob")
+                .with("limit", 9999)
+                .with("before", "42:s2"),
+        )
+        .unwrap();
+        assert_eq!(q.limit, MAX_HISTORY);
+        assert_eq!(
+            q.before,
+            Some(Cursor {
+                lamport: 42,
+                origin: "s2".into()
+            })
+        );
+        for bad in [
+            Envelope::new("history"),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("limit", 0),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("before", "x"),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("before", "1:s1")
+                .with("after", "2:s1"),
+        ] {
+            assert!(HistoryQuery::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
