@@ -96,6 +96,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         coord,
         repl,
         held: VecDeque::new(),
+        hidden: Vec::new(),
         accepting: false,
         started: Instant::now(),
     };
@@ -132,6 +133,8 @@ struct Reactor {
     /// Answers to batches with writes of our own, waiting until the peers have them: the
     /// batch's highest sequence number, and the replies in order.
     held: VecDeque<(u64, Vec<Answer>)>,
+    /// Events found to repeat a request another event made, to mark in the next commit.
+    hidden: Vec<(String, u64)>,
     /// Whether the worker is connected to the broker.
     accepting: bool,
     started: Instant,
@@ -261,7 +264,9 @@ impl Reactor {
         let take = self.repl.offer(now, from, origin, &seqs);
         let before = out.len();
         for (e, _) in events.into_iter().zip(take).filter(|(_, t)| *t) {
-            self.state.apply(&e);
+            if let Some(hide) = self.state.apply(&e) {
+                self.hidden.push(hide);
+            }
             self.lamport.observe(e.lamport);
             out.push(e);
         }
@@ -375,7 +380,11 @@ impl Reactor {
         let results = if !has_own && incoming.is_empty() {
             Vec::new()
         } else {
-            match self.store.append(own.chain(incoming.iter())) {
+            let hidden = std::mem::take(&mut self.hidden);
+            match self
+                .store
+                .append_hiding(own.chain(incoming.iter()), &hidden)
+            {
                 Ok(results) => results,
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed");

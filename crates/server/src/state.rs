@@ -2,7 +2,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use palaver_core::Lamport;
 use palaver_proto::{Envelope, Name, Reply, Request};
-use palaver_store::{Event, EventKind, Snapshot, RECENT_REQUESTS};
+use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
 
 /// The server's logic, free of I/O: what a request does given what is known.
 ///
@@ -16,7 +16,7 @@ pub struct State {
     channels: BTreeSet<Name>,
     seq: u64,
     /// Recent client request ids and the event each made, oldest first in `request_order`.
-    requests: HashMap<String, String>,
+    requests: HashMap<String, RequestEvent>,
     request_order: VecDeque<String>,
 }
 
@@ -63,15 +63,19 @@ impl State {
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
         self.requests.clear();
         self.request_order.clear();
-        for (request, id) in snap.requests {
-            self.remember(request, id);
+        for (request, made) in snap.requests {
+            // A request made twice (see `apply`) names its earlier event.
+            match self.requests.get(&request) {
+                Some(prev) if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) => {}
+                _ => self.remember(request, made),
+            }
         }
     }
 
     /// Remembers which event a request made, forgetting the oldest beyond
     /// [`RECENT_REQUESTS`].
-    fn remember(&mut self, request: String, id: String) {
-        if self.requests.insert(request.clone(), id).is_none() {
+    fn remember(&mut self, request: String, made: RequestEvent) {
+        if self.requests.insert(request.clone(), made).is_none() {
             self.request_order.push_back(request);
         }
         while self.request_order.len() > RECENT_REQUESTS {
@@ -85,9 +89,28 @@ impl State {
     ///
     /// A name claimed as a user on one server and as a channel on another at the same moment
     /// keeps the kind this server learned first; see docs/replication.md.
-    pub fn apply(&mut self, event: &Event) {
+    ///
+    /// Returns an event to hide, when this one repeats a request another event already made
+    /// (the first attempt reached a server that died before passing it on, and the retry went
+    /// elsewhere): of the two, the later in the total order is hidden, the same on every server.
+    pub fn apply(&mut self, event: &Event) -> Option<(String, u64)> {
+        let mut hide = None;
         if let Some(request) = &event.request {
-            self.remember(request.clone(), event.id());
+            let made = RequestEvent::of(event);
+            match self.requests.get(request) {
+                Some(prev) if *prev != made => {
+                    let (earlier, later) =
+                        if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) {
+                            (prev.clone(), made)
+                        } else {
+                            (made, prev.clone())
+                        };
+                    hide = Some((later.origin.clone(), later.seq));
+                    self.requests.insert(request.clone(), earlier);
+                }
+                Some(_) => {}
+                None => self.remember(request.clone(), made),
+            }
         }
         match &event.kind {
             EventKind::Login { user } if !self.channels.contains(user) => {
@@ -98,6 +121,7 @@ impl State {
             }
             _ => {}
         }
+        hide
     }
 
     pub fn user_count(&self) -> usize {
@@ -133,7 +157,7 @@ impl State {
         {
             return Handled::reply(
                 Reply::ok(service)
-                    .with("id", id.as_str())
+                    .with("id", id.id())
                     .with("repeated", true),
             );
         }
@@ -197,7 +221,7 @@ impl State {
             request,
         };
         if let Some(r) = &event.request {
-            self.remember(r.clone(), event.id());
+            self.remember(r.clone(), RequestEvent::of(&event));
         }
         let reply = Reply::ok(service).with("id", event.id());
         let publication = publication(&event);
@@ -414,6 +438,49 @@ mod tests {
             .is_some());
         let retry = st.handle_request(make(), Some("c1".into()), 5.0, &mut clock);
         assert_eq!(retry.reply.data.str("status").unwrap(), "sucesso");
+    }
+
+    #[test]
+    fn a_request_made_twice_on_two_servers_hides_the_later_event_everywhere() {
+        let post = |origin: &str, seq: u64, lamport: u64| Event {
+            origin: origin.into(),
+            seq,
+            lamport,
+            timestamp: 1.0,
+            kind: EventKind::Post {
+                user: name("ana"),
+                channel: name("general"),
+                message: "hi".into(),
+            },
+            request: Some("r1".into()),
+        };
+        let (first, retry) = (post("s1", 5, 10), post("s2", 7, 12));
+        // One server learns of the first attempt first, another of the retry first.
+        let mut a = state();
+        assert_eq!(a.apply(&first), None);
+        assert_eq!(a.apply(&retry), Some(("s2".into(), 7)));
+        let mut b = State::new("s3", Snapshot::default());
+        assert_eq!(b.apply(&retry), None);
+        assert_eq!(
+            b.apply(&first),
+            Some(("s2".into(), 7)),
+            "the same event is hidden on both"
+        );
+        let again = b.handle_request(
+            Request::Publish {
+                user: name("ana"),
+                channel: name("general"),
+                message: "hi".into(),
+            },
+            Some("r1".into()),
+            2.0,
+            &mut Lamport::default(),
+        );
+        assert_eq!(
+            again.reply.data.str("id").unwrap(),
+            "s1:5",
+            "a third try names the earlier event"
+        );
     }
 
     #[test]

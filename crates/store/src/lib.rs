@@ -15,4 +15,4 @@ mod store;
 pub use error::StoreError;
 pub use palaver_proto::{Event, EventKind};
 pub use ranks::{RankBook, RANKS_FILE};
-pub use store::{Counts, Snapshot, Store, DB_FILE, RECENT_REQUESTS};
+pub use store::{Counts, RequestEvent, Snapshot, Store, DB_FILE, RECENT_REQUESTS};

@@ -50,8 +50,19 @@ CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
 -- Client request ids (our protocol addition): which event a request made, so that a request
 -- retried through any server takes effect once. Replicated with the events.
 CREATE TABLE IF NOT EXISTS requests (
-    request TEXT    PRIMARY KEY,
     origin  TEXT    NOT NULL,
-    seq     INTEGER NOT NULL
+    seq     INTEGER NOT NULL,
+    request TEXT    NOT NULL,
+    lamport INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq)
 );
-CREATE INDEX IF NOT EXISTS requests_by_event ON requests (origin, seq);
+CREATE INDEX IF NOT EXISTS requests_by_request ON requests (request);
+
+-- Events that repeat a request already made by another event (a retry that reached a second
+-- server while the first, which had the request, was down). Both are kept, so that every
+-- server holds the same events; the later one in the total order is hidden from history.
+CREATE TABLE IF NOT EXISTS hidden (
+    origin TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq)
+) WITHOUT ROWID;

@@ -32,8 +32,30 @@ pub struct Snapshot {
     pub progress: BTreeMap<String, u64>,
     /// Highest Lamport time of any stored event.
     pub max_lamport: u64,
-    /// The most recent request ids, oldest first, with the id of the event each made.
-    pub requests: Vec<(String, String)>,
+    /// The most recent request ids, oldest first, with the event each made.
+    pub requests: Vec<(String, RequestEvent)>,
+}
+
+/// The event a client request made: enough to name it and to order it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestEvent {
+    pub origin: String,
+    pub seq: u64,
+    pub lamport: u64,
+}
+
+impl RequestEvent {
+    pub fn of(e: &Event) -> RequestEvent {
+        RequestEvent {
+            origin: e.origin.clone(),
+            seq: e.seq,
+            lamport: e.lamport,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.origin, self.seq)
+    }
 }
 
 /// Row counts, for tests and operators.
@@ -99,19 +121,27 @@ impl Store {
             }
         }
         let mut requests = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT request, origin, seq FROM requests ORDER BY rowid DESC LIMIT ?1")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT request, origin, seq, lamport FROM requests ORDER BY rowid DESC LIMIT ?1",
+        )?;
         let rows = stmt.query_map([RECENT_REQUESTS as i64], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         for row in rows {
-            let (request, origin, seq) = row?;
-            requests.push((request, format!("{origin}:{seq}")));
+            let (request, origin, seq, lamport) = row?;
+            requests.push((
+                request,
+                RequestEvent {
+                    origin,
+                    seq: seq as u64,
+                    lamport: lamport as u64,
+                },
+            ));
         }
         requests.reverse();
         Ok(Snapshot {
@@ -132,7 +162,24 @@ impl Store {
         &mut self,
         events: impl IntoIterator<Item = &'a Event>,
     ) -> Result<Vec<Result<(), String>>, StoreError> {
+        self.append_hiding(events, &[])
+    }
+
+    /// As [`Store::append`], also marking `hidden` events (by origin and seq) as repeats of an
+    /// earlier request, in the same transaction.
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub fn append_hiding<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Event>,
+        hidden: &[(String, u64)],
+    ) -> Result<Vec<Result<(), String>>, StoreError> {
         let tx = self.conn.transaction()?;
+        for (origin, seq) in hidden {
+            tx.prepare_cached("INSERT OR IGNORE INTO hidden (origin, seq) VALUES (?1, ?2)")?
+                .execute(params![origin, *seq as i64])?;
+        }
         let mut results = Vec::new();
         for e in events {
             results.push(insert(&tx, e).map_err(|err| err.to_string()));
@@ -281,6 +328,7 @@ impl Store {
                 format!(
                     "SELECT origin, seq, lamport, ts, 'post', user, channel, message FROM posts
                      WHERE channel = ?1 AND (lamport, origin) {cmp} (?3, ?4)
+                       AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = posts.origin AND h.seq = posts.seq)
                      ORDER BY lamport {dir}, origin {dir} LIMIT ?5"
                 ),
                 c.to_string(),
@@ -291,6 +339,7 @@ impl Store {
                     "SELECT origin, seq, lamport, ts, 'message', src, dst, message FROM messages
                      WHERE ((src = ?1 AND dst = ?2) OR (src = ?2 AND dst = ?1))
                        AND (lamport, origin) {cmp} (?3, ?4)
+                       AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = messages.origin AND h.seq = messages.seq)
                      ORDER BY lamport {dir}, origin {dir} LIMIT ?5"
                 ),
                 x.to_string(),
@@ -416,9 +465,9 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     );
     if let Some(request) = &e.request {
         tx.prepare_cached(
-            "INSERT OR IGNORE INTO requests (request, origin, seq) VALUES (?1, ?2, ?3)",
+            "INSERT OR IGNORE INTO requests (request, origin, seq, lamport) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![request, origin, seq])?;
+        .execute(params![request, origin, seq, lamport])?;
     }
     match &e.kind {
         EventKind::Login { user } => tx
