@@ -252,3 +252,44 @@ fn every_server_tells_the_same_history() {
     );
     assert_eq!(dms.len(), 12, "the private conversation, both ways");
 }
+
+#[test]
+fn the_next_request_sees_the_write_when_each_goes_straight_to_another_server() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let ctx = zmq::Context::new();
+    // One connection per server, each to its own endpoint: request k goes to server k mod 3.
+    let mut conns: Vec<Connection> = (0..3)
+        .map(|i| {
+            Connection::open(&ctx, &cluster.peer_addr(i).unwrap(), SharedClock::new()).unwrap()
+        })
+        .collect();
+    let mut k = 0;
+    let mut next = move || {
+        k += 1;
+        k % 3
+    };
+    conns[next()].login(&name("ana")).unwrap();
+    for i in 0..300 {
+        let user = name(&format!("d{i}"));
+        conns[next()].login(&user).unwrap();
+        assert!(
+            conns[next()].users().unwrap().contains(&user.to_string()),
+            "round {i}: user listed"
+        );
+        conns[next()]
+            .message(&name("ana"), &user, "hi")
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+        let channel = name(&format!("dc{i}"));
+        conns[next()].create_channel(&channel).unwrap();
+        assert!(
+            conns[next()]
+                .channels()
+                .unwrap()
+                .contains(&channel.to_string()),
+            "round {i}: channel listed"
+        );
+        conns[next()]
+            .publish(&user, &channel, "first")
+            .unwrap_or_else(|e| panic!("round {i}: {e}"));
+    }
+}

@@ -84,6 +84,18 @@ pub enum Inbound {
     FetchFailed { origin: String },
     /// A peer holds our events up to `seq`.
     Ack { peer: String, seq: u64 },
+    /// A client request sent straight to this server's peer endpoint: routing frames, then
+    /// the body. Answer with [`Coordination::answer_direct`].
+    Client(Vec<Vec<u8>>),
+}
+
+/// The services a client may ask any server for directly, as it would through the broker.
+const CLIENT_SERVICES: [&str; 7] = [
+    "login", "users", "channel", "channels", "publish", "message", "history",
+];
+
+fn is_client_request(body: &[u8]) -> bool {
+    Envelope::sniff_service(body).is_some_and(|s| CLIENT_SERVICES.contains(&s.as_str()))
 }
 
 struct Peer {
@@ -675,6 +687,12 @@ impl Coordination {
         data: Data<'_>,
     ) {
         while let Ok(mut frames) = self.router.recv_multipart(zmq::DONTWAIT) {
+            if frames.last().is_some_and(|b| is_client_request(b)) {
+                // A client talking to this server directly: the reactor answers it like a
+                // request from the broker.
+                self.inbound.push(Inbound::Client(frames));
+                continue;
+            }
             let body = frames.pop().unwrap_or_default();
             let mut reply = match Envelope::decode(&body) {
                 Ok(env) => {
@@ -851,6 +869,13 @@ impl Coordination {
     }
 
     // ---- replication ----
+
+    /// Sends the answer to a client that came to the peer endpoint directly.
+    pub fn answer_direct<'a>(&self, frames: impl Iterator<Item = &'a [u8]>) {
+        if let Err(e) = self.router.send_multipart(frames, zmq::DONTWAIT) {
+            tracing::debug!(error = %e, "direct reply dropped");
+        }
+    }
 
     /// What arrived for replication since the last call.
     pub fn take_inbound(&mut self) -> Vec<Inbound> {

@@ -20,12 +20,20 @@ const MAX_BATCH: usize = 1024;
 /// after this long.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);
 
-/// A reply and the routing envelope it goes back with.
-type Answer = (Vec<Vec<u8>>, Envelope);
+/// Where a request came from, with the routing frames its answer goes back with.
+enum Route {
+    /// Through the broker, to the worker socket.
+    Broker(Vec<Vec<u8>>),
+    /// Straight to this server's peer endpoint.
+    Direct(Vec<Vec<u8>>),
+}
+
+/// A reply and the way back.
+type Answer = (Route, Envelope);
 
 /// A request handled but not yet answered: its answer waits for the batch's commit.
 struct Queued {
-    envelope: Vec<Vec<u8>>,
+    envelope: Route,
     handled: Handled,
     /// A `history` read, answered after the batch's commit so that it sees every event the
     /// server has taken (and acknowledged) so far.
@@ -96,6 +104,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         coord,
         repl,
         held: VecDeque::new(),
+        direct: Vec::new(),
         hidden: Vec::new(),
         accepting: false,
         started: Instant::now(),
@@ -133,6 +142,8 @@ struct Reactor {
     /// Answers to batches with writes of our own, waiting until the peers have them: the
     /// batch's highest sequence number, and the replies in order.
     held: VecDeque<(u64, Vec<Answer>)>,
+    /// Client requests that came to the peer endpoint directly, for the next batch.
+    direct: Vec<Vec<Vec<u8>>>,
     /// Events found to repeat a request another event made, to mark in the next commit.
     hidden: Vec<(String, u64)>,
     /// Whether the worker is connected to the broker.
@@ -208,6 +219,13 @@ impl Reactor {
                 // purpose.
                 self.drain(&mut batch);
             }
+            if self.accepting {
+                // Direct clients wait, like the broker's, until this server has caught up.
+                for frames in std::mem::take(&mut self.direct) {
+                    let q = self.request(frames, true);
+                    batch.push(q);
+                }
+            }
             // Acks for what just arrived leave before this server's own fsync.
             self.replicate(now);
             let n = batch.len();
@@ -244,6 +262,7 @@ impl Reactor {
                 }
                 Inbound::FetchFailed { origin } => self.repl.on_fetch_failed(&origin),
                 Inbound::Ack { peer, seq } => self.repl.on_ack(now, &peer, seq),
+                Inbound::Client(frames) => self.direct.push(frames),
             }
         }
         store
@@ -313,7 +332,7 @@ impl Reactor {
     fn drain(&mut self, batch: &mut Vec<Queued>) {
         while batch.len() < MAX_BATCH {
             match self.worker.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => batch.push(self.request(frames)),
+                Ok(frames) => batch.push(self.request(frames, false)),
                 Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "receive failed");
@@ -324,9 +343,13 @@ impl Reactor {
     }
 
     /// Handles one request: `[routing envelope…, body]`.
-    fn request(&mut self, mut frames: Vec<Vec<u8>>) -> Queued {
+    fn request(&mut self, mut frames: Vec<Vec<u8>>, direct: bool) -> Queued {
         let body = frames.pop().unwrap_or_default();
-        let envelope = frames;
+        let envelope = if direct {
+            Route::Direct(frames)
+        } else {
+            Route::Broker(frames)
+        };
         if body.len() > MAX_FRAME_BYTES {
             tracing::warn!(bytes = body.len(), "refused an oversized frame");
         }
@@ -499,15 +522,26 @@ impl Reactor {
         }
     }
 
-    fn reply(&mut self, envelope: &[Vec<u8>], mut reply: Envelope) {
+    fn reply(&mut self, route: &Route, mut reply: Envelope) {
         reply.stamp(self.coord.now(), self.lamport.tick());
         let body = reply.to_bytes();
-        let frames = envelope
-            .iter()
-            .map(Vec::as_slice)
-            .chain(std::iter::once(body.as_slice()));
-        if let Err(e) = self.worker.send_multipart(frames, zmq::DONTWAIT) {
-            tracing::warn!(error = %e, "reply dropped");
+        match route {
+            Route::Broker(envelope) => {
+                let frames = envelope
+                    .iter()
+                    .map(Vec::as_slice)
+                    .chain(std::iter::once(body.as_slice()));
+                if let Err(e) = self.worker.send_multipart(frames, zmq::DONTWAIT) {
+                    tracing::warn!(error = %e, "reply dropped");
+                }
+            }
+            Route::Direct(envelope) => {
+                let frames = envelope
+                    .iter()
+                    .map(Vec::as_slice)
+                    .chain(std::iter::once(body.as_slice()));
+                self.coord.answer_direct(frames);
+            }
         }
     }
 }
