@@ -63,7 +63,7 @@ fn the_next_request_sees_the_write_whichever_server_answers() {
     // One standard client: each request may go to a different server.
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
-    for i in 0..300 {
+    for i in 0..1000 {
         let user = name(&format!("u{i}"));
         c.login(&user).unwrap();
         assert!(
@@ -269,7 +269,7 @@ fn the_next_request_sees_the_write_when_each_goes_straight_to_another_server() {
         k % 3
     };
     conns[next()].login(&name("ana")).unwrap();
-    for i in 0..300 {
+    for i in 0..1000 {
         let user = name(&format!("d{i}"));
         conns[next()].login(&user).unwrap();
         assert!(
