@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::Member;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+use sim::{seeds, InFlight, Wire};
+
+mod sim;
 
 /// How often the simulated reference hands out its live list.
 const LIST_EVERY: Duration = Duration::from_millis(500);
@@ -27,13 +29,6 @@ enum Msg {
     Pong(Option<Member>),
 }
 
-struct InFlight {
-    at: Instant,
-    from: Member,
-    to: Member,
-    msg: Msg,
-}
-
 struct Node {
     member: Member,
     election: Option<Election>,
@@ -41,13 +36,10 @@ struct Node {
 }
 
 struct Sim {
-    rng: StdRng,
     seed: u64,
     now: Instant,
     nodes: Vec<Node>,
-    wire: Vec<InFlight>,
-    drop_rate: f64,
-    delay: (u64, u64),
+    wire: Wire<Msg>,
     next_list: Instant,
     /// Coordinators announced, per member, for the "one winner" checks.
     announcements: BTreeMap<String, u64>,
@@ -65,13 +57,10 @@ impl Sim {
             })
             .collect();
         Sim {
-            rng: StdRng::seed_from_u64(seed),
             seed,
             now,
             nodes,
-            wire: Vec::new(),
-            drop_rate: 0.0,
-            delay: (1, 5),
+            wire: Wire::new(seed),
             next_list: now,
             announcements: BTreeMap::new(),
         }
@@ -114,16 +103,7 @@ impl Sim {
     }
 
     fn send(&mut self, from: &Member, to: &Member, msg: Msg) {
-        if self.rng.gen_bool(self.drop_rate) {
-            return;
-        }
-        let delay = Duration::from_millis(self.rng.gen_range(self.delay.0..=self.delay.1));
-        self.wire.push(InFlight {
-            at: self.now + delay,
-            from: from.clone(),
-            to: to.clone(),
-            msg,
-        });
+        self.wire.send(self.now, &from.name, &to.name, msg);
     }
 
     /// Carries out node `i`'s pending actions.
@@ -155,16 +135,17 @@ impl Sim {
         }
     }
 
-    fn deliver(&mut self, m: InFlight) {
-        let i = self.idx(&m.to.name);
+    fn deliver(&mut self, m: InFlight<Msg>) {
+        let i = self.idx(&m.to);
+        let from = self.nodes[self.idx(&m.from)].member.clone();
         let now = self.now;
         let Some(e) = self.nodes[i].election.as_mut() else {
             return;
         };
         let reply = match m.msg {
-            Msg::Elect => e.on_election(now, Some(&m.from)).then_some(Msg::Answer),
+            Msg::Elect => e.on_election(now, Some(&from)).then_some(Msg::Answer),
             Msg::Answer => {
-                e.on_answer(now, &m.from);
+                e.on_answer(now, &from);
                 None
             }
             Msg::Coordinator(who) => {
@@ -173,13 +154,13 @@ impl Sim {
             }
             Msg::Ping => Some(Msg::Pong(e.coordinator().cloned())),
             Msg::Pong(theirs) => {
-                e.on_pong(now, &m.from, theirs.as_ref());
+                e.on_pong(now, &from, theirs.as_ref());
                 None
             }
         };
         if let Some(reply) = reply {
             let me = self.nodes[i].member.clone();
-            self.send(&me, &m.from, reply);
+            self.send(&me, &from, reply);
         }
         self.flush(i);
     }
@@ -189,11 +170,7 @@ impl Sim {
         while self.now < end {
             self.now += STEP;
             let now = self.now;
-            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire)
-                .into_iter()
-                .partition(|m| m.at <= now);
-            self.wire = later;
-            for m in due {
+            for m in self.wire.due(now) {
                 self.deliver(m);
             }
             if now >= self.next_list {
@@ -251,23 +228,11 @@ impl Sim {
     }
 }
 
-/// Seeds to run: the one in `PALAVER_SEED`, or a fixed spread plus a fresh one per run.
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("PALAVER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let fresh: u64 = rand::thread_rng().gen();
-    (1..=40).chain([fresh]).collect()
-}
-
 const QUIET: Duration = Duration::from_secs(6);
 
 #[test]
 fn members_starting_at_the_same_moment_agree() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
         for i in 0..5 {
             sim.boot(i);
@@ -279,7 +244,7 @@ fn members_starting_at_the_same_moment_agree() {
 
 #[test]
 fn a_crashed_coordinator_is_replaced_by_the_next_rank() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
         for i in 0..5 {
             sim.boot(i);
@@ -297,7 +262,7 @@ fn a_crashed_coordinator_is_replaced_by_the_next_rank() {
 
 #[test]
 fn a_crash_in_the_middle_of_an_election_still_ends_with_one_winner() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
         for i in 0..5 {
             sim.boot(i);
@@ -305,7 +270,7 @@ fn a_crash_in_the_middle_of_an_election_still_ends_with_one_winner() {
         sim.run(QUIET);
         sim.crash(4);
         // Let the loss be noticed and an election begin, then kill the likely winner mid-way.
-        let crash_after = Duration::from_millis(sim.rng.gen_range(900..1600));
+        let crash_after = Duration::from_millis(sim.wire.rng.gen_range(900..1600));
         sim.run(crash_after);
         sim.crash(3);
         sim.run(QUIET);
@@ -315,18 +280,18 @@ fn a_crash_in_the_middle_of_an_election_still_ends_with_one_winner() {
 
 #[test]
 fn dropped_and_delayed_messages_delay_agreement_but_do_not_prevent_it() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[3, 7, 11, 20]);
-        sim.drop_rate = 0.3;
-        sim.delay = (1, 400);
+        sim.wire.drop_rate = 0.3;
+        sim.wire.delay = (1, 400);
         for i in 0..4 {
             sim.boot(i);
         }
         sim.run(Duration::from_secs(5));
         sim.crash(3);
         sim.run(Duration::from_secs(5));
-        sim.drop_rate = 0.0;
-        sim.delay = (1, 20);
+        sim.wire.drop_rate = 0.0;
+        sim.wire.delay = (1, 20);
         sim.run(QUIET + QUIET);
         sim.check_agreement("after a lossy period");
     }
@@ -334,7 +299,7 @@ fn dropped_and_delayed_messages_delay_agreement_but_do_not_prevent_it() {
 
 #[test]
 fn a_higher_rank_returning_takes_over() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[1, 2, 3]);
         for i in 0..3 {
             sim.boot(i);
@@ -353,7 +318,7 @@ fn a_higher_rank_returning_takes_over() {
 
 #[test]
 fn a_quiet_cluster_elects_once() {
-    for seed in seeds() {
+    for seed in seeds(40) {
         let mut sim = Sim::new(seed, &[1, 2, 3]);
         for i in 0..3 {
             sim.boot(i);

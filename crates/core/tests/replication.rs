@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use palaver_core::replication::{Action, Config, Replication, VersionVector};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+use sim::{seeds, InFlight, Wire};
+
+mod sim;
 
 const STEP: Duration = Duration::from_millis(5);
 const LIST_EVERY: Duration = Duration::from_millis(500);
@@ -39,13 +41,6 @@ enum Msg {
     },
 }
 
-struct InFlight {
-    at: Instant,
-    from: String,
-    to: String,
-    msg: Msg,
-}
-
 struct Node {
     name: String,
     repl: Option<Replication>,
@@ -66,14 +61,10 @@ impl Node {
 }
 
 struct Sim {
-    rng: StdRng,
     seed: u64,
     now: Instant,
     nodes: Vec<Node>,
-    wire: Vec<InFlight>,
-    drop_rate: f64,
-    dup_rate: f64,
-    delay: (u64, u64),
+    wire: Wire<Msg>,
     next_list: Instant,
     cfg: Config,
 }
@@ -95,14 +86,10 @@ impl Sim {
             ..Config::default()
         };
         Sim {
-            rng: StdRng::seed_from_u64(seed),
             seed,
             now,
             nodes,
-            wire: Vec::new(),
-            drop_rate: 0.0,
-            dup_rate: 0.0,
-            delay: (1, 5),
+            wire: Wire::new(seed),
             next_list: now,
             cfg,
         }
@@ -134,23 +121,7 @@ impl Sim {
     }
 
     fn send(&mut self, from: &str, to: &str, msg: Msg) {
-        if self.rng.gen_bool(self.drop_rate) {
-            return;
-        }
-        let copies = if self.rng.gen_bool(self.dup_rate) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = Duration::from_millis(self.rng.gen_range(self.delay.0..=self.delay.1));
-            self.wire.push(InFlight {
-                at: self.now + delay,
-                from: from.into(),
-                to: to.into(),
-                msg: msg.clone(),
-            });
-        }
+        self.wire.send(self.now, from, to, msg);
     }
 
     /// Node `i` accepts `k` writes of its own, commits them, and publishes them.
@@ -218,7 +189,7 @@ impl Sim {
         }
     }
 
-    fn deliver(&mut self, m: InFlight) {
+    fn deliver(&mut self, m: InFlight<Msg>) {
         let i = self.idx(&m.to);
         if self.nodes[i].repl.is_none() {
             return;
@@ -323,11 +294,7 @@ impl Sim {
         while self.now < end {
             self.now += STEP;
             let now = self.now;
-            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire)
-                .into_iter()
-                .partition(|m| m.at <= now);
-            self.wire = later;
-            for m in due {
+            for m in self.wire.due(now) {
                 self.deliver(m);
             }
             if now >= self.next_list {
@@ -341,8 +308,8 @@ impl Sim {
                 }
             }
             for i in 0..self.nodes.len() {
-                if write_rate > 0.0 && self.rng.gen_bool(write_rate) {
-                    let k = self.rng.gen_range(1..4);
+                if write_rate > 0.0 && self.wire.rng.gen_bool(write_rate) {
+                    let k = self.wire.rng.gen_range(1..4);
                     self.write(i, k);
                 }
                 if let Some(r) = self.nodes[i].repl.as_mut() {
@@ -402,22 +369,11 @@ impl Sim {
     }
 }
 
-fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("PALAVER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let fresh: u64 = rand::thread_rng().gen();
-    (1..=30).chain([fresh]).collect()
-}
-
 const QUIET: Duration = Duration::from_secs(8);
 
 #[test]
 fn a_calm_cluster_replicates_everything_and_answers_every_write() {
-    for seed in seeds() {
+    for seed in seeds(30) {
         let mut sim = Sim::new(seed, 3);
         for i in 0..3 {
             sim.boot(i);
@@ -434,18 +390,18 @@ fn a_calm_cluster_replicates_everything_and_answers_every_write() {
 
 #[test]
 fn drops_duplicates_and_reorders_are_repaired() {
-    for seed in seeds() {
+    for seed in seeds(30) {
         let mut sim = Sim::new(seed, 4);
-        sim.drop_rate = 0.3;
-        sim.dup_rate = 0.2;
-        sim.delay = (1, 300);
+        sim.wire.drop_rate = 0.3;
+        sim.wire.dup_rate = 0.2;
+        sim.wire.delay = (1, 300);
         for i in 0..4 {
             sim.boot(i);
         }
         sim.run(Duration::from_secs(6), 0.05);
-        sim.drop_rate = 0.0;
-        sim.dup_rate = 0.0;
-        sim.delay = (1, 10);
+        sim.wire.drop_rate = 0.0;
+        sim.wire.dup_rate = 0.0;
+        sim.wire.delay = (1, 10);
         sim.run(QUIET, 0.0);
         sim.check_converged("after a lossy period");
     }
@@ -453,23 +409,23 @@ fn drops_duplicates_and_reorders_are_repaired() {
 
 #[test]
 fn crashed_and_restarted_servers_catch_up() {
-    for seed in seeds() {
+    for seed in seeds(30) {
         let mut sim = Sim::new(seed, 3);
-        sim.drop_rate = 0.1;
-        sim.delay = (1, 50);
+        sim.wire.drop_rate = 0.1;
+        sim.wire.delay = (1, 50);
         for i in 0..3 {
             sim.boot(i);
         }
         for round in 0..4 {
             sim.run(Duration::from_secs(2), 0.05);
-            let victim = sim.rng.gen_range(0..3);
+            let victim = sim.wire.rng.gen_range(0..3);
             sim.crash(victim);
             sim.run(Duration::from_secs(2), 0.05);
             sim.boot(victim);
             let _ = round;
         }
-        sim.drop_rate = 0.0;
-        sim.delay = (1, 10);
+        sim.wire.drop_rate = 0.0;
+        sim.wire.delay = (1, 10);
         sim.run(QUIET, 0.0);
         sim.check_converged("after crashes");
     }
@@ -477,7 +433,7 @@ fn crashed_and_restarted_servers_catch_up() {
 
 #[test]
 fn a_server_that_missed_a_lot_catches_up_in_pages() {
-    for seed in seeds().into_iter().take(5) {
+    for seed in seeds(30).into_iter().take(5) {
         let mut sim = Sim::new(seed, 3);
         sim.boot(0);
         sim.boot(1);
@@ -492,18 +448,18 @@ fn a_server_that_missed_a_lot_catches_up_in_pages() {
 
 #[test]
 fn peers_that_fell_behind_are_waited_for_again_under_steady_writes() {
-    for seed in seeds().into_iter().take(10) {
+    for seed in seeds(30).into_iter().take(10) {
         let mut sim = Sim::new(seed, 3);
         sim.cfg.page = 500;
-        sim.delay = (1, 20);
+        sim.wire.delay = (1, 20);
         for i in 0..3 {
             sim.boot(i);
         }
         sim.run(Duration::from_secs(1), 0.5);
         // A lossy second makes peers miss acks and fall from trust.
-        sim.drop_rate = 0.5;
+        sim.wire.drop_rate = 0.5;
         sim.run(Duration::from_secs(1), 0.5);
-        sim.drop_rate = 0.0;
+        sim.wire.drop_rate = 0.0;
         // Writes go on without pause; an ack always trails the latest write, yet the peers
         // must be trusted again once they have caught up.
         sim.run(Duration::from_secs(5), 1.0);
