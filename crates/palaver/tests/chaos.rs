@@ -114,14 +114,16 @@ fn kills_and_pauses_lose_no_acknowledged_message() {
 
     let load = |d: u64| std::thread::sleep(Duration::from_millis(d));
     load(1500);
+    let mut victim = 0;
     for _ in 0..2 {
-        let victim = rng.gen_range(0..3);
+        victim = rng.gen_range(0..3);
         cluster.kill_server(victim);
         load(1000);
         cluster.start_server(victim);
         load(1500);
     }
-    let paused = rng.gen_range(0..3);
+    // Another server than the last one killed.
+    let paused = (victim + rng.gen_range(1..3)) % 3;
     cluster.server(paused).unwrap().signal(libc::SIGSTOP);
     load(5000);
     cluster.server(paused).unwrap().signal(libc::SIGCONT);
@@ -138,6 +140,20 @@ fn kills_and_pauses_lose_no_acknowledged_message() {
     assert!(
         same,
         "seed {seed}: servers differ 10 s after the load: {vectors:?}"
+    );
+    let verify = std::process::Command::new(bin())
+        .args([
+            "admin",
+            "--reference",
+            &cluster.reference_endpoint(),
+            "verify",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "seed {seed}: admin verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
     );
     let acked = acked.lock().unwrap();
     let total: usize = acked.values().map(Vec::len).sum();
