@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use palaver_core::Shutdown;
 
-/// Frames larger than this make the broker drop the sending connection: a guard against a peer
-/// that would make it buffer without bound. Servers refuse anything over 1 MiB with an error
-/// reply, so everything between the two limits still gets an answer.
-pub const BROKER_MAX_MSG: i64 = 16 << 20;
+/// Frames larger than this make the broker drop the sending connection (see
+/// [`palaver_proto::MAX_SOCKET_BYTES`]). Servers refuse anything over 1 MiB with an error reply,
+/// so everything between the two limits still gets an answer.
+pub const BROKER_MAX_MSG: i64 = palaver_proto::MAX_SOCKET_BYTES;
 
 /// Publications queued per subscriber before the proxy drops that subscriber's excess: a slow
 /// subscriber loses messages instead of slowing everyone else.

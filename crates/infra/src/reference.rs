@@ -162,7 +162,7 @@ pub fn run_reference(
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::ROUTER)?;
     socket.set_linger(0)?;
-    socket.set_maxmsgsize(palaver_proto::MAX_FRAME_BYTES as i64 * 2)?;
+    socket.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
     socket.bind(endpoint).map_err(|source| InfraError::Bind {
         what: "reference",
         endpoint: endpoint.to_owned(),

@@ -140,3 +140,72 @@ fn the_reply_repeats_the_service_of_a_bad_request() {
     assert_eq!(reply.service, "channel");
     assert_eq!(reply.data.str("status").unwrap(), "erro");
 }
+
+#[test]
+fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
+    let mut cluster = Cluster::start(&bin(), 2);
+    let ctx = zmq::Context::new();
+    let endpoints = [
+        cluster.reference_endpoint(),
+        cluster.peer_addr(0).unwrap(),
+        cluster.peer_addr(1).unwrap(),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for endpoint in &endpoints {
+        let mut c =
+            palaver_client::Connection::open(&ctx, endpoint, palaver_client::SharedClock::new())
+                .unwrap()
+                .with_timeout(std::time::Duration::from_secs(2), 1);
+        let mut frames: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xc1],
+            encode(&Value::from("not a map")),
+            Envelope::new("rank").to_bytes(),
+            Envelope::new("heartbeat").with("user", 5).to_bytes(),
+            Envelope::new("fetch")
+                .with("origin", "s1")
+                .with("after", "x")
+                .to_bytes(),
+            Envelope::new("adjust").with("delta", "soon").to_bytes(),
+            Envelope::new("adjust").with("delta", 1e300).to_bytes(),
+            Envelope::new("election")
+                .with("user", Value::Array(vec![]))
+                .to_bytes(),
+            Envelope::new("coordinator")
+                .with("coordinator", "bad name!")
+                .to_bytes(),
+            Envelope::new("vector").with("vector", 3).to_bytes(),
+            Envelope::new("dance").to_bytes(),
+            vec![0x90; 3 << 20],
+        ];
+        for _ in 0..30 {
+            let len = rng.gen_range(1..300);
+            frames.push((0..len).map(|_| rng.gen()).collect());
+        }
+        for (i, bytes) in frames.iter().enumerate() {
+            let reply = c
+                .call_raw(bytes)
+                .unwrap_or_else(|e| panic!("{endpoint}: frame {i}: no reply: {e}"));
+            assert_eq!(
+                Reply::status(&reply),
+                Status::Error,
+                "{endpoint}: frame {i}: {reply:?}"
+            );
+        }
+    }
+    // Everything still works: the servers serve, the reference lists both, the clocks agree.
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    assert_eq!(c.users().unwrap(), vec!["ana"]);
+    let mut r = palaver_client::Connection::open(
+        &ctx,
+        &cluster.reference_endpoint(),
+        palaver_client::SharedClock::new(),
+    )
+    .unwrap();
+    let list = r.call(Envelope::new("list")).unwrap();
+    assert_eq!(
+        palaver_proto::ServerEntry::parse_list(&list).unwrap().len(),
+        2
+    );
+}

@@ -33,6 +33,11 @@ pub use time::{format_clock_time, now_secs};
 /// The largest frame a process accepts; anything larger is answered with an error unread.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
+/// Frames larger than this make a receiving socket drop the sender's connection (ZeroMQ's
+/// `ZMQ_MAXMSGSIZE`): a guard against a peer that would make a process buffer without bound.
+/// Everything between [`MAX_FRAME_BYTES`] and this still gets an error reply.
+pub const MAX_SOCKET_BYTES: i64 = 16 << 20;
+
 /// Topic on which servers announce an elected coordinator.
 pub const TOPIC_SERVERS: &str = "servers";
 /// Topic on which servers replicate events to each other.

@@ -155,7 +155,7 @@ impl Coordination {
     ) -> Result<Coordination, ServerError> {
         let router = ctx.socket(zmq::ROUTER)?;
         router.set_linger(0)?;
-        router.set_maxmsgsize(palaver_proto::MAX_FRAME_BYTES as i64 * 2)?;
+        router.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
         router
             .bind(&ep.peer_bind)
             .map_err(|source| ServerError::Connect {
@@ -739,8 +739,14 @@ impl Coordination {
                 }
             },
             "vector" => {
+                // The asker's own vector is optional, but must be well-formed when given.
+                let theirs = if d.get("vector").is_some() {
+                    Some(parse_vector(env)?)
+                } else {
+                    None
+                };
                 self.meet(d);
-                if let (Ok(Some(peer)), Ok(theirs)) = (d.opt_str("user"), parse_vector(env)) {
+                if let (Ok(Some(peer)), Some(theirs)) = (d.opt_str("user"), theirs) {
                     let seq = theirs.get(self.name.as_str());
                     self.inbound.push(Inbound::Ack {
                         peer: peer.to_owned(),
