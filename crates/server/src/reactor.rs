@@ -369,9 +369,14 @@ impl Reactor {
         }
         if env.service == "history" {
             return match HistoryQuery::parse(&env) {
+                // The reply is made from the store after the batch's commit (see `commit`).
                 Ok(q) => Queued {
                     envelope,
-                    handled: rejection(None, &ProtoError::Missing("history")),
+                    handled: Handled {
+                        reply: Reply::ok("history"),
+                        event: None,
+                        publication: None,
+                    },
                     history: Some(q),
                 },
                 Err(e) => Queued {
