@@ -1,4 +1,4 @@
-//! `palaver bench`: publish throughput and latency of synchronous clients against a running
+//! `palaver bench`: publish throughput and latency of synchronous or pipelined clients against a running
 //! cluster, measured like a messaging system is measured.
 
 use std::sync::{Arc, Barrier};
@@ -12,6 +12,9 @@ use palaver_proto::Name;
 pub struct Options {
     pub broker: String,
     pub clients: usize,
+    /// Requests each client keeps in flight: 1 is a synchronous (REQ) client; more is a
+    /// pipelined DEALER client.
+    pub window: usize,
     pub duration: Duration,
     pub size: usize,
     pub json: bool,
@@ -48,7 +51,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "workload": "publish", "clients": r.clients, "size": opts.size,
+                "workload": "publish", "clients": r.clients, "window": opts.window, "size": opts.size,
                 "requests": r.requests, "errors": r.errors, "seconds": r.seconds,
                 "requests_per_second": r.rate(),
                 "latency_us": {"p50": us(0.5), "p90": us(0.9), "p99": us(0.99),
@@ -57,8 +60,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "publish: {} clients, {} B: {:.0} req/s ({} requests, {} errors in {:.1} s)",
+            "publish: {} clients x {} in flight, {} B: {:.0} req/s ({} requests, {} errors in {:.1} s)",
             r.clients,
+            opts.window,
             opts.size,
             r.rate(),
             r.requests,
@@ -77,7 +81,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// N synchronous clients post to one channel as fast as they can.
+/// N clients post to one channel as fast as they can, each with `window` requests in flight.
 ///
 /// # Errors
 /// When set-up requests fail.
@@ -100,35 +104,22 @@ pub fn publish(opts: &Options) -> anyhow::Result<Results> {
                 text.clone(),
                 barrier.clone(),
             );
-            let duration = opts.duration;
+            let (duration, window) = (opts.duration, opts.window);
             std::thread::spawn(move || -> anyhow::Result<(u64, u64, Histogram<u64>)> {
                 let user = Name::parse(&format!("bench-{i}"))?;
                 let mut conn = Connection::open(&ctx, &broker, SharedClock::new())?;
                 conn.login(&user)?;
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-                let (mut ok, mut errors) = (0, 0);
                 barrier.wait();
                 let start = Instant::now();
-                let end = start + WARM_UP + duration;
-                loop {
-                    let t0 = Instant::now();
-                    if t0 >= end {
-                        break;
-                    }
-                    let result = conn.publish(&user, &channel, &text);
-                    let measured = t0 >= start + WARM_UP;
-                    if !measured {
-                        continue;
-                    }
-                    match result {
-                        Ok(()) => {
-                            ok += 1;
-                            hist.saturating_record(t0.elapsed().as_micros() as u64);
-                        }
-                        Err(_) => errors += 1,
-                    }
+                let span = Span {
+                    measure_from: start + WARM_UP,
+                    end: start + WARM_UP + duration,
+                };
+                if window > 1 {
+                    pipelined(&ctx, &broker, &user, &channel, &text, window, span)
+                } else {
+                    synchronous(&mut conn, &user, &channel, &text, span)
                 }
-                Ok((ok, errors, hist))
             })
         })
         .collect();
@@ -149,4 +140,117 @@ pub fn publish(opts: &Options) -> anyhow::Result<Results> {
         seconds: opts.duration.as_secs_f64(),
         latency,
     })
+}
+
+/// When a client measures, and when it stops sending.
+#[derive(Clone, Copy)]
+struct Span {
+    measure_from: Instant,
+    end: Instant,
+}
+
+type Tally = (u64, u64, Histogram<u64>);
+
+/// One request at a time, through the client library (REQ, lazy pirate).
+fn synchronous(
+    conn: &mut Connection,
+    user: &Name,
+    channel: &Name,
+    text: &str,
+    span: Span,
+) -> anyhow::Result<Tally> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut ok, mut errors) = (0, 0);
+    loop {
+        let t0 = Instant::now();
+        if t0 >= span.end {
+            break;
+        }
+        let result = conn.publish(user, channel, text);
+        if t0 < span.measure_from {
+            continue;
+        }
+        match result {
+            Ok(()) => {
+                ok += 1;
+                hist.saturating_record(t0.elapsed().as_micros() as u64);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    Ok((ok, errors, hist))
+}
+
+/// How long a pipelined client waits for its last replies once it stops sending.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// `window` requests in flight on a DEALER socket. Each request goes out as `[tag, "", body]`;
+/// the server sends the routing frames back in front of its reply, so the tag says which
+/// request a reply answers.
+fn pipelined(
+    ctx: &zmq::Context,
+    broker: &str,
+    user: &Name,
+    channel: &Name,
+    text: &str,
+    window: usize,
+    span: Span,
+) -> anyhow::Result<Tally> {
+    let socket = ctx.socket(zmq::DEALER)?;
+    socket.set_linger(0)?;
+    socket.connect(broker)?;
+    let clock = SharedClock::new();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let mut in_flight: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
+    let mut tag = 0u64;
+    loop {
+        let now = Instant::now();
+        if now < span.end {
+            while in_flight.len() < window {
+                tag += 1;
+                let mut env = palaver_proto::Request::Publish {
+                    user: user.clone(),
+                    channel: channel.clone(),
+                    message: text.to_owned(),
+                }
+                .to_envelope()
+                .with("request_id", format!("{user}-{tag}"));
+                env.stamp(palaver_proto::now_secs(), clock.tick());
+                socket.send_multipart([&tag.to_be_bytes()[..], &[][..], &env.to_bytes()[..]], 0)?;
+                in_flight.insert(tag, Instant::now());
+            }
+        } else if in_flight.is_empty() || now >= span.end + DRAIN {
+            break;
+        }
+        if socket.poll(zmq::POLLIN, 100)? == 0 {
+            continue;
+        }
+        let frames = socket.recv_multipart(0)?;
+        let (Some(first), Some(body)) = (frames.first(), frames.last()) else {
+            continue;
+        };
+        let Ok(bytes) = <[u8; 8]>::try_from(first.as_slice()) else {
+            continue;
+        };
+        let Some(t0) = in_flight.remove(&u64::from_be_bytes(bytes)) else {
+            continue;
+        };
+        let reply = palaver_proto::Envelope::decode(body);
+        if t0 < span.measure_from {
+            continue;
+        }
+        match reply.map(|r| palaver_proto::Reply::status(&r)) {
+            Ok(palaver_proto::Status::Success) => {
+                ok += 1;
+                hist.saturating_record(t0.elapsed().as_micros() as u64);
+            }
+            _ => errors += 1,
+        }
+    }
+    errors += in_flight
+        .values()
+        .filter(|t| **t >= span.measure_from)
+        .count() as u64;
+    Ok((ok, errors, hist))
 }

@@ -207,9 +207,12 @@ struct ListenArgs {
 struct BenchArgs {
     #[command(flatten)]
     endpoints: Endpoints,
-    /// Concurrent synchronous clients.
+    /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     clients: usize,
+    /// Requests each client keeps in flight (1: synchronous; more: pipelined).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
     /// How long to measure, in seconds (after a one-second warm-up).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -328,6 +331,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(&bench::Options {
             broker: a.endpoints.broker,
             clients: a.clients.max(1),
+            window: a.window.max(1),
             duration: Duration::from_secs_f64(a.duration.max(0.1)),
             size: a.size,
             json: a.json,

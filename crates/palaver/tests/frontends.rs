@@ -248,3 +248,36 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     );
     assert!(dir.path().join("data/s1/palaver.db").exists());
 }
+
+#[test]
+fn the_bench_measures_synchronous_and_pipelined_clients() {
+    let cluster = Cluster::start(&bin(), 1);
+    for window in ["1", "8"] {
+        let out = Command::new(bin())
+            .args([
+                "bench",
+                "--broker",
+                &cluster.broker_endpoint(),
+                "--clients",
+                "2",
+                "--window",
+                window,
+            ])
+            .args(["--duration", "0.5", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["window"].as_u64(), Some(window.parse().unwrap()));
+        assert!(v["requests"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+        assert!(v["latency_us"]["p50"].as_u64().unwrap() > 0, "{v}");
+    }
+    // Every request answered OK is stored (warm-up requests too, so at least as many).
+    let posts = common::counts(&cluster.data_dir(0)).posts;
+    assert!(posts > 0);
+}
