@@ -116,7 +116,15 @@ pub fn publish(opts: &Options) -> anyhow::Result<Results> {
                     end: start + WARM_UP + duration,
                 };
                 if window > 1 {
-                    pipelined(&ctx, &broker, &user, &channel, &text, window, span)
+                    pipelined(
+                        &ctx,
+                        &broker,
+                        &user,
+                        &channel,
+                        &|_| text.clone(),
+                        window,
+                        span,
+                    )
                 } else {
                     synchronous(&mut conn, &user, &channel, &text, span)
                 }
@@ -144,12 +152,13 @@ pub fn publish(opts: &Options) -> anyhow::Result<Results> {
 
 /// When a client measures, and when it stops sending.
 #[derive(Clone, Copy)]
-struct Span {
-    measure_from: Instant,
-    end: Instant,
+pub(crate) struct Span {
+    pub measure_from: Instant,
+    pub end: Instant,
 }
 
-type Tally = (u64, u64, Histogram<u64>);
+/// Requests answered OK, failed ones, and the latency of the OK ones.
+pub(crate) type Tally = (u64, u64, Histogram<u64>);
 
 /// One request at a time, through the client library (REQ, lazy pirate).
 fn synchronous(
@@ -187,12 +196,12 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// `window` requests in flight on a DEALER socket. Each request goes out as `[tag, "", body]`;
 /// the server sends the routing frames back in front of its reply, so the tag says which
 /// request a reply answers.
-fn pipelined(
+pub(crate) fn pipelined(
     ctx: &zmq::Context,
     broker: &str,
     user: &Name,
     channel: &Name,
-    text: &str,
+    text: &dyn Fn(u64) -> String,
     window: usize,
     span: Span,
 ) -> anyhow::Result<Tally> {
@@ -204,6 +213,12 @@ fn pipelined(
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut in_flight: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
     let mut tag = 0u64;
+    // Request ids must never repeat across runs, or the servers answer "repeated" and store
+    // nothing: prefix them with this run's start.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     loop {
         let now = Instant::now();
         if now < span.end {
@@ -212,10 +227,10 @@ fn pipelined(
                 let mut env = palaver_proto::Request::Publish {
                     user: user.clone(),
                     channel: channel.clone(),
-                    message: text.to_owned(),
+                    message: text(tag),
                 }
                 .to_envelope()
-                .with("request_id", format!("{user}-{tag}"));
+                .with("request_id", format!("{user}-{run:x}-{tag}"));
                 env.stamp(palaver_proto::now_secs(), clock.tick());
                 socket.send_multipart([&tag.to_be_bytes()[..], &[][..], &env.to_bytes()[..]], 0)?;
                 in_flight.insert(tag, Instant::now());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use palaver_apps::{admin, bench, bot, client, listen, up};
+use palaver_apps::{admin, bench, bot, client, fanout, listen, up};
 use palaver_core::Shutdown;
 use palaver_proto::Name;
 
@@ -213,6 +213,13 @@ struct BenchArgs {
     /// Requests each client keeps in flight (1: synchronous; more: pipelined).
     #[arg(long, default_value_t = 1)]
     window: usize,
+    /// What to measure: `publish` (request throughput and latency) or `fanout` (the clients
+    /// publish to one channel that `--subscribers` sockets follow).
+    #[arg(long, value_enum, default_value_t = Workload::Publish)]
+    workload: Workload,
+    /// Subscribers of the fan-out channel.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
     /// How long to measure, in seconds (after a one-second warm-up).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -222,6 +229,12 @@ struct BenchArgs {
     /// Print the results as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Workload {
+    Publish,
+    Fanout,
 }
 
 #[derive(Args)]
@@ -328,14 +341,26 @@ fn main() -> anyhow::Result<()> {
             },
             &on_signal()?,
         ),
-        Command::Bench(a) => bench::run(&bench::Options {
-            broker: a.endpoints.broker,
-            clients: a.clients.max(1),
-            window: a.window.max(1),
-            duration: Duration::from_secs_f64(a.duration.max(0.1)),
-            size: a.size,
-            json: a.json,
-        }),
+        Command::Bench(a) => match a.workload {
+            Workload::Publish => bench::run(&bench::Options {
+                broker: a.endpoints.broker,
+                clients: a.clients.max(1),
+                window: a.window.max(1),
+                duration: Duration::from_secs_f64(a.duration.max(0.1)),
+                size: a.size,
+                json: a.json,
+            }),
+            Workload::Fanout => fanout::run(&fanout::Options {
+                broker: a.endpoints.broker,
+                sub: a.endpoints.sub,
+                publishers: a.clients.max(1),
+                subscribers: a.subscribers.max(1),
+                window: a.window.max(1),
+                duration: Duration::from_secs_f64(a.duration.max(0.1)),
+                size: a.size.max(32),
+                json: a.json,
+            }),
+        },
         Command::Admin(a) => {
             let command = match a.command {
                 AdminCommand::Servers => admin::Command::Servers,

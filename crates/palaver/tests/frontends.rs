@@ -281,3 +281,47 @@ fn the_bench_measures_synchronous_and_pipelined_clients() {
     let posts = common::counts(&cluster.data_dir(0)).posts;
     assert!(posts > 0);
 }
+
+#[test]
+fn the_fanout_bench_counts_every_delivery_once() {
+    let cluster = Cluster::start(&bin(), 1);
+    for _ in 0..2 {
+        // Twice: a second run must not be mistaken for retries of the first.
+        let out = Command::new(bin())
+            .args([
+                "bench",
+                "--workload",
+                "fanout",
+                "--subscribers",
+                "5",
+                "--clients",
+                "1",
+                "--window",
+                "4",
+            ])
+            .args([
+                "--duration",
+                "0.5",
+                "--json",
+                "--broker",
+                &cluster.broker_endpoint(),
+                "--sub",
+                &cluster.sub_endpoint(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["published"].as_u64().unwrap() > 0, "{v}");
+        assert_eq!(v["deliveries"], v["expected_deliveries"], "{v}");
+        assert_eq!(
+            (v["missed"].as_u64(), v["repeated"].as_u64()),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+    }
+}
