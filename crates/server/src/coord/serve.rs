@@ -1,0 +1,210 @@
+//! The peer endpoint of [`Coordination`]: what other servers, operators and direct clients ask
+//! a server, and its answers.
+
+use std::time::Instant;
+
+use palaver_core::election::Election;
+use palaver_core::{Lamport, Member};
+use palaver_proto::{Envelope, Event, ProtoError, Reply};
+use rmpv::Value;
+
+use super::replicate::{parse_vector, vector_value};
+use super::{is_client_request, Coordination, Data, Inbound, MAX_FETCH};
+
+impl Coordination {
+    /// Answers requests that arrived on the peer endpoint.
+    pub(super) fn serve_peers(
+        &mut self,
+        now: Instant,
+        lamport: &mut Lamport,
+        publisher: &zmq::Socket,
+        data: Data<'_>,
+    ) {
+        while let Ok(mut frames) = self.router.recv_multipart(zmq::DONTWAIT) {
+            if frames.last().is_some_and(|b| is_client_request(b)) {
+                // A client talking to this server directly: the reactor answers it like a
+                // request from the broker.
+                self.inbound.push(Inbound::Client(frames));
+                continue;
+            }
+            let body = frames.pop().unwrap_or_default();
+            let mut reply = match Envelope::decode(&body) {
+                Ok(env) => {
+                    if let Some(c) = env.clock() {
+                        lamport.observe(c);
+                    }
+                    self.peer_request(&env, now, lamport, data)
+                        .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
+                }
+                Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
+            };
+            reply.stamp(self.clock.now(), lamport.tick());
+            let body = reply.to_bytes();
+            let out = frames
+                .iter()
+                .map(Vec::as_slice)
+                .chain(std::iter::once(body.as_slice()));
+            if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
+                tracing::debug!(error = %e, "peer reply dropped");
+            }
+        }
+        self.carry_out(now, lamport, publisher);
+    }
+
+    fn peer_request(
+        &mut self,
+        env: &Envelope,
+        now: Instant,
+        lamport: &mut Lamport,
+        data: Data<'_>,
+    ) -> Result<Envelope, ProtoError> {
+        let d = &env.data;
+        let facts = data.facts;
+        Ok(match env.service.as_str() {
+            "digest" => match data.store.digest() {
+                Ok(digest) => Reply::ok("digest")
+                    .with("name", self.name.as_str())
+                    .with("events", data.vector.total())
+                    .with("vector", vector_value(data.vector))
+                    .with("digest", format!("{digest:016x}")),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot digest the store");
+                    Reply::error("digest", "the server could not read its events")
+                }
+            },
+            "vector" => {
+                // The asker's own vector is optional, but must be well-formed when given.
+                let theirs = if d.get("vector").is_some() {
+                    Some(parse_vector(env)?)
+                } else {
+                    None
+                };
+                self.meet(d);
+                if let (Ok(Some(peer)), Some(theirs)) = (d.opt_str("user"), theirs) {
+                    let seq = theirs.get(self.name.as_str());
+                    self.inbound.push(Inbound::Ack {
+                        peer: peer.to_owned(),
+                        seq,
+                    });
+                }
+                Reply::ok("vector").with("vector", vector_value(data.vector))
+            }
+            "fetch" => {
+                let origin = d.name("origin")?.to_string();
+                let after =
+                    d.get("after")
+                        .and_then(Value::as_u64)
+                        .ok_or(ProtoError::WrongType {
+                            field: "after",
+                            expected: "a non-negative integer",
+                        })?;
+                let limit = d
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(MAX_FETCH as u64);
+                let limit = (limit as usize).clamp(1, MAX_FETCH);
+                let events = match data.store.events_after(&origin, after, limit) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read events for a peer");
+                        return Ok(Reply::error(
+                            "fetch",
+                            "the server could not read its events",
+                        ));
+                    }
+                };
+                let held = data.vector.get(&origin);
+                let last = events.last().map_or(after, |e| e.seq);
+                let events: Vec<Value> = events.iter().map(Event::to_value).collect();
+                Reply::ok("fetch")
+                    .with("origin", origin.as_str())
+                    .with("events", events)
+                    .with("more", last < held)
+            }
+            "clock" => {
+                let reply = Reply::ok("clock")
+                    .with("time", self.clock.now())
+                    .with("name", self.name.as_str());
+                match self.coordinator() {
+                    Some(c) => reply
+                        .with("coordinator", c.name.as_str())
+                        .with("coordinator_rank", c.rank),
+                    None => reply.with("coordinator", Value::Nil),
+                }
+            }
+            "election" => {
+                let from = match (d.opt_str("user")?, d.get("rank").and_then(Value::as_u64)) {
+                    (Some(name), Some(rank)) => Some(Member::new(name, rank)),
+                    _ => None,
+                };
+                let Some(e) = self.election.as_mut() else {
+                    return Ok(Reply::error("election", "this server has no rank yet"));
+                };
+                if e.on_election(now, from.as_ref()) {
+                    Reply::ok("election").with("election", "OK")
+                } else {
+                    Reply::error("election", "this server's rank is lower than yours")
+                }
+            }
+            "coordinator" => {
+                let who = self.member_named(Some(d.str("coordinator")?), d.get("rank"));
+                match (who, self.election.as_mut()) {
+                    (Some(who), Some(e)) => {
+                        e.on_coordinator(now, &who);
+                        Reply::ok("coordinator")
+                    }
+                    _ => Reply::error("coordinator", "unknown coordinator, or no rank yet"),
+                }
+            }
+            "adjust" => {
+                let delta = d.opt_f64("delta")?.ok_or(ProtoError::Missing("delta"))?;
+                if !delta.is_finite() || delta.abs() > 86_400.0 * 365.0 {
+                    return Ok(Reply::error(
+                        "adjust",
+                        "`delta` must be a finite number of seconds",
+                    ));
+                }
+                self.clock.adjust(delta);
+                tracing::debug!(delta, offset = self.clock.offset(), "clock adjusted");
+                Reply::ok("adjust")
+                    .with("time", self.clock.now())
+                    .with("offset", self.clock.offset())
+            }
+            "sync" => {
+                if self.is_coordinator() {
+                    self.start_round(now, lamport);
+                }
+                Reply::ok("sync")
+            }
+            "status" => {
+                let peers: Vec<Value> = self
+                    .peers
+                    .values()
+                    .map(|p| Value::from(p.member.name.as_str()))
+                    .collect();
+                let mut reply = Reply::ok("status")
+                    .with("name", self.name.as_str())
+                    .with("addr", self.addr.as_str())
+                    .with("time", self.clock.now())
+                    .with("offset", self.clock.offset())
+                    .with("skew", self.clock.skew())
+                    .with("peers", peers)
+                    .with(
+                        "electing",
+                        self.election.as_ref().is_some_and(Election::electing),
+                    )
+                    .with("rounds", self.rounds)
+                    .with("users", facts.users as u64)
+                    .with("channels", facts.channels as u64);
+                if let Some(rank) = self.rank {
+                    reply = reply.with("rank", rank);
+                }
+                if let Some(c) = self.coordinator() {
+                    reply = reply.with("coordinator", c.name.as_str());
+                }
+                reply
+            }
+            other => return Err(ProtoError::UnknownService(other.to_owned())),
+        })
+    }
+}
