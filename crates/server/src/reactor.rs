@@ -56,9 +56,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         "opened store"
     );
     let lamport = Lamport::starting_at(snapshot.max_lamport);
+    let vector: VersionVector = snapshot
+        .progress
+        .iter()
+        .map(|(o, s)| (o.clone(), *s))
+        .collect();
     let state = State::new(cfg.name.as_str(), snapshot);
 
-    let vector: VersionVector = store.vector()?.into_iter().collect();
     let repl = Replication::new(cfg.name.as_str(), vector, replication::Config::default());
 
     let ctx = zmq::Context::new();
@@ -510,20 +514,15 @@ impl Reactor {
 
     /// After a failed commit: memory and replication bookkeeping start again from the disk.
     fn reload(&mut self) {
-        match (self.store.snapshot(), self.store.vector()) {
-            (Ok(snap), Ok(vector)) => {
+        match self.store.snapshot() {
+            Ok(snap) => {
+                let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
                 self.state.reload(snap);
                 let peers: Vec<String> = self.repl.trusted().map(str::to_owned).collect();
-                self.repl = Replication::new(
-                    &self.name,
-                    vector.into_iter().collect(),
-                    replication::Config::default(),
-                );
+                self.repl = Replication::new(&self.name, vector, replication::Config::default());
                 self.repl.set_peers(Instant::now(), peers);
             }
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(error = %e, "cannot reload after a failed commit")
-            }
+            Err(e) => tracing::error!(error = %e, "cannot reload after a failed commit"),
         }
     }
 

@@ -111,15 +111,7 @@ impl Store {
         };
         let users = names("SELECT DISTINCT user FROM logins ORDER BY user")?;
         let channels = names("SELECT DISTINCT name FROM channels ORDER BY name")?;
-        let mut progress = BTreeMap::new();
-        let mut max_lamport = 0;
-        for table in EVENT_TABLES {
-            for (origin, seq, lamport) in self.heads(table)? {
-                let p = progress.entry(origin).or_insert(0);
-                *p = seq.max(*p);
-                max_lamport = max_lamport.max(lamport);
-            }
-        }
+        let (progress, max_lamport) = self.progress()?;
         let mut requests = Vec::new();
         let mut stmt = self.conn.prepare(
             "SELECT request, origin, seq, lamport FROM requests ORDER BY rowid DESC LIMIT ?1",
@@ -219,14 +211,21 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn vector(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut heads: BTreeMap<String, u64> = BTreeMap::new();
+        Ok(self.progress()?.0.into_iter().collect())
+    }
+
+    /// Per origin the highest sequence number held, and the highest Lamport time of all.
+    fn progress(&self) -> Result<(BTreeMap<String, u64>, u64), StoreError> {
+        let mut progress = BTreeMap::new();
+        let mut max_lamport = 0;
         for table in EVENT_TABLES {
-            for (origin, seq, _) in self.heads(table)? {
-                let h = heads.entry(origin).or_insert(0);
-                *h = seq.max(*h);
+            for (origin, seq, lamport) in self.heads(table)? {
+                let p = progress.entry(origin).or_insert(0);
+                *p = seq.max(*p);
+                max_lamport = max_lamport.max(lamport);
             }
         }
-        Ok(heads.into_iter().collect())
+        Ok((progress, max_lamport))
     }
 
     /// `origin`'s events with sequence numbers after `after`, in order, at most `limit`.
