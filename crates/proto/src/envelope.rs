@@ -55,11 +55,12 @@ impl Envelope {
         let Value::Map(entries) = value else {
             return Err(ProtoError::NotAMap);
         };
-        let top = Map(entries);
+        let mut top = Map(entries);
         let service = top.str("service")?.to_owned();
-        let data = match top.get("data") {
+        // Take `data` out rather than copy it: replica batches carry thousands of values.
+        let data = match top.take("data") {
             None | Some(Value::Nil) => Map::default(),
-            Some(Value::Map(m)) => Map(m.clone()),
+            Some(Value::Map(m)) => Map(m),
             Some(_) => {
                 return Err(ProtoError::WrongType {
                     field: "data",
@@ -111,6 +112,12 @@ impl Map {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| k.as_str() == Some(key))?;
+        Some(self.0.swap_remove(at).1)
     }
 
     /// Sets `key`, replacing an earlier value.
