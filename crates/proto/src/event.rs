@@ -91,14 +91,14 @@ impl Event {
     ///
     /// # Errors
     /// When a field is missing, mistyped or invalid, or the kind is unknown.
-    pub fn from_value(v: &Value) -> Result<Event, ProtoError> {
+    pub fn from_value(v: Value) -> Result<Event, ProtoError> {
         let Value::Map(entries) = v else {
             return Err(ProtoError::WrongType {
                 field: "events",
                 expected: "a list of event maps",
             });
         };
-        let m = Map(entries.clone());
+        let m = Map(entries);
         let number = |field: &'static str| {
             m.get(field)
                 .and_then(Value::as_u64)
@@ -179,7 +179,7 @@ mod tests {
                 kind,
                 request: Some("r-1".into()),
             };
-            assert_eq!(Event::from_value(&e.to_value()).unwrap(), e);
+            assert_eq!(Event::from_value(e.to_value()).unwrap(), e);
         }
     }
 
@@ -197,10 +197,10 @@ mod tests {
         if let Value::Map(m) = &mut v {
             m.retain(|(k, _)| k.as_str() != Some("user"));
         }
-        assert!(Event::from_value(&v).is_err());
-        assert!(Event::from_value(&Value::from(3)).is_err());
+        assert!(Event::from_value(v).is_err());
+        assert!(Event::from_value(Value::from(3)).is_err());
         let mut zero = good.clone();
         zero.seq = 0;
-        assert!(Event::from_value(&zero.to_value()).is_err());
+        assert!(Event::from_value(zero.to_value()).is_err());
     }
 }

@@ -48,15 +48,16 @@ CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
 CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
 
 -- Client request ids (our protocol addition): which event a request made, so that a request
--- retried through any server takes effect once. Replicated with the events.
+-- retried through any server takes effect once. Replicated with the events. Servers look
+-- requests up in memory (the most recent ones, loaded at start-up); on disk they are read by
+-- event, so the table is keyed like the events and has no other index.
 CREATE TABLE IF NOT EXISTS requests (
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
     request TEXT    NOT NULL,
     lamport INTEGER NOT NULL,
     PRIMARY KEY (origin, seq)
-);
-CREATE INDEX IF NOT EXISTS requests_by_request ON requests (request);
+) WITHOUT ROWID;
 
 -- Events that repeat a request already made by another event (a retry that reached a second
 -- server while the first, which had the request, was down). Both are kept, so that every

@@ -621,7 +621,7 @@ impl Coordination {
                     }),
                     Err(e) => tracing::warn!(peer = %member, error = %e, "bad vector"),
                 },
-                PeerAsk::Fetch { origin } => match parse_fetched(&env) {
+                PeerAsk::Fetch { origin } => match parse_fetched(env) {
                     Ok((events, more)) => self.inbound.push(Inbound::Fetched {
                         peer: name.to_owned(),
                         origin,
@@ -660,7 +660,7 @@ impl Coordination {
             };
             if p.topic == TOPIC_REPLICA {
                 match p.envelope.service.as_str() {
-                    "replica" => self.read_replica(&p.envelope),
+                    "replica" => self.read_replica(p.envelope),
                     "ack" => self.read_ack(&p.envelope),
                     _ => {}
                 }

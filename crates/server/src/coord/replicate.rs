@@ -149,14 +149,14 @@ impl Coordination {
         }
     }
 
-    pub(super) fn read_replica(&mut self, env: &Envelope) {
+    pub(super) fn read_replica(&mut self, mut env: Envelope) {
         let Ok(origin) = env.data.name("origin") else {
             return;
         };
         if origin == self.name {
             return;
         }
-        match parse_events(env) {
+        match parse_events(&mut env) {
             Ok(events) if events.iter().all(|e| e.origin == origin.as_str()) => {
                 self.inbound.push(Inbound::Replica {
                     origin: origin.to_string(),
@@ -169,9 +169,10 @@ impl Coordination {
     }
 }
 
-pub(super) fn parse_events(env: &Envelope) -> Result<Vec<Event>, ProtoError> {
-    match env.data.get("events") {
-        Some(Value::Array(items)) => items.iter().map(Event::from_value).collect(),
+/// Takes the events out of a replica publication or a fetch reply.
+pub(super) fn parse_events(env: &mut Envelope) -> Result<Vec<Event>, ProtoError> {
+    match env.data.take("events") {
+        Some(Value::Array(items)) => items.into_iter().map(Event::from_value).collect(),
         _ => Err(ProtoError::WrongType {
             field: "events",
             expected: "a list of events",
@@ -179,14 +180,14 @@ pub(super) fn parse_events(env: &Envelope) -> Result<Vec<Event>, ProtoError> {
     }
 }
 
-pub(super) fn parse_fetched(env: &Envelope) -> Result<(Vec<Event>, bool), ProtoError> {
-    if Reply::status(env) == Status::Error {
+pub(super) fn parse_fetched(mut env: Envelope) -> Result<(Vec<Event>, bool), ProtoError> {
+    if Reply::status(&env) == Status::Error {
         return Err(ProtoError::Malformed(
-            Reply::error_text(env).unwrap_or_default(),
+            Reply::error_text(&env).unwrap_or_default(),
         ));
     }
     let more = matches!(env.data.get("more"), Some(Value::Boolean(true)));
-    Ok((parse_events(env)?, more))
+    Ok((parse_events(&mut env)?, more))
 }
 
 pub(super) fn parse_vector(env: &Envelope) -> Result<VersionVector, ProtoError> {
