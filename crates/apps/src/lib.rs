@@ -6,7 +6,6 @@ pub mod admin;
 pub mod bench;
 pub mod bot;
 pub mod client;
-pub mod fanout;
 pub mod listen;
 mod show;
 pub mod up;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use palaver_apps::{admin, bench, bot, client, fanout, listen, up};
+use palaver_apps::{admin, bench, bot, client, listen, up};
 use palaver_core::Shutdown;
 use palaver_proto::Name;
 
@@ -212,22 +212,38 @@ struct ListenArgs {
 struct BenchArgs {
     #[command(flatten)]
     endpoints: Endpoints,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 1)]
-    clients: usize,
-    /// Requests each client keeps in flight (1: synchronous; more: pipelined).
-    #[arg(long, default_value_t = 1)]
-    window: usize,
-    /// What to measure: `publish` (request throughput and latency) or `fanout` (the clients
-    /// publish to one channel that `--subscribers` sockets follow).
+    /// What to measure: `publish` (clients post, nobody listens), `fanout` (clients post to
+    /// channels that `--subscribers` sockets follow), `dm` (pairs of clients write to each
+    /// other, each following its own name), `chat` (paced bots posting, writing privately and
+    /// reading, each following its name and three channels).
     #[arg(long, value_enum, default_value_t = Workload::Publish)]
     workload: Workload,
-    /// Subscribers of the fan-out channel.
+    /// Start a local cluster with this many servers for the run (free ports, temporary data)
+    /// instead of using the one at `--broker`/`--sub`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "3", value_name = "SERVERS")]
+    spawn: Option<usize>,
+    /// Concurrent clients (default: 1; 2 for `dm`; 100 bots for `chat`).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Requests each client keeps in flight (1: it waits for each reply before the next).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Requests per second per client, in a Poisson stream (default: as fast as replies
+    /// allow; 2 for `chat`).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Subscribers of the channels in `fanout`.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
+    /// Channels to spread posts over (default: 1; 10 for `chat`).
+    #[arg(long)]
+    channels: Option<usize>,
     /// How long to measure, in seconds (after a one-second warm-up).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, conflicts_with = "count")]
     duration: f64,
+    /// Requests per client instead of a duration; all of them are measured.
+    #[arg(long)]
+    count: Option<u64>,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 100)]
     size: usize,
@@ -240,6 +256,8 @@ struct BenchArgs {
 enum Workload {
     Publish,
     Fanout,
+    Dm,
+    Chat,
 }
 
 #[derive(Args)]
@@ -346,26 +364,39 @@ fn main() -> anyhow::Result<()> {
             },
             &on_signal()?,
         ),
-        Command::Bench(a) => match a.workload {
-            Workload::Publish => bench::run(&bench::Options {
-                broker: a.endpoints.broker,
-                clients: a.clients.max(1),
-                window: a.window.max(1),
-                duration: Duration::from_secs_f64(a.duration.max(0.1)),
-                size: a.size,
-                json: a.json,
-            }),
-            Workload::Fanout => fanout::run(&fanout::Options {
+        Command::Bench(a) => {
+            let workload = match a.workload {
+                Workload::Publish => bench::Workload::Publish,
+                Workload::Fanout => bench::Workload::Fanout,
+                Workload::Dm => bench::Workload::Dm,
+                Workload::Chat => bench::Workload::Chat,
+            };
+            let chat = workload == bench::Workload::Chat;
+            bench::run(&bench::Options {
+                workload,
                 broker: a.endpoints.broker,
                 sub: a.endpoints.sub,
-                publishers: a.clients.max(1),
-                subscribers: a.subscribers.max(1),
+                spawn: a.spawn,
+                clients: a
+                    .clients
+                    .unwrap_or(match workload {
+                        bench::Workload::Dm => 2,
+                        bench::Workload::Chat => 100,
+                        _ => 1,
+                    })
+                    .max(1),
                 window: a.window.max(1),
-                duration: Duration::from_secs_f64(a.duration.max(0.1)),
-                size: a.size.max(32),
+                rate: a.rate.unwrap_or(if chat { 2.0 } else { 0.0 }),
+                length: match a.count {
+                    Some(n) => bench::Length::Count(n),
+                    None => bench::Length::Duration(Duration::from_secs_f64(a.duration.max(0.1))),
+                },
+                size: a.size,
+                channels: a.channels.unwrap_or(if chat { 10 } else { 1 }).max(1),
+                subscribers: a.subscribers,
                 json: a.json,
-            }),
-        },
+            })
+        }
         Command::Admin(a) => {
             let command = match a.command {
                 AdminCommand::Servers => admin::Command::Servers,

@@ -1,0 +1,156 @@
+//! The subscribers: SUB sockets on the proxy, many per thread, each following the topics the
+//! plan gives it. They count deliveries, the end-to-end latency from the moment a message was
+//! sent to the moment it arrived, and any message a socket gets twice.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use palaver_proto::Publication;
+
+use super::plan::Plan;
+use super::{now_ns, Live};
+
+/// Subscriber sockets per receiving thread.
+pub(crate) const SOCKETS_PER_THREAD: usize = 25;
+
+/// What a thread's sockets received.
+pub(crate) struct Heard {
+    /// Messages received, repeats included.
+    pub deliveries: u64,
+    /// Of those, the ones sent after the warm-up (they make the rate).
+    pub measured: u64,
+    /// Messages a socket received a second time.
+    pub repeated: u64,
+    /// End-to-end latency of the measured ones, in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Heard {
+    pub fn new() -> anyhow::Result<Heard> {
+        Ok(Heard {
+            deliveries: 0,
+            measured: 0,
+            repeated: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        })
+    }
+
+    pub fn add(&mut self, other: &Heard) -> anyhow::Result<()> {
+        self.deliveries += other.deliveries;
+        self.measured += other.measured;
+        self.repeated += other.repeated;
+        self.latency.add(&other.latency)?;
+        Ok(())
+    }
+}
+
+struct Socket {
+    socket: zmq::Socket,
+    topics: Vec<String>,
+    /// Whether a message on the last topic subscribed has arrived: then every subscription of
+    /// this socket is in force (they reach the proxy in order).
+    ready: bool,
+    /// Per sender, which sequence numbers arrived (a bit each). One sender's messages go
+    /// through different servers, so they may arrive out of order.
+    seen: Vec<Vec<u64>>,
+}
+
+/// Follows the topics of `plan.listeners[i]` for each `i` in `indices` until told to stop.
+pub(crate) fn run(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    plan: &Plan,
+    indices: &[usize],
+    live: &Live,
+) -> anyhow::Result<Heard> {
+    let mut sockets = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let socket = ctx.socket(zmq::SUB)?;
+        socket.set_linger(0)?;
+        socket.set_rcvhwm(1_000_000)?;
+        socket.connect(endpoint)?;
+        let topics: Vec<String> = plan.listeners[i]
+            .iter()
+            .map(|&t| plan.topic(t).to_owned())
+            .collect();
+        for t in &topics {
+            socket.set_subscribe(t.as_bytes())?;
+        }
+        sockets.push(Socket {
+            socket,
+            topics,
+            ready: false,
+            seen: vec![Vec::new(); plan.users.len()],
+        });
+    }
+    let mut heard = Heard::new()?;
+    while !live.listening_stopped() {
+        let readable = {
+            let mut items: Vec<zmq::PollItem> = sockets
+                .iter()
+                .map(|s| s.socket.as_poll_item(zmq::POLLIN))
+                .collect();
+            if zmq::poll(&mut items, 50)? == 0 {
+                continue;
+            }
+            items
+                .iter()
+                .map(zmq::PollItem::is_readable)
+                .collect::<Vec<_>>()
+        };
+        for (s, _) in sockets.iter_mut().zip(readable).filter(|(_, r)| *r) {
+            while let Ok(frames) = s.socket.recv_multipart(zmq::DONTWAIT) {
+                received(s, &frames, live, &mut heard);
+            }
+        }
+    }
+    Ok(heard)
+}
+
+fn received(s: &mut Socket, frames: &[Vec<u8>], live: &Live, heard: &mut Heard) {
+    let Ok(p) = Publication::from_frames(frames) else {
+        return;
+    };
+    // SUB filters by prefix: `room-1` also brings `room-10`. Only exact topics count.
+    let Some(at) = s.topics.iter().position(|t| *t == p.topic) else {
+        return;
+    };
+    if !s.ready && at + 1 == s.topics.len() {
+        s.ready = true;
+        live.ready.fetch_add(1, Ordering::SeqCst);
+    }
+    let Ok(text) = p.envelope.data.str("message") else {
+        return;
+    };
+    let mut parts = text.splitn(3, ':');
+    let (Some(Ok(sender)), Some(Ok(seq)), Some(sent)) = (
+        parts.next().map(str::parse::<usize>),
+        parts.next().map(str::parse::<u64>),
+        parts.next(),
+    ) else {
+        return; // a probe
+    };
+    let Some(bits) = s.seen.get_mut(sender) else {
+        return;
+    };
+    heard.deliveries += 1;
+    let (word, bit) = ((seq / 64) as usize, seq % 64);
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    if bits[word] & (1 << bit) != 0 {
+        heard.repeated += 1;
+    } else {
+        bits[word] |= 1 << bit;
+    }
+    let sent: u64 = sent.trim_end_matches('.').parse().unwrap_or(0);
+    let from = live.measure_from_ns.load(Ordering::Relaxed);
+    if from != 0 && sent >= from {
+        heard.measured += 1;
+        heard.latency.saturating_record(
+            Duration::from_nanos(now_ns().saturating_sub(sent)).as_micros() as u64,
+        );
+        live.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
