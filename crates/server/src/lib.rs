@@ -18,6 +18,7 @@ mod coord;
 mod link;
 mod reactor;
 mod state;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -60,4 +61,6 @@ pub enum ServerError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
 }

@@ -8,6 +8,7 @@ use palaver_store::Store;
 
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
 use crate::state::Handled;
+use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
 
 /// How long the reactor waits in `poll` before it looks at the shutdown flag again.
@@ -54,6 +55,10 @@ struct Queued {
 /// When the store cannot be opened or a socket cannot be set up. Once serving, nothing a peer
 /// sends makes this return.
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
+    let ctx = zmq::Context::new();
+    // The writer owns the write connection; the reactor reads through its own (WAL lets a
+    // reader see every committed transaction while the writer works).
+    let writer = Writer::start(&ctx, &cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir)?;
     let snapshot = store.snapshot()?;
     tracing::info!(
@@ -73,7 +78,6 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
 
     let repl = Replication::new(cfg.name.as_str(), vector, replication::Config::default());
 
-    let ctx = zmq::Context::new();
     // Connected to the broker only once caught up with the peers: until then the broker sends
     // clients elsewhere, and nobody reads from a server that lacks what others acknowledged.
     let worker = ctx.socket(zmq::DEALER)?;
@@ -110,6 +114,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         broker: cfg.broker_backend.clone(),
         state,
         store,
+        writer,
+        batch: Vec::new(),
+        committing: Vec::new(),
         worker,
         publisher,
         lamport,
@@ -124,9 +131,13 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         started: Instant::now(),
     };
     reactor.serve(shutdown)?;
-    let incoming = reactor.take_pending();
-    if !incoming.is_empty() {
-        reactor.commit(&mut Vec::new(), incoming);
+    // Finish the batch being committed, then commit what is left, peers' events included.
+    if let Some(done) = reactor.writer.wait() {
+        reactor.complete(done);
+    }
+    reactor.dispatch(true);
+    if let Some(done) = reactor.writer.wait() {
+        reactor.complete(done);
     }
     // Writes held for acks are durable here: answer them rather than leave clients waiting.
     while let Some((_, replies)) = reactor.held.pop_front() {
@@ -151,7 +162,13 @@ struct Reactor {
     name: String,
     broker: String,
     state: State,
+    /// The reactor's read connection; commits go through the writer.
     store: Store,
+    writer: Writer,
+    /// Requests handled and waiting for the next commit.
+    batch: Vec<Queued>,
+    /// Requests whose batch the writer is committing.
+    committing: Vec<Queued>,
     worker: zmq::Socket,
     publisher: zmq::Socket,
     lamport: Lamport,
@@ -177,19 +194,24 @@ impl Reactor {
     /// Reads what has arrived, handles it as one batch with the events other servers sent,
     /// commits them with one fsync, publishes, and answers once the peers have the writes.
     fn serve(&mut self, shutdown: &Shutdown) -> Result<(), ServerError> {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
         while !shutdown.is_triggered() {
             let now = Instant::now();
             let due = [
                 self.repl.poll_timeout(),
-                self.pending_since.map(|t| t + REPLICA_COMMIT_DELAY),
+                // While the writer works, its wake-up comes first.
+                self.pending_since
+                    .filter(|_| !self.writer.busy())
+                    .map(|t| t + REPLICA_COMMIT_DELAY),
             ]
             .into_iter()
             .flatten()
             .fold(self.coord.deadline(), Instant::min);
             let wait = due.saturating_duration_since(now).min(POLL_INTERVAL);
             let readable = {
-                let mut items = vec![self.worker.as_poll_item(zmq::POLLIN)];
+                let mut items = vec![
+                    self.worker.as_poll_item(zmq::POLLIN),
+                    self.writer.wake.as_poll_item(zmq::POLLIN),
+                ];
                 items.extend(
                     self.coord
                         .sockets()
@@ -218,7 +240,7 @@ impl Reactor {
                 vector: self.repl.vector(),
             };
             self.coord.on_ready(
-                &readable[1..],
+                &readable[2..],
                 now,
                 &mut self.lamport,
                 &self.publisher,
@@ -242,38 +264,29 @@ impl Reactor {
                 self.accepting = true;
                 tracing::info!(server = %self.name, events = self.repl.vector().total(), "accepting client requests");
             }
+            if readable[1] {
+                if let Some(done) = self.writer.finished() {
+                    self.complete(done);
+                }
+            }
+            let before = self.batch.len();
             if readable[0] {
-                // Everything that arrived while the previous batch was being synced forms the
-                // next batch, so concurrent clients share commits without anyone waiting on
-                // purpose.
-                self.drain(&mut batch);
+                // Everything that arrives while the writer syncs forms the next batch, so
+                // concurrent clients share commits without anyone waiting on purpose.
+                self.drain();
             }
             if self.accepting {
                 // Direct clients wait, like the broker's, until this server has caught up.
                 for frames in std::mem::take(&mut self.direct) {
                     let q = self.request(frames, true);
-                    batch.push(q);
+                    self.batch.push(q);
                 }
             }
+            let n = self.batch.len() - before;
             // Acks for what just arrived leave before this server's own fsync.
             self.replicate(now);
-            let n = batch.len();
-            let writes = batch
-                .iter()
-                .any(|q| q.handled.event.is_some() || q.history.is_some());
-            let pending_due = self.pending.len() >= REPLICA_COMMIT_EVENTS
-                || self
-                    .pending_since
-                    .is_some_and(|t| now >= t + REPLICA_COMMIT_DELAY);
-            if n > 0 || pending_due {
-                // Reads answered from memory need no commit; writes and history reads (which
-                // read the disk) take the peers' pending events along.
-                let incoming = if writes || pending_due {
-                    self.take_pending()
-                } else {
-                    Vec::new()
-                };
-                self.commit(&mut batch, incoming);
+            if !self.writer.busy() {
+                self.dispatch(false);
             }
             self.replicate(Instant::now());
             if n > 0 {
@@ -374,10 +387,13 @@ impl Reactor {
     }
 
     /// Reads every request waiting, up to a full batch.
-    fn drain(&mut self, batch: &mut Vec<Queued>) {
-        while batch.len() < MAX_BATCH {
+    fn drain(&mut self) {
+        while self.batch.len() < MAX_BATCH {
             match self.worker.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => batch.push(self.request(frames, false)),
+                Ok(frames) => {
+                    let q = self.request(frames, false);
+                    self.batch.push(q);
+                }
                 Err(zmq::Error::EAGAIN) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "receive failed");
@@ -451,31 +467,61 @@ impl Reactor {
         std::mem::take(&mut self.pending)
     }
 
-    /// Stores the batch's events and the replicated ones in one transaction, then publishes,
-    /// and answers (at once for a batch without writes, after the peers' acks otherwise).
-    fn commit(&mut self, batch: &mut Vec<Queued>, incoming: Vec<Event>) {
-        let own = batch.iter().filter_map(|q| q.handled.event.as_ref());
-        let has_own = own.clone().next().is_some();
-        let results = if !has_own && incoming.is_empty() {
-            Vec::new()
+    /// Hands the waiting batch to the writer (the writer is idle), with the peers' pending
+    /// events when the batch writes or reads history, when they have waited long enough, or
+    /// when `force`d. A batch with nothing to store is answered at once.
+    fn dispatch(&mut self, force: bool) {
+        let writes = self
+            .batch
+            .iter()
+            .any(|q| q.handled.event.is_some() || q.history.is_some());
+        let pending_due = force
+            || self.pending.len() >= REPLICA_COMMIT_EVENTS
+            || self
+                .pending_since
+                .is_some_and(|t| Instant::now() >= t + REPLICA_COMMIT_DELAY);
+        let flush_pending = pending_due && !self.pending.is_empty();
+        if self.batch.is_empty() && !flush_pending {
+            return;
+        }
+        // Reads answered from memory need no commit; writes and history reads (which read
+        // the disk) take the peers' pending events along.
+        let incoming = if writes || pending_due {
+            self.take_pending()
         } else {
-            let hidden = std::mem::take(&mut self.hidden);
-            match self
-                .store
-                .append_hiding(own.chain(incoming.iter()), &hidden)
-            {
-                Ok(results) => results,
-                Err(e) => {
-                    tracing::error!(error = %e, "commit failed");
-                    vec![Err(e.to_string()); batch.len() + incoming.len()]
-                }
-            }
+            Vec::new()
         };
+        self.committing = std::mem::take(&mut self.batch);
+        let mut events: Vec<Event> = self
+            .committing
+            .iter()
+            .filter_map(|q| q.handled.event.clone())
+            .collect();
+        if events.is_empty() && incoming.is_empty() {
+            // Every earlier batch is committed (the writer is idle): answer now.
+            self.complete(Done {
+                events: Vec::new(),
+                results: Vec::new(),
+            });
+            return;
+        }
+        events.extend(incoming);
+        let hidden = std::mem::take(&mut self.hidden);
+        self.writer.submit(Job { events, hidden });
+    }
+
+    /// The writer committed the batch: publishes, and answers (at once for a batch without
+    /// writes, after the peers' acks otherwise).
+    fn complete(&mut self, done: Done) {
+        let batch = std::mem::take(&mut self.committing);
+        let own = batch.iter().filter(|q| q.handled.event.is_some()).count();
+        let incoming = &done.events[own.min(done.events.len())..];
+        let results = done.results;
         let mut results = results.into_iter();
         let mut lost = false;
         let mut replies = Vec::with_capacity(batch.len());
         let mut published: Vec<Event> = Vec::new();
-        for q in batch.drain(..) {
+        for q in batch {
             let Handled {
                 reply,
                 event,
@@ -528,7 +574,15 @@ impl Reactor {
             }
         }
         if lost {
-            // Memory ran ahead of the disk: start again from what the disk holds.
+            // Memory ran ahead of the disk: start again from what the disk holds. Requests
+            // handled since, against the memory being dropped, are refused.
+            for q in std::mem::take(&mut self.batch) {
+                let service = q.handled.reply.service.clone();
+                replies.push((
+                    q.envelope,
+                    Reply::error(&service, "the server could not store this; try again"),
+                ));
+            }
             self.reload();
         }
         let now = Instant::now();
