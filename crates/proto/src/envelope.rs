@@ -86,20 +86,78 @@ impl Envelope {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let value = Value::Map(vec![
-            (Value::from("service"), Value::from(self.service.as_str())),
-            (Value::from("data"), Value::Map(self.data.0.clone())),
-        ]);
         let mut out = Vec::with_capacity(128);
-        // Writing into a Vec cannot fail.
-        rmpv::encode::write_value(&mut out, &value).expect("write to Vec");
+        // Written piece by piece rather than as one Value, which would copy `data` (a replica
+        // batch holds thousands of values). Writing into a Vec cannot fail.
+        let len = u32::try_from(self.data.0.len()).expect("fewer than 2^32 fields");
+        rmp::encode::write_map_len(&mut out, 2).expect("write to Vec");
+        rmp::encode::write_str(&mut out, "service").expect("write to Vec");
+        rmp::encode::write_str(&mut out, &self.service).expect("write to Vec");
+        rmp::encode::write_str(&mut out, "data").expect("write to Vec");
+        rmp::encode::write_map_len(&mut out, len).expect("write to Vec");
+        for (k, v) in &self.data.0 {
+            rmpv::encode::write_value(&mut out, k).expect("write to Vec");
+            rmpv::encode::write_value(&mut out, v).expect("write to Vec");
+        }
         out
+    }
+
+    /// Reads `service` and the string field `data.<field>` from the front of a frame without
+    /// decoding the rest: enough to pass over a large message that is not for this reader.
+    /// `None` when the frame is not laid out as [`Envelope::to_bytes`] writes it with the field
+    /// before any list or map in `data`; decode such a frame in full.
+    pub fn peek<'a>(bytes: &'a [u8], field: &str) -> Option<(&'a str, &'a str)> {
+        use rmp::decode::{read_map_len, read_str_from_slice};
+        let mut rd = bytes;
+        if read_map_len(&mut rd).ok()? != 2 {
+            return None;
+        }
+        let ("service", rd) = read_str_from_slice(rd).ok()? else {
+            return None;
+        };
+        let (service, rd) = read_str_from_slice(rd).ok()?;
+        let ("data", mut rd) = read_str_from_slice(rd).ok()? else {
+            return None;
+        };
+        for _ in 0..read_map_len(&mut rd).ok()? {
+            let (key, rest) = read_str_from_slice(rd).ok()?;
+            if key == field {
+                return Some((service, read_str_from_slice(rest).ok()?.0));
+            }
+            rd = skip_scalar(rest)?;
+        }
+        None
     }
 
     /// The sender's Lamport counter, if the message carries a well-formed one.
     pub fn clock(&self) -> Option<u64> {
         self.data.clock().ok().flatten()
     }
+}
+
+/// Skips one MessagePack value that is not a list, a map or an extension.
+fn skip_scalar(rd: &[u8]) -> Option<&[u8]> {
+    use rmp::Marker;
+    let (&first, rest) = rd.split_first()?;
+    let be = |n: usize| -> Option<usize> {
+        let b = rest.get(..n)?;
+        Some(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    };
+    let (header, body) = match Marker::from_u8(first) {
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+            (0, 0)
+        }
+        Marker::U8 | Marker::I8 => (0, 1),
+        Marker::U16 | Marker::I16 => (0, 2),
+        Marker::U32 | Marker::I32 | Marker::F32 => (0, 4),
+        Marker::U64 | Marker::I64 | Marker::F64 => (0, 8),
+        Marker::FixStr(n) => (0, usize::from(n)),
+        Marker::Str8 | Marker::Bin8 => (1, be(1)?),
+        Marker::Str16 | Marker::Bin16 => (2, be(2)?),
+        Marker::Str32 | Marker::Bin32 => (4, be(4)?),
+        _ => return None,
+    };
+    rest.get(header + body..)
 }
 
 /// A MessagePack map with string keys, as found in `data`. Lookups ignore non-string keys.
@@ -270,6 +328,28 @@ mod tests {
         let mut out = Vec::new();
         rmpv::encode::write_value(&mut out, v).unwrap();
         out
+    }
+
+    #[test]
+    fn peek_reads_the_service_and_a_field_before_any_list() {
+        let replica = Envelope::new("replica")
+            .with("origin", "s1")
+            .with("events", vec![Value::from(1), Value::from(2)])
+            .to_bytes();
+        assert_eq!(Envelope::peek(&replica, "origin"), Some(("replica", "s1")));
+        let ack = Envelope::new("ack")
+            .with("user", "s2")
+            .with("flag", true)
+            .with("seq", 70_000)
+            .with("ts", 1.5)
+            .with("origin", "s1")
+            .to_bytes();
+        assert_eq!(Envelope::peek(&ack, "origin"), Some(("ack", "s1")));
+        // Behind a list, or absent: decode in full.
+        assert_eq!(Envelope::peek(&replica, "clock"), None);
+        assert_eq!(Envelope::peek(&ack, "missing"), None);
+        assert_eq!(Envelope::peek(&ack[..ack.len() - 3], "origin"), None);
+        assert_eq!(Envelope::peek(b"\x92\x01", "origin"), None);
     }
 
     #[test]

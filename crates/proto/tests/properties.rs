@@ -63,4 +63,21 @@ proptest! {
         prop_assert_eq!(meta.clock, u64::from(clock));
         prop_assert_eq!(meta.timestamp, Some(ts));
     }
+
+    #[test]
+    fn peek_agrees_with_a_full_decode(req in request(), field in "[a-z]{1,8}", flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4)) {
+        let mut bytes = req.to_envelope().with("origin", "s2").to_bytes();
+        for (at, byte) in flips {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        // Whatever peek finds, a full decode finds too; on garbage it may only say nothing.
+        for f in [field.as_str(), "origin"] {
+            if let Some((service, value)) = Envelope::peek(&bytes, f) {
+                let env = Envelope::decode(&bytes).unwrap();
+                prop_assert_eq!(service, env.service.as_str());
+                prop_assert_eq!(Some(value), env.data.get(f).and_then(|v| v.as_str()));
+            }
+        }
+    }
 }

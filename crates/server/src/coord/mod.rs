@@ -655,6 +655,17 @@ impl Coordination {
     /// Coordinator announcements published on `servers`.
     fn read_announcements(&mut self, now: Instant, lamport: &mut Lamport, publisher: &zmq::Socket) {
         while let Ok(frames) = self.sub.recv_multipart(zmq::DONTWAIT) {
+            if let [topic, body] = frames.as_slice() {
+                // Every server hears all of `replica`: its own batches and the acks meant for
+                // others. Those are passed over without decoding them.
+                if topic == TOPIC_REPLICA.as_bytes() {
+                    match Envelope::peek(body, "origin") {
+                        Some(("replica", origin)) if origin == self.name.as_str() => continue,
+                        Some(("ack", origin)) if origin != self.name.as_str() => continue,
+                        _ => {}
+                    }
+                }
+            }
             let Ok(p) = palaver_proto::Publication::from_frames(&frames) else {
                 continue;
             };
