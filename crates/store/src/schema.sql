@@ -1,4 +1,4 @@
--- Palaver server database. Every row of the four event tables is one event, identified by
+-- Palaver server database (schema version 4, in PRAGMA user_version). Every row of the four event tables is one event, identified by
 -- (origin, seq): the server that accepted it first and its place in that server's sequence.
 -- lamport orders events the same way on every server (lamport, then origin).
 
@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS logins (
     lamport INTEGER NOT NULL,
     ts      REAL    NOT NULL,   -- seconds since the Unix epoch, at the origin
     user    TEXT    NOT NULL,
+    request TEXT,               -- the client's request id, when it gave one
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS logins_by_user ON logins (user);
@@ -18,6 +19,7 @@ CREATE TABLE IF NOT EXISTS channels (
     lamport INTEGER NOT NULL,
     ts      REAL    NOT NULL,
     name    TEXT    NOT NULL,
+    request TEXT,
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS channels_by_name ON channels (name);
@@ -30,6 +32,7 @@ CREATE TABLE IF NOT EXISTS posts (
     channel TEXT    NOT NULL,
     user    TEXT    NOT NULL,
     message TEXT    NOT NULL,
+    request TEXT,
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS posts_by_channel ON posts (channel, lamport, origin);
@@ -42,22 +45,15 @@ CREATE TABLE IF NOT EXISTS messages (
     src     TEXT    NOT NULL,
     dst     TEXT    NOT NULL,
     message TEXT    NOT NULL,
+    request TEXT,
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
 CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
 
--- Client request ids (our protocol addition): which event a request made, so that a request
--- retried through any server takes effect once. Replicated with the events. Servers look
--- requests up in memory (the most recent ones, loaded at start-up); on disk they are read by
--- event, so the table is keyed like the events and has no other index.
-CREATE TABLE IF NOT EXISTS requests (
-    origin  TEXT    NOT NULL,
-    seq     INTEGER NOT NULL,
-    request TEXT    NOT NULL,
-    lamport INTEGER NOT NULL,
-    PRIMARY KEY (origin, seq)
-) WITHOUT ROWID;
+-- request: the client's request id (our protocol addition), which makes a request retried
+-- through any server take effect once. Replicated with the event. Servers look requests up in
+-- memory (the most recent ones, loaded at start-up), so no index serves them.
 
 -- Events that repeat a request already made by another event (a retry that reached a second
 -- server while the first, which had the request, was down). Both are kept, so that every

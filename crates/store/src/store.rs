@@ -10,24 +10,7 @@ use crate::{Event, EventKind, StoreError};
 pub const DB_FILE: &str = "palaver.db";
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 3;
-
-/// Version 3 keeps `requests` in one b-tree (it was a rowid table with two indexes, one never
-/// read): two fewer b-tree inserts for every write.
-const MIGRATE_TO_3: &str = "
-    CREATE TABLE requests_v3 (
-        origin  TEXT    NOT NULL,
-        seq     INTEGER NOT NULL,
-        request TEXT    NOT NULL,
-        lamport INTEGER NOT NULL,
-        PRIMARY KEY (origin, seq)
-    ) WITHOUT ROWID;
-    INSERT INTO requests_v3 (origin, seq, request, lamport)
-        SELECT origin, seq, request, lamport FROM requests;
-    DROP TABLE requests;
-    ALTER TABLE requests_v3 RENAME TO requests;
-";
-
+const SCHEMA_VERSION: i64 = 4;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -83,6 +66,38 @@ pub struct Counts {
     pub messages: u64,
 }
 
+/// Brings an older database to the current schema. Up to version 3, request ids lived in a
+/// table of their own; keeping them in the event's row saves a b-tree insert per write.
+fn migrate(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let requests_table: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'requests'",
+        [],
+        |r| r.get(0),
+    )?;
+    for table in EVENT_TABLES {
+        let has_request: bool = tx.query_row(
+            &format!(
+                "SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'request'"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_request {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN request TEXT"))?;
+        }
+        if requests_table {
+            tx.execute_batch(&format!(
+                "UPDATE {table} SET request = (SELECT r.request FROM requests r
+                     WHERE r.origin = {table}.origin AND r.seq = {table}.seq)"
+            ))?;
+        }
+    }
+    if requests_table {
+        tx.execute_batch("DROP TABLE requests")?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `dir`.
     ///
@@ -103,10 +118,8 @@ impl Store {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < SCHEMA_VERSION {
             let tx = conn.unchecked_transaction()?;
-            if (1..3).contains(&version) {
-                tx.execute_batch(MIGRATE_TO_3)?;
-            }
             tx.execute_batch(SCHEMA)?;
+            migrate(&tx)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -143,35 +156,39 @@ impl Store {
         })
     }
 
-    /// The `RECENT_REQUESTS` latest requests in the total order, oldest first: each origin's
-    /// latest (a backward walk of the key), merged.
+    /// The `RECENT_REQUESTS` latest requests in the total order, oldest first: found among
+    /// each origin's latest events of each kind (a backward walk of the key), merged.
     fn recent_requests(
         &self,
         origins: &BTreeMap<String, u64>,
     ) -> Result<Vec<(String, RequestEvent)>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT request, seq, lamport FROM requests WHERE origin = ?1
-             ORDER BY seq DESC LIMIT ?2",
-        )?;
         let mut requests = Vec::new();
-        for origin in origins.keys() {
-            let rows = stmt.query_map(params![origin, RECENT_REQUESTS as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (request, seq, lamport) = row?;
-                requests.push((
-                    request,
-                    RequestEvent {
-                        origin: origin.clone(),
-                        seq: seq as u64,
-                        lamport: lamport as u64,
-                    },
-                ));
+        for table in EVENT_TABLES {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT request, seq, lamport FROM
+                     (SELECT request, seq, lamport FROM {table} WHERE origin = ?1
+                      ORDER BY seq DESC LIMIT ?2)
+                 WHERE request IS NOT NULL"
+            ))?;
+            for origin in origins.keys() {
+                let rows = stmt.query_map(params![origin, RECENT_REQUESTS as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (request, seq, lamport) = row?;
+                    requests.push((
+                        request,
+                        RequestEvent {
+                            origin: origin.clone(),
+                            seq: seq as u64,
+                            lamport: lamport as u64,
+                        },
+                    ));
+                }
             }
         }
         requests
@@ -275,13 +292,13 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, lamport, ts, 'login', user, NULL, NULL FROM logins
+            "SELECT seq, lamport, ts, 'login', user, NULL, NULL, request FROM logins
                  WHERE origin = ?1 AND seq > ?2 AND seq <= ?3
-             UNION ALL SELECT seq, lamport, ts, 'channel', name, NULL, NULL FROM channels
+             UNION ALL SELECT seq, lamport, ts, 'channel', name, NULL, NULL, request FROM channels
                  WHERE origin = ?1 AND seq > ?2 AND seq <= ?3
-             UNION ALL SELECT seq, lamport, ts, 'post', user, channel, message FROM posts
+             UNION ALL SELECT seq, lamport, ts, 'post', user, channel, message, request FROM posts
                  WHERE origin = ?1 AND seq > ?2 AND seq <= ?3
-             UNION ALL SELECT seq, lamport, ts, 'message', src, dst, message FROM messages
+             UNION ALL SELECT seq, lamport, ts, 'message', src, dst, message, request FROM messages
                  WHERE origin = ?1 AND seq > ?2 AND seq <= ?3
              ORDER BY 1",
         )?;
@@ -295,11 +312,12 @@ impl Store {
                 r.get::<_, String>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, lamport, ts, kind, a, b, c) = row?;
+            let (seq, lamport, ts, kind, a, b, c, request) = row?;
             let bad = || StoreError::Corrupt(format!("event {origin}:{seq}"));
             let name = |s: &str| Name::parse(s).map_err(|_| bad());
             let kind = match (kind.as_str(), b, c) {
@@ -323,24 +341,8 @@ impl Store {
                 lamport: lamport as u64,
                 timestamp: ts,
                 kind,
-                request: None,
+                request,
             });
-        }
-        if !out.is_empty() {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, request FROM requests WHERE origin = ?1 AND seq > ?2 AND seq <= ?3",
-            )?;
-            let rows = stmt.query_map(params![origin, after as i64, upto as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (seq, request) = row?;
-                if let Some(e) = out.get_mut((seq as u64).saturating_sub(after + 1) as usize) {
-                    if e.seq == seq as u64 {
-                        e.request = Some(request);
-                    }
-                }
-            }
         }
         Ok(out)
     }
@@ -492,37 +494,34 @@ impl Store {
 }
 
 fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
-    let (origin, seq, lamport, ts) = (
+    let (origin, seq, lamport, ts, request) = (
         e.origin.as_str(),
         e.seq as i64,
         e.lamport as i64,
         e.timestamp,
+        e.request.as_deref(),
     );
-    if let Some(request) = &e.request {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO requests (request, origin, seq, lamport) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![request, origin, seq, lamport])?;
-    }
     match &e.kind {
         EventKind::Login { user } => tx
             .prepare_cached(
-                "INSERT INTO logins (origin, seq, lamport, ts, user) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO logins (origin, seq, lamport, ts, user, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![origin, seq, lamport, ts, user.as_str()]),
+            .execute(params![origin, seq, lamport, ts, user.as_str(), request]),
         EventKind::Channel { channel } => tx
             .prepare_cached(
-                "INSERT INTO channels (origin, seq, lamport, ts, name) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO channels (origin, seq, lamport, ts, name, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![origin, seq, lamport, ts, channel.as_str()]),
+            .execute(params![origin, seq, lamport, ts, channel.as_str(), request]),
         EventKind::Post {
             user,
             channel,
             message,
         } => tx
             .prepare_cached(
-                "INSERT INTO posts (origin, seq, lamport, ts, channel, user, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO posts (origin, seq, lamport, ts, channel, user, message, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 origin,
@@ -531,12 +530,13 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 ts,
                 channel.as_str(),
                 user.as_str(),
-                message
+                message,
+                request
             ]),
         EventKind::Direct { src, dst, message } => tx
             .prepare_cached(
-                "INSERT INTO messages (origin, seq, lamport, ts, src, dst, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO messages (origin, seq, lamport, ts, src, dst, message, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 origin,
@@ -545,7 +545,8 @@ fn insert(tx: &rusqlite::Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 ts,
                 src.as_str(),
                 dst.as_str(),
-                message
+                message,
+                request
             ]),
     }
     .map(|_| ())
@@ -713,7 +714,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_database_is_migrated_with_its_requests() {
+    fn a_version_2_database_is_migrated_with_its_request_ids() {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -740,8 +741,8 @@ mod tests {
                 .as_deref(),
             Some("req-1")
         );
-        // One b-tree now: a WITHOUT ROWID table has no rowid to select.
-        assert!(store.conn.prepare("SELECT rowid FROM requests").is_err());
+        // The ids now live in the events' rows.
+        assert!(store.conn.prepare("SELECT 1 FROM requests").is_err());
         let version: i64 = store
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
