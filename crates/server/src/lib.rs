@@ -17,6 +17,7 @@ mod clock;
 mod coord;
 mod link;
 mod reactor;
+mod recent;
 mod state;
 mod writer;
 

@@ -1,8 +1,10 @@
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 
 use palaver_core::Lamport;
 use palaver_proto::{Envelope, Name, Reply, Request};
 use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
+
+use crate::recent::Recent;
 
 /// The server's logic, free of I/O: what a request does given what is known.
 ///
@@ -15,9 +17,8 @@ pub struct State {
     users: BTreeSet<Name>,
     channels: BTreeSet<Name>,
     seq: u64,
-    /// Recent client request ids and the event each made, oldest first in `request_order`.
-    requests: HashMap<String, RequestEvent>,
-    request_order: VecDeque<String>,
+    /// Recent client request ids and the event each made.
+    requests: Recent,
 }
 
 /// What a request did.
@@ -49,8 +50,7 @@ impl State {
             users: BTreeSet::new(),
             channels: BTreeSet::new(),
             seq: 0,
-            requests: HashMap::new(),
-            request_order: VecDeque::new(),
+            requests: Recent::new(RECENT_REQUESTS),
         };
         st.reload(snap);
         st
@@ -62,25 +62,11 @@ impl State {
         self.channels = snap.channels.into_iter().collect();
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
         self.requests.clear();
-        self.request_order.clear();
         for (request, made) in snap.requests {
             // A request made twice (see `apply`) names its earlier event.
             match self.requests.get(&request) {
                 Some(prev) if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) => {}
-                _ => self.remember(request, made),
-            }
-        }
-    }
-
-    /// Remembers which event a request made, forgetting the oldest beyond
-    /// [`RECENT_REQUESTS`].
-    fn remember(&mut self, request: String, made: RequestEvent) {
-        if self.requests.insert(request.clone(), made).is_none() {
-            self.request_order.push_back(request);
-        }
-        while self.request_order.len() > RECENT_REQUESTS {
-            if let Some(old) = self.request_order.pop_front() {
-                self.requests.remove(&old);
+                _ => self.requests.remember(&request, made),
             }
         }
     }
@@ -106,10 +92,10 @@ impl State {
                             (made, prev.clone())
                         };
                     hide = Some((later.origin.clone(), later.seq));
-                    self.requests.insert(request.clone(), earlier);
+                    self.requests.replace(request, earlier);
                 }
                 Some(_) => {}
-                None => self.remember(request.clone(), made),
+                None => self.requests.remember(request, made),
             }
         }
         match &event.kind {
@@ -221,7 +207,7 @@ impl State {
             request,
         };
         if let Some(r) = &event.request {
-            self.remember(r.clone(), RequestEvent::of(&event));
+            self.requests.remember(r, RequestEvent::of(&event));
         }
         let reply = Reply::ok(service).with("id", event.id());
         let publication = publication(&event);
