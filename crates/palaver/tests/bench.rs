@@ -182,6 +182,33 @@ fn chat_bots_make_a_paced_mix_and_hear_everything_meant_for_them() {
 }
 
 #[test]
+fn more_clients_than_a_zeromq_context_holds_by_default() {
+    // 520 bots, each with a request socket and a subscriber socket: past ZeroMQ's default of
+    // 1,023 sockets per context.
+    let cluster = Cluster::start(&bin(), 1);
+    let v = bench_json(
+        &cluster,
+        &[
+            "--workload",
+            "chat",
+            "--clients",
+            "520",
+            "--rate",
+            "20",
+            "--count",
+            "1",
+        ],
+    );
+    assert_eq!(
+        (count(&v, "requests"), count(&v, "errors")),
+        (520, 0),
+        "{v}"
+    );
+    assert_eq!(count(&v, "subscribers"), 520, "{v}");
+    assert_delivered_once(&v);
+}
+
+#[test]
 fn spawn_runs_against_a_cluster_of_its_own() {
     let out = Command::new(bin())
         .args([

@@ -84,6 +84,10 @@ pub struct Options {
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Sender threads at most; each drives several clients from one poll loop.
 const SENDER_THREADS: usize = 8;
+/// Subscriber threads at most; each polls many sockets.
+const RECEIVER_THREADS: usize = 8;
+/// Sockets that one ZeroMQ context may hold (its limit is 1,023).
+const MAX_SHARED_SOCKETS: usize = 1000;
 /// How long subscribers keep reading once the senders are done.
 const LISTEN_DRAIN: Duration = Duration::from_secs(2);
 /// How long subscriptions may take to reach the proxy.
@@ -177,16 +181,27 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
         &mut rng,
     )?);
     set_up(&ctx, broker, &plan)?;
+    // A ZeroMQ context refuses sockets past 1,023 ("too many open files"), and the binding
+    // cannot raise that: with more, each thread makes its own context.
+    let own_contexts = plan.users.len() + plan.listeners.len() > MAX_SHARED_SOCKETS;
+    let context = move |ctx: &zmq::Context| {
+        if own_contexts {
+            zmq::Context::new()
+        } else {
+            ctx.clone()
+        }
+    };
     let live = Arc::new(Live::default());
 
     // Subscribers first, and only then the load: nothing sent may be missed for want of a
     // subscription.
     let listeners: Vec<usize> = (0..plan.listeners.len()).collect();
+    let per_receiver = receive::SOCKETS_PER_THREAD.max(listeners.len().div_ceil(RECEIVER_THREADS));
     let receivers: Vec<_> = listeners
-        .chunks(receive::SOCKETS_PER_THREAD)
+        .chunks(per_receiver)
         .map(|chunk| {
             let (ctx, sub, plan, live, chunk) = (
-                ctx.clone(),
+                context(&ctx),
                 sub.to_owned(),
                 plan.clone(),
                 live.clone(),
@@ -230,7 +245,7 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
         .chunks(per_thread)
         .map(|chunk| {
             let (ctx, broker, plan, live, chunk) = (
-                ctx.clone(),
+                context(&ctx),
                 broker.to_owned(),
                 plan.clone(),
                 live.clone(),
