@@ -61,7 +61,7 @@ fn main() -> Result<(), zmq::Error> {
     publisher.connect(&xsub)?;
     // Subscriptions travel to the proxy and on to the publisher: wait until all have arrived.
     std::thread::sleep(Duration::from_secs(2));
-    let body = vec![b'x'; 100];
+    let body = [b'x'; 100];
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
