@@ -66,7 +66,7 @@ impl State {
             // A request made twice (see `apply`) names its earlier event.
             match self.requests.get(&request) {
                 Some(prev) if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) => {}
-                _ => self.requests.remember(&request, made),
+                _ => self.requests.remember(&request, &made),
             }
         }
     }
@@ -82,20 +82,21 @@ impl State {
     pub fn apply(&mut self, event: &Event) -> Option<(String, u64)> {
         let mut hide = None;
         if let Some(request) = &event.request {
-            let made = RequestEvent::of(event);
-            match self.requests.get(request) {
-                Some(prev) if *prev != made => {
-                    let (earlier, later) =
-                        if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) {
-                            (prev.clone(), made)
-                        } else {
-                            (made, prev.clone())
-                        };
-                    hide = Some((later.origin.clone(), later.seq));
-                    self.requests.replace(request, earlier);
+            if !self.requests.made_by(request, event) {
+                match self.requests.get(request) {
+                    Some(prev) => {
+                        let made = RequestEvent::of(event);
+                        let (earlier, later) =
+                            if (prev.lamport, &prev.origin) <= (made.lamport, &made.origin) {
+                                (prev, made)
+                            } else {
+                                (made, prev)
+                            };
+                        hide = Some((later.origin.clone(), later.seq));
+                        self.requests.replace(request, &earlier);
+                    }
+                    None => self.requests.remember_event(request, event),
                 }
-                Some(_) => {}
-                None => self.requests.remember(request, made),
             }
         }
         match &event.kind {
@@ -207,7 +208,7 @@ impl State {
             request,
         };
         if let Some(r) = &event.request {
-            self.requests.remember(r, RequestEvent::of(&event));
+            self.requests.remember_event(r, &event);
         }
         let reply = Reply::ok(service).with("id", event.id());
         let publication = publication(&event);
