@@ -19,6 +19,8 @@ pub enum Command {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(1);
+/// A digest reads every event a server holds: seconds for millions.
+const DIGEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A server as the reference lists it.
 #[derive(Debug, Clone)]
@@ -48,8 +50,17 @@ struct Admin {
 
 impl Admin {
     fn call(&self, endpoint: &str, env: Envelope) -> anyhow::Result<Envelope> {
+        self.call_within(endpoint, env, TIMEOUT)
+    }
+
+    fn call_within(
+        &self,
+        endpoint: &str,
+        env: Envelope,
+        timeout: Duration,
+    ) -> anyhow::Result<Envelope> {
         let mut conn =
-            Connection::open(&self.ctx, endpoint, self.clock.clone())?.with_timeout(TIMEOUT, 1);
+            Connection::open(&self.ctx, endpoint, self.clock.clone())?.with_timeout(timeout, 1);
         let reply = conn
             .call(env)
             .with_context(|| format!("{endpoint} did not answer"))?;
@@ -264,12 +275,31 @@ struct Digest {
 }
 
 fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
+    let servers: Vec<_> = admin
+        .servers()?
+        .into_iter()
+        .filter(|s| s.alive && s.addr.is_some())
+        .collect();
+    // All at once: each server reads its own disk.
+    let replies: Vec<anyhow::Result<Envelope>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = servers
+            .iter()
+            .map(|s| {
+                let addr = s.addr.as_deref().unwrap_or_default();
+                scope
+                    .spawn(move || admin.call_within(addr, Envelope::new("digest"), DIGEST_TIMEOUT))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|a| {
+                a.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a digest request failed")))
+            })
+            .collect()
+    });
     let mut out = Vec::new();
-    for s in admin.servers()?.into_iter().filter(|s| s.alive) {
-        let Some(addr) = s.addr.as_deref() else {
-            continue;
-        };
-        let reply = admin.call(addr, Envelope::new("digest"))?;
+    for (s, reply) in servers.iter().zip(replies) {
+        let reply = reply?;
         let d = &reply.data;
         let vector = match d.get("vector") {
             Some(rmpv::Value::Map(m)) => m

@@ -8,11 +8,11 @@ use std::process::Command;
 
 use common::{bin, Cluster};
 
-/// Runs `palaver bench … --json` against the cluster and returns its result.
-fn bench_json(cluster: &Cluster, args: &[&str]) -> serde_json::Value {
+/// Runs `palaver bench <args> --json` against the cluster and returns its result.
+fn bench_json(cluster: &Cluster, args: &str) -> serde_json::Value {
     let out = Command::new(bin())
         .arg("bench")
-        .args(args)
+        .args(args.split_whitespace())
         .args([
             "--broker",
             &cluster.broker_endpoint(),
@@ -49,7 +49,7 @@ fn publish_measures_synchronous_and_pipelined_clients() {
     for window in ["1", "8"] {
         let v = bench_json(
             &cluster,
-            &["--clients", "2", "--window", window, "--duration", "0.5"],
+            &format!("--clients 2 --window {window} --duration 0.5"),
         );
         assert_eq!(v["window"].as_u64(), Some(window.parse().unwrap()));
         assert!(count(&v, "requests") > 0, "{v}");
@@ -70,19 +70,7 @@ fn publish_measures_synchronous_and_pipelined_clients() {
 fn a_counted_run_sends_exactly_its_count_over_the_channels() {
     let cluster = Cluster::start(&bin(), 1);
     let before = common::counts(&cluster.data_dir(0)).posts;
-    let v = bench_json(
-        &cluster,
-        &[
-            "--clients",
-            "3",
-            "--window",
-            "4",
-            "--count",
-            "40",
-            "--channels",
-            "4",
-        ],
-    );
+    let v = bench_json(&cluster, "--clients 3 --window 4 --count 40 --channels 4");
     assert_eq!(
         (count(&v, "requests"), count(&v, "errors")),
         (120, 0),
@@ -109,18 +97,7 @@ fn fanout_counts_every_delivery_once() {
         // Twice: a second run must not be mistaken for retries of the first.
         let v = bench_json(
             &cluster,
-            &[
-                "--workload",
-                "fanout",
-                "--subscribers",
-                "6",
-                "--channels",
-                "2",
-                "--window",
-                "4",
-                "--duration",
-                "0.5",
-            ],
+            "--workload fanout --subscribers 6 --channels 2 --window 4 --duration 0.5",
         );
         assert_eq!(count(&v, "subscribers"), 6, "{v}");
         assert_delivered_once(&v);
@@ -132,16 +109,7 @@ fn dm_delivers_each_private_message_to_its_one_reader() {
     let cluster = Cluster::start(&bin(), 1);
     let v = bench_json(
         &cluster,
-        &[
-            "--workload",
-            "dm",
-            "--clients",
-            "5",
-            "--window",
-            "2",
-            "--duration",
-            "0.5",
-        ],
+        "--workload dm --clients 5 --window 2 --duration 0.5",
     );
     assert_eq!(v["by_service"]["message"], v["requests"], "{v}");
     assert_delivered_once(&v);
@@ -154,16 +122,7 @@ fn chat_bots_make_a_paced_mix_and_hear_everything_meant_for_them() {
     let cluster = Cluster::start(&bin(), 2);
     let v = bench_json(
         &cluster,
-        &[
-            "--workload",
-            "chat",
-            "--clients",
-            "12",
-            "--rate",
-            "40",
-            "--count",
-            "40",
-        ],
+        "--workload chat --clients 12 --rate 40 --count 40",
     );
     assert_eq!(
         (count(&v, "requests"), count(&v, "errors")),
@@ -188,16 +147,7 @@ fn more_clients_than_a_zeromq_context_holds_by_default() {
     let cluster = Cluster::start(&bin(), 1);
     let v = bench_json(
         &cluster,
-        &[
-            "--workload",
-            "chat",
-            "--clients",
-            "520",
-            "--rate",
-            "20",
-            "--count",
-            "1",
-        ],
+        "--workload chat --clients 520 --rate 20 --count 1",
     );
     assert_eq!(
         (count(&v, "requests"), count(&v, "errors")),

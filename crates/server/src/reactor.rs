@@ -93,6 +93,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         advertise: cfg.advertise.clone(),
         reference: cfg.reference.clone(),
         proxy_xpub: cfg.proxy_xpub.clone(),
+        data_dir: cfg.data_dir.clone(),
     };
     let coord = Coordination::open(
         &ctx,

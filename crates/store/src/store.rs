@@ -437,8 +437,19 @@ impl Store {
     /// # Errors
     /// On a database error.
     pub fn digest(&self) -> Result<u64, StoreError> {
+        Ok(self.summary()?.1)
+    }
+
+    /// The version vector and the digest of one consistent view of the store (one read
+    /// transaction, whatever a writer commits meanwhile).
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn summary(&self) -> Result<(Vec<(String, u64)>, u64), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let vector = self.vector()?;
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for (origin, held) in self.vector()? {
+        for (origin, held) in vector.iter().cloned() {
             let mut after = 0;
             while after < held {
                 let page = self.events_after(&origin, after, 5000)?;
@@ -454,7 +465,8 @@ impl Store {
                 }
             }
         }
-        Ok(hash)
+        tx.finish()?;
+        Ok((vector, hash))
     }
 
     /// How many rows each table holds.

@@ -124,6 +124,8 @@ pub struct Endpoints {
     pub advertise: Option<String>,
     pub reference: String,
     pub proxy_xpub: String,
+    /// The server's data directory: digests read it through a connection of their own.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub struct Coordination {
@@ -132,6 +134,10 @@ pub struct Coordination {
     ctx: zmq::Context,
     router: zmq::Socket,
     sub: zmq::Socket,
+    /// Digests computed on threads of their own come back here, with their routing frames.
+    digests: zmq::Socket,
+    digest_endpoint: String,
+    data_dir: std::path::PathBuf,
     reference: Link<RefAsk>,
     rank: Option<u64>,
     election: Option<Election>,
@@ -180,6 +186,9 @@ impl Coordination {
         sub.set_subscribe(TOPIC_SERVERS.as_bytes())?;
         sub.set_subscribe(TOPIC_REPLICA.as_bytes())?;
         sub.set_rcvhwm(100_000)?;
+        let digests = ctx.socket(zmq::PULL)?;
+        let digest_endpoint = format!("inproc://digests-{name}-{:p}", &digests);
+        digests.bind(&digest_endpoint)?;
         let now = Instant::now();
         let mut coordination = Coordination {
             name: name.clone(),
@@ -187,6 +196,9 @@ impl Coordination {
             ctx: ctx.clone(),
             router,
             sub,
+            digests,
+            digest_endpoint,
+            data_dir: ep.data_dir.clone(),
             reference: Link::open(ctx, &ep.reference, REFERENCE_TIMEOUT)?,
             rank: None,
             election: None,
@@ -221,7 +233,12 @@ impl Coordination {
 
     /// The sockets to poll, in the order [`Coordination::on_ready`] expects their flags.
     pub fn sockets(&self) -> Vec<&zmq::Socket> {
-        let mut v = vec![&self.router, &self.sub, self.reference.socket()];
+        let mut v = vec![
+            &self.router,
+            &self.sub,
+            self.reference.socket(),
+            &self.digests,
+        ];
         v.extend(self.peers.values().map(|p| p.link.socket()));
         v
     }
@@ -272,9 +289,12 @@ impl Coordination {
                 self.reference_outcome(o, now, lamport, publisher);
             }
         }
+        if readable.get(3) == Some(&true) {
+            self.answer_digests(lamport);
+        }
         let names: Vec<String> = self.peers.keys().cloned().collect();
         for (i, name) in names.iter().enumerate() {
-            if readable.get(3 + i) == Some(&true) {
+            if readable.get(4 + i) == Some(&true) {
                 self.read_peer(name, now, lamport, publisher);
             }
         }

@@ -4,8 +4,10 @@
 use std::time::Instant;
 
 use palaver_core::election::Election;
+use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
 use palaver_proto::{Envelope, Event, ProtoError, Reply};
+use palaver_store::Store;
 use rmpv::Value;
 
 use super::replicate::{parse_vector, vector_value};
@@ -33,6 +35,11 @@ impl Coordination {
                     if let Some(c) = env.clock() {
                         lamport.observe(c);
                     }
+                    if env.service == "digest" {
+                        // Reading every event takes seconds on a large store: not here.
+                        self.start_digest(frames);
+                        continue;
+                    }
                     self.peer_request(&env, now, lamport, data)
                         .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
                 }
@@ -51,6 +58,73 @@ impl Coordination {
         self.carry_out(now, lamport, publisher);
     }
 
+    /// Computes a digest of the store on a thread with its own read connection; the answer
+    /// comes back through `digests` (see [`Coordination::answer_digests`]).
+    fn start_digest(&self, route: Vec<Vec<u8>>) {
+        let (dir, name, ctx, endpoint) = (
+            self.data_dir.clone(),
+            self.name.to_string(),
+            self.ctx.clone(),
+            self.digest_endpoint.clone(),
+        );
+        let work = move || {
+            let reply = match Store::open(&dir).and_then(|s| s.summary()) {
+                Ok((vector, digest)) => {
+                    let vector: VersionVector = vector.into_iter().collect();
+                    Reply::ok("digest")
+                        .with("name", name)
+                        .with("events", vector.total())
+                        .with("vector", vector_value(&vector))
+                        .with("digest", format!("{digest:016x}"))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot digest the store");
+                    Reply::error("digest", "the server could not read its events")
+                }
+            };
+            let body = reply.to_bytes();
+            let sent = ctx.socket(zmq::PUSH).and_then(|push| {
+                push.set_linger(1000)?;
+                push.connect(&endpoint)?;
+                push.send_multipart(
+                    route
+                        .iter()
+                        .map(Vec::as_slice)
+                        .chain(std::iter::once(&body[..])),
+                    0,
+                )
+            });
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "digest answer lost");
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("digest".into())
+            .spawn(work)
+        {
+            tracing::error!(error = %e, "cannot start a digest");
+        }
+    }
+
+    /// Sends the digests that are done to those who asked.
+    pub(super) fn answer_digests(&mut self, lamport: &mut Lamport) {
+        while let Ok(mut frames) = self.digests.recv_multipart(zmq::DONTWAIT) {
+            let body = frames.pop().unwrap_or_default();
+            let Ok(mut reply) = Envelope::decode(&body) else {
+                continue;
+            };
+            reply.stamp(self.clock.now(), lamport.tick());
+            let body = reply.to_bytes();
+            let out = frames
+                .iter()
+                .map(Vec::as_slice)
+                .chain(std::iter::once(body.as_slice()));
+            if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
+                tracing::debug!(error = %e, "digest reply dropped");
+            }
+        }
+    }
+
     fn peer_request(
         &mut self,
         env: &Envelope,
@@ -61,17 +135,6 @@ impl Coordination {
         let d = &env.data;
         let facts = data.facts;
         Ok(match env.service.as_str() {
-            "digest" => match data.store.digest() {
-                Ok(digest) => Reply::ok("digest")
-                    .with("name", self.name.as_str())
-                    .with("events", data.vector.total())
-                    .with("vector", vector_value(data.vector))
-                    .with("digest", format!("{digest:016x}")),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot digest the store");
-                    Reply::error("digest", "the server could not read its events")
-                }
-            },
             "vector" => {
                 // The asker's own vector is optional, but must be well-formed when given.
                 let theirs = if d.get("vector").is_some() {
