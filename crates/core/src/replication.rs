@@ -317,6 +317,22 @@ impl Replication {
         self.fetching.remove(origin);
         if more {
             self.fetch(now, peer, origin);
+            return;
+        }
+        if self.fetching.is_empty() {
+            // Holding all that start-up peers had: compare with them at once rather than at
+            // the next periodic exchange, so a restarted server takes clients sooner.
+            let ready: Vec<String> = self
+                .startup
+                .iter()
+                .flatten()
+                .filter(|(p, seen)| {
+                    self.peers.contains_key(*p) && seen.as_ref().is_some_and(|v| self.vv.covers(v))
+                })
+                .map(|(p, _)| p.clone())
+                .collect();
+            self.actions
+                .extend(ready.into_iter().map(|peer| Action::AskVector { peer }));
         }
     }
 

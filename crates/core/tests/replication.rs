@@ -476,3 +476,32 @@ fn peers_that_fell_behind_are_waited_for_again_under_steady_writes() {
         sim.check_converged("after steady writes");
     }
 }
+
+#[test]
+fn a_restarted_server_compares_again_as_soon_as_its_catch_up_ends() {
+    let t0 = Instant::now();
+    let mut r = Replication::new("s3", VersionVector::default(), Config::default());
+    let drain = |r: &mut Replication| std::iter::from_fn(|| r.poll_action()).collect::<Vec<_>>();
+    r.set_peers(t0, ["s1".to_owned()]);
+    assert!(drain(&mut r)
+        .iter()
+        .any(|a| matches!(a, Action::AskVector { peer } if peer == "s1")));
+    let theirs: VersionVector = [("s1".to_owned(), 3)].into_iter().collect();
+    r.on_vector(t0, "s1", &theirs);
+    assert!(drain(&mut r)
+        .iter()
+        .any(|a| matches!(a, Action::Fetch { origin, after: 0, .. } if origin == "s1")));
+    assert_eq!(r.offer(t0, "s1", "s1", &[1, 2, 3]), [true, true, true]);
+    r.on_stored(["s1".to_owned()]);
+    r.on_fetched(t0, "s1", "s1", false);
+    // At once, not at the next periodic exchange a second later.
+    assert!(drain(&mut r)
+        .iter()
+        .any(|a| matches!(a, Action::AskVector { peer } if peer == "s1")));
+    assert!(
+        !r.caught_up(),
+        "caught up only by an exchange that shows it"
+    );
+    r.on_vector(t0, "s1", &theirs);
+    assert!(r.caught_up());
+}
