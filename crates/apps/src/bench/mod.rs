@@ -97,7 +97,10 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Default)]
 pub(crate) struct Live {
     pub ok: AtomicU64,
+    /// Deliveries of messages sent after the warm-up.
     pub delivered: AtomicU64,
+    /// Every delivery but repeats.
+    pub unique: AtomicU64,
     /// Subscriber sockets whose subscriptions are in force.
     pub ready: AtomicUsize,
     /// Wall-clock nanoseconds from which deliveries count (0: not yet).
@@ -267,8 +270,17 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
         Length::Duration(d) => d.as_secs_f64(),
         Length::Count(_) => start.elapsed().as_secs_f64(),
     };
-    if !receivers.is_empty() {
-        std::thread::sleep(LISTEN_DRAIN);
+    let followers = plan.followers();
+    let expected: u64 = tally
+        .written
+        .iter()
+        .zip(&followers)
+        .map(|(w, f)| w * f)
+        .sum();
+    // Until everything expected has arrived, or for a while after the last reply.
+    let deadline = Instant::now() + LISTEN_DRAIN;
+    while live.unique.load(Ordering::SeqCst) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
     live.stop_listening.store(true, Ordering::SeqCst);
     let mut heard = Heard::new()?;
@@ -278,13 +290,6 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
             .map_err(|_| anyhow!("a subscriber thread panicked"))??;
         heard.add(&h)?;
     }
-    let followers = plan.followers();
-    let expected = tally
-        .written
-        .iter()
-        .zip(&followers)
-        .map(|(w, f)| w * f)
-        .sum();
     Ok(Report {
         seconds,
         tally,

@@ -171,6 +171,7 @@ fn received(s: &mut Socket, topic: &[u8], body: &[u8], live: &Live, heard: &mut 
         heard.repeated += 1;
     } else {
         bits[word] |= 1 << bit;
+        live.unique.fetch_add(1, Ordering::Relaxed);
     }
     let sent: u64 = sent.trim_end_matches('.').parse().unwrap_or(0);
     let from = live.measure_from_ns.load(Ordering::Relaxed);
