@@ -10,16 +10,20 @@ use common::{bin, Cluster};
 
 /// Runs `palaver bench <args> --json` against the cluster and returns its result.
 fn bench_json(cluster: &Cluster, args: &str) -> serde_json::Value {
+    let endpoints = format!(
+        "--broker {} --sub {}",
+        cluster.broker_endpoint(),
+        cluster.sub_endpoint()
+    );
+    run_bench(&format!("{args} {endpoints}"))
+}
+
+/// Runs `palaver bench <args> --json` and returns its result.
+fn run_bench(args: &str) -> serde_json::Value {
     let out = Command::new(bin())
         .arg("bench")
         .args(args.split_whitespace())
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-            "--json",
-        ])
+        .arg("--json")
         .output()
         .unwrap();
     assert!(
@@ -28,6 +32,11 @@ fn bench_json(cluster: &Cluster, args: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// All `n` requests were answered, none with an error.
+fn assert_all_answered(v: &serde_json::Value, n: u64) {
+    assert_eq!((count(v, "requests"), count(v, "errors")), (n, 0), "{v}");
 }
 
 fn count(v: &serde_json::Value, key: &str) -> u64 {
@@ -71,11 +80,7 @@ fn a_counted_run_sends_exactly_its_count_over_the_channels() {
     let cluster = Cluster::start(&bin(), 1);
     let before = common::counts(&cluster.data_dir(0)).posts;
     let v = bench_json(&cluster, "--clients 3 --window 4 --count 40 --channels 4");
-    assert_eq!(
-        (count(&v, "requests"), count(&v, "errors")),
-        (120, 0),
-        "{v}"
-    );
+    assert_all_answered(&v, 120);
     assert_eq!(common::counts(&cluster.data_dir(0)).posts - before, 120);
     let store = common::store(&cluster.data_dir(0));
     for c in 0..4 {
@@ -124,11 +129,7 @@ fn chat_bots_make_a_paced_mix_and_hear_everything_meant_for_them() {
         &cluster,
         "--workload chat --clients 12 --rate 40 --count 40",
     );
-    assert_eq!(
-        (count(&v, "requests"), count(&v, "errors")),
-        (480, 0),
-        "{v}"
-    );
+    assert_all_answered(&v, 480);
     let services = v["by_service"].as_object().unwrap();
     for s in ["publish", "message", "users", "channels", "history"] {
         assert!(services.contains_key(s), "{s} missing from the mix: {v}");
@@ -149,35 +150,13 @@ fn more_clients_than_a_zeromq_context_holds_by_default() {
         &cluster,
         "--workload chat --clients 520 --rate 20 --count 1",
     );
-    assert_eq!(
-        (count(&v, "requests"), count(&v, "errors")),
-        (520, 0),
-        "{v}"
-    );
+    assert_all_answered(&v, 520);
     assert_eq!(count(&v, "subscribers"), 520, "{v}");
     assert_delivered_once(&v);
 }
 
 #[test]
 fn spawn_runs_against_a_cluster_of_its_own() {
-    let out = Command::new(bin())
-        .args([
-            "bench",
-            "--spawn",
-            "2",
-            "--clients",
-            "2",
-            "--count",
-            "25",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((count(&v, "requests"), count(&v, "errors")), (50, 0), "{v}");
+    let v = run_bench("--spawn 2 --clients 2 --count 25");
+    assert_all_answered(&v, 50);
 }

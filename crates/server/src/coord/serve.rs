@@ -30,7 +30,7 @@ impl Coordination {
                 continue;
             }
             let body = frames.pop().unwrap_or_default();
-            let mut reply = match Envelope::decode(&body) {
+            let reply = match Envelope::decode(&body) {
                 Ok(env) => {
                     if let Some(c) = env.clock() {
                         lamport.observe(c);
@@ -45,17 +45,22 @@ impl Coordination {
                 }
                 Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
             };
-            reply.stamp(self.clock.now(), lamport.tick());
-            let body = reply.to_bytes();
-            let out = frames
-                .iter()
-                .map(Vec::as_slice)
-                .chain(std::iter::once(body.as_slice()));
-            if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
-                tracing::debug!(error = %e, "peer reply dropped");
-            }
+            self.answer(&frames, reply, lamport);
         }
         self.carry_out(now, lamport, publisher);
+    }
+
+    /// Stamps `reply` and sends it back along `route` (the requester's routing frames).
+    fn answer(&self, route: &[Vec<u8>], mut reply: Envelope, lamport: &mut Lamport) {
+        reply.stamp(self.clock.now(), lamport.tick());
+        let body = reply.to_bytes();
+        let out = route
+            .iter()
+            .map(Vec::as_slice)
+            .chain(std::iter::once(body.as_slice()));
+        if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
+            tracing::debug!(error = %e, "peer reply dropped");
+        }
     }
 
     /// Computes a digest of the store on a thread with its own read connection; the answer
@@ -110,17 +115,8 @@ impl Coordination {
     pub(super) fn answer_digests(&mut self, lamport: &mut Lamport) {
         while let Ok(mut frames) = self.digests.recv_multipart(zmq::DONTWAIT) {
             let body = frames.pop().unwrap_or_default();
-            let Ok(mut reply) = Envelope::decode(&body) else {
-                continue;
-            };
-            reply.stamp(self.clock.now(), lamport.tick());
-            let body = reply.to_bytes();
-            let out = frames
-                .iter()
-                .map(Vec::as_slice)
-                .chain(std::iter::once(body.as_slice()));
-            if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
-                tracing::debug!(error = %e, "digest reply dropped");
+            if let Ok(reply) = Envelope::decode(&body) {
+                self.answer(&frames, reply, lamport);
             }
         }
     }
