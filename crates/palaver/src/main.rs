@@ -45,7 +45,7 @@ enum Command {
     Bot(BotArgs),
     /// Print every publication on some topics, one per line.
     Listen(ListenArgs),
-    /// Measure publish throughput and latency against a running cluster.
+    /// Measure throughput, latency and delivery: publish, fan-out, private messages or chat.
     Bench(BenchArgs),
     /// Inspect and steer the cluster: servers, clocks, elections.
     Admin(AdminArgs),
