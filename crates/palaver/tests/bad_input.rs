@@ -175,6 +175,18 @@ fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
                 .with("coordinator", "bad name!")
                 .to_bytes(),
             Envelope::new("vector").with("vector", 3).to_bytes(),
+            // Acks are one-way, but a malformed one, or one for another origin, is answered.
+            Envelope::new("ack").to_bytes(),
+            Envelope::new("ack")
+                .with("user", "s9")
+                .with("origin", "bad name!")
+                .with("seq", 1)
+                .to_bytes(),
+            Envelope::new("ack")
+                .with("user", "s9")
+                .with("origin", "nobody")
+                .with("seq", 1)
+                .to_bytes(),
             Envelope::new("dance").to_bytes(),
             vec![0x90; 3 << 20],
         ];

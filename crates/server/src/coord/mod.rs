@@ -106,6 +106,24 @@ fn is_client_request(body: &[u8]) -> bool {
 struct Peer {
     member: Member,
     link: Link<PeerAsk>,
+    /// Send-only, for acks: one-way messages to the peer's endpoint, which it never answers.
+    /// (Apart from the link, so that nothing can upset its matching of replies.)
+    acks: Option<zmq::Socket>,
+}
+
+/// A DEALER that only sends, to `addr`.
+fn ack_socket(ctx: &zmq::Context, addr: &str) -> Option<zmq::Socket> {
+    let open = || -> Result<zmq::Socket, zmq::Error> {
+        let s = ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_sndhwm(10_000)?;
+        s.set_rcvhwm(1)?;
+        s.connect(addr)?;
+        Ok(s)
+    };
+    open()
+        .inspect_err(|e| tracing::warn!(addr, error = %e, "no ack socket"))
+        .ok()
 }
 
 /// What the server tells operators about itself besides coordination.
@@ -480,6 +498,7 @@ impl Coordination {
                             Peer {
                                 member: member.clone(),
                                 link,
+                                acks: ack_socket(&self.ctx, addr),
                             },
                         );
                     }

@@ -58,7 +58,9 @@ impl Coordination {
         match Link::open(&self.ctx, addr, PEER_TIMEOUT) {
             Ok(link) => {
                 tracing::info!(peer = %member, addr, "peer introduced itself");
-                self.peers.insert(name.to_owned(), Peer { member, link });
+                let acks = super::ack_socket(&self.ctx, addr);
+                self.peers
+                    .insert(name.to_owned(), Peer { member, link, acks });
                 self.inbound
                     .push(Inbound::Peers(self.peers.keys().cloned().collect()));
             }
@@ -96,19 +98,23 @@ impl Coordination {
         }
     }
 
-    /// Tells `origin` (and whoever listens on `replica`) that we hold its events up to `seq`.
-    /// Acks travel by publication: no round trip to wait for, and a lost one only makes the
-    /// origin wait its deadline once.
+    /// Tells `origin` that we hold its events up to `seq`: straight to its peer endpoint, one
+    /// way (two hops fewer than through the proxy, on every write's path), or published on
+    /// `replica` when we do not know its address yet. No round trip to wait for; a lost ack
+    /// only makes the origin wait its deadline once.
     pub fn ack(&self, origin: &str, seq: u64, lamport: &mut Lamport, publisher: &zmq::Socket) {
         let mut env = Envelope::new("ack")
             .with("user", self.name.as_str())
             .with("origin", origin)
             .with("seq", seq);
         env.stamp(self.clock.now(), lamport.tick());
-        if let Err(e) = publisher.send_multipart(
-            [TOPIC_REPLICA.as_bytes(), &env.to_bytes()[..]],
-            zmq::DONTWAIT,
-        ) {
+        let body = env.to_bytes();
+        let direct = self.peers.get(origin).and_then(|p| p.acks.as_ref());
+        let sent = match direct {
+            Some(socket) => socket.send_multipart([&[][..], &body[..]], zmq::DONTWAIT),
+            None => publisher.send_multipart([TOPIC_REPLICA.as_bytes(), &body[..]], zmq::DONTWAIT),
+        };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "ack dropped");
         }
     }
@@ -137,16 +143,28 @@ impl Coordination {
     }
 
     pub(super) fn read_ack(&mut self, env: &Envelope) {
+        if let Ok(Some((peer, seq))) = self.parse_ack(env) {
+            self.inbound.push(Inbound::Ack { peer, seq });
+        }
+    }
+
+    /// An ack of our own events: who sent it and how far it holds them. `None` for an ack
+    /// meant for another server (on `replica`, every server hears them all).
+    ///
+    /// # Errors
+    /// When a field is missing or invalid.
+    pub(super) fn parse_ack(&self, env: &Envelope) -> Result<Option<(String, u64)>, ProtoError> {
         let d = &env.data;
-        if d.opt_str("origin").ok().flatten() != Some(self.name.as_str()) {
-            return;
-        }
-        if let (Ok(peer), Some(seq)) = (d.name("user"), d.get("seq").and_then(Value::as_u64)) {
-            self.inbound.push(Inbound::Ack {
-                peer: peer.to_string(),
-                seq,
-            });
-        }
+        let peer = d.name("user")?;
+        let origin = d.name("origin")?;
+        let seq = d
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or(ProtoError::WrongType {
+                field: "seq",
+                expected: "a non-negative integer",
+            })?;
+        Ok((origin == self.name).then(|| (peer.to_string(), seq)))
     }
 
     pub(super) fn read_replica(&mut self, mut env: Envelope) {

@@ -40,8 +40,21 @@ impl Coordination {
                         self.start_digest(frames);
                         continue;
                     }
-                    self.peer_request(&env, now, lamport, data)
-                        .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
+                    if env.service == "ack" {
+                        // One way: a peer's ack of our events is never answered; a malformed
+                        // one is, like any bad request.
+                        match self.parse_ack(&env) {
+                            Ok(Some((peer, seq))) => {
+                                self.inbound.push(Inbound::Ack { peer, seq });
+                                continue;
+                            }
+                            Ok(None) => Reply::error("ack", "this server is not the origin"),
+                            Err(e) => Reply::error("ack", &e.to_string()),
+                        }
+                    } else {
+                        self.peer_request(&env, now, lamport, data)
+                            .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
+                    }
                 }
                 Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
             };
