@@ -118,6 +118,13 @@ impl<K> Link<K> {
     }
 }
 
+/// Sends `body` back along `route`, the routing frames a ROUTER or DEALER socket received in
+/// front of a request.
+pub fn send_routed(socket: &zmq::Socket, route: &[Vec<u8>], body: &[u8]) -> Result<(), zmq::Error> {
+    let frames = route.iter().map(Vec::as_slice).chain(std::iter::once(body));
+    socket.send_multipart(frames, zmq::DONTWAIT)
+}
+
 fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, zmq::Error> {
     let socket = ctx.socket(zmq::DEALER)?;
     socket.set_linger(0)?;

@@ -7,6 +7,7 @@ use palaver_proto::{Envelope, Event, HistoryQuery, ProtoError, Reply, Request, M
 use palaver_store::Store;
 
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
+use crate::link::send_routed;
 use crate::state::Handled;
 use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
@@ -632,25 +633,14 @@ impl Reactor {
     }
 
     fn reply(&mut self, route: &Route, mut reply: Envelope) {
-        reply.stamp(self.coord.now(), self.lamport.tick());
-        let body = reply.to_bytes();
         match route {
             Route::Broker(envelope) => {
-                let frames = envelope
-                    .iter()
-                    .map(Vec::as_slice)
-                    .chain(std::iter::once(body.as_slice()));
-                if let Err(e) = self.worker.send_multipart(frames, zmq::DONTWAIT) {
+                reply.stamp(self.coord.now(), self.lamport.tick());
+                if let Err(e) = send_routed(&self.worker, envelope, &reply.to_bytes()) {
                     tracing::warn!(error = %e, "reply dropped");
                 }
             }
-            Route::Direct(envelope) => {
-                let frames = envelope
-                    .iter()
-                    .map(Vec::as_slice)
-                    .chain(std::iter::once(body.as_slice()));
-                self.coord.answer_direct(frames);
-            }
+            Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),
         }
     }
 }

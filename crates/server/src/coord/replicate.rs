@@ -12,13 +12,6 @@ use super::{Coordination, Inbound, Peer, PeerAsk, PEER_TIMEOUT};
 use crate::link::Link;
 
 impl Coordination {
-    /// Sends the answer to a client that came to the peer endpoint directly.
-    pub fn answer_direct<'a>(&self, frames: impl Iterator<Item = &'a [u8]>) {
-        if let Err(e) = self.router.send_multipart(frames, zmq::DONTWAIT) {
-            tracing::debug!(error = %e, "direct reply dropped");
-        }
-    }
-
     /// What arrived for replication since the last call.
     pub fn take_inbound(&mut self) -> Vec<Inbound> {
         std::mem::take(&mut self.inbound)

@@ -11,6 +11,8 @@ use palaver_store::Store;
 use rmpv::Value;
 
 use super::replicate::{parse_vector, vector_value};
+use crate::link::send_routed;
+
 use super::{is_client_request, Coordination, Data, Inbound, MAX_FETCH};
 
 impl Coordination {
@@ -63,16 +65,12 @@ impl Coordination {
         self.carry_out(now, lamport, publisher);
     }
 
-    /// Stamps `reply` and sends it back along `route` (the requester's routing frames).
-    fn answer(&self, route: &[Vec<u8>], mut reply: Envelope, lamport: &mut Lamport) {
+    /// Stamps `reply` and sends it back along `route` (the requester's routing frames) on the
+    /// peer endpoint: answers to peers, operators and clients that came here directly.
+    pub fn answer(&self, route: &[Vec<u8>], mut reply: Envelope, lamport: &mut Lamport) {
         reply.stamp(self.clock.now(), lamport.tick());
-        let body = reply.to_bytes();
-        let out = route
-            .iter()
-            .map(Vec::as_slice)
-            .chain(std::iter::once(body.as_slice()));
-        if let Err(e) = self.router.send_multipart(out, zmq::DONTWAIT) {
-            tracing::debug!(error = %e, "peer reply dropped");
+        if let Err(e) = send_routed(&self.router, route, &reply.to_bytes()) {
+            tracing::debug!(error = %e, "peer endpoint reply dropped");
         }
     }
 
