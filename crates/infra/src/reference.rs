@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use palaver_core::{Lamport, Shutdown};
-use palaver_proto::{now_secs, Envelope, Name, ProtoError, Reply, ServerEntry};
+use palaver_proto::{now_secs, Envelope, Name, ProtoError, Reply, ServerEntry, Status};
 use palaver_store::RankBook;
 use rmpv::Value;
 
@@ -181,15 +181,25 @@ pub fn run_reference(
         };
         let Some(body) = frames.pop() else { continue };
         let mut reply = match Envelope::decode(&body) {
-            Ok(env) => {
-                if let Some(c) = env.clock() {
-                    clock.observe(c);
+            Ok(env) => match env.data.clock() {
+                Ok(c) => {
+                    let reply = registry.handle(&env, Instant::now());
+                    // A refused request moves no clock.
+                    if Reply::status(&reply) != Status::Error {
+                        clock.observe(c.unwrap_or(0));
+                    }
+                    reply
                 }
-                registry.handle(&env, Instant::now())
-            }
+                Err(e) => Reply::rejection(Some(&env.service), &e),
+            },
             Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
         };
-        reply.stamp(now_secs(), clock.tick());
+        let stamp = if Reply::status(&reply) == Status::Error {
+            clock.now()
+        } else {
+            clock.tick()
+        };
+        reply.stamp(now_secs(), stamp);
         let body = reply.to_bytes();
         let out = frames
             .iter()

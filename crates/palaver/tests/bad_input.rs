@@ -221,3 +221,103 @@ fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
         2
     );
 }
+
+/// Guards against one request poisoning the order: a clock of 2^64−1 used to saturate a
+/// server's Lamport clock, and 2^63 was stored as a negative time that sorted first.
+#[test]
+fn absurd_clocks_are_refused_and_move_no_clock() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    // The highest clock any server shows now: every reply through the broker carries one.
+    let clock_now = |c: &mut palaver_client::Connection| -> u64 {
+        (0..6)
+            .map(|_| {
+                let reply = c.call_raw(&Envelope::new("users").to_bytes()).unwrap();
+                reply.clock().expect("replies carry a clock")
+            })
+            .max()
+            .unwrap()
+    };
+    let before = clock_now(&mut c);
+    let absurd = [
+        Value::from(u64::MAX),
+        Value::from(1u64 << 63),
+        Value::from(1u64 << 53),
+        Value::from(-1),
+        Value::from(1e300),
+        Value::from(f64::NAN),
+    ];
+    for clock in &absurd {
+        for env in [
+            Envelope::new("publish")
+                .with("user", "ana")
+                .with("channel", "general")
+                .with("message", "poison"),
+            Envelope::new("users"),
+        ] {
+            let reply = c
+                .call_raw(&env.with("clock", clock.clone()).to_bytes())
+                .unwrap();
+            assert_eq!(Reply::status(&reply), Status::Error, "clock {clock:?}");
+            let text = Reply::error_text(&reply).unwrap_or_default();
+            assert!(
+                text.contains("`clock`") && text.contains("9007199254740991"),
+                "clock {clock:?}: {text:?}"
+            );
+        }
+    }
+    // Refused for other reasons, with a huge but valid clock: no clock moves either.
+    let big = palaver_proto::MAX_COUNTER;
+    for env in [
+        Envelope::new("dance"),
+        Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "nowhere")
+            .with("message", "x"),
+        Envelope::new("login").with("user", "bad name!"),
+    ] {
+        let reply = c.call_raw(&env.with("clock", big).to_bytes()).unwrap();
+        assert_eq!(Reply::status(&reply), Status::Error);
+        assert!(
+            reply.clock().unwrap() < big,
+            "a refusal does not echo the clock"
+        );
+    }
+    let after = clock_now(&mut c);
+    assert!(
+        after < before + 1_000,
+        "refused requests moved a clock: {before} → {after}"
+    );
+    // Every server lists the channel's history in the order it was posted.
+    for i in 0..5 {
+        c.publish(&name("ana"), &name("general"), &format!("m{i}"))
+            .unwrap();
+    }
+    for server in 0..3 {
+        let store = common::store(&cluster.data_dir(server));
+        let q = palaver_proto::HistoryQuery {
+            of: palaver_proto::Conversation::Channel(name("general")),
+            limit: 50,
+            before: None,
+            after: None,
+        };
+        let ok = palaver_testkit::wait_until(std::time::Duration::from_secs(5), || {
+            store
+                .history(&q)
+                .map(|(e, _)| e.len() == 5)
+                .unwrap_or(false)
+        });
+        assert!(ok, "s{} holds the five posts", server + 1);
+        let (events, _) = store.history(&q).unwrap();
+        let texts: Vec<String> = events
+            .iter()
+            .map(|e| match &e.kind {
+                palaver_proto::EventKind::Post { message, .. } => message.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4"], "s{}", server + 1);
+    }
+}

@@ -1,6 +1,9 @@
 use rmpv::Value;
 
-use crate::{Name, ProtoError, MAX_FRAME_BYTES};
+use crate::{Name, ProtoError, MAX_COUNTER, MAX_FRAME_BYTES};
+
+/// [`MAX_COUNTER`] as a float (2^53−1 is exactly representable).
+const MAX_COUNTER_F64: f64 = 9_007_199_254_740_991.0;
 
 /// How deeply nested a message may be; real messages are two levels deep.
 const MAX_DEPTH: usize = 16;
@@ -281,27 +284,52 @@ impl Map {
         }
     }
 
-    /// `clock`, the sender's Lamport counter: a non-negative integer (an integral float is
-    /// accepted too); absent is `None`.
+    /// `clock`, the sender's Lamport counter: a whole number from 0 to [`MAX_COUNTER`] (an
+    /// integral float is accepted too); absent is `None`.
     ///
     /// # Errors
-    /// When the field is present but not a non-negative whole number.
+    /// When the field is present but is not such a number: negative, fractional, NaN, or above
+    /// 2^53−1, which a JavaScript client could no longer represent exactly.
     pub fn clock(&self) -> Result<Option<u64>, ProtoError> {
-        let wrong = ProtoError::WrongType {
-            field: "clock",
-            expected: "a non-negative integer",
+        self.opt_counter("clock")
+    }
+
+    /// A required counter field (a sequence number, a Lamport time): see [`Map::opt_counter`].
+    ///
+    /// # Errors
+    /// When the field is missing or out of range.
+    pub fn counter(&self, field: &'static str) -> Result<u64, ProtoError> {
+        self.opt_counter(field)?.ok_or(ProtoError::Missing(field))
+    }
+
+    /// An optional counter field: a whole number from 0 to [`MAX_COUNTER`], given as an
+    /// integer or as an integral float; absent or nil is `None`. Every clock, sequence number
+    /// and Lamport time that arrives from the network is read through this, so none can
+    /// saturate a clock or turn negative in the store.
+    ///
+    /// # Errors
+    /// When the field is present but is not such a number.
+    pub fn opt_counter(&self, field: &'static str) -> Result<Option<u64>, ProtoError> {
+        let wrong = ProtoError::OutOfRange {
+            field,
+            max: MAX_COUNTER,
         };
-        match self.get("clock") {
+        match self.get(field) {
             None | Some(Value::Nil) => Ok(None),
             Some(Value::F32(_) | Value::F64(_)) => {
-                let f = self.get("clock").and_then(Value::as_f64).unwrap_or(-1.0);
-                if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 {
+                let f = self.get(field).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                // MAX_COUNTER is exactly representable as an f64, so the comparison is exact.
+                if (0.0..=MAX_COUNTER_F64).contains(&f) && f.fract() == 0.0 {
+                    // In range and whole: the conversion is exact.
                     Ok(Some(f as u64))
                 } else {
                     Err(wrong)
                 }
             }
-            Some(v) => v.as_u64().map(Some).ok_or(wrong),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= MAX_COUNTER => Ok(Some(n)),
+                _ => Err(wrong),
+            },
         }
     }
 
@@ -425,5 +453,32 @@ mod tests {
         assert!(env.data.clock().is_err());
         let env = Envelope::new("users").with("clock", 4.0);
         assert_eq!(env.data.clock().unwrap(), Some(4));
+    }
+
+    #[test]
+    fn clocks_past_2_pow_53_or_not_whole_are_refused() {
+        let max = MAX_COUNTER;
+        for ok in [Value::from(0), Value::from(max), Value::from(max as f64)] {
+            let env = Envelope::new("users").with("clock", ok.clone());
+            assert!(env.data.clock().is_ok(), "{ok:?}");
+        }
+        for bad in [
+            Value::from(u64::MAX),
+            Value::from(1u64 << 63),
+            Value::from(1u64 << 53),
+            Value::from(-1),
+            Value::from(1e300),
+            Value::from(f64::NAN),
+            Value::from(f64::INFINITY),
+            Value::from(2.5),
+            Value::from((1u64 << 53) as f64),
+        ] {
+            let env = Envelope::new("users").with("clock", bad.clone());
+            let err = env.data.clock().unwrap_err();
+            assert!(
+                err.to_string().contains("9007199254740991"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 }

@@ -26,6 +26,8 @@ pub enum ProtoError {
         field: &'static str,
         source: NameError,
     },
+    #[error("field `{field}` must be a whole number from 0 to {max}")]
+    OutOfRange { field: &'static str, max: u64 },
     #[error("field `{field}` is longer than {max} bytes")]
     TextTooLong { field: &'static str, max: usize },
     #[error("field `{field}` must not be empty")]

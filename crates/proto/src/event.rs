@@ -99,16 +99,8 @@ impl Event {
             });
         };
         let m = Map(entries);
-        let number = |field: &'static str| {
-            m.get(field)
-                .and_then(Value::as_u64)
-                .ok_or(ProtoError::WrongType {
-                    field,
-                    expected: "a non-negative integer",
-                })
-        };
         let origin = m.name("origin")?.to_string();
-        let seq = number("seq")?;
+        let seq = m.counter("seq")?;
         if seq == 0 {
             return Err(ProtoError::WrongType {
                 field: "seq",
@@ -137,7 +129,7 @@ impl Event {
         Ok(Event {
             origin,
             seq,
-            lamport: number("lamport")?,
+            lamport: m.counter("lamport")?,
             timestamp: m.timestamp()?.unwrap_or(0.0),
             kind,
             request: crate::request::request_id(&m, "request")?,

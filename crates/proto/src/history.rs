@@ -38,7 +38,11 @@ impl Cursor {
             expected: "a cursor from an earlier history reply",
         };
         let (lamport, origin) = s.split_once(':').ok_or(wrong.clone())?;
-        let lamport = lamport.parse().map_err(|_| wrong.clone())?;
+        let lamport = lamport
+            .parse::<u64>()
+            .ok()
+            .filter(|l| *l <= crate::MAX_COUNTER)
+            .ok_or(wrong.clone())?;
         let origin = Name::parse(origin).map_err(|_| wrong)?.to_string();
         Ok(Cursor { lamport, origin })
     }
@@ -75,7 +79,7 @@ impl HistoryQuery {
         let limit = match d.get("limit") {
             None | Some(Value::Nil) => DEFAULT_HISTORY,
             Some(v) => match v.as_u64() {
-                Some(n) if n > 0 => (n as usize).min(MAX_HISTORY),
+                Some(n) if n > 0 => usize::try_from(n).map_or(MAX_HISTORY, |n| n.min(MAX_HISTORY)),
                 _ => {
                     return Err(ProtoError::WrongType {
                         field: "limit",

@@ -38,6 +38,12 @@ pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Everything between [`MAX_FRAME_BYTES`] and this still gets an error reply.
 pub const MAX_SOCKET_BYTES: i64 = 16 << 20;
 
+/// The largest clock, sequence number or Lamport time a message may carry: 2^53−1, the largest
+/// integer every JavaScript client represents exactly. Anything larger is refused where it is
+/// decoded, so no clock can be pushed to saturation and every stored counter fits SQLite's
+/// signed 64-bit integers.
+pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
 /// Topic on which servers announce an elected coordinator.
 pub const TOPIC_SERVERS: &str = "servers";
 /// Topic on which servers replicate events to each other.

@@ -3,7 +3,9 @@ use std::time::{Duration, Instant};
 
 use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
-use palaver_proto::{Envelope, Event, HistoryQuery, ProtoError, Reply, Request, MAX_FRAME_BYTES};
+use palaver_proto::{
+    Envelope, Event, HistoryQuery, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES,
+};
 use palaver_store::Store;
 
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
@@ -427,6 +429,9 @@ impl Reactor {
                 };
             }
         };
+        // A request's clock is taken in only if the request is accepted: a refused request
+        // (unknown service, invalid field, a write the state refuses) moves no clock.
+        let before = self.lamport;
         if let Some(clock) = env.clock() {
             self.lamport.observe(clock);
         }
@@ -442,11 +447,14 @@ impl Reactor {
                     },
                     history: Some(q),
                 },
-                Err(e) => Queued {
-                    envelope,
-                    handled: rejection(Some("history"), &e),
-                    history: None,
-                },
+                Err(e) => {
+                    self.lamport = before;
+                    Queued {
+                        envelope,
+                        handled: rejection(Some("history"), &e),
+                        history: None,
+                    }
+                }
             };
         }
         let handled = match Request::parse(&env) {
@@ -456,6 +464,9 @@ impl Reactor {
             }
             Err(e) => rejection(Some(&env.service), &e),
         };
+        if Reply::status(&handled.reply) == Status::Error {
+            self.lamport = before;
+        }
         Queued {
             envelope,
             handled,
@@ -635,13 +646,23 @@ impl Reactor {
     fn reply(&mut self, route: &Route, mut reply: Envelope) {
         match route {
             Route::Broker(envelope) => {
-                reply.stamp(self.coord.now(), self.lamport.tick());
+                reply.stamp(self.coord.now(), stamp_clock(&reply, &mut self.lamport));
                 if let Err(e) = send_routed(&self.worker, envelope, &reply.to_bytes()) {
                     tracing::warn!(error = %e, "reply dropped");
                 }
             }
             Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),
         }
+    }
+}
+
+/// The clock to stamp a reply with: a tick for an answer, the clock as it is for a refusal,
+/// which is no event and leaves every clock where it was.
+pub(crate) fn stamp_clock(reply: &Envelope, lamport: &mut Lamport) -> u64 {
+    if Reply::status(reply) == Status::Error {
+        lamport.now()
+    } else {
+        lamport.tick()
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use palaver_core::election::Election;
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Event, ProtoError, Reply};
+use palaver_proto::{Envelope, Event, ProtoError, Reply, Status};
 use palaver_store::Store;
 use rmpv::Value;
 
@@ -32,10 +32,15 @@ impl Coordination {
                 continue;
             }
             let body = frames.pop().unwrap_or_default();
+            let before = *lamport;
             let reply = match Envelope::decode(&body) {
                 Ok(env) => {
-                    if let Some(c) = env.clock() {
-                        lamport.observe(c);
+                    match env.data.clock() {
+                        Ok(c) => lamport.observe(c.unwrap_or(0)),
+                        Err(e) => {
+                            self.answer(&frames, Reply::rejection(Some(&env.service), &e), lamport);
+                            continue;
+                        }
                     }
                     if env.service == "digest" {
                         // Reading every event takes seconds on a large store: not here.
@@ -60,6 +65,10 @@ impl Coordination {
                 }
                 Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
             };
+            if Reply::status(&reply) == Status::Error {
+                // A refused request moves no clock.
+                *lamport = before;
+            }
             self.answer(&frames, reply, lamport);
         }
         self.carry_out(now, lamport, publisher);
@@ -68,7 +77,10 @@ impl Coordination {
     /// Stamps `reply` and sends it back along `route` (the requester's routing frames) on the
     /// peer endpoint: answers to peers, operators and clients that came here directly.
     pub fn answer(&self, route: &[Vec<u8>], mut reply: Envelope, lamport: &mut Lamport) {
-        reply.stamp(self.clock.now(), lamport.tick());
+        reply.stamp(
+            self.clock.now(),
+            crate::reactor::stamp_clock(&reply, lamport),
+        );
         if let Err(e) = send_routed(&self.router, route, &reply.to_bytes()) {
             tracing::debug!(error = %e, "peer endpoint reply dropped");
         }
