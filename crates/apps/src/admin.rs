@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use palaver_auth::Credentials;
 use palaver_client::{Connection, SharedClock};
 use palaver_proto::{format_clock_time, now_secs, Envelope, Reply, ServerEntry, Status};
 
@@ -46,6 +47,7 @@ struct Admin {
     ctx: zmq::Context,
     clock: SharedClock,
     reference: String,
+    credentials: Credentials,
 }
 
 impl Admin {
@@ -60,7 +62,8 @@ impl Admin {
         timeout: Duration,
     ) -> anyhow::Result<Envelope> {
         let mut conn =
-            Connection::open(&self.ctx, endpoint, self.clock.clone())?.with_timeout(timeout, 1);
+            Connection::open_internal(&self.ctx, endpoint, self.clock.clone(), &self.credentials)?
+                .with_timeout(timeout, 1);
         let reply = conn
             .call(env)
             .with_context(|| format!("{endpoint} did not answer"))?;
@@ -118,11 +121,17 @@ impl Admin {
 ///
 /// # Errors
 /// When the reference or the server addressed does not answer, or refuses.
-pub fn run(reference: &str, command: &Command) -> anyhow::Result<()> {
+/// Runs one admin command against the cluster whose reference is `reference`; the reference
+/// and the servers' peer endpoints admit only holders of the cluster's `credentials`.
+///
+/// # Errors
+/// When the reference or a server cannot be reached, or (for `verify`) the servers differ.
+pub fn run(reference: &str, credentials: &Credentials, command: &Command) -> anyhow::Result<()> {
     let admin = Admin {
         ctx: zmq::Context::new(),
         clock: SharedClock::new(),
         reference: reference.to_owned(),
+        credentials: credentials.clone(),
     };
     match command {
         Command::Servers => print_servers(&admin),

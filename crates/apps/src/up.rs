@@ -22,6 +22,9 @@ pub struct Options {
     pub skew_ms: Vec<i64>,
 }
 
+/// The cluster's credentials, in the data directory.
+pub const KEY_FILE: &str = "cluster.key";
+
 /// How long a process may take to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Pause between starting two servers.
@@ -43,17 +46,17 @@ struct Proc {
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the palaver binary")?;
     let ep = |offset: u16| format!("tcp://{}:{}", opts.host, opts.base_port + offset);
+    // The cluster's credentials, made on first start and kept with the data: every process
+    // gets the file, and `palaver admin` finds it there too.
+    let key_file = opts.data.join(KEY_FILE);
+    palaver_auth::Credentials::load_or_create(&key_file)?;
+    let key = key_file.display().to_string();
     let reference_data = opts.data.join("reference").display().to_string();
+    #[rustfmt::skip]
     let mut procs = vec![
-        proc(
-            "reference",
-            &["reference", "--bind", &ep(5), "--data", &reference_data],
-        ),
-        proc(
-            "broker",
-            &["broker", "--frontend", &ep(0), "--backend", &ep(1)],
-        ),
-        proc("proxy", &["proxy", "--xsub", &ep(2), "--xpub", &ep(3)]),
+        proc("reference", &["reference", "--bind", &ep(5), "--data", &reference_data, "--key", &key]),
+        proc("broker", &["broker", "--frontend", &ep(0), "--backend", &ep(1), "--key", &key]),
+        proc("proxy", &["proxy", "--xsub", &ep(2), "--xpub", &ep(3), "--key", &key]),
     ];
     for i in 1..=opts.servers.max(1) {
         let name = format!("s{i}");
@@ -64,7 +67,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         let args = [
             "server", "--name", &name, "--data", &data,
             "--broker", &ep(1), "--pub", &ep(2), "--sub", &ep(3),
-            "--reference", &ep(5), "--peer", &peer, "--clock-skew-ms", &skew,
+            "--reference", &ep(5), "--peer", &peer, "--clock-skew-ms", &skew, "--key", &key,
         ];
         procs.push(proc(&name, &args));
     }

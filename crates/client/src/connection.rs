@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use palaver_proto::{now_secs, Envelope, Name, Reply, Request, Status};
 
+use palaver_auth::Credentials;
+
 use crate::{ClientError, SharedClock};
 
 /// How long to wait for one attempt's reply.
@@ -22,6 +24,9 @@ pub struct Connection {
     clock: SharedClock,
     timeout: Duration,
     retries: u32,
+    /// The cluster's credentials, for an internal endpoint (a server's peer endpoint, the
+    /// reference); `None` for the open broker port.
+    credentials: Option<Credentials>,
 }
 
 impl Connection {
@@ -35,7 +40,30 @@ impl Connection {
         endpoint: &str,
         clock: SharedClock,
     ) -> Result<Connection, ClientError> {
-        let socket = req_socket(ctx, endpoint)?;
+        Connection::open_with(ctx, endpoint, clock, None)
+    }
+
+    /// Opens a connection to an endpoint that only the cluster may use (a server's peer
+    /// endpoint, the reference), presenting the cluster's `credentials`.
+    ///
+    /// # Errors
+    /// When the endpoint is malformed.
+    pub fn open_internal(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        clock: SharedClock,
+        credentials: &Credentials,
+    ) -> Result<Connection, ClientError> {
+        Connection::open_with(ctx, endpoint, clock, Some(credentials.clone()))
+    }
+
+    fn open_with(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        clock: SharedClock,
+        credentials: Option<Credentials>,
+    ) -> Result<Connection, ClientError> {
+        let socket = req_socket(ctx, endpoint, credentials.as_ref())?;
         Ok(Connection {
             ctx: ctx.clone(),
             endpoint: endpoint.to_owned(),
@@ -43,6 +71,7 @@ impl Connection {
             clock,
             timeout: DEFAULT_TIMEOUT,
             retries: DEFAULT_RETRIES,
+            credentials,
         })
     }
 
@@ -86,7 +115,7 @@ impl Connection {
                 return Ok(reply);
             }
             tracing::debug!(attempt, endpoint = %self.endpoint, "no reply; reconnecting");
-            self.socket = req_socket(&self.ctx, &self.endpoint)?;
+            self.socket = req_socket(&self.ctx, &self.endpoint, self.credentials.as_ref())?;
         }
         Err(ClientError::Timeout {
             attempts: self.retries,
@@ -185,9 +214,16 @@ impl Connection {
     }
 }
 
-fn req_socket(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, zmq::Error> {
+fn req_socket(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    credentials: Option<&Credentials>,
+) -> Result<zmq::Socket, ClientError> {
     let socket = ctx.socket(zmq::REQ)?;
     socket.set_linger(0)?;
+    if let Some(c) = credentials {
+        c.connect(&socket)?;
+    }
     socket.connect(endpoint)?;
     Ok(socket)
 }

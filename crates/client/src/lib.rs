@@ -27,4 +27,6 @@ pub enum ClientError {
     BadReply(#[from] ProtoError),
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
+    #[error("{0}")]
+    Auth(#[from] palaver_auth::AuthError),
 }

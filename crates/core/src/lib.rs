@@ -11,10 +11,12 @@
 pub mod berkeley;
 pub mod election;
 mod lamport;
+mod log_gate;
 mod member;
 pub mod replication;
 mod shutdown;
 
 pub use lamport::Lamport;
+pub use log_gate::LogGate;
 pub use member::Member;
 pub use shutdown::Shutdown;

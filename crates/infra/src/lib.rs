@@ -15,6 +15,7 @@ pub use reference::{run_reference, Registry, HEARTBEAT_TIMEOUT};
 
 use std::time::Duration;
 
+use palaver_auth::Credentials;
 use palaver_core::Shutdown;
 
 /// Frames larger than this make the broker drop the sending connection (see
@@ -38,14 +39,23 @@ pub enum InfraError {
     Zmq(#[from] zmq::Error),
     #[error("storage: {0}")]
     Store(#[from] palaver_store::StoreError),
+    #[error("security: {0}")]
+    Auth(#[from] palaver_auth::AuthError),
 }
 
-/// Runs the broker until `shutdown` is triggered.
+/// Runs the broker until `shutdown` is triggered. Its client side is open to anyone; its server
+/// side admits only processes holding the cluster's `credentials`.
 ///
 /// # Errors
 /// When an endpoint cannot be bound.
-pub fn run_broker(frontend: &str, backend: &str, shutdown: &Shutdown) -> Result<(), InfraError> {
+pub fn run_broker(
+    frontend: &str,
+    backend: &str,
+    credentials: &Credentials,
+    shutdown: &Shutdown,
+) -> Result<(), InfraError> {
     let ctx = zmq::Context::new();
+    credentials.guard(&ctx, "broker")?;
     let front = ctx.socket(zmq::ROUTER)?;
     front.set_maxmsgsize(BROKER_MAX_MSG)?;
     front.set_rcvhwm(100_000)?;
@@ -54,19 +64,28 @@ pub fn run_broker(frontend: &str, backend: &str, shutdown: &Shutdown) -> Result<
     let back = ctx.socket(zmq::DEALER)?;
     back.set_rcvhwm(100_000)?;
     back.set_sndhwm(100_000)?;
+    credentials.serve(&back)?;
     bind(&back, "broker backend", backend)?;
     tracing::info!(frontend, backend, "broker ready");
     steer(&ctx, front, back, shutdown, "broker")
 }
 
-/// Runs the publication proxy until `shutdown` is triggered.
+/// Runs the publication proxy until `shutdown` is triggered. Its subscriber side is open to
+/// anyone; its publisher side admits only processes holding the cluster's `credentials`.
 ///
 /// # Errors
 /// When an endpoint cannot be bound.
-pub fn run_proxy(xsub: &str, xpub: &str, shutdown: &Shutdown) -> Result<(), InfraError> {
+pub fn run_proxy(
+    xsub: &str,
+    xpub: &str,
+    credentials: &Credentials,
+    shutdown: &Shutdown,
+) -> Result<(), InfraError> {
     let ctx = zmq::Context::new();
+    credentials.guard(&ctx, "proxy")?;
     let sub = ctx.socket(zmq::XSUB)?;
     sub.set_rcvhwm(SUBSCRIBER_HWM)?;
+    credentials.serve(&sub)?;
     bind(&sub, "proxy XSUB", xsub)?;
     let publ = ctx.socket(zmq::XPUB)?;
     publ.set_sndhwm(SUBSCRIBER_HWM)?;

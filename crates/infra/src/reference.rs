@@ -156,11 +156,14 @@ impl Registry {
 pub fn run_reference(
     endpoint: &str,
     data_dir: &Path,
+    credentials: &palaver_auth::Credentials,
     shutdown: &Shutdown,
 ) -> Result<(), InfraError> {
     let mut registry = Registry::open(data_dir, HEARTBEAT_TIMEOUT)?;
     let ctx = zmq::Context::new();
+    credentials.guard(&ctx, "reference")?;
     let socket = ctx.socket(zmq::ROUTER)?;
+    credentials.serve(&socket)?;
     socket.set_linger(0)?;
     socket.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
     socket.bind(endpoint).map_err(|source| InfraError::Bind {

@@ -49,6 +49,8 @@ enum Command {
     Bench(BenchArgs),
     /// Inspect and steer the cluster: servers, clocks, elections.
     Admin(AdminArgs),
+    /// Make new cluster credentials in FILE, for running each role by hand.
+    Keygen { file: PathBuf },
 }
 
 #[derive(Args)]
@@ -83,6 +85,28 @@ struct UpArgs {
     skew_ms: Vec<i64>,
 }
 
+/// Where the cluster's credentials are: every process that uses an internal socket needs them.
+#[derive(Args)]
+struct KeyArgs {
+    /// File holding the cluster's credentials (`palaver up` creates `<data>/cluster.key`;
+    /// `palaver keygen FILE` makes one); the variable PALAVER_KEY, if set, holds them instead.
+    #[arg(
+        long = "key",
+        env = "PALAVER_KEY_FILE",
+        default_value = "data/cluster.key"
+    )]
+    file: PathBuf,
+}
+
+impl KeyArgs {
+    fn load(&self) -> anyhow::Result<palaver_auth::Credentials> {
+        palaver_auth::Credentials::load(&self.file).with_context(|| {
+            "this process needs the cluster's credentials: give --key FILE (or set PALAVER_KEY); \
+             `palaver up` keeps them in <data>/cluster.key"
+        })
+    }
+}
+
 #[derive(Args)]
 struct ReferenceArgs {
     /// Endpoint servers connect to.
@@ -91,6 +115,8 @@ struct ReferenceArgs {
     /// Directory holding the ranks (`reference.db`).
     #[arg(long, env = "PALAVER_REFERENCE_DATA", default_value = "data/reference")]
     data: PathBuf,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -101,6 +127,8 @@ struct BrokerArgs {
     /// Endpoint servers connect to.
     #[arg(long, env = "PALAVER_BROKER_BACKEND", default_value = "tcp://*:5556")]
     backend: String,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -111,6 +139,8 @@ struct ProxyArgs {
     /// Endpoint subscribers connect to.
     #[arg(long, env = "PALAVER_PROXY_XPUB", default_value = "tcp://*:5558")]
     xpub: String,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -164,6 +194,8 @@ struct ServerArgs {
         allow_hyphen_values = true
     )]
     clock_skew_ms: i64,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -269,6 +301,8 @@ struct AdminArgs {
         default_value = "tcp://127.0.0.1:5560"
     )]
     reference: String,
+    #[command(flatten)]
+    key: KeyArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -313,14 +347,26 @@ fn main() -> anyhow::Result<()> {
         Command::Reference(a) => Ok(palaver_infra::run_reference(
             &a.bind,
             &a.data,
+            &a.key.load()?,
             &on_signal()?,
         )?),
         Command::Broker(a) => Ok(palaver_infra::run_broker(
             &a.frontend,
             &a.backend,
+            &a.key.load()?,
             &on_signal()?,
         )?),
-        Command::Proxy(a) => Ok(palaver_infra::run_proxy(&a.xsub, &a.xpub, &on_signal()?)?),
+        Command::Proxy(a) => Ok(palaver_infra::run_proxy(
+            &a.xsub,
+            &a.xpub,
+            &a.key.load()?,
+            &on_signal()?,
+        )?),
+        Command::Keygen { file } => {
+            palaver_auth::Credentials::generate()?.save(&file)?;
+            println!("cluster credentials written to {} (readable by you only); give every process of the cluster --key {0}", file.display());
+            Ok(())
+        }
         Command::Server(a) => {
             let data_dir = a
                 .data
@@ -335,6 +381,7 @@ fn main() -> anyhow::Result<()> {
                 peer: a.peer,
                 advertise: a.advertise,
                 clock_skew_ms: a.clock_skew_ms,
+                credentials: a.key.load()?,
             };
             palaver_server::run(&cfg, &on_signal()?).context("server failed")
         }
@@ -407,7 +454,7 @@ fn main() -> anyhow::Result<()> {
                 AdminCommand::Digest => admin::Command::Digest,
                 AdminCommand::Verify => admin::Command::Verify,
             };
-            admin::run(&a.reference, &command)
+            admin::run(&a.reference, &a.key.load()?, &command)
         }
     }
 }

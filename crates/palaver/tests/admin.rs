@@ -11,6 +11,8 @@ use palaver_testkit::wait_until;
 fn admin(cluster: &Cluster, args: &[&str]) -> (bool, String) {
     let out = Command::new(bin())
         .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .arg("--key")
+        .arg(cluster.key_file())
         .args(args)
         .env("RUST_BACKTRACE", "0")
         .output()

@@ -152,10 +152,14 @@ fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     for endpoint in &endpoints {
-        let mut c =
-            palaver_client::Connection::open(&ctx, endpoint, palaver_client::SharedClock::new())
-                .unwrap()
-                .with_timeout(std::time::Duration::from_secs(2), 1);
+        let mut c = palaver_client::Connection::open_internal(
+            &ctx,
+            endpoint,
+            palaver_client::SharedClock::new(),
+            cluster.credentials(),
+        )
+        .unwrap()
+        .with_timeout(std::time::Duration::from_secs(2), 1);
         let mut frames: Vec<Vec<u8>> = vec![
             vec![],
             vec![0xc1],
@@ -209,10 +213,11 @@ fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
     assert_eq!(c.users().unwrap(), vec!["ana"]);
-    let mut r = palaver_client::Connection::open(
+    let mut r = palaver_client::Connection::open_internal(
         &ctx,
         &cluster.reference_endpoint(),
         palaver_client::SharedClock::new(),
+        cluster.credentials(),
     )
     .unwrap();
     let list = r.call(Envelope::new("list")).unwrap();

@@ -142,12 +142,10 @@ fn kills_and_pauses_lose_no_acknowledged_message() {
         "seed {seed}: servers differ 10 s after the load: {vectors:?}"
     );
     let verify = std::process::Command::new(bin())
-        .args([
-            "admin",
-            "--reference",
-            &cluster.reference_endpoint(),
-            "verify",
-        ])
+        .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .arg("--key")
+        .arg(cluster.key_file())
+        .arg("verify")
         .output()
         .unwrap();
     assert!(

@@ -7,30 +7,31 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bin, name, Cluster};
+use palaver_auth::Credentials;
 use palaver_client::{Connection, SharedClock, Subscriber};
 use palaver_proto::{now_secs, Envelope, ServerEntry, TOPIC_SERVERS};
 use palaver_testkit::wait_until;
 
 /// Asks `addr` (a server's peer endpoint) for `env`.
-fn ask(addr: &str, env: Envelope) -> Option<Envelope> {
+fn ask(key: &Credentials, addr: &str, env: Envelope) -> Option<Envelope> {
     let ctx = zmq::Context::new();
-    let mut c = Connection::open(&ctx, addr, SharedClock::new())
+    let mut c = Connection::open_internal(&ctx, addr, SharedClock::new(), key)
         .ok()?
         .with_timeout(Duration::from_millis(500), 1);
     c.call(env).ok()
 }
 
 /// How far a server's corrected clock is ahead of this machine's, allowing for the round trip.
-fn offset(addr: &str) -> Option<f64> {
+fn offset(key: &Credentials, addr: &str) -> Option<f64> {
     let sent = now_secs();
-    let reply = ask(addr, Envelope::new("clock"))?;
+    let reply = ask(key, addr, Envelope::new("clock"))?;
     let received = now_secs();
     Some(reply.data.opt_f64("time").ok()?? + (received - sent) / 2.0 - received)
 }
 
 /// The coordinator a server names in its status.
-fn coordinator_of(addr: &str) -> Option<String> {
-    ask(addr, Envelope::new("status"))?
+fn coordinator_of(key: &Credentials, addr: &str) -> Option<String> {
+    ask(key, addr, Envelope::new("status"))?
         .data
         .opt_str("coordinator")
         .ok()?
@@ -38,10 +39,10 @@ fn coordinator_of(addr: &str) -> Option<String> {
 }
 
 /// Whether every listed server names `who` as coordinator.
-fn all_agree(addrs: &[String], who: &str) -> bool {
+fn all_agree(key: &Credentials, addrs: &[String], who: &str) -> bool {
     addrs
         .iter()
-        .all(|a| coordinator_of(a).as_deref() == Some(who))
+        .all(|a| coordinator_of(key, a).as_deref() == Some(who))
 }
 
 fn addrs(cluster: &mut Cluster, servers: &[usize]) -> Vec<String> {
@@ -70,10 +71,11 @@ fn await_announcement(sub: &mut Subscriber, who: &str, within: Duration) -> bool
 #[test]
 fn skewed_clocks_converge_within_50_ms() {
     let mut cluster = Cluster::start_skewed(&bin(), &[-3000, 0, 4000]);
+    let key = cluster.credentials().clone();
     let addrs = addrs(&mut cluster, &[0, 1, 2]);
     let mut spread = f64::MAX;
     let converged = wait_until(Duration::from_secs(5), || {
-        let offsets: Option<Vec<f64>> = addrs.iter().map(|a| offset(a)).collect();
+        let offsets: Option<Vec<f64>> = addrs.iter().map(|a| offset(&key, a)).collect();
         let Some(offsets) = offsets else { return false };
         let max = offsets.iter().copied().fold(f64::MIN, f64::max);
         let min = offsets.iter().copied().fold(f64::MAX, f64::min);
@@ -86,7 +88,7 @@ fn skewed_clocks_converge_within_50_ms() {
         spread * 1000.0
     );
     // And they stay together.
-    let offsets: Vec<f64> = addrs.iter().map(|a| offset(a).unwrap()).collect();
+    let offsets: Vec<f64> = addrs.iter().map(|a| offset(&key, a).unwrap()).collect();
     let max = offsets.iter().copied().fold(f64::MIN, f64::max);
     let min = offsets.iter().copied().fold(f64::MAX, f64::min);
     assert!(
@@ -98,9 +100,10 @@ fn skewed_clocks_converge_within_50_ms() {
 #[test]
 fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
     let mut cluster = Cluster::start(&bin(), 3);
+    let key = cluster.credentials().clone();
     let all = addrs(&mut cluster, &[0, 1, 2]);
     assert!(
-        wait_until(Duration::from_secs(10), || all_agree(&all, "s3")),
+        wait_until(Duration::from_secs(10), || all_agree(&key, &all, "s3")),
         "s3 should lead at first"
     );
 
@@ -109,7 +112,7 @@ fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
     // Make sure the subscription is active: ask s1 for an election until s3's announcement
     // arrives.
     let heard = wait_until(Duration::from_secs(10), || {
-        ask(&all[0], Envelope::new("election"));
+        ask(&key, &all[0], Envelope::new("election"));
         await_announcement(&mut sub, "s3", Duration::from_millis(500))
     });
     assert!(heard, "announcements reach the servers topic");
@@ -123,7 +126,7 @@ fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
     let took = killed.elapsed();
     let live = addrs(&mut cluster, &[0, 1]);
     assert!(
-        wait_until(Duration::from_secs(3), || all_agree(&live, "s2")),
+        wait_until(Duration::from_secs(3), || all_agree(&key, &live, "s2")),
         "s1 and s2 agree on s2"
     );
     eprintln!("new coordinator announced {took:?} after the kill");
@@ -135,7 +138,7 @@ fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
     );
     let all = addrs(&mut cluster, &[0, 1, 2]);
     assert!(
-        wait_until(Duration::from_secs(5), || all_agree(&all, "s3")),
+        wait_until(Duration::from_secs(5), || all_agree(&key, &all, "s3")),
         "everyone agrees on s3 again"
     );
 }
@@ -143,9 +146,10 @@ fn a_killed_coordinator_is_replaced_and_takes_over_again_when_it_returns() {
 #[test]
 fn ranks_survive_a_restart_of_the_reference() {
     let mut cluster = Cluster::start(&bin(), 3);
+    let key = cluster.credentials().clone();
     let ctx = zmq::Context::new();
     let list = |ctx: &zmq::Context, endpoint: &str| -> Vec<(String, u64)> {
-        let Ok(c) = Connection::open(ctx, endpoint, SharedClock::new()) else {
+        let Ok(c) = Connection::open_internal(ctx, endpoint, SharedClock::new(), &key) else {
             return Vec::new();
         };
         let mut c = c.with_timeout(Duration::from_millis(500), 1);

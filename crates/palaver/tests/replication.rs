@@ -256,11 +256,11 @@ fn every_server_tells_the_same_history() {
 #[test]
 fn the_next_request_sees_the_write_when_each_goes_straight_to_another_server() {
     let mut cluster = Cluster::start(&bin(), 3);
-    let ctx = zmq::Context::new();
     // One connection per server, each to its own endpoint: request k goes to server k mod 3.
     let mut conns: Vec<Connection> = (0..3)
         .map(|i| {
-            Connection::open(&ctx, &cluster.peer_addr(i).unwrap(), SharedClock::new()).unwrap()
+            let addr = cluster.peer_addr(i).unwrap();
+            cluster.internal(&addr)
         })
         .collect();
     let mut k = 0;

@@ -47,6 +47,10 @@ pub struct Config {
     pub peer: String,
     /// The peer address to give the others, when the bound one will not do.
     pub advertise: Option<String>,
+    /// The cluster's credentials: the broker's server side, the proxy's publisher side, the
+    /// reference and the other servers' peer endpoints admit only their holders, and so does
+    /// this server's own peer endpoint.
+    pub credentials: palaver_auth::Credentials,
     /// Milliseconds to skew this server's clock by, on purpose (demonstrations and tests).
     pub clock_skew_ms: i64,
 }
@@ -62,6 +66,8 @@ pub enum ServerError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error("security: {0}")]
+    Auth(#[from] palaver_auth::AuthError),
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
 }

@@ -13,6 +13,7 @@ pub struct Link<K> {
     socket: zmq::Socket,
     pending: VecDeque<Sent<K>>,
     timeout: Duration,
+    credentials: palaver_auth::Credentials,
 }
 
 /// A request in flight.
@@ -41,13 +42,15 @@ impl<K> Link<K> {
         ctx: &zmq::Context,
         endpoint: &str,
         timeout: Duration,
-    ) -> Result<Link<K>, zmq::Error> {
+        credentials: &palaver_auth::Credentials,
+    ) -> Result<Link<K>, crate::ServerError> {
         Ok(Link {
             ctx: ctx.clone(),
             endpoint: endpoint.to_owned(),
-            socket: dealer(ctx, endpoint)?,
+            socket: dealer(ctx, endpoint, credentials)?,
             pending: VecDeque::new(),
             timeout,
+            credentials: credentials.clone(),
         })
     }
 
@@ -108,7 +111,7 @@ impl<K> Link<K> {
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Outcome<K>>) {
         if self.deadline().is_some_and(|d| now >= d) {
             out.extend(self.pending.drain(..).map(Outcome::Timeout));
-            match dealer(&self.ctx, &self.endpoint) {
+            match dealer(&self.ctx, &self.endpoint, &self.credentials) {
                 Ok(socket) => self.socket = socket,
                 Err(e) => {
                     tracing::warn!(endpoint = %self.endpoint, error = %e, "cannot reopen link")
@@ -125,8 +128,13 @@ pub fn send_routed(socket: &zmq::Socket, route: &[Vec<u8>], body: &[u8]) -> Resu
     socket.send_multipart(frames, zmq::DONTWAIT)
 }
 
-fn dealer(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, zmq::Error> {
+fn dealer(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    credentials: &palaver_auth::Credentials,
+) -> Result<zmq::Socket, crate::ServerError> {
     let socket = ctx.socket(zmq::DEALER)?;
+    credentials.connect(&socket)?;
     socket.set_linger(0)?;
     socket.set_sndhwm(1000)?;
     socket.connect(endpoint)?;

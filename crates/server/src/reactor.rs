@@ -59,6 +59,7 @@ struct Queued {
 /// sends makes this return.
 pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     let ctx = zmq::Context::new();
+    cfg.credentials.guard(&ctx, "server")?;
     // The writer owns the write connection; the reactor reads through its own (WAL lets a
     // reader see every committed transaction while the writer works).
     let writer = Writer::start(&ctx, &cfg.data_dir)?;
@@ -87,9 +88,11 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     worker.set_rcvhwm(100_000)?;
     worker.set_sndhwm(100_000)?;
     worker.set_linger(2000)?;
+    cfg.credentials.connect(&worker)?;
     let publisher = ctx.socket(zmq::PUB)?;
     publisher.set_sndhwm(100_000)?;
     publisher.set_linger(2000)?;
+    cfg.credentials.connect(&publisher)?;
     connect(&publisher, &cfg.proxy_xsub)?;
     let endpoints = Endpoints {
         peer_bind: cfg.peer.clone(),
@@ -97,6 +100,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         reference: cfg.reference.clone(),
         proxy_xpub: cfg.proxy_xpub.clone(),
         data_dir: cfg.data_dir.clone(),
+        credentials: cfg.credentials.clone(),
     };
     let coord = Coordination::open(
         &ctx,

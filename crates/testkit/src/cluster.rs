@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use palaver_auth::Credentials;
 use palaver_client::{Connection, SharedClock, Subscriber};
 use palaver_proto::Name;
 
@@ -14,6 +15,8 @@ pub struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
     ctx: zmq::Context,
+    credentials: Credentials,
+    key_file: PathBuf,
     frontend: u16,
     backend: u16,
     xsub: u16,
@@ -44,6 +47,12 @@ impl Cluster {
     /// As [`Cluster::start`].
     pub fn start_skewed(bin: &Path, skews_ms: &[i64]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let credentials = Credentials::generate().expect("cluster credentials");
+        let key_file = dir.path().join("cluster.key");
+        credentials
+            .save(&key_file)
+            .expect("write the cluster credentials");
+        let key = key_file.display().to_string();
         let (broker, frontend, backend) =
             start_pair(bin, dir.path(), "broker", "broker ready", |a, b| {
                 vec![
@@ -52,6 +61,8 @@ impl Cluster {
                     tcp(a),
                     "--backend".into(),
                     tcp(b),
+                    "--key".into(),
+                    key.clone(),
                 ]
             });
         let (proxy, xsub, xpub) = start_pair(bin, dir.path(), "proxy", "proxy ready", |a, b| {
@@ -61,12 +72,16 @@ impl Cluster {
                 tcp(a),
                 "--xpub".into(),
                 tcp(b),
+                "--key".into(),
+                key.clone(),
             ]
         });
         let mut cluster = Cluster {
             bin: bin.to_owned(),
             dir,
             ctx: zmq::Context::new(),
+            credentials,
+            key_file,
             frontend,
             backend,
             xsub,
@@ -103,6 +118,8 @@ impl Cluster {
                 tcp(self.reference_port),
                 "--data".into(),
                 data.clone(),
+                "--key".into(),
+                self.key_file.display().to_string(),
             ];
             let before = std::fs::read_to_string(&log)
                 .map(|s| s.matches("reference ready").count())
@@ -159,9 +176,36 @@ impl Cluster {
         tcp(self.frontend)
     }
 
+    /// The broker's server side (internal).
+    pub fn broker_backend_endpoint(&self) -> String {
+        tcp(self.backend)
+    }
+
+    /// The proxy's publisher side (internal).
+    pub fn proxy_xsub_endpoint(&self) -> String {
+        tcp(self.xsub)
+    }
+
     /// Where subscribers connect.
     pub fn sub_endpoint(&self) -> String {
         tcp(self.xpub)
+    }
+
+    /// The cluster's credentials, for tests that talk to internal endpoints.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The file holding the cluster's credentials (`--key` of every process).
+    pub fn key_file(&self) -> &Path {
+        &self.key_file
+    }
+
+    /// A connection to an internal endpoint (a server's peer endpoint, the reference), with the
+    /// cluster's credentials.
+    pub fn internal(&self, endpoint: &str) -> Connection {
+        Connection::open_internal(&self.ctx, endpoint, SharedClock::new(), &self.credentials)
+            .expect("connection")
     }
 
     /// A fresh client connection through the broker.
@@ -197,6 +241,8 @@ impl Cluster {
             tcp(self.reference_port),
             "--clock-skew-ms".into(),
             self.skews.get(i).copied().unwrap_or(0).to_string(),
+            "--key".into(),
+            self.key_file.display().to_string(),
         ];
         let log = self.dir.path().join(format!("{name}.log"));
         let before = std::fs::read_to_string(&log)

@@ -112,9 +112,14 @@ struct Peer {
 }
 
 /// A DEALER that only sends, to `addr`.
-fn ack_socket(ctx: &zmq::Context, addr: &str) -> Option<zmq::Socket> {
-    let open = || -> Result<zmq::Socket, zmq::Error> {
+fn ack_socket(
+    ctx: &zmq::Context,
+    addr: &str,
+    credentials: &palaver_auth::Credentials,
+) -> Option<zmq::Socket> {
+    let open = || -> Result<zmq::Socket, ServerError> {
         let s = ctx.socket(zmq::DEALER)?;
+        credentials.connect(&s)?;
         s.set_linger(0)?;
         s.set_sndhwm(10_000)?;
         s.set_rcvhwm(1)?;
@@ -144,12 +149,14 @@ pub struct Endpoints {
     pub proxy_xpub: String,
     /// The server's data directory: digests read it through a connection of their own.
     pub data_dir: std::path::PathBuf,
+    pub credentials: palaver_auth::Credentials,
 }
 
 pub struct Coordination {
     name: Name,
     addr: String,
     ctx: zmq::Context,
+    credentials: palaver_auth::Credentials,
     router: zmq::Socket,
     sub: zmq::Socket,
     /// Digests computed on threads of their own come back here, with their routing frames.
@@ -185,6 +192,7 @@ impl Coordination {
         let router = ctx.socket(zmq::ROUTER)?;
         router.set_linger(0)?;
         router.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
+        ep.credentials.serve(&router)?;
         router
             .bind(&ep.peer_bind)
             .map_err(|source| ServerError::Connect {
@@ -212,12 +220,13 @@ impl Coordination {
             name: name.clone(),
             addr,
             ctx: ctx.clone(),
+            credentials: ep.credentials.clone(),
             router,
             sub,
             digests,
             digest_endpoint,
             data_dir: ep.data_dir.clone(),
-            reference: Link::open(ctx, &ep.reference, REFERENCE_TIMEOUT)?,
+            reference: Link::open(ctx, &ep.reference, REFERENCE_TIMEOUT, &ep.credentials)?,
             rank: None,
             election: None,
             peers: BTreeMap::new(),
@@ -490,7 +499,7 @@ impl Coordination {
                 self.peers.remove(&member.name);
             }
             if !self.peers.contains_key(&member.name) {
-                match Link::open(&self.ctx, addr, PEER_TIMEOUT) {
+                match Link::open(&self.ctx, addr, PEER_TIMEOUT, &self.credentials) {
                     Ok(link) => {
                         tracing::info!(peer = %member, addr, "peer joined");
                         self.peers.insert(
@@ -498,7 +507,7 @@ impl Coordination {
                             Peer {
                                 member: member.clone(),
                                 link,
-                                acks: ack_socket(&self.ctx, addr),
+                                acks: ack_socket(&self.ctx, addr, &self.credentials),
                             },
                         );
                     }

@@ -48,10 +48,10 @@ impl Coordination {
             return;
         }
         let member = Member::new(name, rank);
-        match Link::open(&self.ctx, addr, PEER_TIMEOUT) {
+        match Link::open(&self.ctx, addr, PEER_TIMEOUT, &self.credentials) {
             Ok(link) => {
                 tracing::info!(peer = %member, addr, "peer introduced itself");
-                let acks = super::ack_socket(&self.ctx, addr);
+                let acks = super::ack_socket(&self.ctx, addr, &self.credentials);
                 self.peers
                     .insert(name.to_owned(), Peer { member, link, acks });
                 self.inbound
