@@ -46,6 +46,25 @@ impl Event {
         format!("{}:{}", self.origin, self.seq)
     }
 
+    /// An upper bound of the bytes [`Event::to_value`] takes once encoded: the strings, plus a
+    /// generous allowance for keys, headers and numbers (at most ten fields of at most 24 bytes
+    /// each besides their strings).
+    pub fn size_bound(&self) -> usize {
+        let strings = match &self.kind {
+            EventKind::Login { user } => user.as_str().len(),
+            EventKind::Channel { channel } => channel.as_str().len(),
+            EventKind::Post {
+                user,
+                channel,
+                message,
+            } => user.as_str().len() + channel.as_str().len() + message.len(),
+            EventKind::Direct { src, dst, message } => {
+                src.as_str().len() + dst.as_str().len() + message.len()
+            }
+        };
+        strings + self.origin.len() + self.request.as_ref().map_or(0, String::len) + 256
+    }
+
     /// The map that carries the event between servers (see docs/replication.md).
     pub fn to_value(&self) -> Value {
         let mut m = vec![
@@ -172,6 +191,41 @@ mod tests {
                 request: Some("r-1".into()),
             };
             assert_eq!(Event::from_value(e.to_value()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn the_size_bound_holds() {
+        let long = "é".repeat(crate::MAX_TEXT_BYTES / 2);
+        for kind in [
+            EventKind::Login { user: name("ana") },
+            EventKind::Post {
+                user: name(&"u".repeat(crate::MAX_NAME_LEN)),
+                channel: name(&"c".repeat(crate::MAX_NAME_LEN)),
+                message: long.clone(),
+            },
+            EventKind::Direct {
+                src: name("ana"),
+                dst: name("bob"),
+                message: long.clone(),
+            },
+        ] {
+            let e = Event {
+                origin: "s".repeat(crate::MAX_NAME_LEN),
+                seq: crate::MAX_COUNTER,
+                lamport: crate::MAX_COUNTER,
+                timestamp: f64::MAX,
+                kind,
+                request: Some("r".repeat(crate::request::MAX_REQUEST_ID)),
+            };
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &e.to_value()).unwrap();
+            assert!(
+                bytes.len() <= e.size_bound(),
+                "{} > {}",
+                bytes.len(),
+                e.size_bound()
+            );
         }
     }
 

@@ -46,8 +46,11 @@ pub const MAX_COUNTER: u64 = (1 << 53) - 1;
 
 /// Topic on which servers announce an elected coordinator.
 pub const TOPIC_SERVERS: &str = "servers";
-/// Topic on which servers replicate events to each other.
-pub const TOPIC_REPLICA: &str = "replica";
+/// The most bytes of events one replica batch or one fetched page carries. A batch or page
+/// always takes at least one event, and the largest event (see [`Event::size_bound`]) is far
+/// below this, so any mix of message sizes passes; and a whole page stays well under
+/// [`MAX_FRAME_BYTES`], which every receiver enforces.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
 /// Status word of a successful `login` or `channel` (the standard's spelling).
 pub const SUCESSO: &str = "sucesso";

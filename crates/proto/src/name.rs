@@ -4,7 +4,7 @@ use std::fmt;
 pub const MAX_NAME_LEN: usize = 32;
 
 /// Topics that carry the system's own traffic; nobody may take them as a name.
-pub const RESERVED_NAMES: [&str; 2] = [crate::TOPIC_SERVERS, crate::TOPIC_REPLICA];
+pub const RESERVED_NAMES: [&str; 2] = [crate::TOPIC_SERVERS, "replica"];
 
 /// A user, channel or server name. Users and channels share one namespace because both are
 /// publication topics.

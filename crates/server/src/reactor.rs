@@ -378,8 +378,7 @@ impl Reactor {
                         .fetch(&peer, &origin, after, limit, now, &mut self.lamport);
                 }
                 replication::Action::Ack { peer, seq } => {
-                    self.coord
-                        .ack(&peer, seq, &mut self.lamport, &self.publisher);
+                    self.coord.ack(&peer, seq, &mut self.lamport);
                 }
                 replication::Action::Release { upto } => {
                     while self.held.front().is_some_and(|(seq, _)| *seq <= upto) {
@@ -606,8 +605,7 @@ impl Reactor {
         match published.last().map(|e| e.seq) {
             Some(seq) if !lost => {
                 let refs: Vec<&Event> = published.iter().collect();
-                self.coord
-                    .publish_events(&refs, &mut self.lamport, &self.publisher);
+                self.coord.replicate_events(&refs, &mut self.lamport);
                 self.repl.on_own_commit(now, seq);
                 self.held.push_back((seq, replies));
             }

@@ -16,9 +16,7 @@ use palaver_core::berkeley::{Round, Sample, Settings};
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{
-    Envelope, Event, Name, Reply, ServerEntry, Status, TOPIC_REPLICA, TOPIC_SERVERS,
-};
+use palaver_proto::{Envelope, Event, Name, Reply, ServerEntry, Status, TOPIC_SERVERS};
 use palaver_store::Store;
 use rmpv::Value;
 
@@ -176,6 +174,10 @@ pub struct Coordination {
     requests: u64,
     last_sync_ask: Option<Instant>,
     inbound: Vec<Inbound>,
+    /// Peer messages not sent or not readable, and the gate that keeps their log lines to one
+    /// a second.
+    dropped: u64,
+    drop_log: palaver_core::LogGate,
 }
 
 impl Coordination {
@@ -210,7 +212,6 @@ impl Coordination {
         sub.set_linger(0)?;
         sub.connect(&ep.proxy_xpub)?;
         sub.set_subscribe(TOPIC_SERVERS.as_bytes())?;
-        sub.set_subscribe(TOPIC_REPLICA.as_bytes())?;
         sub.set_rcvhwm(100_000)?;
         let digests = ctx.socket(zmq::PULL)?;
         let digest_endpoint = format!("inproc://digests-{name}-{:p}", &digests);
@@ -239,6 +240,8 @@ impl Coordination {
             requests: 0,
             last_sync_ask: None,
             inbound: Vec::new(),
+            dropped: 0,
+            drop_log: palaver_core::LogGate::every_second(),
         };
         coordination.ask_rank(now, &mut Lamport::default());
         Ok(coordination)
@@ -620,8 +623,20 @@ impl Coordination {
         let mut out = Vec::new();
         peer.link.read(&mut out);
         for o in out {
-            let Outcome::Reply(sent, Ok(env)) = o else {
-                continue;
+            let (sent, env) = match o {
+                Outcome::Reply(sent, Ok(env)) => (sent, env),
+                Outcome::Reply(sent, Err(e)) => {
+                    // Unreadable: logged and counted; a fetch is asked again.
+                    self.dropped += 1;
+                    if let Some(quiet) = self.drop_log.admit(now) {
+                        tracing::warn!(peer = %member, error = %e, dropped = self.dropped, unlogged = quiet, "unreadable reply from a peer");
+                    }
+                    if let PeerAsk::Fetch { origin } = sent.kind {
+                        self.inbound.push(Inbound::FetchFailed { origin });
+                    }
+                    continue;
+                }
+                Outcome::Timeout(_) => continue,
             };
             if let Some(c) = env.clock() {
                 lamport.observe(c);
@@ -703,28 +718,16 @@ impl Coordination {
     /// Coordinator announcements published on `servers`.
     fn read_announcements(&mut self, now: Instant, lamport: &mut Lamport, publisher: &zmq::Socket) {
         while let Ok(frames) = self.sub.recv_multipart(zmq::DONTWAIT) {
-            if let [topic, body] = frames.as_slice() {
-                // Every server hears all of `replica`: its own batches and the acks meant for
-                // others. Those are passed over without decoding them.
-                if topic == TOPIC_REPLICA.as_bytes() {
-                    match Envelope::peek(body, "origin") {
-                        Some(("replica", origin)) if origin == self.name.as_str() => continue,
-                        Some(("ack", origin)) if origin != self.name.as_str() => continue,
-                        _ => {}
+            let p = match palaver_proto::Publication::from_frames(&frames) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.dropped += 1;
+                    if let Some(quiet) = self.drop_log.admit(Instant::now()) {
+                        tracing::warn!(error = %e, dropped = self.dropped, unlogged = quiet, "unreadable announcement");
                     }
+                    continue;
                 }
-            }
-            let Ok(p) = palaver_proto::Publication::from_frames(&frames) else {
-                continue;
             };
-            if p.topic == TOPIC_REPLICA {
-                match p.envelope.service.as_str() {
-                    "replica" => self.read_replica(p.envelope),
-                    "ack" => self.read_ack(&p.envelope),
-                    _ => {}
-                }
-                continue;
-            }
             if p.topic != TOPIC_SERVERS || p.envelope.service != "election" {
                 continue;
             }

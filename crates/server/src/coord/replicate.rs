@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Event, Name, ProtoError, Reply, Status, TOPIC_REPLICA};
+use palaver_proto::{Envelope, Event, Name, ProtoError, Reply, Status, MAX_PAGE_BYTES};
 use rmpv::Value;
 
 use super::{Coordination, Inbound, Peer, PeerAsk, PEER_TIMEOUT};
@@ -92,52 +92,52 @@ impl Coordination {
     }
 
     /// Tells `origin` that we hold its events up to `seq`: straight to its peer endpoint, one
-    /// way (two hops fewer than through the proxy, on every write's path), or published on
-    /// `replica` when we do not know its address yet. No round trip to wait for; a lost ack
-    /// only makes the origin wait its deadline once.
-    pub fn ack(&self, origin: &str, seq: u64, lamport: &mut Lamport, publisher: &zmq::Socket) {
+    /// way. No round trip to wait for; a lost ack only makes the origin wait its deadline once,
+    /// and the next vector exchange carries the same news.
+    pub fn ack(&mut self, origin: &str, seq: u64, lamport: &mut Lamport) {
         let mut env = Envelope::new("ack")
             .with("user", self.name.as_str())
             .with("origin", origin)
             .with("seq", seq);
         env.stamp(self.clock.now(), lamport.tick());
-        let body = env.to_bytes();
-        let direct = self.peers.get(origin).and_then(|p| p.acks.as_ref());
-        let sent = match direct {
-            Some(socket) => socket.send_multipart([&[][..], &body[..]], zmq::DONTWAIT),
-            None => publisher.send_multipart([TOPIC_REPLICA.as_bytes(), &body[..]], zmq::DONTWAIT),
+        self.push(origin, &env.to_bytes(), "ack");
+    }
+
+    /// Sends this server's newly committed events to every peer's endpoint, in batches of at
+    /// most [`MAX_PAGE_BYTES`] of events (one event at least), so that any mix of message
+    /// sizes passes every receiver's frame limit. A batch a peer misses (its queue is full, it
+    /// is down) is repaired by anti-entropy.
+    pub fn replicate_events(&mut self, events: &[&Event], lamport: &mut Lamport) {
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        for chunk in pages(events, |e| e.size_bound(), MAX_PAGE_BYTES) {
+            let list: Vec<Value> = chunk.iter().map(|e| e.to_value()).collect();
+            let mut env = Envelope::new("replica")
+                .with("origin", self.name.as_str())
+                .with("events", list);
+            env.stamp(self.clock.now(), lamport.tick());
+            let body = env.to_bytes();
+            for peer in &names {
+                self.push(peer, &body, "replica batch");
+            }
+        }
+    }
+
+    /// Sends a one-way message to `peer`'s endpoint; a failure is logged (rate-limited) and
+    /// counted, and left to anti-entropy.
+    fn push(&mut self, peer: &str, body: &[u8], what: &'static str) {
+        let socket = self.peers.get(peer).and_then(|p| p.acks.as_ref());
+        let sent = match socket {
+            Some(s) => s
+                .send_multipart([&[][..], body], zmq::DONTWAIT)
+                .map_err(|e| e.to_string()),
+            None => Err("no route to this peer yet".to_owned()),
         };
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "ack dropped");
-        }
-    }
-
-    /// Publishes this server's newly committed events on `replica`.
-    pub fn publish_events(
-        &self,
-        events: &[&Event],
-        lamport: &mut Lamport,
-        publisher: &zmq::Socket,
-    ) {
-        if events.is_empty() {
-            return;
-        }
-        let list: Vec<Value> = events.iter().map(|e| e.to_value()).collect();
-        let mut env = Envelope::new("replica")
-            .with("origin", self.name.as_str())
-            .with("events", list);
-        env.stamp(self.clock.now(), lamport.tick());
-        if let Err(e) = publisher.send_multipart(
-            [TOPIC_REPLICA.as_bytes(), &env.to_bytes()[..]],
-            zmq::DONTWAIT,
-        ) {
-            tracing::warn!(error = %e, "replica publication dropped; anti-entropy will repair it");
-        }
-    }
-
-    pub(super) fn read_ack(&mut self, env: &Envelope) {
-        if let Ok(Some((peer, seq))) = self.parse_ack(env) {
-            self.inbound.push(Inbound::Ack { peer, seq });
+        if let Err(error) = sent {
+            self.dropped += 1;
+            if let Some(quiet) = self.drop_log.admit(Instant::now()) {
+                tracing::warn!(peer, what, %error, dropped = self.dropped, unlogged = quiet,
+                    "not sent to a peer; anti-entropy will repair it");
+            }
         }
     }
 
@@ -160,22 +160,37 @@ impl Coordination {
         Ok((origin == self.name).then(|| (peer.to_string(), seq)))
     }
 
-    pub(super) fn read_replica(&mut self, mut env: Envelope) {
-        let Ok(origin) = env.data.name("origin") else {
-            return;
-        };
-        if origin == self.name {
-            return;
-        }
-        match parse_events(&mut env) {
-            Ok(events) if events.iter().all(|e| e.origin == origin.as_str()) => {
+    /// A peer's batch of its own events, for the replication bookkeeping.
+    ///
+    /// # Errors
+    /// When the batch is malformed or holds events of another origin (logged, rate-limited).
+    pub(super) fn read_replica(&mut self, mut env: Envelope) -> Result<(), String> {
+        let read = env
+            .data
+            .name("origin")
+            .map_err(|e| e.to_string())
+            .and_then(|origin| {
+                let events = parse_events(&mut env).map_err(|e| e.to_string())?;
+                if origin == self.name || events.iter().any(|e| e.origin != origin.as_str()) {
+                    return Err("a batch holds only its sender's own events".to_owned());
+                }
+                Ok((origin, events))
+            });
+        match read {
+            Ok((origin, events)) => {
                 self.inbound.push(Inbound::Replica {
                     origin: origin.to_string(),
                     events,
                 });
+                Ok(())
             }
-            Ok(_) => tracing::warn!(%origin, "replica events of another origin; ignored"),
-            Err(e) => tracing::warn!(%origin, error = %e, "bad replica publication"),
+            Err(e) => {
+                self.dropped += 1;
+                if let Some(quiet) = self.drop_log.admit(Instant::now()) {
+                    tracing::warn!(error = %e, dropped = self.dropped, unlogged = quiet, "bad replica batch");
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -218,10 +233,50 @@ pub(super) fn parse_vector(env: &Envelope) -> Result<VersionVector, ProtoError> 
         .collect()
 }
 
+/// Splits `items` into runs of at most `max` bytes by `size`, each run holding at least one
+/// item: what fits in one frame.
+pub(super) fn pages<T>(
+    items: &[T],
+    size: impl Fn(&T) -> usize,
+    max: usize,
+) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .take_while(|item| {
+                bytes += size(item);
+                bytes <= max
+            })
+            .count()
+            .max(1);
+        let (page, tail) = rest.split_at(n);
+        rest = tail;
+        Some(page)
+    })
+}
+
 pub(super) fn vector_value(v: &VersionVector) -> Value {
     Value::Map(
         v.iter()
             .map(|(o, s)| (Value::from(o), Value::from(s)))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages;
+
+    #[test]
+    fn pages_are_capped_in_bytes_and_never_empty() {
+        let sizes = [10, 10, 10, 25, 5, 40, 1];
+        let got: Vec<Vec<usize>> = pages(&sizes, |s| *s, 30).map(<[usize]>::to_vec).collect();
+        assert_eq!(got, vec![vec![10, 10, 10], vec![25, 5], vec![40], vec![1]]);
+        assert_eq!(pages(&[] as &[usize], |s| *s, 30).count(), 0);
+    }
 }

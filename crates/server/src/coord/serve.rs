@@ -6,7 +6,7 @@ use std::time::Instant;
 use palaver_core::election::Election;
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Event, ProtoError, Reply, Status};
+use palaver_proto::{Envelope, Event, ProtoError, Reply, Status, MAX_PAGE_BYTES};
 use palaver_store::Store;
 use rmpv::Value;
 
@@ -47,7 +47,14 @@ impl Coordination {
                         self.start_digest(frames);
                         continue;
                     }
-                    if env.service == "ack" {
+                    if env.service == "replica" {
+                        // One way, like an ack: a batch of a peer's events. Only the
+                        // cluster reaches this endpoint; a malformed batch is answered and logged.
+                        match self.read_replica(env) {
+                            Ok(()) => continue,
+                            Err(e) => Reply::error("replica", &e),
+                        }
+                    } else if env.service == "ack" {
                         // One way: a peer's ack of our events is never answered; a malformed
                         // one is, like any bad request.
                         match self.parse_ack(&env) {
@@ -184,8 +191,20 @@ impl Coordination {
                     .get("limit")
                     .and_then(Value::as_u64)
                     .unwrap_or(MAX_FETCH as u64);
-                let limit = (limit as usize).clamp(1, MAX_FETCH);
+                let limit = usize::try_from(limit).map_or(MAX_FETCH, |l| l.clamp(1, MAX_FETCH));
                 let events = match data.store.events_after(&origin, after, limit) {
+                    // At most MAX_PAGE_BYTES of events, however large each one is.
+                    Ok(mut events) => {
+                        let fits =
+                            super::replicate::pages(&events, Event::size_bound, MAX_PAGE_BYTES)
+                                .next()
+                                .map_or(0, <[Event]>::len);
+                        events.truncate(fits);
+                        Ok(events)
+                    }
+                    Err(e) => Err(e),
+                };
+                let events = match events {
                     Ok(events) => events,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read events for a peer");

@@ -1,0 +1,138 @@
+//! Replication holds for the largest messages: batches and fetched pages are capped in bytes,
+//! so any mix of sizes converges. Before, a batch or page past 1 MiB was refused by its
+//! receiver and dropped silently, and the same page was asked for again forever.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bin, name, Cluster};
+use palaver_proto::MAX_TEXT_BYTES;
+use palaver_testkit::wait_until;
+
+fn vectors(cluster: &Cluster) -> Vec<Vec<(String, u64)>> {
+    (0..3)
+        .map(|i| common::store(&cluster.data_dir(i)).vector().unwrap())
+        .collect()
+}
+
+fn digests_agree(cluster: &Cluster) -> bool {
+    let d: Vec<u64> = (0..3)
+        .map(|i| common::store(&cluster.data_dir(i)).digest().unwrap())
+        .collect();
+    d[0] == d[1] && d[1] == d[2]
+}
+
+/// `palaver admin verify` against the cluster: whether it passed, and what it said.
+fn verify(cluster: &Cluster) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .arg("--key")
+        .arg(cluster.key_file())
+        .arg("verify")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// A restarted server used to hold none of 1,200 posts of 16,000 bytes after 30 s.
+#[test]
+fn a_restarted_server_catches_up_on_1200_posts_of_16_kb_within_10_s() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let mut setup = cluster.connection();
+    setup.create_channel(&name("big")).unwrap();
+    for w in 0..4 {
+        setup.login(&name(&format!("w{w}"))).unwrap();
+    }
+    cluster.kill_server(2);
+    let broker = cluster.broker_endpoint();
+    let text = "x".repeat(16_000);
+    assert!(text.len() <= MAX_TEXT_BYTES);
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let broker = broker.clone();
+            let text = text.clone();
+            std::thread::spawn(move || {
+                let ctx = zmq::Context::new();
+                let mut c = palaver_client::Connection::open(
+                    &ctx,
+                    &broker,
+                    palaver_client::SharedClock::new(),
+                )
+                .unwrap();
+                for _ in 0..300 {
+                    c.publish(&name(&format!("w{w}")), &name("big"), &text)
+                        .expect("every post is answered OK");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let started = Instant::now();
+    cluster.start_server(2);
+    let caught_up = wait_until(Duration::from_secs(10), || {
+        let v = vectors(&cluster);
+        v[2] == v[0] && v[0] == v[1]
+    });
+    assert!(
+        caught_up,
+        "s3 did not catch up within 10 s: {:?}",
+        vectors(&cluster)
+    );
+    eprintln!(
+        "s3 caught up {:?} after its restart began",
+        started.elapsed()
+    );
+    assert_eq!(common::counts(&cluster.data_dir(2)).posts, 1200);
+    assert!(wait_until(Duration::from_secs(5), || digests_agree(
+        &cluster
+    )));
+    let (ok, text) = verify(&cluster);
+    assert!(ok, "admin verify: {text}");
+}
+
+/// 100 clients with 4 posts of 16 KB in flight each used to leave the servers apart for good.
+#[test]
+fn a_hundred_pipelined_clients_of_16_kb_posts_converge_within_10_s() {
+    let cluster = Cluster::start(&bin(), 3);
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "--workload",
+            "publish",
+            "--clients",
+            "100",
+            "--window",
+            "4",
+        ])
+        .args(["--size", "16000", "--count", "12", "--json"])
+        .args(["--broker", &cluster.broker_endpoint()])
+        .args(["--sub", &cluster.sub_endpoint()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requests"].as_u64(), Some(1200), "{v}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    let agreed = wait_until(Duration::from_secs(10), || digests_agree(&cluster));
+    assert!(
+        agreed,
+        "servers still differ 10 s later: {:?}",
+        vectors(&cluster)
+    );
+    let posts: Vec<u64> = (0..3)
+        .map(|i| common::counts(&cluster.data_dir(i)).posts)
+        .collect();
+    assert!(posts.iter().all(|p| *p >= 1200), "{posts:?}");
+    let (ok, text) = verify(&cluster);
+    assert!(ok, "admin verify: {text}");
+}
