@@ -90,7 +90,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     worker.set_linger(2000)?;
     cfg.credentials.connect(&worker)?;
     let publisher = ctx.socket(zmq::PUB)?;
-    publisher.set_sndhwm(100_000)?;
+    // People's publications only, which the proxy reads as they come: this bounds the
+    // server's memory while the proxy is down.
+    publisher.set_sndhwm(10_000)?;
     publisher.set_linger(2000)?;
     cfg.credentials.connect(&publisher)?;
     connect(&publisher, &cfg.proxy_xsub)?;

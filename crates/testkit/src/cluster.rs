@@ -295,6 +295,39 @@ impl Cluster {
         &mut self.proxy
     }
 
+    /// Starts the proxy again on its ports (after [`Proc::kill`] of [`Cluster::proxy`]) and
+    /// waits until it serves.
+    ///
+    /// # Panics
+    /// When it does not become ready in time.
+    pub fn restart_proxy(&mut self) {
+        self.proxy.kill();
+        let log = self.dir.path().join("proxy.log");
+        let before = self.proxy.log().matches("proxy ready").count();
+        let args = vec![
+            "proxy".into(),
+            "--xsub".into(),
+            tcp(self.xsub),
+            "--xpub".into(),
+            tcp(self.xpub),
+            "--key".into(),
+            self.key_file.display().to_string(),
+        ];
+        for _ in 0..50 {
+            let mut proc = Proc::spawn("proxy", &self.bin, &args, &log);
+            let ready = crate::wait_until(READY, || {
+                proc.log().matches("proxy ready").count() > before || proc.exited()
+            });
+            if ready && !proc.exited() {
+                self.proxy = proc;
+                return;
+            }
+            // The old process's ports may take a moment to be free again.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the proxy could not restart on its ports");
+    }
+
     /// Makes sure `sub` receives `channel`'s posts: posts probes as `user` until one arrives.
     /// ZeroMQ subscriptions reach the proxy asynchronously, so this is how a test knows.
     ///

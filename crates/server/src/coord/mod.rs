@@ -104,7 +104,8 @@ fn is_client_request(body: &[u8]) -> bool {
 struct Peer {
     member: Member,
     link: Link<PeerAsk>,
-    /// Send-only, for acks: one-way messages to the peer's endpoint, which it never answers.
+    /// Send-only, for acks and replica batches: one-way messages to the peer's endpoint,
+    /// which it never answers.
     /// (Apart from the link, so that nothing can upset its matching of replies.)
     acks: Option<zmq::Socket>,
 }
@@ -119,8 +120,11 @@ fn ack_socket(
         let s = ctx.socket(zmq::DEALER)?;
         credentials.connect(&s)?;
         s.set_linger(0)?;
-        s.set_sndhwm(10_000)?;
+        // Batches of up to 512 KiB: keep few, and none for a peer that is not connected
+        // (`immediate`), so a dead peer costs no memory; anti-entropy repairs what it missed.
+        s.set_sndhwm(1_000)?;
         s.set_rcvhwm(1)?;
+        s.set_immediate(true)?;
         s.connect(addr)?;
         Ok(s)
     };
