@@ -32,6 +32,16 @@ const REPLICA_COMMIT_EVENTS: usize = 4096;
 /// after this long.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);
 
+/// While its commits fail, a server tries one (its waiting work, or a probe) this often.
+const RETRY_COMMIT: Duration = Duration::from_secs(1);
+
+/// A server whose commits fail: out of the broker's rotation since `since`, trying again at
+/// `next_try`.
+struct Failing {
+    since: Instant,
+    next_try: Instant,
+}
+
 /// Where a request came from, with the routing frames its answer goes back with.
 enum Route {
     /// Through the broker, to the worker socket.
@@ -138,7 +148,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         pending: Vec::new(),
         pending_since: None,
         accepting: false,
-        started: Instant::now(),
+        serve_anyway_at: Instant::now() + STARTUP_GRACE,
+        failing: None,
+        failed_batches: 0,
+        fail_log: palaver_core::LogGate::every_second(),
     };
     reactor.serve(shutdown)?;
     // Finish the batch being committed, then commit what is left, peers' events included.
@@ -197,7 +210,13 @@ struct Reactor {
     pending_since: Option<Instant>,
     /// Whether the worker is connected to the broker.
     accepting: bool,
-    started: Instant,
+    /// When to take clients even if not caught up with every peer (the peers may be
+    /// unreachable): a grace after start-up, or after recovering from failed commits.
+    serve_anyway_at: Instant,
+    /// Set while commits fail: the server stays out of the broker's rotation until one works.
+    failing: Option<Failing>,
+    failed_batches: u64,
+    fail_log: palaver_core::LogGate,
 }
 
 impl Reactor {
@@ -265,7 +284,9 @@ impl Reactor {
             if self.repl.poll_timeout().is_some_and(|t| t <= now) {
                 self.repl.handle_timeout(now);
             }
-            if !self.accepting && (self.repl.caught_up() || self.started.elapsed() >= STARTUP_GRACE)
+            if !self.accepting
+                && self.failing.is_none()
+                && (self.repl.caught_up() || now >= self.serve_anyway_at)
             {
                 if !self.repl.caught_up() {
                     tracing::warn!(server = %self.name, "not caught up with the peers; serving anyway");
@@ -295,7 +316,8 @@ impl Reactor {
             let n = self.batch.len() - before;
             // Acks for what just arrived leave before this server's own fsync.
             self.replicate(now);
-            if !self.writer.busy() {
+            let may_commit = self.failing.as_ref().is_none_or(|f| now >= f.next_try);
+            if !self.writer.busy() && may_commit {
                 self.dispatch(false);
             }
             self.replicate(Instant::now());
@@ -499,6 +521,18 @@ impl Reactor {
                 .pending_since
                 .is_some_and(|t| Instant::now() >= t + REPLICA_COMMIT_DELAY);
         let flush_pending = pending_due && !self.pending.is_empty();
+        if let Some(f) = self.failing.as_mut() {
+            // Out of the rotation: try again now, with whatever waits, or with a probe.
+            f.next_try = Instant::now() + RETRY_COMMIT;
+            if self.batch.is_empty() && !flush_pending {
+                self.committing = Vec::new();
+                self.writer.submit(Job {
+                    events: Vec::new(),
+                    hidden: Vec::new(),
+                });
+                return;
+            }
+        }
         if self.batch.is_empty() && !flush_pending {
             return;
         }
@@ -520,6 +554,7 @@ impl Reactor {
             self.complete(Done {
                 events: Vec::new(),
                 results: Vec::new(),
+                failed: None,
             });
             return;
         }
@@ -536,7 +571,8 @@ impl Reactor {
         let incoming = &done.events[own.min(done.events.len())..];
         let results = done.results;
         let mut results = results.into_iter();
-        let mut lost = false;
+        let mut lost = done.failed.is_some();
+        let mut first_error = done.failed.clone();
         let mut replies = Vec::with_capacity(batch.len());
         let mut published: Vec<Event> = Vec::new();
         for q in batch {
@@ -554,10 +590,8 @@ impl Reactor {
                 Some(ev) => match results.next() {
                     Some(Ok(())) => true,
                     other => {
-                        let why = other
-                            .and_then(Result::err)
-                            .unwrap_or_else(|| "no result".into());
-                        tracing::error!(id = %ev.id(), error = %why, "write failed");
+                        let why = other.and_then(Result::err).unwrap_or_default();
+                        first_error.get_or_insert_with(|| format!("{}: {why}", ev.id()));
                         false
                     }
                 },
@@ -588,10 +622,11 @@ impl Reactor {
         for (e, r) in incoming.iter().zip(results) {
             if let Err(why) = r {
                 lost = true;
-                tracing::error!(id = %e.id(), error = %why, "replicated event not stored");
+                first_error.get_or_insert_with(|| format!("{}: {why}", e.id()));
             }
         }
         if lost {
+            self.step_aside(first_error.as_deref());
             // Memory ran ahead of the disk: start again from what the disk holds. Requests
             // handled since, against the memory being dropped, are refused.
             for q in std::mem::take(&mut self.batch) {
@@ -602,6 +637,8 @@ impl Reactor {
                 ));
             }
             self.reload();
+        } else {
+            self.recovered();
         }
         let now = Instant::now();
         match published.last().map(|e| e.seq) {
@@ -616,6 +653,39 @@ impl Reactor {
                     self.reply(&envelope, reply);
                 }
             }
+        }
+    }
+
+    /// A commit failed: leave the broker's rotation (clients go to the other servers) until a
+    /// commit works again, and say so at most once a second with a count.
+    fn step_aside(&mut self, why: Option<&str>) {
+        let now = Instant::now();
+        self.failed_batches += 1;
+        if self.failing.is_none() {
+            self.failing = Some(Failing {
+                since: now,
+                next_try: now + RETRY_COMMIT,
+            });
+        }
+        if self.accepting {
+            if let Err(e) = self.worker.disconnect(&self.broker) {
+                tracing::warn!(error = %e, "cannot leave the broker");
+            }
+            self.accepting = false;
+            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
+                "commits fail: out of the broker's rotation until one succeeds");
+        } else if let Some(quiet) = self.fail_log.admit(now) {
+            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
+                failed = self.failed_batches, unlogged = quiet, "commits still fail");
+        }
+    }
+
+    /// A commit worked: if commits had failed, take clients again once caught up.
+    fn recovered(&mut self) {
+        if let Some(f) = self.failing.take() {
+            tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
+                "commits work again; back in the broker's rotation once caught up");
+            self.serve_anyway_at = Instant::now() + STARTUP_GRACE;
         }
     }
 

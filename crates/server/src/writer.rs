@@ -32,6 +32,9 @@ pub(crate) struct Job {
 pub(crate) struct Done {
     pub events: Vec<Event>,
     pub results: Vec<Result<(), String>>,
+    /// Why the transaction failed, when it did (a full disk, an I/O error): nothing of the
+    /// batch is stored. A job without events is a probe ([`Store::probe`]).
+    pub failed: Option<String>,
 }
 
 pub(crate) struct Writer {
@@ -61,16 +64,24 @@ impl Writer {
             .name("writer".into())
             .spawn(move || {
                 for job in inbox {
-                    let results = match store.append_hiding(job.events.iter(), &job.hidden) {
-                        Ok(results) => results,
-                        Err(e) => {
-                            tracing::error!(error = %e, "commit failed");
-                            vec![Err(e.to_string()); job.events.len()]
-                        }
+                    let outcome = if job.events.is_empty() && job.hidden.is_empty() {
+                        store.probe().map(|()| Vec::new())
+                    } else {
+                        store.append_hiding(job.events.iter(), &job.hidden)
+                    };
+                    // A failed transaction is reported in `Done`; the reactor logs it (at most
+                    // once a second) and steps aside.
+                    let (results, failed) = match outcome {
+                        Ok(results) => (results, None),
+                        Err(e) => (
+                            vec![Err(e.to_string()); job.events.len()],
+                            Some(e.to_string()),
+                        ),
                     };
                     let done = Done {
                         events: job.events,
                         results,
+                        failed,
                     };
                     if outbox.send(done).is_err() || signal.send(&[][..], 0).is_err() {
                         break;

@@ -233,6 +233,22 @@ impl Store {
         Ok(results)
     }
 
+    /// A write that changes nothing: a row inserted and deleted in one durable transaction.
+    /// A server whose commits failed (say, its disk was full) uses it to learn when it can
+    /// write again, even when it has nothing to store.
+    ///
+    /// # Errors
+    /// When the transaction cannot be committed.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO hidden (origin, seq) VALUES ('', 0);
+             DELETE FROM hidden WHERE origin = '' AND seq = 0;",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The last event of each origin in `table`: origin, sequence number and Lamport time. An
     /// origin numbers its events and stamps them with a rising Lamport clock, so its highest
     /// sequence number also has its highest Lamport time. Each step is an index seek, so this
