@@ -13,6 +13,7 @@ pub mod election;
 mod lamport;
 mod log_gate;
 mod member;
+pub mod pending;
 pub mod replication;
 mod shutdown;
 

@@ -183,9 +183,11 @@ pub fn run_reference(
             continue;
         };
         let Some(body) = frames.pop() else { continue };
+        let mut cid = None;
         let mut reply = match Envelope::decode(&body) {
             Ok(env) => match env.data.clock() {
                 Ok(c) => {
+                    cid = env.data.opt_counter("cid").ok().flatten();
                     let reply = registry.handle(&env, Instant::now());
                     // A refused request moves no clock.
                     if Reply::status(&reply) != Status::Error {
@@ -203,6 +205,10 @@ pub fn run_reference(
             clock.tick()
         };
         reply.stamp(now_secs(), stamp);
+        if let Some(cid) = cid {
+            // The requester's correlation id, repeated so it can match answers out of order.
+            reply.data.set("cid", cid);
+        }
         let body = reply.to_bytes();
         let out = frames
             .iter()

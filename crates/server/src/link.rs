@@ -1,25 +1,31 @@
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use palaver_core::pending::{Matched, Pending};
+use palaver_core::LogGate;
 use palaver_proto::{Envelope, ProtoError};
 
-/// A request channel to one peer (another server, or the reference): a DEALER socket whose
-/// requests the peer answers in order. Each request waits at most `timeout`; when the oldest
-/// one times out, the socket is replaced (dropping whatever it still queued) and every request
-/// in flight counts as unanswered: the "lazy pirate" pattern, without blocking.
+/// A request channel to one peer (another server, or the reference): a DEALER socket. Every
+/// request carries a correlation id (`cid`) that the peer's answer repeats, so answers are
+/// matched to their requests whatever their order; each request waits at most `timeout`. When
+/// one times out and the peer has said nothing since it was sent, the socket is replaced
+/// (dropping whatever it still queued for a dead peer): the "lazy pirate" pattern, without
+/// blocking. A late or unknown answer is logged (rate-limited), counted and dropped.
 pub struct Link<K> {
     ctx: zmq::Context,
     endpoint: String,
     socket: zmq::Socket,
-    pending: VecDeque<Sent<K>>,
-    timeout: Duration,
+    pending: Pending<(K, f64)>,
+    /// When the peer last answered anything.
+    heard: Option<Instant>,
     credentials: palaver_auth::Credentials,
+    /// Answers that matched no request in flight.
+    unknown: u64,
+    unknown_log: LogGate,
 }
 
 /// A request in flight.
 pub struct Sent<K> {
     pub kind: K,
-    pub at: Instant,
     /// The sender's physical clock when it sent (for round-trip estimates).
     pub clock: f64,
 }
@@ -48,9 +54,11 @@ impl<K> Link<K> {
             ctx: ctx.clone(),
             endpoint: endpoint.to_owned(),
             socket: dealer(ctx, endpoint, credentials)?,
-            pending: VecDeque::new(),
-            timeout,
+            pending: Pending::new(timeout),
+            heard: None,
             credentials: credentials.clone(),
+            unknown: 0,
+            unknown_log: LogGate::every_second(),
         })
     }
 
@@ -64,53 +72,74 @@ impl<K> Link<K> {
 
     /// Requests of this kind in flight.
     pub fn in_flight(&self, pred: impl Fn(&K) -> bool) -> usize {
-        self.pending.iter().filter(|s| pred(&s.kind)).count()
+        self.pending.count(|(k, _)| pred(k))
     }
 
-    /// Sends a stamped request. Returns false (and sends nothing) when too many are in flight or
-    /// the socket refuses.
+    /// Sends a stamped request with a correlation id. Returns false (and sends nothing) when
+    /// too many are in flight or the socket refuses.
     pub fn send(&mut self, kind: K, env: &Envelope, now: Instant, clock: f64) -> bool {
         if self.pending.len() >= MAX_IN_FLIGHT {
             return false;
         }
-        let body = env.to_bytes();
+        let cid = self.pending.insert(now, (kind, clock));
+        let body = env.clone().with("cid", cid).to_bytes();
         // An empty delimiter first, so a REP socket (another implementation's) can answer.
         match self
             .socket
             .send_multipart([&[][..], &body[..]], zmq::DONTWAIT)
         {
-            Ok(()) => {
-                self.pending.push_back(Sent {
-                    kind,
-                    at: now,
-                    clock,
-                });
-                true
+            Ok(()) => true,
+            Err(_) => {
+                self.pending.cancel(cid);
+                false
             }
-            Err(_) => false,
         }
     }
 
-    /// Reads every reply waiting, matching each to the oldest request in flight.
-    pub fn read(&mut self, out: &mut Vec<Outcome<K>>) {
+    /// Reads every answer waiting, matching each to its request by correlation id (an answer
+    /// without one, from another implementation, takes the oldest request).
+    pub fn read(&mut self, now: Instant, out: &mut Vec<Outcome<K>>) {
         while let Ok(mut frames) = self.socket.recv_multipart(zmq::DONTWAIT) {
+            self.heard = Some(now);
             let body = frames.pop().unwrap_or_default();
-            let Some(sent) = self.pending.pop_front() else {
-                continue;
+            let decoded = Envelope::decode(&body);
+            let cid = match &decoded {
+                Ok(env) => env.data.opt_counter("cid").ok().flatten(),
+                Err(_) => None,
             };
-            out.push(Outcome::Reply(sent, Envelope::decode(&body)));
+            match self.pending.on_reply(cid) {
+                Matched::Request(f) => {
+                    let (kind, clock) = f.what;
+                    out.push(Outcome::Reply(Sent { kind, clock }, decoded));
+                }
+                Matched::Unknown => {
+                    self.unknown += 1;
+                    if let Some(quiet) = self.unknown_log.admit(now) {
+                        tracing::debug!(endpoint = %self.endpoint, cid, unknown = self.unknown,
+                            unlogged = quiet, "an answer matched no request in flight (late?); dropped");
+                    }
+                }
+            }
         }
     }
 
-    /// When the oldest request in flight times out.
+    /// When the next request in flight times out.
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending.front().map(|s| s.at + self.timeout)
+        self.pending.deadline()
     }
 
-    /// Times out the requests in flight if the oldest is overdue.
+    /// Times out the requests in flight that are overdue. If the peer has said nothing since
+    /// the oldest of them was sent, the socket is replaced and everything in flight is given
+    /// up: the peer is silent, and its answers could no longer arrive.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Outcome<K>>) {
-        if self.deadline().is_some_and(|d| now >= d) {
-            out.extend(self.pending.drain(..).map(Outcome::Timeout));
+        let overdue = self.pending.expire(now);
+        let Some(oldest) = overdue.iter().map(|f| f.sent).min() else {
+            return;
+        };
+        let silent = self.heard.is_none_or(|h| h < oldest);
+        let mut lost = overdue;
+        if silent {
+            lost.extend(self.pending.drain());
             match dealer(&self.ctx, &self.endpoint, &self.credentials) {
                 Ok(socket) => self.socket = socket,
                 Err(e) => {
@@ -118,6 +147,11 @@ impl<K> Link<K> {
                 }
             }
         }
+        lost.sort_by_key(|f| f.sent);
+        out.extend(lost.into_iter().map(|f| {
+            let (kind, clock) = f.what;
+            Outcome::Timeout(Sent { kind, clock })
+        }));
     }
 }
 

@@ -120,11 +120,12 @@ fn ack_socket(
         let s = ctx.socket(zmq::DEALER)?;
         credentials.connect(&s)?;
         s.set_linger(0)?;
-        // Batches of up to 512 KiB: keep few, and none for a peer that is not connected
-        // (`immediate`), so a dead peer costs no memory; anti-entropy repairs what it missed.
+        // Queued while the connection is being made (a CURVE handshake takes a moment, and a
+        // new peer's first batches must not be lost), and while a dead peer is still listed
+        // (the reference drops it within 3 s, and its socket with it). Batches may be 512 KiB:
+        // past 1,000 queued, sends fail, are logged, and anti-entropy repairs them.
         s.set_sndhwm(1_000)?;
         s.set_rcvhwm(1)?;
-        s.set_immediate(true)?;
         s.connect(addr)?;
         Ok(s)
     };
@@ -318,7 +319,7 @@ impl Coordination {
         }
         if readable.get(2) == Some(&true) {
             let mut out = Vec::new();
-            self.reference.read(&mut out);
+            self.reference.read(now, &mut out);
             for o in out {
                 self.reference_outcome(o, now, lamport, publisher);
             }
@@ -625,7 +626,7 @@ impl Coordination {
         };
         let member = peer.member.clone();
         let mut out = Vec::new();
-        peer.link.read(&mut out);
+        peer.link.read(now, &mut out);
         for o in out {
             let (sent, env) = match o {
                 Outcome::Reply(sent, Ok(env)) => (sent, env),

@@ -33,18 +33,22 @@ impl Coordination {
             }
             let body = frames.pop().unwrap_or_default();
             let before = *lamport;
+            // The requester's correlation id, repeated in the answer (see `Link`).
+            let mut cid = None;
             let reply = match Envelope::decode(&body) {
                 Ok(env) => {
+                    cid = env.data.opt_counter("cid").ok().flatten();
                     match env.data.clock() {
                         Ok(c) => lamport.observe(c.unwrap_or(0)),
                         Err(e) => {
-                            self.answer(&frames, Reply::rejection(Some(&env.service), &e), lamport);
+                            let reply = with_cid(Reply::rejection(Some(&env.service), &e), cid);
+                            self.answer(&frames, reply, lamport);
                             continue;
                         }
                     }
                     if env.service == "digest" {
                         // Reading every event takes seconds on a large store: not here.
-                        self.start_digest(frames);
+                        self.start_digest(frames, cid);
                         continue;
                     }
                     if env.service == "replica" {
@@ -76,7 +80,7 @@ impl Coordination {
                 // A refused request moves no clock.
                 *lamport = before;
             }
-            self.answer(&frames, reply, lamport);
+            self.answer(&frames, with_cid(reply, cid), lamport);
         }
         self.carry_out(now, lamport, publisher);
     }
@@ -95,7 +99,7 @@ impl Coordination {
 
     /// Computes a digest of the store on a thread with its own read connection; the answer
     /// comes back through `digests` (see [`Coordination::answer_digests`]).
-    fn start_digest(&self, route: Vec<Vec<u8>>) {
+    fn start_digest(&self, route: Vec<Vec<u8>>, cid: Option<u64>) {
         let (dir, name, ctx, endpoint) = (
             self.data_dir.clone(),
             self.name.to_string(),
@@ -117,7 +121,7 @@ impl Coordination {
                     Reply::error("digest", "the server could not read its events")
                 }
             };
-            let body = reply.to_bytes();
+            let body = with_cid(reply, cid).to_bytes();
             let sent = ctx.socket(zmq::PUSH).and_then(|push| {
                 push.set_linger(1000)?;
                 push.connect(&endpoint)?;
@@ -307,5 +311,13 @@ impl Coordination {
             }
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         })
+    }
+}
+
+/// `reply` with the requester's correlation id, when it sent one.
+fn with_cid(reply: Envelope, cid: Option<u64>) -> Envelope {
+    match cid {
+        Some(cid) => reply.with("cid", cid),
+        None => reply,
     }
 }
