@@ -40,6 +40,41 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The kind's name, as events carry it and the store keeps it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Login { .. } => "login",
+            EventKind::Channel { .. } => "channel",
+            EventKind::Post { .. } => "post",
+            EventKind::Direct { .. } => "message",
+        }
+    }
+
+    /// The kind's own fields, as map entries.
+    fn fields(&self) -> Vec<(Value, Value)> {
+        let field = |k: &str, v: &str| (Value::from(k), Value::from(v));
+        match self {
+            EventKind::Login { user } => vec![field("user", user.as_str())],
+            EventKind::Channel { channel } => vec![field("channel", channel.as_str())],
+            EventKind::Post {
+                user,
+                channel,
+                message,
+            } => vec![
+                field("user", user.as_str()),
+                field("channel", channel.as_str()),
+                field("message", message),
+            ],
+            EventKind::Direct { src, dst, message } => vec![
+                field("src", src.as_str()),
+                field("dst", dst.as_str()),
+                field("message", message),
+            ],
+        }
+    }
+}
+
 impl Event {
     /// The event's id as the protocol shows it: `origin:seq`.
     pub fn id(&self) -> String {
@@ -72,38 +107,56 @@ impl Event {
             (Value::from("seq"), Value::from(self.seq)),
             (Value::from("lamport"), Value::from(self.lamport)),
             (Value::from("timestamp"), Value::from(self.timestamp)),
+            (Value::from("kind"), Value::from(self.kind.name())),
         ];
         if let Some(r) = &self.request {
             m.push((Value::from("request"), Value::from(r.as_str())));
         }
-        let mut put = |k: &str, v: &str| m.push((Value::from(k), Value::from(v)));
-        match &self.kind {
-            EventKind::Login { user } => {
-                put("kind", "login");
-                put("user", user.as_str());
-            }
-            EventKind::Channel { channel } => {
-                put("kind", "channel");
-                put("channel", channel.as_str());
-            }
-            EventKind::Post {
-                user,
-                channel,
-                message,
-            } => {
-                put("kind", "post");
-                put("user", user.as_str());
-                put("channel", channel.as_str());
-                put("message", message);
-            }
-            EventKind::Direct { src, dst, message } => {
-                put("kind", "message");
-                put("src", src.as_str());
-                put("dst", dst.as_str());
-                put("message", message);
-            }
-        }
+        m.extend(self.kind.fields());
         Value::Map(m)
+    }
+
+    /// The event's own fields, as the store keeps them: a MessagePack map of what its kind
+    /// carries (everything but origin, seq, lamport, timestamp, kind and request, which have
+    /// columns of their own). [`Event::from_stored`] reads it back.
+    pub fn body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        // Writing into a Vec cannot fail.
+        rmpv::encode::write_value(&mut out, &Value::Map(self.kind.fields())).expect("write to Vec");
+        out
+    }
+
+    /// Rebuilds an event from the parts the store keeps, validating every field as if it had
+    /// arrived from the network.
+    ///
+    /// # Errors
+    /// When the body is not a map, or a field is missing or invalid.
+    pub fn from_stored(
+        origin: &str,
+        seq: u64,
+        lamport: u64,
+        timestamp: f64,
+        kind: &str,
+        request: Option<String>,
+        body: &[u8],
+    ) -> Result<Event, ProtoError> {
+        let mut rd = body;
+        let value = rmpv::decode::read_value_with_max_depth(&mut rd, 16)
+            .map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        let Value::Map(mut m) = value else {
+            return Err(ProtoError::NotAMap);
+        };
+        m.extend([
+            (Value::from("origin"), Value::from(origin)),
+            (Value::from("seq"), Value::from(seq)),
+            (Value::from("lamport"), Value::from(lamport)),
+            (Value::from("timestamp"), Value::from(timestamp)),
+            (Value::from("kind"), Value::from(kind)),
+        ]);
+        if let Some(r) = request {
+            m.push((Value::from("request"), Value::from(r)));
+        }
+        Event::from_value(Value::Map(m))
     }
 
     /// Reads an event sent by another server, validating every field.
@@ -191,6 +244,16 @@ mod tests {
                 request: Some("r-1".into()),
             };
             assert_eq!(Event::from_value(e.to_value()).unwrap(), e);
+            let back = Event::from_stored(
+                &e.origin,
+                e.seq,
+                e.lamport,
+                e.timestamp,
+                e.kind.name(),
+                e.request.clone(),
+                &e.body(),
+            );
+            assert_eq!(back.unwrap(), e);
         }
     }
 

@@ -6,9 +6,12 @@
 //! ```
 //!
 //! Every state change is an [`Event`] with a unique id (origin server, sequence number), a
-//! Lamport time and a timestamp. The schema is in `schema.sql` and in docs/architecture.md.
+//! Lamport time and a timestamp. Every event is one row of one log, `events`; each kind keeps
+//! its projections beside it in the same transaction. The schema is in `schema.sql` and in
+//! docs/architecture.md.
 
 mod error;
+mod migrate;
 mod ranks;
 mod store;
 

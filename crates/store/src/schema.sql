@@ -1,55 +1,59 @@
--- Palaver server database (schema version 4, in PRAGMA user_version). Every row of the four event tables is one event, identified by
--- (origin, seq): the server that accepted it first and its place in that server's sequence.
+-- Palaver server database, schema version 5 (in PRAGMA user_version).
+--
+-- One table is the log: `events`, every state change once, identified by (origin, seq): the
+-- server that accepted it first and its place in that server's sequence. Replication, digests
+-- and catch-up read only this table and never name a kind. Each kind keeps its own projections
+-- (who is registered, which channels exist, a channel's posts, a conversation's messages),
+-- written in the same transaction as the event.
+--
 -- lamport orders events the same way on every server (lamport, then origin).
 
-CREATE TABLE IF NOT EXISTS logins (
+CREATE TABLE IF NOT EXISTS events (
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
     lamport INTEGER NOT NULL,
     ts      REAL    NOT NULL,   -- seconds since the Unix epoch, at the origin
-    user    TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,   -- login, channel, post, message
     request TEXT,               -- the client's request id, when it gave one
+    body    BLOB    NOT NULL,   -- the kind's own fields, a MessagePack map
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS logins_by_user ON logins (user);
 
-CREATE TABLE IF NOT EXISTS channels (
-    origin  TEXT    NOT NULL,
-    seq     INTEGER NOT NULL,
-    lamport INTEGER NOT NULL,
-    ts      REAL    NOT NULL,
-    name    TEXT    NOT NULL,
-    request TEXT,
-    PRIMARY KEY (origin, seq)
+-- Projections: each row points at the event it comes from.
+
+-- login: every name that has logged in, with its first login.
+CREATE TABLE IF NOT EXISTS users (
+    name   TEXT    NOT NULL PRIMARY KEY,
+    origin TEXT    NOT NULL,
+    seq    INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS channels_by_name ON channels (name);
 
-CREATE TABLE IF NOT EXISTS posts (
-    origin  TEXT    NOT NULL,
-    seq     INTEGER NOT NULL,
-    lamport INTEGER NOT NULL,
-    ts      REAL    NOT NULL,
+-- channel: every channel created, with its creation.
+CREATE TABLE IF NOT EXISTS channel_names (
+    name   TEXT    NOT NULL PRIMARY KEY,
+    origin TEXT    NOT NULL,
+    seq    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- post: a channel's posts in the total order.
+CREATE TABLE IF NOT EXISTS channel_posts (
     channel TEXT    NOT NULL,
-    user    TEXT    NOT NULL,
-    message TEXT    NOT NULL,
-    request TEXT,
-    PRIMARY KEY (origin, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS posts_by_channel ON posts (channel, lamport, origin);
-
-CREATE TABLE IF NOT EXISTS messages (
+    lamport INTEGER NOT NULL,
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
-    lamport INTEGER NOT NULL,
-    ts      REAL    NOT NULL,
-    src     TEXT    NOT NULL,
-    dst     TEXT    NOT NULL,
-    message TEXT    NOT NULL,
-    request TEXT,
-    PRIMARY KEY (origin, seq)
+    PRIMARY KEY (channel, lamport, origin, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_by_dst ON messages (dst, lamport, origin);
-CREATE INDEX IF NOT EXISTS messages_by_src ON messages (src, lamport, origin);
+
+-- message: a conversation's private messages in the total order; (a, b) is the pair of
+-- names in sorted order, so both directions share one conversation.
+CREATE TABLE IF NOT EXISTS direct_messages (
+    a       TEXT    NOT NULL,
+    b       TEXT    NOT NULL,
+    lamport INTEGER NOT NULL,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (a, b, lamport, origin, seq)
+) WITHOUT ROWID;
 
 -- request: the client's request id (our protocol addition), which makes a request retried
 -- through any server take effect once. Replicated with the event. Servers look requests up in

@@ -1,0 +1,140 @@
+//! Brings an older database to the current schema, in the transaction that opens it.
+//!
+//! ```text
+//!  version 2, 3 ── request ids into the events' rows ──▶ 4 ── one event log ──▶ 5
+//! ```
+//!
+//! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of
+//! event had a table of its own (`logins`, `channels`, `posts`, `messages`); version 5 keeps
+//! every event in `events` and each kind's projections beside it (schema.sql).
+
+use rusqlite::Transaction;
+
+use crate::{Event, StoreError};
+
+/// The schema of version 4, whose tables version 5 reads and drops.
+const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+
+/// The tables of version 4, one per kind.
+const V4_TABLES: [&str; 4] = ["logins", "channels", "posts", "messages"];
+
+/// Migrates a database of any earlier version (or a new, empty one) to version 5. `insert`
+/// stores one event with its projections, as [`crate::Store`] does.
+pub(crate) fn to_current(
+    tx: &Transaction<'_>,
+    insert: impl Fn(&rusqlite::Connection, &Event) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let has_table = |name: &str| -> rusqlite::Result<bool> {
+        tx.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+    };
+    let old = V4_TABLES
+        .iter()
+        .map(|t| has_table(t))
+        .collect::<rusqlite::Result<Vec<bool>>>()?
+        .into_iter()
+        .any(|b| b);
+    tx.execute_batch(include_str!("schema.sql"))?;
+    if !old {
+        return Ok(());
+    }
+    // Complete the old layout (a version 2 file may lack tables), bring it to version 4, then
+    // move every event into the log.
+    tx.execute_batch(SCHEMA_V4)?;
+    request_ids_into_rows(tx)?;
+    let mut moved = 0u64;
+    for event in read_v4(tx)? {
+        insert(tx, &event)?;
+        moved += 1;
+    }
+    for table in V4_TABLES {
+        tx.execute_batch(&format!("DROP TABLE {table}"))?;
+    }
+    tracing::info!(
+        events = moved,
+        "migrated the store to one event log (schema 5)"
+    );
+    Ok(())
+}
+
+/// Version 3 → 4: request ids move from their own table into the events' rows.
+fn request_ids_into_rows(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let requests_table: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'requests'",
+        [],
+        |r| r.get(0),
+    )?;
+    for table in V4_TABLES {
+        let has_request: bool = tx.query_row(
+            &format!(
+                "SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'request'"
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_request {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN request TEXT"))?;
+        }
+        if requests_table {
+            tx.execute_batch(&format!(
+                "UPDATE {table} SET request = (SELECT r.request FROM requests r
+                     WHERE r.origin = {table}.origin AND r.seq = {table}.seq)"
+            ))?;
+        }
+    }
+    if requests_table {
+        tx.execute_batch("DROP TABLE requests")?;
+    }
+    Ok(())
+}
+
+/// Every event of a version 4 database, validated as it is read.
+fn read_v4(tx: &Transaction<'_>) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = tx.prepare(
+        "SELECT origin, seq, lamport, ts, 'login', user, NULL, NULL, request FROM logins
+         UNION ALL SELECT origin, seq, lamport, ts, 'channel', name, NULL, NULL, request FROM channels
+         UNION ALL SELECT origin, seq, lamport, ts, 'post', user, channel, message, request FROM posts
+         UNION ALL SELECT origin, seq, lamport, ts, 'message', src, dst, message, request FROM messages",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u64>(1)?,
+            r.get::<_, u64>(2)?,
+            r.get::<_, f64>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (origin, seq, lamport, ts, kind, a, b, c, request) = row?;
+        let mut fields = vec![(rmpv::Value::from(first_field(&kind)), rmpv::Value::from(a))];
+        if let (Some(b), Some(c)) = (b, c) {
+            let second = if kind == "post" { "channel" } else { "dst" };
+            fields.push((rmpv::Value::from(second), rmpv::Value::from(b)));
+            fields.push((rmpv::Value::from("message"), rmpv::Value::from(c)));
+        }
+        let mut body = Vec::new();
+        // Writing into a Vec cannot fail.
+        rmpv::encode::write_value(&mut body, &rmpv::Value::Map(fields)).expect("write to Vec");
+        let event = Event::from_stored(&origin, seq, lamport, ts, &kind, request, &body)
+            .map_err(|e| StoreError::Corrupt(format!("event {origin}:{seq}: {e}")))?;
+        out.push(event);
+    }
+    Ok(out)
+}
+
+fn first_field(kind: &str) -> &'static str {
+    match kind {
+        "channel" => "channel",
+        "message" => "src",
+        _ => "user",
+    }
+}
