@@ -281,6 +281,8 @@ struct Digest {
     digest: String,
     /// `origin:count` pairs, as text.
     vector: String,
+    /// Per origin, how many of its events the server holds.
+    held: std::collections::BTreeMap<String, u64>,
 }
 
 fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
@@ -310,32 +312,73 @@ fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
     for (s, reply) in servers.iter().zip(replies) {
         let reply = reply?;
         let d = &reply.data;
-        let vector = match d.get("vector") {
+        let held: std::collections::BTreeMap<String, u64> = match d.get("vector") {
             Some(rmpv::Value::Map(m)) => m
                 .iter()
-                .map(|(k, v)| format!("{}:{}", k.as_str().unwrap_or("?"), v.as_u64().unwrap_or(0)))
-                .collect::<Vec<_>>()
-                .join(" "),
-            _ => String::new(),
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or("?").to_owned(),
+                        v.as_u64().unwrap_or(0),
+                    )
+                })
+                .collect(),
+            _ => bail!("{}: its digest has no vector", s.name),
         };
+        let vector = held
+            .iter()
+            .map(|(o, n)| format!("{o}:{n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push(Digest {
             name: s.name.clone(),
             events: d.get("events").and_then(rmpv::Value::as_u64).unwrap_or(0),
             digest: d.opt_str("digest").ok().flatten().unwrap_or("?").to_owned(),
             vector,
+            held,
         });
     }
     Ok(out)
 }
 
-/// Succeeds only when every live server holds the same events.
+/// For each server that holds fewer of some origin's events than another server does, a line
+/// saying which: `s3 lacks s1:41..1200 (1160 events)`.
+fn lacking(all: &[Digest]) -> Vec<String> {
+    let mut most: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for d in all {
+        for (origin, n) in &d.held {
+            let m = most.entry(origin.as_str()).or_insert(0);
+            *m = (*m).max(*n);
+        }
+    }
+    let mut out = Vec::new();
+    for d in all {
+        let gaps: Vec<String> = most
+            .iter()
+            .filter(|(o, n)| d.held.get(**o).copied().unwrap_or(0) < **n)
+            .map(|(o, n)| {
+                let has = d.held.get(*o).copied().unwrap_or(0);
+                format!("{o}:{}..{n} ({} events)", has + 1, n - has)
+            })
+            .collect();
+        if !gaps.is_empty() {
+            out.push(format!("{} lacks {}", d.name, gaps.join(", ")));
+        }
+    }
+    out
+}
+
+/// Succeeds only when every live server holds the same events; otherwise says which server
+/// lacks which events (by origin, against the most any server holds) or, when they hold as
+/// many but different ones, which digests differ. A server the reference lists as alive that
+/// does not answer fails the check too.
 fn verify(admin: &Admin) -> anyhow::Result<()> {
     let all = digests(admin)?;
     let Some(first) = all.first() else {
         bail!("no live server answered")
     };
+    let lacking = lacking(&all);
     let differ: Vec<&Digest> = all.iter().filter(|d| d.digest != first.digest).collect();
-    if differ.is_empty() {
+    if differ.is_empty() && lacking.is_empty() {
         println!(
             "{} servers hold the same {} events (digest {})",
             all.len(),
@@ -350,10 +393,49 @@ fn verify(admin: &Admin) -> anyhow::Result<()> {
             d.name, d.events, d.digest, d.vector
         );
     }
+    for line in &lacking {
+        println!("{line}");
+    }
+    if lacking.is_empty() {
+        bail!(
+            "servers differ: {} of {} hold as many events as {} but other ones",
+            differ.len(),
+            all.len(),
+            first.name
+        )
+    }
     bail!(
-        "servers differ: {} of {} do not match {}",
-        differ.len(),
-        all.len(),
-        first.name
+        "servers differ: {} of {} lack events",
+        lacking.len(),
+        all.len()
     )
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    fn digest(name: &str, held: &[(&str, u64)]) -> Digest {
+        Digest {
+            name: name.into(),
+            events: held.iter().map(|(_, n)| n).sum(),
+            digest: "x".into(),
+            vector: String::new(),
+            held: held.iter().map(|(o, n)| ((*o).to_owned(), *n)).collect(),
+        }
+    }
+
+    #[test]
+    fn says_which_server_lacks_which_events() {
+        let all = [
+            digest("s1", &[("s1", 1200), ("s2", 7)]),
+            digest("s2", &[("s1", 1200), ("s2", 7)]),
+            digest("s3", &[("s1", 40)]),
+        ];
+        assert_eq!(
+            lacking(&all),
+            ["s3 lacks s1:41..1200 (1160 events), s2:1..7 (7 events)"]
+        );
+        assert!(lacking(&all[..2]).is_empty());
+    }
 }
