@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod history;
 mod name;
+pub mod peer;
 mod reply;
 mod request;
 mod servers;

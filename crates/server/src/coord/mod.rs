@@ -16,9 +16,9 @@ use palaver_core::berkeley::{Round, Sample, Settings};
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
+use palaver_proto::peer::{Claim, Introduction, PeerReply, PeerRequest};
 use palaver_proto::{Envelope, Event, Name, Reply, ServerEntry, Status, TOPIC_SERVERS};
 use palaver_store::Store;
-use rmpv::Value;
 
 use crate::clock::PhysicalClock;
 use crate::link::{Link, Outcome, Sent};
@@ -26,8 +26,6 @@ use crate::ServerError;
 
 mod replicate;
 mod serve;
-
-use replicate::{parse_fetched, parse_vector};
 
 /// How often a server tells the reference it lives (the reference drops it after 3 s).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -53,6 +51,7 @@ enum RefAsk {
 }
 
 /// Requests to another server.
+#[derive(Debug)]
 enum PeerAsk {
     Elect,
     Ping,
@@ -398,7 +397,7 @@ impl Coordination {
         } else if let Some(c) = self.coordinator().cloned() {
             if self.last_sync_ask.is_none_or(|t| now >= t + SYNC_MIN_GAP) {
                 self.last_sync_ask = Some(now);
-                self.ask_peer(&c.name, PeerAsk::Sync, Envelope::new("sync"), now, lamport);
+                self.ask_peer(&c.name, PeerAsk::Sync, &PeerRequest::Sync, now, lamport);
             }
         }
     }
@@ -459,7 +458,7 @@ impl Coordination {
             return;
         }
         match kind {
-            RefAsk::Rank => match env.data.get("rank").and_then(Value::as_u64) {
+            RefAsk::Rank => match env.data.opt_counter("rank").ok().flatten() {
                 Some(rank) => {
                     if self.rank != Some(rank) {
                         tracing::info!(server = %self.name, rank, addr = %self.addr, "ranked");
@@ -545,24 +544,25 @@ impl Coordination {
         &mut self,
         name: &str,
         kind: PeerAsk,
-        mut env: Envelope,
+        req: &PeerRequest,
         now: Instant,
         lamport: &mut Lamport,
     ) -> bool {
         let Some(peer) = self.peers.get_mut(name) else {
             return false;
         };
+        let mut env = req.to_envelope();
         env.stamp(self.clock.now(), lamport.tick());
         peer.link.send(kind, &env, now, self.clock.now())
     }
 
     /// Who this server is, for the peers' benefit.
-    fn me_fields(&self, env: Envelope) -> Envelope {
-        let env = env.with("user", self.name.as_str());
-        match self.rank {
-            Some(rank) => env.with("rank", rank),
-            None => env,
-        }
+    fn introduction(&self) -> Option<Introduction> {
+        Some(Introduction {
+            name: self.name.clone(),
+            rank: self.rank,
+            addr: Some(self.addr.clone()),
+        })
     }
 
     /// Carries out the election's pending actions.
@@ -570,12 +570,16 @@ impl Coordination {
         while let Some(action) = self.election.as_mut().and_then(Election::poll_action) {
             match action {
                 Action::Elect { to } => {
-                    let env = self.me_fields(Envelope::new("election"));
-                    self.ask_peer(&to.name, PeerAsk::Elect, env, now, lamport);
+                    let req = PeerRequest::Election {
+                        from: self.introduction(),
+                    };
+                    self.ask_peer(&to.name, PeerAsk::Elect, &req, now, lamport);
                 }
                 Action::Ping { to } => {
-                    let env = self.me_fields(Envelope::new("clock"));
-                    self.ask_peer(&to.name, PeerAsk::Ping, env, now, lamport);
+                    let req = PeerRequest::Clock {
+                        from: self.introduction(),
+                    };
+                    self.ask_peer(&to.name, PeerAsk::Ping, &req, now, lamport);
                 }
                 Action::Announce { coordinator, to } => {
                     tracing::info!(coordinator = %coordinator, "elected coordinator");
@@ -606,11 +610,15 @@ impl Coordination {
         now: Instant,
         lamport: &mut Lamport,
     ) {
+        let Ok(name) = Name::parse(&coordinator.name) else {
+            return;
+        };
+        let req = PeerRequest::Coordinator {
+            coordinator: name,
+            rank: Some(coordinator.rank),
+        };
         for peer in to {
-            let env = Envelope::new("coordinator")
-                .with("coordinator", coordinator.name.as_str())
-                .with("rank", coordinator.rank);
-            self.ask_peer(&peer.name, PeerAsk::Coordinator, env, now, lamport);
+            self.ask_peer(&peer.name, PeerAsk::Coordinator, &req, now, lamport);
         }
     }
 
@@ -646,62 +654,81 @@ impl Coordination {
             if let Some(c) = env.clock() {
                 lamport.observe(c);
             }
-            match sent.kind {
-                PeerAsk::Elect => {
-                    if env.data.opt_str("election").ok().flatten() == Some("OK") {
-                        if let Some(e) = self.election.as_mut() {
-                            e.on_answer(now, &member);
-                        }
+            let reply = match PeerReply::parse(env) {
+                Ok(PeerReply::Refused { service, reason }) => {
+                    tracing::debug!(peer = %member, service, reason, "a peer refused");
+                    if let PeerAsk::Fetch { origin } = sent.kind {
+                        self.inbound.push(Inbound::FetchFailed { origin });
+                    }
+                    continue;
+                }
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.dropped += 1;
+                    if let Some(quiet) = self.drop_log.admit(now) {
+                        tracing::warn!(peer = %member, error = %e, dropped = self.dropped, unlogged = quiet, "bad answer from a peer");
+                    }
+                    if let PeerAsk::Fetch { origin } = sent.kind {
+                        self.inbound.push(Inbound::FetchFailed { origin });
+                    }
+                    continue;
+                }
+            };
+            match (sent.kind, reply) {
+                (PeerAsk::Elect, PeerReply::Election) => {
+                    if let Some(e) = self.election.as_mut() {
+                        e.on_answer(now, &member);
                     }
                 }
-                PeerAsk::Ping => {
-                    let theirs = self.member_named(
-                        env.data.opt_str("coordinator").ok().flatten(),
-                        env.data.get("coordinator_rank"),
-                    );
-                    // A peer of another implementation says nothing: take its word for leading.
-                    let theirs = if env.data.get("coordinator").is_none() {
-                        Some(member.clone())
-                    } else {
-                        theirs
+                (PeerAsk::Ping, PeerReply::Clock { coordinator, .. }) => {
+                    let theirs = match coordinator {
+                        // A peer of another implementation says nothing: take its word for
+                        // leading.
+                        Claim::Unsaid => Some(member.clone()),
+                        Claim::Nobody => None,
+                        Claim::Named(name, rank) => self.member_named(Some(name.as_str()), rank),
                     };
                     if let Some(e) = self.election.as_mut() {
                         e.on_pong(now, &member, theirs.as_ref());
                     }
                 }
-                PeerAsk::Clock { round } => {
-                    let remote = env.data.opt_f64("time").ok().flatten();
-                    if let (Some((id, r)), Some(remote)) = (self.round.as_mut(), remote) {
+                (PeerAsk::Clock { round }, PeerReply::Clock { time, .. }) => {
+                    if let Some((id, r)) = self.round.as_mut() {
                         if *id == round {
                             r.on_sample(Sample {
                                 member: member.clone(),
                                 sent: sent.clock,
                                 received: self.clock.now(),
-                                remote,
+                                remote: time,
                             });
                         }
                     }
                 }
-                PeerAsk::Vector => match parse_vector(&env) {
-                    Ok(vector) => self.inbound.push(Inbound::Vector {
+                (PeerAsk::Vector, PeerReply::Vector { vector }) => {
+                    self.inbound.push(Inbound::Vector {
                         peer: name.to_owned(),
-                        vector,
-                    }),
-                    Err(e) => tracing::warn!(peer = %member, error = %e, "bad vector"),
-                },
-                PeerAsk::Fetch { origin } => match parse_fetched(env) {
-                    Ok((events, more)) => self.inbound.push(Inbound::Fetched {
+                        vector: vector.into_iter().collect(),
+                    });
+                }
+                (PeerAsk::Fetch { origin }, PeerReply::Fetched { events, more, .. }) => {
+                    self.inbound.push(Inbound::Fetched {
                         peer: name.to_owned(),
                         origin,
                         events,
                         more,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(peer = %member, error = %e, "bad fetch reply");
+                    });
+                }
+                (PeerAsk::Coordinator | PeerAsk::Adjust | PeerAsk::Sync, _) => {}
+                (kind, reply) => {
+                    self.dropped += 1;
+                    if let Some(quiet) = self.drop_log.admit(now) {
+                        tracing::warn!(peer = %member, asked = ?kind, answer = ?reply, unlogged = quiet,
+                            "an answer of another kind than the request");
+                    }
+                    if let PeerAsk::Fetch { origin } = kind {
                         self.inbound.push(Inbound::FetchFailed { origin });
                     }
-                },
-                PeerAsk::Coordinator | PeerAsk::Adjust | PeerAsk::Sync => {}
+                }
             }
         }
         self.carry_out(now, lamport, publisher);
@@ -709,12 +736,12 @@ impl Coordination {
     }
 
     /// The member called `name`: ourselves, a known peer, or (with a rank) someone new.
-    fn member_named(&self, name: Option<&str>, rank: Option<&Value>) -> Option<Member> {
+    fn member_named(&self, name: Option<&str>, rank: Option<u64>) -> Option<Member> {
         let name = name?;
         if name == self.name.as_str() {
             return self.rank.map(|r| Member::new(name, r));
         }
-        if let Some(rank) = rank.and_then(Value::as_u64) {
+        if let Some(rank) = rank {
             return Some(Member::new(name, rank));
         }
         self.peers.get(name).map(|p| p.member.clone())
@@ -741,7 +768,7 @@ impl Coordination {
             }
             let who = self.member_named(
                 p.envelope.data.opt_str("coordinator").ok().flatten(),
-                p.envelope.data.get("rank"),
+                p.envelope.data.opt_counter("rank").ok().flatten(),
             );
             if let (Some(who), Some(e)) = (who, self.election.as_mut()) {
                 e.on_coordinator(now, &who);
@@ -762,8 +789,10 @@ impl Coordination {
         let members: Vec<Member> = self.peers.values().map(|p| p.member.clone()).collect();
         let mut asked = Vec::new();
         for m in members {
-            let env = self.me_fields(Envelope::new("clock"));
-            if self.ask_peer(&m.name, PeerAsk::Clock { round: id }, env, now, lamport) {
+            let req = PeerRequest::Clock {
+                from: self.introduction(),
+            };
+            if self.ask_peer(&m.name, PeerAsk::Clock { round: id }, &req, now, lamport) {
                 asked.push(m);
             }
         }
@@ -785,7 +814,7 @@ impl Coordination {
             self.ask_peer(
                 &member.name,
                 PeerAsk::Adjust,
-                Envelope::new("adjust").with("delta", delta),
+                &PeerRequest::Adjust { delta },
                 now,
                 lamport,
             );

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Event, Name, ProtoError, Reply, Status, MAX_PAGE_BYTES};
+use palaver_proto::peer::{Introduction, PeerRequest};
+use palaver_proto::{Envelope, Event, Name, MAX_PAGE_BYTES};
 use rmpv::Value;
 
 use super::{Coordination, Inbound, Peer, PeerAsk, PEER_TIMEOUT};
@@ -17,7 +18,6 @@ impl Coordination {
         std::mem::take(&mut self.inbound)
     }
 
-    /// Asks `peer` for its version vector.
     /// Asks `peer` for its version vector, telling it ours (and where we are): a peer that did
     /// not know of us yet starts waiting for our acks at once.
     pub fn ask_vector(
@@ -27,24 +27,20 @@ impl Coordination {
         now: Instant,
         lamport: &mut Lamport,
     ) {
-        let env = self
-            .me_fields(Envelope::new("vector"))
-            .with("addr", self.addr.as_str())
-            .with("vector", vector_value(ours));
-        self.ask_peer(peer, PeerAsk::Vector, env, now, lamport);
+        let req = PeerRequest::Vector {
+            from: self.introduction(),
+            vector: Some(ours.iter().map(|(o, n)| (o.to_owned(), n)).collect()),
+        };
+        self.ask_peer(peer, PeerAsk::Vector, &req, now, lamport);
     }
 
     /// A peer that introduced itself (in a `vector` request) before the reference listed it.
-    pub(super) fn meet(&mut self, d: &palaver_proto::Map) {
-        let (Ok(Some(name)), Some(rank), Ok(Some(addr))) = (
-            d.opt_str("user"),
-            d.get("rank").and_then(Value::as_u64),
-            d.opt_str("addr"),
-        ) else {
+    pub(super) fn meet(&mut self, who: &Introduction) {
+        let (name, Some(rank), Some(addr)) = (who.name.as_str(), who.rank, who.addr.as_deref())
+        else {
             return;
         };
-        if name == self.name.as_str() || self.peers.contains_key(name) || Name::parse(name).is_err()
-        {
+        if name == self.name.as_str() || self.peers.contains_key(name) {
             return;
         }
         let member = Member::new(name, rank);
@@ -71,20 +67,21 @@ impl Coordination {
         now: Instant,
         lamport: &mut Lamport,
     ) {
-        let env = self
-            .me_fields(Envelope::new("fetch"))
-            .with("origin", origin)
-            .with("after", after)
-            .with("limit", limit as u64);
-        if !self.ask_peer(
-            peer,
-            PeerAsk::Fetch {
-                origin: origin.to_owned(),
-            },
-            env,
-            now,
-            lamport,
-        ) {
+        let kind = PeerAsk::Fetch {
+            origin: origin.to_owned(),
+        };
+        let sent = match Name::parse(origin) {
+            Ok(origin) => {
+                let req = PeerRequest::Fetch {
+                    origin,
+                    after,
+                    limit: u64::try_from(limit).ok(),
+                };
+                self.ask_peer(peer, kind, &req, now, lamport)
+            }
+            Err(_) => false,
+        };
+        if !sent {
             self.inbound.push(Inbound::FetchFailed {
                 origin: origin.to_owned(),
             });
@@ -95,10 +92,15 @@ impl Coordination {
     /// way. No round trip to wait for; a lost ack only makes the origin wait its deadline once,
     /// and the next vector exchange carries the same news.
     pub fn ack(&mut self, origin: &str, seq: u64, lamport: &mut Lamport) {
-        let mut env = Envelope::new("ack")
-            .with("user", self.name.as_str())
-            .with("origin", origin)
-            .with("seq", seq);
+        let Ok(origin_name) = Name::parse(origin) else {
+            return;
+        };
+        let req = PeerRequest::Ack {
+            from: self.name.clone(),
+            origin: origin_name,
+            seq,
+        };
+        let mut env = req.to_envelope();
         env.stamp(self.clock.now(), lamport.tick());
         self.push(origin, &env.to_bytes(), "ack");
     }
@@ -110,6 +112,7 @@ impl Coordination {
     pub fn replicate_events(&mut self, events: &[&Event], lamport: &mut Lamport) {
         let names: Vec<String> = self.peers.keys().cloned().collect();
         for chunk in pages(events, |e| e.size_bound(), MAX_PAGE_BYTES) {
+            // Encoded once for every peer; the request's own form would copy each event.
             let list: Vec<Value> = chunk.iter().map(|e| e.to_value()).collect();
             let mut env = Envelope::new("replica")
                 .with("origin", self.name.as_str())
@@ -140,97 +143,6 @@ impl Coordination {
             }
         }
     }
-
-    /// An ack of our own events: who sent it and how far it holds them. `None` for an ack
-    /// meant for another server (on `replica`, every server hears them all).
-    ///
-    /// # Errors
-    /// When a field is missing or invalid.
-    pub(super) fn parse_ack(&self, env: &Envelope) -> Result<Option<(String, u64)>, ProtoError> {
-        let d = &env.data;
-        let peer = d.name("user")?;
-        let origin = d.name("origin")?;
-        let seq = d
-            .get("seq")
-            .and_then(Value::as_u64)
-            .ok_or(ProtoError::WrongType {
-                field: "seq",
-                expected: "a non-negative integer",
-            })?;
-        Ok((origin == self.name).then(|| (peer.to_string(), seq)))
-    }
-
-    /// A peer's batch of its own events, for the replication bookkeeping.
-    ///
-    /// # Errors
-    /// When the batch is malformed or holds events of another origin (logged, rate-limited).
-    pub(super) fn read_replica(&mut self, mut env: Envelope) -> Result<(), String> {
-        let read = env
-            .data
-            .name("origin")
-            .map_err(|e| e.to_string())
-            .and_then(|origin| {
-                let events = parse_events(&mut env).map_err(|e| e.to_string())?;
-                if origin == self.name || events.iter().any(|e| e.origin != origin.as_str()) {
-                    return Err("a batch holds only its sender's own events".to_owned());
-                }
-                Ok((origin, events))
-            });
-        match read {
-            Ok((origin, events)) => {
-                self.inbound.push(Inbound::Replica {
-                    origin: origin.to_string(),
-                    events,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                self.dropped += 1;
-                if let Some(quiet) = self.drop_log.admit(Instant::now()) {
-                    tracing::warn!(error = %e, dropped = self.dropped, unlogged = quiet, "bad replica batch");
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Takes the events out of a replica publication or a fetch reply.
-pub(super) fn parse_events(env: &mut Envelope) -> Result<Vec<Event>, ProtoError> {
-    match env.data.take("events") {
-        Some(Value::Array(items)) => items.into_iter().map(Event::from_value).collect(),
-        _ => Err(ProtoError::WrongType {
-            field: "events",
-            expected: "a list of events",
-        }),
-    }
-}
-
-pub(super) fn parse_fetched(mut env: Envelope) -> Result<(Vec<Event>, bool), ProtoError> {
-    if Reply::status(&env) == Status::Error {
-        return Err(ProtoError::Malformed(
-            Reply::error_text(&env).unwrap_or_default(),
-        ));
-    }
-    let more = matches!(env.data.get("more"), Some(Value::Boolean(true)));
-    Ok((parse_events(&mut env)?, more))
-}
-
-pub(super) fn parse_vector(env: &Envelope) -> Result<VersionVector, ProtoError> {
-    let wrong = ProtoError::WrongType {
-        field: "vector",
-        expected: "a map of origin to count",
-    };
-    let Some(Value::Map(entries)) = env.data.get("vector") else {
-        return Err(wrong);
-    };
-    entries
-        .iter()
-        .map(|(k, v)| match (k.as_str(), v.as_u64()) {
-            (Some(o), Some(n)) => Ok((o.to_owned(), n)),
-            _ => Err(wrong.clone()),
-        })
-        .collect()
 }
 
 /// Splits `items` into runs of at most `max` bytes by `size`, each run holding at least one
@@ -258,14 +170,6 @@ pub(super) fn pages<T>(
         rest = tail;
         Some(page)
     })
-}
-
-pub(super) fn vector_value(v: &VersionVector) -> Value {
-    Value::Map(
-        v.iter()
-            .map(|(o, s)| (Value::from(o), Value::from(s)))
-            .collect(),
-    )
 }
 
 #[cfg(test)]

@@ -4,13 +4,11 @@
 use std::time::Instant;
 
 use palaver_core::election::Election;
-use palaver_core::replication::VersionVector;
 use palaver_core::{Lamport, Member};
-use palaver_proto::{Envelope, Event, ProtoError, Reply, Status, MAX_PAGE_BYTES};
+use palaver_proto::peer::{Claim, PeerReply, PeerRequest, StatusReport};
+use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
 use palaver_store::Store;
-use rmpv::Value;
 
-use super::replicate::{parse_vector, vector_value};
 use crate::link::send_routed;
 
 use super::{is_client_request, Coordination, Data, Inbound, MAX_FETCH};
@@ -38,40 +36,24 @@ impl Coordination {
             let reply = match Envelope::decode(&body) {
                 Ok(env) => {
                     cid = env.data.opt_counter("cid").ok().flatten();
-                    match env.data.clock() {
-                        Ok(c) => lamport.observe(c.unwrap_or(0)),
+                    let service = env.service.clone();
+                    let parsed = env.data.clock().and_then(|c| {
+                        let req = PeerRequest::parse(env)?;
+                        Ok((c, req))
+                    });
+                    match parsed {
                         Err(e) => {
-                            let reply = with_cid(Reply::rejection(Some(&env.service), &e), cid);
-                            self.answer(&frames, reply, lamport);
-                            continue;
+                            self.log_bad(&service, &e.to_string());
+                            Reply::rejection(Some(&service), &e)
                         }
-                    }
-                    if env.service == "digest" {
-                        // Reading every event takes seconds on a large store: not here.
-                        self.start_digest(frames, cid);
-                        continue;
-                    }
-                    if env.service == "replica" {
-                        // One way, like an ack: a batch of a peer's events. Only the
-                        // cluster reaches this endpoint; a malformed batch is answered and logged.
-                        match self.read_replica(env) {
-                            Ok(()) => continue,
-                            Err(e) => Reply::error("replica", &e),
-                        }
-                    } else if env.service == "ack" {
-                        // One way: a peer's ack of our events is never answered; a malformed
-                        // one is, like any bad request.
-                        match self.parse_ack(&env) {
-                            Ok(Some((peer, seq))) => {
-                                self.inbound.push(Inbound::Ack { peer, seq });
-                                continue;
+                        Ok((c, req)) => {
+                            lamport.observe(c.unwrap_or(0));
+                            match self.peer_request(req, &frames, cid, now, lamport, data) {
+                                Some(reply) => reply.to_envelope(),
+                                // One way, or answered later (a digest).
+                                None => continue,
                             }
-                            Ok(None) => Reply::error("ack", "this server is not the origin"),
-                            Err(e) => Reply::error("ack", &e.to_string()),
                         }
-                    } else {
-                        self.peer_request(&env, now, lamport, data)
-                            .unwrap_or_else(|e| Reply::error(&env.service, &e.to_string()))
                     }
                 }
                 Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
@@ -102,25 +84,27 @@ impl Coordination {
     fn start_digest(&self, route: Vec<Vec<u8>>, cid: Option<u64>) {
         let (dir, name, ctx, endpoint) = (
             self.data_dir.clone(),
-            self.name.to_string(),
+            self.name.clone(),
             self.ctx.clone(),
             self.digest_endpoint.clone(),
         );
         let work = move || {
             let reply = match Store::open(&dir).and_then(|s| s.summary()) {
-                Ok((vector, digest)) => {
-                    let vector: VersionVector = vector.into_iter().collect();
-                    Reply::ok("digest")
-                        .with("name", name)
-                        .with("events", vector.total())
-                        .with("vector", vector_value(&vector))
-                        .with("digest", format!("{digest:016x}"))
-                }
+                Ok((vector, digest)) => PeerReply::Digest {
+                    name,
+                    events: vector.iter().map(|(_, n)| n).sum(),
+                    vector: vector.into_iter().collect(),
+                    digest: format!("{digest:016x}"),
+                },
                 Err(e) => {
                     tracing::error!(error = %e, "cannot digest the store");
-                    Reply::error("digest", "the server could not read its events")
+                    PeerReply::Refused {
+                        service: "digest".into(),
+                        reason: "the server could not read its events".into(),
+                    }
                 }
-            };
+            }
+            .to_envelope();
             let body = with_cid(reply, cid).to_bytes();
             let sent = ctx.socket(zmq::PUSH).and_then(|push| {
                 push.set_linger(1000)?;
@@ -155,161 +139,174 @@ impl Coordination {
         }
     }
 
+    /// A refused peer message: logged at most once a second, with a count.
+    fn log_bad(&mut self, service: &str, why: &str) {
+        self.dropped += 1;
+        if let Some(quiet) = self.drop_log.admit(Instant::now()) {
+            tracing::warn!(
+                service,
+                error = why,
+                dropped = self.dropped,
+                unlogged = quiet,
+                "refused a message on the peer endpoint"
+            );
+        }
+    }
+
+    /// Carries out one request of a peer (or an operator); the answer, if it gets one now.
     fn peer_request(
         &mut self,
-        env: &Envelope,
+        req: PeerRequest,
+        route: &[Vec<u8>],
+        cid: Option<u64>,
         now: Instant,
         lamport: &mut Lamport,
         data: Data<'_>,
-    ) -> Result<Envelope, ProtoError> {
-        let d = &env.data;
+    ) -> Option<PeerReply> {
         let facts = data.facts;
-        Ok(match env.service.as_str() {
-            "vector" => {
-                // The asker's own vector is optional, but must be well-formed when given.
-                let theirs = if d.get("vector").is_some() {
-                    Some(parse_vector(env)?)
-                } else {
-                    None
-                };
-                self.meet(d);
-                if let (Ok(Some(peer)), Some(theirs)) = (d.opt_str("user"), theirs) {
-                    let seq = theirs.get(self.name.as_str());
-                    self.inbound.push(Inbound::Ack {
-                        peer: peer.to_owned(),
-                        seq,
-                    });
-                }
-                Reply::ok("vector").with("vector", vector_value(data.vector))
+        let refuse = |service: &str, reason: &str| {
+            Some(PeerReply::Refused {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        Some(match req {
+            PeerRequest::Digest => {
+                // Reading every event takes seconds on a large store: not here.
+                self.start_digest(route.to_vec(), cid);
+                return None;
             }
-            "fetch" => {
-                let origin = d.name("origin")?.to_string();
-                let after =
-                    d.get("after")
-                        .and_then(Value::as_u64)
-                        .ok_or(ProtoError::WrongType {
-                            field: "after",
-                            expected: "a non-negative integer",
-                        })?;
-                let limit = d
-                    .get("limit")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(MAX_FETCH as u64);
-                let limit = usize::try_from(limit).map_or(MAX_FETCH, |l| l.clamp(1, MAX_FETCH));
-                let events = match data.store.events_after(&origin, after, limit) {
-                    // At most MAX_PAGE_BYTES of events, however large each one is.
-                    Ok(mut events) => {
-                        let fits =
-                            super::replicate::pages(&events, Event::size_bound, MAX_PAGE_BYTES)
-                                .next()
-                                .map_or(0, <[Event]>::len);
-                        events.truncate(fits);
-                        Ok(events)
+            PeerRequest::Ack { from, origin, seq } => {
+                // One way: never answered, unless it is for another server.
+                if origin != self.name {
+                    self.log_bad("ack", "an ack for another origin");
+                    return refuse("ack", "this server is not the origin");
+                }
+                self.inbound.push(Inbound::Ack {
+                    peer: from.to_string(),
+                    seq,
+                });
+                return None;
+            }
+            PeerRequest::Replica { origin, events } => {
+                // One way: a batch of a peer's own events.
+                if origin == self.name {
+                    self.log_bad("replica", "a batch of this server's own events");
+                    return refuse("replica", "a batch holds only its sender's own events");
+                }
+                self.inbound.push(Inbound::Replica {
+                    origin: origin.to_string(),
+                    events,
+                });
+                return None;
+            }
+            PeerRequest::Vector { from, vector } => {
+                if let Some(i) = &from {
+                    self.meet(i);
+                    if let Some(theirs) = &vector {
+                        // What the asker holds of our events, it acknowledges.
+                        let seq = theirs.get(self.name.as_str()).copied().unwrap_or(0);
+                        self.inbound.push(Inbound::Ack {
+                            peer: i.name.to_string(),
+                            seq,
+                        });
                     }
-                    Err(e) => Err(e),
-                };
-                let events = match events {
+                }
+                PeerReply::Vector {
+                    vector: data.vector.iter().map(|(o, n)| (o.to_owned(), n)).collect(),
+                }
+            }
+            PeerRequest::Fetch {
+                origin,
+                after,
+                limit,
+            } => {
+                let limit = limit
+                    .and_then(|l| usize::try_from(l).ok())
+                    .map_or(MAX_FETCH, |l| l.clamp(1, MAX_FETCH));
+                let mut events = match data.store.events_after(origin.as_str(), after, limit) {
                     Ok(events) => events,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read events for a peer");
-                        return Ok(Reply::error(
-                            "fetch",
-                            "the server could not read its events",
-                        ));
+                        return refuse("fetch", "the server could not read its events");
                     }
                 };
-                let held = data.vector.get(&origin);
+                // At most MAX_PAGE_BYTES of events, however large each one is.
+                let fits = super::replicate::pages(&events, Event::size_bound, MAX_PAGE_BYTES)
+                    .next()
+                    .map_or(0, <[Event]>::len);
+                events.truncate(fits);
+                let held = data.vector.get(origin.as_str());
                 let last = events.last().map_or(after, |e| e.seq);
-                let events: Vec<Value> = events.iter().map(Event::to_value).collect();
-                Reply::ok("fetch")
-                    .with("origin", origin.as_str())
-                    .with("events", events)
-                    .with("more", last < held)
-            }
-            "clock" => {
-                let reply = Reply::ok("clock")
-                    .with("time", self.clock.now())
-                    .with("name", self.name.as_str());
-                match self.coordinator() {
-                    Some(c) => reply
-                        .with("coordinator", c.name.as_str())
-                        .with("coordinator_rank", c.rank),
-                    None => reply.with("coordinator", Value::Nil),
+                PeerReply::Fetched {
+                    origin,
+                    events,
+                    more: last < held,
                 }
             }
-            "election" => {
-                let from = match (d.opt_str("user")?, d.get("rank").and_then(Value::as_u64)) {
-                    (Some(name), Some(rank)) => Some(Member::new(name, rank)),
-                    _ => None,
-                };
+            PeerRequest::Clock { .. } => PeerReply::Clock {
+                time: self.clock.now(),
+                coordinator: match self.coordinator() {
+                    Some(c) => match Name::parse(&c.name) {
+                        Ok(name) => Claim::Named(name, Some(c.rank)),
+                        Err(_) => Claim::Nobody,
+                    },
+                    None => Claim::Nobody,
+                },
+            },
+            PeerRequest::Election { from } => {
+                let from = from.and_then(|i| Some(Member::new(i.name.as_str(), i.rank?)));
                 let Some(e) = self.election.as_mut() else {
-                    return Ok(Reply::error("election", "this server has no rank yet"));
+                    return refuse("election", "this server has no rank yet");
                 };
                 if e.on_election(now, from.as_ref()) {
-                    Reply::ok("election").with("election", "OK")
+                    PeerReply::Election
                 } else {
-                    Reply::error("election", "this server's rank is lower than yours")
+                    return refuse("election", "this server's rank is lower than yours");
                 }
             }
-            "coordinator" => {
-                let who = self.member_named(Some(d.str("coordinator")?), d.get("rank"));
+            PeerRequest::Coordinator { coordinator, rank } => {
+                let who = self.member_named(Some(coordinator.as_str()), rank);
                 match (who, self.election.as_mut()) {
                     (Some(who), Some(e)) => {
                         e.on_coordinator(now, &who);
-                        Reply::ok("coordinator")
+                        PeerReply::Done {
+                            service: "coordinator".into(),
+                        }
                     }
-                    _ => Reply::error("coordinator", "unknown coordinator, or no rank yet"),
+                    _ => return refuse("coordinator", "unknown coordinator, or no rank yet"),
                 }
             }
-            "adjust" => {
-                let delta = d.opt_f64("delta")?.ok_or(ProtoError::Missing("delta"))?;
-                if !delta.is_finite() || delta.abs() > 86_400.0 * 365.0 {
-                    return Ok(Reply::error(
-                        "adjust",
-                        "`delta` must be a finite number of seconds",
-                    ));
-                }
+            PeerRequest::Adjust { delta } => {
                 self.clock.adjust(delta);
                 tracing::debug!(delta, offset = self.clock.offset(), "clock adjusted");
-                Reply::ok("adjust")
-                    .with("time", self.clock.now())
-                    .with("offset", self.clock.offset())
+                PeerReply::Adjusted {
+                    time: self.clock.now(),
+                    offset: self.clock.offset(),
+                }
             }
-            "sync" => {
+            PeerRequest::Sync => {
                 if self.is_coordinator() {
                     self.start_round(now, lamport);
                 }
-                Reply::ok("sync")
-            }
-            "status" => {
-                let peers: Vec<Value> = self
-                    .peers
-                    .values()
-                    .map(|p| Value::from(p.member.name.as_str()))
-                    .collect();
-                let mut reply = Reply::ok("status")
-                    .with("name", self.name.as_str())
-                    .with("addr", self.addr.as_str())
-                    .with("time", self.clock.now())
-                    .with("offset", self.clock.offset())
-                    .with("skew", self.clock.skew())
-                    .with("peers", peers)
-                    .with(
-                        "electing",
-                        self.election.as_ref().is_some_and(Election::electing),
-                    )
-                    .with("rounds", self.rounds)
-                    .with("users", facts.users as u64)
-                    .with("channels", facts.channels as u64);
-                if let Some(rank) = self.rank {
-                    reply = reply.with("rank", rank);
+                PeerReply::Done {
+                    service: "sync".into(),
                 }
-                if let Some(c) = self.coordinator() {
-                    reply = reply.with("coordinator", c.name.as_str());
-                }
-                reply
             }
-            other => return Err(ProtoError::UnknownService(other.to_owned())),
+            PeerRequest::Status => PeerReply::Status(Box::new(StatusReport {
+                name: self.name.clone(),
+                addr: self.addr.clone(),
+                rank: self.rank,
+                coordinator: self.coordinator().and_then(|c| Name::parse(&c.name).ok()),
+                time: self.clock.now(),
+                offset: self.clock.offset(),
+                skew: self.clock.skew(),
+                peers: self.peers.keys().cloned().collect(),
+                electing: self.election.as_ref().is_some_and(Election::electing),
+                rounds: self.rounds,
+                users: facts.users as u64,
+                channels: facts.channels as u64,
+            })),
         })
     }
 }
