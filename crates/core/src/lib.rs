@@ -15,6 +15,7 @@ mod log_gate;
 mod member;
 pub mod pending;
 pub mod replication;
+pub mod schedule;
 mod shutdown;
 
 pub use lamport::Lamport;

@@ -149,6 +149,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         pending_since: None,
         accepting: false,
         serve_anyway_at: Instant::now() + STARTUP_GRACE,
+        turn: Instant::now(),
         failing: None,
         failed_batches: 0,
         fail_log: palaver_core::LogGate::every_second(),
@@ -213,6 +214,8 @@ struct Reactor {
     /// When to take clients even if not caught up with every peer (the peers may be
     /// unreachable): a grace after start-up, or after recovering from failed commits.
     serve_anyway_at: Instant,
+    /// The time of this turn of the loop, read once after the poll.
+    turn: Instant,
     /// Set while commits fail: the server stays out of the broker's rotation until one works.
     failing: Option<Failing>,
     failed_batches: u64,
@@ -259,6 +262,8 @@ impl Reactor {
                     .collect::<Vec<bool>>()
             };
             let now = Instant::now();
+            // One reading of the clock per turn: everything this turn does happens at `now`.
+            self.turn = now;
             let facts = Facts {
                 users: self.state.user_count(),
                 channels: self.state.channel_count(),
@@ -320,10 +325,9 @@ impl Reactor {
             if !self.writer.busy() && may_commit {
                 self.dispatch(false);
             }
-            self.replicate(Instant::now());
+            self.replicate(now);
             if n > 0 {
-                self.coord
-                    .client_requests(n, Instant::now(), &mut self.lamport);
+                self.coord.client_requests(n, now, &mut self.lamport);
             }
         }
         Ok(())
@@ -519,11 +523,11 @@ impl Reactor {
             || self.pending.len() >= REPLICA_COMMIT_EVENTS
             || self
                 .pending_since
-                .is_some_and(|t| Instant::now() >= t + REPLICA_COMMIT_DELAY);
+                .is_some_and(|t| self.turn >= t + REPLICA_COMMIT_DELAY);
         let flush_pending = pending_due && !self.pending.is_empty();
         if let Some(f) = self.failing.as_mut() {
             // Out of the rotation: try again now, with whatever waits, or with a probe.
-            f.next_try = Instant::now() + RETRY_COMMIT;
+            f.next_try = self.turn + RETRY_COMMIT;
             if self.batch.is_empty() && !flush_pending {
                 self.committing = Vec::new();
                 self.writer.submit(Job {
@@ -640,7 +644,7 @@ impl Reactor {
         } else {
             self.recovered();
         }
-        let now = Instant::now();
+        let now = self.turn;
         match published.last().map(|e| e.seq) {
             Some(seq) if !lost => {
                 let refs: Vec<&Event> = published.iter().collect();
@@ -659,7 +663,7 @@ impl Reactor {
     /// A commit failed: leave the broker's rotation (clients go to the other servers) until a
     /// commit works again, and say so at most once a second with a count.
     fn step_aside(&mut self, why: Option<&str>) {
-        let now = Instant::now();
+        let now = self.turn;
         self.failed_batches += 1;
         if self.failing.is_none() {
             self.failing = Some(Failing {
@@ -685,7 +689,7 @@ impl Reactor {
         if let Some(f) = self.failing.take() {
             tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
                 "commits work again; back in the broker's rotation once caught up");
-            self.serve_anyway_at = Instant::now() + STARTUP_GRACE;
+            self.serve_anyway_at = self.turn + STARTUP_GRACE;
         }
     }
 
@@ -711,7 +715,7 @@ impl Reactor {
                 self.state.reload(snap);
                 let peers: Vec<String> = self.repl.trusted().map(str::to_owned).collect();
                 self.repl = Replication::new(&self.name, vector, replication::Config::default());
-                self.repl.set_peers(Instant::now(), peers);
+                self.repl.set_peers(self.turn, peers);
             }
             Err(e) => tracing::error!(error = %e, "cannot reload after a failed commit"),
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use palaver_core::berkeley::{Round, Sample, Settings};
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::replication::VersionVector;
+use palaver_core::schedule::{Duty, Schedule, Timing};
 use palaver_core::{Lamport, Member};
 use palaver_proto::peer::{Claim, Introduction, PeerReply, PeerRequest};
 use palaver_proto::{Envelope, Event, Name, Reply, ServerEntry, Status, TOPIC_SERVERS};
@@ -27,19 +28,9 @@ use crate::ServerError;
 mod replicate;
 mod serve;
 
-/// How often a server tells the reference it lives (the reference drops it after 3 s).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// How often a server asks the reference who is alive.
-const LIST_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait for the reference, or for a peer, before giving a request up.
 const REFERENCE_TIMEOUT: Duration = Duration::from_secs(1);
 const PEER_TIMEOUT: Duration = Duration::from_millis(800);
-/// The standard synchronises clocks every 10 client requests.
-const SYNC_EVERY_REQUESTS: u64 = 10;
-/// …and a quiet cluster synchronises at least this often.
-const SYNC_QUIET: Duration = Duration::from_secs(3);
-/// Rounds never start closer together than this, however busy the cluster.
-const SYNC_MIN_GAP: Duration = Duration::from_millis(250);
 /// How long a round waits for the members' clocks.
 const ROUND_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -170,13 +161,10 @@ pub struct Coordination {
     election: Option<Election>,
     peers: BTreeMap<String, Peer>,
     clock: PhysicalClock,
-    next_heartbeat: Instant,
-    next_list: Instant,
+    /// When heartbeats, peer lists and clock rounds are due.
+    schedule: Schedule,
     round: Option<(u64, Round)>,
     rounds: u64,
-    last_round: Option<Instant>,
-    requests: u64,
-    last_sync_ask: Option<Instant>,
     inbound: Vec<Inbound>,
     /// Peer messages not sent or not readable, and the gate that keeps their log lines to one
     /// a second.
@@ -236,18 +224,14 @@ impl Coordination {
             election: None,
             peers: BTreeMap::new(),
             clock: PhysicalClock::with_skew(skew_secs),
-            next_heartbeat: now,
-            next_list: now,
+            schedule: Schedule::new(now, Timing::default()),
             round: None,
             rounds: 0,
-            last_round: None,
-            requests: 0,
-            last_sync_ask: None,
             inbound: Vec::new(),
             dropped: 0,
             drop_log: palaver_core::LogGate::every_second(),
         };
-        coordination.ask_rank(now, &mut Lamport::default());
+        coordination.do_duties(now, &mut Lamport::default());
         Ok(coordination)
     }
 
@@ -279,13 +263,11 @@ impl Coordination {
 
     /// The earliest moment something is due.
     pub fn deadline(&self) -> Instant {
-        let mut at = self.next_heartbeat.min(self.next_list);
+        let mut at = self.schedule.poll_timeout();
         let more = [
             self.election.as_ref().and_then(Election::poll_timeout),
             self.reference.deadline(),
             self.round.as_ref().map(|(_, r)| r.deadline()),
-            self.is_coordinator()
-                .then(|| self.last_round.map_or(Instant::now(), |t| t + SYNC_QUIET)),
         ];
         for t in more
             .into_iter()
@@ -357,22 +339,6 @@ impl Coordination {
                 }
             }
         }
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + HEARTBEAT_EVERY;
-            match self.rank {
-                Some(_) => {
-                    let env = Envelope::new("heartbeat")
-                        .with("user", self.name.as_str())
-                        .with("addr", self.addr.as_str());
-                    self.ask_reference(RefAsk::Heartbeat, env, now, lamport);
-                }
-                None => self.ask_rank(now, lamport),
-            }
-        }
-        if now >= self.next_list && self.rank.is_some() {
-            self.next_list = now + LIST_EVERY;
-            self.ask_reference(RefAsk::List, Envelope::new("list"), now, lamport);
-        }
         if let Some(e) = self.election.as_mut() {
             if e.poll_timeout().is_some_and(|t| now >= t) {
                 e.handle_timeout(now);
@@ -380,24 +346,39 @@ impl Coordination {
         }
         self.carry_out(now, lamport, publisher);
         self.finish_round(now, lamport);
-        if self.is_coordinator() && self.last_round.is_none_or(|t| now >= t + SYNC_QUIET) {
-            self.start_round(now, lamport);
-        }
+        self.schedule.set_coordinator(self.is_coordinator());
+        self.schedule.handle_timeout(now);
+        self.do_duties(now, lamport);
     }
 
-    /// Counts client requests: every [`SYNC_EVERY_REQUESTS`], the clocks are synchronised.
+    /// Counts client requests: every ten, the clocks are synchronised (see
+    /// [`palaver_core::schedule`]).
     pub fn client_requests(&mut self, n: usize, now: Instant, lamport: &mut Lamport) {
-        self.requests += n as u64;
-        if self.requests < SYNC_EVERY_REQUESTS {
-            return;
-        }
-        self.requests = 0;
-        if self.is_coordinator() {
-            self.start_round(now, lamport);
-        } else if let Some(c) = self.coordinator().cloned() {
-            if self.last_sync_ask.is_none_or(|t| now >= t + SYNC_MIN_GAP) {
-                self.last_sync_ask = Some(now);
-                self.ask_peer(&c.name, PeerAsk::Sync, &PeerRequest::Sync, now, lamport);
+        self.schedule
+            .on_client_requests(now, u64::try_from(n).unwrap_or(u64::MAX));
+        self.do_duties(now, lamport);
+    }
+
+    /// Carries out the periodic duties that are due.
+    fn do_duties(&mut self, now: Instant, lamport: &mut Lamport) {
+        while let Some(duty) = self.schedule.poll_duty() {
+            match duty {
+                Duty::AskRank => self.ask_rank(now, lamport),
+                Duty::Heartbeat => {
+                    let env = Envelope::new("heartbeat")
+                        .with("user", self.name.as_str())
+                        .with("addr", self.addr.as_str());
+                    self.ask_reference(RefAsk::Heartbeat, env, now, lamport);
+                }
+                Duty::ListPeers => {
+                    self.ask_reference(RefAsk::List, Envelope::new("list"), now, lamport)
+                }
+                Duty::StartRound => self.start_round(now, lamport),
+                Duty::AskSync => {
+                    if let Some(c) = self.coordinator().cloned() {
+                        self.ask_peer(&c.name, PeerAsk::Sync, &PeerRequest::Sync, now, lamport);
+                    }
+                }
             }
         }
     }
@@ -454,6 +435,7 @@ impl Coordination {
             if matches!(kind, RefAsk::Heartbeat) {
                 // It forgot us (say, it lost its disk): ask again.
                 self.rank = None;
+                self.schedule.set_ranked(now, false);
             }
             return;
         }
@@ -464,7 +446,7 @@ impl Coordination {
                         tracing::info!(server = %self.name, rank, addr = %self.addr, "ranked");
                     }
                     self.rank = Some(rank);
-                    self.next_list = now;
+                    self.schedule.set_ranked(now, true);
                 }
                 None => tracing::warn!("the reference's rank reply has no rank"),
             },
@@ -594,7 +576,6 @@ impl Coordination {
                         tracing::warn!(error = %e, "announcement not published");
                     }
                     self.tell_coordinator(&coordinator, &to, now, lamport);
-                    self.last_round = None;
                 }
                 Action::Remind { coordinator, to } => {
                     self.tell_coordinator(&coordinator, &to, now, lamport)
@@ -779,11 +760,11 @@ impl Coordination {
 
     // ---- Berkeley ----
 
+    /// Starts a Berkeley round, unless one is still running (when: [`Schedule`]).
     fn start_round(&mut self, now: Instant, lamport: &mut Lamport) {
-        if self.round.is_some() || self.last_round.is_some_and(|t| now < t + SYNC_MIN_GAP) {
+        if self.round.is_some() {
             return;
         }
-        self.last_round = Some(now);
         self.rounds += 1;
         let id = self.rounds;
         let members: Vec<Member> = self.peers.values().map(|p| p.member.clone()).collect();

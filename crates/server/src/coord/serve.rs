@@ -286,9 +286,8 @@ impl Coordination {
                 }
             }
             PeerRequest::Sync => {
-                if self.is_coordinator() {
-                    self.start_round(now, lamport);
-                }
+                self.schedule.on_sync_asked(now);
+                self.do_duties(now, lamport);
                 PeerReply::Done {
                     service: "sync".into(),
                 }
