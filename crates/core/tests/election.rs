@@ -1,6 +1,7 @@
-//! The bully election on a simulated network: seeded drops, delays (and so reorders), crashes
-//! and restarts. In every scenario, once faults stop and things are quiet, exactly one
-//! coordinator stands, it has the highest live rank, and every live member knows it.
+//! The bully election on a simulated network: seeded drops, delays (and so reorders), crashes,
+//! restarts and partitions. In every scenario, once faults stop and things are quiet, exactly
+//! one coordinator stands, it has the highest live rank, and every live member knows it. While
+//! the members are split, each side has exactly one coordinator of its own, its highest rank.
 //!
 //! A failing case prints its seed; `PALAVER_SEED=<seed> cargo test -p palaver-core` replays it.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::Member;
 use rand::Rng;
-use sim::{seeds, InFlight, Wire};
+use sim::{seeds, split_in_two, InFlight, Wire};
 
 mod sim;
 
@@ -19,6 +20,9 @@ const LIST_EVERY: Duration = Duration::from_millis(500);
 /// How long a crashed member stays on the reference's list (three missed heartbeats).
 const LIST_LAG: Duration = Duration::from_millis(1500);
 const STEP: Duration = Duration::from_millis(5);
+/// The reference's name on the wire: a member cut from it stops being listed after
+/// `LIST_LAG`, and gets no lists.
+const REFERENCE: &str = "reference";
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -33,6 +37,8 @@ struct Node {
     member: Member,
     election: Option<Election>,
     crashed_at: Option<Instant>,
+    /// Since when its heartbeats no longer reach the reference (a cut link).
+    cut_from_reference: Option<Instant>,
 }
 
 struct Sim {
@@ -54,6 +60,7 @@ impl Sim {
                 member: Member::new(format!("s{r}"), r),
                 election: None,
                 crashed_at: None,
+                cut_from_reference: None,
             })
             .collect();
         Sim {
@@ -89,17 +96,36 @@ impl Sim {
         self.nodes[i].crashed_at = Some(self.now);
     }
 
-    /// The reference's view: live members, plus those crashed less than `LIST_LAG` ago.
+    /// The reference's view: live members whose heartbeats reach it, plus those that crashed
+    /// or were cut from it less than `LIST_LAG` ago.
     fn listed(&self) -> Vec<Member> {
         self.nodes
             .iter()
             .filter(|n| {
-                n.election.is_some()
-                    || n.crashed_at
-                        .is_some_and(|t| self.now.duration_since(t) < LIST_LAG)
+                let silent_since = if n.election.is_some() {
+                    n.cut_from_reference
+                } else {
+                    n.crashed_at
+                };
+                match silent_since {
+                    None => n.election.is_some(),
+                    Some(t) => self.now.duration_since(t) < LIST_LAG,
+                }
             })
             .map(|n| n.member.clone())
             .collect()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.nodes[i].member.name
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.member.name.clone()).collect()
+    }
+
+    fn election(&self, name: &str) -> &Election {
+        self.nodes[self.idx(name)].election.as_ref().unwrap()
     }
 
     fn send(&mut self, from: &Member, to: &Member, msg: Msg) {
@@ -168,35 +194,110 @@ impl Sim {
     fn run(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now += STEP;
-            let now = self.now;
-            for m in self.wire.due(now) {
-                self.deliver(m);
+            self.step();
+        }
+    }
+
+    /// Runs until `done` holds, for `limit` at most; returns how long it took, if it did.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> Option<Duration> {
+        let start = self.now;
+        while self.now < start + limit {
+            self.step();
+            if done(self) {
+                return Some(self.now - start);
             }
-            if now >= self.next_list {
-                self.next_list = now + LIST_EVERY;
-                let live = self.listed();
-                for i in 0..self.nodes.len() {
-                    if let Some(e) = self.nodes[i].election.as_mut() {
-                        e.set_peers(now, live.clone());
-                    }
-                    self.flush(i);
-                }
+        }
+        None
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        for m in self.wire.due(now) {
+            self.deliver(m);
+        }
+        for n in &mut self.nodes {
+            let reached = self.wire.reachable(&n.member.name, REFERENCE);
+            match (reached, n.cut_from_reference) {
+                (false, None) => n.cut_from_reference = Some(now),
+                (true, Some(_)) => n.cut_from_reference = None,
+                _ => {}
             }
+        }
+        if now >= self.next_list {
+            self.next_list = now + LIST_EVERY;
+            let live = self.listed();
             for i in 0..self.nodes.len() {
+                if !self.wire.reachable(REFERENCE, self.name(i)) {
+                    continue;
+                }
                 if let Some(e) = self.nodes[i].election.as_mut() {
-                    if e.poll_timeout().is_some_and(|t| t <= now) {
-                        e.handle_timeout(now);
-                    }
+                    e.set_peers(now, live.clone());
                 }
                 self.flush(i);
             }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(e) = self.nodes[i].election.as_mut() {
+                if e.poll_timeout().is_some_and(|t| t <= now) {
+                    e.handle_timeout(now);
+                }
+            }
+            self.flush(i);
         }
     }
 
     /// The invariant: one coordinator, the highest live member, known to every live member.
     fn check_agreement(&self, what: &str) {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.election.is_some()).collect();
+        self.check_group(&live, what);
+    }
+
+    /// The invariant while the members are split into `sides`: on each side exactly one
+    /// coordinator, the side's highest live member, known to every live member of that side;
+    /// nobody electing.
+    fn check_one_coordinator_per_side(&self, sides: &[Vec<String>], what: &str) {
+        for (k, side) in sides.iter().enumerate() {
+            let live = self.live_among(side);
+            if !live.is_empty() {
+                self.check_group(&live, &format!("{what}, side {k} {side:?}"));
+            }
+        }
+    }
+
+    /// The invariant of a settled cluster (split or not): no new term, that is, no member won
+    /// or announced again since `before` was taken.
+    fn check_no_new_term(&self, before: &BTreeMap<String, u64>, what: &str) {
+        assert_eq!(
+            &self.announcements, before,
+            "{what}: seed {}: announcements without a reason",
+            self.seed
+        );
+    }
+
+    fn live_among(&self, names: &[String]) -> Vec<&Node> {
+        self.nodes
+            .iter()
+            .filter(|n| n.election.is_some() && names.contains(&n.member.name))
+            .collect()
+    }
+
+    /// Whether the live members among `names` agree, as [`Sim::check_group`] requires.
+    fn agree(&self, names: &[String]) -> bool {
+        let live = self.live_among(names);
+        let Some(highest) = live.iter().map(|n| &n.member).max() else {
+            return true;
+        };
+        live.iter().all(|n| {
+            let e = n.election.as_ref().unwrap();
+            e.coordinator() == Some(highest)
+                && e.is_coordinator() == (n.member == *highest)
+                && !e.electing()
+        })
+    }
+
+    /// One coordinator among `live`, the highest of them, known to each of them.
+    fn check_group(&self, live: &[&Node], what: &str) {
         let highest = live.iter().map(|n| &n.member).max().unwrap();
         let leaders: Vec<&str> = live
             .iter()
@@ -209,7 +310,7 @@ impl Sim {
             "{what}: seed {}: leaders",
             self.seed
         );
-        for n in &live {
+        for n in live {
             let e = n.election.as_ref().unwrap();
             assert_eq!(
                 e.coordinator(),
@@ -331,5 +432,118 @@ fn a_quiet_cluster_elects_once() {
             "seed {}: no elections without a reason",
             seed
         );
+    }
+}
+
+/// How long members that lost their coordinator may take to agree on the next one: the ping
+/// that goes unanswered (up to one interval, then its timeout), then the next rank's election
+/// (no answer from above), and a little for messages (20 ms at most each) and steps. Lower
+/// ranks that asked it meanwhile get its announcement at once, so they add nothing.
+fn replacement_bound(t: &Timeouts) -> Duration {
+    t.ping_interval + t.ping_timeout + t.answer + Duration::from_millis(100)
+}
+
+#[test]
+fn an_isolated_coordinator_is_replaced_by_the_next_rank_and_leads_again_after_heal() {
+    let bound = replacement_bound(&Timeouts::default());
+    let mut slowest = Duration::ZERO;
+    for seed in seeds(20) {
+        // Cut from everyone, the reference included (it drops the coordinator from its list
+        // after three missed heartbeats); or from the other servers only, the reference still
+        // listing it.
+        for reference_sees_it in [false, true] {
+            let what = if reference_sees_it {
+                "cut from the servers only"
+            } else {
+                "isolated"
+            };
+            let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
+            sim.wire.delay = (1, 20);
+            for i in 0..5 {
+                sim.boot(i);
+            }
+            sim.run(QUIET);
+            sim.check_agreement("before the partition");
+            let top = vec!["s5".to_owned()];
+            let rest: Vec<String> = ["s1", "s2", "s3", "s4"].map(String::from).to_vec();
+            if reference_sees_it {
+                sim.wire.partition(&[&["s5"], &["s1", "s2", "s3", "s4"]]);
+            } else {
+                sim.wire.isolate("s5");
+            }
+            let took = sim.run_until(bound, |sim| sim.agree(&rest));
+            let Some(took) = took else {
+                panic!(
+                    "{what}: seed {seed}: the majority did not agree within {bound:?}: {:?}",
+                    rest.iter()
+                        .map(|n| (n, sim.election(n).coordinator()))
+                        .collect::<Vec<_>>()
+                );
+            };
+            slowest = slowest.max(took);
+            assert!(
+                sim.election("s4").is_coordinator(),
+                "{what}: seed {seed}: the next rank leads"
+            );
+            sim.run(QUIET);
+            let sides = [top, rest];
+            sim.check_one_coordinator_per_side(&sides, what);
+            let before = sim.announcements.clone();
+            sim.run(QUIET);
+            sim.check_no_new_term(&before, what);
+            sim.check_one_coordinator_per_side(&sides, what);
+            assert!(
+                sim.wire.cut_drops > 0,
+                "{what}: seed {seed}: nothing was cut"
+            );
+
+            sim.wire.heal();
+            sim.run(QUIET);
+            sim.check_agreement(&format!("{what}, then healed"));
+            assert!(
+                sim.election("s5").is_coordinator(),
+                "{what}: seed {seed}: the highest rank leads again"
+            );
+        }
+    }
+    eprintln!("slowest replacement of an isolated coordinator: {slowest:?} (bound {bound:?})");
+}
+
+#[test]
+fn a_cluster_split_in_two_has_one_coordinator_per_side_then_one_after_heal() {
+    for seed in seeds(30) {
+        let mut sim = Sim::new(seed, &[1, 2, 3, 4, 5]);
+        sim.wire.delay = (1, 20);
+        for i in 0..5 {
+            sim.boot(i);
+        }
+        sim.run(QUIET);
+        sim.check_agreement("before the split");
+        let names = sim.names();
+        let (a, b) = split_in_two(&mut sim.wire.rng, &names);
+        let mut sides = vec![a, b];
+        // The reference stays with one side (2: on a link of its own, it reaches both).
+        let reference = sim.wire.rng.gen_range(0..3);
+        let what = format!("split {sides:?}, reference with side {reference}");
+        if let Some(side) = sides.get_mut(reference) {
+            side.push(REFERENCE.to_owned());
+        }
+        sim.wire.partition_names(&sides);
+        // Lossy at first, so the sides' elections race with drops; then calm, to settle.
+        sim.wire.drop_rate = 0.1;
+        sim.wire.delay = (1, 100);
+        sim.run(Duration::from_secs(3));
+        sim.wire.drop_rate = 0.0;
+        sim.wire.delay = (1, 20);
+        sim.run(QUIET);
+        sim.check_one_coordinator_per_side(&sides, &what);
+        let before = sim.announcements.clone();
+        sim.run(QUIET);
+        sim.check_no_new_term(&before, &what);
+        sim.check_one_coordinator_per_side(&sides, &what);
+
+        sim.wire.heal();
+        sim.run(QUIET);
+        sim.check_agreement(&format!("{what}, then healed"));
     }
 }
