@@ -1,0 +1,566 @@
+//! Writes the seed corpus of the fuzz targets: a few dozen MessagePack messages per target,
+//! mostly valid ones (each service, each event kind, the limits) and a few that each decoder
+//! must refuse. Run from fuzz/ with `cargo run --example seeds`; it replaces the files of
+//! `corpus/request/`, `corpus/event/` and `corpus/peer/` that it names and leaves any others alone.
+
+use std::{fs, io, path::Path};
+
+use palaver_proto::{Envelope, Event, EventKind, Name, MAX_COUNTER, MAX_TEXT_BYTES};
+use rmpv::Value;
+
+fn main() -> io::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    write_all(&root.join("request"), requests())?;
+    write_all(&root.join("event"), events())?;
+    write_all(&root.join("peer"), peers())?;
+    Ok(())
+}
+
+fn write_all(dir: &Path, seeds: Vec<(&str, Vec<u8>)>) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let count = seeds.len();
+    for (file, bytes) in seeds {
+        fs::write(dir.join(file), bytes)?;
+    }
+    println!("{count} seeds in {}", dir.display());
+    Ok(())
+}
+
+fn encode(v: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, v).expect("write to Vec");
+    out
+}
+
+fn map(fields: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        fields
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+fn stamped(mut env: Envelope) -> Envelope {
+    env.stamp(1_767_270_896.789, 42);
+    env
+}
+
+fn requests() -> Vec<(&'static str, Vec<u8>)> {
+    let publish = || {
+        Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "general")
+    };
+    let message = || {
+        Envelope::new("message")
+            .with("src", "ana")
+            .with("dst", "bob")
+    };
+    let history = || Envelope::new("history").with("channel", "general");
+    let envelopes = vec![
+        ("login", Envelope::new("login").with("user", "ana")),
+        (
+            "login-stamped",
+            stamped(Envelope::new("login").with("user", "ana")),
+        ),
+        (
+            "login-request-id",
+            stamped(
+                Envelope::new("login")
+                    .with("user", "bob")
+                    .with("request_id", "r-0001"),
+            ),
+        ),
+        ("users", Envelope::new("users")),
+        ("users-stamped", stamped(Envelope::new("users"))),
+        (
+            "channel",
+            Envelope::new("channel").with("channel", "general"),
+        ),
+        ("channels", stamped(Envelope::new("channels"))),
+        (
+            "publish",
+            stamped(publish().with("message", "hi bob, welcome to general")),
+        ),
+        (
+            "publish-utf8",
+            publish()
+                .with("message", "olá, ação! ✓")
+                .with("request_id", "x"),
+        ),
+        (
+            "publish-longest",
+            publish().with("message", "m".repeat(MAX_TEXT_BYTES)),
+        ),
+        (
+            "publish-too-long",
+            publish().with("message", "m".repeat(MAX_TEXT_BYTES + 1)),
+        ),
+        ("publish-blank", publish().with("message", "  \t")),
+        ("message", stamped(message().with("message", "psst"))),
+        (
+            "message-long-names",
+            message()
+                .with("src", "a".repeat(32))
+                .with("dst", "Z9._-".repeat(6))
+                .with("message", "hello"),
+        ),
+        (
+            "clock-float",
+            Envelope::new("users")
+                .with("clock", 7.0)
+                .with("timestamp", 1.5),
+        ),
+        (
+            "clock-max",
+            Envelope::new("users").with("clock", MAX_COUNTER),
+        ),
+        (
+            "clock-too-big",
+            Envelope::new("users").with("clock", MAX_COUNTER + 1),
+        ),
+        ("clock-negative", Envelope::new("users").with("clock", -1)),
+        (
+            "timestamp-string",
+            Envelope::new("users").with("timestamp", " 1767270896.5 "),
+        ),
+        (
+            "timestamp-int",
+            Envelope::new("users").with("timestamp", 1_767_270_896u64),
+        ),
+        ("history-channel", history()),
+        (
+            "history-direct",
+            Envelope::new("history")
+                .with("user", "ana")
+                .with("with", "bob")
+                .with("limit", 20),
+        ),
+        (
+            "history-before",
+            history().with("before", "42:s2").with("limit", 9999),
+        ),
+        (
+            "history-after",
+            history().with("after", "7:s1").with("limit", 1),
+        ),
+        (
+            "history-both",
+            history().with("before", "42:s2").with("after", "7:s1"),
+        ),
+        ("history-bad-cursor", history().with("before", "x:")),
+        (
+            "unknown-service",
+            Envelope::new("dance").with("user", "ana"),
+        ),
+        (
+            "reserved-name",
+            Envelope::new("login").with("user", "servers"),
+        ),
+        ("bad-name", Envelope::new("channel").with("channel", "a b")),
+        ("user-not-string", Envelope::new("login").with("user", 5)),
+        (
+            "replica-origin-first",
+            Envelope::new("replica")
+                .with("origin", "s1")
+                .with("events", vec![Value::from(1), Value::from(2)]),
+        ),
+        (
+            "ack-origin-after-scalars",
+            Envelope::new("ack")
+                .with("user", "s2")
+                .with("flag", true)
+                .with("seq", 70_000)
+                .with("neg", -70_000)
+                .with("ts", 1.5)
+                .with("f32", Value::F32(0.25))
+                .with("nil", Value::Nil)
+                .with("bin", Value::Binary(vec![0, 1, 2]))
+                .with("origin", "s1"),
+        ),
+        (
+            "origin-after-map",
+            Envelope::new("fetch")
+                .with("vv", map(vec![("s1", Value::from(3))]))
+                .with("origin", "s3"),
+        ),
+        (
+            "origin-after-ext",
+            Envelope::new("fetch")
+                .with("x", Value::Ext(1, vec![9; 4]))
+                .with("origin", "s3"),
+        ),
+        (
+            "origin-not-string",
+            Envelope::new("replica").with("origin", 3),
+        ),
+    ];
+    let mut seeds: Vec<(&str, Vec<u8>)> = envelopes
+        .into_iter()
+        .map(|(name, env)| (name, env.to_bytes()))
+        .collect();
+    // Frames laid out as other clients write them, and frames that are not envelopes at all.
+    let users = Envelope::new("users").to_bytes();
+    let mut trailing = users.clone();
+    trailing.push(0);
+    seeds.extend([
+        (
+            "data-first",
+            encode(&map(vec![
+                ("data", map(vec![("user", Value::from("ana"))])),
+                ("service", Value::from("login")),
+            ])),
+        ),
+        (
+            "no-data",
+            encode(&map(vec![("service", Value::from("users"))])),
+        ),
+        (
+            "data-nil",
+            encode(&map(vec![
+                ("service", Value::from("channels")),
+                ("data", Value::Nil),
+            ])),
+        ),
+        (
+            "data-not-map",
+            encode(&map(vec![
+                ("service", Value::from("users")),
+                ("data", Value::from(1)),
+            ])),
+        ),
+        (
+            "non-string-key",
+            encode(&Value::Map(vec![
+                (Value::from("service"), Value::from("users")),
+                (
+                    Value::from("data"),
+                    Value::Map(vec![(Value::from(1), Value::from("one"))]),
+                ),
+            ])),
+        ),
+        (
+            "nested",
+            Envelope::new("users")
+                .with(
+                    "deep",
+                    Value::Array(vec![Value::Array(vec![Value::Array(vec![])])]),
+                )
+                .to_bytes(),
+        ),
+        (
+            "not-a-map",
+            encode(&Value::Array(vec![Value::from("users")])),
+        ),
+        ("trailing", trailing),
+        ("truncated", users[..users.len() - 2].to_vec()),
+    ]);
+    seeds
+}
+
+fn name(s: &str) -> Name {
+    Name::parse(s).expect("a valid name")
+}
+
+fn events() -> Vec<(&'static str, Vec<u8>)> {
+    let event = |kind, request: Option<&str>| Event {
+        origin: "s1".into(),
+        seq: 7,
+        lamport: 9,
+        timestamp: 1_767_270_896.789,
+        kind,
+        request: request.map(str::to_owned),
+    };
+    let post = |message: &str| EventKind::Post {
+        user: name("ana"),
+        channel: name("general"),
+        message: message.into(),
+    };
+    let direct = |message: &str| EventKind::Direct {
+        src: name("ana"),
+        dst: name("bob"),
+        message: message.into(),
+    };
+    let largest = Event {
+        origin: "s".repeat(32),
+        seq: MAX_COUNTER,
+        lamport: MAX_COUNTER,
+        timestamp: f64::MAX,
+        kind: EventKind::Direct {
+            src: name(&"u".repeat(32)),
+            dst: name(&"d".repeat(32)),
+            message: "é".repeat(MAX_TEXT_BYTES / 2),
+        },
+        request: Some("r".repeat(64)),
+    };
+    let valid = vec![
+        ("login", event(EventKind::Login { user: name("ana") }, None)),
+        (
+            "login-request",
+            event(EventKind::Login { user: name("bob") }, Some("r-1")),
+        ),
+        (
+            "channel",
+            event(
+                EventKind::Channel {
+                    channel: name("general"),
+                },
+                None,
+            ),
+        ),
+        (
+            "post",
+            event(post("hi bob, welcome to general"), Some("r-2")),
+        ),
+        ("post-utf8", event(post("olá, ação! ✓"), None)),
+        ("message", event(direct("psst"), Some("c-17"))),
+        ("message-largest", largest),
+    ];
+    let mut seeds: Vec<(&str, Vec<u8>)> = valid
+        .into_iter()
+        .map(|(file, e)| (file, encode(&e.to_value())))
+        .collect();
+    // Events as another implementation might write them, and events to refuse.
+    let with = |mut v: Value, key: &str, value: Value| {
+        if let Value::Map(m) = &mut v {
+            match m.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+                Some(slot) => slot.1 = value,
+                None => m.push((Value::from(key), value)),
+            }
+        }
+        v
+    };
+    let login = event(EventKind::Login { user: name("ana") }, None).to_value();
+    let post_v = event(post("hi"), None).to_value();
+    seeds.extend([
+        (
+            "timestamp-string",
+            encode(&with(login.clone(), "timestamp", Value::from("12.5"))),
+        ),
+        (
+            "timestamp-int",
+            encode(&with(login.clone(), "timestamp", Value::from(12))),
+        ),
+        (
+            "no-timestamp",
+            encode(&with(login.clone(), "timestamp", Value::Nil)),
+        ),
+        (
+            "lamport-float",
+            encode(&with(login.clone(), "lamport", Value::from(9.0))),
+        ),
+        (
+            "lamport-too-big",
+            encode(&with(
+                login.clone(),
+                "lamport",
+                Value::from(MAX_COUNTER + 1),
+            )),
+        ),
+        (
+            "seq-zero",
+            encode(&with(login.clone(), "seq", Value::from(0))),
+        ),
+        (
+            "kind-unknown",
+            encode(&with(login.clone(), "kind", Value::from("dance"))),
+        ),
+        (
+            "origin-reserved",
+            encode(&with(login.clone(), "origin", Value::from("replica"))),
+        ),
+        (
+            "request-empty",
+            encode(&with(login.clone(), "request", Value::from(""))),
+        ),
+        (
+            "request-too-long",
+            encode(&with(login, "request", Value::from("r".repeat(65)))),
+        ),
+        (
+            "message-blank",
+            encode(&with(post_v.clone(), "message", Value::from(" "))),
+        ),
+        (
+            "message-too-long",
+            encode(&with(
+                post_v.clone(),
+                "message",
+                Value::from("m".repeat(MAX_TEXT_BYTES + 1)),
+            )),
+        ),
+        (
+            "message-not-string",
+            encode(&with(post_v, "message", Value::Binary(b"hi".to_vec()))),
+        ),
+        ("not-a-map", encode(&Value::Array(vec![Value::from(1)]))),
+    ]);
+    seeds
+}
+
+/// Every peer request and answer, as servers send them.
+fn peers() -> Vec<(&'static str, Vec<u8>)> {
+    use palaver_proto::peer::{Claim, Introduction, PeerReply, PeerRequest, StatusReport};
+    let name = |s: &str| Name::parse(s).expect("valid seed name");
+    let me = Some(Introduction {
+        name: name("s3"),
+        rank: Some(3),
+        addr: Some("tcp://127.0.0.1:5568".into()),
+    });
+    let event = Event {
+        origin: "s1".into(),
+        seq: 41,
+        lamport: 97,
+        timestamp: 1_795_379_524.5,
+        kind: EventKind::Post {
+            user: name("ana"),
+            channel: name("general"),
+            message: "hi".into(),
+        },
+        request: Some("r-1".into()),
+    };
+    let requests = [
+        ("req-clock", PeerRequest::Clock { from: me.clone() }),
+        ("req-election", PeerRequest::Election { from: me.clone() }),
+        (
+            "req-coordinator",
+            PeerRequest::Coordinator {
+                coordinator: name("s3"),
+                rank: Some(3),
+            },
+        ),
+        ("req-adjust", PeerRequest::Adjust { delta: -0.25 }),
+        ("req-sync", PeerRequest::Sync),
+        ("req-status", PeerRequest::Status),
+        ("req-digest", PeerRequest::Digest),
+        (
+            "req-vector",
+            PeerRequest::Vector {
+                from: me,
+                vector: Some([("s1".to_owned(), 40)].into()),
+            },
+        ),
+        (
+            "req-fetch",
+            PeerRequest::Fetch {
+                origin: name("s1"),
+                after: 40,
+                limit: Some(2000),
+            },
+        ),
+        (
+            "req-ack",
+            PeerRequest::Ack {
+                from: name("s2"),
+                origin: name("s1"),
+                seq: MAX_COUNTER,
+            },
+        ),
+        (
+            "req-replica",
+            PeerRequest::Replica {
+                origin: name("s1"),
+                events: vec![event.clone()],
+            },
+        ),
+    ];
+    let replies = [
+        (
+            "rep-refused",
+            PeerReply::Refused {
+                service: "fetch".into(),
+                reason: "no".into(),
+            },
+        ),
+        (
+            "rep-clock",
+            PeerReply::Clock {
+                time: 12.5,
+                coordinator: Claim::Named(name("s3"), Some(3)),
+            },
+        ),
+        (
+            "rep-clock-nobody",
+            PeerReply::Clock {
+                time: 12.5,
+                coordinator: Claim::Nobody,
+            },
+        ),
+        ("rep-election", PeerReply::Election),
+        (
+            "rep-done",
+            PeerReply::Done {
+                service: "sync".into(),
+            },
+        ),
+        (
+            "rep-adjusted",
+            PeerReply::Adjusted {
+                time: 3.0,
+                offset: -1.0,
+            },
+        ),
+        (
+            "rep-status",
+            PeerReply::Status(Box::new(StatusReport {
+                name: name("s1"),
+                addr: "tcp://h:1".into(),
+                rank: Some(1),
+                coordinator: Some(name("s3")),
+                time: 5.0,
+                offset: 0.5,
+                skew: 0.0,
+                peers: vec!["s2".into()],
+                electing: false,
+                rounds: 4,
+                users: 2,
+                channels: 1,
+            })),
+        ),
+        (
+            "rep-digest",
+            PeerReply::Digest {
+                name: name("s1"),
+                events: 44,
+                vector: [("s1".to_owned(), 44)].into(),
+                digest: "00ff".into(),
+            },
+        ),
+        (
+            "rep-vector",
+            PeerReply::Vector {
+                vector: [("s1".to_owned(), 44)].into(),
+            },
+        ),
+        (
+            "rep-fetched",
+            PeerReply::Fetched {
+                origin: name("s1"),
+                events: vec![event],
+                more: true,
+            },
+        ),
+    ];
+    let mut out: Vec<(&'static str, Vec<u8>)> = requests
+        .into_iter()
+        .map(|(f, r)| (f, r.to_envelope().to_bytes()))
+        .chain(
+            replies
+                .into_iter()
+                .map(|(f, r)| (f, r.to_envelope().to_bytes())),
+        )
+        .collect();
+    out.push((
+        "bad-fetch-after",
+        Envelope::new("fetch")
+            .with("origin", "s1")
+            .with("after", u64::MAX)
+            .to_bytes(),
+    ));
+    out.push((
+        "bad-vector",
+        Envelope::new("vector").with("vector", 3).to_bytes(),
+    ));
+    out
+}
