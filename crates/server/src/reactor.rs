@@ -42,7 +42,11 @@ struct Failing {
     next_try: Instant,
 }
 
+/// Answers kept while out of the broker's rotation, at most; more are dropped and counted.
+const MAX_PARKED: usize = 100_000;
+
 /// Where a request came from, with the routing frames its answer goes back with.
+#[derive(Clone)]
 enum Route {
     /// Through the broker, to the worker socket.
     Broker(Vec<Vec<u8>>),
@@ -151,6 +155,9 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         serve_anyway_at: Instant::now() + STARTUP_GRACE,
         turn: Instant::now(),
         failing: None,
+        retry: None,
+        parked: Vec::new(),
+        dropped_replies: 0,
         failed_batches: 0,
         fail_log: palaver_core::LogGate::every_second(),
     };
@@ -216,6 +223,12 @@ struct Reactor {
     serve_anyway_at: Instant,
     /// The time of this turn of the loop, read once after the poll.
     turn: Instant,
+    /// A batch of this server's own events whose commit failed after they were sent to the
+    /// peers: committed again, as it is, before anything else.
+    retry: Option<Job>,
+    /// Answers to broker clients kept while out of the rotation, sent on reconnecting.
+    parked: Vec<Answer>,
+    dropped_replies: u64,
     /// Set while commits fail: the server stays out of the broker's rotation until one works.
     failing: Option<Failing>,
     failed_batches: u64,
@@ -299,6 +312,9 @@ impl Reactor {
                 connect(&self.worker, &self.broker)?;
                 self.accepting = true;
                 tracing::info!(server = %self.name, events = self.repl.vector().total(), "accepting client requests");
+                for (route, reply) in std::mem::take(&mut self.parked) {
+                    self.reply(&route, reply);
+                }
             }
             if readable[1] {
                 if let Some(done) = self.writer.finished() {
@@ -528,6 +544,12 @@ impl Reactor {
         if let Some(f) = self.failing.as_mut() {
             // Out of the rotation: try again now, with whatever waits, or with a probe.
             f.next_try = self.turn + RETRY_COMMIT;
+            if let Some(job) = self.retry.take() {
+                // A batch whose events the peers may already hold: the same events, again
+                // (its requests, in `committing`, are answered once it is stored).
+                self.writer.submit(job);
+                return;
+            }
             if self.batch.is_empty() && !flush_pending {
                 self.committing = Vec::new();
                 self.writer.submit(Job {
@@ -557,10 +579,20 @@ impl Reactor {
             // Every earlier batch is committed (the writer is idle): answer now.
             self.complete(Done {
                 events: Vec::new(),
+                hidden: Vec::new(),
                 results: Vec::new(),
                 failed: None,
             });
             return;
+        }
+        // The peers take this server's new events while it commits them, as a Raft leader
+        // sends entries while it appends them: a write then waits for the slower of its fsync
+        // and the peers' acks, not for both in a row. Once sent, they are this server's events
+        // for good: a failed commit is tried again with the same events (see `complete`).
+        if let Some(last) = events.last().map(|e| e.seq) {
+            let refs: Vec<&Event> = events.iter().collect();
+            self.coord.replicate_events(&refs, &mut self.lamport);
+            self.repl.on_own_sent(last);
         }
         events.extend(incoming);
         let hidden = std::mem::take(&mut self.hidden);
@@ -570,8 +602,24 @@ impl Reactor {
     /// The writer committed the batch: publishes, and answers (at once for a batch without
     /// writes, after the peers' acks otherwise).
     fn complete(&mut self, done: Done) {
+        let own = self
+            .committing
+            .iter()
+            .filter(|q| q.handled.event.is_some())
+            .count();
+        if let (Some(why), true) = (&done.failed, own > 0) {
+            // The peers hold (or may hold) this batch's events already: keep them, numbers and
+            // all, and commit the same batch again once the disk takes writes; its requests
+            // stay unanswered until then (a client retries elsewhere, where its request id is
+            // known). Out of the rotation meanwhile.
+            self.step_aside(Some(why));
+            self.retry = Some(Job {
+                events: done.events,
+                hidden: done.hidden,
+            });
+            return;
+        }
         let batch = std::mem::take(&mut self.committing);
-        let own = batch.iter().filter(|q| q.handled.event.is_some()).count();
         let incoming = &done.events[own.min(done.events.len())..];
         let results = done.results;
         let mut results = results.into_iter();
@@ -630,7 +678,6 @@ impl Reactor {
             }
         }
         if lost {
-            self.step_aside(first_error.as_deref());
             // Memory ran ahead of the disk: start again from what the disk holds. Requests
             // handled since, against the memory being dropped, are refused.
             for q in std::mem::take(&mut self.batch) {
@@ -647,8 +694,6 @@ impl Reactor {
         let now = self.turn;
         match published.last().map(|e| e.seq) {
             Some(seq) if !lost => {
-                let refs: Vec<&Event> = published.iter().collect();
-                self.coord.replicate_events(&refs, &mut self.lamport);
                 self.repl.on_own_commit(now, seq);
                 self.held.push_back((seq, replies));
             }
@@ -657,6 +702,10 @@ impl Reactor {
                     self.reply(&envelope, reply);
                 }
             }
+        }
+        if lost {
+            // After the batch's answers, which still reach the broker.
+            self.step_aside(first_error.as_deref());
         }
     }
 
@@ -672,6 +721,13 @@ impl Reactor {
             });
         }
         if self.accepting {
+            // Writes already on this disk and waiting for the peers' acks are answered now:
+            // once out of the rotation, nothing reaches their clients.
+            while let Some((_, replies)) = self.held.pop_front() {
+                for (envelope, reply) in replies {
+                    self.reply(&envelope, reply);
+                }
+            }
             if let Err(e) = self.worker.disconnect(&self.broker) {
                 tracing::warn!(error = %e, "cannot leave the broker");
             }
@@ -724,9 +780,22 @@ impl Reactor {
     fn reply(&mut self, route: &Route, mut reply: Envelope) {
         match route {
             Route::Broker(envelope) => {
+                if !self.accepting {
+                    // Out of the broker's rotation (a retried commit just succeeded): the
+                    // answer waits for the connection, bounded.
+                    if self.parked.len() < MAX_PARKED {
+                        self.parked.push((route.clone(), reply));
+                    } else {
+                        self.dropped_replies += 1;
+                    }
+                    return;
+                }
                 reply.stamp(self.coord.now(), stamp_clock(&reply, &mut self.lamport));
                 if let Err(e) = send_routed(&self.worker, envelope, &reply.to_bytes()) {
-                    tracing::warn!(error = %e, "reply dropped");
+                    self.dropped_replies += 1;
+                    if let Some(quiet) = self.fail_log.admit(self.turn) {
+                        tracing::warn!(error = %e, dropped = self.dropped_replies, unlogged = quiet, "reply dropped");
+                    }
                 }
             }
             Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),

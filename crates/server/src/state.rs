@@ -80,6 +80,11 @@ impl State {
     /// (the first attempt reached a server that died before passing it on, and the retry went
     /// elsewhere): of the two, the later in the total order is hidden, the same on every server.
     pub fn apply(&mut self, event: &Event) -> Option<(String, u64)> {
+        if event.origin == self.origin {
+            // One of this server's own events, back from a peer (this server sent it, then
+            // crashed before its commit, or lost its disk): its number is taken.
+            self.seq = self.seq.max(event.seq);
+        }
         let mut hide = None;
         if let Some(request) = &event.request {
             if !self.requests.made_by(request, event) {
@@ -467,6 +472,30 @@ mod tests {
             again.reply.data.str("id").unwrap(),
             "s1:5",
             "a third try names the earlier event"
+        );
+    }
+
+    #[test]
+    fn own_events_back_from_a_peer_take_their_numbers() {
+        let mut st = state();
+        let mine = Event {
+            origin: "s1".into(),
+            seq: 7,
+            lamport: 20,
+            timestamp: 1.0,
+            kind: EventKind::Login { user: name("ana") },
+            request: None,
+        };
+        st.apply(&mine);
+        let next = st.handle(
+            Request::Login { user: name("bob") },
+            2.0,
+            &mut Lamport::starting_at(20),
+        );
+        assert_eq!(
+            next.event.unwrap().seq,
+            8,
+            "never a number a peer already holds"
         );
     }
 

@@ -31,6 +31,8 @@ pub(crate) struct Job {
 /// transaction itself failed).
 pub(crate) struct Done {
     pub events: Vec<Event>,
+    /// The repeats it was to hide, back with the events (a failed batch is tried again).
+    pub hidden: Vec<(String, u64)>,
     pub results: Vec<Result<(), String>>,
     /// Why the transaction failed, when it did (a full disk, an I/O error): nothing of the
     /// batch is stored. A job without events is a probe ([`Store::probe`]).
@@ -80,6 +82,7 @@ impl Writer {
                     };
                     let done = Done {
                         events: job.events,
+                        hidden: job.hidden,
                         results,
                         failed,
                     };
