@@ -73,7 +73,6 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
     let _tmpfs = Tmpfs::mount(&data, 16);
     cluster.start_server(2);
     let ballast = data.join("ballast");
-    fill(&ballast);
 
     let started = Instant::now();
     let broker = cluster.broker_endpoint();
@@ -111,6 +110,13 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
             })
         })
         .collect();
+    // The disk fills while s3 takes writes: a batch of its own fails after it went to the
+    // peers, and must be stored later under the same numbers, not refused and reused.
+    let filled = wait_until(Duration::from_secs(10), || {
+        common::counts(&data).posts >= 100
+    });
+    assert!(filled, "s3 took writes before its disk filled");
+    fill(&ballast);
     let refused: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     let elapsed = started.elapsed();
     assert!(
