@@ -13,6 +13,7 @@ pub mod election;
 mod lamport;
 mod log_gate;
 mod member;
+pub mod membership;
 pub mod pending;
 pub mod replication;
 pub mod schedule;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use palaver_core::berkeley::{Round, Sample, Settings};
 use palaver_core::election::{Action, Election, Timeouts};
+use palaver_core::membership;
 use palaver_core::replication::VersionVector;
 use palaver_core::schedule::{Duty, Schedule, Timing};
 use palaver_core::{Lamport, Member};
@@ -473,35 +474,31 @@ impl Coordination {
     ) {
         let Some(rank) = self.rank else { return };
         let me = Member::new(self.name.as_str(), rank);
-        self.peers
-            .retain(|name, _| list.iter().any(|(m, _)| m.name == *name));
-        for (member, addr) in &list {
-            if member.name == me.name {
-                continue;
+        let held = self
+            .peers
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    (p.member.clone(), p.link.endpoint().to_owned()),
+                )
+            })
+            .collect();
+        let changes = membership::plan(me.name.as_str(), &held, &list);
+        for name in &changes.close {
+            if let Some(p) = self.peers.remove(name) {
+                tracing::info!(peer = %p.member, "peer left");
             }
-            let Some(addr) = addr else { continue };
-            let stale = self
-                .peers
-                .get(&member.name)
-                .is_some_and(|p| p.link.endpoint() != addr || p.member != *member);
-            if stale {
-                self.peers.remove(&member.name);
-            }
-            if !self.peers.contains_key(&member.name) {
-                match Link::open(&self.ctx, addr, PEER_TIMEOUT, &self.credentials) {
-                    Ok(link) => {
-                        tracing::info!(peer = %member, addr, "peer joined");
-                        self.peers.insert(
-                            member.name.clone(),
-                            Peer {
-                                member: member.clone(),
-                                link,
-                                acks: ack_socket(&self.ctx, addr, &self.credentials),
-                            },
-                        );
-                    }
-                    Err(e) => tracing::warn!(peer = %member, addr, error = %e, "bad peer address"),
+        }
+        for (member, addr) in changes.open {
+            match Link::open(&self.ctx, &addr, PEER_TIMEOUT, &self.credentials) {
+                Ok(link) => {
+                    tracing::info!(peer = %member, addr, "peer joined");
+                    let acks = ack_socket(&self.ctx, &addr, &self.credentials);
+                    self.peers
+                        .insert(member.name.clone(), Peer { member, link, acks });
                 }
+                Err(e) => tracing::warn!(peer = %member, addr, error = %e, "bad peer address"),
             }
         }
         let live: Vec<Member> = self
