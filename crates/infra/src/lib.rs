@@ -25,9 +25,11 @@ pub const BROKER_MAX_MSG: i64 = palaver_proto::MAX_SOCKET_BYTES;
 
 /// Publications queued per subscriber before the proxy drops that subscriber's excess: a slow
 /// subscriber loses messages instead of slowing everyone else, and costs the proxy at most this
-/// many messages (32 MB of the largest posts). A subscriber that reads keeps up: the fan-out
-/// benchmark (1 → 100 subscribers) misses nothing at this depth.
-pub const SUBSCRIBER_HWM: i32 = 2_000;
+/// many messages (ZeroMQ counts messages, not bytes: 64 MB of the largest posts; an idle
+/// subscriber to everything kept the proxy at 95 MB while 16 KB posts flowed). At 2,000 or
+/// 3,000, subscribers that read but lag in bursts on a busy machine lost messages in the fan-out
+/// benchmark (1 → 100); at 4,000 none did. `palaver proxy --subscriber-hwm` sets it.
+pub const SUBSCRIBER_HWM: i32 = 4_000;
 
 /// Publications queued from the servers: the proxy reads them as fast as they come, so this
 /// only bounds its memory while it cannot (say, it was paused).
@@ -84,6 +86,7 @@ pub fn run_broker(
 pub fn run_proxy(
     xsub: &str,
     xpub: &str,
+    subscriber_hwm: i32,
     credentials: &Credentials,
     shutdown: &Shutdown,
 ) -> Result<(), InfraError> {
@@ -94,7 +97,7 @@ pub fn run_proxy(
     credentials.serve(&sub)?;
     bind(&sub, "proxy XSUB", xsub)?;
     let publ = ctx.socket(zmq::XPUB)?;
-    publ.set_sndhwm(SUBSCRIBER_HWM)?;
+    publ.set_sndhwm(subscriber_hwm)?;
     bind(&publ, "proxy XPUB", xpub)?;
     tracing::info!(xsub, xpub, "proxy ready");
     steer(&ctx, sub, publ, shutdown, "proxy")

@@ -139,6 +139,10 @@ struct ProxyArgs {
     /// Endpoint subscribers connect to.
     #[arg(long, env = "PALAVER_PROXY_XPUB", default_value = "tcp://*:5558")]
     xpub: String,
+    /// Publications queued per subscriber before a slow one loses the excess: its memory cost
+    /// is this many messages (ZeroMQ counts messages, not bytes).
+    #[arg(long, env = "PALAVER_PROXY_SUBSCRIBER_HWM", default_value_t = palaver_infra::SUBSCRIBER_HWM)]
+    subscriber_hwm: i32,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -359,6 +363,7 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(a) => Ok(palaver_infra::run_proxy(
             &a.xsub,
             &a.xpub,
+            a.subscriber_hwm.max(1),
             &a.key.load()?,
             &on_signal()?,
         )?),
