@@ -24,29 +24,11 @@ fn digests_agree(cluster: &Cluster) -> bool {
     d[0] == d[1] && d[1] == d[2]
 }
 
-/// `palaver admin verify` against the cluster: whether it passed, and what it said.
-fn verify(cluster: &Cluster) -> (bool, String) {
-    let out = Command::new(bin())
-        .args(["admin", "--reference", &cluster.reference_endpoint()])
-        .arg("--key")
-        .arg(cluster.key_file())
-        .arg("verify")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 /// A restarted server used to hold none of 1,200 posts of 16,000 bytes after 30 s.
 #[test]
 fn a_restarted_server_catches_up_on_1200_posts_of_16_kb_within_10_s() {
     let mut cluster = Cluster::start(&bin(), 3);
-    let mut setup = cluster.connection();
-    setup.create_channel(&name("big")).unwrap();
-    for w in 0..4 {
-        setup.login(&name(&format!("w{w}"))).unwrap();
-    }
+    common::writers(&cluster, "big", 4);
     cluster.kill_server(2);
     let broker = cluster.broker_endpoint();
     let text = "x".repeat(16_000);
@@ -92,7 +74,7 @@ fn a_restarted_server_catches_up_on_1200_posts_of_16_kb_within_10_s() {
     assert!(wait_until(Duration::from_secs(5), || digests_agree(
         &cluster
     )));
-    let (ok, text) = verify(&cluster);
+    let (ok, text) = common::admin_verify(&cluster);
     assert!(ok, "admin verify: {text}");
 }
 
@@ -133,6 +115,6 @@ fn a_hundred_pipelined_clients_of_16_kb_posts_converge_within_10_s() {
         .map(|i| common::counts(&cluster.data_dir(i)).posts)
         .collect();
     assert!(posts.iter().all(|p| *p >= 1200), "{posts:?}");
-    let (ok, text) = verify(&cluster);
+    let (ok, text) = common::admin_verify(&cluster);
     assert!(ok, "admin verify: {text}");
 }

@@ -141,18 +141,8 @@ fn kills_and_pauses_lose_no_acknowledged_message() {
         same,
         "seed {seed}: servers differ 10 s after the load: {vectors:?}"
     );
-    let verify = std::process::Command::new(bin())
-        .args(["admin", "--reference", &cluster.reference_endpoint()])
-        .arg("--key")
-        .arg(cluster.key_file())
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "seed {seed}: admin verify: {}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    let (verified, said) = common::admin_verify(&cluster);
+    assert!(verified, "seed {seed}: admin verify: {said}");
     let acked = acked.lock().unwrap();
     let total: usize = acked.values().map(Vec::len).sum();
     assert!(

@@ -62,11 +62,7 @@ fn log_lines(cluster: &Cluster, server: &str, needle: &str) -> usize {
 #[test]
 fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
     let mut cluster = Cluster::start(&bin(), 3);
-    let mut setup = cluster.connection();
-    setup.create_channel(&name("general")).unwrap();
-    for w in 0..4 {
-        setup.login(&name(&format!("w{w}"))).unwrap();
-    }
+    common::writers(&cluster, "general", 4);
     // s3 restarts on an empty 16 MB tmpfs and catches up there.
     cluster.kill_server(2);
     let data = cluster.data_dir(2);
@@ -156,18 +152,8 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
         log_lines(&cluster, "s3", "accepting client requests") >= 3
     });
     assert!(rejoined, "s3 takes clients again");
-    let out = Command::new(bin())
-        .args(["admin", "--reference", &cluster.reference_endpoint()])
-        .arg("--key")
-        .arg(cluster.key_file())
-        .arg("verify")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "admin verify: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (verified, said) = common::admin_verify(&cluster);
+    assert!(verified, "admin verify: {said}");
     let log = std::fs::read_to_string(cluster.dir().join("s3.log")).unwrap_or_default();
     for line in log.lines().filter(|l| {
         ["commit", "rotation", "accepting"]

@@ -87,11 +87,7 @@ fn a_subscriber_that_never_reads_does_not_grow_the_proxy_past_100_mb() {
 #[test]
 fn writes_go_on_at_half_their_rate_or_more_while_the_proxy_is_down() {
     let mut cluster = Cluster::start(&bin(), 3);
-    let mut setup = cluster.connection();
-    setup.create_channel(&name("general")).unwrap();
-    for w in 0..4 {
-        setup.login(&name(&format!("w{w}"))).unwrap();
-    }
+    common::writers(&cluster, "general", 4);
     let broker = cluster.broker_endpoint();
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));

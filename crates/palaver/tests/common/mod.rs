@@ -22,3 +22,30 @@ pub fn store(dir: &Path) -> Store {
 pub fn counts(dir: &Path) -> Counts {
     store(dir).counts().expect("counts")
 }
+
+/// `palaver admin verify` against the cluster: whether it passed, and what it said.
+pub fn admin_verify(cluster: &Cluster) -> (bool, String) {
+    let out = std::process::Command::new(bin())
+        .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .arg("--key")
+        .arg(cluster.key_file())
+        .arg("verify")
+        .output()
+        .expect("run palaver admin verify");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Creates `channel` and logs in writers `w0`, `w1`… (`n` of them) through the broker.
+pub fn writers(cluster: &Cluster, channel: &str, n: usize) {
+    let mut setup = cluster.connection();
+    setup
+        .create_channel(&name(channel))
+        .expect("create the channel");
+    for w in 0..n {
+        setup
+            .login(&name(&format!("w{w}")))
+            .expect("log a writer in");
+    }
+}
