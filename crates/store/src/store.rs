@@ -79,6 +79,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement here is prepared once and reused (the log's insert, each kind's
+        // projection, history in both directions for channels and conversations, the
+        // progress seeks…): more than rusqlite's default of 16, which made them evict each
+        // other (1.3 % of a server's time under load went to the cache).
+        conn.set_prepared_statement_cache_capacity(64);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < SCHEMA_VERSION {
             let tx = conn.unchecked_transaction()?;
