@@ -174,6 +174,11 @@ impl Replication {
         self.startup.as_ref().is_some_and(BTreeMap::is_empty)
     }
 
+    /// Every live peer, trusted or not.
+    pub fn peers(&self) -> impl Iterator<Item = &str> {
+        self.peers.keys().map(String::as_str)
+    }
+
     /// Peers that are waited for.
     pub fn trusted(&self) -> impl Iterator<Item = &str> {
         self.peers

@@ -156,6 +156,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         turn: Instant::now(),
         failing: None,
         retry: None,
+        reload_due: false,
         parked: Vec::new(),
         dropped_replies: 0,
         failed_batches: 0,
@@ -226,6 +227,9 @@ struct Reactor {
     /// A batch of this server's own events whose commit failed after they were sent to the
     /// peers: committed again, as it is, before anything else.
     retry: Option<Job>,
+    /// A reload after a failed commit could not read the store: try again before anything
+    /// is served.
+    reload_due: bool,
     /// Answers to broker clients kept while out of the rotation, sent on reconnecting.
     parked: Vec<Answer>,
     dropped_replies: u64,
@@ -304,6 +308,7 @@ impl Reactor {
             }
             if !self.accepting
                 && self.failing.is_none()
+                && !self.reload_due
                 && (self.repl.caught_up() || now >= self.serve_anyway_at)
             {
                 if !self.repl.caught_up() {
@@ -544,6 +549,9 @@ impl Reactor {
         if let Some(f) = self.failing.as_mut() {
             // Out of the rotation: try again now, with whatever waits, or with a probe.
             f.next_try = self.turn + RETRY_COMMIT;
+            if self.reload_due {
+                self.reload();
+            }
             if let Some(job) = self.retry.take() {
                 // A batch whose events the peers may already hold: the same events, again
                 // (its requests, in `committing`, are answered once it is stored).
@@ -742,6 +750,9 @@ impl Reactor {
 
     /// A commit worked: if commits had failed, take clients again once caught up.
     fn recovered(&mut self) {
+        if self.reload_due {
+            self.reload();
+        }
         if let Some(f) = self.failing.take() {
             tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
                 "commits work again; back in the broker's rotation once caught up");
@@ -761,6 +772,11 @@ impl Reactor {
     }
 
     /// After a failed commit: memory and replication bookkeeping start again from the disk.
+    ///
+    /// If the store cannot be read either (a full disk can refuse a read's temporary file),
+    /// memory stays as it is, the server stays out of the rotation, and the reload is tried
+    /// again before the next commit: serving from memory that ran ahead of the disk would
+    /// claim events the disk does not hold, and anti-entropy would never fetch them.
     fn reload(&mut self) {
         // Events still waiting are forgotten with the rest of memory; anti-entropy fetches
         // them again.
@@ -769,11 +785,17 @@ impl Reactor {
             Ok(snap) => {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
                 self.state.reload(snap);
-                let peers: Vec<String> = self.repl.trusted().map(str::to_owned).collect();
+                let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
                 self.repl = Replication::new(&self.name, vector, replication::Config::default());
                 self.repl.set_peers(self.turn, peers);
+                self.reload_due = false;
             }
-            Err(e) => tracing::error!(error = %e, "cannot reload after a failed commit"),
+            Err(e) => {
+                self.reload_due = true;
+                if let Some(quiet) = self.fail_log.admit(self.turn) {
+                    tracing::error!(error = %e, unlogged = quiet, "cannot reload after a failed commit; trying again");
+                }
+            }
         }
     }
 
