@@ -14,6 +14,10 @@ use crate::state::Handled;
 use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
 
+mod aside;
+
+use aside::{Failing, RETRY_COMMIT};
+
 /// How long the reactor waits in `poll` before it looks at the shutdown flag again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -31,16 +35,6 @@ const REPLICA_COMMIT_EVENTS: usize = 4096;
 /// A server that cannot catch up with its peers (say, the reference is down) serves anyway
 /// after this long.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);
-
-/// While its commits fail, a server tries one (its waiting work, or a probe) this often.
-const RETRY_COMMIT: Duration = Duration::from_secs(1);
-
-/// A server whose commits fail: out of the broker's rotation since `since`, trying again at
-/// `next_try`.
-struct Failing {
-    since: Instant,
-    next_try: Instant,
-}
 
 /// Answers kept while out of the broker's rotation, at most; more are dropped and counted.
 const MAX_PARKED: usize = 100_000;
@@ -717,49 +711,6 @@ impl Reactor {
         }
     }
 
-    /// A commit failed: leave the broker's rotation (clients go to the other servers) until a
-    /// commit works again, and say so at most once a second with a count.
-    fn step_aside(&mut self, why: Option<&str>) {
-        let now = self.turn;
-        self.failed_batches += 1;
-        if self.failing.is_none() {
-            self.failing = Some(Failing {
-                since: now,
-                next_try: now + RETRY_COMMIT,
-            });
-        }
-        if self.accepting {
-            // Writes already on this disk and waiting for the peers' acks are answered now:
-            // once out of the rotation, nothing reaches their clients.
-            while let Some((_, replies)) = self.held.pop_front() {
-                for (envelope, reply) in replies {
-                    self.reply(&envelope, reply);
-                }
-            }
-            if let Err(e) = self.worker.disconnect(&self.broker) {
-                tracing::warn!(error = %e, "cannot leave the broker");
-            }
-            self.accepting = false;
-            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
-                "commits fail: out of the broker's rotation until one succeeds");
-        } else if let Some(quiet) = self.fail_log.admit(now) {
-            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
-                failed = self.failed_batches, unlogged = quiet, "commits still fail");
-        }
-    }
-
-    /// A commit worked: if commits had failed, take clients again once caught up.
-    fn recovered(&mut self) {
-        if self.reload_due {
-            self.reload();
-        }
-        if let Some(f) = self.failing.take() {
-            tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
-                "commits work again; back in the broker's rotation once caught up");
-            self.serve_anyway_at = self.turn + STARTUP_GRACE;
-        }
-    }
-
     /// Answers a `history` read from the store.
     fn history(&self, q: &HistoryQuery) -> Envelope {
         match self.store.history(q) {
@@ -767,34 +718,6 @@ impl Reactor {
             Err(e) => {
                 tracing::error!(error = %e, "cannot read history");
                 Reply::error("history", "the server could not read its history")
-            }
-        }
-    }
-
-    /// After a failed commit: memory and replication bookkeeping start again from the disk.
-    ///
-    /// If the store cannot be read either (a full disk can refuse a read's temporary file),
-    /// memory stays as it is, the server stays out of the rotation, and the reload is tried
-    /// again before the next commit: serving from memory that ran ahead of the disk would
-    /// claim events the disk does not hold, and anti-entropy would never fetch them.
-    fn reload(&mut self) {
-        // Events still waiting are forgotten with the rest of memory; anti-entropy fetches
-        // them again.
-        self.take_pending();
-        match self.store.snapshot() {
-            Ok(snap) => {
-                let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
-                self.state.reload(snap);
-                let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
-                self.repl = Replication::new(&self.name, vector, replication::Config::default());
-                self.repl.set_peers(self.turn, peers);
-                self.reload_due = false;
-            }
-            Err(e) => {
-                self.reload_due = true;
-                if let Some(quiet) = self.fail_log.admit(self.turn) {
-                    tracing::error!(error = %e, unlogged = quiet, "cannot reload after a failed commit; trying again");
-                }
             }
         }
     }

@@ -1,0 +1,99 @@
+//! A server whose commits fail steps out of the broker's rotation, tries again each second,
+//! and comes back once a commit works and it has caught up; a reload of memory from the disk
+//! after a failed commit, tried again while the disk cannot be read either.
+//!
+//! ```text
+//!  commit fails ──▶ step_aside: answer what is durable, leave the broker, log (1/s)
+//!       │                 └─ each second: the failed batch again (its events went to the
+//!       │                    peers), or what waits, or a probe write
+//!  commit works ──▶ recovered: reload if due; back in the rotation once caught up
+//! ```
+
+use std::time::{Duration, Instant};
+
+use palaver_core::replication::{self, Replication};
+
+use super::{Reactor, STARTUP_GRACE};
+
+/// While its commits fail, a server tries one (its waiting work, or a probe) this often.
+pub(super) const RETRY_COMMIT: Duration = Duration::from_secs(1);
+
+/// A server whose commits fail: out of the broker's rotation since `since`, trying again at
+/// `next_try`.
+pub(super) struct Failing {
+    pub(super) since: Instant,
+    pub(super) next_try: Instant,
+}
+
+impl Reactor {
+    /// A commit failed: leave the broker's rotation (clients go to the other servers) until a
+    /// commit works again, and say so at most once a second with a count.
+    pub(super) fn step_aside(&mut self, why: Option<&str>) {
+        let now = self.turn;
+        self.failed_batches += 1;
+        if self.failing.is_none() {
+            self.failing = Some(Failing {
+                since: now,
+                next_try: now + RETRY_COMMIT,
+            });
+        }
+        if self.accepting {
+            // Writes already on this disk and waiting for the peers' acks are answered now:
+            // once out of the rotation, nothing reaches their clients.
+            while let Some((_, replies)) = self.held.pop_front() {
+                for (envelope, reply) in replies {
+                    self.reply(&envelope, reply);
+                }
+            }
+            if let Err(e) = self.worker.disconnect(&self.broker) {
+                tracing::warn!(error = %e, "cannot leave the broker");
+            }
+            self.accepting = false;
+            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
+                "commits fail: out of the broker's rotation until one succeeds");
+        } else if let Some(quiet) = self.fail_log.admit(now) {
+            tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
+                failed = self.failed_batches, unlogged = quiet, "commits still fail");
+        }
+    }
+
+    /// A commit worked: if commits had failed, take clients again once caught up.
+    pub(super) fn recovered(&mut self) {
+        if self.reload_due {
+            self.reload();
+        }
+        if let Some(f) = self.failing.take() {
+            tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
+                "commits work again; back in the broker's rotation once caught up");
+            self.serve_anyway_at = self.turn + STARTUP_GRACE;
+        }
+    }
+
+    /// After a failed commit: memory and replication bookkeeping start again from the disk.
+    ///
+    /// If the store cannot be read either (a full disk can refuse a read's temporary file),
+    /// memory stays as it is, the server stays out of the rotation, and the reload is tried
+    /// again before the next commit: serving from memory that ran ahead of the disk would
+    /// claim events the disk does not hold, and anti-entropy would never fetch them.
+    pub(super) fn reload(&mut self) {
+        // Events still waiting are forgotten with the rest of memory; anti-entropy fetches
+        // them again.
+        self.take_pending();
+        match self.store.snapshot() {
+            Ok(snap) => {
+                let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
+                self.state.reload(snap);
+                let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
+                self.repl = Replication::new(&self.name, vector, replication::Config::default());
+                self.repl.set_peers(self.turn, peers);
+                self.reload_due = false;
+            }
+            Err(e) => {
+                self.reload_due = true;
+                if let Some(quiet) = self.fail_log.admit(self.turn) {
+                    tracing::error!(error = %e, unlogged = quiet, "cannot reload after a failed commit; trying again");
+                }
+            }
+        }
+    }
+}
