@@ -2,16 +2,17 @@
 //! whom to fetch it, and when a write it accepted has reached the other live servers.
 //!
 //! ```text
-//!  own commit ──▶ publish on "replica" ──▶ peers store, then ack {origin, seq}
-//!       └─ replies wait until every live, trusted peer acked (or a deadline: the peer is
-//!          then "suspect", not waited for, until it catches up)
+//!  own batch ──▶ sent to every peer while it commits (on_own_sent) ──▶ peers take it, ack
+//!       └─ replies wait for the commit (on_own_commit) and every live, trusted peer's ack (or
+//!          a deadline: the peer is then "suspect", not waited for, until it catches up)
 //!  every second: ask a peer for its version vector ──▶ fetch, page by page, what it has more of
 //! ```
 //!
 //! Every origin numbers its events 1, 2, 3… A server takes an origin's events only in that
 //! order, so what it holds of an origin is always a prefix, and its version vector (origin →
 //! highest seq held) says exactly what it has. An event that arrives after a gap is not taken;
-//! the gap is fetched instead. So no event is applied twice and none is skipped.
+//! the gap is fetched instead (again, when a fetch in flight ends short of it). So no event is
+//! applied twice and none is skipped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
