@@ -25,11 +25,13 @@ pub const BROKER_MAX_MSG: i64 = palaver_proto::MAX_SOCKET_BYTES;
 
 /// Publications queued per subscriber before the proxy drops that subscriber's excess: a slow
 /// subscriber loses messages instead of slowing everyone else, and costs the proxy at most this
-/// many messages (ZeroMQ counts messages, not bytes: 64 MB of the largest posts; an idle
-/// subscriber to everything kept the proxy at 95 MB while 16 KB posts flowed). At 2,000 or
-/// 3,000, subscribers that read but lag in bursts on a busy machine lost messages in the fan-out
-/// benchmark (1 → 100); at 4,000 none did. `palaver proxy --subscriber-hwm` sets it.
-pub const SUBSCRIBER_HWM: i32 = 4_000;
+/// many messages. ZeroMQ counts messages, not bytes, so one depth serves two needs badly: an
+/// idle subscriber to everything while 16 KB posts flow kept the proxy at 82–83 MB here (95–100
+/// MB at 4,000: too close to the 100 MB it must stay under), while subscribers that read but
+/// lag in bursts on a busy machine lost 100-byte posts in the fan-out benchmark at 2,000 and
+/// 3,000 (none at 4,000 in two runs; at 3,500, none in one run and 83,475 of 3 M in another).
+/// `palaver proxy --subscriber-hwm` sets it; a bound in bytes needs a proxy loop of our own.
+pub const SUBSCRIBER_HWM: i32 = 3_500;
 
 /// Publications queued from the servers: the proxy reads them as fast as they come, so this
 /// only bounds its memory while it cannot (say, it was paused).
