@@ -38,13 +38,7 @@ fn a_restarted_server_catches_up_on_1200_posts_of_16_kb_within_10_s() {
             let broker = broker.clone();
             let text = text.clone();
             std::thread::spawn(move || {
-                let ctx = zmq::Context::new();
-                let mut c = palaver_client::Connection::open(
-                    &ctx,
-                    &broker,
-                    palaver_client::SharedClock::new(),
-                )
-                .unwrap();
+                let mut c = common::client(&broker);
                 for _ in 0..300 {
                     c.publish(&name(&format!("w{w}")), &name("big"), &text)
                         .expect("every post is answered OK");

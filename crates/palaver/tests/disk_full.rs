@@ -77,13 +77,7 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
         .map(|w| {
             let (broker, text) = (broker.clone(), text.clone());
             std::thread::spawn(move || {
-                let ctx = zmq::Context::new();
-                let mut c = palaver_client::Connection::open(
-                    &ctx,
-                    &broker,
-                    palaver_client::SharedClock::new(),
-                )
-                .unwrap();
+                let mut c = common::client(&broker);
                 let mut refused = 0;
                 for n in 0..400 {
                     let me = name(&format!("w{w}"));

@@ -101,13 +101,7 @@ fn writes_go_on_at_half_their_rate_or_more_while_the_proxy_is_down() {
                 acked.clone(),
             );
             std::thread::spawn(move || {
-                let ctx = zmq::Context::new();
-                let mut c = palaver_client::Connection::open(
-                    &ctx,
-                    &broker,
-                    palaver_client::SharedClock::new(),
-                )
-                .unwrap();
+                let mut c = common::client(&broker);
                 let mut n = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let text = format!("w{w} {n}");

@@ -49,3 +49,14 @@ pub fn writers(cluster: &Cluster, channel: &str, n: usize) {
             .expect("log a writer in");
     }
 }
+
+/// A client connection through the broker at `broker`, with a ZeroMQ context of its own (for a
+/// thread of its own).
+pub fn client(broker: &str) -> palaver_client::Connection {
+    palaver_client::Connection::open(
+        &zmq::Context::new(),
+        broker,
+        palaver_client::SharedClock::new(),
+    )
+    .expect("connection to the broker")
+}
