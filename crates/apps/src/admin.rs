@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use palaver_auth::Credentials;
 use palaver_client::{Connection, SharedClock};
+use palaver_proto::peer::PeerReply;
 use palaver_proto::{format_clock_time, now_secs, Envelope, Reply, ServerEntry, Status};
 
 pub enum Command {
@@ -310,19 +311,15 @@ fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
     });
     let mut out = Vec::new();
     for (s, reply) in servers.iter().zip(replies) {
-        let reply = reply?;
-        let d = &reply.data;
-        let held: std::collections::BTreeMap<String, u64> = match d.get("vector") {
-            Some(rmpv::Value::Map(m)) => m
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().unwrap_or("?").to_owned(),
-                        v.as_u64().unwrap_or(0),
-                    )
-                })
-                .collect(),
-            _ => bail!("{}: its digest has no vector", s.name),
+        let (events, held, digest) = match PeerReply::parse(reply?) {
+            Ok(PeerReply::Digest {
+                events,
+                vector,
+                digest,
+                ..
+            }) => (events, vector, digest),
+            Ok(other) => bail!("{}: not a digest: {other:?}", s.name),
+            Err(e) => bail!("{}: a bad digest: {e}", s.name),
         };
         let vector = held
             .iter()
@@ -331,8 +328,8 @@ fn digests(admin: &Admin) -> anyhow::Result<Vec<Digest>> {
             .join(" ");
         out.push(Digest {
             name: s.name.clone(),
-            events: d.get("events").and_then(rmpv::Value::as_u64).unwrap_or(0),
-            digest: d.opt_str("digest").ok().flatten().unwrap_or("?").to_owned(),
+            events,
+            digest,
             vector,
             held,
         });

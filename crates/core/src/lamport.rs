@@ -25,6 +25,16 @@ impl Lamport {
         self.counter = self.counter.max(received);
     }
 
+    /// The clock to stamp an answer with: a tick for an answer, the clock as it is for a
+    /// refusal, which is no event and leaves every clock where it was.
+    pub fn for_answer(&mut self, refused: bool) -> u64 {
+        if refused {
+            self.counter
+        } else {
+            self.tick()
+        }
+    }
+
     /// The current value, without advancing.
     pub fn now(&self) -> u64 {
         self.counter

@@ -199,11 +199,7 @@ pub fn run_reference(
             },
             Err(e) => Reply::rejection(Envelope::sniff_service(&body).as_deref(), &e),
         };
-        let stamp = if Reply::status(&reply) == Status::Error {
-            clock.now()
-        } else {
-            clock.tick()
-        };
+        let stamp = clock.for_answer(Reply::status(&reply) == Status::Error);
         reply.stamp(now_secs(), stamp);
         if let Some(cid) = cid {
             // The requester's correlation id, repeated so it can match answers out of order.

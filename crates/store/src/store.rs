@@ -267,12 +267,38 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        self.events_page(origin, after, limit, usize::MAX)
+    }
+
+    /// As [`Store::events_after`], also stopping before the events' [`Event::size_bound`]s
+    /// would pass `max_bytes` (one event at least): a page that fits in one frame, read
+    /// without reading what would not fit.
+    ///
+    /// # Errors
+    /// As [`Store::events_after`].
+    pub fn events_page(
+        &self,
+        origin: &str,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT origin, seq, lamport, ts, kind, request, body FROM events
              WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![origin, after, limit], read_event)?;
-        rows.map(|row| row?).collect()
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let event = row??;
+            bytes = bytes.saturating_add(event.size_bound());
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(event);
+        }
+        Ok(out)
     }
 
     /// A conversation's messages in the one order every server shows (Lamport time, then

@@ -109,11 +109,11 @@ impl Coordination {
     /// most [`MAX_PAGE_BYTES`] of events (one event at least), so that any mix of message
     /// sizes passes every receiver's frame limit. A batch a peer misses (its queue is full, it
     /// is down) is repaired by anti-entropy.
-    pub fn replicate_events(&mut self, events: &[&Event], lamport: &mut Lamport) {
+    pub fn replicate_events(&mut self, events: &[Event], lamport: &mut Lamport) {
         let names: Vec<String> = self.peers.keys().cloned().collect();
-        for chunk in pages(events, |e| e.size_bound(), MAX_PAGE_BYTES) {
+        for chunk in pages(events, Event::size_bound, MAX_PAGE_BYTES) {
             // Encoded once for every peer; the request's own form would copy each event.
-            let list: Vec<Value> = chunk.iter().map(|e| e.to_value()).collect();
+            let list: Vec<Value> = chunk.iter().map(Event::to_value).collect();
             let mut env = Envelope::new("replica")
                 .with("origin", self.name.as_str())
                 .with("events", list);
@@ -147,11 +147,7 @@ impl Coordination {
 
 /// Splits `items` into runs of at most `max` bytes by `size`, each run holding at least one
 /// item: what fits in one frame.
-pub(super) fn pages<T>(
-    items: &[T],
-    size: impl Fn(&T) -> usize,
-    max: usize,
-) -> impl Iterator<Item = &[T]> {
+fn pages<T>(items: &[T], size: impl Fn(&T) -> usize, max: usize) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use palaver_core::election::Election;
 use palaver_core::{Lamport, Member};
 use palaver_proto::peer::{Claim, PeerReply, PeerRequest, StatusReport};
-use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
+use palaver_proto::{Envelope, Name, Reply, Status, MAX_PAGE_BYTES};
 use palaver_store::Store;
 
 use crate::link::send_routed;
@@ -224,18 +224,17 @@ impl Coordination {
                 let limit = limit
                     .and_then(|l| usize::try_from(l).ok())
                     .map_or(MAX_FETCH, |l| l.clamp(1, MAX_FETCH));
-                let mut events = match data.store.events_after(origin.as_str(), after, limit) {
+                // At most MAX_PAGE_BYTES of events, however large each one is.
+                let page = data
+                    .store
+                    .events_page(origin.as_str(), after, limit, MAX_PAGE_BYTES);
+                let events = match page {
                     Ok(events) => events,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read events for a peer");
                         return refuse("fetch", "the server could not read its events");
                     }
                 };
-                // At most MAX_PAGE_BYTES of events, however large each one is.
-                let fits = super::replicate::pages(&events, Event::size_bound, MAX_PAGE_BYTES)
-                    .next()
-                    .map_or(0, <[Event]>::len);
-                events.truncate(fits);
                 let held = data.vector.get(origin.as_str());
                 let last = events.last().map_or(after, |e| e.seq);
                 PeerReply::Fetched {

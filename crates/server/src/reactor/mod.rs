@@ -592,8 +592,7 @@ impl Reactor {
         // and the peers' acks, not for both in a row. Once sent, they are this server's events
         // for good: a failed commit is tried again with the same events (see `complete`).
         if let Some(last) = events.last().map(|e| e.seq) {
-            let refs: Vec<&Event> = events.iter().collect();
-            self.coord.replicate_events(&refs, &mut self.lamport);
+            self.coord.replicate_events(&events, &mut self.lamport);
             self.repl.on_own_sent(last);
         }
         events.extend(incoming);
@@ -748,14 +747,9 @@ impl Reactor {
     }
 }
 
-/// The clock to stamp a reply with: a tick for an answer, the clock as it is for a refusal,
-/// which is no event and leaves every clock where it was.
+/// The clock to stamp a reply with (see [`Lamport::for_answer`]).
 pub(crate) fn stamp_clock(reply: &Envelope, lamport: &mut Lamport) -> u64 {
-    if Reply::status(reply) == Status::Error {
-        lamport.now()
-    } else {
-        lamport.tick()
-    }
+    lamport.for_answer(Reply::status(reply) == Status::Error)
 }
 
 fn rejection(service: Option<&str>, err: &ProtoError) -> Handled {
