@@ -8,6 +8,7 @@
 //! with the time and carry out what comes back. That keeps every algorithm testable on
 //! simulated time, with dropped, delayed and reordered messages.
 
+pub mod balance;
 pub mod berkeley;
 pub mod election;
 mod lamport;

@@ -1,16 +1,20 @@
 //! Palaver's infrastructure: the request broker, the publication proxy and the reference.
 //!
 //! ```text
-//!  clients (REQ/DEALER) ──▶ ROUTER :5555 ═ broker ═ DEALER :5556 ──▶ servers (DEALER workers)
+//!  clients (REQ/DEALER) ──▶ ROUTER :5555 ═ broker ═ ROUTER :5556 ──▶ servers (DEALER workers)
 //!  publishers (PUB)     ──▶ XSUB   :5557 ═ proxy  ═ XPUB   :5558 ──▶ subscribers (SUB)
 //!  servers (REQ/DEALER) ──▶ ROUTER :5560 reference (ranks on disk, heartbeats in memory)
 //! ```
 //!
-//! Broker and proxy are `zmq::proxy_steerable` loops: they hold no state, so any number of
-//! restarts lose nothing but the messages in flight, which clients retry.
+//! The broker knows its servers (see [`broker`]): it sends a request only to a live server
+//! with room, and sends what a silent server held to another. The proxy is a
+//! `zmq::proxy_steerable` loop. Neither keeps anything on disk, so a restart loses nothing but
+//! the messages in flight, which clients retry.
 
+mod broker;
 mod reference;
 
+pub use broker::run_broker;
 pub use reference::{run_reference, Registry, HEARTBEAT_TIMEOUT};
 
 use std::time::Duration;
@@ -53,33 +57,6 @@ pub enum InfraError {
     Auth(#[from] palaver_auth::AuthError),
 }
 
-/// Runs the broker until `shutdown` is triggered. Its client side is open to anyone; its server
-/// side admits only processes holding the cluster's `credentials`.
-///
-/// # Errors
-/// When an endpoint cannot be bound.
-pub fn run_broker(
-    frontend: &str,
-    backend: &str,
-    credentials: &Credentials,
-    shutdown: &Shutdown,
-) -> Result<(), InfraError> {
-    let ctx = zmq::Context::new();
-    credentials.guard(&ctx, "broker")?;
-    let front = ctx.socket(zmq::ROUTER)?;
-    front.set_maxmsgsize(BROKER_MAX_MSG)?;
-    front.set_rcvhwm(100_000)?;
-    front.set_sndhwm(100_000)?;
-    bind(&front, "broker frontend", frontend)?;
-    let back = ctx.socket(zmq::DEALER)?;
-    back.set_rcvhwm(100_000)?;
-    back.set_sndhwm(100_000)?;
-    credentials.serve(&back)?;
-    bind(&back, "broker backend", backend)?;
-    tracing::info!(frontend, backend, "broker ready");
-    steer(&ctx, front, back, shutdown, "broker")
-}
-
 /// Runs the publication proxy until `shutdown` is triggered. Its subscriber side is open to
 /// anyone; its publisher side admits only processes holding the cluster's `credentials`.
 ///
@@ -105,7 +82,11 @@ pub fn run_proxy(
     steer(&ctx, sub, publ, shutdown, "proxy")
 }
 
-fn bind(socket: &zmq::Socket, what: &'static str, endpoint: &str) -> Result<(), InfraError> {
+pub(crate) fn bind(
+    socket: &zmq::Socket,
+    what: &'static str,
+    endpoint: &str,
+) -> Result<(), InfraError> {
     socket.set_linger(0)?;
     socket.bind(endpoint).map_err(|source| InfraError::Bind {
         what,

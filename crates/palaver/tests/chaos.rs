@@ -10,44 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{bin, name, Cluster};
+use common::{bin, history, name, Cluster};
 use palaver_client::{Connection, SharedClock};
-use palaver_proto::{Conversation, Cursor, HistoryQuery, Name};
+use palaver_proto::{Conversation, Name};
 use palaver_testkit::wait_until;
 use rand::{Rng, SeedableRng};
 
 const CHANNELS: [&str; 3] = ["c0", "c1", "c2"];
-
-/// Every visible message of a conversation on server `i`, oldest first.
-fn history(cluster: &Cluster, i: usize, of: &Conversation) -> Vec<String> {
-    let store = common::store(&cluster.data_dir(i));
-    let mut out = Vec::new();
-    // Forward from the very start of the order.
-    let mut after = Some(Cursor {
-        lamport: 0,
-        origin: String::new(),
-    });
-    loop {
-        let q = HistoryQuery {
-            of: of.clone(),
-            limit: 500,
-            before: None,
-            after: after.clone(),
-        };
-        let (events, more) = store.history(&q).unwrap();
-        let Some(last) = events.last() else { break };
-        after = Some(Cursor::of(last));
-        out.extend(events.iter().map(|e| match &e.kind {
-            palaver_proto::EventKind::Post { message, .. }
-            | palaver_proto::EventKind::Direct { message, .. } => message.clone(),
-            _ => String::new(),
-        }));
-        if !more {
-            break;
-        }
-    }
-    out
-}
 
 fn converged(cluster: &Cluster) -> bool {
     let d: Vec<u64> = (0..3)

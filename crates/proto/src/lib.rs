@@ -20,6 +20,7 @@ mod reply;
 mod request;
 mod servers;
 mod time;
+pub mod work;
 
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;

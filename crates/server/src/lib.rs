@@ -13,6 +13,7 @@
 //! requests are in flight at once and share commits. The same thread runs coordination: rank
 //! and heartbeats with the reference, the bully election and Berkeley clock synchronisation.
 
+mod broker_link;
 mod clock;
 mod coord;
 mod link;

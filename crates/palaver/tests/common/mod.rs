@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use palaver_proto::Name;
+use palaver_proto::{Conversation, Cursor, HistoryQuery, Name};
 use palaver_store::{Counts, Store};
 pub use palaver_testkit::Cluster;
 
@@ -59,4 +59,35 @@ pub fn client(broker: &str) -> palaver_client::Connection {
         palaver_client::SharedClock::new(),
     )
     .expect("connection to the broker")
+}
+
+/// Every visible message of a conversation on server `i`, oldest first, read from its store.
+pub fn history(cluster: &Cluster, i: usize, of: &Conversation) -> Vec<String> {
+    let store = store(&cluster.data_dir(i));
+    let mut out = Vec::new();
+    // Forward from the very start of the order.
+    let mut after = Some(Cursor {
+        lamport: 0,
+        origin: String::new(),
+    });
+    loop {
+        let q = HistoryQuery {
+            of: of.clone(),
+            limit: 500,
+            before: None,
+            after: after.clone(),
+        };
+        let (events, more) = store.history(&q).unwrap();
+        let Some(last) = events.last() else { break };
+        after = Some(Cursor::of(last));
+        out.extend(events.iter().map(|e| match &e.kind {
+            palaver_proto::EventKind::Post { message, .. }
+            | palaver_proto::EventKind::Direct { message, .. } => message.clone(),
+            _ => String::new(),
+        }));
+        if !more {
+            break;
+        }
+    }
+    out
 }

@@ -45,9 +45,7 @@ impl Reactor {
                     self.reply(&envelope, reply);
                 }
             }
-            if let Err(e) = self.worker.disconnect(&self.broker) {
-                tracing::warn!(error = %e, "cannot leave the broker");
-            }
+            self.broker.leave();
             self.accepting = false;
             tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
                 "commits fail: out of the broker's rotation until one succeeds");

@@ -3,13 +3,14 @@ use std::time::{Duration, Instant};
 
 use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
+use palaver_proto::work;
 use palaver_proto::{
     Envelope, Event, HistoryQuery, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES,
 };
 use palaver_store::Store;
 
+use crate::broker_link::{Arrival, BrokerLink};
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
-use crate::link::send_routed;
 use crate::state::Handled;
 use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
@@ -36,14 +37,11 @@ const REPLICA_COMMIT_EVENTS: usize = 4096;
 /// after this long.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);
 
-/// Answers kept while out of the broker's rotation, at most; more are dropped and counted.
-const MAX_PARKED: usize = 100_000;
-
-/// Where a request came from, with the routing frames its answer goes back with.
+/// Where a request came from, and the way its answer goes back.
 #[derive(Clone)]
 enum Route {
-    /// Through the broker, to the worker socket.
-    Broker(Vec<Vec<u8>>),
+    /// Through the broker, which named it by this token.
+    Broker(u64),
     /// Straight to this server's peer endpoint.
     Direct(Vec<Vec<u8>>),
 }
@@ -90,13 +88,14 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
 
     let repl = Replication::new(cfg.name.as_str(), vector, replication::Config::default());
 
-    // Connected to the broker only once caught up with the peers: until then the broker sends
-    // clients elsewhere, and nobody reads from a server that lacks what others acknowledged.
-    let worker = ctx.socket(zmq::DEALER)?;
-    worker.set_rcvhwm(100_000)?;
-    worker.set_sndhwm(100_000)?;
-    worker.set_linger(2000)?;
-    cfg.credentials.connect(&worker)?;
+    // Joined only once caught up with the peers: until then the broker sends clients
+    // elsewhere, and nobody reads from a server that lacks what others acknowledged.
+    let broker = BrokerLink::new(
+        &ctx,
+        &cfg.broker_backend,
+        cfg.name.as_str(),
+        &cfg.credentials,
+    )?;
     let publisher = ctx.socket(zmq::PUB)?;
     // People's publications only, which the proxy reads as they come: this bounds the
     // server's memory while the proxy is down.
@@ -129,13 +128,12 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
 
     let mut reactor = Reactor {
         name: cfg.name.to_string(),
-        broker: cfg.broker_backend.clone(),
         state,
         store,
         writer,
         batch: Vec::new(),
         committing: Vec::new(),
-        worker,
+        broker,
         publisher,
         lamport,
         coord,
@@ -151,8 +149,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         failing: None,
         retry: None,
         reload_due: false,
-        parked: Vec::new(),
         dropped_replies: 0,
+        bad_frames: 0,
         failed_batches: 0,
         fail_log: palaver_core::LogGate::every_second(),
     };
@@ -186,7 +184,6 @@ fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), ServerError> {
 
 struct Reactor {
     name: String,
-    broker: String,
     state: State,
     /// The reactor's read connection; commits go through the writer.
     store: Store,
@@ -195,7 +192,7 @@ struct Reactor {
     batch: Vec<Queued>,
     /// Requests whose batch the writer is committing.
     committing: Vec<Queued>,
-    worker: zmq::Socket,
+    broker: BrokerLink,
     publisher: zmq::Socket,
     lamport: Lamport,
     coord: Coordination,
@@ -224,9 +221,11 @@ struct Reactor {
     /// A reload after a failed commit could not read the store: try again before anything
     /// is served.
     reload_due: bool,
-    /// Answers to broker clients kept while out of the rotation, sent on reconnecting.
-    parked: Vec<Answer>,
+    /// Answers to the broker's requests dropped: sent while out of the rotation (the broker
+    /// gave those requests to another server), or not queued.
     dropped_replies: u64,
+    /// Frames from the broker that were not requests.
+    bad_frames: u64,
     /// Set while commits fail: the server stays out of the broker's rotation until one works.
     failing: Option<Failing>,
     failed_batches: u64,
@@ -248,11 +247,12 @@ impl Reactor {
             ]
             .into_iter()
             .flatten()
+            .chain(self.broker.deadline())
             .fold(self.coord.deadline(), Instant::min);
             let wait = due.saturating_duration_since(now).min(POLL_INTERVAL);
             let readable = {
                 let mut items = vec![
-                    self.worker.as_poll_item(zmq::POLLIN),
+                    self.broker.socket().as_poll_item(zmq::POLLIN),
                     self.writer.wake.as_poll_item(zmq::POLLIN),
                 ];
                 items.extend(
@@ -292,6 +292,7 @@ impl Reactor {
                 data,
             );
             self.coord.on_tick(now, &mut self.lamport, &self.publisher);
+            self.broker.beat(now);
             let incoming = self.inbound(now);
             if !incoming.is_empty() {
                 self.pending_since.get_or_insert(now);
@@ -308,12 +309,9 @@ impl Reactor {
                 if !self.repl.caught_up() {
                     tracing::warn!(server = %self.name, "not caught up with the peers; serving anyway");
                 }
-                connect(&self.worker, &self.broker)?;
+                self.broker.join(now)?;
                 self.accepting = true;
                 tracing::info!(server = %self.name, events = self.repl.vector().total(), "accepting client requests");
-                for (route, reply) in std::mem::take(&mut self.parked) {
-                    self.reply(&route, reply);
-                }
             }
             if readable[1] {
                 if let Some(done) = self.writer.finished() {
@@ -328,8 +326,9 @@ impl Reactor {
             }
             if self.accepting {
                 // Direct clients wait, like the broker's, until this server has caught up.
-                for frames in std::mem::take(&mut self.direct) {
-                    let q = self.request(frames, true);
+                for mut frames in std::mem::take(&mut self.direct) {
+                    let body = frames.pop().unwrap_or_default();
+                    let q = self.request(Route::Direct(frames), body);
                     self.batch.push(q);
                 }
             }
@@ -439,28 +438,24 @@ impl Reactor {
     /// Reads every request waiting, up to a full batch.
     fn drain(&mut self) {
         while self.batch.len() < MAX_BATCH {
-            match self.worker.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => {
-                    let q = self.request(frames, false);
+            match self.broker.recv() {
+                Some(Arrival::Request { token, body }) => {
+                    let q = self.request(Route::Broker(token), body);
                     self.batch.push(q);
                 }
-                Err(zmq::Error::EAGAIN) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "receive failed");
-                    break;
+                Some(Arrival::Unreadable(e)) => {
+                    self.bad_frames += 1;
+                    if let Some(quiet) = self.fail_log.admit(self.turn) {
+                        tracing::warn!(error = %e, bad = self.bad_frames, unlogged = quiet, "unreadable message from the broker");
+                    }
                 }
+                None => break,
             }
         }
     }
 
-    /// Handles one request: `[routing envelope…, body]`.
-    fn request(&mut self, mut frames: Vec<Vec<u8>>, direct: bool) -> Queued {
-        let body = frames.pop().unwrap_or_default();
-        let envelope = if direct {
-            Route::Direct(frames)
-        } else {
-            Route::Broker(frames)
-        };
+    /// Handles one request that came by `envelope`.
+    fn request(&mut self, envelope: Route, body: Vec<u8>) -> Queued {
         if body.len() > MAX_FRAME_BYTES {
             tracing::warn!(bytes = body.len(), "refused an oversized frame");
         }
@@ -505,8 +500,16 @@ impl Reactor {
         }
         let handled = match Request::parse(&env) {
             Ok((req, meta)) => {
+                // A request without an id of its own takes the broker's token as one: if the
+                // broker sends it to another server too (this one went silent), it still
+                // takes effect once.
+                let id = match (&envelope, meta.request_id) {
+                    (_, Some(id)) => Some(id),
+                    (Route::Broker(token), None) => Some(work::request_id(*token)),
+                    (Route::Direct(_), None) => None,
+                };
                 self.state
-                    .handle_request(req, meta.request_id, self.coord.now(), &mut self.lamport)
+                    .handle_request(req, id, self.coord.now(), &mut self.lamport)
             }
             Err(e) => rejection(Some(&env.service), &e),
         };
@@ -723,19 +726,15 @@ impl Reactor {
 
     fn reply(&mut self, route: &Route, mut reply: Envelope) {
         match route {
-            Route::Broker(envelope) => {
+            Route::Broker(token) => {
                 if !self.accepting {
-                    // Out of the broker's rotation (a retried commit just succeeded): the
-                    // answer waits for the connection, bounded.
-                    if self.parked.len() < MAX_PARKED {
-                        self.parked.push((route.clone(), reply));
-                    } else {
-                        self.dropped_replies += 1;
-                    }
+                    // Out of the broker's rotation: the broker gave this request to another
+                    // server when this one left, and would drop the answer.
+                    self.dropped_replies += 1;
                     return;
                 }
                 reply.stamp(self.coord.now(), stamp_clock(&reply, &mut self.lamport));
-                if let Err(e) = send_routed(&self.worker, envelope, &reply.to_bytes()) {
+                if let Err(e) = self.broker.reply(*token, &reply.to_bytes()) {
                     self.dropped_replies += 1;
                     if let Some(quiet) = self.fail_log.admit(self.turn) {
                         tracing::warn!(error = %e, dropped = self.dropped_replies, unlogged = quiet, "reply dropped");
