@@ -270,11 +270,7 @@ impl Session {
             let Some(m) = item.as_map() else { continue };
             let d = palaver_proto::Map(m.clone());
             let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
-            let when = d
-                .timestamp()
-                .ok()
-                .flatten()
-                .map_or_else(|| "?".into(), format_clock_time);
+            let when = d.timestamp().map_or_else(|| "?".into(), format_clock_time);
             lines.push(match d.get("channel") {
                 Some(_) => format!(
                     "{when} #{} <{}> {}",

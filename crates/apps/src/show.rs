@@ -9,11 +9,7 @@ pub fn line(r: &Received) -> String {
     let env = &r.publication.envelope;
     let d = &env.data;
     let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
-    let sent = d
-        .timestamp()
-        .ok()
-        .flatten()
-        .map_or_else(|| "?".into(), format_clock_time);
+    let sent = d.timestamp().map_or_else(|| "?".into(), format_clock_time);
     let clock = d
         .clock()
         .ok()

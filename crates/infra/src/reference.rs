@@ -79,7 +79,7 @@ impl Registry {
         match env.service.as_str() {
             "rank" => {
                 let name = d.name("user")?;
-                let addr = d.opt_str("addr")?.map(str::to_owned);
+                let addr = palaver_proto::endpoint(d)?;
                 let rank = match self.book.rank(name.as_str()) {
                     Ok(rank) => rank,
                     Err(e) => {
@@ -104,7 +104,7 @@ impl Registry {
             }
             "heartbeat" => {
                 let name = d.name("user")?;
-                let addr = d.opt_str("addr")?.map(str::to_owned);
+                let addr = palaver_proto::endpoint(d)?;
                 let Some(entry) = self.servers.get_mut(name.as_str()) else {
                     return Ok(Reply::error(
                         "heartbeat",

@@ -91,6 +91,11 @@ fn garbage_gets_an_error_reply_and_changes_nothing() {
             "`clock` must be",
         ),
         (
+            "JSON instead of MessagePack".into(),
+            br#"{"service": "login", "data": {"user": "ana", "timestamp": 1}}"#.to_vec(),
+            "this request is JSON; Palaver expects MessagePack",
+        ),
+        (
             "oversized".into(),
             vec![0x90; 10 << 20],
             "larger than the limit",

@@ -208,7 +208,7 @@ fn every_reply_and_publication_carries_time_and_clock_and_clocks_never_go_back()
         let reply = c.call(env).unwrap();
         let sent_clock = clock.now();
         assert!(
-            reply.data.timestamp().unwrap().is_some(),
+            reply.data.timestamp().is_some(),
             "reply {i} has a timestamp"
         );
         let reply_clock = reply.data.clock().unwrap().expect("reply has a clock");
@@ -220,11 +220,43 @@ fn every_reply_and_publication_carries_time_and_clock_and_clocks_never_go_back()
     let mut seen = 0;
     while let Some(r) = sub.recv_timeout(Duration::from_millis(500)).unwrap() {
         let d = &r.publication.envelope.data;
-        assert!(d.timestamp().unwrap().is_some() && d.clock().unwrap().is_some());
+        assert!(d.timestamp().is_some() && d.clock().unwrap().is_some());
         let now = clock.now();
         assert!(now >= last);
         last = now;
         seen += 1;
     }
     assert_eq!(seen, 20, "every post was published");
+}
+
+#[test]
+fn a_clock_request_that_says_the_time_sets_it_or_is_refused() {
+    let mut cluster = Cluster::start(&bin(), 1);
+    let addr = cluster.peer_addr(0).expect("the server's peer endpoint");
+    let key = cluster.credentials().clone();
+    let before = offset(&key, &addr).expect("clock answered");
+    assert!(
+        before.abs() < 1.0,
+        "starts near this machine's time: {before}"
+    );
+    // Another implementation's coordinator tells it the time: an hour ahead.
+    let set = Envelope::new("clock").with("time", now_secs() + 3_600.0);
+    let reply = ask(&key, &addr, set).expect("answered");
+    assert_eq!(
+        palaver_proto::Reply::status(&reply),
+        palaver_proto::Status::Success
+    );
+    let after = offset(&key, &addr).unwrap();
+    assert!((after - 3_600.0).abs() < 1.0, "set an hour ahead: {after}");
+    // Two years away is refused, and changes nothing.
+    let far = Envelope::new("clock").with("time", now_secs() + 2.0 * 365.0 * 86_400.0);
+    let reply = ask(&key, &addr, far).expect("answered");
+    assert_eq!(
+        palaver_proto::Reply::status(&reply),
+        palaver_proto::Status::Error
+    );
+    let text = palaver_proto::Reply::error_text(&reply).unwrap_or_default();
+    assert!(text.contains("at most a year"), "{text}");
+    let last = offset(&key, &addr).unwrap();
+    assert!((last - 3_600.0).abs() < 1.0, "unchanged: {last}");
 }

@@ -2,6 +2,32 @@ use rmpv::Value;
 
 use crate::{Name, ProtoError, MAX_COUNTER, MAX_FRAME_BYTES};
 
+/// `bytes` as a JSON object, if that is what they are.
+fn json_object(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let start = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *start != b'{' {
+        return None;
+    }
+    match serde_json::from_slice(bytes).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// A timestamp written as text: a number, or an ISO 8601 date and time.
+fn parse_timestamp(text: &str) -> Option<f64> {
+    use time::format_description::well_known::Iso8601;
+    use time::{OffsetDateTime, PrimitiveDateTime};
+    let text = text.trim();
+    if let Ok(f) = text.parse::<f64>() {
+        return f.is_finite().then_some(f);
+    }
+    let at = OffsetDateTime::parse(text, &Iso8601::DEFAULT)
+        .or_else(|_| PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|p| p.assume_utc()))
+        .ok()?;
+    Some(at.unix_timestamp_nanos() as f64 / 1e9)
+}
+
 /// [`MAX_COUNTER`] as a float (2^53−1 is exactly representable).
 const MAX_COUNTER_F64: f64 = 9_007_199_254_740_991.0;
 
@@ -50,11 +76,15 @@ impl Envelope {
             });
         }
         let mut rd = bytes;
-        let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
-            .map_err(|e| ProtoError::Malformed(e.to_string()))?;
-        if !rd.is_empty() {
-            return Err(ProtoError::Trailing);
-        }
+        let decoded = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
+            .map_err(|e| ProtoError::Malformed(e.to_string()));
+        let value = match decoded {
+            Ok(v) if rd.is_empty() => v,
+            // Only what fails as MessagePack is looked at as JSON (`{` reads as the integer 123).
+            _ if json_object(bytes).is_some() => return Err(ProtoError::Json),
+            Ok(_) => return Err(ProtoError::Trailing),
+            Err(e) => return Err(e),
+        };
         let Value::Map(entries) = value else {
             return Err(ProtoError::NotAMap);
         };
@@ -81,11 +111,13 @@ impl Envelope {
             return None;
         }
         let mut rd = bytes;
-        let value = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH).ok()?;
-        let Value::Map(entries) = value else {
-            return None;
-        };
-        Map(entries).get("service")?.as_str().map(str::to_owned)
+        match rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH) {
+            Ok(Value::Map(entries)) => Map(entries).get("service")?.as_str().map(str::to_owned),
+            _ => json_object(bytes)?
+                .get("service")?
+                .as_str()
+                .map(str::to_owned),
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -260,27 +292,15 @@ impl Map {
         }
     }
 
-    /// `timestamp`, accepted as an integer, a float or a numeric string; absent is `None`.
-    ///
-    /// # Errors
-    /// When the field is present but is none of those.
-    pub fn timestamp(&self) -> Result<Option<f64>, ProtoError> {
-        let wrong = ProtoError::WrongType {
-            field: "timestamp",
-            expected: "a number or a numeric string",
-        };
-        match self.get("timestamp") {
-            None | Some(Value::Nil) => Ok(None),
-            Some(Value::String(s)) => {
-                let s = s.as_str().ok_or(wrong.clone())?;
-                s.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|f| f.is_finite())
-                    .map(Some)
-                    .ok_or(wrong)
-            }
-            Some(v) => v.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(wrong),
+    /// `timestamp`, in seconds since the Unix epoch, as far as it can be read. Never an error:
+    /// the standard lets clients send it as they like, and nothing depends on it. Read are an
+    /// integer, a float, a numeric string and an ISO 8601 date and time (UTC unless it says
+    /// otherwise); anything else (a time of day such as `"13:31:41"`, which names no day, a
+    /// boolean, nonsense) is read as absent.
+    pub fn timestamp(&self) -> Option<f64> {
+        match self.get("timestamp")? {
+            Value::String(s) => parse_timestamp(s.as_str()?),
+            v => v.as_f64().filter(|f| f.is_finite()),
         }
     }
 
@@ -387,7 +407,7 @@ mod tests {
         let back = Envelope::decode(&env.to_bytes()).unwrap();
         assert_eq!(back, env);
         assert_eq!(back.clock(), Some(7));
-        assert_eq!(back.data.timestamp().unwrap(), Some(1.5));
+        assert_eq!(back.data.timestamp(), Some(1.5));
     }
 
     #[test]
@@ -437,18 +457,39 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_come_in_three_shapes() {
+    fn json_is_told_apart() {
+        let json = br#"{"service": "login", "data": {"user": "ana"}}"#;
+        assert_eq!(Envelope::decode(json), Err(ProtoError::Json));
+        assert_eq!(Envelope::sniff_service(json).as_deref(), Some("login"));
+        assert!(ProtoError::Json.to_string().contains("MessagePack"));
+        // Not JSON: the MessagePack error stands.
+        assert_eq!(Envelope::decode(b"{nope"), Err(ProtoError::Trailing));
+    }
+
+    #[test]
+    fn timestamps_are_read_as_far_as_they_can_be() {
         for (v, want) in [
             (Value::from(10), Some(10.0)),
             (Value::from(10.25), Some(10.25)),
             (Value::from("10.5"), Some(10.5)),
+            (Value::from("2026-12-01T13:31:41Z"), Some(1_796_131_901.0)),
+            (Value::from("2026-12-01T13:31:41.5Z"), Some(1_796_131_901.5)),
+            (
+                Value::from("2026-12-01T14:31:41+01:00"),
+                Some(1_796_131_901.0),
+            ),
+            (Value::from("2026-12-01T13:31:41"), Some(1_796_131_901.0)),
+            // Read as absent, never refused.
+            (Value::from("13:31:41"), None),
+            (Value::from("soon"), None),
+            (Value::from(true), None),
+            (Value::from(f64::NAN), None),
+            (Value::Array(vec![]), None),
             (Value::Nil, None),
         ] {
-            let env = Envelope::new("users").with("timestamp", v);
-            assert_eq!(env.data.timestamp().unwrap(), want);
+            let env = Envelope::new("users").with("timestamp", v.clone());
+            assert_eq!(env.data.timestamp(), want, "{v:?}");
         }
-        let env = Envelope::new("users").with("timestamp", "soon");
-        assert!(env.data.timestamp().is_err());
         let env = Envelope::new("users").with("clock", -3);
         assert!(env.data.clock().is_err());
         let env = Envelope::new("users").with("clock", 4.0);

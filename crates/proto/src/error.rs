@@ -12,6 +12,8 @@ pub enum ProtoError {
     Malformed(String),
     #[error("trailing bytes after the MessagePack map")]
     Trailing,
+    #[error("this request is JSON; Palaver expects MessagePack: one map {{\"service\": <name>, \"data\": {{...}}}} encoded as MessagePack")]
+    Json,
     #[error("message must be a MessagePack map")]
     NotAMap,
     #[error("missing field `{0}`")]

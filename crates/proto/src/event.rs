@@ -202,7 +202,7 @@ impl Event {
             origin,
             seq,
             lamport: m.counter("lamport")?,
-            timestamp: m.timestamp()?.unwrap_or(0.0),
+            timestamp: m.timestamp().unwrap_or(0.0),
             kind,
             request: crate::request::request_id(&m, "request")?,
         })

@@ -29,7 +29,7 @@ pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTO
 pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};
-pub use servers::ServerEntry;
+pub use servers::{endpoint, ServerEntry};
 pub use time::{format_clock_time, now_secs};
 
 /// The largest frame a process accepts; anything larger is answered with an error unread.

@@ -34,8 +34,12 @@ pub struct Introduction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerRequest {
     /// The server's corrected clock (Berkeley), and whom it takes for coordinator (the ping of
-    /// failure detection). Standard.
-    Clock { from: Option<Introduction> },
+    /// failure detection). Standard. With `set` (the standard's `time`), the clock is first
+    /// shifted to show that time (as another implementation's coordinator may ask).
+    Clock {
+        from: Option<Introduction>,
+        set: Option<f64>,
+    },
     /// The bully algorithm's election message, from a lower rank. Standard.
     Election { from: Option<Introduction> },
     /// `coordinator` has won an election.
@@ -70,7 +74,7 @@ pub enum PeerRequest {
 }
 
 /// The most seconds an `adjust` may shift a clock by: a year.
-const MAX_ADJUST: f64 = 86_400.0 * 365.0;
+pub const MAX_ADJUST: f64 = 86_400.0 * 365.0;
 
 impl PeerRequest {
     /// Every service a peer endpoint takes.
@@ -120,6 +124,15 @@ impl PeerRequest {
         Ok(match service.as_str() {
             "clock" => PeerRequest::Clock {
                 from: introduction(d)?,
+                set: match d.opt_f64("time")? {
+                    Some(t) if !t.is_finite() => {
+                        return Err(ProtoError::WrongType {
+                            field: "time",
+                            expected: "a finite number of seconds since the Unix epoch",
+                        })
+                    }
+                    t => t,
+                },
             },
             "election" => PeerRequest::Election {
                 from: introduction(d)?,
@@ -177,7 +190,14 @@ impl PeerRequest {
     pub fn to_envelope(&self) -> Envelope {
         let env = Envelope::new(self.service());
         match self {
-            PeerRequest::Clock { from } | PeerRequest::Election { from } => introduce(env, from),
+            PeerRequest::Clock { from, set } => {
+                let env = introduce(env, from);
+                match set {
+                    Some(t) => env.with("time", *t),
+                    None => env,
+                }
+            }
+            PeerRequest::Election { from } => introduce(env, from),
             PeerRequest::Coordinator { coordinator, rank } => {
                 let env = env.with("coordinator", coordinator.as_str());
                 match rank {
@@ -537,8 +557,14 @@ mod tests {
             request: None,
         };
         let all = [
-            PeerRequest::Clock { from: me.clone() },
-            PeerRequest::Clock { from: None },
+            PeerRequest::Clock {
+                from: me.clone(),
+                set: None,
+            },
+            PeerRequest::Clock {
+                from: None,
+                set: Some(1_700_000_000.5),
+            },
             PeerRequest::Election { from: me.clone() },
             PeerRequest::Coordinator {
                 coordinator: name("s3"),

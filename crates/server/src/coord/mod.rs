@@ -557,6 +557,7 @@ impl Coordination {
                 Action::Ping { to } => {
                     let req = PeerRequest::Clock {
                         from: self.introduction(),
+                        set: None,
                     };
                     self.ask_peer(&to.name, PeerAsk::Ping, &req, now, lamport);
                 }
@@ -769,6 +770,7 @@ impl Coordination {
         for m in members {
             let req = PeerRequest::Clock {
                 from: self.introduction(),
+                set: None,
             };
             if self.ask_peer(&m.name, PeerAsk::Clock { round: id }, &req, now, lamport) {
                 asked.push(m);

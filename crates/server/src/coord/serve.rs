@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use palaver_core::election::Election;
 use palaver_core::{Lamport, Member};
-use palaver_proto::peer::{Claim, PeerReply, PeerRequest, StatusReport};
+use palaver_proto::peer::{Claim, PeerReply, PeerRequest, StatusReport, MAX_ADJUST};
 use palaver_proto::{Envelope, Name, Reply, Status, MAX_PAGE_BYTES};
 use palaver_store::Store;
 
@@ -65,6 +65,20 @@ impl Coordination {
             self.answer(&frames, with_cid(reply, cid), lamport);
         }
         self.carry_out(now, lamport, publisher);
+    }
+
+    /// The answer to `clock`: the time, and whom this server takes for coordinator.
+    fn clock_reply(&self) -> PeerReply {
+        PeerReply::Clock {
+            time: self.clock.now(),
+            coordinator: match self.coordinator() {
+                Some(c) => match Name::parse(&c.name) {
+                    Ok(name) => Claim::Named(name, Some(c.rank)),
+                    Err(_) => Claim::Nobody,
+                },
+                None => Claim::Nobody,
+            },
+        }
     }
 
     /// Stamps `reply` and sends it back along `route` (the requester's routing frames) on the
@@ -243,16 +257,23 @@ impl Coordination {
                     more: last < held,
                 }
             }
-            PeerRequest::Clock { .. } => PeerReply::Clock {
-                time: self.clock.now(),
-                coordinator: match self.coordinator() {
-                    Some(c) => match Name::parse(&c.name) {
-                        Ok(name) => Claim::Named(name, Some(c.rank)),
-                        Err(_) => Claim::Nobody,
-                    },
-                    None => Claim::Nobody,
-                },
-            },
+            PeerRequest::Clock { set, .. } => {
+                if let Some(t) = set {
+                    // Told what time it is (another implementation's coordinator): shift the
+                    // clock by the difference, within the same bound as `adjust`.
+                    let delta = t - self.clock.now();
+                    if delta.abs() > MAX_ADJUST {
+                        return refuse("clock", "a clock can be set at most a year away");
+                    }
+                    self.clock.adjust(delta);
+                    tracing::info!(
+                        delta,
+                        offset = self.clock.offset(),
+                        "clock set by a `clock` request"
+                    );
+                }
+                self.clock_reply()
+            }
             PeerRequest::Election { from } => {
                 let from = from.and_then(|i| Some(Member::new(i.name.as_str(), i.rank?)));
                 let Some(e) = self.election.as_mut() else {
