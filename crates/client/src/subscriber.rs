@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use palaver_proto::{now_secs, Publication};
@@ -20,6 +20,11 @@ pub struct Received {
 pub struct Subscriber {
     socket: zmq::Socket,
     topics: BTreeSet<String>,
+    /// Every topic, channels born after the subscription included (see
+    /// [`Subscriber::subscribe_everything`]).
+    everything: bool,
+    /// Publications that could not be read, per topic: the first of each topic is logged.
+    unreadable: BTreeMap<String, u64>,
     clock: SharedClock,
 }
 
@@ -40,6 +45,8 @@ impl Subscriber {
         Ok(Subscriber {
             socket,
             topics: BTreeSet::new(),
+            everything: false,
+            unreadable: BTreeMap::new(),
             clock,
         })
     }
@@ -53,6 +60,24 @@ impl Subscriber {
             self.socket.set_subscribe(topic.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Follows every topic, including channels created later: their first post arrives too,
+    /// which a subscription made after learning of the channel could miss.
+    ///
+    /// # Errors
+    /// On a socket error.
+    pub fn subscribe_everything(&mut self) -> Result<(), ClientError> {
+        if !self.everything {
+            self.socket.set_subscribe(b"")?;
+            self.everything = true;
+        }
+        Ok(())
+    }
+
+    /// How many publications could not be read, per topic.
+    pub fn unreadable(&self) -> &BTreeMap<String, u64> {
+        &self.unreadable
     }
 
     /// Stops following `topic`.
@@ -91,11 +116,11 @@ impl Subscriber {
             let publication = match Publication::from_frames(&frames) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::debug!(error = %e, "skipped a malformed publication");
+                    self.note_unreadable(&frames, &e.to_string());
                     continue;
                 }
             };
-            if !self.topics.contains(&publication.topic) {
+            if !self.everything && !self.topics.contains(&publication.topic) {
                 continue;
             }
             if let Some(clock) = publication.envelope.clock() {
@@ -105,6 +130,23 @@ impl Subscriber {
                 publication,
                 received_at,
             }));
+        }
+    }
+
+    /// A publication that cannot be read: said once per topic (a warning that a person sees),
+    /// counted after that.
+    fn note_unreadable(&mut self, frames: &[Vec<u8>], why: &str) {
+        let topic = frames
+            .first()
+            .map(|t| String::from_utf8_lossy(t).into_owned())
+            .unwrap_or_default();
+        if !self.everything && !self.topics.contains(&topic) {
+            return;
+        }
+        let seen = self.unreadable.entry(topic.clone()).or_insert(0);
+        *seen += 1;
+        if *seen == 1 {
+            tracing::warn!(topic, error = why, "dropped a publication that cannot be read (further ones on this topic are dropped without a word)");
         }
     }
 }

@@ -409,7 +409,6 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::Listen(a) => listen::run(
             &listen::Options {
-                broker: a.endpoints.broker,
                 sub: a.endpoints.sub,
                 topics: a.topics,
                 json: a.json,

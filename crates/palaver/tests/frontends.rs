@@ -248,3 +248,66 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     );
     assert!(dir.path().join("data/s1/palaver.db").exists());
 }
+
+#[test]
+fn the_listener_sees_a_new_channels_first_post_and_says_once_what_it_cannot_read() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.login(&name("bob")).unwrap();
+    c.create_channel(&name("warmup")).unwrap();
+    let errors = cluster.dir().join("listen.err");
+    let mut cmd = command(&cluster, "listen", &["--json"]);
+    cmd.stderr(std::fs::File::create(&errors).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    // Once a warm-up post shows, the listener's subscription has reached the proxy.
+    let ready = wait_until(Duration::from_secs(10), || {
+        c.publish(&name("ana"), &name("warmup"), "warm").unwrap();
+        rx.recv_timeout(Duration::from_millis(50)).is_ok()
+    });
+    assert!(ready, "the listener never printed the warm-up posts");
+    // A channel born now: its very first post shows; a private message does not.
+    c.create_channel(&name("fresh")).unwrap();
+    c.message(&name("ana"), &name("bob"), "private").unwrap();
+    c.publish(&name("bob"), &name("fresh"), "first").unwrap();
+    // Two publications nobody can read, on a channel's topic, pushed in by a cluster process.
+    let ctx = zmq::Context::new();
+    let publ = ctx.socket(zmq::PUB).unwrap();
+    cluster.credentials().connect(&publ).unwrap();
+    publ.connect(&cluster.proxy_xsub_endpoint()).unwrap();
+    let mut first = None;
+    let seen = wait_until(Duration::from_secs(10), || {
+        publ.send_multipart([&b"fresh"[..], b"\xc1 not messagepack"], 0)
+            .unwrap();
+        while let Ok(v) = rx.recv_timeout(Duration::from_millis(50)) {
+            assert_ne!(
+                v["data"]["message"], "private",
+                "a private message was shown"
+            );
+            if v["topic"] == "fresh" {
+                first = Some(v);
+            }
+        }
+        first.is_some()
+            && std::fs::read_to_string(&errors)
+                .unwrap()
+                .contains("cannot be read")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen, "no first post or no warning: {first:?}");
+    assert_eq!(first.unwrap()["data"]["message"], "first");
+    let text = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(
+        text.matches("cannot be read").count(),
+        1,
+        "said once, however many arrive:\n{text}"
+    );
+}
