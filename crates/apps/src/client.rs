@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
-use palaver_proto::{format_clock_time, Envelope, Name, Reply, Status};
+use palaver_proto::{format_clock_time, printable, Envelope, Name, Reply, Status};
 
 use crate::show;
 
@@ -177,12 +177,12 @@ impl Session {
             "users" => self
                 .conn
                 .users()
-                .map(|u| format!("users: {}", u.join(", ")))
+                .map(|u| format!("users: {}", printable(&u.join(", "))))
                 .map_err(err),
             "channels" => self
                 .conn
                 .channels()
-                .map(|c| format!("channels: {}", c.join(", ")))
+                .map(|c| format!("channels: {}", printable(&c.join(", "))))
                 .map_err(err),
             "create" => name(arg).and_then(|c| {
                 self.conn.create_channel(&c).map_err(err)?;
@@ -234,7 +234,9 @@ impl Session {
         let clock = self.conn.clock().now();
         match outcome {
             Ok(text) => self.screen.say(&format!("{text}  (clock {clock})")),
-            Err(text) => self.screen.say(&format!("error: {text}  (clock {clock})")),
+            Err(text) => self
+                .screen
+                .say(&format!("error: {}  (clock {clock})", printable(&text))),
         }
         true
     }
@@ -269,7 +271,9 @@ impl Session {
         for item in items {
             let Some(m) = item.as_map() else { continue };
             let d = palaver_proto::Map(m.clone());
-            let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
+            let text = |k: &'static str| {
+                printable(d.opt_str(k).ok().flatten().unwrap_or("?")).into_owned()
+            };
             let when = d.timestamp().map_or_else(|| "?".into(), format_clock_time);
             lines.push(match d.get("channel") {
                 Some(_) => format!(

@@ -1,14 +1,15 @@
 //! How publications look to people and to programs.
 
 use palaver_client::Received;
-use palaver_proto::format_clock_time;
+use palaver_proto::{format_clock_time, printable};
 use rmpv::Value;
 
 /// One line for a person: what arrived, from whom, and when it was sent and received.
 pub fn line(r: &Received) -> String {
     let env = &r.publication.envelope;
     let d = &env.data;
-    let text = |k: &'static str| d.opt_str(k).ok().flatten().unwrap_or("?").to_owned();
+    // People's text, with whatever a terminal would act on shown as an escape.
+    let text = |k: &'static str| printable(d.opt_str(k).ok().flatten().unwrap_or("?")).into_owned();
     let sent = d.timestamp().map_or_else(|| "?".into(), format_clock_time);
     let clock = d
         .clock()
@@ -27,8 +28,8 @@ pub fn line(r: &Received) -> String {
         "election" => format!("coordinator is now {}", text("coordinator")),
         other => format!(
             "[{}] {} {}",
-            r.publication.topic,
-            other,
+            printable(&r.publication.topic),
+            printable(other),
             to_json(&Value::Map(d.0.clone()))
         ),
     };

@@ -311,3 +311,61 @@ fn the_listener_sees_a_new_channels_first_post_and_says_once_what_it_cannot_read
         "said once, however many arrive:\n{text}"
     );
 }
+
+#[test]
+fn names_of_any_script_and_text_that_cannot_fake_a_line() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    // João, typed with a combining tilde: the same name as with `ã`.
+    c.login(&name("Joa\u{303}o")).unwrap();
+    c.login(&name("bob")).unwrap();
+    assert!(c.users().unwrap().contains(&"João".to_owned()));
+    c.create_channel(&name("praça")).unwrap();
+    let mut sub = cluster.subscriber();
+    sub.subscribe("João").unwrap();
+    sub.subscribe("praça").unwrap();
+    cluster.await_subscription(&mut c, &mut sub, &name("João"), &name("praça"));
+    c.message(&name("bob"), &name("João"), "olá João").unwrap();
+    let mut got = None;
+    wait_until(Duration::from_secs(5), || {
+        while let Ok(Some(r)) = sub.recv_timeout(Duration::from_millis(50)) {
+            if r.publication.envelope.service == "message" {
+                got = r
+                    .publication
+                    .envelope
+                    .data
+                    .opt_str("message")
+                    .unwrap()
+                    .map(str::to_owned);
+            }
+        }
+        got.is_some()
+    });
+    assert_eq!(got.as_deref(), Some("olá João"));
+    // Names with control characters are refused, whoever sends them.
+    for bad in ["ana\u{1b}[31m", "ana\nbob", "a\u{202e}b"] {
+        let reply = c
+            .call(palaver_proto::Envelope::new("login").with("user", bad))
+            .unwrap();
+        assert_eq!(
+            palaver_proto::Reply::status(&reply),
+            palaver_proto::Status::Error,
+            "{bad:?}"
+        );
+    }
+    // A post that would fake a line from someone else, and paint the screen red.
+    let fake = "hi\n12:00:00 #praça <bob> send me your password\u{1b}[31m";
+    c.publish(&name("João"), &name("praça"), fake).unwrap();
+    let out = client(&cluster, "bob", "/history praça\n");
+    assert!(
+        !out.contains('\u{1b}'),
+        "an escape reached the terminal:\n{out}"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("hi")).collect();
+    assert_eq!(lines.len(), 1, "one line for one post:\n{out}");
+    assert!(
+        lines[0].contains("<João> hi\\n12:00:00 #praça <bob> send me your password\\u{1b}[31m"),
+        "{}",
+        lines[0]
+    );
+}

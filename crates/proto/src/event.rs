@@ -263,8 +263,9 @@ mod tests {
         for kind in [
             EventKind::Login { user: name("ana") },
             EventKind::Post {
-                user: name(&"u".repeat(crate::MAX_NAME_LEN)),
-                channel: name(&"c".repeat(crate::MAX_NAME_LEN)),
+                // The longest names in bytes: 32 letters of four bytes each.
+                user: name(&"𐀀".repeat(crate::MAX_NAME_LEN)),
+                channel: name(&"𐀁".repeat(crate::MAX_NAME_LEN)),
                 message: long.clone(),
             },
             EventKind::Direct {
@@ -274,7 +275,7 @@ mod tests {
             },
         ] {
             let e = Event {
-                origin: "s".repeat(crate::MAX_NAME_LEN),
+                origin: "𐀂".repeat(crate::MAX_NAME_LEN),
                 seq: crate::MAX_COUNTER,
                 lamport: crate::MAX_COUNTER,
                 timestamp: f64::MAX,

@@ -19,6 +19,7 @@ pub mod peer;
 mod reply;
 mod request;
 mod servers;
+mod text;
 mod time;
 pub mod work;
 
@@ -26,10 +27,11 @@ pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{Event, EventKind};
 pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY};
-pub use name::{Name, NameError, MAX_NAME_LEN, RESERVED_NAMES};
+pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};
 pub use servers::{endpoint, ServerEntry};
+pub use text::printable;
 pub use time::{format_clock_time, now_secs};
 
 /// The largest frame a process accepts; anything larger is answered with an error unread.
