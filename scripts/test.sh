@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
 # Runs Palaver's whole test suite: unit tests, and integration tests that start real
-# processes on free loopback ports. The Python interoperability test makes its own virtual
-# environment (pyzmq, msgpack) under target/ on first use. In CI (CI=true) it then runs each
-# fuzz target of fuzz/ for 30 s (scripts/fuzz.sh).
+# processes on free loopback ports. The interoperability tests install what they need under
+# target/ on first use: a Python virtual environment (pyzmq, msgpack) and Node.js packages
+# (zeromq, @msgpack/msgpack from npm); python3 and node/npm themselves come from the system's
+# packages, installed here when missing. In CI (CI=true) it then runs each fuzz target of
+# fuzz/ for 30 s (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
     echo "cargo is needed: install Rust from rustup first" >&2
     exit 1
 fi
+# Installs Debian packages when a command is missing (as root, where apt-get exists).
+need() {
+    local cmd=$1; shift
+    command -v "$cmd" >/dev/null && return 0
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing $* (for $cmd)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "$cmd is needed: install $* first" >&2
+        exit 1
+    fi
+}
+need python3 python3 python3-venv
+need node nodejs
+need npm npm
 cargo test --workspace --all-targets "$@"
 if [[ "${CI:-}" == true ]]; then
     ./scripts/fuzz.sh 30

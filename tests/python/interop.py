@@ -21,7 +21,8 @@ clock = 0
 def call(service, **data):
     global clock
     clock += 1
-    data.update(timestamp=time.time(), clock=clock)
+    data.setdefault("timestamp", time.time())
+    data["clock"] = clock
     req.send(msgpack.packb({"service": service, "data": data}))
     reply = msgpack.unpackb(req.recv(), raw=False)
     clock = max(clock, reply["data"].get("clock", 0))
@@ -34,6 +35,22 @@ assert call("channel", channel="pychan")["status"] == "sucesso"
 channels = call("channels")
 assert "pychan" in channels["users"], channels
 assert "py" in call("users")["users"]
+
+# The standard lets a timestamp be anything; other clients send it as an integer, a float, a
+# time of day, an ISO 8601 string, even a boolean. Every service answers normally to each.
+stamps = [int(time.time()), time.time(), "13:31:41", "2026-12-01T13:31:41Z", True]
+for i, stamp in enumerate(stamps):
+    tag = f"stamp {stamp!r}"
+    assert call("login", user=f"ts{i}", timestamp=stamp)["status"] == "sucesso", tag
+    assert f"ts{i}" in call("users", timestamp=stamp)["users"], tag
+    assert call("channel", channel=f"tschan{i}", timestamp=stamp)["status"] == "sucesso", tag
+    assert f"tschan{i}" in call("channels", timestamp=stamp)["channels"], tag
+    sent = call("publish", user=f"ts{i}", channel=f"tschan{i}", message="hi", timestamp=stamp)
+    assert sent["status"] == "OK", (tag, sent)
+    sent = call("message", src=f"ts{i}", dst="py", message="psst", timestamp=stamp)
+    assert sent["status"] == "OK", (tag, sent)
+    history = call("history", channel=f"tschan{i}", timestamp=stamp)
+    assert [m["message"] for m in history["messages"]] == ["hi"], (tag, history)
 
 sub = ctx.socket(zmq.SUB)
 sub.setsockopt(zmq.LINGER, 0)

@@ -1,4 +1,5 @@
-//! A client in another language (Python, with pyzmq and msgpack) talks to Palaver.
+//! Clients in other languages talk to Palaver: Python (pyzmq and msgpack) and JavaScript on
+//! Node.js (`zeromq` and `@msgpack/msgpack` from npm), each written against the standard alone.
 
 mod common;
 
@@ -68,5 +69,72 @@ fn a_python_client_logs_in_creates_lists_publishes_and_receives() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "python client failed:\n{text}");
+    assert!(text.contains("every step behaved"), "{text}");
+}
+
+/// A folder whose `node_modules` holds `zeromq` and `@msgpack/msgpack`: `PALAVER_NODE_MODULES`
+/// if set, else one under the target directory, installed from npm on first use (`zeromq`
+/// ships its native addon prebuilt, so nothing is compiled).
+fn node_modules() -> PathBuf {
+    if let Ok(p) = std::env::var("PALAVER_NODE_MODULES") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nodeenv");
+    let modules = dir.join("node_modules");
+    let ready = |modules: &Path| {
+        Command::new("node")
+            .args(["-e", "require('zeromq'); require('@msgpack/msgpack')"])
+            .env("NODE_PATH", modules)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&modules) {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"name": "palaver-interop", "private": true}"#,
+        )
+        .unwrap();
+        let npm = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "zeromq@6",
+                "@msgpack/msgpack@3",
+            ])
+            .current_dir(&dir)
+            .status();
+        assert!(
+            npm.is_ok_and(|s| s.success()),
+            "npm could not install zeromq and @msgpack/msgpack: are node and npm installed?"
+        );
+    }
+    assert!(
+        ready(&modules),
+        "zeromq and @msgpack/msgpack cannot be loaded"
+    );
+    modules
+}
+
+#[test]
+fn a_node_client_logs_in_creates_lists_publishes_and_receives() {
+    let modules = node_modules();
+    let cluster = Cluster::start(&bin(), 1);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/interop.js");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(cluster.broker_endpoint())
+        .arg(cluster.sub_endpoint())
+        .env("NODE_PATH", &modules)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "node client failed:\n{text}");
     assert!(text.contains("every step behaved"), "{text}");
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{bin, history, name, Cluster};
@@ -129,4 +131,70 @@ fn a_killed_and_restarted_server_holds_no_request() {
         failures.len()
     );
     settles(&cluster);
+}
+
+/// How long `palaver <args…>` takes against the cluster, with `input` on stdin; it must succeed.
+fn timed(cluster: &Cluster, args: &[&str], input: &str) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(bin())
+        .args(args)
+        .args([
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "palaver {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+#[test]
+fn the_front_ends_do_not_wait_on_a_stopped_server() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    common::writers(&cluster, "general", 1);
+    // Twenty commands, the way a script pipes them in.
+    let script: String = std::iter::once("/join general\n".to_owned())
+        .chain((0..18).map(|i| format!("line {i}\n")))
+        .chain(std::iter::once("/users\n".to_owned()))
+        .collect();
+    let client = ["client", "--user", "w0"];
+    let bot = [
+        "bot",
+        "--name",
+        "robo",
+        "--interval-ms",
+        "1",
+        "--count",
+        "20",
+    ];
+    let normal = (timed(&cluster, &client, &script), timed(&cluster, &bot, ""));
+    cluster.server(1).unwrap().signal(libc::SIGSTOP);
+    let stuck = (timed(&cluster, &client, &script), timed(&cluster, &bot, ""));
+    cluster.server(1).unwrap().signal(libc::SIGCONT);
+    let slack = Duration::from_secs(3);
+    assert!(
+        stuck.0 <= normal.0 + slack,
+        "the client took {:?} with a server stopped, {:?} normally",
+        stuck.0,
+        normal.0
+    );
+    assert!(
+        stuck.1 <= normal.1 + slack,
+        "the bot took {:?} with a server stopped, {:?} normally",
+        stuck.1,
+        normal.1
+    );
 }

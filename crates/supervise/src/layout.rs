@@ -1,0 +1,232 @@
+//! Where every process of a local cluster listens, computed in one place for `palaver up`,
+//! `palaver bench --spawn` and the tests.
+//!
+//! ```text
+//!  base+0 broker, clients     base+2 proxy, publishers   base+5 reference
+//!  base+1 broker, servers     base+3 proxy, subscribers  base+10+i server i's peer endpoint (i from 1)
+//! ```
+
+use std::net::TcpListener;
+
+/// A cluster's ports: a base and fixed offsets from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub host: String,
+    pub base: u16,
+    pub servers: usize,
+}
+
+impl Layout {
+    pub fn new(host: &str, base: u16, servers: usize) -> Layout {
+        Layout {
+            host: host.to_owned(),
+            base,
+            servers,
+        }
+    }
+
+    /// A layout on 127.0.0.1 whose every port was free a moment ago, its base picked at random
+    /// in 20,000–60,000 (a test or a benchmark binds them at once; a clash is retried by the
+    /// caller).
+    ///
+    /// # Errors
+    /// When no free layout turns up in 200 tries.
+    pub fn free(servers: usize) -> std::io::Result<Layout> {
+        for _ in 0..200 {
+            let base = 20_000 + (random() % 40_000) as u16;
+            let layout = Layout::new("127.0.0.1", base, servers);
+            let free = layout
+                .ports()
+                .iter()
+                .map(|p| TcpListener::bind(("127.0.0.1", *p)))
+                .collect::<Result<Vec<_>, _>>()
+                .is_ok();
+            if free {
+                return Ok(layout);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free range of ports for a cluster",
+        ))
+    }
+
+    fn endpoint(&self, offset: u16) -> String {
+        format!("tcp://{}:{}", self.host, self.base + offset)
+    }
+
+    /// Every port the layout uses.
+    pub fn ports(&self) -> Vec<u16> {
+        let servers = (1..=self.servers).map(|i| self.base + 10 + i as u16);
+        [0, 1, 2, 3, 5]
+            .into_iter()
+            .map(|o| self.base + o)
+            .chain(servers)
+            .collect()
+    }
+
+    /// The broker's client side: what clients connect to.
+    pub fn broker(&self) -> String {
+        self.endpoint(0)
+    }
+
+    /// The broker's server side.
+    pub fn broker_backend(&self) -> String {
+        self.endpoint(1)
+    }
+
+    /// The proxy's publisher side (servers publish here).
+    pub fn proxy_xsub(&self) -> String {
+        self.endpoint(2)
+    }
+
+    /// The proxy's subscriber side: what subscribers connect to.
+    pub fn proxy_xpub(&self) -> String {
+        self.endpoint(3)
+    }
+
+    pub fn reference(&self) -> String {
+        self.endpoint(5)
+    }
+
+    /// Server `i`'s peer endpoint, `i` from 1.
+    pub fn peer(&self, i: usize) -> String {
+        self.endpoint(10 + i as u16)
+    }
+
+    /// The arguments of each role, in the order they start: reference, broker, proxy, then the
+    /// servers (named `s1`, `s2`…, data under `data`, clocks skewed by `skew_ms[i]`).
+    pub fn roles(
+        &self,
+        data: &std::path::Path,
+        key: &std::path::Path,
+        skew_ms: &[i64],
+    ) -> Vec<(String, Vec<String>)> {
+        let key = key.display().to_string();
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let reference_data = data.join("reference").display().to_string();
+        let mut roles = vec![
+            (
+                "reference".to_owned(),
+                owned(&[
+                    "reference",
+                    "--bind",
+                    &self.reference(),
+                    "--data",
+                    &reference_data,
+                    "--key",
+                    &key,
+                ]),
+            ),
+            (
+                "broker".to_owned(),
+                owned(&[
+                    "broker",
+                    "--frontend",
+                    &self.broker(),
+                    "--backend",
+                    &self.broker_backend(),
+                    "--key",
+                    &key,
+                ]),
+            ),
+            (
+                "proxy".to_owned(),
+                owned(&[
+                    "proxy",
+                    "--xsub",
+                    &self.proxy_xsub(),
+                    "--xpub",
+                    &self.proxy_xpub(),
+                    "--key",
+                    &key,
+                ]),
+            ),
+        ];
+        for i in 1..=self.servers {
+            let name = format!("s{i}");
+            let server_data = data.join(&name).display().to_string();
+            let skew = skew_ms.get(i - 1).copied().unwrap_or(0).to_string();
+            roles.push((
+                name.clone(),
+                owned(&[
+                    "server",
+                    "--name",
+                    &name,
+                    "--data",
+                    &server_data,
+                    "--broker",
+                    &self.broker_backend(),
+                    "--pub",
+                    &self.proxy_xsub(),
+                    "--sub",
+                    &self.proxy_xpub(),
+                    "--reference",
+                    &self.reference(),
+                    "--peer",
+                    &self.peer(i),
+                    "--clock-skew-ms",
+                    &skew,
+                    "--key",
+                    &key,
+                ]),
+            ));
+        }
+        roles
+    }
+}
+
+/// A random number from the kernel, without a dependency for it.
+fn random() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: getrandom fills the buffer it is given, of the length it is given.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(buf)
+    } else {
+        // Fall back on the clock's nanoseconds: good enough to spread bases.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_puts_each_role_on_its_offset() {
+        let l = Layout::new("h", 5555, 2);
+        assert_eq!(l.broker(), "tcp://h:5555");
+        assert_eq!(l.broker_backend(), "tcp://h:5556");
+        assert_eq!(l.proxy_xsub(), "tcp://h:5557");
+        assert_eq!(l.proxy_xpub(), "tcp://h:5558");
+        assert_eq!(l.reference(), "tcp://h:5560");
+        assert_eq!(l.peer(2), "tcp://h:5567");
+        assert_eq!(l.ports(), [5555, 5556, 5557, 5558, 5560, 5566, 5567]);
+        let roles = l.roles(
+            std::path::Path::new("/d"),
+            std::path::Path::new("/k"),
+            &[0, 40],
+        );
+        let names: Vec<_> = roles.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["reference", "broker", "proxy", "s1", "s2"]);
+        assert!(roles[4]
+            .1
+            .windows(2)
+            .any(|w| w == ["--clock-skew-ms", "40"]));
+        assert!(roles[3]
+            .1
+            .windows(2)
+            .any(|w| w == ["--peer", "tcp://h:5566"]));
+    }
+
+    #[test]
+    fn a_free_layout_is_free() {
+        let l = Layout::free(3).unwrap();
+        for p in l.ports() {
+            assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "port {p}");
+        }
+    }
+}
