@@ -5,13 +5,12 @@
 //! dies, and on Ctrl-C or SIGTERM stops them all (servers first) and waits for them.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use palaver_core::Shutdown;
+use palaver_supervise::{Child, Layout, Output};
 
 pub struct Options {
     pub servers: usize,
@@ -25,8 +24,10 @@ pub struct Options {
 /// The cluster's credentials, in the data directory.
 pub const KEY_FILE: &str = "cluster.key";
 
-/// How long a process may take to stop on SIGTERM before it is killed.
+/// How long the cluster may take to stop on SIGTERM before what is left is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long one process may take to say it is ready.
+const READY: Duration = Duration::from_secs(30);
 /// Pause between starting two servers.
 const SERVER_STAGGER: Duration = Duration::from_millis(150);
 /// Wait before restarting a process that died, so a crash loop does not spin.
@@ -42,58 +43,63 @@ struct Proc {
 /// Runs the cluster until `shutdown`.
 ///
 /// # Errors
-/// When a process cannot be started.
+/// When a process cannot be started, or does not become ready.
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the palaver binary")?;
-    let ep = |offset: u16| format!("tcp://{}:{}", opts.host, opts.base_port + offset);
+    let layout = Layout::new(&opts.host, opts.base_port, opts.servers.max(1));
     // The cluster's credentials, made on first start and kept with the data: every process
     // gets the file, and `palaver admin` finds it there too.
     let key_file = opts.data.join(KEY_FILE);
     palaver_auth::Credentials::load_or_create(&key_file)?;
-    let key = key_file.display().to_string();
-    let reference_data = opts.data.join("reference").display().to_string();
-    #[rustfmt::skip]
-    let mut procs = vec![
-        proc("reference", &["reference", "--bind", &ep(5), "--data", &reference_data, "--key", &key]),
-        proc("broker", &["broker", "--frontend", &ep(0), "--backend", &ep(1), "--key", &key]),
-        proc("proxy", &["proxy", "--xsub", &ep(2), "--xpub", &ep(3), "--key", &key]),
-    ];
-    for i in 1..=opts.servers.max(1) {
-        let name = format!("s{i}");
-        let data = opts.data.join(&name).display().to_string();
-        let peer = ep(10 + i as u16);
-        let skew = opts.skew_ms.get(i - 1).copied().unwrap_or(0).to_string();
-        #[rustfmt::skip]
-        let args = [
-            "server", "--name", &name, "--data", &data,
-            "--broker", &ep(1), "--pub", &ep(2), "--sub", &ep(3),
-            "--reference", &ep(5), "--peer", &peer, "--clock-skew-ms", &skew, "--key", &key,
-        ];
-        procs.push(proc(&name, &args));
-    }
+    let mut procs: Vec<Proc> = layout
+        .roles(&opts.data, &key_file, &opts.skew_ms)
+        .into_iter()
+        .map(|(name, args)| Proc {
+            name,
+            args,
+            child: None,
+            died_at: None,
+        })
+        .collect();
     let color = std::io::stdout().is_terminal();
     let count = procs.len();
     for (i, p) in procs.iter_mut().enumerate() {
         start(&exe, p, i, color)?;
-        if p.args.first().is_some_and(|a| a == "server") && i + 1 < count {
-            // The reference ranks servers in the order they first ask: a moment between
-            // starts makes a fresh cluster's ranks follow the names (s1 lowest).
-            std::thread::sleep(SERVER_STAGGER);
+        if p.args.first().is_some_and(|a| a == "server") {
+            if i + 1 < count {
+                // The reference ranks servers in the order they first ask: a moment between
+                // starts makes a fresh cluster's ranks follow the names (s1 lowest).
+                std::thread::sleep(SERVER_STAGGER);
+            }
+        } else if let Some(child) = p.child.as_mut() {
+            // Servers need the reference, the broker and the proxy in place.
+            child
+                .await_ready(READY)
+                .map_err(|e| anyhow::anyhow!("{} did not start: {e}", p.name))?;
+        }
+    }
+    for p in &mut procs {
+        if let Some(child) = p.child.as_mut() {
+            child
+                .await_ready(READY)
+                .map_err(|e| anyhow::anyhow!("{} did not start: {e}", p.name))?;
         }
     }
     println!(
         "palaver is up: clients connect to {}, subscribers to {}, the reference is {}; data in {}\n\
          try `palaver client --user ana` or `palaver admin status` in another terminal; Ctrl-C stops the cluster",
-        ep(0),
-        ep(3),
-        ep(5),
+        layout.broker(),
+        layout.proxy_xpub(),
+        layout.reference(),
         opts.data.display()
     );
+    // Whoever started us (`palaver bench --spawn`) may use the cluster now.
+    palaver_supervise::notify_ready();
 
     while !shutdown.is_triggered() {
         for (i, p) in procs.iter_mut().enumerate() {
             if let Some(child) = p.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Some(status) = child.exited() {
                     eprintln!(
                         "{} exited ({status}); restarting in {RESTART_DELAY:?}",
                         p.name
@@ -109,63 +115,30 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     }
 
     // Servers first, so they can answer what is in flight while the broker still runs.
-    for p in procs.iter_mut().rev() {
-        if let Some(child) = p.child.as_mut() {
-            signal(child, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    for p in procs.iter_mut().rev() {
-        if let Some(child) = p.child.as_mut() {
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                eprintln!("{} did not stop in {STOP_GRACE:?}; killing it", p.name);
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
+    let killed = palaver_supervise::stop_all(
+        procs.iter_mut().rev().filter_map(|p| p.child.as_mut()),
+        STOP_GRACE,
+    );
+    for name in killed {
+        eprintln!("{name} did not stop in {STOP_GRACE:?}; killed it");
     }
     println!("palaver stopped");
     Ok(())
 }
 
-fn proc(name: &str, args: &[&str]) -> Proc {
-    Proc {
-        name: name.to_owned(),
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        child: None,
-        died_at: None,
-    }
-}
-
-fn start(exe: &PathBuf, p: &mut Proc, index: usize, color: bool) -> anyhow::Result<()> {
-    let mut cmd = Command::new(exe);
-    cmd.args(&p.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe; the child dies with the thread that started it, so
-    // killing `up` with SIGKILL leaves no orphans behind.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
+fn start(exe: &Path, p: &mut Proc, index: usize, color: bool) -> anyhow::Result<()> {
+    let mut child = Child::start(&p.name, exe, &p.args, &[], Output::Piped)
         .with_context(|| format!("cannot start {}", p.name))?;
     let prefix = if color {
         format!("\x1b[{}m{:>9} |\x1b[0m ", 31 + (index % 6), p.name)
     } else {
         format!("{:>9} | ", p.name)
     };
-    if let Some(out) = child.stdout.take() {
+    let (out, err) = child.take_output();
+    if let Some(out) = out {
         forward(out, prefix.clone());
     }
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = err {
         forward(err, prefix);
     }
     p.child = Some(child);
@@ -182,13 +155,4 @@ fn forward(stream: impl Read + Send + 'static, prefix: String) {
             let _ = writeln!(out, "{prefix}{line}");
         }
     });
-}
-
-fn signal(child: &Child, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: sending a signal to our own child's pid has no memory-safety requirements.
-        unsafe {
-            libc::kill(pid, sig);
-        }
-    }
 }

@@ -73,6 +73,7 @@ pub fn run_broker(
     credentials.serve(&back)?;
     bind(&back, "broker backend", backend)?;
     tracing::info!(frontend, backend, "broker ready");
+    palaver_supervise::notify_ready();
     let mut broker = Broker {
         front,
         back,

@@ -79,6 +79,7 @@ pub fn run_proxy(
     publ.set_sndhwm(subscriber_hwm)?;
     bind(&publ, "proxy XPUB", xpub)?;
     tracing::info!(xsub, xpub, "proxy ready");
+    palaver_supervise::notify_ready();
     steer(&ctx, sub, publ, shutdown, "proxy")
 }
 

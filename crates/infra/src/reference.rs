@@ -172,6 +172,7 @@ pub fn run_reference(
         source,
     })?;
     tracing::info!(endpoint, data = %data_dir.display(), "reference ready");
+    palaver_supervise::notify_ready();
     let mut clock = Lamport::default();
     while !shutdown.is_triggered() {
         match socket.poll(zmq::POLLIN, 100) {

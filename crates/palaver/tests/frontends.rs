@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{bin, name, Cluster};
-use palaver_testkit::{free_port, wait_until, Proc};
+use palaver_testkit::{wait_until, Proc};
 
 /// `palaver <role> <args…> --broker … --sub …` for this cluster, stdin and stdout piped.
 fn command(cluster: &Cluster, role: &str, args: &[&str]) -> Command {
@@ -191,25 +191,11 @@ fn the_listener_prints_json_lines() {
     assert!(v["data"]["clock"].is_u64() && v["data"]["timestamp"].is_f64());
 }
 
-/// A base port for `palaver up --base-port` whose offsets (broker, proxy, reference, one
-/// server's peer endpoint) are free.
-fn free_base_port() -> u16 {
-    loop {
-        let base = free_port();
-        if base < 65000
-            && [1, 2, 3, 5, 11]
-                .iter()
-                .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-}
-
 #[test]
 fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_base_port();
+    let layout = palaver_supervise::Layout::free(3).unwrap();
+    let base = layout.base;
     let args: Vec<String> = [
         "up",
         "--base-port",
@@ -221,18 +207,11 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     .map(|s| (*s).to_owned())
     .collect();
     let mut up = Proc::spawn("up", &bin(), &args, &dir.path().join("up.log"));
-    assert!(
-        up.await_log("s1 | ", Duration::from_secs(20)),
-        "{}",
-        up.log()
-    );
+    // `up` says it is ready once every process it started is.
+    assert!(up.await_ready(Duration::from_secs(30)), "{}", up.log());
     let ctx = zmq::Context::new();
-    let mut c = palaver_client::Connection::open(
-        &ctx,
-        &format!("tcp://127.0.0.1:{base}"),
-        Default::default(),
-    )
-    .unwrap();
+    let mut c =
+        palaver_client::Connection::open(&ctx, &layout.broker(), Default::default()).unwrap();
     c.login(&name("ana")).unwrap();
     assert_eq!(c.users().unwrap(), vec!["ana"]);
     assert!(

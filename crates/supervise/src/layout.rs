@@ -6,7 +6,13 @@
 //!  base+1 broker, servers     base+3 proxy, subscribers  base+10+i server i's peer endpoint (i from 1)
 //! ```
 
+use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
+
+/// Ports already handed out by this process, so that two clusters started at once (tests run
+/// in parallel threads) never share one.
+static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// A cluster's ports: a base and fixed offsets from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +38,22 @@ impl Layout {
     /// # Errors
     /// When no free layout turns up in 200 tries.
     pub fn free(servers: usize) -> std::io::Result<Layout> {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        let given = given.get_or_insert_with(HashSet::new);
         for _ in 0..200 {
             let base = 20_000 + (random() % 40_000) as u16;
             let layout = Layout::new("127.0.0.1", base, servers);
-            let free = layout
-                .ports()
+            let ports = layout.ports();
+            if ports.iter().any(|p| given.contains(p)) {
+                continue;
+            }
+            let free = ports
                 .iter()
                 .map(|p| TcpListener::bind(("127.0.0.1", *p)))
                 .collect::<Result<Vec<_>, _>>()
                 .is_ok();
             if free {
+                given.extend(ports);
                 return Ok(layout);
             }
         }

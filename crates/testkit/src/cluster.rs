@@ -4,25 +4,24 @@ use std::time::Duration;
 use palaver_auth::Credentials;
 use palaver_client::{Connection, SharedClock, Subscriber};
 use palaver_proto::Name;
+use palaver_supervise::Layout;
 
-use crate::{free_port, Proc};
+use crate::Proc;
 
 /// How long a process may take to say it is ready.
 const READY: Duration = Duration::from_secs(20);
 
-/// A reference, a broker, a proxy and servers, started from the `palaver` binary at `bin`.
+/// A reference, a broker, a proxy and servers, started from the `palaver` binary at `bin`, on
+/// the ports of a free [`Layout`] (the one `palaver up` uses).
 pub struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
     ctx: zmq::Context,
     credentials: Credentials,
     key_file: PathBuf,
-    frontend: u16,
-    backend: u16,
-    xsub: u16,
-    xpub: u16,
-    reference_port: u16,
-    skews: Vec<i64>,
+    layout: Layout,
+    /// Each role's arguments, by name (`reference`, `broker`, `proxy`, `s1`…).
+    roles: Vec<(String, Vec<String>)>,
     // Servers before the others, so they stop first when the cluster drops.
     servers: Vec<Option<Proc>>,
     reference: Option<Proc>,
@@ -52,53 +51,40 @@ impl Cluster {
         credentials
             .save(&key_file)
             .expect("write the cluster credentials");
-        let key = key_file.display().to_string();
-        let (broker, frontend, backend) =
-            start_pair(bin, dir.path(), "broker", "broker ready", |a, b| {
-                vec![
-                    "broker".into(),
-                    "--frontend".into(),
-                    tcp(a),
-                    "--backend".into(),
-                    tcp(b),
-                    "--key".into(),
-                    key.clone(),
-                ]
-            });
-        let (proxy, xsub, xpub) = start_pair(bin, dir.path(), "proxy", "proxy ready", |a, b| {
-            vec![
-                "proxy".into(),
-                "--xsub".into(),
-                tcp(a),
-                "--xpub".into(),
-                tcp(b),
-                "--key".into(),
-                key.clone(),
-            ]
-        });
-        let mut cluster = Cluster {
-            bin: bin.to_owned(),
-            dir,
-            ctx: zmq::Context::new(),
-            credentials,
-            key_file,
-            frontend,
-            backend,
-            xsub,
-            xpub,
-            reference_port: 0,
-            skews: skews_ms.to_vec(),
-            servers: Vec::new(),
-            reference: None,
-            broker,
-            proxy,
-        };
-        cluster.start_reference();
-        for i in 0..skews_ms.len() {
-            cluster.servers.push(None);
-            cluster.start_server(i);
+        // Another process may take a port between the layout's check and our bind: then the
+        // process says it exited instead of ready, and the cluster starts on new ports.
+        for _ in 0..5 {
+            let layout = Layout::free(skews_ms.len()).expect("free ports");
+            let roles = layout.roles(dir.path(), &key_file, skews_ms);
+            let start = |name: &str| -> Option<Proc> {
+                let mut p = spawn_role(bin, dir.path(), &roles, name);
+                p.await_ready(READY).then_some(p)
+            };
+            let (Some(reference), Some(broker), Some(proxy)) =
+                (start("reference"), start("broker"), start("proxy"))
+            else {
+                continue;
+            };
+            let mut cluster = Cluster {
+                bin: bin.to_owned(),
+                dir,
+                ctx: zmq::Context::new(),
+                credentials,
+                key_file,
+                layout,
+                roles,
+                servers: Vec::new(),
+                reference: Some(reference),
+                broker,
+                proxy,
+            };
+            for i in 0..skews_ms.len() {
+                cluster.servers.push(None);
+                cluster.start_server(i);
+            }
+            return cluster;
         }
-        cluster
+        panic!("the cluster could not start on free ports");
     }
 
     /// Starts (or restarts, on the same port and data) the reference and waits until it serves.
@@ -106,38 +92,21 @@ impl Cluster {
     /// # Panics
     /// When it does not become ready in time.
     pub fn start_reference(&mut self) {
-        let data = self.dir.path().join("reference").display().to_string();
-        let log = self.dir.path().join("reference.log");
-        for _ in 0..5 {
-            if self.reference_port == 0 {
-                self.reference_port = free_port();
+        self.reference = None;
+        self.reference = Some(self.restart("reference"));
+    }
+
+    /// Starts role `name` on its ports, waiting until it is ready; a port the old process has
+    /// not let go of yet is tried again for a while.
+    fn restart(&self, name: &str) -> Proc {
+        for _ in 0..50 {
+            let mut p = spawn_role(&self.bin, self.dir.path(), &self.roles, name);
+            if p.await_ready(READY) {
+                return p;
             }
-            let args = vec![
-                "reference".into(),
-                "--bind".into(),
-                tcp(self.reference_port),
-                "--data".into(),
-                data.clone(),
-                "--key".into(),
-                self.key_file.display().to_string(),
-            ];
-            let before = std::fs::read_to_string(&log)
-                .map(|s| s.matches("reference ready").count())
-                .unwrap_or(0);
-            let mut proc = Proc::spawn("reference", &self.bin, &args, &log);
-            let ready = crate::wait_until(READY, || {
-                proc.log().matches("reference ready").count() > before || proc.exited()
-            });
-            if ready && !proc.exited() {
-                self.reference = Some(proc);
-                return;
-            }
-            if self.servers.is_empty() {
-                // Nobody knows the port yet: try another.
-                self.reference_port = 0;
-            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the reference could not start");
+        panic!("{name} could not start again on its ports");
     }
 
     /// `kill -9` of the reference.
@@ -149,7 +118,7 @@ impl Cluster {
 
     /// Where servers and admins find the reference.
     pub fn reference_endpoint(&self) -> String {
-        tcp(self.reference_port)
+        self.layout.reference()
     }
 
     /// The name of server `i` (0-based): `s1`, `s2`…
@@ -173,22 +142,22 @@ impl Cluster {
 
     /// Where clients connect.
     pub fn broker_endpoint(&self) -> String {
-        tcp(self.frontend)
+        self.layout.broker()
     }
 
     /// The broker's server side (internal).
     pub fn broker_backend_endpoint(&self) -> String {
-        tcp(self.backend)
+        self.layout.broker_backend()
     }
 
     /// The proxy's publisher side (internal).
     pub fn proxy_xsub_endpoint(&self) -> String {
-        tcp(self.xsub)
+        self.layout.proxy_xsub()
     }
 
     /// Where subscribers connect.
     pub fn sub_endpoint(&self) -> String {
-        tcp(self.xpub)
+        self.layout.proxy_xpub()
     }
 
     /// The cluster's credentials, for tests that talk to internal endpoints.
@@ -225,35 +194,10 @@ impl Cluster {
     /// When it does not become ready in time.
     pub fn start_server(&mut self, i: usize) {
         let name = Cluster::server_name(i);
-        let args = vec![
-            "server".into(),
-            "--name".into(),
-            name.clone(),
-            "--data".into(),
-            self.data_dir(i).display().to_string(),
-            "--broker".into(),
-            tcp(self.backend),
-            "--pub".into(),
-            tcp(self.xsub),
-            "--sub".into(),
-            tcp(self.xpub),
-            "--reference".into(),
-            tcp(self.reference_port),
-            "--clock-skew-ms".into(),
-            self.skews.get(i).copied().unwrap_or(0).to_string(),
-            "--key".into(),
-            self.key_file.display().to_string(),
-        ];
-        let log = self.dir.path().join(format!("{name}.log"));
-        let before = std::fs::read_to_string(&log)
-            .map(|s| s.matches("accepting client requests").count())
-            .unwrap_or(0);
-        let mut proc = Proc::spawn(&name, &self.bin, &args, &log);
-        let ready = crate::wait_until(READY, || {
-            proc.log().matches("accepting client requests").count() > before || proc.exited()
-        });
+        self.servers[i] = None;
+        let mut proc = spawn_role(&self.bin, self.dir.path(), &self.roles, &name);
         assert!(
-            ready && !proc.exited(),
+            proc.await_ready(READY),
             "{name} did not start:\n{}",
             proc.log()
         );
@@ -267,12 +211,10 @@ impl Cluster {
         }
     }
 
-    /// The peer endpoint server `i` logged when it started serving.
+    /// Server `i`'s peer endpoint, while it runs.
     pub fn peer_addr(&mut self, i: usize) -> Option<String> {
-        let log = self.servers[i].as_ref()?.log();
-        let line = log.lines().rev().find(|l| l.contains("serving"))?;
-        let at = line.find("peer=")? + "peer=".len();
-        Some(line[at..].split_whitespace().next()?.to_owned())
+        self.servers[i].as_ref()?;
+        Some(self.layout.peer(i + 1))
     }
 
     /// SIGTERM to server `i`; returns whether it stopped cleanly (exit 0) in time.
@@ -302,30 +244,7 @@ impl Cluster {
     /// When it does not become ready in time.
     pub fn restart_proxy(&mut self) {
         self.proxy.kill();
-        let log = self.dir.path().join("proxy.log");
-        let before = self.proxy.log().matches("proxy ready").count();
-        let args = vec![
-            "proxy".into(),
-            "--xsub".into(),
-            tcp(self.xsub),
-            "--xpub".into(),
-            tcp(self.xpub),
-            "--key".into(),
-            self.key_file.display().to_string(),
-        ];
-        for _ in 0..50 {
-            let mut proc = Proc::spawn("proxy", &self.bin, &args, &log);
-            let ready = crate::wait_until(READY, || {
-                proc.log().matches("proxy ready").count() > before || proc.exited()
-            });
-            if ready && !proc.exited() {
-                self.proxy = proc;
-                return;
-            }
-            // The old process's ports may take a moment to be free again.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the proxy could not restart on its ports");
+        self.proxy = self.restart("proxy");
     }
 
     /// Makes sure `sub` receives `channel`'s posts: posts probes as `user` until one arrives.
@@ -355,24 +274,11 @@ impl Cluster {
     }
 }
 
-fn tcp(port: u16) -> String {
-    format!("tcp://127.0.0.1:{port}")
-}
-
-/// Starts a process that binds two ports, retrying with new ports if a bind fails.
-fn start_pair(
-    bin: &Path,
-    dir: &Path,
-    name: &str,
-    ready: &str,
-    args: impl Fn(u16, u16) -> Vec<String>,
-) -> (Proc, u16, u16) {
-    for _ in 0..5 {
-        let (a, b) = (free_port(), free_port());
-        let mut proc = Proc::spawn(name, bin, &args(a, b), &dir.join(format!("{name}.log")));
-        if proc.await_log(ready, READY) && !proc.exited() {
-            return (proc, a, b);
-        }
-    }
-    panic!("{name} could not start on free ports");
+/// Starts role `name` of `roles`, logging to `<dir>/<name>.log`.
+fn spawn_role(bin: &Path, dir: &Path, roles: &[(String, Vec<String>)], name: &str) -> Proc {
+    let (_, args) = roles
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no role {name}"));
+    Proc::spawn(name, bin, args, &dir.join(format!("{name}.log")))
 }

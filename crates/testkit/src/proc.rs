@@ -1,9 +1,10 @@
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process whose output goes to a log file. Dropping it kills the process.
+use palaver_supervise::{Child, Output};
+
+/// A child process whose output goes to a log file, started by the project's one supervisor
+/// (`palaver_supervise`). Dropping it kills the process.
 pub struct Proc {
     pub name: String,
     child: Child,
@@ -16,31 +17,15 @@ impl Proc {
     /// # Panics
     /// When the process cannot be started: the test cannot go on.
     pub fn spawn(name: &str, bin: &Path, args: &[String], log: &Path) -> Proc {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log handle"))
-            .stderr(file);
-        // SAFETY: prctl is async-signal-safe. The child gets SIGKILL when the thread that
-        // started it ends, so no process outlives its test.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let child = Child::start(
+            name,
+            bin,
+            args,
+            &[("RUST_LOG", &level)],
+            Output::File(log.to_owned()),
+        )
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         Proc {
             name: name.to_owned(),
             child,
@@ -49,7 +34,7 @@ impl Proc {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// What the process has logged so far.
@@ -59,37 +44,34 @@ impl Proc {
 
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+        self.child.exited().is_some()
+    }
+
+    /// Waits until the process says it is ready (a line on its readiness pipe), or exits, or
+    /// `timeout` passes. Returns whether it is ready.
+    pub fn await_ready(&mut self, timeout: Duration) -> bool {
+        self.child.await_ready(timeout).is_ok()
     }
 
     /// Sends `sig` to the process.
     pub fn signal(&self, sig: libc::c_int) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: signalling our own child has no memory-safety requirements.
-            unsafe {
-                libc::kill(pid, sig);
-            }
-        }
+        self.child.signal(sig);
     }
 
     /// `kill -9`, and reap.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 
     /// SIGTERM, then waits up to `grace` for a clean exit. Returns whether it exited in time
     /// with status 0; kills it otherwise.
     pub fn stop(&mut self, grace: Duration) -> bool {
-        self.signal(libc::SIGTERM);
-        let exited = wait_until(grace, || self.exited());
-        let ok = exited && self.child.wait().map(|s| s.success()).unwrap_or(false);
-        self.kill();
-        ok
+        self.child.stop(grace)
     }
 
     /// Waits until the log holds `needle`, or the process exits, or `timeout` passes.
-    /// Returns whether the needle was found.
+    /// Returns whether the needle was found. (For what a test wants to see logged; readiness
+    /// is [`Proc::await_ready`].)
     pub fn await_log(&mut self, needle: &str, timeout: Duration) -> bool {
         let mut found = false;
         wait_until(timeout, || {

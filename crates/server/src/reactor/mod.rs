@@ -312,6 +312,8 @@ impl Reactor {
                 self.broker.join(now)?;
                 self.accepting = true;
                 tracing::info!(server = %self.name, events = self.repl.vector().total(), "accepting client requests");
+                // Serving: caught up, and in the broker's rotation (said once per process).
+                palaver_supervise::notify_ready();
             }
             if readable[1] {
                 if let Some(done) = self.writer.finished() {
