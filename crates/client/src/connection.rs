@@ -128,7 +128,7 @@ impl Connection {
     /// As [`Connection::call`], and when the server refuses.
     pub fn request(&mut self, req: &Request) -> Result<Envelope, ClientError> {
         let mut env = req.to_envelope();
-        if !matches!(req, Request::Users | Request::Channels) {
+        if req.writes() {
             // The same id on every retry: a write that did reach a server before its reply was
             // lost takes effect once, whichever server the retry reaches.
             env = env.with("request_id", new_request_id());

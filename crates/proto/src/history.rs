@@ -110,6 +110,23 @@ impl HistoryQuery {
         })
     }
 
+    /// Adds the query's fields to a `history` envelope.
+    pub(crate) fn fill(&self, env: Envelope) -> Envelope {
+        let env = match &self.of {
+            Conversation::Channel(c) => env.with("channel", c.as_str()),
+            Conversation::Direct(a, b) => env.with("user", a.as_str()).with("with", b.as_str()),
+        };
+        let env = env.with("limit", self.limit);
+        let env = match &self.before {
+            Some(c) => env.with("before", c.to_string()),
+            None => env,
+        };
+        match &self.after {
+            Some(c) => env.with("after", c.to_string()),
+            None => env,
+        }
+    }
+
     /// The reply: `messages` oldest first, each with its `cursor`, and `more` when further
     /// messages lie beyond them (older ones, or newer ones when paging with `after`).
     pub fn reply(events: &[Event], more: bool) -> Envelope {

@@ -19,6 +19,7 @@ pub mod peer;
 mod reply;
 mod request;
 mod servers;
+pub mod service;
 mod text;
 mod time;
 pub mod work;
@@ -31,6 +32,7 @@ pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{Request, RequestMeta, MAX_TEXT_BYTES};
 pub use servers::{endpoint, ServerEntry};
+pub use service::{service, Effect, Service, SERVICES};
 pub use text::printable;
 pub use time::{format_clock_time, now_secs};
 

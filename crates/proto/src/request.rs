@@ -1,4 +1,4 @@
-use crate::{Envelope, Name, ProtoError};
+use crate::{service, Effect, Envelope, HistoryQuery, Name, ProtoError};
 
 /// The longest text of a post or private message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -26,6 +26,8 @@ pub enum Request {
         dst: Name,
         message: String,
     },
+    /// A conversation's messages, a page at a time (our addition).
+    History(HistoryQuery),
 }
 
 /// What every request carries besides its arguments.
@@ -60,11 +62,6 @@ pub(crate) fn request_id(
 }
 
 impl Request {
-    /// Every service name this module parses.
-    pub const SERVICES: [&'static str; 6] = [
-        "login", "users", "channel", "channels", "publish", "message",
-    ];
-
     /// Parses a decoded envelope into a typed request.
     ///
     /// # Errors
@@ -95,6 +92,7 @@ impl Request {
                 dst: d.name("dst")?,
                 message: d.text("message", MAX_TEXT_BYTES)?,
             },
+            "history" => Request::History(HistoryQuery::parse(env)?),
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         };
         Ok((req, meta))
@@ -109,7 +107,18 @@ impl Request {
             Request::Channels => "channels",
             Request::Publish { .. } => "publish",
             Request::Message { .. } => "message",
+            Request::History(_) => "history",
         }
+    }
+
+    /// What the request does to a server's state, from the one list of services.
+    pub fn effect(&self) -> Effect {
+        service(self.service()).map_or(Effect::Read, |s| s.effect)
+    }
+
+    /// Whether it makes an event (and so carries a request id, and is answered once durable).
+    pub fn writes(&self) -> bool {
+        self.effect() == Effect::Write
     }
 
     /// The envelope a client sends for this request (without timestamp and clock).
@@ -131,6 +140,7 @@ impl Request {
                 .with("src", src.as_str())
                 .with("dst", dst.as_str())
                 .with("message", message.as_str()),
+            Request::History(q) => q.fill(env),
         }
     }
 }
@@ -163,7 +173,30 @@ mod tests {
                 dst: name("bob"),
                 message: "psst".into(),
             },
+            Request::History(HistoryQuery {
+                of: crate::Conversation::Direct(name("ana"), name("bob")),
+                limit: 7,
+                before: Some(crate::Cursor {
+                    lamport: 9,
+                    origin: "s2".into(),
+                }),
+                after: None,
+            }),
+            Request::History(HistoryQuery {
+                of: crate::Conversation::Channel(name("general")),
+                limit: crate::DEFAULT_HISTORY,
+                before: None,
+                after: Some(crate::Cursor {
+                    lamport: 3,
+                    origin: "s1".into(),
+                }),
+            }),
         ];
+        // The list of services and the typed requests name the same services.
+        let mut named: Vec<&str> = all.iter().map(Request::service).collect();
+        named.dedup();
+        let listed: Vec<&str> = crate::SERVICES.iter().map(|s| s.name).collect();
+        assert_eq!(named, listed);
         for req in all {
             let mut env = req.to_envelope();
             env.stamp(12.0, 3);

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use palaver_core::Lamport;
-use palaver_proto::{Envelope, Name, Reply, Request};
+use palaver_proto::{Envelope, HistoryQuery, Name, Reply, Request};
 use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
 
 use crate::recent::Recent;
@@ -30,14 +30,19 @@ pub struct Handled {
     pub event: Option<Event>,
     /// What to publish once `event` is durable: topic and message.
     pub publication: Option<(String, Envelope)>,
+    /// A read of the store to answer with instead of `reply`, after the batch's commit, so
+    /// that it sees every event acknowledged before it (`history`).
+    pub read: Option<HistoryQuery>,
 }
 
 impl Handled {
-    fn reply(reply: Envelope) -> Handled {
+    /// An answer and nothing else.
+    pub fn reply(reply: Envelope) -> Handled {
         Handled {
             reply,
             event: None,
             publication: None,
+            read: None,
         }
     }
 }
@@ -141,10 +146,9 @@ impl State {
         lamport: &mut Lamport,
     ) -> Handled {
         let service = req.service();
-        let is_write = !matches!(req, Request::Users | Request::Channels);
         if let Some(id) = request
             .as_ref()
-            .filter(|_| is_write)
+            .filter(|_| req.writes())
             .and_then(|r| self.requests.get(r))
         {
             return Handled::reply(
@@ -156,6 +160,12 @@ impl State {
         let refuse = |text: String| Handled::reply(Reply::error(service, &text));
         let kind = match req {
             Request::Users => return Handled::reply(list(service, &self.users, &["users"])),
+            Request::History(q) => {
+                return Handled {
+                    read: Some(q),
+                    ..Handled::reply(Reply::ok(service))
+                }
+            }
             Request::Channels => {
                 return Handled::reply(list(service, &self.channels, &["users", "channels"]))
             }
@@ -221,6 +231,7 @@ impl State {
             reply,
             event: Some(event),
             publication,
+            read: None,
         }
     }
 }

@@ -83,13 +83,12 @@ pub enum Inbound {
     Client(Vec<Vec<u8>>),
 }
 
-/// The services a client may ask any server for directly, as it would through the broker.
-const CLIENT_SERVICES: [&str; 7] = [
-    "login", "users", "channel", "channels", "publish", "message", "history",
-];
-
+/// Whether a frame on the peer endpoint is a client service that a client may ask a server for
+/// directly, as it would through the broker (the one list, `palaver_proto::SERVICES`, says).
 fn is_client_request(body: &[u8]) -> bool {
-    Envelope::sniff_service(body).is_some_and(|s| CLIENT_SERVICES.contains(&s.as_str()))
+    Envelope::sniff_service(body)
+        .and_then(|s| palaver_proto::service(&s))
+        .is_some_and(|s| s.direct)
 }
 
 struct Peer {

@@ -53,9 +53,6 @@ type Answer = (Route, Envelope);
 struct Queued {
     envelope: Route,
     handled: Handled,
-    /// A `history` read, answered after the batch's commit so that it sees every event the
-    /// server has taken (and acknowledged) so far.
-    history: Option<HistoryQuery>,
 }
 
 /// Runs a server until `shutdown` is triggered.
@@ -468,7 +465,6 @@ impl Reactor {
                 return Queued {
                     envelope,
                     handled: rejection(service.as_deref(), &e),
-                    history: None,
                 };
             }
         };
@@ -477,28 +473,6 @@ impl Reactor {
         let before = self.lamport;
         if let Some(clock) = env.clock() {
             self.lamport.observe(clock);
-        }
-        if env.service == "history" {
-            return match HistoryQuery::parse(&env) {
-                // The reply is made from the store after the batch's commit (see `commit`).
-                Ok(q) => Queued {
-                    envelope,
-                    handled: Handled {
-                        reply: Reply::ok("history"),
-                        event: None,
-                        publication: None,
-                    },
-                    history: Some(q),
-                },
-                Err(e) => {
-                    self.lamport = before;
-                    Queued {
-                        envelope,
-                        handled: rejection(Some("history"), &e),
-                        history: None,
-                    }
-                }
-            };
         }
         let handled = match Request::parse(&env) {
             Ok((req, meta)) => {
@@ -518,11 +492,7 @@ impl Reactor {
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }
-        Queued {
-            envelope,
-            handled,
-            history: None,
-        }
+        Queued { envelope, handled }
     }
 
     /// The peers' events waiting for a commit, taken out.
@@ -538,7 +508,7 @@ impl Reactor {
         let writes = self
             .batch
             .iter()
-            .any(|q| q.handled.event.is_some() || q.history.is_some());
+            .any(|q| q.handled.event.is_some() || q.handled.read.is_some());
         let pending_due = force
             || self.pending.len() >= REPLICA_COMMIT_EVENTS
             || self
@@ -638,8 +608,9 @@ impl Reactor {
                 reply,
                 event,
                 publication,
+                read,
             } = q.handled;
-            let reply = match &q.history {
+            let reply = match &read {
                 Some(h) => self.history(h),
                 None => reply,
             };
@@ -755,9 +726,5 @@ pub(crate) fn stamp_clock(reply: &Envelope, lamport: &mut Lamport) -> u64 {
 
 fn rejection(service: Option<&str>, err: &ProtoError) -> Handled {
     tracing::debug!(service, error = %err, "rejected a request");
-    Handled {
-        reply: Reply::rejection(service, err),
-        event: None,
-        publication: None,
-    }
+    Handled::reply(Reply::rejection(service, err))
 }
