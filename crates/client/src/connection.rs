@@ -1,10 +1,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palaver_proto::{now_secs, Envelope, Name, Reply, Request, Status};
 
 use palaver_auth::Credentials;
 
+use crate::calls::{Calls, Due};
 use crate::{ClientError, SharedClock};
 
 /// How long to wait for one attempt's reply.
@@ -12,21 +13,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2500);
 /// Attempts per request before giving up.
 pub const DEFAULT_RETRIES: u32 = 3;
 
-/// A request socket to the broker that survives a dead server.
+/// A request's token, and its reply or why there is none.
+pub type Answer = (u64, Result<Envelope, ClientError>);
+
+/// A connection to the broker (or to an internal endpoint) that survives a dead server: the
+/// blocking driver of the client core ([`Calls`]).
 ///
-/// A REQ socket that loses its request (the server died holding it) would wait forever; this
-/// one waits `timeout`, then throws the socket away, opens a new one and sends again (the
-/// "lazy pirate" pattern), up to `retries` attempts.
+/// One DEALER socket carries the requests; each has a request id, which the answer repeats.
+/// A request whose answer is late is sent again, the same bytes on the same socket, up to
+/// `retries` attempts; the broker hands it to a live server, and the request id makes it take
+/// effect once. Answers to earlier attempts are recognised and dropped.
 pub struct Connection {
-    ctx: zmq::Context,
     endpoint: String,
     socket: zmq::Socket,
     clock: SharedClock,
-    timeout: Duration,
-    retries: u32,
-    /// The cluster's credentials, for an internal endpoint (a server's peer endpoint, the
-    /// reference); `None` for the open broker port.
-    credentials: Option<Credentials>,
+    calls: Calls,
+    /// Answers that arrived while waiting for another request's, kept for
+    /// [`Connection::next_answer`].
+    answered: std::collections::BTreeMap<u64, Result<Envelope, ClientError>>,
 }
 
 impl Connection {
@@ -54,30 +58,32 @@ impl Connection {
         clock: SharedClock,
         credentials: &Credentials,
     ) -> Result<Connection, ClientError> {
-        Connection::open_with(ctx, endpoint, clock, Some(credentials.clone()))
+        Connection::open_with(ctx, endpoint, clock, Some(credentials))
     }
 
     fn open_with(
         ctx: &zmq::Context,
         endpoint: &str,
         clock: SharedClock,
-        credentials: Option<Credentials>,
+        credentials: Option<&Credentials>,
     ) -> Result<Connection, ClientError> {
-        let socket = req_socket(ctx, endpoint, credentials.as_ref())?;
+        let socket = ctx.socket(zmq::DEALER)?;
+        socket.set_linger(0)?;
+        if let Some(c) = credentials {
+            c.connect(&socket)?;
+        }
+        socket.connect(endpoint)?;
         Ok(Connection {
-            ctx: ctx.clone(),
             endpoint: endpoint.to_owned(),
             socket,
             clock,
-            timeout: DEFAULT_TIMEOUT,
-            retries: DEFAULT_RETRIES,
-            credentials,
+            calls: Calls::new(DEFAULT_TIMEOUT, DEFAULT_RETRIES, &new_prefix()),
+            answered: std::collections::BTreeMap::new(),
         })
     }
 
     pub fn with_timeout(mut self, timeout: Duration, retries: u32) -> Connection {
-        self.timeout = timeout;
-        self.retries = retries.max(1);
+        self.calls = Calls::new(timeout, retries, &new_prefix());
         self
     }
 
@@ -85,41 +91,126 @@ impl Connection {
         &self.clock
     }
 
-    /// Sends `env` (stamped with the time and the Lamport clock) and returns the reply, whatever
-    /// its status.
+    /// Sends `env` (stamped with the time and the Lamport clock, and given a request id when
+    /// it has none) and returns the reply, whatever its status.
     ///
     /// # Errors
     /// On timeout after every attempt, or a reply that does not decode.
-    pub fn call(&mut self, mut env: Envelope) -> Result<Envelope, ClientError> {
-        env.stamp(now_secs(), self.clock.tick());
-        let bytes = env.to_bytes();
-        self.call_raw(&bytes)
+    pub fn call(&mut self, env: Envelope) -> Result<Envelope, ClientError> {
+        let token = self.send_request(env)?;
+        self.wait(token)
     }
 
-    /// Sends a frame as it is, for tests that need to send what no well-behaved client would.
+    /// Sends `env` (stamped, and given a request id when it has none) without waiting for its
+    /// answer: many may be in flight at once. Returns its token; the answer comes from
+    /// [`Connection::next_answer`].
+    ///
+    /// # Errors
+    /// When the frame cannot be queued.
+    pub fn send_request(&mut self, mut env: Envelope) -> Result<u64, ClientError> {
+        env.stamp(now_secs(), self.clock.tick());
+        let (token, frame) = self.calls.start(Instant::now(), env);
+        self.send(&frame)?;
+        Ok(token)
+    }
+
+    /// The next answer to a request sent with [`Connection::send_request`] (its token, and the
+    /// reply or why there is none), waiting until `until` at most. Late requests are sent
+    /// again meanwhile.
+    ///
+    /// # Errors
+    /// On a socket error.
+    pub fn next_answer(
+        &mut self,
+        until: Instant,
+    ) -> Result<Option<Answer>, ClientError> {
+        loop {
+            if let Some(first) = self.answered.pop_first() {
+                return Ok(Some(first));
+            }
+            if self.calls.in_flight() == 0 || Instant::now() >= until {
+                return Ok(None);
+            }
+            self.turn(until)?;
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.calls.in_flight()
+    }
+
+    /// Sends a frame as it is (no request id is added), for tests that need to send what no
+    /// well-behaved client would. Its answer is the next one without a request id.
     ///
     /// # Errors
     /// As [`Connection::call`].
     pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Envelope, ClientError> {
-        for attempt in 1..=self.retries {
-            self.socket.send(bytes, 0)?;
-            if self
-                .socket
-                .poll(zmq::POLLIN, self.timeout.as_millis() as i64)?
-                > 0
-            {
-                let reply = Envelope::decode(&self.socket.recv_bytes(0)?)?;
+        let token = self.calls.start_frame(Instant::now(), bytes.to_vec());
+        self.send(bytes)?;
+        self.wait(token)
+    }
+
+    fn send(&self, frame: &[u8]) -> Result<(), ClientError> {
+        // An empty delimiter first, as a REQ socket sends: the broker and the peer endpoints
+        // (ROUTERs) hand it back in front of the answer.
+        self.socket.send_multipart([&[][..], frame], 0)?;
+        Ok(())
+    }
+
+    /// Drives the core until `token` is answered or given up.
+    fn wait(&mut self, token: u64) -> Result<Envelope, ClientError> {
+        loop {
+            if let Some(answer) = self.answered.remove(&token) {
+                return answer;
+            }
+            self.turn(Instant::now() + Duration::from_secs(3600))?;
+        }
+    }
+
+    /// One turn of the driver: what is due is sent again or given up, and at most one answer
+    /// is read (waiting until the next deadline, or `until`).
+    fn turn(&mut self, until: Instant) -> Result<(), ClientError> {
+        let now = Instant::now();
+        for due in self.calls.on_timeout(now) {
+            match due {
+                Due::Resend(frame) => {
+                    tracing::debug!(endpoint = %self.endpoint, "no reply yet; sending again");
+                    self.send(&frame)?;
+                }
+                Due::GaveUp(t) => {
+                    let attempts = self.calls.attempts();
+                    self.answered
+                        .insert(t, Err(ClientError::Timeout { attempts }));
+                }
+            }
+        }
+        if !self.answered.is_empty() {
+            return Ok(());
+        }
+        let wait = self
+            .calls
+            .deadline()
+            .unwrap_or(until)
+            .min(until)
+            .saturating_duration_since(now);
+        let ms = i64::try_from(wait.as_millis().max(1)).unwrap_or(i64::MAX);
+        match self.socket.poll(zmq::POLLIN, ms) {
+            Ok(0) | Err(zmq::Error::EINTR) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut frames = self.socket.recv_multipart(0)?;
+        let body = frames.pop().unwrap_or_default();
+        if let Some((t, reply)) = self.calls.on_frame(&body) {
+            if let Ok(reply) = &reply {
                 if let Some(clock) = reply.clock() {
                     self.clock.observe(clock);
                 }
-                return Ok(reply);
             }
-            tracing::debug!(attempt, endpoint = %self.endpoint, "no reply; reconnecting");
-            self.socket = req_socket(&self.ctx, &self.endpoint, self.credentials.as_ref())?;
+            self.answered.insert(t, reply.map_err(ClientError::from));
         }
-        Err(ClientError::Timeout {
-            attempts: self.retries,
-        })
+        Ok(())
     }
 
     /// Sends a request and turns an `erro` reply into [`ClientError::Refused`].
@@ -127,13 +218,10 @@ impl Connection {
     /// # Errors
     /// As [`Connection::call`], and when the server refuses.
     pub fn request(&mut self, req: &Request) -> Result<Envelope, ClientError> {
-        let mut env = req.to_envelope();
-        if req.writes() {
-            // The same id on every retry: a write that did reach a server before its reply was
-            // lost takes effect once, whichever server the retry reaches.
-            env = env.with("request_id", new_request_id());
-        }
-        let reply = self.call(env)?;
+        // Every request gets an id (the core adds it), the same on every attempt: a write that
+        // did reach a server before its reply was lost takes effect once, whichever server the
+        // retry reaches.
+        let reply = self.call(req.to_envelope())?;
         match Reply::status(&reply) {
             Status::Success => Ok(reply),
             Status::Error => Err(ClientError::Refused(
@@ -214,27 +302,13 @@ impl Connection {
     }
 }
 
-fn req_socket(
-    ctx: &zmq::Context,
-    endpoint: &str,
-    credentials: Option<&Credentials>,
-) -> Result<zmq::Socket, ClientError> {
-    let socket = ctx.socket(zmq::REQ)?;
-    socket.set_linger(0)?;
-    if let Some(c) = credentials {
-        c.connect(&socket)?;
-    }
-    socket.connect(endpoint)?;
-    Ok(socket)
-}
-
-/// An id unique to this process and moment: process id, time in nanoseconds, and a counter.
-fn new_request_id() -> String {
+/// A request id prefix that no other connection, here or in any other process, shares: the
+/// process, the time, and a counter.
+fn new_prefix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
     format!("{:x}-{nanos:x}-{n:x}", std::process::id())
 }

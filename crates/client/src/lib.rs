@@ -1,18 +1,22 @@
 //! The library every Palaver front end uses.
 //!
 //! ```text
-//!  Connection ──REQ──▶ broker :5555 ──▶ a server      (timeout, reconnect, resend: lazy pirate)
-//!  Subscriber ◀──SUB── proxy  :5558 ◀── servers       (exact topic match, Lamport observe)
+//!  Connection ──DEALER──▶ broker :5555 ──▶ a server  (the core's calls: request ids, matching,
+//!                                                     resend with the same id, give up)
+//!  Subscriber ◀──SUB───── proxy  :5558 ◀── servers   (exact topic match, Lamport observe)
 //! ```
+//!
+//! [`calls::Calls`] is the sans-IO core of the requests; `Connection` is its blocking driver.
 //!
 //! Both share a [`SharedClock`], so a process keeps one Lamport counter across its sockets.
 
+pub mod calls;
 mod clock;
 mod connection;
 mod subscriber;
 
 pub use clock::SharedClock;
-pub use connection::{Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use subscriber::{Received, Subscriber};
 
 use palaver_proto::ProtoError;

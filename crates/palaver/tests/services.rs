@@ -137,3 +137,50 @@ fn refusals_say_what_is_wrong_and_store_nothing() {
     assert_eq!(c.channels().unwrap(), vec!["general"]);
     assert_eq!(c.users().unwrap(), vec!["ana"]);
 }
+
+#[test]
+fn one_connection_keeps_many_requests_in_flight_each_answer_matched() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    // 200 posts and 50 reads, none waiting for the one before.
+    let mut sent = std::collections::BTreeMap::new();
+    for i in 0..250 {
+        let env = if i % 5 == 4 {
+            Envelope::new("users")
+        } else {
+            Envelope::new("publish")
+                .with("user", "ana")
+                .with("channel", "general")
+                .with("message", format!("m{i}"))
+        };
+        sent.insert(c.send_request(env).unwrap(), i);
+    }
+    assert_eq!(c.in_flight(), 250);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some((token, reply)) = c.next_answer(until).unwrap() {
+        let i = sent
+            .remove(&token)
+            .expect("an answer to a request of ours, once");
+        let reply = reply.unwrap();
+        let want = if i % 5 == 4 { "users" } else { "publish" };
+        assert_eq!(reply.service, want, "answer {i} is to its own request");
+        assert_eq!(
+            palaver_proto::Reply::status(&reply),
+            palaver_proto::Status::Success
+        );
+        if want == "publish" {
+            assert!(ids.insert(reply.data.str("id").unwrap().to_owned()));
+        }
+    }
+    assert!(sent.is_empty(), "unanswered: {sent:?}");
+    assert_eq!(ids.len(), 200);
+    let h = common::history(
+        &cluster,
+        0,
+        &palaver_proto::Conversation::Channel(name("general")),
+    );
+    assert_eq!(h.len(), 200);
+}

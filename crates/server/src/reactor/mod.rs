@@ -53,6 +53,9 @@ type Answer = (Route, Envelope);
 struct Queued {
     envelope: Route,
     handled: Handled,
+    /// The client's `request_id`, repeated in the answer so that a client with many requests
+    /// in flight matches each answer to its request.
+    echo: Option<String>,
 }
 
 /// Runs a server until `shutdown` is triggered.
@@ -465,6 +468,7 @@ impl Reactor {
                 return Queued {
                     envelope,
                     handled: rejection(service.as_deref(), &e),
+                    echo: None,
                 };
             }
         };
@@ -492,7 +496,18 @@ impl Reactor {
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }
-        Queued { envelope, handled }
+        let echo = env
+            .data
+            .opt_str("request_id")
+            .ok()
+            .flatten()
+            .filter(|id| !id.is_empty() && id.len() <= palaver_proto::MAX_REQUEST_ID)
+            .map(str::to_owned);
+        Queued {
+            envelope,
+            handled,
+            echo,
+        }
     }
 
     /// The peers' events waiting for a commit, taken out.
@@ -614,6 +629,7 @@ impl Reactor {
                 Some(h) => self.history(h),
                 None => reply,
             };
+
             let stored = match &event {
                 None => true,
                 Some(ev) => match results.next() {
@@ -628,13 +644,11 @@ impl Reactor {
             if !stored {
                 lost = true;
                 let service = reply.service.clone();
-                replies.push((
-                    q.envelope,
-                    Reply::error(&service, "the server could not store this; try again"),
-                ));
+                let refusal = Reply::error(&service, "the server could not store this; try again");
+                replies.push((q.envelope, echoed(refusal, q.echo)));
                 continue;
             }
-            replies.push((q.envelope, reply));
+            replies.push((q.envelope, echoed(reply, q.echo)));
             if let Some((topic, env)) = publication {
                 self.lamport.tick();
                 if let Err(e) = self
@@ -659,10 +673,8 @@ impl Reactor {
             // handled since, against the memory being dropped, are refused.
             for q in std::mem::take(&mut self.batch) {
                 let service = q.handled.reply.service.clone();
-                replies.push((
-                    q.envelope,
-                    Reply::error(&service, "the server could not store this; try again"),
-                ));
+                let refusal = Reply::error(&service, "the server could not store this; try again");
+                replies.push((q.envelope, echoed(refusal, q.echo)));
             }
             self.reload();
         } else {
@@ -716,6 +728,14 @@ impl Reactor {
             }
             Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),
         }
+    }
+}
+
+/// `reply` with the client's request id, when it gave one.
+fn echoed(reply: Envelope, request_id: Option<String>) -> Envelope {
+    match request_id {
+        Some(id) => reply.with("request_id", id),
+        None => reply,
     }
 }
 

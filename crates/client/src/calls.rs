@@ -1,0 +1,257 @@
+//! The client core's requests, free of I/O: many in flight at once, each matched to its reply
+//! by request id, sent again with the same id (and the same bytes) when its reply is late,
+//! and given up after its last attempt. A blocking driver ([`crate::Connection`]), a terminal
+//! UI or a WebSocket gateway feeds it frames and the time, and sends what it hands back.
+//!
+//! ```text
+//!  start(now, envelope) ──▶ (token, frame to send)       request_id added when it has none
+//!  on_frame(reply)      ──▶ (token, reply)               matched by the request_id it echoes;
+//!                                                         a reply without one (a server of
+//!                                                         another implementation) takes the oldest
+//!  on_timeout(now)      ──▶ Resend(frame) | GaveUp(token)
+//! ```
+//!
+//! A reply that matches nothing in flight (the first attempt's, after the second's) is
+//! dropped and counted: the request took effect once, whichever attempt got there.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use palaver_proto::{Envelope, ProtoError};
+
+/// What the driver must do after a timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    /// Send this frame again (the same bytes, so the same request id).
+    Resend(Vec<u8>),
+    /// Every attempt of this request went unanswered.
+    GaveUp(u64),
+}
+
+struct Call {
+    id: String,
+    frame: Vec<u8>,
+    deadline: Instant,
+    attempt: u32,
+}
+
+/// Requests in flight.
+pub struct Calls {
+    timeout: Duration,
+    attempts: u32,
+    /// Request ids are `<prefix>-<n>`: the prefix is random per process, so ids never repeat
+    /// across clients or restarts.
+    prefix: String,
+    next: u64,
+    /// By token; tokens rise, so the first entry is the oldest request.
+    in_flight: BTreeMap<u64, Call>,
+    /// Replies that matched nothing.
+    pub unmatched: u64,
+}
+
+impl Calls {
+    /// Each attempt waits `timeout`; a request is sent at most `attempts` times.
+    pub fn new(timeout: Duration, attempts: u32, prefix: &str) -> Calls {
+        Calls {
+            timeout,
+            attempts: attempts.max(1),
+            prefix: prefix.to_owned(),
+            next: 1,
+            in_flight: BTreeMap::new(),
+            unmatched: 0,
+        }
+    }
+
+    /// Starts a request: its token, and the frame to send. A request without a `request_id`
+    /// gets one.
+    pub fn start(&mut self, now: Instant, env: Envelope) -> (u64, Vec<u8>) {
+        let token = self.next;
+        self.next += 1;
+        let (id, env) = match env.data.opt_str("request_id").ok().flatten() {
+            Some(id) => (id.to_owned(), env),
+            None => {
+                let id = format!("{}-{token}", self.prefix);
+                (id.clone(), env.with("request_id", id))
+            }
+        };
+        let frame = env.to_bytes();
+        self.in_flight.insert(
+            token,
+            Call {
+                id,
+                frame: frame.clone(),
+                deadline: now + self.timeout,
+                attempt: 1,
+            },
+        );
+        (token, frame)
+    }
+
+    /// Starts a request from a frame sent as it is (no request id can be added): its answer
+    /// is the oldest answer without a request id.
+    pub fn start_frame(&mut self, now: Instant, frame: Vec<u8>) -> u64 {
+        let token = self.next;
+        self.next += 1;
+        self.in_flight.insert(
+            token,
+            Call {
+                id: String::new(),
+                frame,
+                deadline: now + self.timeout,
+                attempt: 1,
+            },
+        );
+        token
+    }
+
+    /// How many times a request is sent at most.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// A reply arrived: the token of the request it answers, with the reply. `None` when it
+    /// answers nothing in flight (dropped and counted).
+    ///
+    /// # Errors
+    /// The token of the oldest request and the decode error, when the frame is not a reply at
+    /// all (that request is over: a server sent something it cannot have meant).
+    pub fn on_frame(&mut self, frame: &[u8]) -> Option<(u64, Result<Envelope, ProtoError>)> {
+        let reply = match Envelope::decode(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                let (&token, _) = self.in_flight.iter().next()?;
+                self.in_flight.remove(&token);
+                return Some((token, Err(e)));
+            }
+        };
+        let token = match reply.data.opt_str("request_id").ok().flatten() {
+            Some(id) => self
+                .in_flight
+                .iter()
+                .find(|(_, c)| !c.id.is_empty() && c.id == id)
+                .map(|(t, _)| *t),
+            // Answered in order, as a REP socket would: the oldest.
+            None => self.in_flight.keys().next().copied(),
+        };
+        let Some(token) = token else {
+            self.unmatched += 1;
+            return None;
+        };
+        self.in_flight.remove(&token);
+        Some((token, Ok(reply)))
+    }
+
+    /// What is due at `now`: frames to send again, requests given up.
+    pub fn on_timeout(&mut self, now: Instant) -> Vec<Due> {
+        let mut due = Vec::new();
+        let mut gave_up = Vec::new();
+        for (token, call) in &mut self.in_flight {
+            if call.deadline > now {
+                continue;
+            }
+            if call.attempt >= self.attempts {
+                gave_up.push(*token);
+            } else {
+                call.attempt += 1;
+                call.deadline = now + self.timeout;
+                due.push(Due::Resend(call.frame.clone()));
+            }
+        }
+        for token in gave_up {
+            self.in_flight.remove(&token);
+            due.push(Due::GaveUp(token));
+        }
+        due
+    }
+
+    /// The next deadline, if anything is in flight.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.in_flight.values().map(|c| c.deadline).min()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The request id given to `token`, while it is in flight.
+    pub fn request_id(&self, token: u64) -> Option<&str> {
+        self.in_flight.get(&token).map(|c| c.id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn answer(id: Option<&str>, n: i64) -> Vec<u8> {
+        let env = Envelope::new("users").with("n", n);
+        match id {
+            Some(id) => env.with("request_id", id),
+            None => env,
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn replies_in_any_order_are_matched_by_request_id() {
+        let t0 = Instant::now();
+        let mut calls = Calls::new(ms(100), 3, "p");
+        let (a, _) = calls.start(t0, Envelope::new("users"));
+        let (b, _) = calls.start(t0, Envelope::new("channels"));
+        let (c, _) = calls.start(t0, Envelope::new("users").with("request_id", "mine"));
+        assert_eq!(calls.request_id(a), Some("p-1"));
+        assert_eq!(calls.request_id(c), Some("mine"));
+        // c, then a, then b.
+        let (t, r) = calls.on_frame(&answer(Some("mine"), 3)).unwrap();
+        assert_eq!((t, r.unwrap().data.opt_counter("n").unwrap()), (c, Some(3)));
+        assert_eq!(calls.on_frame(&answer(Some("p-1"), 1)).unwrap().0, a);
+        assert_eq!(calls.on_frame(&answer(Some("p-2"), 2)).unwrap().0, b);
+        assert_eq!(calls.in_flight(), 0);
+        // A reply for nothing in flight is dropped and counted.
+        assert!(calls.on_frame(&answer(Some("p-1"), 1)).is_none());
+        assert_eq!(calls.unmatched, 1);
+    }
+
+    #[test]
+    fn a_late_request_is_sent_again_with_the_same_bytes_then_given_up() {
+        let t0 = Instant::now();
+        let mut calls = Calls::new(ms(100), 3, "p");
+        let (token, frame) = calls.start(t0, Envelope::new("login").with("user", "ana"));
+        assert_eq!(calls.deadline(), Some(t0 + ms(100)));
+        assert!(calls.on_timeout(t0 + ms(99)).is_empty());
+        assert_eq!(calls.on_timeout(t0 + ms(100)), [Due::Resend(frame.clone())]);
+        assert_eq!(calls.on_timeout(t0 + ms(200)), [Due::Resend(frame)]);
+        assert_eq!(calls.on_timeout(t0 + ms(300)), [Due::GaveUp(token)]);
+        assert_eq!(calls.in_flight(), 0);
+        assert_eq!(calls.deadline(), None);
+    }
+
+    #[test]
+    fn the_first_attempts_late_reply_answers_and_the_second_is_dropped() {
+        let t0 = Instant::now();
+        let mut calls = Calls::new(ms(100), 3, "p");
+        let (token, _) = calls.start(t0, Envelope::new("publish"));
+        calls.on_timeout(t0 + ms(100));
+        // Both attempts reached a server; both answer with the same request id.
+        assert_eq!(calls.on_frame(&answer(Some("p-1"), 1)).unwrap().0, token);
+        assert!(calls.on_frame(&answer(Some("p-1"), 1)).is_none());
+        assert_eq!(calls.unmatched, 1);
+    }
+
+    #[test]
+    fn replies_without_an_id_take_the_oldest_and_garbage_ends_it() {
+        let t0 = Instant::now();
+        let mut calls = Calls::new(ms(100), 1, "p");
+        let (a, _) = calls.start(t0, Envelope::new("clock"));
+        let (b, _) = calls.start(t0, Envelope::new("clock"));
+        assert_eq!(calls.on_frame(&answer(None, 0)).unwrap().0, a);
+        let (t, r) = calls.on_frame(b"\xc1").unwrap();
+        assert_eq!(t, b);
+        assert!(r.is_err());
+        assert!(calls.on_frame(&answer(None, 0)).is_none());
+    }
+}
