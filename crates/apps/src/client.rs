@@ -97,6 +97,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     conn.login(&user)
         .with_context(|| format!("cannot log in as {user}"))?;
     let mut sub = Subscriber::open(&ctx, &opts.sub, clock.clone())?;
+    // What arrives while cut off from the proxy is filled in from `history` on reconnecting.
+    sub.repair_with(Connection::open(&ctx, &opts.broker, clock.clone())?)?;
     sub.subscribe(user.as_str())?;
     let (control, control_rx) = mpsc::channel();
     let receiver = {

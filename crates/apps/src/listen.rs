@@ -6,13 +6,15 @@
 use std::io::Write;
 use std::time::Duration;
 
-use palaver_client::{SharedClock, Subscriber};
+use palaver_client::{Connection, SharedClock, Subscriber};
 use palaver_core::Shutdown;
 use palaver_proto::TOPIC_SERVERS;
 
 use crate::show;
 
 pub struct Options {
+    /// Where to ask for posts missed while the subscriber was cut off.
+    pub broker: String,
     pub sub: String,
     pub topics: Vec<String>,
     pub json: bool,
@@ -26,6 +28,11 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let clock = SharedClock::new();
     let mut sub = Subscriber::open(&ctx, &opts.sub, clock.clone())?;
+    // Posts missed while cut off from the proxy are filled in from `history` when it comes
+    // back; a short timeout, so that printing never waits long on a broker that is down.
+    sub.repair_with(
+        Connection::open(&ctx, &opts.broker, clock)?.with_timeout(Duration::from_millis(500), 2),
+    )?;
     let follow_all = opts.topics.is_empty();
     if follow_all {
         sub.subscribe_everything()?;

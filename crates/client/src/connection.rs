@@ -120,10 +120,7 @@ impl Connection {
     ///
     /// # Errors
     /// On a socket error.
-    pub fn next_answer(
-        &mut self,
-        until: Instant,
-    ) -> Result<Option<Answer>, ClientError> {
+    pub fn next_answer(&mut self, until: Instant) -> Result<Option<Answer>, ClientError> {
         loop {
             if let Some(first) = self.answered.pop_first() {
                 return Ok(Some(first));

@@ -13,6 +13,7 @@
 pub mod calls;
 mod clock;
 mod connection;
+pub mod feed;
 mod subscriber;
 
 pub use clock::SharedClock;

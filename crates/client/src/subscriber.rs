@@ -1,9 +1,22 @@
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
-use palaver_proto::{now_secs, Publication};
+use palaver_proto::{now_secs, Envelope, Map, Publication, Reply, Status};
 
-use crate::{ClientError, SharedClock};
+use crate::feed::{position, Feed};
+use crate::{ClientError, Connection, SharedClock};
+
+/// After a reconnect, the channels are filled in at once and once more this much later, for
+/// the posts made while the renewed subscription was still on its way to the proxy.
+const SECOND_REPAIR: Duration = Duration::from_secs(1);
+
+/// Gap repair: a connection to ask `history` on, and a monitor of the subscriber's socket.
+struct Repair {
+    conn: Connection,
+    monitor: zmq::Socket,
+    disconnected: bool,
+    due: Vec<Instant>,
+}
 
 /// A publication as it arrived.
 #[derive(Debug, Clone)]
@@ -18,6 +31,7 @@ pub struct Received {
 /// ZeroMQ filters by prefix, so a subscriber to `ana` also receives `anabela`'s messages; this
 /// type drops them.
 pub struct Subscriber {
+    ctx: zmq::Context,
     socket: zmq::Socket,
     topics: BTreeSet<String>,
     /// Every topic, channels born after the subscription included (see
@@ -26,6 +40,13 @@ pub struct Subscriber {
     /// Publications that could not be read, per topic: the first of each topic is logged.
     unreadable: BTreeMap<String, u64>,
     clock: SharedClock,
+    /// What was seen, to drop repeats and to know where to repair from.
+    feed: Feed,
+    /// Topics that carry a channel's posts.
+    channels: HashSet<String>,
+    repair: Option<Repair>,
+    /// Repaired posts, waiting to be handed out before new ones.
+    backlog: VecDeque<Received>,
 }
 
 impl Subscriber {
@@ -43,11 +64,16 @@ impl Subscriber {
         socket.set_rcvhwm(100_000)?;
         socket.connect(endpoint)?;
         Ok(Subscriber {
+            ctx: ctx.clone(),
             socket,
             topics: BTreeSet::new(),
             everything: false,
             unreadable: BTreeMap::new(),
             clock,
+            feed: Feed::default(),
+            channels: HashSet::new(),
+            repair: None,
+            backlog: VecDeque::new(),
         })
     }
 
@@ -73,6 +99,33 @@ impl Subscriber {
             self.everything = true;
         }
         Ok(())
+    }
+
+    /// Fills gaps after a reconnect: when the connection to the proxy comes back, each channel
+    /// followed is read through `history` on `conn` from the last post seen, and what was
+    /// missed is handed out (in order, and once) before anything new.
+    ///
+    /// # Errors
+    /// When the socket monitor cannot be set up.
+    pub fn repair_with(&mut self, conn: Connection) -> Result<(), ClientError> {
+        let endpoint = format!("inproc://subscriber-monitor-{:p}", &self.socket);
+        let events = zmq::SocketEvent::CONNECTED.to_raw() | zmq::SocketEvent::DISCONNECTED.to_raw();
+        self.socket.monitor(&endpoint, i32::from(events))?;
+        // On the subscriber's own context: the monitor is an inproc endpoint.
+        let monitor = self.ctx.socket(zmq::PAIR)?;
+        monitor.connect(&endpoint)?;
+        self.repair = Some(Repair {
+            conn,
+            monitor,
+            disconnected: false,
+            due: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Repeats dropped so far.
+    pub fn repeats(&self) -> u64 {
+        self.feed.repeats
     }
 
     /// How many publications could not be read, per topic.
@@ -102,14 +155,42 @@ impl Subscriber {
     /// # Errors
     /// On a socket error.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Received>, ClientError> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.socket.poll(zmq::POLLIN, left.as_millis() as i64) {
-                // A signal (say, Ctrl-C) cuts the wait short; the caller decides what it means.
-                Ok(0) | Err(zmq::Error::EINTR) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
+            self.watch_connection();
+            if let Some(r) = self.backlog.pop_front() {
+                return Ok(Some(r));
+            }
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(next) = self
+                .repair
+                .as_ref()
+                .and_then(|r| r.due.iter().min().copied())
+            {
+                until = until.min(next);
+            }
+            let left = until.saturating_duration_since(now);
+            let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+            let readable = {
+                let mut items = vec![self.socket.as_poll_item(zmq::POLLIN)];
+                if let Some(r) = &self.repair {
+                    items.push(r.monitor.as_poll_item(zmq::POLLIN));
+                }
+                match zmq::poll(&mut items, ms) {
+                    // A signal (say, Ctrl-C) cuts the wait short; the caller decides.
+                    Err(zmq::Error::EINTR) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                items[0].is_readable()
+            };
+            if !readable {
+                if Instant::now() >= deadline {
+                    self.watch_connection();
+                    return Ok(self.backlog.pop_front());
+                }
+                continue;
             }
             let frames = self.socket.recv_multipart(0)?;
             let received_at = now_secs();
@@ -126,10 +207,78 @@ impl Subscriber {
             if let Some(clock) = publication.envelope.clock() {
                 self.clock.observe(clock);
             }
+            if publication.envelope.service == "publish" {
+                self.channels.insert(publication.topic.clone());
+            }
+            let (id, cursor) = position(&publication.envelope.data);
+            if !self.feed.admit(&publication.topic, id.as_deref(), cursor) {
+                continue;
+            }
             return Ok(Some(Received {
                 publication,
                 received_at,
             }));
+        }
+    }
+
+    /// Reads the socket monitor, and repairs the channels when a reconnect makes it due.
+    fn watch_connection(&mut self) {
+        let Some(r) = self.repair.as_mut() else {
+            return;
+        };
+        while let Ok(frames) = r.monitor.recv_multipart(zmq::DONTWAIT) {
+            let event = frames
+                .first()
+                .and_then(|f| f.get(..2))
+                .map(|b| u16::from_le_bytes([b[0], b[1]]));
+            match event {
+                Some(e) if e == zmq::SocketEvent::DISCONNECTED.to_raw() => r.disconnected = true,
+                Some(e) if e == zmq::SocketEvent::CONNECTED.to_raw() && r.disconnected => {
+                    r.disconnected = false;
+                    let now = Instant::now();
+                    r.due = vec![now, now + SECOND_REPAIR];
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        if !r.due.iter().any(|d| *d <= now) {
+            return;
+        }
+        r.due.retain(|d| *d > now);
+        let channels = &self.channels;
+        for (channel, cursor) in self.feed.repairs(|t| channels.contains(t)) {
+            let reply = match r.conn.call(Feed::repair_request(&channel, &cursor)) {
+                Ok(reply) if Reply::status(&reply) == Status::Success => reply,
+                Ok(reply) => {
+                    tracing::warn!(%channel, error = ?Reply::error_text(&reply), "cannot fill in missed posts");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
+                    continue;
+                }
+            };
+            let Some(rmpv::Value::Array(items)) = reply.data.get("messages") else {
+                continue;
+            };
+            for item in items {
+                let Some(m) = item.as_map() else { continue };
+                let data = Map(m.clone());
+                let (id, cursor) = position(&data);
+                if !self.feed.admit(channel.as_str(), id.as_deref(), cursor) {
+                    continue;
+                }
+                let mut envelope = Envelope::new("publish");
+                envelope.data = data;
+                self.backlog.push_back(Received {
+                    publication: Publication {
+                        topic: channel.to_string(),
+                        envelope,
+                    },
+                    received_at: now_secs(),
+                });
+            }
         }
     }
 

@@ -409,6 +409,7 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::Listen(a) => listen::run(
             &listen::Options {
+                broker: a.endpoints.broker,
                 sub: a.endpoints.sub,
                 topics: a.topics,
                 json: a.json,

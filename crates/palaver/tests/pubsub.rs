@@ -76,3 +76,48 @@ fn a_subscriber_to_ana_sees_nothing_sent_to_anabela() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn a_subscriber_fills_in_what_it_missed_while_the_proxy_was_down_once_and_in_order() {
+    let mut cluster = Cluster::start(&bin(), 2);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    let mut sub = cluster.subscriber();
+    sub.repair_with(cluster.connection()).unwrap();
+    sub.subscribe("general").unwrap();
+    cluster.await_subscription(&mut c, &mut sub, &name("ana"), &name("general"));
+    // One post seen live: the repair starts after it.
+    c.publish(&name("ana"), &name("general"), "before").unwrap();
+    let first = sub.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        first
+            .unwrap()
+            .publication
+            .envelope
+            .data
+            .opt_str("message")
+            .unwrap(),
+        Some("before")
+    );
+    cluster.proxy().kill();
+    let missed: Vec<String> = (0..20).map(|i| format!("missed {i}")).collect();
+    for m in &missed {
+        c.publish(&name("ana"), &name("general"), m).unwrap();
+    }
+    cluster.restart_proxy();
+    let mut got = Vec::new();
+    palaver_testkit::wait_until(std::time::Duration::from_secs(15), || {
+        while let Ok(Some(r)) = sub.recv_timeout(std::time::Duration::from_millis(100)) {
+            let d = &r.publication.envelope.data;
+            got.push(d.opt_str("message").unwrap().unwrap_or_default().to_owned());
+        }
+        got.len() >= missed.len()
+    });
+    // A little longer: nothing comes twice.
+    while let Ok(Some(r)) = sub.recv_timeout(std::time::Duration::from_millis(1500)) {
+        let d = &r.publication.envelope.data;
+        got.push(d.opt_str("message").unwrap().unwrap_or_default().to_owned());
+    }
+    assert_eq!(got, missed, "every missed post, once, in order");
+}

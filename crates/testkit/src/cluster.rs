@@ -15,7 +15,6 @@ const READY: Duration = Duration::from_secs(20);
 /// the ports of a free [`Layout`] (the one `palaver up` uses).
 pub struct Cluster {
     bin: PathBuf,
-    dir: tempfile::TempDir,
     ctx: zmq::Context,
     credentials: Credentials,
     key_file: PathBuf,
@@ -27,6 +26,9 @@ pub struct Cluster {
     reference: Option<Proc>,
     broker: Proc,
     proxy: Proc,
+    /// Logs and data; last, so that it outlives the processes (fields drop in order) and a
+    /// failing test still shows their logs.
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
