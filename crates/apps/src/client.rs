@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
-use palaver_proto::{format_clock_time, printable, Envelope, Name, Reply, Status};
+use palaver_proto::{
+    format_clock_time, printable, Conversation, EventKind, HistoryQuery, Name, Request,
+};
 
 use crate::show;
 
@@ -244,62 +246,59 @@ impl Session {
     }
 
     fn history(&mut self, target: &str, count: &str) -> Result<String, String> {
-        let limit: u64 = if count.is_empty() {
+        let limit: usize = if count.is_empty() {
             20
         } else {
             count
                 .parse()
                 .map_err(|_| "usage: /history [CHANNEL|@USER] [N]")?
         };
-        let env = Envelope::new("history").with("limit", limit);
-        let env = match target.strip_prefix('@') {
-            Some(user) => env
-                .with("user", self.user.as_str())
-                .with("with", name(user)?.as_str()),
+        let of = match target.strip_prefix('@') {
+            Some(user) => Conversation::Direct(self.user.clone(), name(user)?),
             None if target.is_empty() => match &self.current {
-                Some(c) => env.with("channel", c.as_str()),
+                Some(c) => Conversation::Channel(c.clone()),
                 None => return Err("join a channel first, or name one: /history CHANNEL".into()),
             },
-            None => env.with("channel", name(target)?.as_str()),
+            None => Conversation::Channel(name(target)?),
         };
-        let reply = self.conn.call(env).map_err(err)?;
-        if Reply::status(&reply) == Status::Error {
-            return Err(Reply::error_text(&reply).unwrap_or_default());
-        }
-        let Some(rmpv::Value::Array(items)) = reply.data.get("messages") else {
-            return Err("bad reply".into());
+        let query = HistoryQuery {
+            of,
+            limit: limit.clamp(1, palaver_proto::MAX_HISTORY),
+            before: None,
+            after: None,
         };
-        let mut lines = Vec::with_capacity(items.len() + 1);
-        for item in items {
-            let Some(m) = item.as_map() else { continue };
-            let d = palaver_proto::Map(m.clone());
-            let text = |k: &'static str| {
-                printable(d.opt_str(k).ok().flatten().unwrap_or("?")).into_owned()
-            };
-            let when = d.timestamp().map_or_else(|| "?".into(), format_clock_time);
-            lines.push(match d.get("channel") {
-                Some(_) => format!(
+        let reply = self.conn.request(&Request::History(query)).map_err(err)?;
+        let (events, more) = HistoryQuery::parse_reply(&reply).map_err(|e| e.to_string())?;
+        let mut lines = Vec::with_capacity(events.len() + 1);
+        for e in &events {
+            let when = format_clock_time(e.timestamp);
+            let p = |s: &str| printable(s).into_owned();
+            lines.push(match &e.kind {
+                EventKind::Post {
+                    user,
+                    channel,
+                    message,
+                } => format!(
                     "{when} #{} <{}> {}",
-                    text("channel"),
-                    text("user"),
-                    text("message")
+                    p(channel.as_str()),
+                    p(user.as_str()),
+                    p(message)
                 ),
-                None => format!(
-                    "{when} *{} → {}* {}",
-                    text("src"),
-                    text("dst"),
-                    text("message")
-                ),
+                EventKind::Direct { src, dst, message } => {
+                    format!(
+                        "{when} *{} → {}* {}",
+                        p(src.as_str()),
+                        p(dst.as_str()),
+                        p(message)
+                    )
+                }
+                EventKind::Login { .. } | EventKind::Channel { .. } => continue,
             });
         }
         lines.push(format!(
             "({} messages{})",
-            items.len(),
-            if matches!(reply.data.get("more"), Some(rmpv::Value::Boolean(true))) {
-                "; older ones exist"
-            } else {
-                ""
-            }
+            events.len(),
+            if more { "; older ones exist" } else { "" }
         ));
         Ok(lines.join("\n"))
     }

@@ -2,7 +2,6 @@
 
 use palaver_client::Received;
 use palaver_proto::{format_clock_time, printable};
-use rmpv::Value;
 
 /// One line for a person: what arrived, from whom, and when it was sent and received.
 pub fn line(r: &Received) -> String {
@@ -30,7 +29,7 @@ pub fn line(r: &Received) -> String {
             "[{}] {} {}",
             printable(&r.publication.topic),
             printable(other),
-            to_json(&Value::Map(d.0.clone()))
+            d.to_json()
         ),
     };
     format!("{recv} {body}  (sent {sent}, clock {clock})")
@@ -42,44 +41,10 @@ pub fn json(r: &Received) -> String {
     serde_json::json!({
         "topic": p.topic,
         "service": p.envelope.service,
-        "data": to_json(&Value::Map(p.envelope.data.0.clone())),
+        "data": p.envelope.data.to_json(),
         "received_at": r.received_at,
     })
     .to_string()
-}
-
-/// MessagePack to JSON, for display: binary becomes a list of bytes, other map keys strings.
-pub fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Nil => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Integer(i) => i
-            .as_u64()
-            .map(J::from)
-            .or_else(|| i.as_i64().map(J::from))
-            .unwrap_or(J::Null),
-        Value::F32(f) => J::from(f64::from(*f)),
-        Value::F64(f) => J::from(*f),
-        Value::String(s) => J::String(
-            s.as_str()
-                .map_or_else(|| "<invalid utf-8>".into(), str::to_owned),
-        ),
-        Value::Binary(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
-        Value::Array(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => J::Object(
-            entries
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().map_or_else(|| k.to_string(), str::to_owned),
-                        to_json(v),
-                    )
-                })
-                .collect(),
-        ),
-        Value::Ext(_, _) => J::Null,
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use palaver_proto::{now_secs, Envelope, Map, Publication, Reply, Status};
+use palaver_proto::{now_secs, HistoryQuery, Publication, Reply, Status};
 
 use crate::feed::{position, Feed};
 use crate::{ClientError, Connection, SharedClock};
@@ -259,23 +259,23 @@ impl Subscriber {
                     continue;
                 }
             };
-            let Some(rmpv::Value::Array(items)) = reply.data.get("messages") else {
-                continue;
+            let events = match HistoryQuery::parse_reply(&reply) {
+                Ok((events, _)) => events,
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "cannot read missed posts");
+                    continue;
+                }
             };
-            for item in items {
-                let Some(m) = item.as_map() else { continue };
-                let data = Map(m.clone());
-                let (id, cursor) = position(&data);
+            for event in events {
+                let Some(publication) = Publication::of_event(&event) else {
+                    continue;
+                };
+                let (id, cursor) = position(&publication.envelope.data);
                 if !self.feed.admit(channel.as_str(), id.as_deref(), cursor) {
                     continue;
                 }
-                let mut envelope = Envelope::new("publish");
-                envelope.data = data;
                 self.backlog.push_back(Received {
-                    publication: Publication {
-                        topic: channel.to_string(),
-                        envelope,
-                    },
+                    publication,
                     received_at: now_secs(),
                 });
             }

@@ -170,6 +170,40 @@ impl Envelope {
     }
 }
 
+/// MessagePack to JSON, for display: binary becomes a list of bytes, other map keys strings.
+fn value_to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Nil => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => i
+            .as_u64()
+            .map(J::from)
+            .or_else(|| i.as_i64().map(J::from))
+            .unwrap_or(J::Null),
+        Value::F32(f) => J::from(f64::from(*f)),
+        Value::F64(f) => J::from(*f),
+        Value::String(s) => J::String(
+            s.as_str()
+                .map_or_else(|| "<invalid utf-8>".into(), str::to_owned),
+        ),
+        Value::Binary(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
+        Value::Array(items) => J::Array(items.iter().map(value_to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map_or_else(|| k.to_string(), str::to_owned),
+                        value_to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        Value::Ext(_, _) => J::Null,
+    }
+}
+
 /// Skips one MessagePack value that is not a list, a map or an extension.
 fn skip_scalar(rd: &[u8]) -> Option<&[u8]> {
     use rmp::Marker;
@@ -200,6 +234,12 @@ fn skip_scalar(rd: &[u8]) -> Option<&[u8]> {
 pub struct Map(pub Vec<(Value, Value)>);
 
 impl Map {
+    /// The map as JSON, for display and for JSON front ends: binary becomes a list of bytes,
+    /// non-string keys their MessagePack text.
+    pub fn to_json(&self) -> serde_json::Value {
+        value_to_json(&Value::Map(self.0.clone()))
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0
             .iter()

@@ -137,6 +137,59 @@ impl HistoryQuery {
     }
 }
 
+impl HistoryQuery {
+    /// Reads a `history` answer back into events (oldest first) and whether more lie beyond:
+    /// the inverse of [`HistoryQuery::reply`].
+    ///
+    /// # Errors
+    /// When `messages` is not a list of well-formed messages.
+    pub fn parse_reply(env: &Envelope) -> Result<(Vec<Event>, bool), ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field: "messages",
+            expected: "a list of history messages",
+        };
+        let Some(Value::Array(items)) = env.data.get("messages") else {
+            return Err(wrong);
+        };
+        let events = items
+            .iter()
+            .map(|item| {
+                let Value::Map(m) = item else {
+                    return Err(wrong.clone());
+                };
+                let m = crate::Map(m.clone());
+                let id = m.str("id")?;
+                let (origin, seq) = id
+                    .rsplit_once(':')
+                    .and_then(|(o, s)| Some((Name::parse(o).ok()?, s.parse::<u64>().ok()?)))
+                    .ok_or(wrong.clone())?;
+                let kind = match m.opt_str("channel")? {
+                    Some(_) => EventKind::Post {
+                        user: m.name("user")?,
+                        channel: m.name("channel")?,
+                        message: m.str("message")?.to_owned(),
+                    },
+                    None => EventKind::Direct {
+                        src: m.name("src")?,
+                        dst: m.name("dst")?,
+                        message: m.str("message")?.to_owned(),
+                    },
+                };
+                Ok(Event {
+                    origin: origin.to_string(),
+                    seq,
+                    lamport: m.counter("clock")?,
+                    timestamp: m.timestamp().unwrap_or(0.0),
+                    kind,
+                    request: None,
+                })
+            })
+            .collect::<Result<Vec<Event>, ProtoError>>()?;
+        let more = matches!(env.data.get("more"), Some(Value::Boolean(true)));
+        Ok((events, more))
+    }
+}
+
 fn message(e: &Event) -> Value {
     let mut m = vec![
         (Value::from("id"), Value::from(e.id())),
@@ -171,6 +224,40 @@ fn message(e: &Event) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_reads_back_into_its_events() {
+        let n = |s: &str| Name::parse(s).unwrap();
+        let events = vec![
+            Event {
+                origin: "s1".into(),
+                seq: 4,
+                lamport: 9,
+                timestamp: 12.5,
+                kind: EventKind::Post {
+                    user: n("ana"),
+                    channel: n("general"),
+                    message: "hi".into(),
+                },
+                request: None,
+            },
+            Event {
+                origin: "s2".into(),
+                seq: 1,
+                lamport: 11,
+                timestamp: 13.0,
+                kind: EventKind::Direct {
+                    src: n("bob"),
+                    dst: n("ana"),
+                    message: "psst".into(),
+                },
+                request: None,
+            },
+        ];
+        let env = Envelope::decode(&HistoryQuery::reply(&events, true).to_bytes()).unwrap();
+        assert_eq!(HistoryQuery::parse_reply(&env).unwrap(), (events, true));
+        assert!(HistoryQuery::parse_reply(&Envelope::new("history")).is_err());
+    }
 
     #[test]
     fn parses_channels_conversations_and_cursors() {

@@ -70,6 +70,42 @@ pub struct Publication {
 }
 
 impl Publication {
+    /// What an event publishes once durable, stamped with the event's time, Lamport time and
+    /// id: a post on its channel's topic, a private message on its recipient's. Logins and
+    /// channel creations publish nothing.
+    pub fn of_event(event: &crate::Event) -> Option<Publication> {
+        use crate::EventKind;
+        let (topic, env) = match &event.kind {
+            EventKind::Login { .. } | EventKind::Channel { .. } => return None,
+            EventKind::Post {
+                user,
+                channel,
+                message,
+            } => (
+                channel,
+                Envelope::new("publish")
+                    .with("user", user.as_str())
+                    .with("channel", channel.as_str())
+                    .with("message", message.as_str()),
+            ),
+            EventKind::Direct { src, dst, message } => (
+                dst,
+                Envelope::new("message")
+                    .with("src", src.as_str())
+                    .with("dst", dst.as_str())
+                    .with("message", message.as_str()),
+            ),
+        };
+        let envelope = env
+            .with("timestamp", event.timestamp)
+            .with("clock", event.lamport)
+            .with("id", event.id());
+        Some(Publication {
+            topic: topic.to_string(),
+            envelope,
+        })
+    }
+
     /// The two frames as they go on the wire.
     pub fn to_frames(&self) -> [Vec<u8>; 2] {
         [self.topic.as_bytes().to_vec(), self.envelope.to_bytes()]

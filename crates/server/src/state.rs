@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use palaver_core::Lamport;
-use palaver_proto::{Envelope, HistoryQuery, Name, Reply, Request};
+use palaver_proto::{Envelope, HistoryQuery, Name, Publication, Reply, Request};
 use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
 
 use crate::recent::Recent;
@@ -226,7 +226,7 @@ impl State {
             self.requests.remember_event(r, &event);
         }
         let reply = Reply::ok(service).with("id", event.id());
-        let publication = publication(&event);
+        let publication = Publication::of_event(&event).map(|p| (p.topic, p.envelope));
         Handled {
             reply,
             event: Some(event),
@@ -234,37 +234,6 @@ impl State {
             read: None,
         }
     }
-}
-
-/// The publication an event makes once durable, stamped with the event's time, Lamport time
-/// and id: logins and channel creations publish nothing.
-fn publication(event: &Event) -> Option<(String, Envelope)> {
-    let (topic, env) = match &event.kind {
-        EventKind::Login { .. } | EventKind::Channel { .. } => return None,
-        EventKind::Post {
-            user,
-            channel,
-            message,
-        } => (
-            channel,
-            Envelope::new("publish")
-                .with("user", user.as_str())
-                .with("channel", channel.as_str())
-                .with("message", message.as_str()),
-        ),
-        EventKind::Direct { src, dst, message } => (
-            dst,
-            Envelope::new("message")
-                .with("src", src.as_str())
-                .with("dst", dst.as_str())
-                .with("message", message.as_str()),
-        ),
-    };
-    let env = env
-        .with("timestamp", event.timestamp)
-        .with("clock", event.lamport)
-        .with("id", event.id());
-    Some((topic.to_string(), env))
 }
 
 /// A listing reply: the names under each of `keys`.

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use rmpv::ValueRef;
+use std::borrow::Cow;
+
+use palaver_proto::Envelope;
 
 use super::plan::Plan;
 use super::{now_ns, Live};
@@ -118,25 +120,15 @@ pub(crate) fn run(
     Ok(heard)
 }
 
-/// The `data.message` string of a publication's body, decoded without copying.
-fn message_text(body: &[u8]) -> Option<&str> {
-    let mut rd = body;
-    let ValueRef::Map(top) = rmpv::decode::read_value_ref(&mut rd).ok()? else {
-        return None;
-    };
-    let ValueRef::Map(data) = field(top, "data")? else {
-        return None;
-    };
-    match field(data, "message")? {
-        ValueRef::String(s) => s.into_str(),
-        _ => None,
+/// The `data.message` string of a publication's body: read in place when it is laid out as
+/// Palaver's servers write it, decoded in full otherwise.
+fn message_text(body: &[u8]) -> Option<Cow<'_, str>> {
+    if let Some((_, text)) = Envelope::peek(body, "message") {
+        return Some(Cow::Borrowed(text));
     }
-}
-
-fn field<'a>(map: Vec<(ValueRef<'a>, ValueRef<'a>)>, key: &str) -> Option<ValueRef<'a>> {
-    map.into_iter()
-        .find(|(k, _)| matches!(k, ValueRef::String(s) if s.as_str() == Some(key)))
-        .map(|(_, v)| v)
+    let env = Envelope::decode(body).ok()?;
+    let text = env.data.opt_str("message").ok().flatten()?;
+    Some(Cow::Owned(text.to_owned()))
 }
 
 fn received(s: &mut Socket, topic: &[u8], body: &[u8], live: &Live, heard: &mut Heard) {
