@@ -6,6 +6,27 @@ use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
 
 use crate::recent::Recent;
 
+// One module per client service: what it checks, and what it does to the state.
+mod channel;
+mod channels;
+mod history;
+mod login;
+mod message;
+mod publish;
+mod users;
+
+/// What a client service decided.
+enum Outcome {
+    /// Answer this, and nothing else.
+    Reply(Envelope),
+    /// Refuse, saying why; nothing changes.
+    Refused(String),
+    /// Make this event: stored, replicated, published, then answered with its id.
+    Event(EventKind),
+    /// Answer from the store after the batch's commit.
+    Read(HistoryQuery),
+}
+
 /// The server's logic, free of I/O: what a request does given what is known.
 ///
 /// A write takes effect in memory as soon as it is accepted, so that later requests of the same
@@ -110,13 +131,9 @@ impl State {
             }
         }
         match &event.kind {
-            EventKind::Login { user } if !self.channels.contains(user) => {
-                self.users.insert(user.clone());
-            }
-            EventKind::Channel { channel } if !self.users.contains(channel) => {
-                self.channels.insert(channel.clone());
-            }
-            _ => {}
+            EventKind::Login { user } => login::on_event(self, user),
+            EventKind::Channel { channel } => channel::on_event(self, channel),
+            EventKind::Post { .. } | EventKind::Direct { .. } => {}
         }
         hide
     }
@@ -157,61 +174,29 @@ impl State {
                     .with("repeated", true),
             );
         }
-        let refuse = |text: String| Handled::reply(Reply::error(service, &text));
-        let kind = match req {
-            Request::Users => return Handled::reply(list(service, &self.users, &["users"])),
-            Request::History(q) => {
+        let outcome = match req {
+            Request::Login { user } => login::apply(self, user),
+            Request::Users => users::apply(self),
+            Request::Channel { channel } => channel::apply(self, channel),
+            Request::Channels => channels::apply(self),
+            Request::Publish {
+                user,
+                channel,
+                message,
+            } => publish::apply(self, user, channel, message),
+            Request::Message { src, dst, message } => message::apply(self, src, dst, message),
+            Request::History(q) => history::apply(q),
+        };
+        let kind = match outcome {
+            Outcome::Reply(reply) => return Handled::reply(reply),
+            Outcome::Refused(why) => return Handled::reply(Reply::error(service, &why)),
+            Outcome::Read(q) => {
                 return Handled {
                     read: Some(q),
                     ..Handled::reply(Reply::ok(service))
                 }
             }
-            Request::Channels => {
-                return Handled::reply(list(service, &self.channels, &["users", "channels"]))
-            }
-            Request::Login { user } => {
-                if self.channels.contains(&user) {
-                    return refuse(format!("`{user}` is a channel, not a user"));
-                }
-                self.users.insert(user.clone());
-                EventKind::Login { user }
-            }
-            Request::Channel { channel } => {
-                if self.channels.contains(&channel) {
-                    return refuse(format!("channel `{channel}` already exists"));
-                }
-                if self.users.contains(&channel) {
-                    return refuse(format!("`{channel}` is a user's name"));
-                }
-                self.channels.insert(channel.clone());
-                EventKind::Channel { channel }
-            }
-            Request::Publish {
-                user,
-                channel,
-                message,
-            } => {
-                if !self.channels.contains(&channel) {
-                    return refuse(format!("channel `{channel}` does not exist"));
-                }
-                if !self.users.contains(&user) {
-                    return refuse(format!("user `{user}` has not logged in"));
-                }
-                EventKind::Post {
-                    user,
-                    channel,
-                    message,
-                }
-            }
-            Request::Message { src, dst, message } => {
-                if !self.users.contains(&src) {
-                    return refuse(format!("user `{src}` has not logged in"));
-                }
-                if !self.users.contains(&dst) {
-                    return refuse(format!("user `{dst}` does not exist"));
-                }
-                EventKind::Direct { src, dst, message }
-            }
+            Outcome::Event(kind) => kind,
         };
         self.seq += 1;
         let event = Event {
