@@ -14,7 +14,7 @@
 //! A reply that matches nothing in flight (the first attempt's, after the second's) is
 //! dropped and counted: the request took effect once, whichever attempt got there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use palaver_proto::{Envelope, ProtoError};
@@ -45,6 +45,8 @@ pub struct Calls {
     next: u64,
     /// By token; tokens rise, so the first entry is the oldest request.
     in_flight: BTreeMap<u64, Call>,
+    /// Tokens by request id, for matching answers.
+    by_id: HashMap<String, u64>,
     /// Replies that matched nothing.
     pub unmatched: u64,
 }
@@ -58,6 +60,7 @@ impl Calls {
             prefix: prefix.to_owned(),
             next: 1,
             in_flight: BTreeMap::new(),
+            by_id: HashMap::new(),
             unmatched: 0,
         }
     }
@@ -75,6 +78,7 @@ impl Calls {
             }
         };
         let frame = env.to_bytes();
+        self.by_id.insert(id.clone(), token);
         self.in_flight.insert(
             token,
             Call {
@@ -120,16 +124,12 @@ impl Calls {
             Ok(r) => r,
             Err(e) => {
                 let (&token, _) = self.in_flight.iter().next()?;
-                self.in_flight.remove(&token);
+                self.forget(token);
                 return Some((token, Err(e)));
             }
         };
         let token = match reply.data.opt_str("request_id").ok().flatten() {
-            Some(id) => self
-                .in_flight
-                .iter()
-                .find(|(_, c)| !c.id.is_empty() && c.id == id)
-                .map(|(t, _)| *t),
+            Some(id) => self.by_id.get(id).copied(),
             // Answered in order, as a REP socket would: the oldest.
             None => self.in_flight.keys().next().copied(),
         };
@@ -137,7 +137,7 @@ impl Calls {
             self.unmatched += 1;
             return None;
         };
-        self.in_flight.remove(&token);
+        self.forget(token);
         Some((token, Ok(reply)))
     }
 
@@ -158,10 +158,17 @@ impl Calls {
             }
         }
         for token in gave_up {
-            self.in_flight.remove(&token);
+            self.forget(token);
             due.push(Due::GaveUp(token));
         }
         due
+    }
+
+    /// Takes `token` out of flight.
+    fn forget(&mut self, token: u64) {
+        if let Some(call) = self.in_flight.remove(&token) {
+            self.by_id.remove(&call.id);
+        }
     }
 
     /// The next deadline, if anything is in flight.
