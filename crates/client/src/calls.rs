@@ -14,7 +14,7 @@
 //! A reply that matches nothing in flight (the first attempt's, after the second's) is
 //! dropped and counted: the request took effect once, whichever attempt got there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use palaver_proto::{Envelope, ProtoError};
@@ -47,6 +47,8 @@ pub struct Calls {
     in_flight: BTreeMap<u64, Call>,
     /// Tokens by request id, for matching answers.
     by_id: HashMap<String, u64>,
+    /// Deadlines in order, so that what is due is found without a scan.
+    deadlines: BTreeSet<(Instant, u64)>,
     /// Replies that matched nothing.
     pub unmatched: u64,
 }
@@ -61,6 +63,7 @@ impl Calls {
             next: 1,
             in_flight: BTreeMap::new(),
             by_id: HashMap::new(),
+            deadlines: BTreeSet::new(),
             unmatched: 0,
         }
     }
@@ -79,6 +82,7 @@ impl Calls {
         };
         let frame = env.to_bytes();
         self.by_id.insert(id.clone(), token);
+        self.deadlines.insert((now + self.timeout, token));
         self.in_flight.insert(
             token,
             Call {
@@ -96,6 +100,7 @@ impl Calls {
     pub fn start_frame(&mut self, now: Instant, frame: Vec<u8>) -> u64 {
         let token = self.next;
         self.next += 1;
+        self.deadlines.insert((now + self.timeout, token));
         self.in_flight.insert(
             token,
             Call {
@@ -144,22 +149,23 @@ impl Calls {
     /// What is due at `now`: frames to send again, requests given up.
     pub fn on_timeout(&mut self, now: Instant) -> Vec<Due> {
         let mut due = Vec::new();
-        let mut gave_up = Vec::new();
-        for (token, call) in &mut self.in_flight {
-            if call.deadline > now {
-                continue;
+        while let Some(&(deadline, token)) = self.deadlines.first() {
+            if deadline > now {
+                break;
             }
+            self.deadlines.pop_first();
+            let Some(call) = self.in_flight.get_mut(&token) else {
+                continue;
+            };
             if call.attempt >= self.attempts {
-                gave_up.push(*token);
+                self.forget(token);
+                due.push(Due::GaveUp(token));
             } else {
                 call.attempt += 1;
                 call.deadline = now + self.timeout;
+                self.deadlines.insert((call.deadline, token));
                 due.push(Due::Resend(call.frame.clone()));
             }
-        }
-        for token in gave_up {
-            self.forget(token);
-            due.push(Due::GaveUp(token));
         }
         due
     }
@@ -168,12 +174,13 @@ impl Calls {
     fn forget(&mut self, token: u64) {
         if let Some(call) = self.in_flight.remove(&token) {
             self.by_id.remove(&call.id);
+            self.deadlines.remove(&(call.deadline, token));
         }
     }
 
     /// The next deadline, if anything is in flight.
     pub fn deadline(&self) -> Option<Instant> {
-        self.in_flight.values().map(|c| c.deadline).min()
+        self.deadlines.first().map(|(d, _)| *d)
     }
 
     pub fn in_flight(&self) -> usize {

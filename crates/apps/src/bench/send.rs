@@ -1,11 +1,11 @@
 //! The senders: each client is a DEALER socket with up to `window` requests in flight, as
 //! fast as it can or paced at a rate; a thread drives several clients from one poll loop.
 //!
-//! Every request goes out as `[tag, "", body]`; the broker and the server send the routing
-//! frames back in front of the reply, so the tag says which request a reply answers. With
-//! pacing, latency is counted from the moment a request was due, not from when it left: a
-//! client held back by a slow reply still charges the wait to the system (no coordinated
-//! omission).
+//! Each client's requests go through the client core (`palaver_client::calls::Calls`), as
+//! every front end's do: a request id on each, answers matched by it, a late request sent
+//! again with the same id. With pacing, latency is counted from the moment a request was due,
+//! not from when it left: a client held back by a slow reply still charges the wait to the
+//! system (no coordinated omission).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use palaver_client::SharedClock;
-use palaver_proto::{Envelope, Name, Reply, Request, Status};
+use palaver_client::calls::{Calls, Due};
+use palaver_client::{SharedClock, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+use palaver_proto::{Conversation, Envelope, HistoryQuery, Name, Reply, Request, Status};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -88,6 +89,8 @@ struct Client {
     index: usize,
     user: Name,
     socket: zmq::Socket,
+    calls: Calls,
+    /// By the core's token.
     in_flight: HashMap<u64, Pending>,
     sent: u64,
     /// When the next request is due.
@@ -122,6 +125,11 @@ pub(crate) fn run(
             index,
             user: plan.users[index].clone(),
             socket,
+            calls: Calls::new(
+                DEFAULT_TIMEOUT,
+                DEFAULT_RETRIES,
+                &format!("{}-{:x}", plan.users[index], now_ns()),
+            ),
             in_flight: HashMap::new(),
             sent: 0,
             next: span.start + offset,
@@ -144,16 +152,16 @@ pub(crate) fn run(
             {
                 c.sent += 1;
                 let action = plan.action(c.index, c.sent, &mut rng);
-                let body = request(plan, c, action, c.sent, pace.size, run, &clock);
-                c.socket
-                    .send_multipart([&c.sent.to_be_bytes()[..], &[][..], &body[..]], 0)?;
+                let env = request(plan, c, action, c.sent, pace.size, run, &clock);
+                let (token, frame) = c.calls.start(now, env);
+                c.socket.send_multipart([&[][..], &frame[..]], 0)?;
                 let due = if pace.rate > 0.0 { c.next } else { now };
                 let topic = match action {
                     Action::Post(t) => Some(t),
                     Action::Direct(to) => Some(plan.user_topic(to)),
                     _ => None,
                 };
-                c.in_flight.insert(c.sent, Pending { due, action, topic });
+                c.in_flight.insert(token, Pending { due, action, topic });
                 c.next = if pace.rate > 0.0 {
                     c.next + interval(pace.rate, &mut rng)
                 } else {
@@ -162,6 +170,21 @@ pub(crate) fn run(
             }
             if pace.rate > 0.0 && c.next > now {
                 wake = wake.min(c.next);
+            }
+            for due in c.calls.on_timeout(now) {
+                match due {
+                    Due::Resend(frame) => c.socket.send_multipart([&[][..], &frame[..]], 0)?,
+                    Due::GaveUp(token) => {
+                        if let Some(p) = c.in_flight.remove(&token) {
+                            if p.due >= span.measure_from {
+                                tally.errors += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(d) = c.calls.deadline() {
+                wake = wake.min(d);
             }
         }
         let done = clients.iter().all(|c| {
@@ -215,7 +238,7 @@ fn request(
     size: usize,
     run: u64,
     clock: &SharedClock,
-) -> Vec<u8> {
+) -> Envelope {
     let text = || {
         let mut t = format!("{}:{seq}:{}", c.index, now_ns());
         if t.len() < size {
@@ -240,15 +263,19 @@ fn request(
         }),
         Action::Users => Request::Users.to_envelope(),
         Action::Channels => Request::Channels.to_envelope(),
-        Action::History(t) => Envelope::new("history")
-            .with("channel", plan.channels[t].as_str())
-            .with("limit", 20),
+        Action::History(t) => Request::History(HistoryQuery {
+            of: Conversation::Channel(plan.channels[t].clone()),
+            limit: 20,
+            before: None,
+            after: None,
+        })
+        .to_envelope(),
     };
     env.stamp(palaver_proto::now_secs(), clock.tick());
-    env.to_bytes()
+    env
 }
 
-/// A reply: `[tag, "", body]`.
+/// A reply: `["", body]`, matched to its request by the core.
 fn answered(
     c: &mut Client,
     frames: &[Vec<u8>],
@@ -257,16 +284,15 @@ fn answered(
     tally: &mut Tally,
     live: &Live,
 ) {
-    let (Some(first), Some(body)) = (frames.first(), frames.last()) else {
+    let Some(body) = frames.last() else {
         return;
     };
-    let Ok(tag) = <[u8; 8]>::try_from(first.as_slice()) else {
+    let Some((token, reply)) = c.calls.on_frame(body) else {
         return;
     };
-    let Some(p) = c.in_flight.remove(&u64::from_be_bytes(tag)) else {
+    let Some(p) = c.in_flight.remove(&token) else {
         return;
     };
-    let reply = Envelope::decode(body);
     if let Some(clock_in) = reply.as_ref().ok().and_then(Envelope::clock) {
         clock.observe(clock_in);
     }
