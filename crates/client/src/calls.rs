@@ -125,7 +125,7 @@ impl Calls {
     /// The token of the oldest request and the decode error, when the frame is not a reply at
     /// all (that request is over: a server sent something it cannot have meant).
     pub fn on_frame(&mut self, frame: &[u8]) -> Option<(u64, Result<Envelope, ProtoError>)> {
-        let reply = match Envelope::decode(frame) {
+        let reply = match Envelope::decode_reply(frame) {
             Ok(r) => r,
             Err(e) => {
                 let (&token, _) = self.in_flight.iter().next()?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use palaver_auth::Credentials;
 use palaver_core::balance::{Balancer, Change, Config};
 use palaver_core::{LogGate, Shutdown};
-use palaver_proto::work::{ToBroker, ToServer};
+use palaver_proto::work::{ToBroker, ToServer, MAX_WORK_BYTES};
 use palaver_proto::{now_secs, Envelope, ProtoError, Reply, MAX_FRAME_BYTES};
 
 use crate::{bind, InfraError, BROKER_MAX_MSG};
@@ -69,7 +69,8 @@ pub fn run_broker(
     // A frame to a server that is gone fails at once (instead of vanishing): its request goes
     // to another server.
     back.set_router_mandatory(true)?;
-    back.set_maxmsgsize(i64::try_from(MAX_FRAME_BYTES).unwrap_or(i64::MAX) * 2)?;
+    // Answers can be far larger than requests (the longest history page is about 8 MiB).
+    back.set_maxmsgsize(i64::try_from(MAX_WORK_BYTES).unwrap_or(i64::MAX))?;
     credentials.serve(&back)?;
     bind(&back, "broker backend", backend)?;
     tracing::info!(frontend, backend, "broker ready");

@@ -112,3 +112,34 @@ fn a_hundred_pipelined_clients_of_16_kb_posts_converge_within_10_s() {
     let (ok, text) = common::admin_verify(&cluster);
     assert!(ok, "admin verify: {text}");
 }
+
+/// The largest history answer (500 posts of 16 KiB, about 8 MiB) comes back through the broker
+/// like any other, and the server stays in the rotation. (The broker once capped its server
+/// side at 2 MiB and dropped the connection of a server that answered so much.)
+#[test]
+fn the_largest_history_answer_passes_the_broker() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("big")).unwrap();
+    let text = "x".repeat(MAX_TEXT_BYTES);
+    for i in 0..palaver_proto::MAX_HISTORY {
+        c.publish(
+            &name("ana"),
+            &name("big"),
+            &format!("{i}{text}")[..MAX_TEXT_BYTES],
+        )
+        .unwrap();
+    }
+    let query = palaver_proto::HistoryQuery {
+        of: palaver_proto::Conversation::Channel(name("big")),
+        limit: palaver_proto::MAX_HISTORY,
+        before: None,
+        after: None,
+    };
+    let reply = c.request(&palaver_proto::Request::History(query)).unwrap();
+    let (events, _) = palaver_proto::HistoryQuery::parse_reply(&reply).unwrap();
+    assert_eq!(events.len(), palaver_proto::MAX_HISTORY);
+    // The server was not cut off for it: it goes on answering.
+    assert_eq!(c.users().unwrap(), ["ana"]);
+}

@@ -69,10 +69,23 @@ impl Envelope {
     /// a `data` that is not a map. A missing `data` is read as an empty map, since services
     /// without arguments need none.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, ProtoError> {
-        if bytes.len() > MAX_FRAME_BYTES {
+        Envelope::decode_at_most(bytes, MAX_FRAME_BYTES)
+    }
+
+    /// Decodes an answer, which may be larger than any request: up to
+    /// [`crate::MAX_SOCKET_BYTES`] (the longest `history` page is about 8 MiB).
+    ///
+    /// # Errors
+    /// As [`Envelope::decode`].
+    pub fn decode_reply(bytes: &[u8]) -> Result<Envelope, ProtoError> {
+        Envelope::decode_at_most(bytes, crate::MAX_SOCKET_BYTES as usize)
+    }
+
+    fn decode_at_most(bytes: &[u8], max: usize) -> Result<Envelope, ProtoError> {
+        if bytes.len() > max {
             return Err(ProtoError::TooLarge {
                 size: bytes.len(),
-                max: MAX_FRAME_BYTES,
+                max,
             });
         }
         let mut rd = bytes;

@@ -18,7 +18,7 @@
 use rmp::decode;
 use rmp::encode;
 
-use crate::{ProtoError, MAX_FRAME_BYTES};
+use crate::{ProtoError, MAX_SOCKET_BYTES};
 
 /// The longest server name a `ready` may carry.
 const MAX_READY_NAME: usize = 64;
@@ -81,11 +81,15 @@ fn take<'a>(rd: &mut &'a [u8], len: usize) -> Result<&'a [u8], ProtoError> {
     Ok(head)
 }
 
+/// The largest frame on the broker's server side: an answer may be far larger than a request
+/// (the longest `history` page is about 8 MiB).
+pub const MAX_WORK_BYTES: usize = 2 * MAX_SOCKET_BYTES as usize;
+
 fn check(frame: &[u8]) -> Result<(), ProtoError> {
-    if frame.len() > MAX_FRAME_BYTES + 64 {
+    if frame.len() > MAX_WORK_BYTES {
         return Err(ProtoError::TooLarge {
             size: frame.len(),
-            max: MAX_FRAME_BYTES + 64,
+            max: MAX_WORK_BYTES,
         });
     }
     Ok(())
