@@ -102,6 +102,15 @@ impl BrokerLink {
         }
     }
 
+    /// Says `leave` without disconnecting, for a server that is stopping: its answers, queued
+    /// before, still go out as the socket closes (it lingers), and the broker sends whatever
+    /// else it held to the others at once instead of after the silence.
+    pub fn farewell(&mut self) {
+        if std::mem::take(&mut self.joined) {
+            let _ = self.socket.send(ToBroker::Leave.encode(), zmq::DONTWAIT);
+        }
+    }
+
     /// When the next beat is due, while in the rotation.
     pub fn deadline(&self) -> Option<Instant> {
         self.joined.then_some(self.next_beat)

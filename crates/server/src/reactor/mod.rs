@@ -169,6 +169,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
             reactor.reply(&envelope, reply);
         }
     }
+    reactor.broker.farewell();
     tracing::info!(server = %cfg.name, "stopped");
     Ok(())
 }
