@@ -68,11 +68,10 @@ impl Calls {
         }
     }
 
-    /// Starts a request: its token, and the frame to send. A request without a `request_id`
-    /// gets one.
-    pub fn start(&mut self, now: Instant, env: Envelope) -> (u64, Vec<u8>) {
+    /// Starts a request: its token, and the frame to send (kept, for sending again). A
+    /// request without a `request_id` gets one.
+    pub fn start(&mut self, now: Instant, env: Envelope) -> (u64, &[u8]) {
         let token = self.next;
-        self.next += 1;
         let (id, env) = match env.data.opt_str("request_id").ok().flatten() {
             Some(id) => (id.to_owned(), env),
             None => {
@@ -80,37 +79,29 @@ impl Calls {
                 (id.clone(), env.with("request_id", id))
             }
         };
-        let frame = env.to_bytes();
         self.by_id.insert(id.clone(), token);
-        self.deadlines.insert((now + self.timeout, token));
-        self.in_flight.insert(
-            token,
-            Call {
-                id,
-                frame: frame.clone(),
-                deadline: now + self.timeout,
-                attempt: 1,
-            },
-        );
-        (token, frame)
+        self.track(now, id, env.to_bytes())
     }
 
     /// Starts a request from a frame sent as it is (no request id can be added): its answer
     /// is the oldest answer without a request id.
     pub fn start_frame(&mut self, now: Instant, frame: Vec<u8>) -> u64 {
+        self.track(now, String::new(), frame).0
+    }
+
+    /// Puts a new request in flight under the next token.
+    fn track(&mut self, now: Instant, id: String, frame: Vec<u8>) -> (u64, &[u8]) {
         let token = self.next;
         self.next += 1;
-        self.deadlines.insert((now + self.timeout, token));
-        self.in_flight.insert(
-            token,
-            Call {
-                id: String::new(),
-                frame,
-                deadline: now + self.timeout,
-                attempt: 1,
-            },
-        );
-        token
+        let deadline = now + self.timeout;
+        self.deadlines.insert((deadline, token));
+        let call = self.in_flight.entry(token).or_insert(Call {
+            id,
+            frame,
+            deadline,
+            attempt: 1,
+        });
+        (token, &call.frame)
     }
 
     /// How many times a request is sent at most.
@@ -235,6 +226,7 @@ mod tests {
         let t0 = Instant::now();
         let mut calls = Calls::new(ms(100), 3, "p");
         let (token, frame) = calls.start(t0, Envelope::new("login").with("user", "ana"));
+        let frame = frame.to_vec();
         assert_eq!(calls.deadline(), Some(t0 + ms(100)));
         assert!(calls.on_timeout(t0 + ms(99)).is_empty());
         assert_eq!(calls.on_timeout(t0 + ms(100)), [Due::Resend(frame.clone())]);

@@ -110,7 +110,7 @@ impl Connection {
     pub fn send_request(&mut self, mut env: Envelope) -> Result<u64, ClientError> {
         env.stamp(now_secs(), self.clock.tick());
         let (token, frame) = self.calls.start(Instant::now(), env);
-        self.send(&frame)?;
+        send(&self.socket, frame)?;
         Ok(token)
     }
 
@@ -144,15 +144,8 @@ impl Connection {
     /// As [`Connection::call`].
     pub fn call_raw(&mut self, bytes: &[u8]) -> Result<Envelope, ClientError> {
         let token = self.calls.start_frame(Instant::now(), bytes.to_vec());
-        self.send(bytes)?;
+        send(&self.socket, bytes)?;
         self.wait(token)
-    }
-
-    fn send(&self, frame: &[u8]) -> Result<(), ClientError> {
-        // An empty delimiter first, as a REQ socket sends: the broker and the peer endpoints
-        // (ROUTERs) hand it back in front of the answer.
-        self.socket.send_multipart([&[][..], frame], 0)?;
-        Ok(())
     }
 
     /// Drives the core until `token` is answered or given up.
@@ -173,7 +166,7 @@ impl Connection {
             match due {
                 Due::Resend(frame) => {
                     tracing::debug!(endpoint = %self.endpoint, "no reply yet; sending again");
-                    self.send(&frame)?;
+                    send(&self.socket, &frame)?;
                 }
                 Due::GaveUp(t) => {
                     let attempts = self.calls.attempts();
@@ -297,6 +290,13 @@ impl Connection {
         };
         self.request(&req).map(drop)
     }
+}
+
+fn send(socket: &zmq::Socket, frame: &[u8]) -> Result<(), ClientError> {
+    // An empty delimiter first, as a REQ socket sends: the broker and the peer endpoints
+    // (ROUTERs) hand it back in front of the answer.
+    socket.send_multipart([&[][..], frame], 0)?;
+    Ok(())
 }
 
 /// A request id prefix that no other connection, here or in any other process, shares: the

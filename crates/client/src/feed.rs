@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use palaver_proto::{Cursor, Envelope, Name};
+use palaver_proto::{Conversation, Cursor, HistoryQuery, Name, Request, MAX_HISTORY};
 
 /// How many ids each topic remembers to drop repeats.
 pub const REMEMBERED: usize = 4096;
@@ -111,17 +111,20 @@ impl Feed {
     }
 
     /// The `history` request that repairs `channel` after `cursor`.
-    pub fn repair_request(channel: &Name, cursor: &Cursor) -> Envelope {
-        Envelope::new("history")
-            .with("channel", channel.as_str())
-            .with("after", cursor.to_string())
-            .with("limit", palaver_proto::MAX_HISTORY)
+    pub fn repair_request(channel: &Name, cursor: &Cursor) -> Request {
+        Request::History(HistoryQuery {
+            of: Conversation::Channel(channel.clone()),
+            limit: MAX_HISTORY,
+            before: None,
+            after: Some(cursor.clone()),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palaver_proto::Envelope;
 
     fn cur(l: u64, o: &str) -> Option<Cursor> {
         Some(Cursor {
@@ -170,7 +173,7 @@ mod tests {
             (Name::parse("random").unwrap(), cur(3, "s1").unwrap()),
         ];
         assert_eq!(repairs, want);
-        let req = Feed::repair_request(&repairs[0].0, &repairs[0].1);
+        let req = Feed::repair_request(&repairs[0].0, &repairs[0].1).to_envelope();
         assert_eq!(req.data.opt_str("after").unwrap(), Some("9:s2"));
     }
 

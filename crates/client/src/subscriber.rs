@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use palaver_proto::{now_secs, HistoryQuery, Publication, Reply, Status};
+use palaver_proto::{now_secs, HistoryQuery, Publication};
 
 use crate::feed::{position, Feed};
 use crate::{ClientError, Connection, SharedClock};
@@ -248,12 +248,8 @@ impl Subscriber {
         r.due.retain(|d| *d > now);
         let channels = &self.channels;
         for (channel, cursor) in self.feed.repairs(|t| channels.contains(t)) {
-            let reply = match r.conn.call(Feed::repair_request(&channel, &cursor)) {
-                Ok(reply) if Reply::status(&reply) == Status::Success => reply,
-                Ok(reply) => {
-                    tracing::warn!(%channel, error = ?Reply::error_text(&reply), "cannot fill in missed posts");
-                    continue;
-                }
+            let reply = match r.conn.request(&Feed::repair_request(&channel, &cursor)) {
+                Ok(reply) => reply,
                 Err(e) => {
                     tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
                     continue;

@@ -2,28 +2,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, Cluster};
+use common::{admin, bin, Cluster};
 use palaver_testkit::wait_until;
-
-fn admin(cluster: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .args(["admin", "--reference", &cluster.reference_endpoint()])
-        .arg("--key")
-        .arg(cluster.key_file())
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[test]
 fn admin_shows_servers_clocks_and_steers_elections_and_clocks() {

@@ -8,25 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{bin, name, Cluster};
+use common::{bin, command, name, Cluster};
 use palaver_testkit::{wait_until, Proc};
-
-/// `palaver <role> <args…> --broker … --sub …` for this cluster, stdin and stdout piped.
-fn command(cluster: &Cluster, role: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.arg(role)
-        .args(args)
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
 
 /// Starts `cmd` and hands its stdout over line by line as the lines arrive.
 fn spawn_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {

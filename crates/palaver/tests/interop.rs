@@ -57,18 +57,12 @@ fn a_python_client_logs_in_creates_lists_publishes_and_receives() {
     let py = python();
     let cluster = Cluster::start(&bin(), 1);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/interop.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(cluster.broker_endpoint())
-        .arg(cluster.sub_endpoint())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::run(
+        Command::new(py)
+            .arg(script)
+            .args([cluster.broker_endpoint(), cluster.sub_endpoint()]),
     );
-    assert!(out.status.success(), "python client failed:\n{text}");
+    assert!(ok, "python client failed:\n{text}");
     assert!(text.contains("every step behaved"), "{text}");
 }
 
@@ -123,18 +117,12 @@ fn a_node_client_logs_in_creates_lists_publishes_and_receives() {
     let modules = node_modules();
     let cluster = Cluster::start(&bin(), 1);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node/interop.js");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(cluster.broker_endpoint())
-        .arg(cluster.sub_endpoint())
-        .env("NODE_PATH", &modules)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = common::run(
+        Command::new("node")
+            .arg(script)
+            .args([cluster.broker_endpoint(), cluster.sub_endpoint()])
+            .env("NODE_PATH", &modules),
     );
-    assert!(out.status.success(), "node client failed:\n{text}");
+    assert!(ok, "node client failed:\n{text}");
     assert!(text.contains("every step behaved"), "{text}");
 }

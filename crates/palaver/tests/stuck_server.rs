@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{bin, history, name, Cluster};
@@ -136,17 +136,8 @@ fn a_killed_and_restarted_server_holds_no_request() {
 /// How long `palaver <args…>` takes against the cluster, with `input` on stdin; it must succeed.
 fn timed(cluster: &Cluster, args: &[&str], input: &str) -> Duration {
     let start = Instant::now();
-    let mut child = Command::new(bin())
-        .args(args)
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .stdin(Stdio::piped())
+    let mut child = common::command(cluster, args[0], &args[1..])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();

@@ -30,7 +30,7 @@ pub use event::{Event, EventKind};
 pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY};
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
-pub use request::{Request, RequestMeta, MAX_REQUEST_ID, MAX_TEXT_BYTES};
+pub use request::{request_id_of, Request, RequestMeta, MAX_TEXT_BYTES};
 pub use servers::{endpoint, ServerEntry};
 pub use service::{service, Effect, Service, SERVICES};
 pub use text::printable;

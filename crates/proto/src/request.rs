@@ -45,6 +45,11 @@ pub struct RequestMeta {
 /// The longest request id, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
 
+/// The `request_id` a message carries, if it is a well-formed one: what an answer repeats.
+pub fn request_id_of(m: &crate::Map) -> Option<String> {
+    request_id(m, "request_id").ok().flatten()
+}
+
 /// An optional request id field: a non-empty string of at most [`MAX_REQUEST_ID`] bytes.
 pub(crate) fn request_id(
     m: &crate::Map,

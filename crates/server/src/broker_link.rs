@@ -95,8 +95,7 @@ impl BrokerLink {
         if !self.joined {
             return;
         }
-        self.joined = false;
-        let _ = self.socket.send(ToBroker::Leave.encode(), zmq::DONTWAIT);
+        self.farewell();
         if let Err(e) = self.socket.disconnect(&self.endpoint) {
             tracing::warn!(error = %e, "cannot leave the broker");
         }

@@ -154,7 +154,7 @@ pub(crate) fn run(
                 let action = plan.action(c.index, c.sent, &mut rng);
                 let env = request(plan, c, action, c.sent, pace.size, run, &clock);
                 let (token, frame) = c.calls.start(now, env);
-                c.socket.send_multipart([&[][..], &frame[..]], 0)?;
+                c.socket.send_multipart([&[][..], frame], 0)?;
                 let due = if pace.rate > 0.0 { c.next } else { now };
                 let topic = match action {
                     Action::Post(t) => Some(t),

@@ -1,6 +1,7 @@
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use palaver_proto::{Conversation, Cursor, HistoryQuery, Name};
 use palaver_store::{Counts, Store};
@@ -23,18 +24,45 @@ pub fn counts(dir: &Path) -> Counts {
     store(dir).counts().expect("counts")
 }
 
-/// `palaver admin verify` against the cluster: whether it passed, and what it said.
-pub fn admin_verify(cluster: &Cluster) -> (bool, String) {
-    let out = std::process::Command::new(bin())
-        .args(["admin", "--reference", &cluster.reference_endpoint()])
-        .arg("--key")
-        .arg(cluster.key_file())
-        .arg("verify")
-        .output()
-        .expect("run palaver admin verify");
+/// `palaver <role> <args…> --broker … --sub …` for this cluster, stdin, stdout and stderr
+/// piped.
+pub fn command(cluster: &Cluster, role: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg(role)
+        .args(args)
+        .args([
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` to its end: whether it succeeded, and what it printed (stdout, then stderr).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run the command");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
+}
+
+/// `palaver admin <args…>` against the cluster: whether it succeeded, and what it said.
+pub fn admin(cluster: &Cluster, args: &[&str]) -> (bool, String) {
+    run(Command::new(bin())
+        .args(["admin", "--reference", &cluster.reference_endpoint()])
+        .arg("--key")
+        .arg(cluster.key_file())
+        .args(args)
+        .env("RUST_BACKTRACE", "0"))
+}
+
+/// `palaver admin verify` against the cluster: whether it passed, and what it said.
+pub fn admin_verify(cluster: &Cluster) -> (bool, String) {
+    admin(cluster, &["verify"])
 }
 
 /// Creates `channel` and logs in writers `w0`, `w1`… (`n` of them) through the broker.

@@ -497,13 +497,7 @@ impl Reactor {
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }
-        let echo = env
-            .data
-            .opt_str("request_id")
-            .ok()
-            .flatten()
-            .filter(|id| !id.is_empty() && id.len() <= palaver_proto::MAX_REQUEST_ID)
-            .map(str::to_owned);
+        let echo = palaver_proto::request_id_of(&env.data);
         Queued {
             envelope,
             handled,
