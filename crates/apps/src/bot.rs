@@ -2,11 +2,14 @@
 //! fewer than five exist, follows channels until it follows three, then forever picks one of
 //! them and sends it a burst of messages, one per interval. It reads its subscriptions while it
 //! waits, so it also counts what the others say.
+//!
+//! With a password, its name is an account: registered on first use, then logged in to; it
+//! beats (presence) and opens the private messages sent to it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
+use palaver_client::{ClientError, Connection, Heartbeat, SharedClock, Subscriber};
 use palaver_core::Shutdown;
 use palaver_proto::Name;
 use rand::seq::SliceRandom;
@@ -20,6 +23,7 @@ pub struct Options {
     pub burst: u32,
     pub count: Option<u64>,
     pub size: Option<usize>,
+    pub password: Option<String>,
 }
 
 /// Channels the bot makes sure exist.
@@ -40,10 +44,29 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let clock = SharedClock::new();
     let mut conn = Connection::open(&ctx, &opts.broker, clock.clone())?;
-    let mut sub = Subscriber::open(&ctx, &opts.sub, clock)?;
-    conn.login(&me)
-        .with_context(|| format!("{me}: login failed"))?;
+    let mut sub = Subscriber::open(&ctx, &opts.sub, clock.clone())?;
+    match &opts.password {
+        Some(pw) => {
+            match conn.register(&me, pw) {
+                Ok(()) => tracing::info!(bot = %me, "registered"),
+                // Registered on an earlier run: the login says whether the password is right.
+                Err(ClientError::Refused(why)) if why.contains("already registered") => {}
+                Err(e) => return Err(e).with_context(|| format!("{me}: cannot register")),
+            }
+            conn.login_with_password(&me, pw)
+                .with_context(|| format!("{me}: login failed"))?;
+        }
+        None => conn
+            .login(&me)
+            .with_context(|| format!("{me}: login failed"))?,
+    }
+    let token = conn.token().map(str::to_owned);
+    let mut repair = Connection::open(&ctx, &opts.broker, clock.clone())?;
+    repair.set_token(token.clone());
+    sub.repair_with(repair)?;
+    sub.unseal_as(me.clone());
     sub.subscribe(me.as_str())?;
+    let _heartbeat = Heartbeat::start(&ctx, &opts.broker, clock, me.clone(), token)?;
 
     let mut channels = conn.channels()?;
     while channels.len() < WANT_CHANNELS {

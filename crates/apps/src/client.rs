@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use palaver_client::{ClientError, Connection, SharedClock, Subscriber};
+use palaver_client::{ClientError, Connection, Heartbeat, SharedClock, Subscriber};
 use palaver_proto::{
     format_clock_time, printable, Conversation, EventKind, HistoryQuery, Name, Request,
 };
@@ -21,6 +21,8 @@ pub struct Options {
     pub broker: String,
     pub sub: String,
     pub user: Option<Name>,
+    /// The account's password, for a name that has one.
+    pub password: Option<String>,
 }
 
 const HELP: &str = "\
@@ -35,6 +37,12 @@ commands:
     /history [CHANNEL|@USER] [N]
                          the last N (20) messages of a channel (default: the current
                          one) or of your conversation with a user
+  /online                who is online, and since when
+  /register PASSWORD     give your name a password (an account only you can use)
+  /login PASSWORD        log in to your account
+  /logout                end this session
+  /password OLD NEW      change your password (your other sessions end)
+  /unregister PASSWORD   close your account for good (the name is retired)
   /wait SECONDS          pause (scripts: let publications arrive)
   /help                  this text
   /quit                  leave
@@ -43,6 +51,8 @@ commands:
 enum Control {
     Subscribe(String),
     Unsubscribe(String),
+    /// The session changed: private messages are opened with this token now.
+    Token(Option<String>),
     Stop,
 }
 
@@ -96,12 +106,30 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let ctx = zmq::Context::new();
     let clock = SharedClock::new();
     let mut conn = Connection::open(&ctx, &opts.broker, clock.clone())?;
-    conn.login(&user)
-        .with_context(|| format!("cannot log in as {user}"))?;
+    match &opts.password {
+        Some(pw) => conn
+            .login_with_password(&user, pw)
+            .map(drop)
+            .with_context(|| format!("cannot log in as {user}"))?,
+        None => conn
+            .login(&user)
+            .with_context(|| format!("cannot log in as {user}"))?,
+    }
     let mut sub = Subscriber::open(&ctx, &opts.sub, clock.clone())?;
-    // What arrives while cut off from the proxy is filled in from `history` on reconnecting.
-    sub.repair_with(Connection::open(&ctx, &opts.broker, clock.clone())?)?;
+    // What arrives while cut off from the proxy is filled in from `history` on reconnecting;
+    // the same connection, with the session, opens sealed private messages.
+    let mut repair = Connection::open(&ctx, &opts.broker, clock.clone())?;
+    repair.set_token(conn.token().map(str::to_owned));
+    sub.repair_with(repair)?;
+    sub.unseal_as(user.clone());
     sub.subscribe(user.as_str())?;
+    let heartbeat = Heartbeat::start(
+        &ctx,
+        &opts.broker,
+        clock.clone(),
+        user.clone(),
+        conn.token().map(str::to_owned),
+    )?;
     let (control, control_rx) = mpsc::channel();
     let receiver = {
         let screen = screen.clone();
@@ -118,6 +146,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         control,
         current: None,
         screen,
+        ctx,
+        broker: opts.broker.clone(),
+        heartbeat: Some(heartbeat),
     };
     for line in lines {
         let line = line?;
@@ -127,6 +158,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     let _ = session.control.send(Control::Stop);
     let _ = receiver.join();
+    drop(session.heartbeat.take());
     Ok(())
 }
 
@@ -136,6 +168,7 @@ fn receive(mut sub: Subscriber, control: &mpsc::Receiver<Control>, screen: &Scre
             match control.try_recv() {
                 Ok(Control::Subscribe(t)) => drop(sub.subscribe(&t)),
                 Ok(Control::Unsubscribe(t)) => drop(sub.unsubscribe(&t)),
+                Ok(Control::Token(t)) => sub.set_token(t),
                 Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
                 Err(mpsc::TryRecvError::Empty) => break,
             }
@@ -157,6 +190,10 @@ struct Session {
     control: mpsc::Sender<Control>,
     current: Option<Name>,
     screen: Screen,
+    ctx: zmq::Context,
+    broker: String,
+    /// Presence: beats while the client runs, with the current session.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Session {
@@ -222,6 +259,54 @@ impl Session {
                 Ok(format!("sent to {dst}"))
             }),
             "history" => self.history(arg, text),
+            "online" => self.conn.online().map_err(err).map(|people| {
+                let now = palaver_proto::now_secs();
+                let list: Vec<String> = people
+                    .iter()
+                    .map(|(u, since)| format!("{} (for {})", printable(u), ago(now - since)))
+                    .collect();
+                if list.is_empty() {
+                    "nobody is online".to_owned()
+                } else {
+                    format!("online: {}", list.join(", "))
+                }
+            }),
+            "register" => {
+                let pw = rest;
+                match self.conn.register(&self.user, pw) {
+                    Ok(()) => self.log_in(pw).map(|()| {
+                        format!("{} is yours now: only your password opens it", self.user)
+                    }),
+                    Err(e) => Err(err(e)),
+                }
+            }
+            "login" => self
+                .log_in(rest)
+                .map(|()| format!("logged in to your account {}", self.user)),
+            "logout" => match self.conn.logout(&self.user) {
+                Ok(()) => {
+                    self.session_changed();
+                    Ok("logged out; your session has ended on every server".to_owned())
+                }
+                Err(e) => Err(err(e)),
+            },
+            "password" => {
+                if arg.is_empty() || text.is_empty() {
+                    Err("usage: /password OLD NEW".into())
+                } else {
+                    self.conn
+                        .change_password(&self.user, arg, text)
+                        .map_err(err)
+                        .map(|()| "password changed; your other sessions have ended".to_owned())
+                }
+            }
+            "unregister" => match self.conn.unregister(&self.user, rest) {
+                Ok(()) => {
+                    self.session_changed();
+                    Ok(format!("account {} closed; the name is retired", self.user))
+                }
+                Err(e) => Err(err(e)),
+            },
             "wait" => match arg.parse::<f64>() {
                 Ok(s) if (0.0..=3600.0).contains(&s) => {
                     std::thread::sleep(Duration::from_secs_f64(s));
@@ -292,7 +377,7 @@ impl Session {
                         p(message)
                     )
                 }
-                EventKind::Login { .. } | EventKind::Channel { .. } => continue,
+                _ => continue,
             });
         }
         lines.push(format!(
@@ -301,6 +386,35 @@ impl Session {
             if more { "; older ones exist" } else { "" }
         ));
         Ok(lines.join("\n"))
+    }
+
+    /// Logs in to the account with `password`: the new session is used from now on.
+    fn log_in(&mut self, password: &str) -> Result<(), String> {
+        if password.is_empty() {
+            return Err("usage: /login PASSWORD".into());
+        }
+        self.conn
+            .login_with_password(&self.user, password)
+            .map_err(err)?;
+        self.session_changed();
+        Ok(())
+    }
+
+    /// The session changed: the subscriber and the heartbeat take the new token.
+    fn session_changed(&mut self) {
+        let token = self.conn.token().map(str::to_owned);
+        let _ = self.control.send(Control::Token(token.clone()));
+        self.heartbeat = None;
+        match Heartbeat::start(
+            &self.ctx,
+            &self.broker,
+            self.conn.clock().clone(),
+            self.user.clone(),
+            token,
+        ) {
+            Ok(h) => self.heartbeat = Some(h),
+            Err(e) => self.screen.say(&format!("presence is off: {e}")),
+        }
     }
 
     fn join(&mut self, channel: Name) {
@@ -323,4 +437,14 @@ fn name(s: &str) -> Result<Name, String> {
 
 fn err(e: ClientError) -> String {
     e.to_string()
+}
+
+/// A span of seconds as people say it.
+fn ago(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
 }

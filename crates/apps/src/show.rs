@@ -25,6 +25,16 @@ pub fn line(r: &Received) -> String {
         ),
         "message" => format!("*{} → {}* {}", text("src"), text("dst"), text("message")),
         "election" => format!("coordinator is now {}", text("coordinator")),
+        "sealed" => format!(
+            "*{} → {}* (a private message, {}: its text is for the two of them only)",
+            text("src"),
+            text("dst"),
+            text("id")
+        ),
+        "presence" => match d.opt_bool("online") {
+            Ok(Some(true)) => format!("{} is online", text("user")),
+            _ => format!("{} went offline", text("user")),
+        },
         other => format!(
             "[{}] {} {}",
             printable(&r.publication.topic),

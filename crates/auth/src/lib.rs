@@ -20,6 +20,9 @@
 //! printable encoding), kept in a file (`palaver up` writes `<data>/cluster.key` on first start)
 //! or in the environment variable [`KEY_ENV`].
 
+pub mod password;
+pub mod token;
+
 use std::path::Path;
 use std::time::Instant;
 

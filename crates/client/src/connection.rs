@@ -31,6 +31,8 @@ pub struct Connection {
     /// Answers that arrived while waiting for another request's, kept for
     /// [`Connection::next_answer`].
     answered: std::collections::BTreeMap<u64, Result<Envelope, ClientError>>,
+    /// The session token from `login`, sent with every request (it proves who is asking).
+    token: Option<String>,
 }
 
 impl Connection {
@@ -79,6 +81,7 @@ impl Connection {
             clock,
             calls: Calls::new(DEFAULT_TIMEOUT, DEFAULT_RETRIES, &new_prefix()),
             answered: std::collections::BTreeMap::new(),
+            token: None,
         })
     }
 
@@ -108,6 +111,11 @@ impl Connection {
     /// # Errors
     /// When the frame cannot be queued.
     pub fn send_request(&mut self, mut env: Envelope) -> Result<u64, ClientError> {
+        if let Some(token) = &self.token {
+            if env.data.get("token").is_none() {
+                env.data.set("token", token.as_str());
+            }
+        }
         env.stamp(now_secs(), self.clock.tick());
         let (token, frame) = self.calls.start(Instant::now(), env);
         send(&self.socket, frame)?;
@@ -220,13 +228,152 @@ impl Connection {
         }
     }
 
-    /// Logs in as `user`.
+    /// Logs in as `user` (a name without a password, or with this connection's session).
     ///
     /// # Errors
     /// As [`Connection::request`].
     pub fn login(&mut self, user: &Name) -> Result<(), ClientError> {
         self.request(&Request::Login { user: user.clone() })
             .map(drop)
+    }
+
+    /// The session token this connection sends with every request, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Sends `token` with every request from now on (or none).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// Sends `req` with a `password` field.
+    fn with_password(&mut self, req: &Request, password: &str) -> Result<Envelope, ClientError> {
+        let reply = self.call(req.to_envelope().with("password", password))?;
+        match Reply::status(&reply) {
+            Status::Success => Ok(reply),
+            Status::Error => Err(ClientError::Refused(
+                Reply::error_text(&reply).unwrap_or_else(|| "refused".to_owned()),
+            )),
+        }
+    }
+
+    /// Gives `user` a password (the name becomes an account).
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when the name is taken or the password too weak.
+    pub fn register(&mut self, user: &Name, password: &str) -> Result<(), ClientError> {
+        self.with_password(&Request::Register { user: user.clone() }, password)
+            .map(drop)
+    }
+
+    /// Logs in to `user`'s account with its password; the session's token is kept and sent
+    /// with every request from now on, and returned.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused on a wrong password.
+    pub fn login_with_password(
+        &mut self,
+        user: &Name,
+        password: &str,
+    ) -> Result<String, ClientError> {
+        let reply = self.with_password(&Request::Login { user: user.clone() }, password)?;
+        let token = reply.data.str("token")?.to_owned();
+        self.token = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Ends this connection's session.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn logout(&mut self, user: &Name) -> Result<(), ClientError> {
+        self.request(&Request::Logout { user: user.clone() })?;
+        self.token = None;
+        Ok(())
+    }
+
+    /// Changes `user`'s password; the other sessions end, this one stays.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when `old` is wrong.
+    pub fn change_password(
+        &mut self,
+        user: &Name,
+        old: &str,
+        new: &str,
+    ) -> Result<(), ClientError> {
+        let req = Request::Password {
+            user: user.clone(),
+            new: palaver_proto::Secret::new(new),
+        };
+        self.with_password(&req, old).map(drop)
+    }
+
+    /// Closes `user`'s account for good.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused on a wrong password.
+    pub fn unregister(&mut self, user: &Name, password: &str) -> Result<(), ClientError> {
+        self.with_password(&Request::Unregister { user: user.clone() }, password)?;
+        self.token = None;
+        Ok(())
+    }
+
+    /// Says that `user` is online from `device` (or, `leaving`, no longer). Returns how often
+    /// the server wants beats, in seconds.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn beat(&mut self, user: &Name, device: &str, leaving: bool) -> Result<f64, ClientError> {
+        let reply = self.request(&Request::Beat {
+            user: user.clone(),
+            device: device.to_owned(),
+            leaving,
+        })?;
+        Ok(reply.data.opt_f64("every")?.unwrap_or(5.0))
+    }
+
+    /// Who is online, and since when (seconds since the Unix epoch).
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn online(&mut self) -> Result<Vec<(String, f64)>, ClientError> {
+        let reply = self.request(&Request::Users)?;
+        reply
+            .data
+            .maps("online")?
+            .iter()
+            .map(|m| {
+                Ok((
+                    m.str("user")?.to_owned(),
+                    m.opt_f64("since")?.unwrap_or(0.0),
+                ))
+            })
+            .collect()
+    }
+
+    /// The text of a sealed private message, as the `message` publication it would have been.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when it is not `user`'s.
+    pub fn unseal(
+        &mut self,
+        user: &Name,
+        id: &palaver_proto::EventRef,
+    ) -> Result<Envelope, ClientError> {
+        let reply = self.request(&Request::Unseal {
+            user: user.clone(),
+            id: id.clone(),
+        })?;
+        let d = &reply.data;
+        Ok(Envelope::new("message")
+            .with("src", d.str("src")?)
+            .with("dst", d.str("dst")?)
+            .with("message", d.str("message")?)
+            .with("timestamp", d.opt_f64("sent")?.unwrap_or(0.0))
+            .with("clock", d.counter("lamport")?)
+            .with("id", id.to_string()))
     }
 
     /// The registered users.

@@ -3,7 +3,10 @@
 //! ```text
 //!  Connection ──DEALER──▶ broker :5555 ──▶ a server  (the core's calls: request ids, matching,
 //!                                                     resend with the same id, give up)
-//!  Subscriber ◀──SUB───── proxy  :5558 ◀── servers   (exact topic match, Lamport observe)
+//!  Subscriber ◀──SUB───── proxy  :5558 ◀── servers   (exact topic match, Lamport observe,
+//!                                                     repeats dropped, gaps filled, sealed
+//!                                                     private messages opened with the session)
+//!  Heartbeat  ──beat────▶ broker :5555                (presence, as often as servers ask)
 //! ```
 //!
 //! [`calls::Calls`] is the sans-IO core of the requests; `Connection` is its blocking driver.
@@ -14,10 +17,12 @@ pub mod calls;
 mod clock;
 mod connection;
 pub mod feed;
+mod heartbeat;
 mod subscriber;
 
 pub use clock::SharedClock;
 pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+pub use heartbeat::Heartbeat;
 pub use subscriber::{Received, Subscriber};
 
 use palaver_proto::ProtoError;

@@ -47,6 +47,9 @@ pub struct Subscriber {
     repair: Option<Repair>,
     /// Repaired posts, waiting to be handed out before new ones.
     backlog: VecDeque<Received>,
+    /// Whose sealed private messages to open (through the repair connection, which carries
+    /// the person's session).
+    unseal_as: Option<palaver_proto::Name>,
 }
 
 impl Subscriber {
@@ -74,6 +77,7 @@ impl Subscriber {
             channels: HashSet::new(),
             repair: None,
             backlog: VecDeque::new(),
+            unseal_as: None,
         })
     }
 
@@ -121,6 +125,21 @@ impl Subscriber {
             due: Vec::new(),
         });
         Ok(())
+    }
+
+    /// Opens `user`'s sealed private messages as they arrive (a `sealed` notice becomes the
+    /// `message` publication it stands for), asking `unseal` on the connection given to
+    /// [`Subscriber::repair_with`], which must carry `user`'s session token. A notice that
+    /// cannot be opened is handed out as it is.
+    pub fn unseal_as(&mut self, user: palaver_proto::Name) {
+        self.unseal_as = Some(user);
+    }
+
+    /// Sends `token` with the repair connection's requests (`history`, `unseal`) from now on.
+    pub fn set_token(&mut self, token: Option<String>) {
+        if let Some(r) = self.repair.as_mut() {
+            r.conn.set_token(token);
+        }
     }
 
     /// Repeats dropped so far.
@@ -214,10 +233,42 @@ impl Subscriber {
             if !self.feed.admit(&publication.topic, id.as_deref(), cursor) {
                 continue;
             }
+            let publication = self.open_sealed(publication);
             return Ok(Some(Received {
                 publication,
                 received_at,
             }));
+        }
+    }
+
+    /// A `sealed` notice for the person this subscriber opens messages for, as the `message`
+    /// it stands for; anything else as it is.
+    fn open_sealed(&mut self, p: Publication) -> Publication {
+        let (Some(user), Some(repair)) = (&self.unseal_as, self.repair.as_mut()) else {
+            return p;
+        };
+        if p.envelope.service != "sealed" {
+            return p;
+        }
+        let Some(id) = p
+            .envelope
+            .data
+            .opt_str("id")
+            .ok()
+            .flatten()
+            .and_then(|id| palaver_proto::EventRef::parse("id", id).ok())
+        else {
+            return p;
+        };
+        match repair.conn.unseal(user, &id) {
+            Ok(envelope) => Publication {
+                topic: p.topic,
+                envelope,
+            },
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "cannot open a private message");
+                p
+            }
         }
     }
 

@@ -11,11 +11,13 @@
 pub mod balance;
 pub mod berkeley;
 pub mod election;
+pub mod guard;
 mod lamport;
 mod log_gate;
 mod member;
 pub mod membership;
 pub mod pending;
+pub mod presence;
 pub mod replication;
 pub mod schedule;
 mod shutdown;

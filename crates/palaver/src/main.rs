@@ -198,6 +198,12 @@ struct ServerArgs {
         allow_hyphen_values = true
     )]
     clock_skew_ms: i64,
+    /// Seconds a session may go unused before it expires (default a week).
+    #[arg(long, env = "PALAVER_SESSION_IDLE", default_value_t = palaver_server::Policy::default().session_idle)]
+    session_idle: f64,
+    /// Seconds after a client's last beat when its person counts as offline.
+    #[arg(long, env = "PALAVER_PRESENCE_TIMEOUT", default_value_t = palaver_server::Policy::default().presence_timeout)]
+    presence_timeout: f64,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -209,6 +215,31 @@ struct ClientArgs {
     /// Who to log in as (asked for when missing and stdin is a terminal).
     #[arg(long, short)]
     user: Option<Name>,
+    #[command(flatten)]
+    password: PasswordArgs,
+}
+
+/// An account's password, for a name that has one: from the environment or a file, never
+/// from the command line (where other users of the machine could read it).
+#[derive(Args)]
+struct PasswordArgs {
+    /// A file whose first line is the password (else the environment's `PALAVER_PASSWORD`).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl PasswordArgs {
+    fn load(&self) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the password file {}", f.display()))?;
+            let line = text.lines().next().unwrap_or("").to_owned();
+            return Ok(Some(line));
+        }
+        Ok(std::env::var("PALAVER_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()))
+    }
 }
 
 #[derive(Args)]
@@ -230,6 +261,10 @@ struct BotArgs {
     /// Bytes of text per message (default: a short sentence).
     #[arg(long)]
     size: Option<usize>,
+    /// With a password (from a file, or `PALAVER_PASSWORD`), the bot's name is an account:
+    /// registered on first use, then logged in with it.
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 #[derive(Args)]
@@ -387,10 +422,15 @@ fn main() -> anyhow::Result<()> {
                 advertise: a.advertise,
                 clock_skew_ms: a.clock_skew_ms,
                 credentials: a.key.load()?,
+                policy: palaver_server::Policy {
+                    session_idle: positive(a.session_idle, "--session-idle")?,
+                    presence_timeout: positive(a.presence_timeout, "--presence-timeout")?,
+                },
             };
             palaver_server::run(&cfg, &on_signal()?).context("server failed")
         }
         Command::Client(a) => client::run(&client::Options {
+            password: a.password.load()?,
             broker: a.endpoints.broker,
             sub: a.endpoints.sub,
             user: a.user,
@@ -404,6 +444,7 @@ fn main() -> anyhow::Result<()> {
                 burst: a.burst,
                 count: a.count,
                 size: a.size,
+                password: a.password.load()?,
             },
             &on_signal()?,
         ),
@@ -480,4 +521,13 @@ fn on_signal() -> anyhow::Result<Shutdown> {
     let flag = shutdown.clone();
     ctrlc::set_handler(move || flag.trigger()).context("cannot install the signal handler")?;
     Ok(shutdown)
+}
+
+/// `secs`, if it is a positive number of seconds.
+fn positive(secs: f64, flag: &str) -> anyhow::Result<f64> {
+    if secs.is_finite() && secs > 0.0 {
+        Ok(secs)
+    } else {
+        anyhow::bail!("{flag} must be a positive number of seconds")
+    }
 }

@@ -406,6 +406,42 @@ impl Map {
         }
     }
 
+    /// A list of maps (absent is empty), as in `users`' `online`.
+    ///
+    /// # Errors
+    /// When the field is present but not a list of maps.
+    pub fn maps(&self, field: &'static str) -> Result<Vec<Map>, ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field,
+            expected: "a list of maps",
+        };
+        match self.get(field) {
+            None | Some(Value::Nil) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Map(m) => Ok(Map(m.clone())),
+                    _ => Err(wrong.clone()),
+                })
+                .collect(),
+            Some(_) => Err(wrong),
+        }
+    }
+
+    /// An optional boolean field: absent or nil is `None`.
+    ///
+    /// # Errors
+    /// When the field is present but not a boolean.
+    pub fn opt_bool(&self, field: &'static str) -> Result<Option<bool>, ProtoError> {
+        match self.get(field) {
+            None | Some(Value::Nil) => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or(ProtoError::WrongType {
+                field,
+                expected: "true or false",
+            }),
+        }
+    }
+
     /// A numeric field as `f64` (integers accepted); absent is `None`.
     ///
     /// # Errors

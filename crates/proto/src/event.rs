@@ -38,7 +38,41 @@ pub enum EventKind {
         dst: Name,
         message: String,
     },
+    /// `user` has a password now: its argon2id hash, as a PHC string.
+    Register {
+        user: Name,
+        hash: String,
+    },
+    /// `user` logged in with the password, opening the session whose token hashes to `session`
+    /// (it also records the login, as `Login` does).
+    Session {
+        user: Name,
+        session: String,
+    },
+    /// The session ended.
+    Logout {
+        user: Name,
+        session: String,
+    },
+    /// A new password; every session opened before it ends, but `keep` (the one it came from).
+    Password {
+        user: Name,
+        hash: String,
+        keep: Option<String>,
+    },
+    /// The account is closed, and its name retired.
+    Unregister {
+        user: Name,
+    },
+    /// The session was in use at the event's time (sessions expire when idle).
+    Touch {
+        user: Name,
+        session: String,
+    },
 }
+
+/// The longest password hash or session hash an event may carry, in bytes.
+pub const MAX_HASH_BYTES: usize = 256;
 
 impl EventKind {
     /// The kind's name, as events carry it and the store keeps it.
@@ -48,6 +82,28 @@ impl EventKind {
             EventKind::Channel { .. } => "channel",
             EventKind::Post { .. } => "post",
             EventKind::Direct { .. } => "message",
+            EventKind::Register { .. } => "register",
+            EventKind::Session { .. } => "session",
+            EventKind::Logout { .. } => "logout",
+            EventKind::Password { .. } => "password",
+            EventKind::Unregister { .. } => "unregister",
+            EventKind::Touch { .. } => "touch",
+        }
+    }
+
+    /// The person an account event is about: the kinds that make up accounts and sessions.
+    pub fn account(&self) -> Option<&Name> {
+        match self {
+            EventKind::Register { user, .. }
+            | EventKind::Session { user, .. }
+            | EventKind::Logout { user, .. }
+            | EventKind::Password { user, .. }
+            | EventKind::Unregister { user }
+            | EventKind::Touch { user, .. } => Some(user),
+            EventKind::Login { .. }
+            | EventKind::Channel { .. }
+            | EventKind::Post { .. }
+            | EventKind::Direct { .. } => None,
         }
     }
 
@@ -71,6 +127,22 @@ impl EventKind {
                 field("dst", dst.as_str()),
                 field("message", message),
             ],
+            EventKind::Register { user, hash } => {
+                vec![field("user", user.as_str()), field("hash", hash)]
+            }
+            EventKind::Session { user, session }
+            | EventKind::Logout { user, session }
+            | EventKind::Touch { user, session } => {
+                vec![field("user", user.as_str()), field("session", session)]
+            }
+            EventKind::Password { user, hash, keep } => {
+                let mut f = vec![field("user", user.as_str()), field("hash", hash)];
+                if let Some(k) = keep {
+                    f.push(field("keep", k));
+                }
+                f
+            }
+            EventKind::Unregister { user } => vec![field("user", user.as_str())],
         }
     }
 }
@@ -96,6 +168,14 @@ impl Event {
             EventKind::Direct { src, dst, message } => {
                 src.as_str().len() + dst.as_str().len() + message.len()
             }
+            EventKind::Register { user, hash } => user.as_str().len() + hash.len(),
+            EventKind::Session { user, session }
+            | EventKind::Logout { user, session }
+            | EventKind::Touch { user, session } => user.as_str().len() + session.len(),
+            EventKind::Password { user, hash, keep } => {
+                user.as_str().len() + hash.len() + keep.as_ref().map_or(0, String::len)
+            }
+            EventKind::Unregister { user } => user.as_str().len(),
         };
         strings + self.origin.len() + self.request.as_ref().map_or(0, String::len) + 256
     }
@@ -196,6 +276,33 @@ impl Event {
                 dst: m.name("dst")?,
                 message: m.text("message", MAX_TEXT_BYTES)?,
             },
+            "register" => EventKind::Register {
+                user: m.name("user")?,
+                hash: m.text("hash", MAX_HASH_BYTES)?,
+            },
+            "session" => EventKind::Session {
+                user: m.name("user")?,
+                session: m.text("session", MAX_HASH_BYTES)?,
+            },
+            "logout" => EventKind::Logout {
+                user: m.name("user")?,
+                session: m.text("session", MAX_HASH_BYTES)?,
+            },
+            "password" => EventKind::Password {
+                user: m.name("user")?,
+                hash: m.text("hash", MAX_HASH_BYTES)?,
+                keep: match m.opt_str("keep")? {
+                    Some(_) => Some(m.text("keep", MAX_HASH_BYTES)?),
+                    None => None,
+                },
+            },
+            "unregister" => EventKind::Unregister {
+                user: m.name("user")?,
+            },
+            "touch" => EventKind::Touch {
+                user: m.name("user")?,
+                session: m.text("session", MAX_HASH_BYTES)?,
+            },
             other => return Err(ProtoError::UnknownService(format!("event kind {other}"))),
         };
         Ok(Event {
@@ -233,6 +340,33 @@ mod tests {
                 src: name("ana"),
                 dst: name("bob"),
                 message: "psst".into(),
+            },
+            EventKind::Register {
+                user: name("ana"),
+                hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            },
+            EventKind::Session {
+                user: name("ana"),
+                session: "ab".repeat(32),
+            },
+            EventKind::Logout {
+                user: name("ana"),
+                session: "ab".repeat(32),
+            },
+            EventKind::Password {
+                user: name("ana"),
+                hash: "h2".into(),
+                keep: Some("cd".repeat(32)),
+            },
+            EventKind::Password {
+                user: name("ana"),
+                hash: "h3".into(),
+                keep: None,
+            },
+            EventKind::Unregister { user: name("ana") },
+            EventKind::Touch {
+                user: name("ana"),
+                session: "ab".repeat(32),
             },
         ] {
             let e = Event {
@@ -272,6 +406,11 @@ mod tests {
                 src: name("ana"),
                 dst: name("bob"),
                 message: long.clone(),
+            },
+            EventKind::Password {
+                user: name(&"𐀀".repeat(crate::MAX_NAME_LEN)),
+                hash: "h".repeat(MAX_HASH_BYTES),
+                keep: Some("k".repeat(MAX_HASH_BYTES)),
             },
         ] {
             let e = Event {

@@ -216,7 +216,15 @@ fn message(e: &Event) -> Value {
             put("dst", dst.as_str());
             put("message", message);
         }
-        EventKind::Login { .. } | EventKind::Channel { .. } => {}
+        // History holds only posts and private messages.
+        EventKind::Login { .. }
+        | EventKind::Channel { .. }
+        | EventKind::Register { .. }
+        | EventKind::Session { .. }
+        | EventKind::Logout { .. }
+        | EventKind::Password { .. }
+        | EventKind::Unregister { .. }
+        | EventKind::Touch { .. } => {}
     }
     Value::Map(m)
 }

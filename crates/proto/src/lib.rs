@@ -30,7 +30,10 @@ pub use event::{Event, EventKind};
 pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY};
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
-pub use request::{request_id_of, Request, RequestMeta, MAX_TEXT_BYTES};
+pub use request::{
+    request_id_of, EventRef, Request, RequestMeta, Secret, MAX_DEVICE_BYTES, MAX_PASSWORD_BYTES,
+    MAX_TEXT_BYTES, MAX_TOKEN_BYTES,
+};
 pub use servers::{endpoint, ServerEntry};
 pub use service::{service, Effect, Service, SERVICES};
 pub use text::printable;
@@ -52,6 +55,8 @@ pub const MAX_COUNTER: u64 = (1 << 53) - 1;
 
 /// Topic on which servers announce an elected coordinator.
 pub const TOPIC_SERVERS: &str = "servers";
+/// Topic on which people going online and offline are announced (ours).
+pub const TOPIC_PRESENCE: &str = "presence";
 /// The most bytes of events one replica batch or one fetched page carries. A batch or page
 /// always takes at least one event, and the largest event (see [`Event::size_bound`]) is far
 /// below this, so any mix of message sizes passes; and a whole page stays well under

@@ -10,7 +10,7 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_NAME_BYTES: usize = 4 * MAX_NAME_LEN;
 
 /// Topics that carry the system's own traffic; nobody may take them as a name.
-pub const RESERVED_NAMES: [&str; 2] = [crate::TOPIC_SERVERS, "replica"];
+pub const RESERVED_NAMES: [&str; 3] = [crate::TOPIC_SERVERS, crate::TOPIC_PRESENCE, "replica"];
 
 /// A user, channel or server name. Users and channels share one namespace because both are
 /// publication topics.

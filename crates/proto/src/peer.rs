@@ -71,6 +71,58 @@ pub enum PeerRequest {
     Ack { from: Name, origin: Name, seq: u64 },
     /// One way: a batch of the sender's own events, in sequence.
     Replica { origin: Name, events: Vec<Event> },
+    /// One way: clients' presence beats the sender took (presence is not in the log).
+    Beats { beats: Vec<Beat> },
+}
+
+/// One client's beat, as servers pass it on to each other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beat {
+    pub user: Name,
+    pub device: String,
+    /// When the server that took it received it (its Berkeley-corrected clock).
+    pub at: f64,
+    /// The client said it is closing.
+    pub leaving: bool,
+}
+
+/// The most beats one `beats` message carries.
+pub const MAX_BEATS: usize = 10_000;
+
+fn beats(d: &Map) -> Result<Vec<Beat>, ProtoError> {
+    let wrong = ProtoError::WrongType {
+        field: "beats",
+        expected: "a list of at most 10000 maps of user, device, at and leaving",
+    };
+    let Some(Value::Array(items)) = d.get("beats") else {
+        return Err(wrong);
+    };
+    if items.len() > MAX_BEATS {
+        return Err(wrong);
+    }
+    items
+        .iter()
+        .map(|item| {
+            let Value::Map(entries) = item else {
+                return Err(wrong.clone());
+            };
+            let m = Map(entries.clone());
+            let device = m.opt_str("device")?.unwrap_or("");
+            if device.len() > crate::MAX_DEVICE_BYTES {
+                return Err(wrong.clone());
+            }
+            let at = m
+                .opt_f64("at")?
+                .filter(|t| t.is_finite())
+                .ok_or(wrong.clone())?;
+            Ok(Beat {
+                user: m.name("user")?,
+                device: device.to_owned(),
+                at,
+                leaving: m.opt_bool("leaving")?.unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 /// The most seconds an `adjust` may shift a clock by: a year.
@@ -78,7 +130,7 @@ pub const MAX_ADJUST: f64 = 86_400.0 * 365.0;
 
 impl PeerRequest {
     /// Every service a peer endpoint takes.
-    pub const SERVICES: [&'static str; 11] = [
+    pub const SERVICES: [&'static str; 12] = [
         "clock",
         "election",
         "coordinator",
@@ -90,6 +142,7 @@ impl PeerRequest {
         "fetch",
         "ack",
         "replica",
+        "beats",
     ];
 
     pub fn service(&self) -> &'static str {
@@ -105,12 +158,16 @@ impl PeerRequest {
             PeerRequest::Fetch { .. } => "fetch",
             PeerRequest::Ack { .. } => "ack",
             PeerRequest::Replica { .. } => "replica",
+            PeerRequest::Beats { .. } => "beats",
         }
     }
 
     /// Whether the request is never answered when well-formed.
     pub fn is_one_way(&self) -> bool {
-        matches!(self, PeerRequest::Ack { .. } | PeerRequest::Replica { .. })
+        matches!(
+            self,
+            PeerRequest::Ack { .. } | PeerRequest::Replica { .. } | PeerRequest::Beats { .. }
+        )
     }
 
     /// Parses a decoded envelope, taking its data (a replica batch's events are moved, not
@@ -182,6 +239,7 @@ impl PeerRequest {
                 }
                 PeerRequest::Replica { origin, events }
             }
+            "beats" => PeerRequest::Beats { beats: beats(d)? },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         })
     }
@@ -232,6 +290,20 @@ impl PeerRequest {
             PeerRequest::Replica { origin, events } => env.with("origin", origin.as_str()).with(
                 "events",
                 events.iter().map(Event::to_value).collect::<Vec<_>>(),
+            ),
+            PeerRequest::Beats { beats } => env.with(
+                "beats",
+                beats
+                    .iter()
+                    .map(|b| {
+                        Value::Map(vec![
+                            ("user".into(), b.user.as_str().into()),
+                            ("device".into(), b.device.as_str().into()),
+                            ("at".into(), b.at.into()),
+                            ("leaving".into(), b.leaving.into()),
+                        ])
+                    })
+                    .collect::<Vec<_>>(),
             ),
         }
     }
@@ -591,6 +663,14 @@ mod tests {
             PeerRequest::Replica {
                 origin: name("s1"),
                 events: vec![event],
+            },
+            PeerRequest::Beats {
+                beats: vec![Beat {
+                    user: name("ana"),
+                    device: "phone".into(),
+                    at: 1_700_000_000.25,
+                    leaving: false,
+                }],
             },
         ];
         for req in all {

@@ -76,7 +76,14 @@ impl Publication {
     pub fn of_event(event: &crate::Event) -> Option<Publication> {
         use crate::EventKind;
         let (topic, env) = match &event.kind {
-            EventKind::Login { .. } | EventKind::Channel { .. } => return None,
+            EventKind::Login { .. }
+            | EventKind::Channel { .. }
+            | EventKind::Register { .. }
+            | EventKind::Session { .. }
+            | EventKind::Logout { .. }
+            | EventKind::Password { .. }
+            | EventKind::Unregister { .. }
+            | EventKind::Touch { .. } => return None,
             EventKind::Post {
                 user,
                 channel,
@@ -102,6 +109,26 @@ impl Publication {
             .with("id", event.id());
         Some(Publication {
             topic: topic.to_string(),
+            envelope,
+        })
+    }
+
+    /// What a private message publishes when it must not cross the open subscriber port (to
+    /// or from a password account): a notice on the recipient's topic with the sender, the
+    /// recipient, the id and the times, but not the text, which the recipient's client asks
+    /// for with `unseal`. `None` for any other event.
+    pub fn sealed(event: &crate::Event) -> Option<Publication> {
+        let crate::EventKind::Direct { src, dst, .. } = &event.kind else {
+            return None;
+        };
+        let envelope = Envelope::new("sealed")
+            .with("src", src.as_str())
+            .with("dst", dst.as_str())
+            .with("timestamp", event.timestamp)
+            .with("clock", event.lamport)
+            .with("id", event.id());
+        Some(Publication {
+            topic: dst.to_string(),
             envelope,
         })
     }

@@ -28,7 +28,88 @@ pub enum Request {
     },
     /// A conversation's messages, a page at a time (our addition).
     History(HistoryQuery),
+    /// Gives `user` a password (in the request's `password`), making the name an account that
+    /// only its sessions may use (ours).
+    Register { user: Name },
+    /// Ends the session whose `token` the request carries (ours).
+    Logout { user: Name },
+    /// Changes an account's password from the request's `password` to `new`, ending every
+    /// other session (ours).
+    Password { user: Name, new: Secret },
+    /// Closes an account, proven by the request's `password` (ours).
+    Unregister { user: Name },
+    /// A client is alive: `user` is online from `device` (ours).
+    Beat {
+        user: Name,
+        /// Which of the person's clients beats; each is online on its own.
+        device: String,
+        /// The client is closing: offline at once, not after the timeout.
+        leaving: bool,
+    },
+    /// The text of a private message whose publication was sealed (ours).
+    Unseal { user: Name, id: EventRef },
 }
+
+/// A secret a request carries (a password): never shown by `Debug`, so never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// An event's id, `origin:seq`, as publications and replies show it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventRef {
+    pub origin: String,
+    pub seq: u64,
+}
+
+impl EventRef {
+    /// Reads `origin:seq`.
+    ///
+    /// # Errors
+    /// When it is not a server name, a colon and a positive number.
+    pub fn parse(field: &'static str, s: &str) -> Result<EventRef, ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field,
+            expected: "an event id such as `s1:42`",
+        };
+        let (origin, seq) = s.rsplit_once(':').ok_or(wrong.clone())?;
+        let seq = seq
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=crate::MAX_COUNTER).contains(n))
+            .ok_or(wrong.clone())?;
+        let origin = Name::parse(origin).map_err(|_| wrong)?.to_string();
+        Ok(EventRef { origin, seq })
+    }
+}
+
+impl std::fmt::Display for EventRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.origin, self.seq)
+    }
+}
+
+/// The longest session token a request may carry, in bytes (ours are 64).
+pub const MAX_TOKEN_BYTES: usize = 128;
+/// The longest device name a `beat` may carry, in bytes.
+pub const MAX_DEVICE_BYTES: usize = 64;
+/// The longest password a request may carry, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// What every request carries besides its arguments.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -40,6 +121,22 @@ pub struct RequestMeta {
     /// A client's id for this request (our addition), the same on every retry: a write with an
     /// id already seen is not done again.
     pub request_id: Option<String>,
+    /// A session token from `login` (ours): proves that the request comes from the person it
+    /// names, on any service. Needed for names that have a password.
+    pub token: Option<Secret>,
+    /// A password (ours): for `login` and `register`, and the current one for `password` and
+    /// `unregister`.
+    pub password: Option<Secret>,
+}
+
+/// An optional secret field of at most `max` bytes.
+fn secret(m: &crate::Map, field: &'static str, max: usize) -> Result<Option<Secret>, ProtoError> {
+    match m.opt_str(field)? {
+        None => Ok(None),
+        Some("") => Err(ProtoError::Empty { field }),
+        Some(s) if s.len() > max => Err(ProtoError::TextTooLong { field, max }),
+        Some(s) => Ok(Some(Secret::new(s))),
+    }
 }
 
 /// The longest request id, in bytes.
@@ -77,6 +174,8 @@ impl Request {
             timestamp: d.timestamp(),
             clock: d.clock()?.unwrap_or(0),
             request_id: request_id(d, "request_id")?,
+            token: secret(d, "token", MAX_TOKEN_BYTES)?,
+            password: secret(d, "password", MAX_PASSWORD_BYTES)?,
         };
         let req = match env.service.as_str() {
             "login" => Request::Login {
@@ -98,6 +197,37 @@ impl Request {
                 message: d.text("message", MAX_TEXT_BYTES)?,
             },
             "history" => Request::History(HistoryQuery::parse(env)?),
+            "register" => Request::Register {
+                user: d.name("user")?,
+            },
+            "logout" => Request::Logout {
+                user: d.name("user")?,
+            },
+            "password" => Request::Password {
+                user: d.name("user")?,
+                new: secret(d, "new", MAX_PASSWORD_BYTES)?.ok_or(ProtoError::Missing("new"))?,
+            },
+            "unregister" => Request::Unregister {
+                user: d.name("user")?,
+            },
+            "beat" => Request::Beat {
+                user: d.name("user")?,
+                device: match d.opt_str("device")? {
+                    None => String::new(),
+                    Some(s) if s.len() > MAX_DEVICE_BYTES => {
+                        return Err(ProtoError::TextTooLong {
+                            field: "device",
+                            max: MAX_DEVICE_BYTES,
+                        })
+                    }
+                    Some(s) => s.to_owned(),
+                },
+                leaving: d.opt_bool("leaving")?.unwrap_or(false),
+            },
+            "unseal" => Request::Unseal {
+                user: d.name("user")?,
+                id: EventRef::parse("id", d.str("id")?)?,
+            },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         };
         Ok((req, meta))
@@ -113,6 +243,12 @@ impl Request {
             Request::Publish { .. } => "publish",
             Request::Message { .. } => "message",
             Request::History(_) => "history",
+            Request::Register { .. } => "register",
+            Request::Logout { .. } => "logout",
+            Request::Password { .. } => "password",
+            Request::Unregister { .. } => "unregister",
+            Request::Beat { .. } => "beat",
+            Request::Unseal { .. } => "unseal",
         }
     }
 
@@ -146,6 +282,29 @@ impl Request {
                 .with("dst", dst.as_str())
                 .with("message", message.as_str()),
             Request::History(q) => q.fill(env),
+            Request::Register { user }
+            | Request::Logout { user }
+            | Request::Unregister { user } => env.with("user", user.as_str()),
+            Request::Password { user, new } => {
+                env.with("user", user.as_str()).with("new", new.expose())
+            }
+            Request::Beat {
+                user,
+                device,
+                leaving,
+            } => {
+                let env = env
+                    .with("user", user.as_str())
+                    .with("device", device.as_str());
+                if *leaving {
+                    env.with("leaving", true)
+                } else {
+                    env
+                }
+            }
+            Request::Unseal { user, id } => {
+                env.with("user", user.as_str()).with("id", id.to_string())
+            }
         }
     }
 }
@@ -196,6 +355,25 @@ mod tests {
                     origin: "s1".into(),
                 }),
             }),
+            Request::Register { user: name("ana") },
+            Request::Logout { user: name("ana") },
+            Request::Password {
+                user: name("ana"),
+                new: Secret::new("new secret"),
+            },
+            Request::Unregister { user: name("ana") },
+            Request::Beat {
+                user: name("ana"),
+                device: "laptop".into(),
+                leaving: true,
+            },
+            Request::Unseal {
+                user: name("ana"),
+                id: EventRef {
+                    origin: "s2".into(),
+                    seq: 9,
+                },
+            },
         ];
         // The list of services and the typed requests name the same services.
         let mut named: Vec<&str> = all.iter().map(Request::service).collect();
@@ -213,7 +391,7 @@ mod tests {
                 RequestMeta {
                     timestamp: Some(12.0),
                     clock: 3,
-                    request_id: None,
+                    ..RequestMeta::default()
                 }
             );
         }

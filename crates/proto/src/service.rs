@@ -27,7 +27,7 @@ pub struct Service {
 }
 
 /// Every client service.
-pub const SERVICES: [Service; 7] = [
+pub const SERVICES: [Service; 13] = [
     Service {
         name: "login",
         effect: Effect::Write,
@@ -60,6 +60,37 @@ pub const SERVICES: [Service; 7] = [
     },
     Service {
         name: "history",
+        effect: Effect::ReadStored,
+        direct: true,
+    },
+    Service {
+        name: "register",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "logout",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "password",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "unregister",
+        effect: Effect::Write,
+        direct: true,
+    },
+    // Presence lives in memory and travels between servers on its own (not in the log).
+    Service {
+        name: "beat",
+        effect: Effect::Read,
+        direct: true,
+    },
+    Service {
+        name: "unseal",
         effect: Effect::ReadStored,
         direct: true,
     },

@@ -16,6 +16,7 @@
 mod broker_link;
 mod clock;
 mod coord;
+mod hasher;
 mod link;
 mod reactor;
 mod recent;
@@ -25,7 +26,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use reactor::run;
-pub use state::{Handled, State};
+pub use state::{Handled, Policy, State};
 
 use palaver_proto::Name;
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub credentials: palaver_auth::Credentials,
     /// Milliseconds to skew this server's clock by, on purpose (demonstrations and tests).
     pub clock_skew_ms: i64,
+    /// Session idle time and presence timeout.
+    pub policy: Policy,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  version 2, 3 ── request ids into the events' rows ──▶ 4 ── one event log ──▶ 5
+//!  5 ── accounts' events indexed by person (a new, empty table) ──▶ 6
 //! ```
 //!
 //! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of
@@ -18,7 +19,7 @@ const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 /// The tables of version 4, one per kind.
 const V4_TABLES: [&str; 4] = ["logins", "channels", "posts", "messages"];
 
-/// Migrates a database of any earlier version (or a new, empty one) to version 5. `insert`
+/// Migrates a database of any earlier version (or a new, empty one) to the current one. `insert`
 /// stores one event with its projections, as [`crate::Store`] does.
 pub(crate) fn to_current(
     tx: &Transaction<'_>,

@@ -1,4 +1,4 @@
--- Palaver server database, schema version 5 (in PRAGMA user_version).
+-- Palaver server database, schema version 6 (in PRAGMA user_version).
 --
 -- One table is the log: `events`, every state change once, identified by (origin, seq): the
 -- server that accepted it first and its place in that server's sequence. Replication, digests
@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS events (
     seq     INTEGER NOT NULL,
     lamport INTEGER NOT NULL,
     ts      REAL    NOT NULL,   -- seconds since the Unix epoch, at the origin
-    kind    TEXT    NOT NULL,   -- login, channel, post, message
+    kind    TEXT    NOT NULL,   -- login, channel, post, message, and the account kinds below
     request TEXT,               -- the client's request id, when it gave one
     body    BLOB    NOT NULL,   -- the kind's own fields, a MessagePack map
     PRIMARY KEY (origin, seq)
@@ -53,6 +53,19 @@ CREATE TABLE IF NOT EXISTS direct_messages (
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
     PRIMARY KEY (a, b, lamport, origin, seq)
+) WITHOUT ROWID;
+
+-- register, session, logout, password, unregister, touch: every event about an account (its
+-- password hash, its sessions by the SHA-256 of their tokens, their use), by person. Servers
+-- keep accounts in memory, rebuilt from these events at start-up; the rules that combine them
+-- (docs/accounts.md) give the same result in any order. A register or session also makes its
+-- name a user (in `users`).
+CREATE TABLE IF NOT EXISTS account_events (
+    user    TEXT    NOT NULL,
+    lamport INTEGER NOT NULL,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user, lamport, origin, seq)
 ) WITHOUT ROWID;
 
 -- request: the client's request id (our protocol addition), which makes a request retried

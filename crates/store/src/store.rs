@@ -9,7 +9,7 @@ use crate::{Event, EventKind, StoreError};
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub max_lamport: u64,
     /// The most recent request ids, oldest first, with the event each made.
     pub requests: Vec<(String, RequestEvent)>,
+    /// Every event about an account, in the total order.
+    pub accounts: Vec<Event>,
 }
 
 /// The event a client request made: enough to name it and to order it.
@@ -60,6 +62,9 @@ pub struct Counts {
     pub channels: u64,
     pub posts: u64,
     pub messages: u64,
+    /// Events about accounts: registrations, sessions, logouts, password changes, closures
+    /// and session uses.
+    pub accounts: u64,
 }
 
 impl Store {
@@ -119,12 +124,23 @@ impl Store {
         let channels = names("SELECT name FROM channel_names ORDER BY name")?;
         let (progress, max_lamport) = self.progress()?;
         let requests = self.recent_requests(&progress)?;
+        let accounts = {
+            let mut stmt = self.conn.prepare(
+                "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, e.request, e.body
+                 FROM account_events p JOIN events e ON e.origin = p.origin AND e.seq = p.seq
+                 ORDER BY p.lamport, p.origin",
+            )?;
+            let rows = stmt.query_map([], read_event)?;
+            rows.map(|row| row?)
+                .collect::<Result<Vec<Event>, StoreError>>()?
+        };
         Ok(Snapshot {
             users,
             channels,
             progress,
             max_lamport,
             requests,
+            accounts,
         })
     }
 
@@ -301,6 +317,22 @@ impl Store {
         Ok(out)
     }
 
+    /// The event `origin:seq`, unless it is missing or hidden (a repeat of another request).
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn event(&self, origin: &str, seq: u64) -> Result<Option<Event>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, NULL, e.body FROM events e
+             WHERE e.origin = ?1 AND e.seq = ?2
+               AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = e.origin AND h.seq = e.seq)",
+        )?;
+        let row = stmt
+            .query_row(params![origin, seq], read_event)
+            .optional()?;
+        row.transpose()
+    }
+
     /// A conversation's messages in the one order every server shows (Lamport time, then
     /// origin): the newest `limit`, or the `limit` just before or after a cursor. Returns them
     /// oldest first, and whether more lie beyond.
@@ -408,6 +440,9 @@ impl Store {
                 "channel" => counts.channels = n,
                 "post" => counts.posts = n,
                 "message" => counts.messages = n,
+                "register" | "session" | "logout" | "password" | "unregister" | "touch" => {
+                    counts.accounts += n
+                }
                 other => return Err(StoreError::Corrupt(format!("unknown kind {other}"))),
             }
         }
@@ -505,6 +540,26 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
             )?
             .execute(params![a, b, e.lamport, origin, seq])
         }
+        EventKind::Register { user, .. }
+        | EventKind::Session { user, .. }
+        | EventKind::Logout { user, .. }
+        | EventKind::Password { user, .. }
+        | EventKind::Unregister { user }
+        | EventKind::Touch { user, .. } => {
+            if matches!(
+                e.kind,
+                EventKind::Register { .. } | EventKind::Session { .. }
+            ) {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![user.as_str(), origin, seq])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO account_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![user.as_str(), e.lamport, origin, seq])
+        }
     }
     .map(|_| ())
 }
@@ -559,23 +614,40 @@ mod tests {
                             message: "me".into(),
                         },
                     ),
+                    ev(
+                        6,
+                        EventKind::Register {
+                            user: name("cy"),
+                            hash: "h".into(),
+                        },
+                    ),
+                    ev(
+                        7,
+                        EventKind::Session {
+                            user: name("cy"),
+                            session: "t".into(),
+                        },
+                    ),
                 ])
                 .unwrap();
             assert!(results.iter().all(Result::is_ok));
         }
         let store = Store::open(dir.path()).unwrap();
         let snap = store.snapshot().unwrap();
-        assert_eq!(snap.users, vec![name("ana")]);
+        assert_eq!(snap.users, vec![name("ana"), name("cy")]);
         assert_eq!(snap.channels, vec![name("general")]);
-        assert_eq!(snap.progress.get("s1"), Some(&5));
-        assert_eq!(snap.max_lamport, 50);
+        assert_eq!(snap.progress.get("s1"), Some(&7));
+        assert_eq!(snap.max_lamport, 70);
+        let kinds: Vec<&str> = snap.accounts.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(kinds, ["register", "session"], "account events, in order");
         assert_eq!(
             store.counts().unwrap(),
             Counts {
                 logins: 2,
                 channels: 1,
                 posts: 1,
-                messages: 1
+                messages: 1,
+                accounts: 2,
             }
         );
         assert!(store.has_post("general", "hi").unwrap());

@@ -47,6 +47,19 @@ impl Cluster {
     /// # Panics
     /// As [`Cluster::start`].
     pub fn start_skewed(bin: &Path, skews_ms: &[i64]) -> Cluster {
+        Cluster::start_configured(bin, skews_ms, &[])
+    }
+
+    /// Starts a cluster of `servers` servers, each given `server_args` besides its own (say
+    /// `["--presence-timeout", "3"]`).
+    ///
+    /// # Panics
+    /// As [`Cluster::start`].
+    pub fn start_with(bin: &Path, servers: usize, server_args: &[&str]) -> Cluster {
+        Cluster::start_configured(bin, &vec![0; servers], server_args)
+    }
+
+    fn start_configured(bin: &Path, skews_ms: &[i64], server_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let credentials = Credentials::generate().expect("cluster credentials");
         let key_file = dir.path().join("cluster.key");
@@ -57,7 +70,12 @@ impl Cluster {
         // process says it exited instead of ready, and the cluster starts on new ports.
         for _ in 0..5 {
             let layout = Layout::free(skews_ms.len()).expect("free ports");
-            let roles = layout.roles(dir.path(), &key_file, skews_ms);
+            let mut roles = layout.roles(dir.path(), &key_file, skews_ms);
+            for (name, args) in &mut roles {
+                if name.starts_with('s') && name[1..].parse::<usize>().is_ok() {
+                    args.extend(server_args.iter().map(|a| (*a).to_owned()));
+                }
+            }
             let start = |name: &str| -> Option<Proc> {
                 let mut p = spawn_role(bin, dir.path(), &roles, name);
                 p.await_ready(READY).then_some(p)

@@ -81,6 +81,8 @@ pub enum Inbound {
     /// A client request sent straight to this server's peer endpoint: routing frames, then
     /// the body. Answer with [`Coordination::answer_direct`].
     Client(Vec<Vec<u8>>),
+    /// Clients' beats another server took.
+    Beats(Vec<palaver_proto::peer::Beat>),
 }
 
 /// Whether a frame on the peer endpoint is a client service that a client may ask a server for
@@ -279,7 +281,7 @@ impl Coordination {
         at
     }
 
-    fn is_coordinator(&self) -> bool {
+    pub(crate) fn is_coordinator(&self) -> bool {
         self.election.as_ref().is_some_and(Election::is_coordinator)
     }
 

@@ -125,6 +125,23 @@ impl Coordination {
         }
     }
 
+    /// Passes clients' beats taken here on to every peer, one way. A lost message costs
+    /// nothing lasting: the client beats again within a third of the presence timeout.
+    pub fn pass_beats(&mut self, beats: Vec<palaver_proto::peer::Beat>, lamport: &mut Lamport) {
+        let names: Vec<String> = self.peers.keys().cloned().collect();
+        for chunk in beats.chunks(palaver_proto::peer::MAX_BEATS) {
+            let mut env = PeerRequest::Beats {
+                beats: chunk.to_vec(),
+            }
+            .to_envelope();
+            env.stamp(self.clock.now(), lamport.tick());
+            let body = env.to_bytes();
+            for peer in &names {
+                self.push(peer, &body, "beats");
+            }
+        }
+    }
+
     /// Sends a one-way message to `peer`'s endpoint; a failure is logged (rate-limited) and
     /// counted, and left to anti-entropy.
     fn push(&mut self, peer: &str, body: &[u8], what: &'static str) {

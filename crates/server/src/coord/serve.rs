@@ -214,6 +214,11 @@ impl Coordination {
                 });
                 return None;
             }
+            PeerRequest::Beats { beats } => {
+                // One way: clients' beats a peer took.
+                self.inbound.push(Inbound::Beats(beats));
+                return None;
+            }
             PeerRequest::Vector { from, vector } => {
                 if let Some(i) = &from {
                     self.meet(i);

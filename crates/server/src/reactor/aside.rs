@@ -40,10 +40,8 @@ impl Reactor {
         if self.accepting {
             // Writes already on this disk and waiting for the peers' acks are answered now:
             // once out of the rotation, nothing reaches their clients.
-            while let Some((_, replies)) = self.held.pop_front() {
-                for (envelope, reply) in replies {
-                    self.reply(&envelope, reply);
-                }
+            while let Some(held) = self.held.pop_front() {
+                self.release(held);
             }
             self.broker.leave();
             self.accepting = false;

@@ -11,7 +11,8 @@ use palaver_store::Store;
 
 use crate::broker_link::{Arrival, BrokerLink};
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
-use crate::state::Handled;
+use crate::hasher::Hasher;
+use crate::state::{presence_notice, Handled, Pending, Proofs, StoredRead};
 use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
 
@@ -44,10 +45,25 @@ enum Route {
     Broker(u64),
     /// Straight to this server's peer endpoint.
     Direct(Vec<Vec<u8>>),
+    /// Nobody: an event the server made of itself (a session's `touch`).
+    Internal,
 }
 
 /// A reply and the way back.
 type Answer = (Route, Envelope);
+
+/// A request waiting for password work on the hasher thread.
+struct Awaiting {
+    route: Route,
+    echo: Option<String>,
+    request: Option<String>,
+    pending: Pending,
+}
+
+/// Answers and publications held until the live peers have the batch's writes: the batch's
+/// highest sequence number, its replies in order, and its publications (so that whatever a
+/// subscriber sees, any server it asks next already holds).
+type Held = (u64, Vec<Answer>, Vec<(String, Envelope)>);
 
 /// A request handled but not yet answered: its answer waits for the batch's commit.
 struct Queued {
@@ -84,7 +100,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         .iter()
         .map(|(o, s)| (o.clone(), *s))
         .collect();
-    let state = State::new(cfg.name.as_str(), snapshot);
+    let state = State::with_policy(cfg.name.as_str(), snapshot, cfg.policy);
+    let hasher = Hasher::start(&ctx)?;
 
     let repl = Replication::new(cfg.name.as_str(), vector, replication::Config::default());
 
@@ -131,6 +148,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         state,
         store,
         writer,
+        hasher,
+        announcer: false,
         batch: Vec::new(),
         committing: Vec::new(),
         broker,
@@ -164,11 +183,10 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         reactor.complete(done);
     }
     // Writes held for acks are durable here: answer them rather than leave clients waiting.
-    while let Some((_, replies)) = reactor.held.pop_front() {
-        for (envelope, reply) in replies {
-            reactor.reply(&envelope, reply);
-        }
+    while let Some(held) = reactor.held.pop_front() {
+        reactor.release(held);
     }
+    reactor.hasher.stop();
     reactor.broker.farewell();
     tracing::info!(server = %cfg.name, "stopped");
     Ok(())
@@ -189,6 +207,10 @@ struct Reactor {
     /// The reactor's read connection; commits go through the writer.
     store: Store,
     writer: Writer,
+    /// Password work, on a thread of its own.
+    hasher: Hasher<Awaiting>,
+    /// Whether this server announces presence changes (it is the coordinator).
+    announcer: bool,
     /// Requests handled and waiting for the next commit.
     batch: Vec<Queued>,
     /// Requests whose batch the writer is committing.
@@ -200,7 +222,7 @@ struct Reactor {
     repl: Replication,
     /// Answers to batches with writes of our own, waiting until the peers have them: the
     /// batch's highest sequence number, and the replies in order.
-    held: VecDeque<(u64, Vec<Answer>)>,
+    held: VecDeque<Held>,
     /// Client requests that came to the peer endpoint directly, for the next batch.
     direct: Vec<Vec<Vec<u8>>>,
     /// Events found to repeat a request another event made, to mark in the next commit.
@@ -255,6 +277,7 @@ impl Reactor {
                 let mut items = vec![
                     self.broker.socket().as_poll_item(zmq::POLLIN),
                     self.writer.wake.as_poll_item(zmq::POLLIN),
+                    self.hasher.wake.as_poll_item(zmq::POLLIN),
                 ];
                 items.extend(
                     self.coord
@@ -286,7 +309,7 @@ impl Reactor {
                 vector: self.repl.vector(),
             };
             self.coord.on_ready(
-                &readable[2..],
+                &readable[3..],
                 now,
                 &mut self.lamport,
                 &self.publisher,
@@ -322,6 +345,9 @@ impl Reactor {
                 }
             }
             let before = self.batch.len();
+            if readable[2] {
+                self.verified();
+            }
             if readable[0] {
                 // Everything that arrives while the writer syncs forms the next batch, so
                 // concurrent clients share commits without anyone waiting on purpose.
@@ -331,10 +357,12 @@ impl Reactor {
                 // Direct clients wait, like the broker's, until this server has caught up.
                 for mut frames in std::mem::take(&mut self.direct) {
                     let body = frames.pop().unwrap_or_default();
-                    let q = self.request(Route::Direct(frames), body);
-                    self.batch.push(q);
+                    if let Some(q) = self.request(Route::Direct(frames), body) {
+                        self.batch.push(q);
+                    }
                 }
             }
+            self.housekeeping();
             let n = self.batch.len() - before;
             // Acks for what just arrived leave before this server's own fsync.
             self.replicate(now);
@@ -372,6 +400,7 @@ impl Reactor {
                 Inbound::FetchFailed { origin } => self.repl.on_fetch_failed(&origin),
                 Inbound::Ack { peer, seq } => self.repl.on_ack(now, &peer, seq),
                 Inbound::Client(frames) => self.direct.push(frames),
+                Inbound::Beats(beats) => self.state.beats_from_peer(&beats, self.coord.now()),
             }
         }
         store
@@ -426,11 +455,9 @@ impl Reactor {
                     self.coord.ack(&peer, seq, &mut self.lamport);
                 }
                 replication::Action::Release { upto } => {
-                    while self.held.front().is_some_and(|(seq, _)| *seq <= upto) {
-                        if let Some((_, replies)) = self.held.pop_front() {
-                            for (envelope, reply) in replies {
-                                self.reply(&envelope, reply);
-                            }
+                    while self.held.front().is_some_and(|(seq, _, _)| *seq <= upto) {
+                        if let Some(held) = self.held.pop_front() {
+                            self.release(held);
                         }
                     }
                 }
@@ -443,8 +470,9 @@ impl Reactor {
         while self.batch.len() < MAX_BATCH {
             match self.broker.recv() {
                 Some(Arrival::Request { token, body }) => {
-                    let q = self.request(Route::Broker(token), body);
-                    self.batch.push(q);
+                    if let Some(q) = self.request(Route::Broker(token), body) {
+                        self.batch.push(q);
+                    }
                 }
                 Some(Arrival::Unreadable(e)) => {
                     self.bad_frames += 1;
@@ -457,8 +485,9 @@ impl Reactor {
         }
     }
 
-    /// Handles one request that came by `envelope`.
-    fn request(&mut self, envelope: Route, body: Vec<u8>) -> Queued {
+    /// Handles one request that came by `envelope`. `None` when it waits for password work
+    /// (it joins a batch once that is done).
+    fn request(&mut self, envelope: Route, body: Vec<u8>) -> Option<Queued> {
         if body.len() > MAX_FRAME_BYTES {
             tracing::warn!(bytes = body.len(), "refused an oversized frame");
         }
@@ -466,11 +495,11 @@ impl Reactor {
             Ok(env) => env,
             Err(e) => {
                 let service = Envelope::sniff_service(&body);
-                return Queued {
+                return Some(Queued {
                     envelope,
                     handled: rejection(service.as_deref(), &e),
                     echo: None,
-                };
+                });
             }
         };
         // A request's clock is taken in only if the request is accepted: a refused request
@@ -479,6 +508,7 @@ impl Reactor {
         if let Some(clock) = env.clock() {
             self.lamport.observe(clock);
         }
+        let echo = palaver_proto::request_id_of(&env.data);
         let handled = match Request::parse(&env) {
             Ok((req, meta)) => {
                 // A request without an id of its own takes the broker's token as one: if the
@@ -487,21 +517,111 @@ impl Reactor {
                 let id = match (&envelope, meta.request_id) {
                     (_, Some(id)) => Some(id),
                     (Route::Broker(token), None) => Some(work::request_id(*token)),
-                    (Route::Direct(_), None) => None,
+                    (Route::Direct(_) | Route::Internal, None) => None,
                 };
-                self.state
-                    .handle_request(req, id, self.coord.now(), &mut self.lamport)
+                let proofs = Proofs {
+                    token: meta.token,
+                    password: meta.password,
+                };
+                let mut handled = self.state.handle_request(
+                    req,
+                    id.clone(),
+                    &proofs,
+                    self.coord.now(),
+                    &mut self.lamport,
+                );
+                if let Some(v) = handled.verify.take() {
+                    let user = v.pending.user().clone();
+                    let waiting = Awaiting {
+                        route: envelope,
+                        echo,
+                        request: id,
+                        pending: v.pending,
+                    };
+                    match self.hasher.submit(self.turn, &user, v.job, waiting) {
+                        Ok(()) => return None,
+                        Err((w, why)) => {
+                            let service = handled.reply.service.clone();
+                            return Some(Queued {
+                                envelope: w.route,
+                                handled: Handled::reply(Reply::error(&service, &why)),
+                                echo: w.echo,
+                            });
+                        }
+                    }
+                }
+                handled
             }
             Err(e) => rejection(Some(&env.service), &e),
         };
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }
-        let echo = palaver_proto::request_id_of(&env.data);
-        Queued {
+        Some(Queued {
             envelope,
             handled,
             echo,
+        })
+    }
+
+    /// Requests whose password work is done: decided now, and into the next batch.
+    fn verified(&mut self) {
+        for (w, verdict) in self.hasher.finished(self.turn) {
+            let handled = self.state.verified(
+                w.pending,
+                verdict,
+                w.request,
+                self.coord.now(),
+                &mut self.lamport,
+            );
+            self.batch.push(Queued {
+                envelope: w.route,
+                handled,
+                echo: w.echo,
+            });
+        }
+    }
+
+    /// Each turn: the events the state made of itself join the batch, clients' beats go to
+    /// the peers, and presence changes are announced (by the coordinator only, so each is said
+    /// once; a new coordinator says the recent ones again, in case its predecessor died first).
+    fn housekeeping(&mut self) {
+        for event in self.state.take_extra() {
+            self.batch.push(Queued {
+                envelope: Route::Internal,
+                handled: Handled {
+                    event: Some(event),
+                    ..Handled::reply(Reply::ok("touch"))
+                },
+                echo: None,
+            });
+        }
+        let beats = self.state.take_gossip();
+        if !beats.is_empty() {
+            self.coord.pass_beats(beats, &mut self.lamport);
+        }
+        let now = self.coord.now();
+        let mut changes = self.state.presence_changes(now);
+        let announcer = self.coord.is_coordinator();
+        if announcer && !self.announcer {
+            changes = self
+                .state
+                .presence_since(now - 2.0 * self.state.policy().presence_timeout);
+        }
+        self.announcer = announcer;
+        if !announcer {
+            return;
+        }
+        for c in changes {
+            let mut env = presence_notice(&c);
+            env.stamp(now, self.lamport.tick());
+            let frames = [
+                palaver_proto::TOPIC_PRESENCE.as_bytes().to_vec(),
+                env.to_bytes(),
+            ];
+            if let Err(e) = self.publisher.send_multipart(frames, zmq::DONTWAIT) {
+                tracing::warn!(error = %e, "presence notice dropped");
+            }
         }
     }
 
@@ -613,15 +733,17 @@ impl Reactor {
         let mut first_error = done.failed.clone();
         let mut replies = Vec::with_capacity(batch.len());
         let mut published: Vec<Event> = Vec::new();
+        let mut publications = Vec::new();
         for q in batch {
             let Handled {
                 reply,
                 event,
                 publication,
                 read,
+                verify: _,
             } = q.handled;
             let reply = match &read {
-                Some(h) => self.history(h),
+                Some(r) => self.read_stored(r),
                 None => reply,
             };
 
@@ -644,15 +766,7 @@ impl Reactor {
                 continue;
             }
             replies.push((q.envelope, echoed(reply, q.echo)));
-            if let Some((topic, env)) = publication {
-                self.lamport.tick();
-                if let Err(e) = self
-                    .publisher
-                    .send_multipart([topic.into_bytes(), env.to_bytes()], zmq::DONTWAIT)
-                {
-                    tracing::warn!(error = %e, "publication dropped");
-                }
-            }
+            publications.extend(publication);
             if let Some(ev) = event {
                 published.push(ev);
             }
@@ -679,13 +793,9 @@ impl Reactor {
         match published.last().map(|e| e.seq) {
             Some(seq) if !lost => {
                 self.repl.on_own_commit(now, seq);
-                self.held.push_back((seq, replies));
+                self.held.push_back((seq, replies, publications));
             }
-            _ => {
-                for (envelope, reply) in replies {
-                    self.reply(&envelope, reply);
-                }
-            }
+            _ => self.release((0, replies, publications)),
         }
         if lost {
             // After the batch's answers, which still reach the broker.
@@ -693,14 +803,56 @@ impl Reactor {
         }
     }
 
-    /// Answers a `history` read from the store.
-    fn history(&self, q: &HistoryQuery) -> Envelope {
-        match self.store.history(q) {
-            Ok((events, more)) => HistoryQuery::reply(&events, more),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read history");
-                Reply::error("history", "the server could not read its history")
+    /// Publishes a batch's publications, then sends its answers.
+    fn release(&mut self, (_, replies, publications): Held) {
+        for (topic, env) in publications {
+            self.lamport.tick();
+            if let Err(e) = self
+                .publisher
+                .send_multipart([topic.into_bytes(), env.to_bytes()], zmq::DONTWAIT)
+            {
+                tracing::warn!(error = %e, "publication dropped");
             }
+        }
+        for (envelope, reply) in replies {
+            self.reply(&envelope, reply);
+        }
+    }
+
+    /// Answers a read of the store: a `history` page, or an `unseal`.
+    fn read_stored(&self, read: &StoredRead) -> Envelope {
+        match read {
+            StoredRead::History(q) => match self.store.history(q) {
+                Ok((events, more)) => HistoryQuery::reply(&events, more),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read history");
+                    Reply::error("history", "the server could not read its history")
+                }
+            },
+            StoredRead::Unseal { user, id } => match self.store.event(&id.origin, id.seq) {
+                Ok(Some(e)) => match &e.kind {
+                    palaver_proto::EventKind::Direct { src, dst, message }
+                        if src == user || dst == user =>
+                    {
+                        Reply::ok("unseal")
+                            .with("src", src.as_str())
+                            .with("dst", dst.as_str())
+                            .with("message", message.as_str())
+                            .with("id", e.id())
+                            .with("sent", e.timestamp)
+                            .with("lamport", e.lamport)
+                    }
+                    // The same answer whether it does not exist or is someone else's.
+                    _ => Reply::error("unseal", &format!("`{user}` has no private message {id}")),
+                },
+                Ok(None) => {
+                    Reply::error("unseal", &format!("`{user}` has no private message {id}"))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a private message");
+                    Reply::error("unseal", "the server could not read its messages")
+                }
+            },
         }
     }
 
@@ -722,6 +874,7 @@ impl Reactor {
                 }
             }
             Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),
+            Route::Internal => {}
         }
     }
 }

@@ -1,11 +1,18 @@
 //! `history` (ours): a conversation's messages, a page at a time. Read from the store after
 //! the batch it arrived in commits, so that it sees every write acknowledged before it (the
-//! reactor does the reading; `HistoryQuery` is the query and the answer's shape).
+//! reactor does the reading; `HistoryQuery` is the query and the answer's shape). A private
+//! conversation of a name with a password is read only with that name's session.
 
-use palaver_proto::HistoryQuery;
+use palaver_proto::{Conversation, HistoryQuery};
 
-use super::Outcome;
+use super::{Outcome, Proofs, State, StoredRead};
 
-pub(super) fn apply(query: HistoryQuery) -> Outcome {
-    Outcome::Read(query)
+pub(super) fn apply(st: &mut State, query: HistoryQuery, proofs: &Proofs, now: f64) -> Outcome {
+    if let Conversation::Direct(user, _) = &query.of {
+        let user = user.clone();
+        if let Err(why) = st.acting(&user, proofs, now) {
+            return Outcome::Refused(why);
+        }
+    }
+    Outcome::Read(StoredRead::History(query))
 }

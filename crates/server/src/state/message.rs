@@ -1,13 +1,28 @@
 //! `message` (standard): a private message between two people who have logged in. Writes a
-//! `message` event, published on the recipient's topic once durable.
+//! `message` event, published on the recipient's topic once durable. A name with a password
+//! sends only with its session's `token`; a message to or from such a name is published sealed
+//! (a notice without the text, which the recipient fetches with `unseal`).
 
 use palaver_proto::{EventKind, Name};
 
-use super::{Outcome, State};
+use super::{Outcome, Proofs, State};
 
-pub(super) fn apply(st: &State, src: Name, dst: Name, message: String) -> Outcome {
+pub(super) fn apply(
+    st: &mut State,
+    src: Name,
+    dst: Name,
+    message: String,
+    proofs: &Proofs,
+    now: f64,
+) -> Outcome {
+    if let Err(why) = st.acting(&src, proofs, now) {
+        return Outcome::Refused(why);
+    }
     if !st.users.contains(&src) {
         return Outcome::Refused(format!("user `{src}` has not logged in"));
+    }
+    if st.accounts.closed(&dst) {
+        return Outcome::Refused(format!("`{dst}` has closed their account"));
     }
     if !st.users.contains(&dst) {
         return Outcome::Refused(format!("user `{dst}` does not exist"));

@@ -1,11 +1,22 @@
 //! `publish` (standard): a post to a channel by someone who has logged in. Writes a `post`
-//! event, published on the channel's topic once durable.
+//! event, published on the channel's topic once durable. A name with a password posts only
+//! with its session's `token`.
 
 use palaver_proto::{EventKind, Name};
 
-use super::{Outcome, State};
+use super::{Outcome, Proofs, State};
 
-pub(super) fn apply(st: &State, user: Name, channel: Name, message: String) -> Outcome {
+pub(super) fn apply(
+    st: &mut State,
+    user: Name,
+    channel: Name,
+    message: String,
+    proofs: &Proofs,
+    now: f64,
+) -> Outcome {
+    if let Err(why) = st.acting(&user, proofs, now) {
+        return Outcome::Refused(why);
+    }
     if !st.channels.contains(&channel) {
         return Outcome::Refused(format!("channel `{channel}` does not exist"));
     }

@@ -1,0 +1,17 @@
+//! `logout` (ours): ends the session whose token the request carries. Writes a `logout`
+//! event: once answered, every live server refuses the token.
+
+use palaver_proto::{EventKind, Name};
+
+use super::{Outcome, Proofs, State};
+
+pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Outcome {
+    if !st.accounts.protected(&user) && !st.accounts.closed(&user) {
+        return Outcome::Refused(format!("`{user}` has no password, so no session to end"));
+    }
+    match st.acting(&user, proofs, now) {
+        Ok(Some(session)) => Outcome::Event(EventKind::Logout { user, session }),
+        Ok(None) => Outcome::Refused(format!("`{user}` has no session to end")),
+        Err(why) => Outcome::Refused(why),
+    }
+}
