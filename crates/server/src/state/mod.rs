@@ -1046,10 +1046,7 @@ mod tests {
             env.data.get("message").is_none(),
             "no text on the open port"
         );
-        assert_eq!(
-            with_proofs(&mut st, hist(), token(&t), 3.0).read.is_some(),
-            true
-        );
+        assert!(with_proofs(&mut st, hist(), token(&t), 3.0).read.is_some());
         // Between two names without passwords, the standard's full message.
         let plain = Request::Message {
             src: name("bob"),
