@@ -519,3 +519,69 @@ fn accounts_and_sessions_converge_under_chaos() {
         tokens.len()
     );
 }
+
+/// Wrong passwords for one name slow down, and a flood of logins is refused quickly instead of
+/// taking the server down: it keeps answering everything else.
+#[test]
+fn password_guessing_and_login_floods_are_bounded() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    account(&cluster, "ana", "ana-password");
+    let s1 = cluster.peer_addr(0).unwrap();
+    let mut direct = cluster.internal(&s1);
+    // Straight to one server: three wrong guesses are free, the fourth locks the name.
+    for _ in 0..4 {
+        refused(
+            direct.login_with_password(&name("ana"), "a-wrong-guess"),
+            "wrong password",
+        );
+    }
+    refused(
+        direct.login_with_password(&name("ana"), "ana-password"),
+        "too many wrong passwords",
+    );
+    // Others are not locked out.
+    direct.register(&name("bob"), "bob-password").unwrap();
+
+    // A flood: 200 logins in flight at once on one server.
+    let mut flood = cluster.internal(&s1);
+    let started = Instant::now();
+    for _ in 0..200 {
+        flood
+            .send_request(
+                palaver_proto::Request::Login { user: name("bob") }
+                    .to_envelope()
+                    .with("password", "bob-password"),
+            )
+            .unwrap();
+    }
+    // Meanwhile the server answers a read at once.
+    let mut other = cluster.internal(&s1);
+    let asked = Instant::now();
+    other.users().unwrap();
+    let read_took = asked.elapsed();
+    let (mut ok, mut busy) = (0, 0);
+    while let Some((_, answer)) = flood
+        .next_answer(Instant::now() + Duration::from_secs(30))
+        .unwrap()
+    {
+        let reply = answer.unwrap();
+        match Reply::status(&reply) {
+            Status::Success => ok += 1,
+            Status::Error => {
+                let why = Reply::error_text(&reply).unwrap();
+                assert!(why.contains("busy checking passwords"), "{why}");
+                busy += 1;
+            }
+        }
+    }
+    eprintln!(
+        "flood: {ok} logged in, {busy} refused as busy, all answered in {:?}; a read took {read_took:?}",
+        started.elapsed()
+    );
+    assert_eq!(ok + busy, 200);
+    assert!(busy >= 150, "the budget let {ok} hashes through at once");
+    assert!(
+        read_took < Duration::from_secs(1),
+        "a read waited {read_took:?}"
+    );
+}

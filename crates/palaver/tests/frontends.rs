@@ -331,3 +331,91 @@ fn names_of_any_script_and_text_that_cannot_fake_a_line() {
         lines[0]
     );
 }
+
+#[test]
+fn the_line_client_registers_logs_in_and_opens_private_messages() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut ana = cluster.connection();
+    ana.register(&name("ana"), "ana-password").unwrap();
+    ana.login_with_password(&name("ana"), "ana-password")
+        .unwrap();
+    let (mut child, rx) = spawn_lines(command(&cluster, "client", &["--user", "bob"]));
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let expect = |seen: &mut Vec<String>, want: &str| {
+        let found = wait_until(Duration::from_secs(10), || {
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+                seen.push(line);
+            }
+            seen.iter().any(|l| l.contains(want))
+        });
+        assert!(found, "missing {want:?} in {seen:#?}");
+    };
+    expect(&mut seen, "logged in as bob");
+    writeln!(stdin, "/register bob-password").unwrap();
+    expect(&mut seen, "bob is yours now");
+    // Ana's messages to bob are sealed on the open port; bob's client opens them.
+    let arrived = wait_until(Duration::from_secs(10), || {
+        ana.message(&name("ana"), &name("bob"), "for your eyes only")
+            .unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            seen.push(line);
+        }
+        seen.iter()
+            .any(|l| l.contains("*ana → bob* for your eyes only"))
+    });
+    assert!(arrived, "{seen:#?}");
+    writeln!(stdin, "/online").unwrap();
+    expect(&mut seen, "online: bob");
+    writeln!(stdin, "/password bob-password bob-new-password").unwrap();
+    expect(&mut seen, "password changed");
+    writeln!(stdin, "/logout").unwrap();
+    expect(&mut seen, "logged out");
+    writeln!(stdin, "/msg ana hello").unwrap();
+    expect(&mut seen, "error: `bob` has a password");
+    writeln!(stdin, "/login bob-password").unwrap();
+    expect(&mut seen, "error: wrong password for `bob`");
+    writeln!(stdin, "/login bob-new-password").unwrap();
+    expect(&mut seen, "logged in to your account bob");
+    writeln!(stdin, "/quit").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // Without the password, nobody logs in as bob any more; with it, anyone who has it.
+    let (ok, said) = common::run(&mut command(&cluster, "client", &["--user", "bob"]));
+    assert!(!ok && said.contains("has a password"), "{said}");
+    let (ok, said) = common::run(
+        command(&cluster, "client", &["--user", "bob"]).env("PALAVER_PASSWORD", "bob-new-password"),
+    );
+    assert!(ok && said.contains("logged in as bob"), "{said}");
+}
+
+#[test]
+fn a_bot_with_a_password_makes_its_name_an_account() {
+    let cluster = Cluster::start(&bin(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "bot-password\n").unwrap();
+    for _ in 0..2 {
+        // The first run registers the name; the second logs in to it.
+        let (ok, said) = common::run(&mut command(
+            &cluster,
+            "bot",
+            &[
+                "--name",
+                "robo",
+                "--count",
+                "3",
+                "--interval-ms",
+                "10",
+                "--password-file",
+                file.to_str().unwrap(),
+            ],
+        ));
+        assert!(ok, "{said}");
+    }
+    let mut c = cluster.connection();
+    match c.login(&name("robo")) {
+        Err(palaver_client::ClientError::Refused(why)) => assert!(why.contains("has a password")),
+        other => panic!("{other:?}"),
+    }
+}
