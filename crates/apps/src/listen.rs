@@ -46,7 +46,10 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         if let Some(r) = sub.recv_timeout(Duration::from_millis(100))? {
             // Private messages belong to their people, not to a channel listener.
             if follow_all
-                && r.publication.envelope.service == "message"
+                && matches!(
+                    r.publication.envelope.service.as_str(),
+                    "message" | "sealed"
+                )
                 && r.publication.topic != TOPIC_SERVERS
             {
                 continue;
