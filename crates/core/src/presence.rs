@@ -32,6 +32,9 @@ struct Device {
 
 /// The most devices tracked; beats of new devices past it are not taken.
 pub const MAX_DEVICES: usize = 100_000;
+/// The most devices of one person: a new one past it replaces their longest silent one, so
+/// nobody can fill the table through one name.
+pub const MAX_DEVICES_PER_USER: usize = 16;
 /// How many recent changes are kept, for a new coordinator to announce again.
 const RECENT: usize = 1_000;
 
@@ -68,6 +71,22 @@ impl Presence {
             return false;
         }
         let key = (user.to_owned(), device.to_owned());
+        if !self.devices.contains_key(&key) {
+            let theirs: Vec<(&(String, String), &Device)> = self
+                .devices
+                .range((user.to_owned(), String::new())..)
+                .take_while(|((u, _), _)| u == user)
+                .collect();
+            if theirs.len() >= MAX_DEVICES_PER_USER {
+                let oldest = theirs
+                    .iter()
+                    .min_by(|a, b| a.1.at.total_cmp(&b.1.at))
+                    .map(|(k, _)| (*k).clone());
+                if let Some(k) = oldest {
+                    self.devices.remove(&k);
+                }
+            }
+        }
         let full = self.devices.len() >= MAX_DEVICES;
         match self.devices.get_mut(&key) {
             Some(d) if d.at >= at => return false,
@@ -240,6 +259,26 @@ mod tests {
         );
         assert!(p.online().is_empty());
         assert_eq!(p.changes_since(2.0).len(), 1);
+    }
+
+    #[test]
+    fn one_person_cannot_fill_the_table() {
+        let mut p = Presence::new(10.0);
+        for i in 0..100 {
+            p.beat(
+                "mallory",
+                &format!("d{i}"),
+                1.0 + f64::from(i) / 1000.0,
+                false,
+                1.0,
+            );
+        }
+        assert_eq!(p.devices.len(), MAX_DEVICES_PER_USER);
+        assert!(
+            p.beat("ana", "laptop", 1.0, false, 1.0),
+            "others still get in"
+        );
+        assert_eq!(p.online().len(), 2);
     }
 
     #[test]
