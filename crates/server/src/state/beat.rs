@@ -6,7 +6,7 @@
 use palaver_proto::peer::Beat;
 use palaver_proto::{Name, Reply};
 
-use super::{Outcome, Proofs, State};
+use super::{Decision, Outcome, Proofs, State};
 
 pub(super) fn apply(
     st: &mut State,
@@ -15,12 +15,10 @@ pub(super) fn apply(
     leaving: bool,
     proofs: &Proofs,
     now: f64,
-) -> Outcome {
-    if let Err(why) = st.acting(&user, proofs, now) {
-        return Outcome::Refused(why);
-    }
+) -> Decision {
+    st.acting(&user, proofs, now)?;
     if !st.users.contains(&user) {
-        return Outcome::Refused(format!("user `{user}` has not logged in"));
+        return Err(format!("user `{user}` has not logged in"));
     }
     if st.presence.beat(user.as_str(), &device, now, leaving, now) {
         st.gossip.push(Beat {
@@ -30,5 +28,7 @@ pub(super) fn apply(
             leaving,
         });
     }
-    Outcome::Reply(Reply::ok("beat").with("every", st.policy.beat_every()))
+    Ok(Outcome::Reply(
+        Reply::ok("beat").with("every", st.policy.beat_every()),
+    ))
 }

@@ -5,14 +5,11 @@
 
 use palaver_proto::{Conversation, HistoryQuery};
 
-use super::{Outcome, Proofs, State, StoredRead};
+use super::{Decision, Outcome, Proofs, State, StoredRead};
 
-pub(super) fn apply(st: &mut State, query: HistoryQuery, proofs: &Proofs, now: f64) -> Outcome {
+pub(super) fn apply(st: &mut State, query: HistoryQuery, proofs: &Proofs, now: f64) -> Decision {
     if let Conversation::Direct(user, _) = &query.of {
-        let user = user.clone();
-        if let Err(why) = st.acting(&user, proofs, now) {
-            return Outcome::Refused(why);
-        }
+        st.acting(&user.clone(), proofs, now)?;
     }
-    Outcome::Read(StoredRead::History(query))
+    Ok(Outcome::Read(StoredRead::History(query)))
 }

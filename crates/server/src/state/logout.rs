@@ -3,15 +3,14 @@
 
 use palaver_proto::{EventKind, Name};
 
-use super::{Outcome, Proofs, State};
+use super::{Decision, Outcome, Proofs, State};
 
-pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Outcome {
+pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Decision {
     if !st.accounts.protected(&user) && !st.accounts.closed(&user) {
-        return Outcome::Refused(format!("`{user}` has no password, so no session to end"));
+        return Err(format!("`{user}` has no password, so no session to end"));
     }
-    match st.acting(&user, proofs, now) {
-        Ok(Some(session)) => Outcome::Event(EventKind::Logout { user, session }),
-        Ok(None) => Outcome::Refused(format!("`{user}` has no session to end")),
-        Err(why) => Outcome::Refused(why),
+    match st.acting(&user, proofs, now)? {
+        Some(session) => Ok(Outcome::Event(EventKind::Logout { user, session })),
+        None => Err(format!("`{user}` has no session to end")),
     }
 }

@@ -5,7 +5,7 @@
 
 use palaver_proto::{EventKind, Name};
 
-use super::{Outcome, Proofs, State};
+use super::{Decision, Outcome, Proofs, State};
 
 pub(super) fn apply(
     st: &mut State,
@@ -14,18 +14,16 @@ pub(super) fn apply(
     message: String,
     proofs: &Proofs,
     now: f64,
-) -> Outcome {
-    if let Err(why) = st.acting(&src, proofs, now) {
-        return Outcome::Refused(why);
-    }
+) -> Decision {
+    st.acting(&src, proofs, now)?;
     if !st.users.contains(&src) {
-        return Outcome::Refused(format!("user `{src}` has not logged in"));
+        return Err(format!("user `{src}` has not logged in"));
     }
     if st.accounts.closed(&dst) {
-        return Outcome::Refused(format!("`{dst}` has closed their account"));
+        return Err(format!("`{dst}` has closed their account"));
     }
     if !st.users.contains(&dst) {
-        return Outcome::Refused(format!("user `{dst}` does not exist"));
+        return Err(format!("user `{dst}` does not exist"));
     }
-    Outcome::Event(EventKind::Direct { src, dst, message })
+    Ok(Outcome::Event(EventKind::Direct { src, dst, message }))
 }

@@ -4,7 +4,7 @@
 
 use palaver_proto::{EventKind, Name};
 
-use super::{Outcome, Proofs, State};
+use super::{Decision, Outcome, Proofs, State};
 
 pub(super) fn apply(
     st: &mut State,
@@ -13,19 +13,17 @@ pub(super) fn apply(
     message: String,
     proofs: &Proofs,
     now: f64,
-) -> Outcome {
-    if let Err(why) = st.acting(&user, proofs, now) {
-        return Outcome::Refused(why);
-    }
+) -> Decision {
+    st.acting(&user, proofs, now)?;
     if !st.channels.contains(&channel) {
-        return Outcome::Refused(format!("channel `{channel}` does not exist"));
+        return Err(format!("channel `{channel}` does not exist"));
     }
     if !st.users.contains(&user) {
-        return Outcome::Refused(format!("user `{user}` has not logged in"));
+        return Err(format!("user `{user}` has not logged in"));
     }
-    Outcome::Event(EventKind::Post {
+    Ok(Outcome::Event(EventKind::Post {
         user,
         channel,
         message,
-    })
+    }))
 }

@@ -4,7 +4,7 @@
 
 use palaver_proto::{EventRef, Name};
 
-use super::{Outcome, Proofs, State, StoredRead};
+use super::{Decision, Outcome, Proofs, State, StoredRead};
 
 pub(super) fn apply(
     st: &mut State,
@@ -12,9 +12,7 @@ pub(super) fn apply(
     id: EventRef,
     proofs: &Proofs,
     now: f64,
-) -> Outcome {
-    if let Err(why) = st.acting(&user, proofs, now) {
-        return Outcome::Refused(why);
-    }
-    Outcome::Read(StoredRead::Unseal { user, id })
+) -> Decision {
+    st.acting(&user, proofs, now)?;
+    Ok(Outcome::Read(StoredRead::Unseal { user, id }))
 }

@@ -1,0 +1,746 @@
+//! The request logic's tests: the standard services, request ids, and accounts (each service's
+//! refusals, sessions ending, idle expiry), with password work done on the spot.
+
+use super::*;
+use palaver_proto::Status;
+
+fn name(s: &str) -> Name {
+    Name::parse(s).unwrap()
+}
+
+fn state() -> State {
+    State::new("s1", Snapshot::default())
+}
+
+fn run(st: &mut State, req: Request) -> Envelope {
+    st.handle(req, 1.0, &mut Lamport::default()).reply
+}
+
+fn ok(env: &Envelope) -> bool {
+    Reply::status(env) == Status::Success
+}
+
+#[test]
+fn the_standard_flow_works() {
+    let mut st = state();
+    assert!(ok(&run(&mut st, Request::Login { user: name("ana") })));
+    assert!(ok(&run(&mut st, Request::Login { user: name("bob") })));
+    assert!(ok(&run(
+        &mut st,
+        Request::Channel {
+            channel: name("general")
+        }
+    )));
+    let users = run(&mut st, Request::Users);
+    assert_eq!(users.data.str_list("users").unwrap(), vec!["ana", "bob"]);
+    let chans = run(&mut st, Request::Channels);
+    assert_eq!(chans.data.str_list("users").unwrap(), vec!["general"]);
+    assert_eq!(chans.data.str_list("channels").unwrap(), vec!["general"]);
+    let post = Request::Publish {
+        user: name("ana"),
+        channel: name("general"),
+        message: "hi".into(),
+    };
+    let h = st.handle(post, 2.0, &mut Lamport::default());
+    assert_eq!(h.reply.data.str("status").unwrap(), "OK");
+    let ev = h.event.expect("a post is stored");
+    let (topic, env) = h.publication.expect("a post is published");
+    assert_eq!(topic, "general");
+    assert_eq!(env.data.str("id").unwrap(), ev.id());
+    assert_eq!(env.data.clock().unwrap(), Some(ev.lamport));
+    let dm = Request::Message {
+        src: name("ana"),
+        dst: name("bob"),
+        message: "psst".into(),
+    };
+    let h = st.handle(dm, 3.0, &mut Lamport::default());
+    assert!(ok(&h.reply));
+    assert_eq!(h.publication.unwrap().0, "bob");
+}
+
+#[test]
+fn refusals_say_why_and_change_nothing() {
+    let mut st = state();
+    run(&mut st, Request::Login { user: name("ana") });
+    run(
+        &mut st,
+        Request::Channel {
+            channel: name("general"),
+        },
+    );
+    let cases = [
+        (
+            Request::Channel {
+                channel: name("general"),
+            },
+            "already exists",
+        ),
+        (
+            Request::Channel {
+                channel: name("ana"),
+            },
+            "is a user's name",
+        ),
+        (
+            Request::Login {
+                user: name("general"),
+            },
+            "is a channel",
+        ),
+        (
+            Request::Publish {
+                user: name("ana"),
+                channel: name("nope"),
+                message: "x".into(),
+            },
+            "channel `nope` does not exist",
+        ),
+        (
+            Request::Publish {
+                user: name("zed"),
+                channel: name("general"),
+                message: "x".into(),
+            },
+            "user `zed` has not logged in",
+        ),
+        (
+            Request::Message {
+                src: name("ana"),
+                dst: name("zed"),
+                message: "x".into(),
+            },
+            "user `zed` does not exist",
+        ),
+    ];
+    for (req, want) in cases {
+        let h = st.handle(req, 1.0, &mut Lamport::default());
+        assert!(h.event.is_none() && h.publication.is_none());
+        assert_eq!(h.reply.data.str("status").unwrap(), "erro");
+        assert!(
+            Reply::error_text(&h.reply).unwrap().contains(want),
+            "{:?}",
+            h.reply
+        );
+    }
+    assert_eq!(
+        run(&mut st, Request::Users).data.str_list("users").unwrap(),
+        vec!["ana"]
+    );
+}
+
+#[test]
+fn a_repeated_request_takes_effect_once() {
+    let mut st = state();
+    let mut clock = Lamport::default();
+    run(&mut st, Request::Login { user: name("ana") });
+    run(
+        &mut st,
+        Request::Channel {
+            channel: name("general"),
+        },
+    );
+    let post = || Request::Publish {
+        user: name("ana"),
+        channel: name("general"),
+        message: "hi".into(),
+    };
+    let first = st.handle_request(
+        post(),
+        Some("r1".into()),
+        &Proofs::default(),
+        1.0,
+        &mut clock,
+    );
+    let again = st.handle_request(
+        post(),
+        Some("r1".into()),
+        &Proofs::default(),
+        2.0,
+        &mut clock,
+    );
+    assert!(
+        first.event.is_some() && again.event.is_none(),
+        "the retry makes no event"
+    );
+    assert_eq!(
+        again.reply.data.str("id").unwrap(),
+        first.reply.data.str("id").unwrap()
+    );
+    let other = st.handle_request(
+        post(),
+        Some("r2".into()),
+        &Proofs::default(),
+        3.0,
+        &mut clock,
+    );
+    assert!(other.event.is_some(), "another id is another post");
+    // A retried channel creation is answered as success, not "already exists".
+    let make = || Request::Channel {
+        channel: name("news"),
+    };
+    assert!(st
+        .handle_request(
+            make(),
+            Some("c1".into()),
+            &Proofs::default(),
+            4.0,
+            &mut clock
+        )
+        .event
+        .is_some());
+    let retry = st.handle_request(
+        make(),
+        Some("c1".into()),
+        &Proofs::default(),
+        5.0,
+        &mut clock,
+    );
+    assert_eq!(retry.reply.data.str("status").unwrap(), "sucesso");
+}
+
+#[test]
+fn a_request_made_twice_on_two_servers_hides_the_later_event_everywhere() {
+    let post = |origin: &str, seq: u64, lamport: u64| Event {
+        origin: origin.into(),
+        seq,
+        lamport,
+        timestamp: 1.0,
+        kind: EventKind::Post {
+            user: name("ana"),
+            channel: name("general"),
+            message: "hi".into(),
+        },
+        request: Some("r1".into()),
+    };
+    let (first, retry) = (post("s1", 5, 10), post("s2", 7, 12));
+    // One server learns of the first attempt first, another of the retry first.
+    let mut a = state();
+    assert_eq!(a.apply(&first), None);
+    assert_eq!(a.apply(&retry), Some(("s2".into(), 7)));
+    let mut b = State::new("s3", Snapshot::default());
+    assert_eq!(b.apply(&retry), None);
+    assert_eq!(
+        b.apply(&first),
+        Some(("s2".into(), 7)),
+        "the same event is hidden on both"
+    );
+    let again = b.handle_request(
+        Request::Publish {
+            user: name("ana"),
+            channel: name("general"),
+            message: "hi".into(),
+        },
+        Some("r1".into()),
+        &Proofs::default(),
+        2.0,
+        &mut Lamport::default(),
+    );
+    assert_eq!(
+        again.reply.data.str("id").unwrap(),
+        "s1:5",
+        "a third try names the earlier event"
+    );
+}
+
+#[test]
+fn own_events_back_from_a_peer_take_their_numbers() {
+    let mut st = state();
+    let mine = Event {
+        origin: "s1".into(),
+        seq: 7,
+        lamport: 20,
+        timestamp: 1.0,
+        kind: EventKind::Login { user: name("ana") },
+        request: None,
+    };
+    st.apply(&mine);
+    let next = st.handle(
+        Request::Login { user: name("bob") },
+        2.0,
+        &mut Lamport::starting_at(20),
+    );
+    assert_eq!(
+        next.event.unwrap().seq,
+        8,
+        "never a number a peer already holds"
+    );
+}
+
+#[test]
+fn reload_forgets_what_was_not_stored() {
+    let mut st = state();
+    let mut clock = Lamport::default();
+    let h = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
+    let lamport = h.event.unwrap().lamport;
+    st.reload(Snapshot::default());
+    let listed = run(&mut st, Request::Channels);
+    assert!(listed.data.str_list("channels").unwrap().is_empty());
+    let again = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
+    let again = again.event.unwrap();
+    assert_eq!(again.seq, 1, "the unstored sequence number is reused");
+    assert!(again.lamport > lamport, "the clock never goes back");
+}
+
+#[test]
+fn events_get_consecutive_ids_and_rising_clocks() {
+    let snap = Snapshot {
+        progress: [("s1".to_owned(), 41)].into(),
+        max_lamport: 100,
+        ..Snapshot::default()
+    };
+    let mut st = State::new("s1", snap);
+    let mut clock = Lamport::starting_at(100);
+    clock.observe(500);
+    let a = st.handle(Request::Login { user: name("a") }, 1.0, &mut clock);
+    let b = st.handle(Request::Login { user: name("b") }, 1.0, &mut clock);
+    let (a, b) = (a.event.unwrap(), b.event.unwrap());
+    assert_eq!((a.seq, b.seq), (42, 43));
+    assert!(a.lamport > 500 && b.lamport > a.lamport);
+}
+
+/// Runs a request as the reactor does, doing its password work (if any) on the spot. The
+/// Lamport clock follows `now`, so later calls make later events.
+fn with_proofs(st: &mut State, req: Request, proofs: Proofs, now: f64) -> Handled {
+    let mut clock = Lamport::starting_at((now * 1000.0) as u64);
+    let h = st.handle_request(req, None, &proofs, now, &mut clock);
+    match h.verify {
+        Some(v) => {
+            let verdict = crate::hasher::work(v.job);
+            st.verified(v.pending, verdict, None, now, &mut clock)
+        }
+        None => h,
+    }
+}
+
+fn password(p: &str) -> Proofs {
+    Proofs {
+        password: Some(Secret::new(p)),
+        token: None,
+    }
+}
+
+fn token(t: &str) -> Proofs {
+    Proofs {
+        token: Some(Secret::new(t)),
+        password: None,
+    }
+}
+
+/// A state where `ana` has an account with `secret-1` and a session, whose token is
+/// returned; `bob` and `#general` exist without passwords.
+fn with_account() -> (State, String) {
+    let mut st = state();
+    run(&mut st, Request::Login { user: name("bob") });
+    run(
+        &mut st,
+        Request::Channel {
+            channel: name("general"),
+        },
+    );
+    let h = with_proofs(
+        &mut st,
+        Request::Register { user: name("ana") },
+        password("secret-1"),
+        1.0,
+    );
+    assert!(ok(&h.reply), "{:?}", h.reply);
+    assert!(matches!(
+        h.event.as_ref().map(|e| &e.kind),
+        Some(EventKind::Register { .. })
+    ));
+    let h = with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        password("secret-1"),
+        2.0,
+    );
+    assert!(ok(&h.reply), "{:?}", h.reply);
+    let t = h.reply.data.str("token").unwrap().to_owned();
+    assert!(matches!(
+        h.event.as_ref().map(|e| &e.kind),
+        Some(EventKind::Session { .. })
+    ));
+    (st, t)
+}
+
+fn refused(h: &Handled, want: &str) {
+    assert_eq!(Reply::status(&h.reply), Status::Error, "{:?}", h.reply);
+    let text = Reply::error_text(&h.reply).unwrap();
+    assert!(text.contains(want), "{text:?} should say {want:?}");
+    assert!(h.event.is_none() && h.publication.is_none() && h.read.is_none());
+}
+
+#[test]
+fn an_account_is_used_only_with_its_session() {
+    let (mut st, t) = with_account();
+    let post = || Request::Publish {
+        user: name("ana"),
+        channel: name("general"),
+        message: "hi".into(),
+    };
+    let dm = || Request::Message {
+        src: name("ana"),
+        dst: name("bob"),
+        message: "psst".into(),
+    };
+    let hist = || {
+        Request::History(HistoryQuery {
+            of: palaver_proto::Conversation::Direct(name("ana"), name("bob")),
+            limit: 10,
+            before: None,
+            after: None,
+        })
+    };
+    // The standard services, without a token: refused, nothing stored.
+    refused(
+        &with_proofs(
+            &mut st,
+            Request::Login { user: name("ana") },
+            Proofs::default(),
+            3.0,
+        ),
+        "has a password",
+    );
+    refused(
+        &with_proofs(&mut st, post(), Proofs::default(), 3.0),
+        "has a password",
+    );
+    refused(
+        &with_proofs(&mut st, dm(), Proofs::default(), 3.0),
+        "has a password",
+    );
+    refused(
+        &with_proofs(&mut st, hist(), Proofs::default(), 3.0),
+        "has a password",
+    );
+    // A forged token, and another person's.
+    let forged = "f".repeat(64);
+    refused(
+        &with_proofs(&mut st, post(), token(&forged), 3.0),
+        "not valid",
+    );
+    with_proofs(
+        &mut st,
+        Request::Register { user: name("cy") },
+        password("secret-cy"),
+        3.0,
+    );
+    let cy = with_proofs(
+        &mut st,
+        Request::Login { user: name("cy") },
+        password("secret-cy"),
+        3.0,
+    );
+    let cy_token = cy.reply.data.str("token").unwrap().to_owned();
+    refused(
+        &with_proofs(&mut st, post(), token(&cy_token), 3.0),
+        "not `ana`'s",
+    );
+    // With the session: accepted; the private message is sealed.
+    assert!(ok(&with_proofs(&mut st, post(), token(&t), 3.0).reply));
+    let h = with_proofs(&mut st, dm(), token(&t), 3.0);
+    assert!(ok(&h.reply));
+    let (topic, env) = h.publication.unwrap();
+    assert_eq!((topic.as_str(), env.service.as_str()), ("bob", "sealed"));
+    assert!(
+        env.data.get("message").is_none(),
+        "no text on the open port"
+    );
+    assert!(with_proofs(&mut st, hist(), token(&t), 3.0).read.is_some());
+    // Between two names without passwords, the standard's full message.
+    let plain = Request::Message {
+        src: name("bob"),
+        dst: name("bob"),
+        message: "note to self".into(),
+    };
+    let h = with_proofs(&mut st, plain, Proofs::default(), 3.0);
+    assert_eq!(h.publication.unwrap().1.service, "message");
+}
+
+#[test]
+fn account_services_refuse_what_is_wrong_and_change_nothing() {
+    let (mut st, t) = with_account();
+    let login = |p| with_proofs_owned(Request::Login { user: name("ana") }, p);
+    let cases: Vec<((Request, Proofs), &str)> = vec![
+        (login(password("wrong-pass")), "wrong password"),
+        (
+            (
+                Request::Login {
+                    user: name("nobody"),
+                },
+                password("secret-1"),
+            ),
+            "has no password",
+        ),
+        (
+            (
+                Request::Register { user: name("ana") },
+                password("secret-2"),
+            ),
+            "already registered",
+        ),
+        (
+            (
+                Request::Register {
+                    user: name("general"),
+                },
+                password("secret-2"),
+            ),
+            "is a channel",
+        ),
+        (
+            (Request::Register { user: name("dee") }, password("short")),
+            "at least 8",
+        ),
+        (
+            (Request::Register { user: name("dee") }, Proofs::default()),
+            "needs a `password`",
+        ),
+        (
+            (
+                Request::Password {
+                    user: name("ana"),
+                    new: Secret::new("secret-new"),
+                },
+                password("wrong-pass"),
+            ),
+            "wrong password",
+        ),
+        (
+            (
+                Request::Password {
+                    user: name("bob"),
+                    new: Secret::new("secret-new"),
+                },
+                password("secret-1"),
+            ),
+            "has no password",
+        ),
+        (
+            (Request::Logout { user: name("ana") }, Proofs::default()),
+            "has a password",
+        ),
+        (
+            (
+                Request::Logout { user: name("ana") },
+                token(&"0".repeat(64)),
+            ),
+            "not valid",
+        ),
+        (
+            (Request::Logout { user: name("bob") }, token(&t)),
+            "no password",
+        ),
+        (
+            (
+                Request::Unregister { user: name("ana") },
+                password("wrong-pass"),
+            ),
+            "wrong password",
+        ),
+        (
+            (
+                Request::Unregister { user: name("bob") },
+                password("secret-1"),
+            ),
+            "no account",
+        ),
+        (
+            (
+                Request::Beat {
+                    user: name("ana"),
+                    device: "d".into(),
+                    leaving: false,
+                },
+                Proofs::default(),
+            ),
+            "has a password",
+        ),
+    ];
+    for ((req, proofs), want) in cases {
+        refused(&with_proofs(&mut st, req, proofs, 3.0), want);
+    }
+    // Still as before: the password, the session.
+    assert!(ok(&with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        token(&t),
+        4.0
+    )
+    .reply));
+    assert!(ok(&with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        password("secret-1"),
+        4.0
+    )
+    .reply));
+}
+
+fn with_proofs_owned(req: Request, p: Proofs) -> (Request, Proofs) {
+    (req, p)
+}
+
+#[test]
+fn sessions_end_by_logout_password_change_and_closing() {
+    let (mut st, t1) = with_account();
+    let again = with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        password("secret-1"),
+        3.0,
+    );
+    let t2 = again.reply.data.str("token").unwrap().to_owned();
+    let beat = || Request::Beat {
+        user: name("ana"),
+        device: "d".into(),
+        leaving: false,
+    };
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t2), 3.0).reply));
+    // A change of password from session 2 ends session 1, keeps session 2.
+    let change = Request::Password {
+        user: name("ana"),
+        new: Secret::new("secret-2"),
+    };
+    let mut p = password("secret-1");
+    p.token = Some(Secret::new(&t2));
+    assert!(ok(&with_proofs(&mut st, change, p, 4.0).reply));
+    refused(
+        &with_proofs(&mut st, beat(), token(&t1), 5.0),
+        "password change",
+    );
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t2), 5.0).reply));
+    refused(
+        &with_proofs(
+            &mut st,
+            Request::Login { user: name("ana") },
+            password("secret-1"),
+            5.0,
+        ),
+        "wrong password",
+    );
+    // Logout ends session 2.
+    assert!(ok(&with_proofs(
+        &mut st,
+        Request::Logout { user: name("ana") },
+        token(&t2),
+        6.0
+    )
+    .reply));
+    refused(&with_proofs(&mut st, beat(), token(&t2), 6.0), "logged out");
+    // Closing the account retires the name.
+    let h = with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        password("secret-2"),
+        7.0,
+    );
+    let t3 = h.reply.data.str("token").unwrap().to_owned();
+    assert!(ok(&with_proofs(
+        &mut st,
+        Request::Unregister { user: name("ana") },
+        password("secret-2"),
+        8.0
+    )
+    .reply));
+    refused(&with_proofs(&mut st, beat(), token(&t3), 9.0), "closed");
+    refused(
+        &with_proofs(
+            &mut st,
+            Request::Register { user: name("ana") },
+            password("secret-3"),
+            9.0,
+        ),
+        "cannot be registered again",
+    );
+    refused(
+        &with_proofs(
+            &mut st,
+            Request::Login { user: name("ana") },
+            Proofs::default(),
+            9.0,
+        ),
+        "closed",
+    );
+    let dm = Request::Message {
+        src: name("bob"),
+        dst: name("ana"),
+        message: "hello?".into(),
+    };
+    refused(&with_proofs(&mut st, dm, Proofs::default(), 9.0), "closed");
+    let users = run(&mut st, Request::Users);
+    assert!(!users
+        .data
+        .str_list("users")
+        .unwrap()
+        .contains(&"ana".to_owned()));
+}
+
+#[test]
+fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
+    let policy = Policy {
+        session_idle: 240.0,
+        presence_timeout: 15.0,
+    };
+    let mut st = State::with_policy("s1", Snapshot::default(), policy);
+    with_proofs(
+        &mut st,
+        Request::Register { user: name("ana") },
+        password("secret-1"),
+        0.0,
+    );
+    let h = with_proofs(
+        &mut st,
+        Request::Login { user: name("ana") },
+        password("secret-1"),
+        0.0,
+    );
+    let t = h.reply.data.str("token").unwrap().to_owned();
+    assert_eq!(h.reply.data.opt_f64("idle").unwrap(), Some(240.0));
+    let beat = || Request::Beat {
+        user: name("ana"),
+        device: "d".into(),
+        leaving: false,
+    };
+    // Used within a 24th of the idle time (10 s): nothing recorded.
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t), 5.0).reply));
+    assert!(st.take_extra().is_empty());
+    // Later: a `touch` event, which every server takes in.
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t), 200.0).reply));
+    let touches = st.take_extra();
+    assert!(
+        matches!(touches.as_slice(), [Event { kind: EventKind::Touch { .. }, timestamp, .. }] if *timestamp == 200.0)
+    );
+    // 240 s after that use, the session is still good; after, expired.
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t), 440.0).reply));
+    st.take_extra();
+    assert!(ok(&with_proofs(&mut st, beat(), token(&t), 680.0).reply));
+    st.take_extra();
+    refused(&with_proofs(&mut st, beat(), token(&t), 921.0), "expired");
+    // Another server that took the same events agrees.
+    let mut peer = State::with_policy("s2", Snapshot::default(), policy);
+    let mut clock = Lamport::default();
+    let mut events = Vec::new();
+    let mut fresh = State::with_policy("s1", Snapshot::default(), policy);
+    for (req, p, now) in [
+        (
+            Request::Register { user: name("ana") },
+            password("secret-1"),
+            0.0,
+        ),
+        (
+            Request::Login { user: name("ana") },
+            password("secret-1"),
+            0.0,
+        ),
+    ] {
+        let h = fresh.handle_request(req, None, &p, now, &mut clock);
+        let v = h.verify.unwrap();
+        let h = fresh.verified(v.pending, crate::hasher::work(v.job), None, now, &mut clock);
+        events.push(h.event.unwrap());
+    }
+    for e in &events {
+        peer.apply(e);
+    }
+    assert_eq!(peer.user_count(), 1);
+}
