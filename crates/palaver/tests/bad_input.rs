@@ -241,6 +241,7 @@ fn absurd_clocks_are_refused_and_move_no_clock() {
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
     c.create_channel(&name("general")).unwrap();
+    c.register(&name("acct"), "acct-password").unwrap();
     // The highest clock any server shows now: every reply through the broker carries one.
     let clock_now = |c: &mut palaver_client::Connection| -> u64 {
         (0..6)
@@ -288,6 +289,21 @@ fn absurd_clocks_are_refused_and_move_no_clock() {
             .with("channel", "nowhere")
             .with("message", "x"),
         Envelope::new("login").with("user", "bad name!"),
+        // Refused only once the password is checked, on the hasher thread.
+        Envelope::new("login")
+            .with("user", "acct")
+            .with("password", "wrong-password"),
+        Envelope::new("unregister")
+            .with("user", "acct")
+            .with("password", "wrong-password"),
+        Envelope::new("register")
+            .with("user", "acct")
+            .with("password", "acct-password"),
+        Envelope::new("publish")
+            .with("user", "acct")
+            .with("channel", "general")
+            .with("message", "x")
+            .with("token", "f".repeat(64)),
     ] {
         let reply = c.call_raw(&env.with("clock", big).to_bytes()).unwrap();
         assert_eq!(Reply::status(&reply), Status::Error);

@@ -58,6 +58,8 @@ struct Awaiting {
     echo: Option<String>,
     request: Option<String>,
     pending: Pending,
+    /// The request's Lamport clock, taken in only if the request is accepted in the end.
+    clock: Option<u64>,
 }
 
 /// Answers and publications held until the live peers have the batch's writes: the batch's
@@ -531,12 +533,16 @@ impl Reactor {
                     &mut self.lamport,
                 );
                 if let Some(v) = handled.verify.take() {
+                    // Undecided until the password work is done: no clock moves meanwhile (a
+                    // wrong password must not push the clock).
+                    self.lamport = before;
                     let user = v.pending.user().clone();
                     let waiting = Awaiting {
                         route: envelope,
                         echo,
                         request: id,
                         pending: v.pending,
+                        clock: env.clock(),
                     };
                     match self.hasher.submit(self.turn, &user, v.job, waiting) {
                         Ok(()) => return None,
@@ -567,6 +573,10 @@ impl Reactor {
     /// Requests whose password work is done: decided now, and into the next batch.
     fn verified(&mut self) {
         for (w, verdict) in self.hasher.finished(self.turn) {
+            let before = self.lamport;
+            if let Some(clock) = w.clock {
+                self.lamport.observe(clock);
+            }
             let handled = self.state.verified(
                 w.pending,
                 verdict,
@@ -574,6 +584,9 @@ impl Reactor {
                 self.coord.now(),
                 &mut self.lamport,
             );
+            if Reply::status(&handled.reply) == Status::Error {
+                self.lamport = before;
+            }
             self.batch.push(Queued {
                 envelope: w.route,
                 handled,

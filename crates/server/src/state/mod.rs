@@ -405,8 +405,9 @@ impl State {
         // as "repeated", which would carry no token.
         let request = request.filter(|_| service != "login" || proofs.password.is_none());
         let handled = self.decide(service, outcome, request, now, lamport);
-        // A refused request moves no clock, so it records no use either.
-        if Reply::status(&handled.reply) == Status::Success {
+        // A refused request moves no clock, so it records no use either; nor does one that
+        // waits for password work (the driver sets the clock back until it is decided).
+        if Reply::status(&handled.reply) == Status::Success && handled.verify.is_none() {
             self.touch_if_due(now, lamport);
         }
         self.session_used = None;
