@@ -32,6 +32,10 @@ mod serve;
 /// How long to wait for the reference, or for a peer, before giving a request up.
 const REFERENCE_TIMEOUT: Duration = Duration::from_secs(1);
 const PEER_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long a new publisher socket may take to learn the proxy's subscriptions: until then,
+/// ZeroMQ drops what it publishes. An announcement made this soon after start-up is made again
+/// once this has passed (a restarted server that wins at once would otherwise go unheard).
+const PUB_WARMUP: Duration = Duration::from_secs(1);
 /// How long a round waits for the members' clocks.
 const ROUND_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -172,6 +176,9 @@ pub struct Coordination {
     /// a second.
     dropped: u64,
     drop_log: palaver_core::LogGate,
+    /// When the server started, and an announcement to make again once its publisher is warm.
+    started: Instant,
+    reannounce: Option<Member>,
 }
 
 impl Coordination {
@@ -232,6 +239,8 @@ impl Coordination {
             inbound: Vec::new(),
             dropped: 0,
             drop_log: palaver_core::LogGate::every_second(),
+            started: now,
+            reannounce: None,
         };
         coordination.do_duties(now, &mut Lamport::default());
         Ok(coordination)
@@ -347,6 +356,14 @@ impl Coordination {
             }
         }
         self.carry_out(now, lamport, publisher);
+        if now >= self.started + PUB_WARMUP {
+            // Still the coordinator this server announced at start-up: say it again, now heard.
+            if let Some(c) = self.reannounce.take() {
+                if self.coordinator().is_some_and(|now_c| now_c.name == c.name) {
+                    self.announce(&c, lamport, publisher);
+                }
+            }
+        }
         self.finish_round(now, lamport);
         self.schedule.set_coordinator(self.is_coordinator());
         self.schedule.handle_timeout(now);
@@ -564,15 +581,9 @@ impl Coordination {
                 }
                 Action::Announce { coordinator, to } => {
                     tracing::info!(coordinator = %coordinator, "elected coordinator");
-                    let mut env = Envelope::new("election")
-                        .with("coordinator", coordinator.name.as_str())
-                        .with("rank", coordinator.rank);
-                    env.stamp(self.clock.now(), lamport.tick());
-                    if let Err(e) = publisher.send_multipart(
-                        [TOPIC_SERVERS.as_bytes(), &env.to_bytes()[..]],
-                        zmq::DONTWAIT,
-                    ) {
-                        tracing::warn!(error = %e, "announcement not published");
+                    self.announce(&coordinator, lamport, publisher);
+                    if now < self.started + PUB_WARMUP {
+                        self.reannounce = Some(coordinator.clone());
                     }
                     self.tell_coordinator(&coordinator, &to, now, lamport);
                 }
@@ -580,6 +591,20 @@ impl Coordination {
                     self.tell_coordinator(&coordinator, &to, now, lamport)
                 }
             }
+        }
+    }
+
+    /// Publishes `coordinator`'s election on the `servers` topic.
+    fn announce(&mut self, coordinator: &Member, lamport: &mut Lamport, publisher: &zmq::Socket) {
+        let mut env = Envelope::new("election")
+            .with("coordinator", coordinator.name.as_str())
+            .with("rank", coordinator.rank);
+        env.stamp(self.clock.now(), lamport.tick());
+        if let Err(e) = publisher.send_multipart(
+            [TOPIC_SERVERS.as_bytes(), &env.to_bytes()[..]],
+            zmq::DONTWAIT,
+        ) {
+            tracing::warn!(error = %e, "announcement not published");
         }
     }
 
