@@ -219,7 +219,12 @@ impl Connection {
         // Every request gets an id (the core adds it), the same on every attempt: a write that
         // did reach a server before its reply was lost takes effect once, whichever server the
         // retry reaches.
-        let reply = self.call(req.to_envelope())?;
+        self.call_checked(req.to_envelope())
+    }
+
+    /// Sends `env` and turns an `erro` reply into [`ClientError::Refused`].
+    fn call_checked(&mut self, env: Envelope) -> Result<Envelope, ClientError> {
+        let reply = self.call(env)?;
         match Reply::status(&reply) {
             Status::Success => Ok(reply),
             Status::Error => Err(ClientError::Refused(
@@ -249,13 +254,7 @@ impl Connection {
 
     /// Sends `req` with a `password` field.
     fn with_password(&mut self, req: &Request, password: &str) -> Result<Envelope, ClientError> {
-        let reply = self.call(req.to_envelope().with("password", password))?;
-        match Reply::status(&reply) {
-            Status::Success => Ok(reply),
-            Status::Error => Err(ClientError::Refused(
-                Reply::error_text(&reply).unwrap_or_else(|| "refused".to_owned()),
-            )),
-        }
+        self.call_checked(req.to_envelope().with("password", password))
     }
 
     /// Gives `user` a password (the name becomes an account).

@@ -46,6 +46,9 @@ pub struct Presence {
     online: BTreeMap<String, f64>,
     changes: VecDeque<Change>,
     recent: VecDeque<Change>,
+    /// No device expires before this (a lower bound, exact after each scan): `tick` runs every
+    /// turn of a server's loop, and looks at the devices only once it has passed.
+    due: Option<f64>,
 }
 
 impl Presence {
@@ -56,11 +59,8 @@ impl Presence {
             online: BTreeMap::new(),
             changes: VecDeque::new(),
             recent: VecDeque::new(),
+            due: None,
         }
-    }
-
-    pub fn timeout(&self) -> f64 {
-        self.timeout
     }
 
     /// A beat of `user`'s `device`, taken at `at` (by this server or another). Returns whether
@@ -88,6 +88,8 @@ impl Presence {
             }
         }
         let full = self.devices.len() >= MAX_DEVICES;
+        let ends = at + self.timeout;
+        self.due = Some(self.due.map_or(ends, |n| n.min(ends)));
         match self.devices.get_mut(&key) {
             Some(d) if d.at >= at => return false,
             Some(d) => *d = Device { at, leaving },
@@ -102,6 +104,9 @@ impl Presence {
 
     /// Expires the devices silent for `timeout`.
     pub fn tick(&mut self, now: f64) {
+        if self.due.is_none_or(|n| n > now) {
+            return;
+        }
         let timeout = self.timeout;
         let mut ended: BTreeMap<String, f64> = BTreeMap::new();
         self.devices.retain(|(user, _), d| {
@@ -116,6 +121,7 @@ impl Presence {
         for (user, end) in ended {
             self.refresh_ended(&user, now, Some(end));
         }
+        self.due = self.next_expiry();
     }
 
     /// When the next device expires.

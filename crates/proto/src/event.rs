@@ -91,6 +91,24 @@ impl EventKind {
         }
     }
 
+    /// For a post or a private message, the two kinds people read: the service its
+    /// publication names and the topic it goes to. `None` for every other kind, which
+    /// publishes nothing and has no history.
+    pub fn message_topic(&self) -> Option<(&'static str, &Name)> {
+        match self {
+            EventKind::Post { channel, .. } => Some(("publish", channel)),
+            EventKind::Direct { dst, .. } => Some(("message", dst)),
+            EventKind::Login { .. }
+            | EventKind::Channel { .. }
+            | EventKind::Register { .. }
+            | EventKind::Session { .. }
+            | EventKind::Logout { .. }
+            | EventKind::Password { .. }
+            | EventKind::Unregister { .. }
+            | EventKind::Touch { .. } => None,
+        }
+    }
+
     /// The person an account event is about: the kinds that make up accounts and sessions.
     pub fn account(&self) -> Option<&Name> {
         match self {
@@ -107,8 +125,9 @@ impl EventKind {
         }
     }
 
-    /// The kind's own fields, as map entries.
-    fn fields(&self) -> Vec<(Value, Value)> {
+    /// The kind's own fields, as map entries: what the store keeps, what servers pass on, and
+    /// (for posts and private messages) what publications and history show.
+    pub(crate) fn fields(&self) -> Vec<(Value, Value)> {
         let field = |k: &str, v: &str| (Value::from(k), Value::from(v));
         match self {
             EventKind::Login { user } => vec![field("user", user.as_str())],

@@ -200,31 +200,9 @@ fn message(e: &Event) -> Value {
         (Value::from("timestamp"), Value::from(e.timestamp)),
         (Value::from("clock"), Value::from(e.lamport)),
     ];
-    let mut put = |k: &str, v: &str| m.push((Value::from(k), Value::from(v)));
-    match &e.kind {
-        EventKind::Post {
-            user,
-            channel,
-            message,
-        } => {
-            put("user", user.as_str());
-            put("channel", channel.as_str());
-            put("message", message);
-        }
-        EventKind::Direct { src, dst, message } => {
-            put("src", src.as_str());
-            put("dst", dst.as_str());
-            put("message", message);
-        }
-        // History holds only posts and private messages.
-        EventKind::Login { .. }
-        | EventKind::Channel { .. }
-        | EventKind::Register { .. }
-        | EventKind::Session { .. }
-        | EventKind::Logout { .. }
-        | EventKind::Password { .. }
-        | EventKind::Unregister { .. }
-        | EventKind::Touch { .. } => {}
+    // History holds only posts and private messages.
+    if e.kind.message_topic().is_some() {
+        m.extend(e.kind.fields());
     }
     Value::Map(m)
 }

@@ -74,43 +74,10 @@ impl Publication {
     /// id: a post on its channel's topic, a private message on its recipient's. Logins and
     /// channel creations publish nothing.
     pub fn of_event(event: &crate::Event) -> Option<Publication> {
-        use crate::EventKind;
-        let (topic, env) = match &event.kind {
-            EventKind::Login { .. }
-            | EventKind::Channel { .. }
-            | EventKind::Register { .. }
-            | EventKind::Session { .. }
-            | EventKind::Logout { .. }
-            | EventKind::Password { .. }
-            | EventKind::Unregister { .. }
-            | EventKind::Touch { .. } => return None,
-            EventKind::Post {
-                user,
-                channel,
-                message,
-            } => (
-                channel,
-                Envelope::new("publish")
-                    .with("user", user.as_str())
-                    .with("channel", channel.as_str())
-                    .with("message", message.as_str()),
-            ),
-            EventKind::Direct { src, dst, message } => (
-                dst,
-                Envelope::new("message")
-                    .with("src", src.as_str())
-                    .with("dst", dst.as_str())
-                    .with("message", message.as_str()),
-            ),
-        };
-        let envelope = env
-            .with("timestamp", event.timestamp)
-            .with("clock", event.lamport)
-            .with("id", event.id());
-        Some(Publication {
-            topic: topic.to_string(),
-            envelope,
-        })
+        let (service, topic) = event.kind.message_topic()?;
+        let mut env = Envelope::new(service);
+        env.data.0.extend(event.kind.fields());
+        Some(Publication::stamped(topic, env, event))
     }
 
     /// What a private message publishes when it must not cross the open subscriber port (to
@@ -121,16 +88,21 @@ impl Publication {
         let crate::EventKind::Direct { src, dst, .. } = &event.kind else {
             return None;
         };
-        let envelope = Envelope::new("sealed")
+        let env = Envelope::new("sealed")
             .with("src", src.as_str())
-            .with("dst", dst.as_str())
-            .with("timestamp", event.timestamp)
-            .with("clock", event.lamport)
-            .with("id", event.id());
-        Some(Publication {
-            topic: dst.to_string(),
-            envelope,
-        })
+            .with("dst", dst.as_str());
+        Some(Publication::stamped(dst, env, event))
+    }
+
+    /// `env` on `topic`, stamped with `event`'s time, Lamport time and id.
+    fn stamped(topic: &crate::Name, env: Envelope, event: &crate::Event) -> Publication {
+        Publication {
+            topic: topic.to_string(),
+            envelope: env
+                .with("timestamp", event.timestamp)
+                .with("clock", event.lamport)
+                .with("id", event.id()),
+        }
     }
 
     /// The two frames as they go on the wire.

@@ -43,8 +43,6 @@ pub(crate) struct Hasher<T> {
     backoff: Backoff<Name>,
     waiting: HashMap<u64, Waiting<T>>,
     next: u64,
-    /// Requests refused by the limits, for status and logs.
-    pub refused: u64,
 }
 
 impl<T> Hasher<T> {
@@ -83,7 +81,6 @@ impl<T> Hasher<T> {
             backoff: Backoff::default(),
             waiting: HashMap::new(),
             next: 0,
-            refused: 0,
         })
     }
 
@@ -118,7 +115,6 @@ impl<T> Hasher<T> {
             })
         });
         if let Some(why) = refusal {
-            self.refused += 1;
             return Err((then, why));
         }
         let ticket = self.next;
@@ -126,7 +122,6 @@ impl<T> Hasher<T> {
             return Err((then, "the server is stopping".into()));
         };
         if jobs.try_send((ticket, job)).is_err() {
-            self.refused += 1;
             return Err((
                 then,
                 "this server is busy checking passwords; try again".into(),

@@ -578,11 +578,6 @@ impl State {
     pub fn presence_since(&self, since: f64) -> Vec<Change> {
         self.presence.changes_since(since)
     }
-
-    /// When the next client's beats run out.
-    pub fn presence_deadline(&self) -> Option<f64> {
-        self.presence.next_expiry()
-    }
 }
 
 /// The announcement of a presence change, on the `presence` topic.
