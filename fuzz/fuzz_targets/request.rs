@@ -73,6 +73,12 @@ fn check_request(req: &Request, meta: &RequestMeta) {
     if let Some(id) = &meta.request_id {
         env = env.with("request_id", id.as_str());
     }
+    if let Some(token) = &meta.token {
+        env = env.with("token", token.expose());
+    }
+    if let Some(password) = &meta.password {
+        env = env.with("password", password.expose());
+    }
     let env = Envelope::decode(&env.to_bytes()).expect("an encoded request decodes");
     let (req2, meta2) = Request::parse(&env).expect("an encoded request parses");
     assert_eq!(&req2, req);
