@@ -395,13 +395,14 @@ impl Connection {
             .or_else(|_| reply.data.str_list("users"))?)
     }
 
-    /// Creates a channel.
+    /// Creates a channel (without an owner: nobody can delete it; see `create_room`).
     ///
     /// # Errors
     /// As [`Connection::request`]; refused when the channel exists.
     pub fn create_channel(&mut self, channel: &Name) -> Result<(), ClientError> {
         self.request(&Request::Channel {
             channel: channel.clone(),
+            user: None,
         })
         .map(drop)
     }

@@ -18,11 +18,13 @@ mod clock;
 mod connection;
 pub mod feed;
 mod heartbeat;
+mod rooms;
 mod subscriber;
 
 pub use clock::SharedClock;
 pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use heartbeat::Heartbeat;
+pub use rooms::Joined;
 pub use subscriber::{Received, Subscriber};
 
 use palaver_proto::ProtoError;

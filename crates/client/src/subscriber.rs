@@ -1,9 +1,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use palaver_proto::{now_secs, HistoryQuery, Publication};
+use palaver_proto::{
+    now_secs, Conversation, Cursor, Event, HistoryQuery, Name, Publication, MAX_HISTORY,
+};
 
 use crate::feed::{position, Feed};
+use palaver_proto::Request;
+
 use crate::{ClientError, Connection, SharedClock};
 
 /// After a reconnect, the channels are filled in at once and once more this much later, for
@@ -16,6 +20,9 @@ struct Repair {
     monitor: zmq::Socket,
     disconnected: bool,
     due: Vec<Instant>,
+    /// Rooms just joined, to read again after the first post `join` gave (or from the newest,
+    /// when it gave none), and when.
+    seams: Vec<(Instant, Name, Option<Cursor>)>,
 }
 
 /// A publication as it arrived.
@@ -123,8 +130,29 @@ impl Subscriber {
             monitor,
             disconnected: false,
             due: Vec::new(),
+            seams: Vec::new(),
         });
         Ok(())
+    }
+
+    /// A room was joined (subscribe to it first): the posts [`Connection::join`] gave are
+    /// handed out before anything new, once each; and a moment later the room is read again
+    /// through `history` from the first of them, so that a post made while the subscription
+    /// was on its way to the proxy shows too (once: repeats are dropped by id).
+    pub fn joined(&mut self, channel: &Name, posts: &[Event]) {
+        self.channels.insert(channel.to_string());
+        let now = now_secs();
+        for event in posts {
+            admit_post(&mut self.feed, &mut self.backlog, channel, event, now);
+        }
+        if let Some(r) = self.repair.as_mut() {
+            let from = posts.first().map(|e| Cursor {
+                lamport: e.lamport,
+                origin: e.origin.clone(),
+            });
+            r.seams
+                .push((Instant::now() + SECOND_REPAIR, channel.clone(), from));
+        }
     }
 
     /// Opens `user`'s sealed private messages as they arrive (a `sealed` notice becomes the
@@ -182,11 +210,13 @@ impl Subscriber {
             }
             let now = Instant::now();
             let mut until = deadline;
-            if let Some(next) = self
-                .repair
-                .as_ref()
-                .and_then(|r| r.due.iter().min().copied())
-            {
+            if let Some(next) = self.repair.as_ref().and_then(|r| {
+                r.due
+                    .iter()
+                    .chain(r.seams.iter().map(|(at, _, _)| at))
+                    .min()
+                    .copied()
+            }) {
                 until = until.min(next);
             }
             let left = until.saturating_duration_since(now);
@@ -230,6 +260,14 @@ impl Subscriber {
                 self.channels.insert(publication.topic.clone());
             }
             let (id, cursor) = position(&publication.envelope.data);
+            // Only posts and private messages move the place that repairs start from: a join
+            // or leave notice has no history to repair from.
+            let cursor = cursor.filter(|_| {
+                matches!(
+                    publication.envelope.service.as_str(),
+                    "publish" | "message" | "sealed"
+                )
+            });
             if !self.feed.admit(&publication.topic, id.as_deref(), cursor) {
                 continue;
             }
@@ -293,39 +331,41 @@ impl Subscriber {
             }
         }
         let now = Instant::now();
+        let (seams, later): (Vec<_>, Vec<_>) = std::mem::take(&mut r.seams)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        r.seams = later;
+        for (_, channel, from) in seams {
+            let query = HistoryQuery {
+                of: Conversation::Channel(channel.clone()),
+                limit: MAX_HISTORY,
+                before: None,
+                after: from,
+            };
+            fill(
+                &mut r.conn,
+                &mut self.feed,
+                &mut self.backlog,
+                &channel,
+                query,
+            );
+        }
         if !r.due.iter().any(|d| *d <= now) {
             return;
         }
         r.due.retain(|d| *d > now);
         let channels = &self.channels;
         for (channel, cursor) in self.feed.repairs(|t| channels.contains(t)) {
-            let reply = match r.conn.request(&Feed::repair_request(&channel, &cursor)) {
-                Ok(reply) => reply,
-                Err(e) => {
-                    tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
-                    continue;
-                }
+            let Request::History(query) = Feed::repair_request(&channel, &cursor) else {
+                continue;
             };
-            let events = match HistoryQuery::parse_reply(&reply) {
-                Ok((events, _)) => events,
-                Err(e) => {
-                    tracing::warn!(%channel, error = %e, "cannot read missed posts");
-                    continue;
-                }
-            };
-            for event in events {
-                let Some(publication) = Publication::of_event(&event) else {
-                    continue;
-                };
-                let (id, cursor) = position(&publication.envelope.data);
-                if !self.feed.admit(channel.as_str(), id.as_deref(), cursor) {
-                    continue;
-                }
-                self.backlog.push_back(Received {
-                    publication,
-                    received_at: now_secs(),
-                });
-            }
+            fill(
+                &mut r.conn,
+                &mut self.feed,
+                &mut self.backlog,
+                &channel,
+                query,
+            );
         }
     }
 
@@ -344,5 +384,53 @@ impl Subscriber {
         if *seen == 1 {
             tracing::warn!(topic, error = why, "dropped a publication that cannot be read (further ones on this topic are dropped without a word)");
         }
+    }
+}
+
+/// Reads `query` of `channel` on `conn`, and queues what was not seen yet, in order.
+fn fill(
+    conn: &mut Connection,
+    feed: &mut Feed,
+    backlog: &mut VecDeque<Received>,
+    channel: &Name,
+    query: HistoryQuery,
+) {
+    let reply = match conn.request(&Request::History(query)) {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
+            return;
+        }
+    };
+    let events = match HistoryQuery::parse_reply(&reply) {
+        Ok((events, _)) => events,
+        Err(e) => {
+            tracing::warn!(%channel, error = %e, "cannot read missed posts");
+            return;
+        }
+    };
+    let now = now_secs();
+    for event in &events {
+        admit_post(feed, backlog, channel, event, now);
+    }
+}
+
+/// Queues a post read through `history` or `join`, unless it was seen on `channel` already.
+fn admit_post(
+    feed: &mut Feed,
+    backlog: &mut VecDeque<Received>,
+    channel: &Name,
+    event: &Event,
+    received_at: f64,
+) {
+    let Some(publication) = Publication::of_event(event) else {
+        return;
+    };
+    let (id, cursor) = position(&publication.envelope.data);
+    if feed.admit(channel.as_str(), id.as_deref(), cursor) {
+        backlog.push_back(Received {
+            publication,
+            received_at,
+        });
     }
 }

@@ -25,8 +25,10 @@ pub enum EventKind {
     Login {
         user: Name,
     },
+    /// A channel is created; `owner`, when the request named one (ours), may delete it.
     Channel {
         channel: Name,
+        owner: Option<Name>,
     },
     Post {
         user: Name,
@@ -69,6 +71,35 @@ pub enum EventKind {
         user: Name,
         session: String,
     },
+    /// `user` is in `channel` from now on.
+    Join {
+        user: Name,
+        channel: Name,
+    },
+    /// `user` is no longer in `channel`.
+    Leave {
+        user: Name,
+        channel: Name,
+    },
+    /// The origin is prepared to delete `channel` in the two-phase commit `tx`, led by
+    /// `leader` among `participants`: it takes no more posts or joins for the channel until
+    /// `tx` is decided (docs/rooms.md).
+    Prepare {
+        tx: String,
+        channel: Name,
+        owner: Name,
+        leader: Name,
+        participants: Vec<Name>,
+    },
+    /// The origin aborted `tx`.
+    Abort {
+        tx: String,
+    },
+    /// The origin committed `tx`: `channel` is deleted, everywhere, for good.
+    Delete {
+        tx: String,
+        channel: Name,
+    },
 }
 
 /// The longest password hash or session hash an event may carry, in bytes.
@@ -88,6 +119,11 @@ impl EventKind {
             EventKind::Password { .. } => "password",
             EventKind::Unregister { .. } => "unregister",
             EventKind::Touch { .. } => "touch",
+            EventKind::Join { .. } => "join",
+            EventKind::Leave { .. } => "leave",
+            EventKind::Prepare { .. } => "prepare",
+            EventKind::Abort { .. } => "abort",
+            EventKind::Delete { .. } => "delete",
         }
     }
 
@@ -105,7 +141,34 @@ impl EventKind {
             | EventKind::Logout { .. }
             | EventKind::Password { .. }
             | EventKind::Unregister { .. }
-            | EventKind::Touch { .. } => None,
+            | EventKind::Touch { .. }
+            | EventKind::Join { .. }
+            | EventKind::Leave { .. }
+            | EventKind::Prepare { .. }
+            | EventKind::Abort { .. }
+            | EventKind::Delete { .. } => None,
+        }
+    }
+
+    /// Whether the event is about rooms: their creation, who is in them, and the two-phase
+    /// commit that deletes them. Servers fold these in memory at start-up.
+    pub fn is_room(&self) -> bool {
+        match self {
+            EventKind::Channel { .. }
+            | EventKind::Join { .. }
+            | EventKind::Leave { .. }
+            | EventKind::Prepare { .. }
+            | EventKind::Abort { .. }
+            | EventKind::Delete { .. } => true,
+            EventKind::Login { .. }
+            | EventKind::Post { .. }
+            | EventKind::Direct { .. }
+            | EventKind::Register { .. }
+            | EventKind::Session { .. }
+            | EventKind::Logout { .. }
+            | EventKind::Password { .. }
+            | EventKind::Unregister { .. }
+            | EventKind::Touch { .. } => false,
         }
     }
 
@@ -121,7 +184,12 @@ impl EventKind {
             EventKind::Login { .. }
             | EventKind::Channel { .. }
             | EventKind::Post { .. }
-            | EventKind::Direct { .. } => None,
+            | EventKind::Direct { .. }
+            | EventKind::Join { .. }
+            | EventKind::Leave { .. }
+            | EventKind::Prepare { .. }
+            | EventKind::Abort { .. }
+            | EventKind::Delete { .. } => None,
         }
     }
 
@@ -131,7 +199,13 @@ impl EventKind {
         let field = |k: &str, v: &str| (Value::from(k), Value::from(v));
         match self {
             EventKind::Login { user } => vec![field("user", user.as_str())],
-            EventKind::Channel { channel } => vec![field("channel", channel.as_str())],
+            EventKind::Channel { channel, owner } => {
+                let mut f = vec![field("channel", channel.as_str())];
+                if let Some(o) = owner {
+                    f.push(field("owner", o.as_str()));
+                }
+                f
+            }
             EventKind::Post {
                 user,
                 channel,
@@ -162,6 +236,35 @@ impl EventKind {
                 f
             }
             EventKind::Unregister { user } => vec![field("user", user.as_str())],
+            EventKind::Join { user, channel } | EventKind::Leave { user, channel } => vec![
+                field("user", user.as_str()),
+                field("channel", channel.as_str()),
+            ],
+            EventKind::Prepare {
+                tx,
+                channel,
+                owner,
+                leader,
+                participants,
+            } => vec![
+                field("tx", tx),
+                field("channel", channel.as_str()),
+                field("owner", owner.as_str()),
+                field("leader", leader.as_str()),
+                (
+                    Value::from("participants"),
+                    Value::Array(
+                        participants
+                            .iter()
+                            .map(|p| Value::from(p.as_str()))
+                            .collect(),
+                    ),
+                ),
+            ],
+            EventKind::Abort { tx } => vec![field("tx", tx)],
+            EventKind::Delete { tx, channel } => {
+                vec![field("tx", tx), field("channel", channel.as_str())]
+            }
         }
     }
 }
@@ -178,7 +281,9 @@ impl Event {
     pub fn size_bound(&self) -> usize {
         let strings = match &self.kind {
             EventKind::Login { user } => user.as_str().len(),
-            EventKind::Channel { channel } => channel.as_str().len(),
+            EventKind::Channel { channel, owner } => {
+                channel.as_str().len() + owner.as_ref().map_or(0, |o| o.as_str().len())
+            }
             EventKind::Post {
                 user,
                 channel,
@@ -195,6 +300,28 @@ impl Event {
                 user.as_str().len() + hash.len() + keep.as_ref().map_or(0, String::len)
             }
             EventKind::Unregister { user } => user.as_str().len(),
+            EventKind::Join { user, channel } | EventKind::Leave { user, channel } => {
+                user.as_str().len() + channel.as_str().len()
+            }
+            EventKind::Prepare {
+                tx,
+                channel,
+                owner,
+                leader,
+                participants,
+            } => {
+                // Each participant: its bytes and a string header of at most 5.
+                tx.len()
+                    + channel.as_str().len()
+                    + owner.as_str().len()
+                    + leader.as_str().len()
+                    + participants
+                        .iter()
+                        .map(|p| p.as_str().len() + 5)
+                        .sum::<usize>()
+            }
+            EventKind::Abort { tx } => tx.len(),
+            EventKind::Delete { tx, channel } => tx.len() + channel.as_str().len(),
         };
         strings + self.origin.len() + self.request.as_ref().map_or(0, String::len) + 256
     }
@@ -284,6 +411,10 @@ impl Event {
             },
             "channel" => EventKind::Channel {
                 channel: m.name("channel")?,
+                owner: match m.get("owner") {
+                    None | Some(Value::Nil) => None,
+                    Some(_) => Some(m.name("owner")?),
+                },
             },
             "post" => EventKind::Post {
                 user: m.name("user")?,
@@ -322,6 +453,28 @@ impl Event {
                 user: m.name("user")?,
                 session: m.text("session", MAX_HASH_BYTES)?,
             },
+            "join" => EventKind::Join {
+                user: m.name("user")?,
+                channel: m.name("channel")?,
+            },
+            "leave" => EventKind::Leave {
+                user: m.name("user")?,
+                channel: m.name("channel")?,
+            },
+            "prepare" => EventKind::Prepare {
+                tx: crate::room::tx_id(&m, "tx")?,
+                channel: m.name("channel")?,
+                owner: m.name("owner")?,
+                leader: m.name("leader")?,
+                participants: crate::room::participants(&m)?,
+            },
+            "abort" => EventKind::Abort {
+                tx: crate::room::tx_id(&m, "tx")?,
+            },
+            "delete" => EventKind::Delete {
+                tx: crate::room::tx_id(&m, "tx")?,
+                channel: m.name("channel")?,
+            },
             other => return Err(ProtoError::UnknownService(format!("event kind {other}"))),
         };
         Ok(Event {
@@ -349,6 +502,11 @@ mod tests {
             EventKind::Login { user: name("ana") },
             EventKind::Channel {
                 channel: name("general"),
+                owner: None,
+            },
+            EventKind::Channel {
+                channel: name("general"),
+                owner: Some(name("ana")),
             },
             EventKind::Post {
                 user: name("ana"),
@@ -386,6 +544,28 @@ mod tests {
             EventKind::Touch {
                 user: name("ana"),
                 session: "ab".repeat(32),
+            },
+            EventKind::Join {
+                user: name("ana"),
+                channel: name("general"),
+            },
+            EventKind::Leave {
+                user: name("ana"),
+                channel: name("general"),
+            },
+            EventKind::Prepare {
+                tx: "s1-0123456789abcdef".into(),
+                channel: name("general"),
+                owner: name("ana"),
+                leader: name("s2"),
+                participants: vec![name("s1"), name("s2"), name("s3")],
+            },
+            EventKind::Abort {
+                tx: "s1-0123456789abcdef".into(),
+            },
+            EventKind::Delete {
+                tx: "s1-0123456789abcdef".into(),
+                channel: name("general"),
             },
         ] {
             let e = Event {
@@ -430,6 +610,15 @@ mod tests {
                 user: name(&"𐀀".repeat(crate::MAX_NAME_LEN)),
                 hash: "h".repeat(MAX_HASH_BYTES),
                 keep: Some("k".repeat(MAX_HASH_BYTES)),
+            },
+            EventKind::Prepare {
+                tx: "t".repeat(crate::room::MAX_TX_BYTES),
+                channel: name(&"𐀁".repeat(crate::MAX_NAME_LEN)),
+                owner: name(&"𐀀".repeat(crate::MAX_NAME_LEN)),
+                leader: name(&"𐀂".repeat(crate::MAX_NAME_LEN)),
+                participants: (0..crate::room::MAX_PARTICIPANTS)
+                    .map(|i| name(&format!("{}{i}", "𐀃".repeat(crate::MAX_NAME_LEN - 3))))
+                    .collect(),
             },
         ] {
             let e = Event {

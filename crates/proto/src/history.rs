@@ -64,6 +64,27 @@ pub struct HistoryQuery {
     pub after: Option<Cursor>,
 }
 
+/// A request's `limit`: [`DEFAULT_HISTORY`] when absent, at most [`MAX_HISTORY`] (a larger
+/// one is cut down), at least `least`.
+pub(crate) fn limit(d: &crate::Map, least: u64) -> Result<usize, ProtoError> {
+    match d.get("limit") {
+        None | Some(Value::Nil) => Ok(DEFAULT_HISTORY),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= least => {
+                Ok(usize::try_from(n).map_or(MAX_HISTORY, |n| n.min(MAX_HISTORY)))
+            }
+            _ => Err(ProtoError::WrongType {
+                field: "limit",
+                expected: if least > 0 {
+                    "a positive integer"
+                } else {
+                    "a non-negative integer"
+                },
+            }),
+        },
+    }
+}
+
 impl HistoryQuery {
     /// Reads a `history` request.
     ///
@@ -76,18 +97,7 @@ impl HistoryQuery {
             Some(_) => Conversation::Channel(d.name("channel")?),
             None => Conversation::Direct(d.name("user")?, d.name("with")?),
         };
-        let limit = match d.get("limit") {
-            None | Some(Value::Nil) => DEFAULT_HISTORY,
-            Some(v) => match v.as_u64() {
-                Some(n) if n > 0 => usize::try_from(n).map_or(MAX_HISTORY, |n| n.min(MAX_HISTORY)),
-                _ => {
-                    return Err(ProtoError::WrongType {
-                        field: "limit",
-                        expected: "a positive integer",
-                    })
-                }
-            },
-        };
+        let limit = limit(d, 1)?;
         let before = d
             .opt_str("before")?
             .map(|s| Cursor::parse("before", s))

@@ -18,6 +18,7 @@ mod name;
 pub mod peer;
 mod reply;
 mod request;
+pub mod room;
 mod servers;
 pub mod service;
 mod text;

@@ -73,6 +73,12 @@ pub enum PeerRequest {
     Replica { origin: Name, events: Vec<Event> },
     /// One way: clients' presence beats the sender took (presence is not in the log).
     Beats { beats: Vec<Beat> },
+    /// One way: a message of the two-phase commit that deletes a channel, from server `from`
+    /// (docs/rooms.md).
+    TwoPc {
+        from: Name,
+        msg: palaver_core::commit::Msg<crate::room::Room>,
+    },
 }
 
 /// One client's beat, as servers pass it on to each other.
@@ -130,7 +136,7 @@ pub const MAX_ADJUST: f64 = 86_400.0 * 365.0;
 
 impl PeerRequest {
     /// Every service a peer endpoint takes.
-    pub const SERVICES: [&'static str; 12] = [
+    pub const SERVICES: [&'static str; 13] = [
         "clock",
         "election",
         "coordinator",
@@ -143,6 +149,7 @@ impl PeerRequest {
         "ack",
         "replica",
         "beats",
+        "twopc",
     ];
 
     pub fn service(&self) -> &'static str {
@@ -159,6 +166,7 @@ impl PeerRequest {
             PeerRequest::Ack { .. } => "ack",
             PeerRequest::Replica { .. } => "replica",
             PeerRequest::Beats { .. } => "beats",
+            PeerRequest::TwoPc { .. } => "twopc",
         }
     }
 
@@ -166,7 +174,10 @@ impl PeerRequest {
     pub fn is_one_way(&self) -> bool {
         matches!(
             self,
-            PeerRequest::Ack { .. } | PeerRequest::Replica { .. } | PeerRequest::Beats { .. }
+            PeerRequest::Ack { .. }
+                | PeerRequest::Replica { .. }
+                | PeerRequest::Beats { .. }
+                | PeerRequest::TwoPc { .. }
         )
     }
 
@@ -240,6 +251,10 @@ impl PeerRequest {
                 PeerRequest::Replica { origin, events }
             }
             "beats" => PeerRequest::Beats { beats: beats(d)? },
+            "twopc" => PeerRequest::TwoPc {
+                from: d.name("from")?,
+                msg: crate::room::parse_msg(d)?,
+            },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         })
     }
@@ -305,6 +320,9 @@ impl PeerRequest {
                     })
                     .collect::<Vec<_>>(),
             ),
+            PeerRequest::TwoPc { from, msg } => {
+                crate::room::fill_msg(env.with("from", from.as_str()), msg)
+            }
         }
     }
 }
@@ -673,6 +691,45 @@ mod tests {
                 }],
             },
         ];
+        let tx = palaver_core::commit::Tx {
+            id: "s1-00ff".to_owned(),
+            leader: "s2".to_owned(),
+            participants: vec!["s1".to_owned(), "s2".to_owned()],
+            payload: crate::room::Room {
+                channel: name("general"),
+                owner: name("ana"),
+            },
+        };
+        use palaver_core::commit::{Known, Msg};
+        let steps = [
+            Msg::Begin(tx.clone()),
+            Msg::Prepare(tx.clone()),
+            Msg::Vote {
+                tx: tx.id.clone(),
+                yes: true,
+            },
+            Msg::Propose {
+                tx: tx.clone(),
+                commit: false,
+            },
+            Msg::Accepted { tx: tx.id.clone() },
+            Msg::Refused { tx: tx.id.clone() },
+            Msg::Query { tx: tx.id.clone() },
+            Msg::Known {
+                tx: tx.id.clone(),
+                state: Known::Committed,
+            },
+            Msg::Decided {
+                tx: tx.clone(),
+                commit: true,
+            },
+        ];
+        let all = all
+            .into_iter()
+            .chain(steps.into_iter().map(|msg| PeerRequest::TwoPc {
+                from: name("s1"),
+                msg,
+            }));
         for req in all {
             assert!(PeerRequest::SERVICES.contains(&req.service()));
             let back = PeerRequest::parse(through_the_wire(req.to_envelope())).unwrap();

@@ -94,6 +94,28 @@ impl Publication {
         Some(Publication::stamped(dst, env, event))
     }
 
+    /// What a room event announces on its channel's topic (ours): `join` and `leave` with the
+    /// person, and `delete`. A delete notice's `id` is its transaction's, the same from every
+    /// server that records the delete, so a client shows it once. `None` for every other event.
+    pub fn notice(event: &crate::Event) -> Option<Publication> {
+        use crate::EventKind;
+        match &event.kind {
+            EventKind::Join { user, channel } | EventKind::Leave { user, channel } => {
+                let env = Envelope::new(event.kind.name())
+                    .with("user", user.as_str())
+                    .with("channel", channel.as_str());
+                Some(Publication::stamped(channel, env, event))
+            }
+            EventKind::Delete { tx, channel } => {
+                let env = Envelope::new("delete").with("channel", channel.as_str());
+                let mut p = Publication::stamped(channel, env, event);
+                p.envelope.data.set("id", tx.as_str());
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
     /// `env` on `topic`, stamped with `event`'s time, Lamport time and id.
     fn stamped(topic: &crate::Name, env: Envelope, event: &crate::Event) -> Publication {
         Publication {

@@ -10,8 +10,8 @@ pub enum Request {
     Login { user: Name },
     /// Lists registered users.
     Users,
-    /// Creates a channel.
-    Channel { channel: Name },
+    /// Creates a channel; `user`, when given (ours), owns it: only they may delete it.
+    Channel { channel: Name, user: Option<Name> },
     /// Lists channels.
     Channels,
     /// Posts `message` to `channel` as `user`.
@@ -48,6 +48,20 @@ pub enum Request {
     },
     /// The text of a private message whose publication was sealed (ours).
     Unseal { user: Name, id: EventRef },
+    /// `user` joins `channel`, and gets its newest `limit` posts (ours).
+    Join {
+        user: Name,
+        channel: Name,
+        limit: usize,
+    },
+    /// `user` leaves `channel` (ours).
+    Leave { user: Name, channel: Name },
+    /// Who is in `channel` (ours).
+    Members { channel: Name },
+    /// The channels `user` is in (ours).
+    Joined { user: Name },
+    /// `channel`'s owner deletes it, on every server at once (ours).
+    Delete { user: Name, channel: Name },
 }
 
 /// A secret a request carries (a password): never shown by `Debug`, so never logged.
@@ -184,6 +198,10 @@ impl Request {
             "users" => Request::Users,
             "channel" => Request::Channel {
                 channel: d.name("channel")?,
+                user: match d.get("user") {
+                    None | Some(rmpv::Value::Nil) => None,
+                    Some(_) => Some(d.name("user")?),
+                },
             },
             "channels" => Request::Channels,
             "publish" => Request::Publish {
@@ -228,6 +246,25 @@ impl Request {
                 user: d.name("user")?,
                 id: EventRef::parse("id", d.str("id")?)?,
             },
+            "join" => Request::Join {
+                user: d.name("user")?,
+                channel: d.name("channel")?,
+                limit: crate::history::limit(d, 0)?,
+            },
+            "leave" => Request::Leave {
+                user: d.name("user")?,
+                channel: d.name("channel")?,
+            },
+            "members" => Request::Members {
+                channel: d.name("channel")?,
+            },
+            "joined" => Request::Joined {
+                user: d.name("user")?,
+            },
+            "delete" => Request::Delete {
+                user: d.name("user")?,
+                channel: d.name("channel")?,
+            },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         };
         Ok((req, meta))
@@ -249,6 +286,11 @@ impl Request {
             Request::Unregister { .. } => "unregister",
             Request::Beat { .. } => "beat",
             Request::Unseal { .. } => "unseal",
+            Request::Join { .. } => "join",
+            Request::Leave { .. } => "leave",
+            Request::Members { .. } => "members",
+            Request::Joined { .. } => "joined",
+            Request::Delete { .. } => "delete",
         }
     }
 
@@ -268,7 +310,13 @@ impl Request {
         match self {
             Request::Login { user } => env.with("user", user.as_str()),
             Request::Users | Request::Channels => env,
-            Request::Channel { channel } => env.with("channel", channel.as_str()),
+            Request::Channel { channel, user } => {
+                let env = env.with("channel", channel.as_str());
+                match user {
+                    Some(u) => env.with("user", u.as_str()),
+                    None => env,
+                }
+            }
             Request::Publish {
                 user,
                 channel,
@@ -305,6 +353,19 @@ impl Request {
             Request::Unseal { user, id } => {
                 env.with("user", user.as_str()).with("id", id.to_string())
             }
+            Request::Join {
+                user,
+                channel,
+                limit,
+            } => env
+                .with("user", user.as_str())
+                .with("channel", channel.as_str())
+                .with("limit", u64::try_from(*limit).unwrap_or(u64::MAX)),
+            Request::Leave { user, channel } | Request::Delete { user, channel } => env
+                .with("user", user.as_str())
+                .with("channel", channel.as_str()),
+            Request::Members { channel } => env.with("channel", channel.as_str()),
+            Request::Joined { user } => env.with("user", user.as_str()),
         }
     }
 }
@@ -325,6 +386,11 @@ mod tests {
             Request::Users,
             Request::Channel {
                 channel: name("general"),
+                user: None,
+            },
+            Request::Channel {
+                channel: name("general"),
+                user: Some(name("ana")),
             },
             Request::Channels,
             Request::Publish {
@@ -373,6 +439,23 @@ mod tests {
                     origin: "s2".into(),
                     seq: 9,
                 },
+            },
+            Request::Join {
+                user: name("ana"),
+                channel: name("general"),
+                limit: 20,
+            },
+            Request::Leave {
+                user: name("ana"),
+                channel: name("general"),
+            },
+            Request::Members {
+                channel: name("general"),
+            },
+            Request::Joined { user: name("ana") },
+            Request::Delete {
+                user: name("ana"),
+                channel: name("general"),
             },
         ];
         // The list of services and the typed requests name the same services.

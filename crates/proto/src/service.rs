@@ -27,7 +27,7 @@ pub struct Service {
 }
 
 /// Every client service.
-pub const SERVICES: [Service; 13] = [
+pub const SERVICES: [Service; 18] = [
     Service {
         name: "login",
         effect: Effect::Write,
@@ -92,6 +92,33 @@ pub const SERVICES: [Service; 13] = [
     Service {
         name: "unseal",
         effect: Effect::ReadStored,
+        direct: true,
+    },
+    // A join writes, and its answer reads the channel's newest posts once the write is stored.
+    Service {
+        name: "join",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "leave",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "members",
+        effect: Effect::Read,
+        direct: true,
+    },
+    Service {
+        name: "joined",
+        effect: Effect::Read,
+        direct: true,
+    },
+    // Answered once every server has agreed (two-phase commit), and the decision is on disk.
+    Service {
+        name: "delete",
+        effect: Effect::Write,
         direct: true,
     },
 ];

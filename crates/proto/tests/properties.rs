@@ -16,7 +16,8 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         name().prop_map(|user| Request::Login { user }),
         Just(Request::Users),
-        name().prop_map(|channel| Request::Channel { channel }),
+        (name(), proptest::option::of(name()))
+            .prop_map(|(channel, user)| Request::Channel { channel, user }),
         Just(Request::Channels),
         (name(), name(), text()).prop_map(|(user, channel, message)| Request::Publish {
             user,
@@ -28,6 +29,17 @@ fn request() -> impl Strategy<Value = Request> {
             dst,
             message
         }),
+        (name(), name(), 0usize..=palaver_proto::MAX_HISTORY).prop_map(|(user, channel, limit)| {
+            Request::Join {
+                user,
+                channel,
+                limit,
+            }
+        }),
+        (name(), name()).prop_map(|(user, channel)| Request::Leave { user, channel }),
+        (name(), name()).prop_map(|(user, channel)| Request::Delete { user, channel }),
+        name().prop_map(|channel| Request::Members { channel }),
+        name().prop_map(|user| Request::Joined { user }),
     ]
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //!  version 2, 3 ── request ids into the events' rows ──▶ 4 ── one event log ──▶ 5
 //!  5 ── accounts' events indexed by person (a new, empty table) ──▶ 6
+//!  6 ── rooms' events indexed (channel creations copied in), deleted channels ──▶ 7
 //! ```
 //!
 //! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of
@@ -38,7 +39,15 @@ pub(crate) fn to_current(
         .collect::<rusqlite::Result<Vec<bool>>>()?
         .into_iter()
         .any(|b| b);
+    let had_rooms = has_table("room_events")?;
     tx.execute_batch(include_str!("schema.sql"))?;
+    if !had_rooms {
+        // Version 6 → 7: the channels created so far are the first rooms' events.
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO room_events (lamport, origin, seq)
+             SELECT lamport, origin, seq FROM events WHERE kind = 'channel'",
+        )?;
+    }
     if !old {
         return Ok(());
     }

@@ -1,4 +1,4 @@
--- Palaver server database, schema version 6 (in PRAGMA user_version).
+-- Palaver server database, schema version 7 (in PRAGMA user_version).
 --
 -- One table is the log: `events`, every state change once, identified by (origin, seq): the
 -- server that accepted it first and its place in that server's sequence. Replication, digests
@@ -66,6 +66,25 @@ CREATE TABLE IF NOT EXISTS account_events (
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
     PRIMARY KEY (user, lamport, origin, seq)
+) WITHOUT ROWID;
+
+-- channel, join, leave, prepare, abort, delete: every event about rooms (who created a
+-- channel and owns it, who is in it, the two-phase commit that deletes it), in the total
+-- order. Servers fold them in memory at start-up (docs/rooms.md); the rules give the same
+-- result in any order.
+CREATE TABLE IF NOT EXISTS room_events (
+    lamport INTEGER NOT NULL,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (lamport, origin, seq)
+) WITHOUT ROWID;
+
+-- delete: channels deleted, with the first delete stored. Their posts leave channel_posts
+-- (and later posts never enter it); the events stay in the log, which servers compare.
+CREATE TABLE IF NOT EXISTS deleted_channels (
+    name   TEXT    NOT NULL PRIMARY KEY,
+    origin TEXT    NOT NULL,
+    seq    INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- request: the client's request id (our protocol addition), which makes a request retried

@@ -9,7 +9,7 @@ use crate::{Event, EventKind, StoreError};
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -31,6 +31,8 @@ pub struct Snapshot {
     pub requests: Vec<(String, RequestEvent)>,
     /// Every event about an account, in the total order.
     pub accounts: Vec<Event>,
+    /// Every event about rooms (creation, membership, deletes), in the total order.
+    pub rooms: Vec<Event>,
 }
 
 /// The event a client request made: enough to name it and to order it.
@@ -124,15 +126,14 @@ impl Store {
         let channels = names("SELECT name FROM channel_names ORDER BY name")?;
         let (progress, max_lamport) = self.progress()?;
         let requests = self.recent_requests(&progress)?;
-        let accounts = {
-            let mut stmt = self.conn.prepare(
+        let indexed = |table: &str| -> Result<Vec<Event>, StoreError> {
+            let mut stmt = self.conn.prepare(&format!(
                 "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, e.request, e.body
-                 FROM account_events p JOIN events e ON e.origin = p.origin AND e.seq = p.seq
-                 ORDER BY p.lamport, p.origin",
-            )?;
+                 FROM {table} p JOIN events e ON e.origin = p.origin AND e.seq = p.seq
+                 ORDER BY p.lamport, p.origin, p.seq"
+            ))?;
             let rows = stmt.query_map([], read_event)?;
-            rows.map(|row| row?)
-                .collect::<Result<Vec<Event>, StoreError>>()?
+            rows.map(|row| row?).collect()
         };
         Ok(Snapshot {
             users,
@@ -140,7 +141,8 @@ impl Store {
             progress,
             max_lamport,
             requests,
-            accounts,
+            accounts: indexed("account_events")?,
+            rooms: indexed("room_events")?,
         })
     }
 
@@ -523,14 +525,20 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         EventKind::Login { user } => tx
             .prepare_cached("INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)")?
             .execute(params![user.as_str(), origin, seq]),
-        EventKind::Channel { channel } => tx
-            .prepare_cached(
+        EventKind::Channel { channel, .. } => {
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO channel_names (name, origin, seq) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![channel.as_str(), origin, seq]),
+            .execute(params![channel.as_str(), origin, seq])?;
+            room_event(tx, e)
+        }
+        // A post to a deleted channel (one sent while the delete was being decided, or by a
+        // server that was cut off) stays in the log but never shows.
         EventKind::Post { channel, .. } => tx
             .prepare_cached(
-                "INSERT INTO channel_posts (channel, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO channel_posts (channel, lamport, origin, seq)
+                 SELECT ?1, ?2, ?3, ?4
+                 WHERE NOT EXISTS (SELECT 1 FROM deleted_channels WHERE name = ?1)",
             )?
             .execute(params![channel.as_str(), e.lamport, origin, seq]),
         EventKind::Direct { src, dst, .. } => {
@@ -560,8 +568,28 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
             )?
             .execute(params![user.as_str(), e.lamport, origin, seq])
         }
+        EventKind::Join { .. }
+        | EventKind::Leave { .. }
+        | EventKind::Prepare { .. }
+        | EventKind::Abort { .. } => room_event(tx, e),
+        EventKind::Delete { channel, .. } => {
+            let name = channel.as_str();
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO deleted_channels (name, origin, seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, origin, seq])?;
+            tx.prepare_cached("DELETE FROM channel_posts WHERE channel = ?1")?
+                .execute(params![name])?;
+            room_event(tx, e)
+        }
     }
     .map(|_| ())
+}
+
+/// Indexes an event about rooms (see `room_events` in schema.sql).
+fn room_event(tx: &Connection, e: &Event) -> rusqlite::Result<usize> {
+    tx.prepare_cached("INSERT INTO room_events (lamport, origin, seq) VALUES (?1, ?2, ?3)")?
+        .execute(params![e.lamport, e.origin, e.seq])
 }
 
 #[cfg(test)]
@@ -596,6 +624,7 @@ mod tests {
                         3,
                         EventKind::Channel {
                             channel: name("general"),
+                            owner: None,
                         },
                     ),
                     ev(
@@ -663,6 +692,7 @@ mod tests {
                 2,
                 EventKind::Channel {
                     channel: name("general"),
+                    owner: None,
                 },
             ),
             ev(

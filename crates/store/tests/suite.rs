@@ -59,6 +59,7 @@ fn events() -> Vec<Event> {
             2,
             EventKind::Channel {
                 channel: name("general"),
+                owner: None,
             },
         ),
         ev("s2", 1, 3, EventKind::Login { user: name("bob") }),
@@ -228,7 +229,7 @@ fn write_version_4(dir: &Path) {
                 "INSERT INTO logins VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![o, s, l, t, user.as_str(), r],
             ),
-            EventKind::Channel { channel } => conn.execute(
+            EventKind::Channel { channel, .. } => conn.execute(
                 "INSERT INTO channels VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![o, s, l, t, channel.as_str(), r],
             ),

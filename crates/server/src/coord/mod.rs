@@ -87,6 +87,11 @@ pub enum Inbound {
     Client(Vec<Vec<u8>>),
     /// Clients' beats another server took.
     Beats(Vec<palaver_proto::peer::Beat>),
+    /// A step of a two-phase delete, from server `from`.
+    TwoPc {
+        from: String,
+        msg: palaver_core::commit::Msg<palaver_proto::room::Room>,
+    },
 }
 
 /// Whether a frame on the peer endpoint is a client service that a client may ask a server for

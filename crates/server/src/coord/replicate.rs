@@ -142,6 +142,13 @@ impl Coordination {
         }
     }
 
+    /// Sends `env`, a one-way message (of a two-phase delete), to `peer`; the protocol sends
+    /// again what goes unanswered.
+    pub fn tell(&mut self, peer: &str, mut env: Envelope, lamport: &mut Lamport) {
+        env.stamp(self.clock.now(), lamport.tick());
+        self.push(peer, &env.to_bytes(), "twopc");
+    }
+
     /// Sends a one-way message to `peer`'s endpoint; a failure is logged (rate-limited) and
     /// counted, and left to anti-entropy.
     fn push(&mut self, peer: &str, body: &[u8], what: &'static str) {

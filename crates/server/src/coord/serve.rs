@@ -219,6 +219,18 @@ impl Coordination {
                 self.inbound.push(Inbound::Beats(beats));
                 return None;
             }
+            PeerRequest::TwoPc { from, msg } => {
+                // One way: a step of a two-phase delete.
+                if from == self.name {
+                    self.log_bad("twopc", "a message in this server's own name");
+                    return None;
+                }
+                self.inbound.push(Inbound::TwoPc {
+                    from: from.to_string(),
+                    msg,
+                });
+                return None;
+            }
             PeerRequest::Vector { from, vector } => {
                 if let Some(i) = &from {
                     self.meet(i);

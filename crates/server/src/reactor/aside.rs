@@ -78,8 +78,10 @@ impl Reactor {
         match self.store.snapshot() {
             Ok(snap) => {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
+                self.deletes.restore(self.turn, &snap.rooms);
                 self.state.reload(snap);
                 let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
+                self.deletes.set_peers(peers.clone());
                 self.repl = Replication::new(&self.name, vector, replication::Config::default());
                 self.repl.set_peers(self.turn, peers);
                 self.reload_due = false;

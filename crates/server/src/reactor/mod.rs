@@ -17,8 +17,10 @@ use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
 
 mod aside;
+mod deletes;
 
 use aside::{Failing, RETRY_COMMIT};
+use deletes::{Deletes, Out, Waiting};
 
 /// How long the reactor waits in `poll` before it looks at the shutdown flag again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -45,8 +47,12 @@ enum Route {
     Broker(u64),
     /// Straight to this server's peer endpoint.
     Direct(Vec<Vec<u8>>),
-    /// Nobody: an event the server made of itself (a session's `touch`).
+    /// Nobody: an event the server made of itself (a session's `touch`, a record of a
+    /// two-phase delete).
     Internal,
+    /// A message for this peer (of a two-phase delete), sent once the records made before it
+    /// are stored.
+    Peer(String),
 }
 
 /// A reply and the way back.
@@ -102,6 +108,8 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         .iter()
         .map(|(o, s)| (o.clone(), *s))
         .collect();
+    let mut deletes = Deletes::new(&cfg.name);
+    deletes.restore(Instant::now(), &snapshot.rooms);
     let state = State::with_policy(cfg.name.as_str(), snapshot, cfg.policy);
     let hasher = Hasher::start(&ctx)?;
 
@@ -151,6 +159,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         store,
         writer,
         hasher,
+        deletes,
         announcer: false,
         batch: Vec::new(),
         committing: Vec::new(),
@@ -211,6 +220,8 @@ struct Reactor {
     writer: Writer,
     /// Password work, on a thread of its own.
     hasher: Hasher<Awaiting>,
+    /// Two-phase deletes: the commit machine and the client deletes waiting for it.
+    deletes: Deletes,
     /// Whether this server announces presence changes (it is the coordinator).
     announcer: bool,
     /// Requests handled and waiting for the next commit.
@@ -273,6 +284,7 @@ impl Reactor {
             .into_iter()
             .flatten()
             .chain(self.broker.deadline())
+            .chain(self.deletes.deadline())
             .fold(self.coord.deadline(), Instant::min);
             let wait = due.saturating_duration_since(now).min(POLL_INTERVAL);
             let readable = {
@@ -365,6 +377,7 @@ impl Reactor {
                 }
             }
             self.housekeeping();
+            self.two_phase(now);
             let n = self.batch.len() - before;
             // Acks for what just arrived leave before this server's own fsync.
             self.replicate(now);
@@ -385,7 +398,10 @@ impl Reactor {
         let mut store = Vec::new();
         for inb in self.coord.take_inbound() {
             match inb {
-                Inbound::Peers(names) => self.repl.set_peers(now, names),
+                Inbound::Peers(names) => {
+                    self.deletes.set_peers(names.clone());
+                    self.repl.set_peers(now, names);
+                }
                 Inbound::Replica { origin, events } => {
                     self.offer(now, &origin, &origin, events, &mut store);
                 }
@@ -403,6 +419,9 @@ impl Reactor {
                 Inbound::Ack { peer, seq } => self.repl.on_ack(now, &peer, seq),
                 Inbound::Client(frames) => self.direct.push(frames),
                 Inbound::Beats(beats) => self.state.beats_from_peer(&beats, self.coord.now()),
+                Inbound::TwoPc { from, msg } => {
+                    self.deletes.on_message(now, &from, msg, &self.state);
+                }
             }
         }
         store
@@ -428,6 +447,7 @@ impl Reactor {
             if let Some(hide) = self.state.apply(&e) {
                 self.hidden.push(hide);
             }
+            self.deletes.learn(&e);
             self.lamport.observe(e.lamport);
             out.push(e);
         }
@@ -519,7 +539,7 @@ impl Reactor {
                 let id = match (&envelope, meta.request_id) {
                     (_, Some(id)) => Some(id),
                     (Route::Broker(token), None) => Some(work::request_id(*token)),
-                    (Route::Direct(_) | Route::Internal, None) => None,
+                    (Route::Direct(_) | Route::Internal | Route::Peer(_), None) => None,
                 };
                 let proofs = Proofs {
                     token: meta.token,
@@ -532,6 +552,20 @@ impl Reactor {
                     self.coord.now(),
                     &mut self.lamport,
                 );
+                if let Some(room) = handled.delete.take() {
+                    // Decided by every server: answered once the two-phase commit ends.
+                    let waiting = Waiting {
+                        route: envelope,
+                        echo,
+                        request: id,
+                        proofs,
+                        room,
+                        asked: self.turn,
+                        began: self.turn,
+                    };
+                    self.start_delete(waiting);
+                    return None;
+                }
                 if let Some(v) = handled.verify.take() {
                     // Undecided until the password work is done: no clock moves meanwhile (a
                     // wrong password must not push the clock).
@@ -634,6 +668,75 @@ impl Reactor {
             ];
             if let Err(e) = self.publisher.send_multipart(frames, zmq::DONTWAIT) {
                 tracing::warn!(error = %e, "presence notice dropped");
+            }
+        }
+    }
+
+    /// A client's delete begins: led by the coordinator (or this server, when none is known).
+    fn start_delete(&mut self, waiting: Waiting) {
+        let leader = self.coord.coordinator().map(|c| c.name.clone());
+        self.deletes
+            .start(self.turn, waiting, leader.as_deref(), &self.state);
+    }
+
+    /// Each turn: what the two-phase deletes have to do. Their records join the batch as
+    /// events of this server's, their messages to peers follow the records made before them,
+    /// and the deletes that aborted with time left start again.
+    fn two_phase(&mut self, now: Instant) {
+        let (outs, again) = self.deletes.turn(now);
+        for out in outs {
+            let q = match out {
+                Out::Send { to, env } => Queued {
+                    envelope: Route::Peer(to),
+                    handled: Handled::reply(env),
+                    echo: None,
+                },
+                Out::Reply { route, echo, reply } => Queued {
+                    envelope: route,
+                    handled: Handled::reply(reply),
+                    echo,
+                },
+                Out::Record {
+                    kind,
+                    request,
+                    route,
+                    echo,
+                    channel,
+                    failed,
+                } => {
+                    let mut handled =
+                        self.state
+                            .record(kind, request, self.coord.now(), &mut self.lamport);
+                    if let Some(c) = channel {
+                        handled.reply = handled.reply.with("channel", c.as_str());
+                    }
+                    if let Some(why) = failed {
+                        handled.reply = Reply::error("delete", &why);
+                    }
+                    Queued {
+                        envelope: route,
+                        handled,
+                        echo,
+                    }
+                }
+            };
+            self.batch.push(q);
+        }
+        for (w, req) in again {
+            let mut handled = self.state.handle_request(
+                req,
+                w.request.clone(),
+                &w.proofs,
+                self.coord.now(),
+                &mut self.lamport,
+            );
+            match handled.delete.take() {
+                Some(room) => self.start_delete(Waiting { room, ..w }),
+                None => self.batch.push(Queued {
+                    envelope: w.route,
+                    handled,
+                    echo: w.echo,
+                }),
             }
         }
     }
@@ -754,9 +857,10 @@ impl Reactor {
                 publication,
                 read,
                 verify: _,
+                delete: _,
             } = q.handled;
             let reply = match &read {
-                Some(r) => self.read_stored(r),
+                Some(r) => self.read_stored(r, reply),
                 None => reply,
             };
 
@@ -791,9 +895,15 @@ impl Reactor {
             }
         }
         if lost {
+            // Messages of two-phase deletes may stand on records that did not make it: not
+            // sent (the protocol sends again what it still means).
+            replies.retain(|(route, _)| !matches!(route, Route::Peer(_)));
             // Memory ran ahead of the disk: start again from what the disk holds. Requests
             // handled since, against the memory being dropped, are refused.
             for q in std::mem::take(&mut self.batch) {
+                if matches!(q.envelope, Route::Peer(_)) {
+                    continue;
+                }
                 let service = q.handled.reply.service.clone();
                 let refusal = Reply::error(&service, "the server could not store this; try again");
                 replies.push((q.envelope, echoed(refusal, q.echo)));
@@ -832,9 +942,39 @@ impl Reactor {
         }
     }
 
-    /// Answers a read of the store: a `history` page, or an `unseal`.
-    fn read_stored(&self, read: &StoredRead) -> Envelope {
+    /// Answers a read of the store: a `history` page, an `unseal`, or a `join`'s posts (with
+    /// what `reply` says already).
+    fn read_stored(&self, read: &StoredRead, reply: Envelope) -> Envelope {
         match read {
+            StoredRead::Join { channel, limit } => {
+                let q = HistoryQuery {
+                    of: palaver_proto::Conversation::Channel(channel.clone()),
+                    limit: *limit,
+                    before: None,
+                    after: None,
+                };
+                let page = if *limit == 0 {
+                    Ok((Vec::new(), false))
+                } else {
+                    self.store.history(&q)
+                };
+                match page {
+                    Ok((events, more)) => {
+                        let page = HistoryQuery::reply(&events, more);
+                        let mut env = reply.with("channel", channel.as_str());
+                        for (k, v) in page.data.0 {
+                            if let Some(k) = k.as_str() {
+                                env.data.set(k, v);
+                            }
+                        }
+                        env
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read history");
+                        Reply::error("join", "the server could not read the channel's posts")
+                    }
+                }
+            }
             StoredRead::History(q) => match self.store.history(q) {
                 Ok((events, more)) => HistoryQuery::reply(&events, more),
                 Err(e) => {
@@ -887,6 +1027,7 @@ impl Reactor {
                 }
             }
             Route::Direct(envelope) => self.coord.answer(envelope, reply, &mut self.lamport),
+            Route::Peer(to) => self.coord.tell(to, reply, &mut self.lamport),
             Route::Internal => {}
         }
     }

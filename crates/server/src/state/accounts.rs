@@ -131,7 +131,12 @@ impl Accounts {
             EventKind::Login { .. }
             | EventKind::Channel { .. }
             | EventKind::Post { .. }
-            | EventKind::Direct { .. } => {}
+            | EventKind::Direct { .. }
+            | EventKind::Join { .. }
+            | EventKind::Leave { .. }
+            | EventKind::Prepare { .. }
+            | EventKind::Abort { .. }
+            | EventKind::Delete { .. } => {}
         }
     }
 

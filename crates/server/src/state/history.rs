@@ -8,8 +8,12 @@ use palaver_proto::{Conversation, HistoryQuery};
 use super::{Decision, Outcome, Proofs, State, StoredRead};
 
 pub(super) fn apply(st: &mut State, query: HistoryQuery, proofs: &Proofs, now: f64) -> Decision {
-    if let Conversation::Direct(user, _) = &query.of {
-        st.acting(&user.clone(), proofs, now)?;
+    match &query.of {
+        Conversation::Direct(user, _) => {
+            st.acting(&user.clone(), proofs, now)?;
+        }
+        // A deleted channel's history is gone.
+        Conversation::Channel(channel) => st.existing_room(channel)?,
     }
     Ok(Outcome::Read(StoredRead::History(query)))
 }

@@ -15,18 +15,26 @@ mod accounts;
 mod beat;
 mod channel;
 mod channels;
+mod delete;
 mod history;
+mod join;
+mod joined;
+mod leave;
 mod login;
 mod logout;
+mod members;
 mod message;
 mod password;
 mod publish;
 mod register;
+mod rooms;
 mod unregister;
 mod unseal;
 mod users;
 
 use accounts::Accounts;
+use palaver_proto::room::Room;
+use rooms::Rooms;
 
 /// How long a session lasts without use, by default: a week.
 pub const SESSION_IDLE: f64 = 7.0 * 86_400.0;
@@ -84,6 +92,10 @@ enum Outcome {
     Refused(String),
     /// Make this event: stored, replicated, published, then answered with its id.
     Event(EventKind),
+    /// Make this event, then answer from the store after the batch's commit.
+    EventThenRead(EventKind, StoredRead),
+    /// Delete a channel on every server (the reactor runs the two-phase commit).
+    Delete(Room),
     /// Answer from the store after the batch's commit.
     Read(StoredRead),
     /// Hash or check a password first (slow work, done on a thread of its own), then decide
@@ -99,6 +111,8 @@ pub enum StoredRead {
     History(HistoryQuery),
     /// One private message of `user`'s, by id.
     Unseal { user: Name, id: EventRef },
+    /// A channel's newest `limit` posts, for someone joining it.
+    Join { channel: Name, limit: usize },
 }
 
 /// Password work a request waits for.
@@ -186,6 +200,7 @@ pub struct State {
     users: BTreeSet<Name>,
     channels: BTreeSet<Name>,
     accounts: Accounts,
+    rooms: Rooms,
     presence: Presence,
     seq: u64,
     /// Recent client request ids and the event each made.
@@ -212,6 +227,9 @@ pub struct Handled {
     pub read: Option<StoredRead>,
     /// Password work to do first; then [`State::verified`] decides.
     pub verify: Option<Verify>,
+    /// A channel to delete on every server: the reactor runs the two-phase commit, and
+    /// answers once it is decided.
+    pub delete: Option<Room>,
 }
 
 impl Handled {
@@ -223,6 +241,7 @@ impl Handled {
             publication: None,
             read: None,
             verify: None,
+            delete: None,
         }
     }
 }
@@ -241,6 +260,7 @@ impl State {
             users: BTreeSet::new(),
             channels: BTreeSet::new(),
             accounts: Accounts::default(),
+            rooms: Rooms::new(origin),
             presence: Presence::new(policy.presence_timeout),
             seq: 0,
             requests: Recent::new(RECENT_REQUESTS),
@@ -266,6 +286,10 @@ impl State {
         }
         for closed in self.accounts.retired() {
             self.users.remove(closed);
+        }
+        self.rooms = Rooms::new(&self.origin);
+        for e in &snap.rooms {
+            self.rooms.on_event(e);
         }
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
         self.extra.clear();
@@ -320,7 +344,15 @@ impl State {
     fn take_in(&mut self, event: &Event) {
         match &event.kind {
             EventKind::Login { user } => login::on_event(self, user),
-            EventKind::Channel { channel } => channel::on_event(self, channel),
+            EventKind::Channel { channel, .. } => {
+                channel::on_event(self, channel);
+                self.rooms.on_event(event);
+            }
+            EventKind::Join { .. }
+            | EventKind::Leave { .. }
+            | EventKind::Prepare { .. }
+            | EventKind::Abort { .. }
+            | EventKind::Delete { .. } => self.rooms.on_event(event),
             EventKind::Post { .. } | EventKind::Direct { .. } => {}
             EventKind::Register { user, .. } | EventKind::Session { user, .. } => {
                 self.accounts.on_event(event);
@@ -341,7 +373,72 @@ impl State {
     }
 
     pub fn channel_count(&self) -> usize {
-        self.channels.len()
+        self.live_channels().count()
+    }
+
+    /// The channels that exist (deleted ones left out).
+    fn live_channels(&self) -> impl Iterator<Item = &Name> {
+        self.channels.iter().filter(|c| !self.rooms.is_deleted(c))
+    }
+
+    /// `channel` exists and is not deleted; otherwise why not, as a client should read it.
+    fn existing_room(&self, channel: &Name) -> Result<(), String> {
+        if self.rooms.is_deleted(channel) {
+            return Err(format!("channel `{channel}` was deleted"));
+        }
+        if !self.channels.contains(channel) {
+            return Err(format!("channel `{channel}` does not exist"));
+        }
+        Ok(())
+    }
+
+    /// `channel` exists, and takes posts and joins (it is not being deleted here).
+    fn open_room(&self, channel: &Name) -> Result<(), String> {
+        self.existing_room(channel)?;
+        if self.rooms.is_stopped(channel) {
+            return Err(format!(
+                "channel `{channel}` is being deleted; it takes no posts or joins meanwhile"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `room.owner` may delete `room.channel` (it exists, is not deleted, and is
+    /// theirs); otherwise why not.
+    fn may_delete(&self, room: &Room) -> Result<(), String> {
+        let channel = &room.channel;
+        self.existing_room(channel)?;
+        match self.rooms.owner(channel) {
+            None => Err(format!(
+                "channel `{channel}` has no owner (it was created without one), so nobody can delete it"
+            )),
+            Some(owner) if *owner != room.owner => {
+                Err(format!("only `{owner}`, who created `{channel}`, may delete it"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// This server's vote in a two-phase delete: whether it can carry it out.
+    pub fn can_delete(&self, room: &Room) -> bool {
+        self.may_delete(room).is_ok()
+    }
+
+    /// Whether `channel` is deleted here.
+    pub fn is_deleted(&self, channel: &Name) -> bool {
+        self.rooms.is_deleted(channel)
+    }
+
+    /// Makes an event of the server's own (a record of the two-phase delete), with what it
+    /// publishes; `request`, the client's request id it answers, if any.
+    pub fn record(
+        &mut self,
+        kind: EventKind,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        self.decide("delete", Outcome::Event(kind), request, now, lamport)
     }
 
     /// Decides what `req`, received at physical time `now`, does, and applies it. An accepted
@@ -368,17 +465,24 @@ impl State {
             .filter(|_| req.writes())
             .and_then(|r| self.requests.get(r))
         {
-            return Handled::reply(
-                Reply::ok(service)
-                    .with("id", id.id())
-                    .with("repeated", true),
-            );
+            let reply = Reply::ok(service)
+                .with("id", id.id())
+                .with("repeated", true);
+            // A join asked again still gets the channel's posts.
+            let read = match req {
+                Request::Join { channel, limit, .. } => Some(StoredRead::Join { channel, limit }),
+                _ => None,
+            };
+            return Handled {
+                read,
+                ..Handled::reply(reply)
+            };
         }
         self.session_used = None;
         let outcome = match req {
             Request::Login { user } => Ok(login::apply(self, user, proofs, now)),
             Request::Users => Ok(users::apply(self)),
-            Request::Channel { channel } => Ok(channel::apply(self, channel)),
+            Request::Channel { channel, user } => channel::apply(self, channel, user, proofs, now),
             Request::Channels => Ok(channels::apply(self)),
             Request::Publish {
                 user,
@@ -399,6 +503,15 @@ impl State {
                 leaving,
             } => beat::apply(self, user, device, leaving, proofs, now),
             Request::Unseal { user, id } => unseal::apply(self, user, id, proofs, now),
+            Request::Join {
+                user,
+                channel,
+                limit,
+            } => join::apply(self, user, channel, limit, proofs, now),
+            Request::Leave { user, channel } => leave::apply(self, user, channel, proofs, now),
+            Request::Members { channel } => members::apply(self, channel),
+            Request::Joined { user } => Ok(joined::apply(self, user)),
+            Request::Delete { user, channel } => delete::apply(self, user, channel, proofs, now),
         }
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered
@@ -467,8 +580,16 @@ impl State {
                     ..Handled::reply(Reply::ok(service))
                 }
             }
-            Outcome::Event(kind) => kind,
+            Outcome::Delete(room) => {
+                return Handled {
+                    delete: Some(room),
+                    ..Handled::reply(Reply::ok(service))
+                }
+            }
+            Outcome::Event(kind) => (kind, None),
+            Outcome::EventThenRead(kind, read) => (kind, Some(read)),
         };
+        let (kind, read) = kind;
         let event = self.make(kind, request, now, lamport);
         let reply = Reply::ok(service).with("id", event.id());
         let publication = self.publication(&event);
@@ -476,8 +597,9 @@ impl State {
             reply,
             event: Some(event),
             publication,
-            read: None,
+            read,
             verify: None,
+            delete: None,
         }
     }
 
@@ -501,7 +623,7 @@ impl State {
         if let Some(r) = &event.request {
             self.requests.remember_event(r, &event);
         }
-        if event.kind.account().is_some() {
+        if event.kind.account().is_some() || event.kind.is_room() {
             self.take_in(&event);
         }
         event
@@ -519,7 +641,7 @@ impl State {
         let p = if sealed {
             Publication::sealed(event)
         } else {
-            Publication::of_event(event)
+            Publication::of_event(event).or_else(|| Publication::notice(event))
         };
         p.map(|p| (p.topic, p.envelope))
     }

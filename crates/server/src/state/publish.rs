@@ -1,6 +1,6 @@
 //! `publish` (standard): a post to a channel by someone who has logged in. Writes a `post`
 //! event, published on the channel's topic once durable. A name with a password posts only
-//! with its session's `token`.
+//! with its session's `token`. A channel that is deleted, or being deleted, takes no posts.
 
 use palaver_proto::{EventKind, Name};
 
@@ -15,9 +15,7 @@ pub(super) fn apply(
     now: f64,
 ) -> Decision {
     st.acting(&user, proofs, now)?;
-    if !st.channels.contains(&channel) {
-        return Err(format!("channel `{channel}` does not exist"));
-    }
+    st.open_room(&channel)?;
     if !st.users.contains(&user) {
         return Err(format!("user `{user}` has not logged in"));
     }

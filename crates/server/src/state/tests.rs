@@ -28,7 +28,8 @@ fn the_standard_flow_works() {
     assert!(ok(&run(
         &mut st,
         Request::Channel {
-            channel: name("general")
+            channel: name("general"),
+            user: None,
         }
     )));
     let users = run(&mut st, Request::Users);
@@ -66,18 +67,21 @@ fn refusals_say_why_and_change_nothing() {
         &mut st,
         Request::Channel {
             channel: name("general"),
+            user: None,
         },
     );
     let cases = [
         (
             Request::Channel {
                 channel: name("general"),
+                user: None,
             },
             "already exists",
         ),
         (
             Request::Channel {
                 channel: name("ana"),
+                user: None,
             },
             "is a user's name",
         ),
@@ -137,6 +141,7 @@ fn a_repeated_request_takes_effect_once() {
         &mut st,
         Request::Channel {
             channel: name("general"),
+            user: None,
         },
     );
     let post = || Request::Publish {
@@ -177,6 +182,7 @@ fn a_repeated_request_takes_effect_once() {
     // A retried channel creation is answered as success, not "already exists".
     let make = || Request::Channel {
         channel: name("news"),
+        user: None,
     };
     assert!(st
         .handle_request(
@@ -270,12 +276,26 @@ fn own_events_back_from_a_peer_take_their_numbers() {
 fn reload_forgets_what_was_not_stored() {
     let mut st = state();
     let mut clock = Lamport::default();
-    let h = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
+    let h = st.handle(
+        Request::Channel {
+            channel: name("c"),
+            user: None,
+        },
+        1.0,
+        &mut clock,
+    );
     let lamport = h.event.unwrap().lamport;
     st.reload(Snapshot::default());
     let listed = run(&mut st, Request::Channels);
     assert!(listed.data.str_list("channels").unwrap().is_empty());
-    let again = st.handle(Request::Channel { channel: name("c") }, 1.0, &mut clock);
+    let again = st.handle(
+        Request::Channel {
+            channel: name("c"),
+            user: None,
+        },
+        1.0,
+        &mut clock,
+    );
     let again = again.event.unwrap();
     assert_eq!(again.seq, 1, "the unstored sequence number is reused");
     assert!(again.lamport > lamport, "the clock never goes back");
@@ -335,6 +355,7 @@ fn with_account() -> (State, String) {
         &mut st,
         Request::Channel {
             channel: name("general"),
+            user: None,
         },
     );
     let h = with_proofs(

@@ -1,0 +1,334 @@
+//! The two-phase delete, driven: the commit state machine of `palaver_core::commit` fed with
+//! the peers' messages and the log's records, its own records made events of this server's
+//! (so they are durable, replicated, and come back after a restart), and client `delete`s that
+//! wait for their outcome here (docs/rooms.md).
+//!
+//! ```text
+//!  client delete ──start──▶ Node::request(leader = the coordinator) ──▶ actions
+//!  peer "twopc"  ──on_message──▶ Node                                  ──▶ actions
+//!  peers' prepare/abort/delete events ──learn──▶ Node
+//!  actions: Record ──▶ an event (prepare, abort, delete) in the next batch
+//!           Send   ──▶ a one-way "twopc" message, sent once the records before it are stored
+//! ```
+//!
+//! The requester retries an aborted transaction (say, a server had just died and was still
+//! counted) with a new one until `GIVE_UP` has passed since the client asked.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use palaver_core::commit::{Action, Node, Record, Timeouts};
+use palaver_proto::peer::PeerRequest;
+use palaver_proto::room::Room;
+use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request};
+
+use crate::state::Proofs;
+use crate::State;
+
+use super::Route;
+
+/// How long a requester waits for the leader's prepare before it gives the attempt up.
+const BEGIN_WAIT: Duration = Duration::from_secs(3);
+/// How long after an abort the requester tries again.
+const AGAIN_AFTER: Duration = Duration::from_millis(300);
+/// How long a client's delete is worked on before it is answered with what is known (clients
+/// wait 2.5 s an attempt, and try three times).
+const GIVE_UP: Duration = Duration::from_secs(7);
+
+/// A client's delete, waiting for its outcome.
+pub(super) struct Waiting {
+    pub route: Route,
+    pub echo: Option<String>,
+    pub request: Option<String>,
+    pub proofs: Proofs,
+    pub room: Room,
+    /// When the client asked.
+    pub asked: Instant,
+    /// When the current attempt began.
+    pub began: Instant,
+}
+
+/// What the driver hands the reactor: a reply or a record for the next batch, or a message
+/// for a peer (which also waits for the batch, behind the records made before it).
+pub(super) enum Out {
+    /// A record of the machine's, as an event of this server's, with the client's route
+    /// when it answers a waiting delete (`reply`, then, is what the client gets).
+    Record {
+        kind: EventKind,
+        request: Option<String>,
+        route: Route,
+        echo: Option<String>,
+        channel: Option<Name>,
+        failed: Option<String>,
+    },
+    /// An answer without a record.
+    Reply {
+        route: Route,
+        echo: Option<String>,
+        reply: Envelope,
+    },
+    /// A message for a peer.
+    Send { to: String, env: Envelope },
+}
+
+pub(super) struct Deletes {
+    me: Name,
+    node: Node<Room>,
+    /// Client deletes waiting, by transaction.
+    waiting: BTreeMap<String, Waiting>,
+    /// Client deletes to start again, and when.
+    again: Vec<(Instant, Waiting)>,
+}
+
+impl Deletes {
+    pub(super) fn new(me: &Name) -> Deletes {
+        Deletes {
+            me: me.clone(),
+            node: Node::new(me.as_str(), Timeouts::default()),
+            waiting: BTreeMap::new(),
+            again: Vec::new(),
+        }
+    }
+
+    /// Starts again from the log's room events (at start-up, and after the memory was found
+    /// ahead of the disk): this server's records back into the machine, the peers' decisions
+    /// learned. Clients still waiting keep waiting.
+    pub(super) fn restore(&mut self, now: Instant, rooms: &[Event]) {
+        let mut node = Node::new(self.me.as_str(), Timeouts::default());
+        for e in rooms.iter().filter(|e| e.origin == self.me.as_str()) {
+            if let Some(r) = record_of(e) {
+                node.restore(now, r);
+            }
+        }
+        self.node = node;
+        for e in rooms {
+            self.learn(e);
+        }
+    }
+
+    /// A room event from the log (a peer's): its commit or abort decides the transaction here.
+    pub(super) fn learn(&mut self, e: &Event) {
+        match &e.kind {
+            EventKind::Delete { tx, .. } => self.node.learn(tx, &e.origin, true),
+            EventKind::Abort { tx } => self.node.learn(tx, &e.origin, false),
+            _ => {}
+        }
+    }
+
+    pub(super) fn set_peers(&mut self, peers: Vec<String>) {
+        self.node.set_peers(peers);
+    }
+
+    /// A client's delete, checked by the state: a transaction led by `leader` (the coordinator,
+    /// or this server when there is none) begins.
+    pub(super) fn start(&mut self, now: Instant, w: Waiting, leader: Option<&str>, st: &State) {
+        let id = format!("{}-{}", self.me, &palaver_auth::token::new_token()[..16]);
+        let leader = leader.unwrap_or(self.me.as_str()).to_owned();
+        let vote = st.can_delete(&w.room);
+        self.node
+            .request(now, id.clone(), &leader, w.room.clone(), vote);
+        self.waiting.insert(id, Waiting { began: now, ..w });
+    }
+
+    /// A step of a peer's.
+    pub(super) fn on_message(
+        &mut self,
+        now: Instant,
+        from: &str,
+        msg: palaver_core::commit::Msg<Room>,
+        st: &State,
+    ) {
+        self.node
+            .on_message(now, from, msg, |room| st.can_delete(room));
+    }
+
+    /// The earliest moment something is due.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let waiting = self
+            .waiting
+            .values()
+            .map(|w| (w.began + BEGIN_WAIT).min(w.asked + GIVE_UP));
+        let again = self.again.iter().map(|(at, _)| *at);
+        self.node
+            .poll_timeout()
+            .into_iter()
+            .chain(waiting)
+            .chain(again)
+            .min()
+    }
+
+    /// Carries out what is due, and returns what the reactor must do, in order. Deletes due to
+    /// start again are returned as requests to handle afresh.
+    pub(super) fn turn(&mut self, now: Instant) -> (Vec<Out>, Vec<(Waiting, Request)>) {
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+        let mut out = Vec::new();
+        let stale: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(id, w)| {
+                now >= w.began + BEGIN_WAIT && self.node.outcome(id).is_none()
+                    || now >= w.asked + GIVE_UP
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if self.node.is_prepared(&id) {
+                // Prepared: the outcome is the participants' to find; the client hears what
+                // is known so far.
+                if let Some(w) = self.waiting.remove(&id) {
+                    let channel = &w.room.channel;
+                    out.push(Out::Reply {
+                        route: w.route,
+                        echo: w.echo,
+                        reply: Reply::error(
+                            "delete",
+                            &format!(
+                                "the servers have not decided yet whether to delete `{channel}` \
+                                 (one is unreachable); it takes no posts until they do"
+                            ),
+                        ),
+                    });
+                }
+            } else {
+                // Never prepared: give this attempt up (a late prepare is answered no).
+                self.node.abandon(&id);
+            }
+        }
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::Send { to, msg } => {
+                    let env = PeerRequest::TwoPc {
+                        from: self.me.clone(),
+                        msg,
+                    }
+                    .to_envelope();
+                    out.push(Out::Send { to, env });
+                }
+                Action::Record(r) => out.push(self.record(now, r)),
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.again)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.again = later;
+        let again = due
+            .into_iter()
+            .map(|(_, w)| {
+                let req = Request::Delete {
+                    user: w.room.owner.clone(),
+                    channel: w.room.channel.clone(),
+                };
+                (w, req)
+            })
+            .collect();
+        (out, again)
+    }
+
+    /// A record of the machine's, as the event that stores it; a decision answers the client
+    /// waiting for it, or (an abort, with time left) makes it try again.
+    fn record(&mut self, now: Instant, r: Record<Room>) -> Out {
+        let (kind, decided) = match r {
+            Record::Prepared(tx) => {
+                let kind = EventKind::Prepare {
+                    channel: tx.payload.channel.clone(),
+                    owner: tx.payload.owner.clone(),
+                    leader: name(&tx.leader),
+                    participants: tx.participants.iter().map(|p| name(p)).collect(),
+                    tx: tx.id,
+                };
+                (kind, None)
+            }
+            Record::Committed(tx) => {
+                let id = tx.id.clone();
+                let kind = EventKind::Delete {
+                    tx: tx.id,
+                    channel: tx.payload.channel,
+                };
+                (kind, Some((id, true)))
+            }
+            Record::Aborted { tx } => (EventKind::Abort { tx: tx.clone() }, Some((tx, false))),
+        };
+        let internal = |kind| Out::Record {
+            kind,
+            request: None,
+            route: Route::Internal,
+            echo: None,
+            channel: None,
+            failed: None,
+        };
+        let Some((id, committed)) = decided else {
+            return internal(kind);
+        };
+        let Some(w) = self.waiting.remove(&id) else {
+            return internal(kind);
+        };
+        if committed {
+            return Out::Record {
+                kind,
+                request: w.request.clone(),
+                route: w.route,
+                echo: w.echo,
+                channel: Some(w.room.channel),
+                failed: None,
+            };
+        }
+        if now + AGAIN_AFTER < w.asked + GIVE_UP {
+            self.again.push((now + AGAIN_AFTER, w));
+            return internal(kind);
+        }
+        let channel = w.room.channel.clone();
+        Out::Record {
+            kind,
+            request: None,
+            route: w.route,
+            echo: w.echo,
+            channel: Some(w.room.channel),
+            failed: Some(format!(
+                "the servers could not agree to delete `{channel}` now (one may have just \
+                 stopped); try again"
+            )),
+        }
+    }
+}
+
+/// The machine's record that a stored event of this server's stands for.
+fn record_of(e: &Event) -> Option<Record<Room>> {
+    Some(match &e.kind {
+        EventKind::Prepare {
+            tx,
+            channel,
+            owner,
+            leader,
+            participants,
+        } => Record::Prepared(palaver_core::commit::Tx {
+            id: tx.clone(),
+            leader: leader.to_string(),
+            participants: participants.iter().map(Name::to_string).collect(),
+            payload: Room {
+                channel: channel.clone(),
+                owner: owner.clone(),
+            },
+        }),
+        EventKind::Delete { tx, channel } => Record::Committed(palaver_core::commit::Tx {
+            id: tx.clone(),
+            leader: String::new(),
+            participants: Vec::new(),
+            payload: Room {
+                channel: channel.clone(),
+                owner: channel.clone(),
+            },
+        }),
+        EventKind::Abort { tx } => Record::Aborted { tx: tx.clone() },
+        _ => return None,
+    })
+}
+
+/// A server name the machine carries: every one came from a validated message or event, or
+/// is this server's own.
+fn name(s: &str) -> Name {
+    // Server names in transactions are parsed on arrival (palaver_proto::room), or this
+    // server's own, so they are valid names.
+    Name::parse(s).expect("a transaction names valid servers")
+}
