@@ -204,6 +204,10 @@ struct ServerArgs {
     /// Seconds after a client's last beat when its person counts as offline.
     #[arg(long, env = "PALAVER_PRESENCE_TIMEOUT", default_value_t = palaver_server::Policy::default().presence_timeout)]
     presence_timeout: f64,
+    /// For fault tests: die (abort) right after this server's first prepare of a two-phase
+    /// delete is stored and the messages that follow it are sent.
+    #[arg(long, hide = true)]
+    crash_after_prepare: bool,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -426,6 +430,7 @@ fn main() -> anyhow::Result<()> {
                     session_idle: positive(a.session_idle, "--session-idle")?,
                     presence_timeout: positive(a.presence_timeout, "--presence-timeout")?,
                 },
+                crash_after_prepare: a.crash_after_prepare,
             };
             palaver_server::run(&cfg, &on_signal()?).context("server failed")
         }

@@ -6,41 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bin, name, Cluster};
+use common::{bin, events_held, name, refused, Cluster};
 use palaver_client::{ClientError, Connection};
 use palaver_proto::{Envelope, Name, Reply, Status};
 use palaver_testkit::wait_until;
-
-/// How many events each server holds on disk.
-fn held(cluster: &Cluster) -> Vec<u64> {
-    (0..3)
-        .map(|i| {
-            common::store(&cluster.data_dir(i))
-                .vector()
-                .unwrap()
-                .iter()
-                .map(|(_, n)| n)
-                .sum()
-        })
-        .collect()
-}
-
-/// How many events every server holds, once they all hold the same number (peers commit what
-/// they take within a few tens of milliseconds): what "changes nothing" is measured by.
-fn events_held(cluster: &Cluster) -> u64 {
-    let mut n = 0;
-    let agreed = wait_until(Duration::from_secs(5), || {
-        let h = held(cluster);
-        n = h[0];
-        h.iter().all(|x| *x == h[0])
-    });
-    assert!(
-        agreed,
-        "the servers hold different events: {:?}",
-        held(cluster)
-    );
-    n
-}
 
 /// A raw REQ socket to the broker, as any standard client has.
 fn raw_req(ctx: &zmq::Context, cluster: &Cluster) -> zmq::Socket {
@@ -59,15 +28,6 @@ fn ask(s: &zmq::Socket, env: Envelope) -> Envelope {
 fn refusal(reply: &Envelope) -> String {
     assert_eq!(Reply::status(reply), Status::Error, "{reply:?}");
     Reply::error_text(reply).unwrap()
-}
-
-fn refused<T: std::fmt::Debug>(r: Result<T, ClientError>, want: &str) {
-    match r {
-        Err(ClientError::Refused(why)) => {
-            assert!(why.contains(want), "{why:?} should say {want:?}")
-        }
-        other => panic!("expected a refusal saying {want:?}, got {other:?}"),
-    }
 }
 
 /// An account `user` with `password`, and a connection logged in to it.

@@ -224,6 +224,34 @@ impl Cluster {
         self.servers[i] = Some(proc);
     }
 
+    /// Starts (or restarts) server `i` with `extra` arguments besides its own, and waits until
+    /// it serves.
+    ///
+    /// # Panics
+    /// When it does not become ready in time.
+    pub fn start_server_with(&mut self, i: usize, extra: &[&str]) {
+        let name = Cluster::server_name(i);
+        self.servers[i] = None;
+        let mut roles = self.roles.clone();
+        for (n, args) in &mut roles {
+            if *n == name {
+                args.extend(extra.iter().map(|a| (*a).to_owned()));
+            }
+        }
+        let mut proc = spawn_role(&self.bin, self.dir.path(), &roles, &name);
+        assert!(
+            proc.await_ready(READY),
+            "{name} did not start:\n{}",
+            proc.log()
+        );
+        self.servers[i] = Some(proc);
+    }
+
+    /// Whether server `i`'s process has exited (say, it died as a fault test asked).
+    pub fn server_exited(&mut self, i: usize) -> bool {
+        self.servers[i].as_mut().is_none_or(Proc::exited)
+    }
+
     /// `kill -9` of server `i`.
     pub fn kill_server(&mut self, i: usize) {
         if let Some(mut p) = self.servers[i].take() {

@@ -119,3 +119,44 @@ pub fn history(cluster: &Cluster, i: usize, of: &Conversation) -> Vec<String> {
     }
     out
 }
+
+/// How many events each of the first three servers holds on disk.
+pub fn held(cluster: &Cluster) -> Vec<u64> {
+    (0..3)
+        .map(|i| {
+            store(&cluster.data_dir(i))
+                .vector()
+                .unwrap()
+                .iter()
+                .map(|(_, n)| n)
+                .sum()
+        })
+        .collect()
+}
+
+/// How many events every server holds, once they all hold the same number (peers commit what
+/// they take within a few tens of milliseconds): what "changes nothing" is measured by.
+pub fn events_held(cluster: &Cluster) -> u64 {
+    let mut n = 0;
+    let agreed = palaver_testkit::wait_until(std::time::Duration::from_secs(5), || {
+        let h = held(cluster);
+        n = h[0];
+        h.iter().all(|x| *x == h[0])
+    });
+    assert!(
+        agreed,
+        "the servers hold different events: {:?}",
+        held(cluster)
+    );
+    n
+}
+
+/// Asserts that `r` is a refusal that says `want`.
+pub fn refused<T: std::fmt::Debug>(r: Result<T, palaver_client::ClientError>, want: &str) {
+    match r {
+        Err(palaver_client::ClientError::Refused(why)) => {
+            assert!(why.contains(want), "{why:?} should say {want:?}")
+        }
+        other => panic!("expected a refusal saying {want:?}, got {other:?}"),
+    }
+}

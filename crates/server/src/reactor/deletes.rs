@@ -144,10 +144,13 @@ impl Deletes {
 
     /// The earliest moment something is due.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        let waiting = self
-            .waiting
-            .values()
-            .map(|w| (w.began + BEGIN_WAIT).min(w.asked + GIVE_UP));
+        let waiting = self.waiting.iter().map(|(id, w)| {
+            if self.unanswered(id) {
+                (w.began + BEGIN_WAIT).min(w.asked + GIVE_UP)
+            } else {
+                w.asked + GIVE_UP
+            }
+        });
         let again = self.again.iter().map(|(at, _)| *at);
         self.node
             .poll_timeout()
@@ -155,6 +158,11 @@ impl Deletes {
             .chain(waiting)
             .chain(again)
             .min()
+    }
+
+    /// Whether the leader has not asked this server to prepare `tx` yet (nor decided it).
+    fn unanswered(&self, tx: &str) -> bool {
+        !self.node.is_prepared(tx) && self.node.outcome(tx).is_none()
     }
 
     /// Carries out what is due, and returns what the reactor must do, in order. Deletes due to
@@ -168,8 +176,7 @@ impl Deletes {
             .waiting
             .iter()
             .filter(|(id, w)| {
-                now >= w.began + BEGIN_WAIT && self.node.outcome(id).is_none()
-                    || now >= w.asked + GIVE_UP
+                now >= w.began + BEGIN_WAIT && self.unanswered(id) || now >= w.asked + GIVE_UP
             })
             .map(|(id, _)| id.clone())
             .collect();

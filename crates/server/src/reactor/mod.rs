@@ -5,7 +5,7 @@ use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
 use palaver_proto::work;
 use palaver_proto::{
-    Envelope, Event, HistoryQuery, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES,
+    Envelope, Event, EventKind, HistoryQuery, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES,
 };
 use palaver_store::Store;
 
@@ -53,6 +53,15 @@ enum Route {
     /// A message for this peer (of a two-phase delete), sent once the records made before it
     /// are stored.
     Peer(String),
+}
+
+/// Where a fault test's crash after a prepare stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crash {
+    /// Waiting for a prepare of this server's.
+    Armed,
+    /// A prepare is in the batch: die once its batch's messages are out.
+    Due,
 }
 
 /// A reply and the way back.
@@ -160,6 +169,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         writer,
         hasher,
         deletes,
+        crash: cfg.crash_after_prepare.then_some(Crash::Armed),
         announcer: false,
         batch: Vec::new(),
         committing: Vec::new(),
@@ -222,6 +232,8 @@ struct Reactor {
     hasher: Hasher<Awaiting>,
     /// Two-phase deletes: the commit machine and the client deletes waiting for it.
     deletes: Deletes,
+    /// A fault test's crash after a prepare, when asked for.
+    crash: Option<Crash>,
     /// Whether this server announces presence changes (it is the coordinator).
     announcer: bool,
     /// Requests handled and waiting for the next commit.
@@ -704,6 +716,10 @@ impl Reactor {
                     channel,
                     failed,
                 } => {
+                    if matches!(kind, EventKind::Prepare { .. }) && self.crash == Some(Crash::Armed)
+                    {
+                        self.crash = Some(Crash::Due);
+                    }
                     let mut handled =
                         self.state
                             .record(kind, request, self.coord.now(), &mut self.lamport);
@@ -937,8 +953,16 @@ impl Reactor {
                 tracing::warn!(error = %e, "publication dropped");
             }
         }
+        let mut told_peers = false;
         for (envelope, reply) in replies {
+            told_peers |= matches!(envelope, Route::Peer(_));
             self.reply(&envelope, reply);
+        }
+        if told_peers && self.crash == Some(Crash::Due) {
+            // Let ZeroMQ's I/O thread put the messages on the wire, then die as `kill -9` would.
+            std::thread::sleep(Duration::from_millis(300));
+            tracing::warn!(server = %self.name, "dying after a prepare, as a fault test asked");
+            std::process::abort();
         }
     }
 
