@@ -1,7 +1,9 @@
-//! `palaver bot`: the standard bot. It logs in under a random name, creates a channel while
-//! fewer than five exist, follows channels until it follows three, then forever picks one of
-//! them and sends it a burst of messages, one per interval. It reads its subscriptions while it
-//! waits, so it also counts what the others say.
+//! `palaver bot`: the standard bot. It logs in under a random name, creates a channel (its own)
+//! while fewer than five exist, joins channels until it is in three (shown their last posts),
+//! then forever picks one of them and sends it a burst of messages, one per interval. It reads
+//! its subscriptions while it waits, so it also counts what the others say, and notes who joins
+//! and leaves. A channel deleted under it is dropped, and another joined. It leaves its
+//! channels when it stops.
 //!
 //! With a password, its name is an account: registered on first use, then logged in to; it
 //! beats (presence) and opens the private messages sent to it.
@@ -71,22 +73,14 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut channels = conn.channels()?;
     while channels.len() < WANT_CHANNELS {
         let name = Name::parse(&format!("chan-{:04}", rng.gen_range(0..10_000)))?;
-        match conn.create_channel(&name) {
+        match conn.create_room(&name, &me) {
             Ok(()) | Err(ClientError::Refused(_)) => {}
             Err(e) => return Err(e.into()),
         }
         channels = conn.channels()?;
     }
     let mut following: Vec<Name> = Vec::new();
-    channels.shuffle(&mut rng);
-    for c in channels
-        .iter()
-        .filter_map(|c| Name::parse(c).ok())
-        .take(FOLLOW)
-    {
-        sub.subscribe(c.as_str())?;
-        following.push(c);
-    }
+    join_some(&mut conn, &mut sub, &me, &mut following, &mut rng)?;
     tracing::info!(bot = %me, following = ?following, "bot ready");
 
     let mut sent = 0u64;
@@ -102,11 +96,13 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
                 if shutdown.is_triggered() {
                     break 'outer;
                 }
-                if sub
-                    .recv_timeout(left.min(Duration::from_millis(100)))?
-                    .is_some()
-                {
+                if let Some(r) = sub.recv_timeout(left.min(Duration::from_millis(100)))? {
                     received += 1;
+                    let env = &r.publication.envelope;
+                    if matches!(env.service.as_str(), "join" | "leave" | "delete") {
+                        tracing::info!(bot = %me, room = %r.publication.topic, what = %env.service,
+                            who = env.data.opt_str("user").ok().flatten().unwrap_or(""), "room notice");
+                    }
                 }
             }
             next += opts.interval;
@@ -119,6 +115,14 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
                 Err(e @ ClientError::Timeout { .. }) => {
                     tracing::warn!(bot = %me, error = %e, "post lost")
                 }
+                Err(ClientError::Refused(why)) => {
+                    // Deleted (or being deleted) under us: go elsewhere.
+                    tracing::info!(bot = %me, %channel, why, "cannot post here any more");
+                    following.retain(|c| *c != channel);
+                    let _ = sub.unsubscribe(channel.as_str());
+                    join_some(&mut conn, &mut sub, &me, &mut following, &mut rng)?;
+                    continue 'outer;
+                }
                 Err(e) => return Err(e.into()),
             }
             if opts.count.is_some_and(|c| sent >= c) {
@@ -127,7 +131,44 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
         tracing::info!(bot = %me, %channel, sent, received, "burst done");
     }
+    for c in &following {
+        if let Err(e) = conn.leave(&me, c) {
+            tracing::warn!(bot = %me, channel = %c, error = %e, "could not leave");
+        }
+    }
     tracing::info!(bot = %me, sent, received, "bot stopped");
+    Ok(())
+}
+
+/// Joins channels until the bot is in [`FOLLOW`] of them (or in every one there is): for each,
+/// it subscribes, joins, and takes the channel's last posts.
+fn join_some(
+    conn: &mut Connection,
+    sub: &mut Subscriber,
+    me: &Name,
+    following: &mut Vec<Name>,
+    rng: &mut impl Rng,
+) -> anyhow::Result<()> {
+    let mut channels = conn.channels()?;
+    channels.shuffle(rng);
+    for c in channels.iter().filter_map(|c| Name::parse(c).ok()) {
+        if following.len() >= FOLLOW {
+            break;
+        }
+        if following.contains(&c) {
+            continue;
+        }
+        sub.subscribe(c.as_str())?;
+        match conn.join(me, &c, 10) {
+            Ok(joined) => {
+                sub.joined(&c, &joined.posts);
+                following.push(c);
+            }
+            // Deleted since it was listed: another one.
+            Err(ClientError::Refused(_)) => sub.unsubscribe(c.as_str())?,
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 

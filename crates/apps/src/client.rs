@@ -29,9 +29,13 @@ const HELP: &str = "\
 commands:
   /users                 who is registered
   /channels              which channels exist
-  /create CHANNEL        create a channel and join it
-  /join CHANNEL          follow a channel; plain lines then go there
-  /leave [CHANNEL]       stop following a channel
+  /create CHANNEL        create a channel (yours: only you may delete it) and join it
+  /join CHANNEL          join a channel: its last posts, then live ones; plain lines
+                         then go there
+  /leave [CHANNEL]       leave a channel (default: the current one)
+  /members [CHANNEL]     who is in a channel
+  /rooms                 the channels you are in
+  /delete CHANNEL        delete a channel you created, on every server
   /post CHANNEL TEXT     post to a channel
   /msg USER TEXT         send a private message
     /history [CHANNEL|@USER] [N]
@@ -48,9 +52,14 @@ commands:
   /quit                  leave
   TEXT                   post to the current channel";
 
+/// How many of a channel's posts `/join` shows.
+const JOIN_HISTORY: usize = 20;
+
 enum Control {
     Subscribe(String),
     Unsubscribe(String),
+    /// A room was joined: its newest posts, to show before live ones.
+    Joined(Name, Vec<palaver_proto::Event>),
     /// The session changed: private messages are opened with this token now.
     Token(Option<String>),
     Stop,
@@ -139,6 +148,23 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         "logged in as {user} (clock {}); /help lists the commands",
         clock.now()
     ));
+    // The rooms joined in earlier runs are followed again.
+    let rooms = conn.joined(&user).unwrap_or_default();
+    for room in &rooms {
+        let _ = control.send(Control::Subscribe(room.clone()));
+    }
+    if !rooms.is_empty() {
+        screen.say(&format!(
+            "you are in {}",
+            printable(
+                &rooms
+                    .iter()
+                    .map(|r| format!("#{r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        ));
+    }
 
     let mut session = Session {
         user,
@@ -168,6 +194,7 @@ fn receive(mut sub: Subscriber, control: &mpsc::Receiver<Control>, screen: &Scre
             match control.try_recv() {
                 Ok(Control::Subscribe(t)) => drop(sub.subscribe(&t)),
                 Ok(Control::Unsubscribe(t)) => drop(sub.unsubscribe(&t)),
+                Ok(Control::Joined(c, posts)) => sub.joined(&c, &posts),
                 Ok(Control::Token(t)) => sub.set_token(t),
                 Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
                 Err(mpsc::TryRecvError::Empty) => break,
@@ -226,30 +253,54 @@ impl Session {
                 .map(|c| format!("channels: {}", printable(&c.join(", "))))
                 .map_err(err),
             "create" => name(arg).and_then(|c| {
-                self.conn.create_channel(&c).map_err(err)?;
-                self.join(c.clone());
-                Ok(format!("created #{c}; you are in it"))
+                self.conn.create_room(&c, &self.user).map_err(err)?;
+                self.join(c.clone())?;
+                Ok(format!("created #{c}; it is yours, and you are in it"))
             }),
-            "join" => name(arg).map(|c| {
-                self.join(c.clone());
-                format!("following #{c}; plain lines go there")
-            }),
-            "leave" => {
-                let target = if arg.is_empty() {
-                    self.current
-                        .clone()
-                        .ok_or_else(|| "not in a channel".to_owned())
-                } else {
-                    name(arg)
-                };
-                target.map(|c| {
-                    let _ = self.control.send(Control::Unsubscribe(c.to_string()));
-                    if self.current.as_ref() == Some(&c) {
-                        self.current = None;
+            "join" => name(arg).and_then(|c| {
+                let shown = self.join(c.clone())?;
+                Ok(format!(
+                    "joined #{c}{}; plain lines go there",
+                    match shown {
+                        0 => String::new(),
+                        n => format!(" (with its last {n} posts)"),
                     }
-                    format!("left #{c}")
-                })
-            }
+                ))
+            }),
+            "leave" => self.room_or_current(arg).and_then(|c| {
+                self.conn.leave(&self.user, &c).map_err(err)?;
+                let _ = self.control.send(Control::Unsubscribe(c.to_string()));
+                if self.current.as_ref() == Some(&c) {
+                    self.current = None;
+                }
+                Ok(format!("left #{c}"))
+            }),
+            "members" => self.room_or_current(arg).and_then(|c| {
+                let people = self.conn.members(&c).map_err(err)?;
+                Ok(format!(
+                    "in #{c}: {}",
+                    printable(&if people.is_empty() {
+                        "nobody".to_owned()
+                    } else {
+                        people.join(", ")
+                    })
+                ))
+            }),
+            "rooms" => self.conn.joined(&self.user).map_err(err).map(|rooms| {
+                if rooms.is_empty() {
+                    "you are in no channel".to_owned()
+                } else {
+                    format!("you are in: {}", printable(&rooms.join(", ")))
+                }
+            }),
+            "delete" => name(arg).and_then(|c| {
+                self.conn.delete(&self.user, &c).map_err(err)?;
+                let _ = self.control.send(Control::Unsubscribe(c.to_string()));
+                if self.current.as_ref() == Some(&c) {
+                    self.current = None;
+                }
+                Ok(format!("deleted #{c} on every server"))
+            }),
             "post" => name(arg).and_then(|c| self.post(&c, text)),
             "msg" => name(arg).and_then(|dst| {
                 if text.is_empty() {
@@ -417,9 +468,40 @@ impl Session {
         }
     }
 
-    fn join(&mut self, channel: Name) {
+    /// Joins `channel`: subscribes first, then asks for its last posts, which the receiver
+    /// shows before live ones (and nothing twice). Returns how many it shows.
+    fn join(&mut self, channel: Name) -> Result<usize, String> {
         let _ = self.control.send(Control::Subscribe(channel.to_string()));
-        self.current = Some(channel);
+        match self.conn.join(&self.user, &channel, JOIN_HISTORY) {
+            Ok(joined) => {
+                let n = joined.posts.len();
+                let _ = self
+                    .control
+                    .send(Control::Joined(channel.clone(), joined.posts));
+                self.current = Some(channel);
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = self.control.send(Control::Unsubscribe(channel.to_string()));
+                let why = err(e);
+                if why.contains("does not exist") {
+                    Err(format!("{why}; /create {channel} makes it"))
+                } else {
+                    Err(why)
+                }
+            }
+        }
+    }
+
+    /// The channel named, or the current one.
+    fn room_or_current(&self, arg: &str) -> Result<Name, String> {
+        if arg.is_empty() {
+            self.current
+                .clone()
+                .ok_or_else(|| "not in a channel; name one".to_owned())
+        } else {
+            name(arg)
+        }
     }
 
     fn post(&mut self, channel: &Name, text: &str) -> Result<String, String> {

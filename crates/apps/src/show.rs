@@ -31,6 +31,9 @@ pub fn line(r: &Received) -> String {
             text("dst"),
             text("id")
         ),
+        "join" => format!("#{}: {} joined", text("channel"), text("user")),
+        "leave" => format!("#{}: {} left", text("channel"), text("user")),
+        "delete" => format!("#{} was deleted by its owner", text("channel")),
         "presence" => match d.opt_bool("online") {
             Ok(Some(true)) => format!("{} is online", text("user")),
             _ => format!("{} went offline", text("user")),

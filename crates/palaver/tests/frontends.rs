@@ -122,6 +122,76 @@ fn the_line_client_shows_incoming_messages_with_both_times() {
 }
 
 #[test]
+fn the_line_client_joins_rooms_with_their_history_and_deletes_only_its_own() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("bob")).unwrap();
+    c.create_room(&name("den"), &name("bob")).unwrap();
+    for i in 1..=3 {
+        c.publish(&name("bob"), &name("den"), &format!("old {i}"))
+            .unwrap();
+    }
+    let out = client(
+        &cluster,
+        "ana",
+        "/join nowhere\n/join den\n/wait 1.5\n/members\n/rooms\n/delete den\n/leave den\n\
+         /leave den\n/create attic\n/members attic\n/delete attic\n/rooms\n/join attic\n",
+    );
+    for want in [
+        "error: channel `nowhere` does not exist; /create nowhere makes it",
+        "joined #den (with its last 3 posts)",
+        "#den <bob> old 1",
+        "#den <bob> old 3",
+        "in #den: ana",
+        "you are in: den",
+        "error: only `bob`, who created `den`, may delete it",
+        "left #den",
+        "error: `ana` is not in `den`",
+        "created #attic; it is yours, and you are in it",
+        "in #attic: ana",
+        "deleted #attic on every server",
+        "you are in no channel",
+        "error: channel `attic` was deleted",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // The history shows once, in order, though the seam is read again after joining.
+    let olds: Vec<&str> = out.lines().filter(|l| l.contains("<bob> old")).collect();
+    assert_eq!(olds.len(), 3, "{out}");
+    assert!(
+        olds[0].contains("old 1") && olds[2].contains("old 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_line_client_shows_who_joins_and_leaves() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("bob")).unwrap();
+    c.create_room(&name("den"), &name("bob")).unwrap();
+    let (mut child, rx) = spawn_lines(command(&cluster, "client", &["--user", "ana"]));
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/join den").unwrap();
+    let mut seen = Vec::new();
+    // bob comes and goes until ana's client has shown both (its subscription reaches the
+    // proxy asynchronously).
+    let shown = wait_until(Duration::from_secs(15), || {
+        c.join(&name("bob"), &name("den"), 0).unwrap();
+        c.leave(&name("bob"), &name("den")).unwrap();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(line);
+        }
+        seen.iter().any(|l| l.contains("#den: bob joined"))
+            && seen.iter().any(|l| l.contains("#den: bob left"))
+    });
+    writeln!(stdin, "/quit").unwrap();
+    drop(stdin);
+    let _ = child.wait();
+    assert!(shown, "no join and leave notices: {seen:?}");
+}
+
+#[test]
 fn the_bot_creates_channels_follows_them_and_posts() {
     let cluster = Cluster::start(&bin(), 1);
     let status = command(
@@ -143,6 +213,35 @@ fn the_bot_creates_channels_follows_them_and_posts() {
     );
     assert!(c.users().unwrap().contains(&"robo".to_owned()));
     assert_eq!(common::counts(&cluster.data_dir(0)).posts, 25);
+    // It joined three channels, and left them when it stopped.
+    let rooms = common::store(&cluster.data_dir(0))
+        .snapshot()
+        .unwrap()
+        .rooms;
+    let by_robo = |kind: &str| {
+        rooms
+            .iter()
+            .filter(|e| e.kind.name() == kind)
+            .filter(|e| {
+                matches!(&e.kind, palaver_proto::EventKind::Join { user, .. }
+                    | palaver_proto::EventKind::Leave { user, .. } if user.as_str() == "robo")
+            })
+            .count()
+    };
+    assert_eq!((by_robo("join"), by_robo("leave")), (3, 3));
+    assert!(c.joined(&name("robo")).unwrap().is_empty());
+    // The channels it made are its own: deletable in its name.
+    let owned = rooms
+        .iter()
+        .find_map(|e| match &e.kind {
+            palaver_proto::EventKind::Channel {
+                channel,
+                owner: Some(o),
+            } if o.as_str() == "robo" => Some(channel.clone()),
+            _ => None,
+        })
+        .expect("a channel of the bot's");
+    c.delete(&name("robo"), &owned).unwrap();
 }
 
 #[test]

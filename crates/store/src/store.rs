@@ -67,6 +67,9 @@ pub struct Counts {
     /// Events about accounts: registrations, sessions, logouts, password changes, closures
     /// and session uses.
     pub accounts: u64,
+    /// Events about rooms besides their creation: joins, leaves, and the records of
+    /// two-phase deletes.
+    pub rooms: u64,
 }
 
 impl Store {
@@ -445,6 +448,7 @@ impl Store {
                 "register" | "session" | "logout" | "password" | "unregister" | "touch" => {
                     counts.accounts += n
                 }
+                "join" | "leave" | "prepare" | "abort" | "delete" => counts.rooms += n,
                 other => return Err(StoreError::Corrupt(format!("unknown kind {other}"))),
             }
         }
@@ -677,9 +681,83 @@ mod tests {
                 posts: 1,
                 messages: 1,
                 accounts: 2,
+                rooms: 0,
             }
         );
         assert!(store.has_post("general", "hi").unwrap());
+    }
+
+    /// A deleted channel's posts leave the projection, later ones never enter it, and the
+    /// room events come back in the total order.
+    #[test]
+    fn rooms_are_indexed_and_a_delete_empties_the_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let general = name("general");
+        let post = |seq, text: &str| {
+            ev(
+                seq,
+                EventKind::Post {
+                    user: name("ana"),
+                    channel: general.clone(),
+                    message: text.into(),
+                },
+            )
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            let results = store
+                .append(&[
+                    ev(
+                        1,
+                        EventKind::Channel {
+                            channel: general.clone(),
+                            owner: Some(name("ana")),
+                        },
+                    ),
+                    ev(
+                        2,
+                        EventKind::Join {
+                            user: name("ana"),
+                            channel: general.clone(),
+                        },
+                    ),
+                    post(3, "before"),
+                    ev(
+                        4,
+                        EventKind::Prepare {
+                            tx: "t1".into(),
+                            channel: general.clone(),
+                            owner: name("ana"),
+                            leader: name("s1"),
+                            participants: vec![name("s1")],
+                        },
+                    ),
+                    ev(
+                        5,
+                        EventKind::Delete {
+                            tx: "t1".into(),
+                            channel: general.clone(),
+                        },
+                    ),
+                    post(6, "after"),
+                ])
+                .unwrap();
+            assert!(results.iter().all(Result::is_ok));
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.has_post("general", "before").unwrap());
+        assert!(!store.has_post("general", "after").unwrap());
+        let kinds: Vec<&str> = store
+            .snapshot()
+            .unwrap()
+            .rooms
+            .iter()
+            .map(|e| e.kind.name())
+            .collect();
+        assert_eq!(kinds, ["channel", "join", "prepare", "delete"]);
+        assert_eq!(store.counts().unwrap().rooms, 3);
+        // Every event stays in the log.
+        assert_eq!(store.events_after("s1", 0, 100).unwrap().len(), 6);
     }
 
     #[test]

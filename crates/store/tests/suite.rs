@@ -118,6 +118,7 @@ fn suite(store: &mut Store) {
             posts: 3,
             messages: 2,
             accounts: 0,
+            rooms: 0,
         }
     );
     // History in the one order (Lamport time, then origin), paged both ways.
@@ -259,7 +260,7 @@ fn a_store_migrated_from_version_4() {
     let mut store = Store::open(dir.path()).unwrap();
     suite(&mut store);
     drop(store);
-    // The kind tables are gone, the version is 5, and a second open changes nothing.
+    // The kind tables are gone, the version is current, and a second open changes nothing.
     let conn = Connection::open(dir.path().join(palaver_store::DB_FILE)).unwrap();
     for table in ["logins", "channels", "posts", "messages"] {
         assert!(
@@ -270,7 +271,33 @@ fn a_store_migrated_from_version_4() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.counts().unwrap().posts, 4);
+    // The channels of the old layout are rooms' first events.
+    let rooms = store.snapshot().unwrap().rooms;
+    assert!(rooms.iter().all(|e| e.kind.name() == "channel") && !rooms.is_empty());
+}
+
+/// Version 6 → 7: the channels created so far are indexed as rooms' events.
+#[test]
+fn a_version_6_store_indexes_its_channels_as_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_store(dir.path()));
+    let conn = Connection::open(dir.path().join(palaver_store::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "DROP TABLE room_events; DROP TABLE deleted_channels; PRAGMA user_version = 6;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    let rooms = store.snapshot().unwrap().rooms;
+    let channels: Vec<String> = rooms
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Channel { channel, .. } => Some(channel.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(channels, ["general"]);
 }
