@@ -91,6 +91,41 @@ fn garbage_gets_an_error_reply_and_changes_nothing() {
             "`clock` must be",
         ),
         (
+            "a negative join limit".into(),
+            Envelope::new("join")
+                .with("user", "ana")
+                .with("channel", "general")
+                .with("limit", -1)
+                .to_bytes(),
+            "`limit` must be a non-negative integer",
+        ),
+        (
+            "an owner that is not a name".into(),
+            Envelope::new("channel")
+                .with("channel", "den")
+                .with("user", Value::Array(vec![]))
+                .to_bytes(),
+            "`user` must be a string",
+        ),
+        (
+            "a delete without a channel".into(),
+            Envelope::new("delete").with("user", "ana").to_bytes(),
+            "missing field `channel`",
+        ),
+        (
+            "members of a bad name".into(),
+            Envelope::new("members").with("channel", "#den").to_bytes(),
+            "`channel`",
+        ),
+        (
+            "a peer's two-phase step from a client".into(),
+            Envelope::new("twopc")
+                .with("from", "s1")
+                .with("step", "decided")
+                .to_bytes(),
+            "unknown service `twopc`",
+        ),
+        (
             "JSON instead of MessagePack".into(),
             br#"{"service": "login", "data": {"user": "ana", "timestamp": 1}}"#.to_vec(),
             "this request is JSON; Palaver expects MessagePack",
@@ -199,6 +234,37 @@ fn the_reference_and_the_peer_endpoints_survive_garbage_too() {
                 .to_bytes(),
             Envelope::new("dance").to_bytes(),
             vec![0x90; 3 << 20],
+            // A two-phase step is one way, but a malformed one is answered.
+            Envelope::new("twopc")
+                .with("from", "s9")
+                .with("step", "explode")
+                .with("tx", "t1")
+                .to_bytes(),
+            Envelope::new("twopc")
+                .with("from", "s9")
+                .with("step", "query")
+                .with("tx", "t 1; DROP")
+                .to_bytes(),
+            Envelope::new("twopc")
+                .with("from", "s9")
+                .with("step", "prepare")
+                .with("tx", "t1")
+                .with("leader", "s9")
+                .with("channel", "general")
+                .with("owner", "ana")
+                .with(
+                    "participants",
+                    (0..65)
+                        .map(|i| Value::from(format!("s{i}")))
+                        .collect::<Vec<_>>(),
+                )
+                .to_bytes(),
+            Envelope::new("twopc")
+                .with("from", "s9")
+                .with("step", "vote")
+                .with("tx", "t1")
+                .with("yes", "maybe")
+                .to_bytes(),
         ];
         for _ in 0..30 {
             let len = rng.gen_range(1..300);
