@@ -595,10 +595,13 @@ impl<P: Clone> Node<P> {
         let id = tx.id.clone();
         self.asked.remove(&id);
         let yes = match self.parts.get(&id) {
+            // One transaction has one leader: a prepare of the same id from another is not
+            // this transaction's (drivers never reuse an id), and gets no vote.
+            Some(Part::Prepared { tx: mine, .. }) if mine.leader != leader => return,
             Some(Part::Prepared { .. } | Part::Committed) => true,
             Some(Part::Aborted) => false,
             None => {
-                if tx.participants.iter().any(|p| *p == self.me) && vote(&tx.payload) {
+                if tx.participants.contains(&self.me) && vote(&tx.payload) {
                     self.actions
                         .push_back(Action::Record(Record::Prepared(tx.clone())));
                     self.parts.insert(id.clone(), self.prepared(now, tx, false));
@@ -713,6 +716,9 @@ impl<P: Clone> Node<P> {
             Some(Part::Committed) if !commit => self.conflicts += 1,
             Some(Part::Aborted) if commit => self.conflicts += 1,
             Some(Part::Committed | Part::Aborted) => {}
+            // A commit needs this member's yes, so one it never prepared for is not its to
+            // record: a message gone astray, taken for nothing (the log brings any real one).
+            None if commit => {}
             Some(Part::Prepared { .. }) | None => {
                 self.asked.remove(&tx.id);
                 self.finish(tx, commit);
