@@ -110,13 +110,14 @@ impl Feed {
         out
     }
 
-    /// The `history` request that repairs `channel` after `cursor`.
-    pub fn repair_request(channel: &Name, cursor: &Cursor) -> Request {
+    /// The `history` request that repairs `channel` after `after` (from its newest posts,
+    /// without it: a room just joined that had none).
+    pub fn repair_request(channel: &Name, after: Option<Cursor>) -> Request {
         Request::History(HistoryQuery {
             of: Conversation::Channel(channel.clone()),
             limit: MAX_HISTORY,
             before: None,
-            after: Some(cursor.clone()),
+            after,
         })
     }
 }
@@ -173,7 +174,7 @@ mod tests {
             (Name::parse("random").unwrap(), cur(3, "s1").unwrap()),
         ];
         assert_eq!(repairs, want);
-        let req = Feed::repair_request(&repairs[0].0, &repairs[0].1).to_envelope();
+        let req = Feed::repair_request(&repairs[0].0, Some(repairs[0].1.clone())).to_envelope();
         assert_eq!(req.data.opt_str("after").unwrap(), Some("9:s2"));
     }
 

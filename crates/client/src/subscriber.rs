@@ -1,13 +1,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use palaver_proto::{
-    now_secs, Conversation, Cursor, Event, HistoryQuery, Name, Publication, MAX_HISTORY,
-};
+use palaver_proto::{now_secs, Cursor, Event, HistoryQuery, Name, Publication};
 
 use crate::feed::{position, Feed};
-use palaver_proto::Request;
-
 use crate::{ClientError, Connection, SharedClock};
 
 /// After a reconnect, the channels are filled in at once and once more this much later, for
@@ -336,18 +332,12 @@ impl Subscriber {
             .partition(|(at, _, _)| *at <= now);
         r.seams = later;
         for (_, channel, from) in seams {
-            let query = HistoryQuery {
-                of: Conversation::Channel(channel.clone()),
-                limit: MAX_HISTORY,
-                before: None,
-                after: from,
-            };
             fill(
                 &mut r.conn,
                 &mut self.feed,
                 &mut self.backlog,
                 &channel,
-                query,
+                from,
             );
         }
         if !r.due.iter().any(|d| *d <= now) {
@@ -356,15 +346,13 @@ impl Subscriber {
         r.due.retain(|d| *d > now);
         let channels = &self.channels;
         for (channel, cursor) in self.feed.repairs(|t| channels.contains(t)) {
-            let Request::History(query) = Feed::repair_request(&channel, &cursor) else {
-                continue;
-            };
+            let after = Some(cursor);
             fill(
                 &mut r.conn,
                 &mut self.feed,
                 &mut self.backlog,
                 &channel,
-                query,
+                after,
             );
         }
     }
@@ -387,15 +375,16 @@ impl Subscriber {
     }
 }
 
-/// Reads `query` of `channel` on `conn`, and queues what was not seen yet, in order.
+/// Reads `channel`'s posts after `after` (the newest ones, without it) through `history` on
+/// `conn`, and queues what was not seen yet, in order.
 fn fill(
     conn: &mut Connection,
     feed: &mut Feed,
     backlog: &mut VecDeque<Received>,
     channel: &Name,
-    query: HistoryQuery,
+    after: Option<Cursor>,
 ) {
-    let reply = match conn.request(&Request::History(query)) {
+    let reply = match conn.request(&Feed::repair_request(channel, after)) {
         Ok(reply) => reply,
         Err(e) => {
             tracing::warn!(%channel, error = %e, "cannot fill in missed posts");

@@ -25,7 +25,7 @@ use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request};
 use crate::state::Proofs;
 use crate::State;
 
-use super::Route;
+use super::{Handled, Queued, Reactor, Route};
 
 /// How long a requester waits for the leader's prepare before it gives the attempt up.
 const BEGIN_WAIT: Duration = Duration::from_secs(3);
@@ -46,6 +46,90 @@ pub(super) struct Waiting {
     pub asked: Instant,
     /// When the current attempt began.
     pub began: Instant,
+}
+
+/// Where a fault test's crash after a prepare stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Crash {
+    /// Waiting for a prepare of this server's.
+    Armed,
+    /// A prepare is in the batch: die once its batch's messages are out.
+    Due,
+}
+
+impl Reactor {
+    /// A client's delete begins: led by the coordinator (or this server, when none is known).
+    pub(super) fn start_delete(&mut self, waiting: Waiting) {
+        let leader = self.coord.coordinator().map(|c| c.name.clone());
+        self.deletes
+            .start(self.turn, waiting, leader.as_deref(), &self.state);
+    }
+
+    /// Each turn: what the two-phase deletes have to do. Their records join the batch as
+    /// events of this server's, their messages to peers follow the records made before them,
+    /// and the deletes that aborted with time left start again.
+    pub(super) fn two_phase(&mut self, now: Instant) {
+        let (outs, again) = self.deletes.turn(now);
+        for out in outs {
+            let q = match out {
+                Out::Send { to, env } => Queued {
+                    envelope: Route::Peer(to),
+                    handled: Handled::reply(env),
+                    echo: None,
+                },
+                Out::Reply { route, echo, reply } => Queued {
+                    envelope: route,
+                    handled: Handled::reply(reply),
+                    echo,
+                },
+                Out::Record {
+                    kind,
+                    request,
+                    route,
+                    echo,
+                    channel,
+                    failed,
+                } => {
+                    if matches!(kind, EventKind::Prepare { .. }) && self.crash == Some(Crash::Armed)
+                    {
+                        self.crash = Some(Crash::Due);
+                    }
+                    let mut handled =
+                        self.state
+                            .record(kind, request, self.coord.now(), &mut self.lamport);
+                    if let Some(c) = channel {
+                        handled.reply = handled.reply.with("channel", c.as_str());
+                    }
+                    if let Some(why) = failed {
+                        handled.reply = Reply::error("delete", &why);
+                    }
+                    Queued {
+                        envelope: route,
+                        handled,
+                        echo,
+                    }
+                }
+            };
+            self.batch.push(q);
+        }
+        for (w, req) in again {
+            let mut handled = self.state.handle_request(
+                req,
+                w.request.clone(),
+                &w.proofs,
+                self.coord.now(),
+                &mut self.lamport,
+            );
+            match handled.delete.take() {
+                Some(room) => self.start_delete(Waiting { room, ..w }),
+                None => self.batch.push(Queued {
+                    envelope: w.route,
+                    handled,
+                    echo: w.echo,
+                }),
+            }
+        }
+    }
 }
 
 /// What the driver hands the reactor: a reply or a record for the next batch, or a message

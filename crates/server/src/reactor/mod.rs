@@ -4,23 +4,22 @@ use std::time::{Duration, Instant};
 use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Shutdown};
 use palaver_proto::work;
-use palaver_proto::{
-    Envelope, Event, EventKind, HistoryQuery, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES,
-};
+use palaver_proto::{Envelope, Event, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES};
 use palaver_store::Store;
 
 use crate::broker_link::{Arrival, BrokerLink};
 use crate::coord::{Coordination, Data, Endpoints, Facts, Inbound};
 use crate::hasher::Hasher;
-use crate::state::{presence_notice, Handled, Pending, Proofs, StoredRead};
+use crate::state::{presence_notice, Handled, Pending, Proofs};
 use crate::writer::{Done, Job, Writer};
 use crate::{Config, ServerError, State};
 
 mod aside;
 mod deletes;
+mod reads;
 
 use aside::{Failing, RETRY_COMMIT};
-use deletes::{Deletes, Out, Waiting};
+use deletes::{Crash, Deletes, Waiting};
 
 /// How long the reactor waits in `poll` before it looks at the shutdown flag again.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -53,15 +52,6 @@ enum Route {
     /// A message for this peer (of a two-phase delete), sent once the records made before it
     /// are stored.
     Peer(String),
-}
-
-/// Where a fault test's crash after a prepare stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Crash {
-    /// Waiting for a prepare of this server's.
-    Armed,
-    /// A prepare is in the batch: die once its batch's messages are out.
-    Due,
 }
 
 /// A reply and the way back.
@@ -684,79 +674,6 @@ impl Reactor {
         }
     }
 
-    /// A client's delete begins: led by the coordinator (or this server, when none is known).
-    fn start_delete(&mut self, waiting: Waiting) {
-        let leader = self.coord.coordinator().map(|c| c.name.clone());
-        self.deletes
-            .start(self.turn, waiting, leader.as_deref(), &self.state);
-    }
-
-    /// Each turn: what the two-phase deletes have to do. Their records join the batch as
-    /// events of this server's, their messages to peers follow the records made before them,
-    /// and the deletes that aborted with time left start again.
-    fn two_phase(&mut self, now: Instant) {
-        let (outs, again) = self.deletes.turn(now);
-        for out in outs {
-            let q = match out {
-                Out::Send { to, env } => Queued {
-                    envelope: Route::Peer(to),
-                    handled: Handled::reply(env),
-                    echo: None,
-                },
-                Out::Reply { route, echo, reply } => Queued {
-                    envelope: route,
-                    handled: Handled::reply(reply),
-                    echo,
-                },
-                Out::Record {
-                    kind,
-                    request,
-                    route,
-                    echo,
-                    channel,
-                    failed,
-                } => {
-                    if matches!(kind, EventKind::Prepare { .. }) && self.crash == Some(Crash::Armed)
-                    {
-                        self.crash = Some(Crash::Due);
-                    }
-                    let mut handled =
-                        self.state
-                            .record(kind, request, self.coord.now(), &mut self.lamport);
-                    if let Some(c) = channel {
-                        handled.reply = handled.reply.with("channel", c.as_str());
-                    }
-                    if let Some(why) = failed {
-                        handled.reply = Reply::error("delete", &why);
-                    }
-                    Queued {
-                        envelope: route,
-                        handled,
-                        echo,
-                    }
-                }
-            };
-            self.batch.push(q);
-        }
-        for (w, req) in again {
-            let mut handled = self.state.handle_request(
-                req,
-                w.request.clone(),
-                &w.proofs,
-                self.coord.now(),
-                &mut self.lamport,
-            );
-            match handled.delete.take() {
-                Some(room) => self.start_delete(Waiting { room, ..w }),
-                None => self.batch.push(Queued {
-                    envelope: w.route,
-                    handled,
-                    echo: w.echo,
-                }),
-            }
-        }
-    }
-
     /// The peers' events waiting for a commit, taken out.
     fn take_pending(&mut self) -> Vec<Event> {
         self.pending_since = None;
@@ -963,73 +880,6 @@ impl Reactor {
             std::thread::sleep(Duration::from_millis(300));
             tracing::warn!(server = %self.name, "dying after a prepare, as a fault test asked");
             std::process::abort();
-        }
-    }
-
-    /// Answers a read of the store: a `history` page, an `unseal`, or a `join`'s posts (with
-    /// what `reply` says already).
-    fn read_stored(&self, read: &StoredRead, reply: Envelope) -> Envelope {
-        match read {
-            StoredRead::Join { channel, limit } => {
-                let q = HistoryQuery {
-                    of: palaver_proto::Conversation::Channel(channel.clone()),
-                    limit: *limit,
-                    before: None,
-                    after: None,
-                };
-                let page = if *limit == 0 {
-                    Ok((Vec::new(), false))
-                } else {
-                    self.store.history(&q)
-                };
-                match page {
-                    Ok((events, more)) => {
-                        let page = HistoryQuery::reply(&events, more);
-                        let mut env = reply.with("channel", channel.as_str());
-                        for (k, v) in page.data.0 {
-                            if let Some(k) = k.as_str() {
-                                env.data.set(k, v);
-                            }
-                        }
-                        env
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read history");
-                        Reply::error("join", "the server could not read the channel's posts")
-                    }
-                }
-            }
-            StoredRead::History(q) => match self.store.history(q) {
-                Ok((events, more)) => HistoryQuery::reply(&events, more),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read history");
-                    Reply::error("history", "the server could not read its history")
-                }
-            },
-            StoredRead::Unseal { user, id } => match self.store.event(&id.origin, id.seq) {
-                Ok(Some(e)) => match &e.kind {
-                    palaver_proto::EventKind::Direct { src, dst, message }
-                        if src == user || dst == user =>
-                    {
-                        Reply::ok("unseal")
-                            .with("src", src.as_str())
-                            .with("dst", dst.as_str())
-                            .with("message", message.as_str())
-                            .with("id", e.id())
-                            .with("sent", e.timestamp)
-                            .with("lamport", e.lamport)
-                    }
-                    // The same answer whether it does not exist or is someone else's.
-                    _ => Reply::error("unseal", &format!("`{user}` has no private message {id}")),
-                },
-                Ok(None) => {
-                    Reply::error("unseal", &format!("`{user}` has no private message {id}"))
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a private message");
-                    Reply::error("unseal", "the server could not read its messages")
-                }
-            },
         }
     }
 
