@@ -18,12 +18,14 @@ mod clock;
 mod connection;
 pub mod feed;
 mod heartbeat;
+mod inbox;
 mod rooms;
 mod subscriber;
 
 pub use clock::SharedClock;
 pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use heartbeat::Heartbeat;
+pub use inbox::InboxPage;
 pub use rooms::Joined;
 pub use subscriber::{Received, Subscriber};
 

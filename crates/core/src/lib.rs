@@ -13,6 +13,7 @@ pub mod berkeley;
 pub mod commit;
 pub mod election;
 pub mod guard;
+pub mod inbox;
 mod lamport;
 mod log_gate;
 mod member;

@@ -100,6 +100,12 @@ pub enum EventKind {
         tx: String,
         channel: Name,
     },
+    /// `user`'s `device` has taken its inbox up to `cursor` (per origin, a sequence number).
+    Taken {
+        user: Name,
+        device: String,
+        cursor: crate::peer::Vector,
+    },
 }
 
 /// The longest password hash or session hash an event may carry, in bytes.
@@ -124,6 +130,7 @@ impl EventKind {
             EventKind::Prepare { .. } => "prepare",
             EventKind::Abort { .. } => "abort",
             EventKind::Delete { .. } => "delete",
+            EventKind::Taken { .. } => "taken",
         }
     }
 
@@ -146,7 +153,17 @@ impl EventKind {
             | EventKind::Leave { .. }
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
-            | EventKind::Delete { .. } => None,
+            | EventKind::Delete { .. }
+            | EventKind::Taken { .. } => None,
+        }
+    }
+
+    /// The person whose reading an event records: what their devices have taken. Servers fold
+    /// these in memory at start-up.
+    pub fn reader(&self) -> Option<&Name> {
+        match self {
+            EventKind::Taken { user, .. } => Some(user),
+            _ => None,
         }
     }
 
@@ -168,7 +185,8 @@ impl EventKind {
             | EventKind::Logout { .. }
             | EventKind::Password { .. }
             | EventKind::Unregister { .. }
-            | EventKind::Touch { .. } => false,
+            | EventKind::Touch { .. }
+            | EventKind::Taken { .. } => false,
         }
     }
 
@@ -189,7 +207,8 @@ impl EventKind {
             | EventKind::Leave { .. }
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
-            | EventKind::Delete { .. } => None,
+            | EventKind::Delete { .. }
+            | EventKind::Taken { .. } => None,
         }
     }
 
@@ -265,6 +284,15 @@ impl EventKind {
             EventKind::Delete { tx, channel } => {
                 vec![field("tx", tx), field("channel", channel.as_str())]
             }
+            EventKind::Taken {
+                user,
+                device,
+                cursor,
+            } => vec![
+                field("user", user.as_str()),
+                field("device", device),
+                (Value::from("cursor"), crate::peer::vector_value(cursor)),
+            ],
         }
     }
 }
@@ -322,6 +350,16 @@ impl Event {
             }
             EventKind::Abort { tx } => tx.len(),
             EventKind::Delete { tx, channel } => tx.len() + channel.as_str().len(),
+            // Each entry: the origin, a string header of at most 5, a number of at most 9.
+            EventKind::Taken {
+                user,
+                device,
+                cursor,
+            } => {
+                user.as_str().len()
+                    + device.len()
+                    + cursor.keys().map(|o| o.len() + 14).sum::<usize>()
+            }
         };
         strings + self.origin.len() + self.request.as_ref().map_or(0, String::len) + 256
     }
@@ -475,6 +513,23 @@ impl Event {
                 tx: crate::room::tx_id(&m, "tx")?,
                 channel: m.name("channel")?,
             },
+            "taken" => EventKind::Taken {
+                user: m.name("user")?,
+                device: match m.opt_str("device")? {
+                    Some(d) if d.len() <= crate::MAX_DEVICE_BYTES => d.to_owned(),
+                    Some(_) => {
+                        return Err(ProtoError::TextTooLong {
+                            field: "device",
+                            max: crate::MAX_DEVICE_BYTES,
+                        })
+                    }
+                    None => String::new(),
+                },
+                cursor: crate::peer::vector_field(
+                    m.get("cursor").ok_or(ProtoError::Missing("cursor"))?,
+                    "cursor",
+                )?,
+            },
             other => return Err(ProtoError::UnknownService(format!("event kind {other}"))),
         };
         Ok(Event {
@@ -566,6 +621,11 @@ mod tests {
             EventKind::Delete {
                 tx: "s1-0123456789abcdef".into(),
                 channel: name("general"),
+            },
+            EventKind::Taken {
+                user: name("ana"),
+                device: "phone".into(),
+                cursor: [("s1".to_owned(), 9), ("s2".to_owned(), 4)].into(),
             },
         ] {
             let e = Event {

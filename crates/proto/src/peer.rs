@@ -578,13 +578,24 @@ fn introduce(env: Envelope, from: &Option<Introduction>) -> Envelope {
 
 /// A version vector: a map of origin names to counts, each at most 2^53−1.
 fn vector(v: &Value) -> Result<Vector, ProtoError> {
+    vector_field(v, "vector")
+}
+
+/// The most origins a vector names.
+pub const MAX_ORIGINS: usize = 256;
+
+/// A version vector in field `field`: a map of at most [`MAX_ORIGINS`] origin names to counts.
+pub(crate) fn vector_field(v: &Value, field: &'static str) -> Result<Vector, ProtoError> {
     let wrong = ProtoError::WrongType {
-        field: "vector",
-        expected: "a map of origin names to counts",
+        field,
+        expected: "a map of at most 256 origin names to counts",
     };
     let Value::Map(entries) = v else {
         return Err(wrong);
     };
+    if entries.len() > MAX_ORIGINS {
+        return Err(wrong);
+    }
     entries
         .iter()
         .map(|(k, n)| {
@@ -598,7 +609,12 @@ fn vector(v: &Value) -> Result<Vector, ProtoError> {
         .collect()
 }
 
-fn vector_value(v: &Vector) -> Value {
+/// A version vector as it travels (a map of origin names to counts).
+pub fn vector_to_value(v: &Vector) -> Value {
+    vector_value(v)
+}
+
+pub(crate) fn vector_value(v: &Vector) -> Value {
     Value::Map(
         v.iter()
             .map(|(o, n)| (Value::from(o.as_str()), Value::from(*n)))

@@ -62,6 +62,19 @@ pub enum Request {
     Joined { user: Name },
     /// `channel`'s owner deletes it, on every server at once (ours).
     Delete { user: Name, channel: Name },
+    /// What `user`'s `device` has not taken yet of everything addressed to them: private
+    /// messages and the posts of their rooms, after the device's cursor (ours).
+    Inbox {
+        user: Name,
+        device: String,
+        limit: usize,
+    },
+    /// `user`'s `device` has taken its inbox up to `cursor` (ours).
+    Taken {
+        user: Name,
+        device: String,
+        cursor: crate::peer::Vector,
+    },
 }
 
 /// A secret a request carries (a password): never shown by `Debug`, so never logged.
@@ -153,6 +166,18 @@ fn secret(m: &crate::Map, field: &'static str, max: usize) -> Result<Option<Secr
     }
 }
 
+/// A client's `device`: at most [`MAX_DEVICE_BYTES`], empty when absent.
+fn device(d: &crate::Map) -> Result<String, ProtoError> {
+    match d.opt_str("device")? {
+        None => Ok(String::new()),
+        Some(s) if s.len() > MAX_DEVICE_BYTES => Err(ProtoError::TextTooLong {
+            field: "device",
+            max: MAX_DEVICE_BYTES,
+        }),
+        Some(s) => Ok(s.to_owned()),
+    }
+}
+
 /// The longest request id, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
 
@@ -230,16 +255,7 @@ impl Request {
             },
             "beat" => Request::Beat {
                 user: d.name("user")?,
-                device: match d.opt_str("device")? {
-                    None => String::new(),
-                    Some(s) if s.len() > MAX_DEVICE_BYTES => {
-                        return Err(ProtoError::TextTooLong {
-                            field: "device",
-                            max: MAX_DEVICE_BYTES,
-                        })
-                    }
-                    Some(s) => s.to_owned(),
-                },
+                device: device(d)?,
                 leaving: d.opt_bool("leaving")?.unwrap_or(false),
             },
             "unseal" => Request::Unseal {
@@ -264,6 +280,19 @@ impl Request {
             "delete" => Request::Delete {
                 user: d.name("user")?,
                 channel: d.name("channel")?,
+            },
+            "inbox" => Request::Inbox {
+                user: d.name("user")?,
+                device: device(d)?,
+                limit: crate::history::limit(d, 1)?,
+            },
+            "taken" => Request::Taken {
+                user: d.name("user")?,
+                device: device(d)?,
+                cursor: crate::peer::vector_field(
+                    d.get("cursor").ok_or(ProtoError::Missing("cursor"))?,
+                    "cursor",
+                )?,
             },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         };
@@ -291,6 +320,8 @@ impl Request {
             Request::Members { .. } => "members",
             Request::Joined { .. } => "joined",
             Request::Delete { .. } => "delete",
+            Request::Inbox { .. } => "inbox",
+            Request::Taken { .. } => "taken",
         }
     }
 
@@ -366,6 +397,22 @@ impl Request {
                 .with("channel", channel.as_str()),
             Request::Members { channel } => env.with("channel", channel.as_str()),
             Request::Joined { user } => env.with("user", user.as_str()),
+            Request::Inbox {
+                user,
+                device,
+                limit,
+            } => env
+                .with("user", user.as_str())
+                .with("device", device.as_str())
+                .with("limit", u64::try_from(*limit).unwrap_or(u64::MAX)),
+            Request::Taken {
+                user,
+                device,
+                cursor,
+            } => env
+                .with("user", user.as_str())
+                .with("device", device.as_str())
+                .with("cursor", crate::peer::vector_value(cursor)),
         }
     }
 }
@@ -456,6 +503,16 @@ mod tests {
             Request::Delete {
                 user: name("ana"),
                 channel: name("general"),
+            },
+            Request::Inbox {
+                user: name("ana"),
+                device: "phone".into(),
+                limit: 100,
+            },
+            Request::Taken {
+                user: name("ana"),
+                device: "phone".into(),
+                cursor: [("s1".to_owned(), 40), ("s2".to_owned(), 3)].into(),
             },
         ];
         // The list of services and the typed requests name the same services.

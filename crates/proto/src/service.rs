@@ -27,7 +27,7 @@ pub struct Service {
 }
 
 /// Every client service.
-pub const SERVICES: [Service; 18] = [
+pub const SERVICES: [Service; 20] = [
     Service {
         name: "login",
         effect: Effect::Write,
@@ -118,6 +118,16 @@ pub const SERVICES: [Service; 18] = [
     // Answered once every server has agreed (two-phase commit), and the decision is on disk.
     Service {
         name: "delete",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "inbox",
+        effect: Effect::ReadStored,
+        direct: true,
+    },
+    Service {
+        name: "taken",
         effect: Effect::Write,
         direct: true,
     },

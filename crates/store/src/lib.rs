@@ -18,4 +18,4 @@ mod store;
 pub use error::StoreError;
 pub use palaver_proto::{Event, EventKind};
 pub use ranks::{RankBook, RANKS_FILE};
-pub use store::{Counts, RequestEvent, Snapshot, Store, DB_FILE, RECENT_REQUESTS};
+pub use store::{Counts, InboxPage, RequestEvent, Snapshot, Store, DB_FILE, RECENT_REQUESTS};

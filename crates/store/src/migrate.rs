@@ -4,6 +4,7 @@
 //!  version 2, 3 ── request ids into the events' rows ──▶ 4 ── one event log ──▶ 5
 //!  5 ── accounts' events indexed by person (a new, empty table) ──▶ 6
 //!  6 ── rooms' events indexed (channel creations copied in), deleted channels ──▶ 7
+//!  7 ── readers' events indexed by person (a new, empty table) ──▶ 8
 //! ```
 //!
 //! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of

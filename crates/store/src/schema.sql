@@ -1,4 +1,4 @@
--- Palaver server database, schema version 7 (in PRAGMA user_version).
+-- Palaver server database, schema version 8 (in PRAGMA user_version).
 --
 -- One table is the log: `events`, every state change once, identified by (origin, seq): the
 -- server that accepted it first and its place in that server's sequence. Replication, digests
@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS deleted_channels (
     name   TEXT    NOT NULL PRIMARY KEY,
     origin TEXT    NOT NULL,
     seq    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- taken: every event about what a person has read (their devices' inbox cursors), by person.
+-- Servers fold them in memory at start-up; cursors only move forward, so order does not matter.
+CREATE TABLE IF NOT EXISTS reader_events (
+    user    TEXT    NOT NULL,
+    lamport INTEGER NOT NULL,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user, lamport, origin, seq)
 ) WITHOUT ROWID;
 
 -- request: the client's request id (our protocol addition), which makes a request retried

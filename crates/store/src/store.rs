@@ -9,7 +9,7 @@ use crate::{Event, EventKind, StoreError};
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -33,6 +33,19 @@ pub struct Snapshot {
     pub accounts: Vec<Event>,
     /// Every event about rooms (creation, membership, deletes), in the total order.
     pub rooms: Vec<Event>,
+    /// Every event about what people have read (inbox cursors), in the total order.
+    pub readers: Vec<Event>,
+}
+
+/// A page of a person's inbox, as [`Store::inbox`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxPage {
+    /// Oldest first, in the total order.
+    pub events: Vec<Event>,
+    /// The device's cursor once these are taken.
+    pub cursor: BTreeMap<String, u64>,
+    /// More is pending past the page.
+    pub more: bool,
 }
 
 /// The event a client request made: enough to name it and to order it.
@@ -70,6 +83,8 @@ pub struct Counts {
     /// Events about rooms besides their creation: joins, leaves, and the records of
     /// two-phase deletes.
     pub rooms: u64,
+    /// Events about what people have read: inbox cursors.
+    pub readers: u64,
 }
 
 impl Store {
@@ -146,6 +161,7 @@ impl Store {
             requests,
             accounts: indexed("account_events")?,
             rooms: indexed("room_events")?,
+            readers: indexed("reader_events")?,
         })
     }
 
@@ -390,6 +406,94 @@ impl Store {
         Ok((out, more))
     }
 
+    /// A page of `user`'s inbox past `cursor`: their private messages (sent and received) and
+    /// the posts of `channels` (the rooms they are in), in the total order, at most `limit`;
+    /// with the cursor once the page is taken, and whether more is pending. What this store
+    /// holds is read first, and only events within it are handed out, so a commit that lands
+    /// meanwhile is neither skipped nor counted as taken (see `palaver_core::inbox`).
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn inbox(
+        &self,
+        user: &Name,
+        channels: &[Name],
+        cursor: &BTreeMap<String, u64>,
+        limit: usize,
+    ) -> Result<InboxPage, StoreError> {
+        use palaver_core::inbox::{page, Position};
+        use palaver_core::replication::VersionVector;
+        let held: VersionVector = self.vector()?.into_iter().collect();
+        let taken: VersionVector = cursor.iter().map(|(o, s)| (o.clone(), *s)).collect();
+        let mut lamport_at = self
+            .conn
+            .prepare_cached("SELECT lamport FROM events WHERE origin = ?1 AND seq = ?2")?;
+        let not_hidden =
+            "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)";
+        let posts = format!(
+            "SELECT p.lamport, p.origin, p.seq FROM channel_posts p
+             WHERE p.channel = ?1 AND p.lamport > ?2 AND p.origin = ?3 AND p.seq > ?4
+               AND p.seq <= ?5 AND {not_hidden} ORDER BY p.lamport LIMIT ?6"
+        );
+        let direct = |side: &str| {
+            format!(
+                "SELECT p.lamport, p.origin, p.seq FROM direct_messages p
+                 WHERE p.{side} = ?1 AND p.lamport > ?2 AND p.origin = ?3 AND p.seq > ?4
+                   AND p.seq <= ?5 AND {not_hidden} ORDER BY p.lamport LIMIT ?6"
+            )
+        };
+        let mut candidates = Vec::new();
+        let take = limit.saturating_add(1);
+        for (origin, upto) in held.iter() {
+            let after = taken.get(origin);
+            if upto <= after {
+                continue;
+            }
+            // Everything of `origin` past the cursor comes after the cursor's event.
+            let floor: u64 = lamport_at
+                .query_row(params![origin, after], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let mut run = |sql: &str, key: &str| -> Result<(), StoreError> {
+                let mut stmt = self.conn.prepare_cached(sql)?;
+                let rows = stmt.query_map(params![key, floor, origin, after, upto, take], |r| {
+                    Ok(Position {
+                        lamport: r.get(0)?,
+                        origin: r.get(1)?,
+                        seq: r.get(2)?,
+                    })
+                })?;
+                for row in rows {
+                    candidates.push(row?);
+                }
+                Ok(())
+            };
+            for c in channels {
+                run(&posts, c.as_str())?;
+            }
+            run(&direct("a"), user.as_str())?;
+            run(&direct("b"), user.as_str())?;
+        }
+        let page = page(&taken, &held, candidates, limit);
+        let mut events = Vec::with_capacity(page.events.len());
+        for p in &page.events {
+            match self.event(&p.origin, p.seq)? {
+                Some(e) => events.push(e),
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}:{} is projected but not in the log",
+                        p.origin, p.seq
+                    )))
+                }
+            }
+        }
+        Ok(InboxPage {
+            events,
+            cursor: page.next.iter().map(|(o, s)| (o.to_owned(), s)).collect(),
+            more: page.more,
+        })
+    }
+
     /// A digest of every event held, in (origin, seq) order: two stores with the same events
     /// have the same digest. FNV-1a over each event's MessagePack form.
     ///
@@ -449,6 +553,7 @@ impl Store {
                     counts.accounts += n
                 }
                 "join" | "leave" | "prepare" | "abort" | "delete" => counts.rooms += n,
+                "taken" => counts.readers += n,
                 other => return Err(StoreError::Corrupt(format!("unknown kind {other}"))),
             }
         }
@@ -576,6 +681,11 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         | EventKind::Leave { .. }
         | EventKind::Prepare { .. }
         | EventKind::Abort { .. } => room_event(tx, e),
+        EventKind::Taken { user, .. } => tx
+            .prepare_cached(
+                "INSERT INTO reader_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![user.as_str(), e.lamport, origin, seq]),
         EventKind::Delete { channel, .. } => {
             let name = channel.as_str();
             tx.prepare_cached(
@@ -682,6 +792,7 @@ mod tests {
                 messages: 1,
                 accounts: 2,
                 rooms: 0,
+                readers: 0,
             }
         );
         assert!(store.has_post("general", "hi").unwrap());

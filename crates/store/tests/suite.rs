@@ -119,6 +119,7 @@ fn suite(store: &mut Store) {
             messages: 2,
             accounts: 0,
             rooms: 0,
+            readers: 0,
         }
     );
     // History in the one order (Lamport time, then origin), paged both ways.
@@ -271,7 +272,7 @@ fn a_store_migrated_from_version_4() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.counts().unwrap().posts, 4);
     // The channels of the old layout are rooms' first events.

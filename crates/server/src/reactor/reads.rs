@@ -11,6 +11,28 @@ impl Reactor {
     /// what `reply` says already).
     pub(super) fn read_stored(&self, read: &StoredRead, reply: Envelope) -> Envelope {
         match read {
+            StoredRead::Inbox {
+                user,
+                channels,
+                cursor,
+                limit,
+            } => match self.store.inbox(user, channels, cursor, *limit) {
+                Ok(inbox) => {
+                    let page = HistoryQuery::reply(&inbox.events, inbox.more);
+                    let next = inbox.cursor;
+                    let mut env = reply;
+                    for (k, v) in page.data.0 {
+                        if let Some(k) = k.as_str() {
+                            env.data.set(k, v);
+                        }
+                    }
+                    env.with("cursor", palaver_proto::peer::vector_to_value(&next))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read an inbox");
+                    Reply::error("inbox", "the server could not read the inbox")
+                }
+            },
             StoredRead::Join { channel, limit } => {
                 let q = HistoryQuery {
                     of: palaver_proto::Conversation::Channel(channel.clone()),

@@ -136,7 +136,8 @@ impl Accounts {
             | EventKind::Leave { .. }
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
-            | EventKind::Delete { .. } => {}
+            | EventKind::Delete { .. }
+            | EventKind::Taken { .. } => {}
         }
     }
 

@@ -17,6 +17,7 @@ mod channel;
 mod channels;
 mod delete;
 mod history;
+mod inbox;
 mod join;
 mod joined;
 mod leave;
@@ -26,14 +27,17 @@ mod members;
 mod message;
 mod password;
 mod publish;
+mod readers;
 mod register;
 mod rooms;
+mod taken;
 mod unregister;
 mod unseal;
 mod users;
 
 use accounts::Accounts;
 use palaver_proto::room::Room;
+use readers::Readers;
 use rooms::Rooms;
 
 /// How long a session lasts without use, by default: a week.
@@ -113,6 +117,14 @@ pub enum StoredRead {
     Unseal { user: Name, id: EventRef },
     /// A channel's newest `limit` posts, for someone joining it.
     Join { channel: Name, limit: usize },
+    /// A page of `user`'s inbox after `cursor`: their private messages and the posts of
+    /// `channels`.
+    Inbox {
+        user: Name,
+        channels: Vec<Name>,
+        cursor: std::collections::BTreeMap<String, u64>,
+        limit: usize,
+    },
 }
 
 /// Password work a request waits for.
@@ -201,6 +213,9 @@ pub struct State {
     channels: BTreeSet<Name>,
     accounts: Accounts,
     rooms: Rooms,
+    readers: Readers,
+    /// Per origin, the highest sequence number taken in (what a confirmed cursor may reach).
+    held: std::collections::BTreeMap<String, u64>,
     presence: Presence,
     seq: u64,
     /// Recent client request ids and the event each made.
@@ -261,6 +276,8 @@ impl State {
             channels: BTreeSet::new(),
             accounts: Accounts::default(),
             rooms: Rooms::new(origin),
+            readers: Readers::default(),
+            held: std::collections::BTreeMap::new(),
             presence: Presence::new(policy.presence_timeout),
             seq: 0,
             requests: Recent::new(RECENT_REQUESTS),
@@ -291,6 +308,11 @@ impl State {
         for e in &snap.rooms {
             self.rooms.on_event(e);
         }
+        self.readers = Readers::default();
+        for e in &snap.readers {
+            self.readers.on_event(e);
+        }
+        self.held = snap.progress.clone();
         self.seq = snap.progress.get(&self.origin).copied().unwrap_or(0);
         self.extra.clear();
         self.requests.clear();
@@ -317,6 +339,7 @@ impl State {
             // crashed before its commit, or lost its disk): its number is taken.
             self.seq = self.seq.max(event.seq);
         }
+        self.note_held(event);
         let mut hide = None;
         if let Some(request) = &event.request {
             if !self.requests.made_by(request, event) {
@@ -353,6 +376,7 @@ impl State {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. } => self.rooms.on_event(event),
+            EventKind::Taken { .. } => self.readers.on_event(event),
             EventKind::Post { .. } | EventKind::Direct { .. } => {}
             EventKind::Register { user, .. } | EventKind::Session { user, .. } => {
                 self.accounts.on_event(event);
@@ -512,6 +536,16 @@ impl State {
             Request::Members { channel } => members::apply(self, channel),
             Request::Joined { user } => Ok(joined::apply(self, user)),
             Request::Delete { user, channel } => delete::apply(self, user, channel, proofs, now),
+            Request::Inbox {
+                user,
+                device,
+                limit,
+            } => inbox::apply(self, user, device, limit, proofs, now),
+            Request::Taken {
+                user,
+                device,
+                cursor,
+            } => taken::apply(self, user, device, cursor, proofs, now),
         }
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered
@@ -623,10 +657,17 @@ impl State {
         if let Some(r) = &event.request {
             self.requests.remember_event(r, &event);
         }
-        if event.kind.account().is_some() || event.kind.is_room() {
+        self.note_held(&event);
+        if event.kind.account().is_some() || event.kind.is_room() || event.kind.reader().is_some() {
             self.take_in(&event);
         }
         event
+    }
+
+    /// Notes that `event` is held (it is taken in in each origin's order).
+    fn note_held(&mut self, event: &Event) {
+        let held = self.held.entry(event.origin.clone()).or_insert(0);
+        *held = (*held).max(event.seq);
     }
 
     /// What `event` publishes: a private message to or from an account is sealed (its text

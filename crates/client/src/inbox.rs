@@ -1,0 +1,104 @@
+//! The inbox through the client core: what arrived for a person while a device was away,
+//! exactly once and in order as they see it.
+//!
+//! ```text
+//!  inbox(device) ──▶ page: events after the device's cursor, the cursor once taken, more?
+//!  hand the events out (drop any id seen already) ──▶ taken(device, cursor) ──▶ next page
+//! ```
+//!
+//! Delivery is at least once on the wire (a confirmation lost means the page comes again);
+//! repeats are dropped by event id, so the person sees each message once.
+
+use std::collections::HashSet;
+
+use palaver_proto::peer::Vector;
+use palaver_proto::{Event, HistoryQuery, Name, Request};
+
+use crate::{ClientError, Connection};
+
+/// One page of an inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxPage {
+    /// Oldest first, in the cluster's total order.
+    pub events: Vec<Event>,
+    /// The device's cursor once these are taken: what [`Connection::taken`] confirms.
+    pub cursor: Vector,
+    pub more: bool,
+}
+
+impl Connection {
+    /// The next page of `user`'s inbox for `device` (at most `limit` events).
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn inbox(
+        &mut self,
+        user: &Name,
+        device: &str,
+        limit: usize,
+    ) -> Result<InboxPage, ClientError> {
+        let reply = self.request(&Request::Inbox {
+            user: user.clone(),
+            device: device.to_owned(),
+            limit,
+        })?;
+        let (events, more) = HistoryQuery::parse_reply(&reply)?;
+        let cursor = reply
+            .data
+            .get("cursor")
+            .and_then(|v| v.as_map())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(InboxPage {
+            events,
+            cursor,
+            more,
+        })
+    }
+
+    /// Confirms that `device` has taken `user`'s inbox up to `cursor`.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn taken(&mut self, user: &Name, device: &str, cursor: &Vector) -> Result<(), ClientError> {
+        self.request(&Request::Taken {
+            user: user.clone(),
+            device: device.to_owned(),
+            cursor: cursor.clone(),
+        })
+        .map(drop)
+    }
+
+    /// Takes everything waiting in `user`'s inbox for `device`, page by page: each event not
+    /// in `seen` goes to `take` (and into `seen`), then the page is confirmed. Returns how
+    /// many were handed out.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; what was confirmed before the error stays taken.
+    pub fn catch_up(
+        &mut self,
+        user: &Name,
+        device: &str,
+        seen: &mut HashSet<String>,
+        mut take: impl FnMut(&Event),
+    ) -> Result<usize, ClientError> {
+        let mut n = 0;
+        loop {
+            let page = self.inbox(user, device, palaver_proto::MAX_HISTORY)?;
+            for e in &page.events {
+                if seen.insert(e.id()) {
+                    take(e);
+                    n += 1;
+                }
+            }
+            self.taken(user, device, &page.cursor)?;
+            if !page.more {
+                return Ok(n);
+            }
+        }
+    }
+}
