@@ -3,7 +3,8 @@
 //! then forever picks one of them and sends it a burst of messages, one per interval. It reads
 //! its subscriptions while it waits, so it also counts what the others say, and notes who joins
 //! and leaves. A channel deleted under it is dropped, and another joined. It leaves its
-//! channels when it stops.
+//! channels when it stops. It takes its inbox (device `bot`) when it starts and after each
+//! burst, confirming what it took.
 //!
 //! With a password, its name is an account: registered on first use, then logged in to; it
 //! beats (presence) and opens the private messages sent to it.
@@ -79,6 +80,13 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
         channels = conn.channels()?;
     }
+    // What arrived for it while it was not running, taken and confirmed; and again after
+    // each burst, so that its cursor follows what it reads.
+    let mut taken = std::collections::HashSet::new();
+    let waiting = conn.catch_up(&me, "bot", &mut taken, |_| {})?;
+    if waiting > 0 {
+        tracing::info!(bot = %me, waiting, "took what arrived while away");
+    }
     let mut following: Vec<Name> = Vec::new();
     join_some(&mut conn, &mut sub, &me, &mut following, &mut rng)?;
     tracing::info!(bot = %me, following = ?following, "bot ready");
@@ -128,6 +136,14 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
             if opts.count.is_some_and(|c| sent >= c) {
                 break 'outer;
             }
+        }
+        match conn.catch_up(&me, "bot", &mut taken, |_| {}) {
+            // Confirmed: the ids are not needed to drop repeats any more.
+            Ok(_) => taken.clear(),
+            Err(e @ ClientError::Timeout { .. }) => {
+                tracing::warn!(bot = %me, error = %e, "inbox not confirmed this time")
+            }
+            Err(e) => return Err(e.into()),
         }
         tracing::info!(bot = %me, %channel, sent, received, "burst done");
     }

@@ -4,6 +4,7 @@
 //! commands and sends requests. When stdin is not a terminal, no prompts are printed, so the
 //! client can be driven by a pipe.
 
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use palaver_client::{ClientError, Connection, Heartbeat, SharedClock, Subscriber};
-use palaver_proto::{
-    format_clock_time, printable, Conversation, EventKind, HistoryQuery, Name, Request,
-};
+use palaver_proto::{printable, Conversation, HistoryQuery, Name, Request};
 
 use crate::show;
 
@@ -23,6 +22,8 @@ pub struct Options {
     pub user: Option<Name>,
     /// The account's password, for a name that has one.
     pub password: Option<String>,
+    /// This client's name among the person's devices (its inbox cursor is its own).
+    pub device: String,
 }
 
 const HELP: &str = "\
@@ -140,14 +141,31 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         conn.token().map(str::to_owned),
     )?;
     let (control, control_rx) = mpsc::channel();
+    // Ids shown live, so that what the inbox hands over again at the end is not shown twice.
+    let shown: Arc<Mutex<HashSet<String>>> = Arc::default();
     let receiver = {
-        let screen = screen.clone();
-        std::thread::spawn(move || receive(sub, &control_rx, &screen))
+        let (screen, shown) = (screen.clone(), shown.clone());
+        std::thread::spawn(move || receive(sub, &control_rx, &screen, &shown))
     };
     screen.say(&format!(
         "logged in as {user} (clock {}); /help lists the commands",
         clock.now()
     ));
+    // What arrived while this device was away, once.
+    let mut away = HashSet::new();
+    let mut missed = Vec::new();
+    match conn.catch_up(&user, &opts.device, &mut away, |e| {
+        missed.push(show::event(e))
+    }) {
+        Ok(0) => {}
+        Ok(n) => {
+            screen.say(&format!("while you were away ({n}):"));
+            for line in &missed {
+                screen.say(&format!("{line}  (while away)"));
+            }
+        }
+        Err(e) => screen.say(&format!("cannot read what arrived while away: {e}")),
+    }
     // The rooms joined in earlier runs are followed again.
     let rooms = conn.joined(&user).unwrap_or_default();
     for room in &rooms {
@@ -184,11 +202,29 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     let _ = session.control.send(Control::Stop);
     let _ = receiver.join();
+    // What this device took live is confirmed now, so the next run starts after it; anything
+    // that did not show live (a gap) is shown before leaving.
+    let mut seen = shown.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    seen.extend(away);
+    let screen = session.screen.clone();
+    if let Err(e) = session
+        .conn
+        .catch_up(&session.user, &opts.device, &mut seen, |e| {
+            screen.say(&format!("{}  (missed)", show::event(e)))
+        })
+    {
+        screen.say(&format!("cannot confirm what this device has taken: {e}"));
+    }
     drop(session.heartbeat.take());
     Ok(())
 }
 
-fn receive(mut sub: Subscriber, control: &mpsc::Receiver<Control>, screen: &Screen) {
+fn receive(
+    mut sub: Subscriber,
+    control: &mpsc::Receiver<Control>,
+    screen: &Screen,
+    shown: &Mutex<HashSet<String>>,
+) {
     loop {
         loop {
             match control.try_recv() {
@@ -201,7 +237,15 @@ fn receive(mut sub: Subscriber, control: &mpsc::Receiver<Control>, screen: &Scre
             }
         }
         match sub.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(r)) => screen.say(&show::line(&r)),
+            Ok(Some(r)) => {
+                if let Ok(Some(id)) = r.publication.envelope.data.opt_str("id") {
+                    shown
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.to_owned());
+                }
+                screen.say(&show::line(&r));
+            }
             Ok(None) => {}
             Err(e) => {
                 screen.say(&format!("subscription failed: {e}"));
@@ -405,32 +449,11 @@ impl Session {
         };
         let reply = self.conn.request(&Request::History(query)).map_err(err)?;
         let (events, more) = HistoryQuery::parse_reply(&reply).map_err(|e| e.to_string())?;
-        let mut lines = Vec::with_capacity(events.len() + 1);
-        for e in &events {
-            let when = format_clock_time(e.timestamp);
-            let p = |s: &str| printable(s).into_owned();
-            lines.push(match &e.kind {
-                EventKind::Post {
-                    user,
-                    channel,
-                    message,
-                } => format!(
-                    "{when} #{} <{}> {}",
-                    p(channel.as_str()),
-                    p(user.as_str()),
-                    p(message)
-                ),
-                EventKind::Direct { src, dst, message } => {
-                    format!(
-                        "{when} *{} → {}* {}",
-                        p(src.as_str()),
-                        p(dst.as_str()),
-                        p(message)
-                    )
-                }
-                _ => continue,
-            });
-        }
+        let mut lines: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind.message_topic().is_some())
+            .map(show::event)
+            .collect();
         lines.push(format!(
             "({} messages{})",
             events.len(),

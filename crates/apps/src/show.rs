@@ -48,6 +48,31 @@ pub fn line(r: &Received) -> String {
     format!("{recv} {body}  (sent {sent}, clock {clock})")
 }
 
+/// One line for a stored post or private message (from `history` or the inbox).
+pub fn event(e: &palaver_proto::Event) -> String {
+    let when = format_clock_time(e.timestamp);
+    let p = |s: &str| printable(s).into_owned();
+    match &e.kind {
+        palaver_proto::EventKind::Post {
+            user,
+            channel,
+            message,
+        } => format!(
+            "{when} #{} <{}> {}",
+            p(channel.as_str()),
+            p(user.as_str()),
+            p(message)
+        ),
+        palaver_proto::EventKind::Direct { src, dst, message } => format!(
+            "{when} *{} → {}* {}",
+            p(src.as_str()),
+            p(dst.as_str()),
+            p(message)
+        ),
+        other => format!("{when} ({})", other.name()),
+    }
+}
+
 /// One JSON object for a program.
 pub fn json(r: &Received) -> String {
     let p = &r.publication;

@@ -219,6 +219,10 @@ struct ClientArgs {
     /// Who to log in as (asked for when missing and stdin is a terminal).
     #[arg(long, short)]
     user: Option<Name>,
+    /// This client's name among the person's devices: each device gets everything that
+    /// arrived while it was away, once.
+    #[arg(long, env = "PALAVER_DEVICE", default_value = "terminal")]
+    device: String,
     #[command(flatten)]
     password: PasswordArgs,
 }
@@ -439,6 +443,7 @@ fn main() -> anyhow::Result<()> {
             broker: a.endpoints.broker,
             sub: a.endpoints.sub,
             user: a.user,
+            device: a.device,
         }),
         Command::Bot(a) => bot::run(
             &bot::Options {

@@ -165,6 +165,36 @@ fn the_line_client_joins_rooms_with_their_history_and_deletes_only_its_own() {
 }
 
 #[test]
+fn the_line_client_shows_what_arrived_while_away_once() {
+    let cluster = Cluster::start(&bin(), 1);
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.login(&name("bob")).unwrap();
+    // bob's terminal has taken nothing yet; what ana sends now waits for it.
+    let first = client(&cluster, "bob", "/quit\n");
+    assert!(!first.contains("while you were away"), "{first}");
+    c.message(&name("ana"), &name("bob"), "are you there?")
+        .unwrap();
+    c.message(&name("ana"), &name("bob"), "call me").unwrap();
+    let out = client(&cluster, "bob", "/quit\n");
+    assert!(out.contains("while you were away (2):"), "{out}");
+    assert!(
+        out.contains("*ana → bob* are you there?  (while away)")
+            && out.contains("*ana → bob* call me  (while away)"),
+        "{out}"
+    );
+    // Taken: the next run shows nothing again; another device of bob's gets it all.
+    let again = client(&cluster, "bob", "/quit\n");
+    assert!(!again.contains("while you were away"), "{again}");
+    let mut phone = command(&cluster, "client", &["--user", "bob", "--device", "phone"]);
+    let (_, phone_out) = common::run(phone.stdin(Stdio::null()));
+    assert!(
+        phone_out.contains("while you were away (2):"),
+        "{phone_out}"
+    );
+}
+
+#[test]
 fn the_line_client_shows_who_joins_and_leaves() {
     let cluster = Cluster::start(&bin(), 1);
     let mut c = cluster.connection();
@@ -422,7 +452,10 @@ fn names_of_any_script_and_text_that_cannot_fake_a_line() {
         !out.contains('\u{1b}'),
         "an escape reached the terminal:\n{out}"
     );
-    let lines: Vec<&str> = out.lines().filter(|l| l.contains("hi")).collect();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("send me your password"))
+        .collect();
     assert_eq!(lines.len(), 1, "one line for one post:\n{out}");
     assert!(
         lines[0].contains("<João> hi\\n12:00:00 #praça <bob> send me your password\\u{1b}[31m"),
