@@ -73,6 +73,44 @@ impl Connection {
         .map(drop)
     }
 
+    /// Moves `user`'s read marker in the room or conversation of message `id` up to it (a
+    /// marker never moves back). Returns the message the marker stands at.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when the message does not exist or is not in a
+    /// room or conversation of `user`'s.
+    pub fn read(
+        &mut self,
+        user: &Name,
+        id: &palaver_proto::EventRef,
+    ) -> Result<String, ClientError> {
+        let reply = self.request(&Request::Read {
+            user: user.clone(),
+            id: id.clone(),
+        })?;
+        Ok(reply
+            .data
+            .opt_str("id")?
+            .map_or_else(|| id.to_string(), str::to_owned))
+    }
+
+    /// How many messages lie after `user`'s markers: `(room or person, count)` for each room
+    /// they are in (`#` before a room's name) and each person they have written with.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn unread(&mut self, user: &Name) -> Result<Vec<(String, u64)>, ClientError> {
+        let reply = self.request(&Request::Unread { user: user.clone() })?;
+        let mut out = Vec::new();
+        for m in reply.data.maps("channels")? {
+            out.push((format!("#{}", m.str("channel")?), m.counter("unread")?));
+        }
+        for m in reply.data.maps("conversations")? {
+            out.push((m.str("with")?.to_owned(), m.counter("unread")?));
+        }
+        Ok(out)
+    }
+
     /// Takes everything waiting in `user`'s inbox for `device`, page by page: each event not
     /// in `seen` goes to `take` (and into `seen`), then the page is confirmed. Returns how
     /// many were handed out.

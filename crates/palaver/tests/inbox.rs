@@ -170,3 +170,174 @@ fn inbox_bad_cases_get_a_clear_error_and_change_nothing() {
     let page = owner.inbox(&name("bob"), "laptop", 10).unwrap();
     assert_eq!(page.events.len(), 1);
 }
+
+/// The id of the event a write made.
+fn id_of(reply: &palaver_proto::Envelope) -> palaver_proto::EventRef {
+    palaver_proto::EventRef::parse("id", reply.data.opt_str("id").unwrap().unwrap()).unwrap()
+}
+
+fn post(c: &mut Connection, user: &Name, channel: &Name, text: &str) -> palaver_proto::EventRef {
+    id_of(
+        &c.request(&palaver_proto::Request::Publish {
+            user: user.clone(),
+            channel: channel.clone(),
+            message: text.to_owned(),
+        })
+        .unwrap(),
+    )
+}
+
+#[test]
+fn read_markers_never_move_back_and_unread_counts_agree_on_every_server() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let (ana, bob, den) = (name("ana"), name("bob"), name("den"));
+    let mut c = cluster.connection();
+    c.login(&ana).unwrap();
+    c.login(&bob).unwrap();
+    c.create_room(&den, &ana).unwrap();
+    c.join(&ana, &den, 0).unwrap();
+    c.join(&bob, &den, 0).unwrap();
+    let ids: Vec<_> = (0..30)
+        .map(|i| post(&mut c, &ana, &den, &format!("p{i}")))
+        .collect();
+    // Reads of random posts of the room, at once through the three servers.
+    let addrs: Vec<String> = (0..3).map(|i| cluster.peer_addr(i).unwrap()).collect();
+    let key = cluster.credentials().clone();
+    let threads: Vec<_> = addrs
+        .into_iter()
+        .enumerate()
+        .map(|(t, addr)| {
+            let (key, ids) = (key.clone(), ids.clone());
+            std::thread::spawn(move || {
+                let ctx = zmq::Context::new();
+                let mut d =
+                    Connection::open_internal(&ctx, &addr, SharedClock::new(), &key).unwrap();
+                for k in 0..20 {
+                    let at = (k * 7 + t * 11) % 29;
+                    d.read(&name("bob"), &ids[at]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The highest read any of them made is where the marker stands, on every server.
+    let highest = (0..3)
+        .flat_map(|t| (0..20).map(move |k| (k * 7 + t * 11) % 29))
+        .max()
+        .unwrap();
+    let want = vec![("#den".to_owned(), (29 - highest) as u64)];
+    let agreed = palaver_testkit::wait_until(Duration::from_secs(10), || {
+        (0..3).all(|i| {
+            let addr = cluster.peer_addr(i).unwrap();
+            cluster.internal(&addr).unread(&bob).unwrap() == want
+        })
+    });
+    assert!(agreed, "unread counts differ or are wrong");
+    // An older message: the marker stays where it is.
+    assert_eq!(c.read(&bob, &ids[0]).unwrap(), ids[highest].to_string());
+    assert_eq!(c.unread(&bob).unwrap(), want);
+}
+
+#[test]
+fn a_read_receipt_reaches_the_sender_and_nobody_else() {
+    let cluster = Cluster::start(&bin(), 3);
+    let (ana, bob, cy) = (name("ana"), name("bob"), name("cy"));
+    let mut c = cluster.connection();
+    for u in [&ana, &bob, &cy] {
+        c.login(u).unwrap();
+    }
+    let mut subs: Vec<_> = [&ana, &bob, &cy]
+        .iter()
+        .map(|u| {
+            let mut s = cluster.subscriber();
+            s.subscribe(u.as_str()).unwrap();
+            s
+        })
+        .collect();
+    // Make sure every subscription is live: a message to each arrives.
+    for (u, s) in [&ana, &bob, &cy].iter().zip(subs.iter_mut()) {
+        let arrived = palaver_testkit::wait_until(Duration::from_secs(10), || {
+            c.message(&cy, u, "ping").unwrap();
+            s.recv_timeout(Duration::from_millis(50)).unwrap().is_some()
+        });
+        assert!(arrived);
+        while s
+            .recv_timeout(Duration::from_millis(200))
+            .unwrap()
+            .is_some()
+        {}
+    }
+    let dm = |c: &mut Connection, text: &str| {
+        id_of(
+            &c.request(&palaver_proto::Request::Message {
+                src: ana.clone(),
+                dst: bob.clone(),
+                message: text.to_owned(),
+            })
+            .unwrap(),
+        )
+    };
+    let first = dm(&mut c, "one");
+    let second = dm(&mut c, "two");
+    let _third = dm(&mut c, "three");
+    c.read(&bob, &second).unwrap();
+    let services = |s: &mut palaver_client::Subscriber| {
+        let mut out = Vec::new();
+        while let Some(r) = s.recv_timeout(Duration::from_millis(500)).unwrap() {
+            let env = r.publication.envelope;
+            if env.service == "receipt" || env.service == "read" {
+                out.push(env);
+            }
+        }
+        out
+    };
+    let to_ana = services(&mut subs[0]);
+    assert_eq!(to_ana.len(), 1, "{to_ana:?}");
+    let receipt = &to_ana[0].data;
+    assert_eq!(receipt.opt_str("reader").unwrap(), Some("bob"));
+    assert_eq!(receipt.opt_str("state").unwrap(), Some("read"));
+    assert_eq!(
+        receipt.opt_str("upto").unwrap(),
+        Some(second.to_string().as_str())
+    );
+    // bob's other clients hear of the new marker; cy hears nothing.
+    let to_bob = services(&mut subs[1]);
+    assert!(to_bob.iter().any(|e| e.service == "read"), "{to_bob:?}");
+    assert!(services(&mut subs[2]).is_empty());
+    // bob's unread in the conversation: the one after the marker.
+    let unread = c.unread(&bob).unwrap();
+    assert!(unread.contains(&("ana".to_owned(), 1)), "{unread:?}");
+    let _ = first;
+}
+
+#[test]
+fn marking_what_is_not_yours_or_does_not_exist_is_refused_and_changes_nothing() {
+    let cluster = Cluster::start(&bin(), 3);
+    let (ana, bob, cy, den) = (name("ana"), name("bob"), name("cy"), name("den"));
+    let mut c = cluster.connection();
+    for u in [&ana, &bob, &cy] {
+        c.login(u).unwrap();
+    }
+    c.create_room(&den, &ana).unwrap();
+    c.join(&ana, &den, 0).unwrap();
+    let in_den = post(&mut c, &ana, &den, "members only");
+    let private = id_of(
+        &c.request(&palaver_proto::Request::Message {
+            src: ana.clone(),
+            dst: cy.clone(),
+            message: "between us".into(),
+        })
+        .unwrap(),
+    );
+    let before = events_held(&cluster);
+    let nowhere = palaver_proto::EventRef {
+        origin: "s1".into(),
+        seq: 999_999,
+    };
+    refused(c.read(&bob, &nowhere), "there is no message s1:999999");
+    refused(c.read(&bob, &private), "is not in a conversation of `bob`");
+    refused(c.read(&bob, &in_den), "`bob` is not in `den`");
+    assert_eq!(events_held(&cluster), before, "a refusal stored something");
+}

@@ -2,6 +2,13 @@ use rmpv::Value;
 
 use crate::{Map, Name, ProtoError, MAX_TEXT_BYTES};
 
+/// Where a read marker stands: a room, or a private conversation with someone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    Channel(Name),
+    With(Name),
+}
+
 /// One state change, as stored and replicated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -100,6 +107,13 @@ pub enum EventKind {
         tx: String,
         channel: Name,
     },
+    /// `user` has read `place` up to message `id`, whose Lamport time is `at`.
+    Read {
+        user: Name,
+        place: Place,
+        id: crate::EventRef,
+        at: u64,
+    },
     /// `user`'s `device` has taken its inbox up to `cursor` (per origin, a sequence number).
     Taken {
         user: Name,
@@ -131,6 +145,7 @@ impl EventKind {
             EventKind::Abort { .. } => "abort",
             EventKind::Delete { .. } => "delete",
             EventKind::Taken { .. } => "taken",
+            EventKind::Read { .. } => "read",
         }
     }
 
@@ -154,7 +169,8 @@ impl EventKind {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. }
-            | EventKind::Taken { .. } => None,
+            | EventKind::Taken { .. }
+            | EventKind::Read { .. } => None,
         }
     }
 
@@ -162,7 +178,7 @@ impl EventKind {
     /// these in memory at start-up.
     pub fn reader(&self) -> Option<&Name> {
         match self {
-            EventKind::Taken { user, .. } => Some(user),
+            EventKind::Taken { user, .. } | EventKind::Read { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -186,7 +202,8 @@ impl EventKind {
             | EventKind::Password { .. }
             | EventKind::Unregister { .. }
             | EventKind::Touch { .. }
-            | EventKind::Taken { .. } => false,
+            | EventKind::Taken { .. }
+            | EventKind::Read { .. } => false,
         }
     }
 
@@ -208,7 +225,8 @@ impl EventKind {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. }
-            | EventKind::Taken { .. } => None,
+            | EventKind::Taken { .. }
+            | EventKind::Read { .. } => None,
         }
     }
 
@@ -284,6 +302,20 @@ impl EventKind {
             EventKind::Delete { tx, channel } => {
                 vec![field("tx", tx), field("channel", channel.as_str())]
             }
+            EventKind::Read {
+                user,
+                place,
+                id,
+                at,
+            } => vec![
+                field("user", user.as_str()),
+                match place {
+                    Place::Channel(c) => field("channel", c.as_str()),
+                    Place::With(w) => field("with", w.as_str()),
+                },
+                field("id", &id.to_string()),
+                (Value::from("at"), Value::from(*at)),
+            ],
             EventKind::Taken {
                 user,
                 device,
@@ -350,6 +382,16 @@ impl Event {
             }
             EventKind::Abort { tx } => tx.len(),
             EventKind::Delete { tx, channel } => tx.len() + channel.as_str().len(),
+            EventKind::Read {
+                user, place, id, ..
+            } => {
+                user.as_str().len()
+                    + match place {
+                        Place::Channel(n) | Place::With(n) => n.as_str().len(),
+                    }
+                    + id.origin.len()
+                    + 20
+            }
             // Each entry: the origin, a string header of at most 5, a number of at most 9.
             EventKind::Taken {
                 user,
@@ -513,6 +555,15 @@ impl Event {
                 tx: crate::room::tx_id(&m, "tx")?,
                 channel: m.name("channel")?,
             },
+            "read" => EventKind::Read {
+                user: m.name("user")?,
+                place: match m.opt_str("channel")? {
+                    Some(_) => Place::Channel(m.name("channel")?),
+                    None => Place::With(m.name("with")?),
+                },
+                id: crate::EventRef::parse("id", m.str("id")?)?,
+                at: m.counter("at")?,
+            },
             "taken" => EventKind::Taken {
                 user: m.name("user")?,
                 device: match m.opt_str("device")? {
@@ -626,6 +677,24 @@ mod tests {
                 user: name("ana"),
                 device: "phone".into(),
                 cursor: [("s1".to_owned(), 9), ("s2".to_owned(), 4)].into(),
+            },
+            EventKind::Read {
+                user: name("ana"),
+                place: Place::With(name("bob")),
+                id: crate::EventRef {
+                    origin: "s2".into(),
+                    seq: 7,
+                },
+                at: 30,
+            },
+            EventKind::Read {
+                user: name("ana"),
+                place: Place::Channel(name("den")),
+                id: crate::EventRef {
+                    origin: "s1".into(),
+                    seq: 8,
+                },
+                at: 31,
             },
         ] {
             let e = Event {

@@ -69,6 +69,10 @@ pub enum Request {
         device: String,
         limit: usize,
     },
+    /// `user` has read up to message `id` in its channel or conversation (ours).
+    Read { user: Name, id: EventRef },
+    /// How many messages lie after `user`'s read marker, per room and conversation (ours).
+    Unread { user: Name },
     /// `user`'s `device` has taken its inbox up to `cursor` (ours).
     Taken {
         user: Name,
@@ -281,6 +285,13 @@ impl Request {
                 user: d.name("user")?,
                 channel: d.name("channel")?,
             },
+            "read" => Request::Read {
+                user: d.name("user")?,
+                id: EventRef::parse("id", d.str("id")?)?,
+            },
+            "unread" => Request::Unread {
+                user: d.name("user")?,
+            },
             "inbox" => Request::Inbox {
                 user: d.name("user")?,
                 device: device(d)?,
@@ -320,6 +331,8 @@ impl Request {
             Request::Members { .. } => "members",
             Request::Joined { .. } => "joined",
             Request::Delete { .. } => "delete",
+            Request::Read { .. } => "read",
+            Request::Unread { .. } => "unread",
             Request::Inbox { .. } => "inbox",
             Request::Taken { .. } => "taken",
         }
@@ -396,7 +409,10 @@ impl Request {
                 .with("user", user.as_str())
                 .with("channel", channel.as_str()),
             Request::Members { channel } => env.with("channel", channel.as_str()),
-            Request::Joined { user } => env.with("user", user.as_str()),
+            Request::Joined { user } | Request::Unread { user } => env.with("user", user.as_str()),
+            Request::Read { user, id } => {
+                env.with("user", user.as_str()).with("id", id.to_string())
+            }
             Request::Inbox {
                 user,
                 device,
@@ -504,6 +520,14 @@ mod tests {
                 user: name("ana"),
                 channel: name("general"),
             },
+            Request::Read {
+                user: name("ana"),
+                id: EventRef {
+                    origin: "s1".into(),
+                    seq: 4,
+                },
+            },
+            Request::Unread { user: name("ana") },
             Request::Inbox {
                 user: name("ana"),
                 device: "phone".into(),

@@ -27,7 +27,7 @@ pub struct Service {
 }
 
 /// Every client service.
-pub const SERVICES: [Service; 20] = [
+pub const SERVICES: [Service; 22] = [
     Service {
         name: "login",
         effect: Effect::Write,
@@ -119,6 +119,16 @@ pub const SERVICES: [Service; 20] = [
     Service {
         name: "delete",
         effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "read",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "unread",
+        effect: Effect::ReadStored,
         direct: true,
     },
     Service {

@@ -494,6 +494,58 @@ impl Store {
         })
     }
 
+    /// The people `user` has private messages with.
+    ///
+    /// # Errors
+    /// On a database error, or a stored name that no longer passes validation.
+    pub fn partners(&self, user: &Name) -> Result<Vec<Name>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT b FROM direct_messages WHERE a = ?1
+             UNION SELECT DISTINCT a FROM direct_messages WHERE b = ?1",
+        )?;
+        let rows = stmt.query_map([user.as_str()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            out.push(Name::parse(&row).map_err(|e| StoreError::Corrupt(format!("{row}: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// How many visible messages of a conversation lie after `after` (a position in the total
+    /// order: Lamport time, then origin), or in all of it without one.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn count_after(
+        &self,
+        of: &Conversation,
+        after: Option<(u64, &str)>,
+    ) -> Result<u64, StoreError> {
+        let (lamport, origin) = after.unwrap_or((0, ""));
+        let not_hidden =
+            "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)";
+        let n: u64 = match of {
+            Conversation::Channel(c) => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM channel_posts p WHERE p.channel = ?1
+                       AND (p.lamport, p.origin) > (?2, ?3) AND {not_hidden}"
+                ))?
+                .query_row(params![c.as_str(), lamport, origin], |r| r.get(0))?,
+            Conversation::Direct(x, y) => {
+                let (a, b) = sorted(x.as_str(), y.as_str());
+                self.conn
+                    .prepare_cached(&format!(
+                        "SELECT count(*) FROM direct_messages p WHERE p.a = ?1 AND p.b = ?2
+                           AND (p.lamport, p.origin) > (?3, ?4) AND {not_hidden}"
+                    ))?
+                    .query_row(params![a, b, lamport, origin], |r| r.get(0))?
+            }
+        };
+        Ok(n)
+    }
+
     /// A digest of every event held, in (origin, seq) order: two stores with the same events
     /// have the same digest. FNV-1a over each event's MessagePack form.
     ///
@@ -553,7 +605,7 @@ impl Store {
                     counts.accounts += n
                 }
                 "join" | "leave" | "prepare" | "abort" | "delete" => counts.rooms += n,
-                "taken" => counts.readers += n,
+                "taken" | "read" => counts.readers += n,
                 other => return Err(StoreError::Corrupt(format!("unknown kind {other}"))),
             }
         }
@@ -681,7 +733,7 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         | EventKind::Leave { .. }
         | EventKind::Prepare { .. }
         | EventKind::Abort { .. } => room_event(tx, e),
-        EventKind::Taken { user, .. } => tx
+        EventKind::Taken { user, .. } | EventKind::Read { user, .. } => tx
             .prepare_cached(
                 "INSERT INTO reader_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
             )?

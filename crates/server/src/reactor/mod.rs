@@ -554,6 +554,18 @@ impl Reactor {
                     self.coord.now(),
                     &mut self.lamport,
                 );
+                if let Some((user, message)) = handled.lookup.take() {
+                    // A read marker: the message is looked up here, then the state decides.
+                    let found = self.find(&message);
+                    handled = self.state.marked(
+                        user,
+                        &message,
+                        found.as_ref(),
+                        id.clone(),
+                        self.coord.now(),
+                        &mut self.lamport,
+                    );
+                }
                 if let Some(room) = handled.delete.take() {
                     // Decided by every server: answered once the two-phase commit ends.
                     let waiting = Waiting {
@@ -670,6 +682,24 @@ impl Reactor {
             ];
             if let Err(e) = self.publisher.send_multipart(frames, zmq::DONTWAIT) {
                 tracing::warn!(error = %e, "presence notice dropped");
+            }
+        }
+    }
+
+    /// The event `id`, from the store or among the peers' events waiting for a commit.
+    fn find(&self, id: &palaver_proto::EventRef) -> Option<Event> {
+        if let Some(e) = self
+            .pending
+            .iter()
+            .find(|e| e.origin == id.origin && e.seq == id.seq)
+        {
+            return Some(e.clone());
+        }
+        match self.store.event(&id.origin, id.seq) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look a message up");
+                None
             }
         }
     }
@@ -791,6 +821,7 @@ impl Reactor {
                 read,
                 verify: _,
                 delete: _,
+                lookup: _,
             } = q.handled;
             let reply = match &read {
                 Some(r) => self.read_stored(r, reply),

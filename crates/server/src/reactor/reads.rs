@@ -11,6 +11,13 @@ impl Reactor {
     /// what `reply` says already).
     pub(super) fn read_stored(&self, read: &StoredRead, reply: Envelope) -> Envelope {
         match read {
+            StoredRead::Unread { user } => match self.unread(user) {
+                Ok((rooms, people)) => reply.with("channels", rooms).with("conversations", people),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot count unread messages");
+                    Reply::error("unread", "the server could not count unread messages")
+                }
+            },
             StoredRead::Inbox {
                 user,
                 channels,
@@ -94,5 +101,42 @@ impl Reactor {
                 }
             },
         }
+    }
+
+    /// Per room and per conversation of `user`'s, how many messages lie after their marker.
+    fn unread(
+        &self,
+        user: &palaver_proto::Name,
+    ) -> Result<(Vec<rmpv::Value>, Vec<rmpv::Value>), palaver_store::StoreError> {
+        use palaver_proto::{Conversation, Place};
+        use rmpv::Value;
+        let entry = |key: &str, name: &str, n: u64, upto: Option<&(u64, String)>| {
+            let mut m = vec![
+                (Value::from(key), Value::from(name)),
+                (Value::from("unread"), Value::from(n)),
+            ];
+            if let Some((at, origin)) = upto {
+                m.push((Value::from("marker"), Value::from(format!("{at}:{origin}"))));
+            }
+            Value::Map(m)
+        };
+        let mut rooms = Vec::new();
+        for (place, marker) in self.state.unread_places(user) {
+            let Place::Channel(c) = place else { continue };
+            let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
+            let n = self
+                .store
+                .count_after(&Conversation::Channel(c.clone()), after)?;
+            rooms.push(entry("channel", c.as_str(), n, marker.as_ref()));
+        }
+        let mut people = Vec::new();
+        for with in self.store.partners(user)? {
+            let marker = self.state.marker_with(user, &with);
+            let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
+            let of = Conversation::Direct(user.clone(), with.clone());
+            let n = self.store.count_after(&of, after)?;
+            people.push(entry("with", with.as_str(), n, marker.as_ref()));
+        }
+        Ok((rooms, people))
     }
 }

@@ -137,7 +137,8 @@ impl Accounts {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. }
-            | EventKind::Taken { .. } => {}
+            | EventKind::Taken { .. }
+            | EventKind::Read { .. } => {}
         }
     }
 

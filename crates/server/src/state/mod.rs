@@ -27,10 +27,12 @@ mod members;
 mod message;
 mod password;
 mod publish;
+mod read;
 mod readers;
 mod register;
 mod rooms;
 mod taken;
+mod unread;
 mod unregister;
 mod unseal;
 mod users;
@@ -100,6 +102,8 @@ enum Outcome {
     EventThenRead(EventKind, StoredRead),
     /// Delete a channel on every server (the reactor runs the two-phase commit).
     Delete(Room),
+    /// Look message `id` up in the store, then decide with [`State::marked`].
+    Lookup { user: Name, id: EventRef },
     /// Answer from the store after the batch's commit.
     Read(StoredRead),
     /// Hash or check a password first (slow work, done on a thread of its own), then decide
@@ -117,6 +121,8 @@ pub enum StoredRead {
     Unseal { user: Name, id: EventRef },
     /// A channel's newest `limit` posts, for someone joining it.
     Join { channel: Name, limit: usize },
+    /// How much of each of `user`'s rooms and conversations lies after their markers.
+    Unread { user: Name },
     /// A page of `user`'s inbox after `cursor`: their private messages and the posts of
     /// `channels`.
     Inbox {
@@ -236,7 +242,7 @@ pub struct Handled {
     /// The state change to store.
     pub event: Option<Event>,
     /// What to publish once `event` is durable and the live peers have it: topic and message.
-    pub publication: Option<(String, Envelope)>,
+    pub publication: Vec<(String, Envelope)>,
     /// A read of the store to answer with instead of `reply`, after the batch's commit, so
     /// that it sees every event acknowledged before it (`history`, `unseal`).
     pub read: Option<StoredRead>,
@@ -245,6 +251,8 @@ pub struct Handled {
     /// A channel to delete on every server: the reactor runs the two-phase commit, and
     /// answers once it is decided.
     pub delete: Option<Room>,
+    /// A message to look up in the store; then [`State::marked`] decides.
+    pub lookup: Option<(Name, EventRef)>,
 }
 
 impl Handled {
@@ -253,10 +261,11 @@ impl Handled {
         Handled {
             reply,
             event: None,
-            publication: None,
+            publication: Vec::new(),
             read: None,
             verify: None,
             delete: None,
+            lookup: None,
         }
     }
 }
@@ -376,7 +385,7 @@ impl State {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. } => self.rooms.on_event(event),
-            EventKind::Taken { .. } => self.readers.on_event(event),
+            EventKind::Taken { .. } | EventKind::Read { .. } => self.readers.on_event(event),
             EventKind::Post { .. } | EventKind::Direct { .. } => {}
             EventKind::Register { user, .. } | EventKind::Session { user, .. } => {
                 self.accounts.on_event(event);
@@ -546,6 +555,8 @@ impl State {
                 device,
                 cursor,
             } => taken::apply(self, user, device, cursor, proofs, now),
+            Request::Read { user, id } => read::apply(self, user, id, proofs, now),
+            Request::Unread { user } => unread::apply(self, user, proofs, now),
         }
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered
@@ -559,6 +570,42 @@ impl State {
         }
         self.session_used = None;
         handled
+    }
+
+    /// Finishes a `read` whose message the reactor looked up (`found`, if it exists).
+    pub fn marked(
+        &mut self,
+        user: Name,
+        id: &EventRef,
+        found: Option<&Event>,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        let outcome = read::found(self, user, id, found);
+        self.decide("read", outcome, request, now, lamport)
+    }
+
+    /// The rooms `user` is in and the marker of each, for `unread`.
+    pub fn unread_places(&self, user: &Name) -> Vec<(palaver_proto::Place, Option<(u64, String)>)> {
+        self.rooms
+            .joined(user)
+            .map(|c| palaver_proto::Place::Channel(c.clone()))
+            .map(|p| {
+                let m = self
+                    .readers
+                    .marker(user, &p)
+                    .map(|m| (m.at, m.id.origin.clone()));
+                (p, m)
+            })
+            .collect()
+    }
+
+    /// `user`'s marker in the conversation with `with`, for `unread`.
+    pub fn marker_with(&self, user: &Name, with: &Name) -> Option<(u64, String)> {
+        self.readers
+            .marker(user, &palaver_proto::Place::With(with.clone()))
+            .map(|m| (m.at, m.id.origin.clone()))
     }
 
     /// Finishes a request that waited for password work.
@@ -620,6 +667,12 @@ impl State {
                     ..Handled::reply(Reply::ok(service))
                 }
             }
+            Outcome::Lookup { user, id } => {
+                return Handled {
+                    lookup: Some((user, id)),
+                    ..Handled::reply(Reply::ok(service))
+                }
+            }
             Outcome::Event(kind) => (kind, None),
             Outcome::EventThenRead(kind, read) => (kind, Some(read)),
         };
@@ -634,6 +687,7 @@ impl State {
             read,
             verify: None,
             delete: None,
+            lookup: None,
         }
     }
 
@@ -672,19 +726,25 @@ impl State {
 
     /// What `event` publishes: a private message to or from an account is sealed (its text
     /// never crosses the open subscriber port).
-    fn publication(&self, event: &Event) -> Option<(String, Envelope)> {
+    fn publication(&self, event: &Event) -> Vec<(String, Envelope)> {
         let sealed = match &event.kind {
             EventKind::Direct { src, dst, .. } => {
                 self.accounts.protected(src) || self.accounts.protected(dst)
             }
             _ => false,
         };
+        if let EventKind::Read {
+            user, place, id, ..
+        } = &event.kind
+        {
+            return read_notices(user, place, id, event);
+        }
         let p = if sealed {
             Publication::sealed(event)
         } else {
             Publication::of_event(event).or_else(|| Publication::notice(event))
         };
-        p.map(|p| (p.topic, p.envelope))
+        p.map(|p| (p.topic, p.envelope)).into_iter().collect()
     }
 
     /// Whether the request may act as `user`; the session it used is noted, so that its use
@@ -753,6 +813,42 @@ pub fn presence_notice(c: &Change) -> Envelope {
     } else {
         env.with("at", c.at)
     }
+}
+
+/// What a moved read marker announces: the new marker, on the reader's own topic (for their
+/// other clients), and in a conversation a receipt on the other person's topic. Neither holds
+/// any text.
+fn read_notices(
+    user: &Name,
+    place: &palaver_proto::Place,
+    id: &EventRef,
+    e: &Event,
+) -> Vec<(String, Envelope)> {
+    let stamp = |env: Envelope| {
+        env.with("timestamp", e.timestamp)
+            .with("clock", e.lamport)
+            .with("id", e.id())
+    };
+    let marker = Envelope::new("read")
+        .with("user", user.as_str())
+        .with("upto", id.to_string());
+    let mut out = Vec::new();
+    match place {
+        palaver_proto::Place::Channel(c) => {
+            out.push((user.to_string(), stamp(marker.with("channel", c.as_str()))));
+        }
+        palaver_proto::Place::With(w) => {
+            out.push((user.to_string(), stamp(marker.with("with", w.as_str()))));
+            let receipt = Envelope::new("receipt")
+                .with("reader", user.as_str())
+                .with("sender", w.as_str())
+                .with("upto", id.to_string())
+                .with("state", "read")
+                .with("at", e.timestamp);
+            out.push((w.to_string(), stamp(receipt)));
+        }
+    }
+    out
 }
 
 /// A listing reply: the names under each of `keys`.
