@@ -42,6 +42,9 @@ commands:
     /history [CHANNEL|@USER] [N]
                          the last N (20) messages of a channel (default: the current
                          one) or of your conversation with a user
+  /unread                how many messages wait after your read markers, per channel
+                         and conversation
+  /read ID               mark a channel or conversation read up to message ID
   /online                who is online, and since when
   /register PASSWORD     give your name a password (an account only you can use)
   /login PASSWORD        log in to your account
@@ -354,6 +357,22 @@ impl Session {
                 Ok(format!("sent to {dst}"))
             }),
             "history" => self.history(arg, text),
+            "unread" => self.conn.unread(&self.user).map_err(err).map(|counts| {
+                let waiting: Vec<String> = counts
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(place, n)| format!("{} {n}", printable(place)))
+                    .collect();
+                if waiting.is_empty() {
+                    "nothing unread".to_owned()
+                } else {
+                    format!("unread: {}", waiting.join(", "))
+                }
+            }),
+            "read" => palaver_proto::EventRef::parse("id", arg)
+                .map_err(|e| e.to_string())
+                .and_then(|id| self.conn.read(&self.user, &id).map_err(err))
+                .map(|at| format!("read up to {at}")),
             "online" => self.conn.online().map_err(err).map(|people| {
                 let now = palaver_proto::now_secs();
                 let list: Vec<String> = people

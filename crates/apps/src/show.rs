@@ -34,6 +34,23 @@ pub fn line(r: &Received) -> String {
         "join" => format!("#{}: {} joined", text("channel"), text("user")),
         "leave" => format!("#{}: {} left", text("channel"), text("user")),
         "delete" => format!("#{} was deleted by its owner", text("channel")),
+        "receipt" => format!(
+            "{} has read your messages up to {}",
+            text("reader"),
+            text("upto")
+        ),
+        "read" => match d.opt_str("channel") {
+            Ok(Some(_)) => format!(
+                "(read #{} up to {} on another device)",
+                text("channel"),
+                text("upto")
+            ),
+            _ => format!(
+                "(read your conversation with {} up to {} on another device)",
+                text("with"),
+                text("upto")
+            ),
+        },
         "presence" => match d.opt_bool("online") {
             Ok(Some(true)) => format!("{} is online", text("user")),
             _ => format!("{} went offline", text("user")),

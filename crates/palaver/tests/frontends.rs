@@ -183,6 +183,8 @@ fn the_line_client_shows_what_arrived_while_away_once() {
             && out.contains("*ana → bob* call me  (while away)"),
         "{out}"
     );
+    let unread = client(&cluster, "bob", "/unread\n");
+    assert!(unread.contains("unread: ana 2"), "{unread}");
     // Taken: the next run shows nothing again; another device of bob's gets it all.
     let again = client(&cluster, "bob", "/quit\n");
     assert!(!again.contains("while you were away"), "{again}");
