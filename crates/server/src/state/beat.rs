@@ -17,9 +17,7 @@ pub(super) fn apply(
     now: f64,
 ) -> Decision {
     st.acting(&user, proofs, now)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     if st.presence.beat(user.as_str(), &device, now, leaving, now) {
         st.gossip.push(Beat {
             user,

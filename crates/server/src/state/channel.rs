@@ -28,9 +28,7 @@ pub(super) fn apply(
     }
     if let Some(user) = &owner {
         st.acting(user, proofs, now)?;
-        if !st.users.contains(user) {
-            return Err(format!("user `{user}` has not logged in"));
-        }
+        st.logged_in(user)?;
     }
     st.channels.insert(channel.clone());
     Ok(Outcome::Event(EventKind::Channel { channel, owner }))

@@ -17,9 +17,7 @@ pub(super) fn apply(
 ) -> Decision {
     st.acting(&user, proofs, now)?;
     st.open_room(&channel)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     let read = StoredRead::Join {
         channel: channel.clone(),
         limit,

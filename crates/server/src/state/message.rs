@@ -16,9 +16,7 @@ pub(super) fn apply(
     now: f64,
 ) -> Decision {
     st.acting(&src, proofs, now)?;
-    if !st.users.contains(&src) {
-        return Err(format!("user `{src}` has not logged in"));
-    }
+    st.logged_in(&src)?;
     if st.accounts.closed(&dst) {
         return Err(format!("`{dst}` has closed their account"));
     }

@@ -760,6 +760,15 @@ impl State {
         Ok(session)
     }
 
+    /// `user` has logged in (or registered); otherwise the refusal every service gives.
+    fn logged_in(&self, user: &Name) -> Result<(), String> {
+        if self.users.contains(user) {
+            Ok(())
+        } else {
+            Err(format!("user `{user}` has not logged in"))
+        }
+    }
+
     /// Records the use of the session the last request came with, if its recorded use is
     /// older than [`Policy::touch_every`].
     fn touch_if_due(&mut self, now: f64, lamport: &mut Lamport) {

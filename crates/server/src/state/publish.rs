@@ -16,9 +16,7 @@ pub(super) fn apply(
 ) -> Decision {
     st.acting(&user, proofs, now)?;
     st.open_room(&channel)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     Ok(Outcome::Event(EventKind::Post {
         user,
         channel,

@@ -18,9 +18,7 @@ pub(super) fn apply(
     now: f64,
 ) -> Decision {
     st.acting(&user, proofs, now)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     Ok(Outcome::Lookup { user, id })
 }
 

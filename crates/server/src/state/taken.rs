@@ -20,9 +20,7 @@ pub(super) fn apply(
     now: f64,
 ) -> Decision {
     st.acting(&user, proofs, now)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     for (origin, seq) in &cursor {
         let held = st.held.get(origin).copied().unwrap_or(0);
         if *seq > held {

@@ -8,8 +8,6 @@ use super::{Decision, Outcome, Proofs, State, StoredRead};
 
 pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Decision {
     st.acting(&user, proofs, now)?;
-    if !st.users.contains(&user) {
-        return Err(format!("user `{user}` has not logged in"));
-    }
+    st.logged_in(&user)?;
     Ok(Outcome::Read(StoredRead::Unread { user }))
 }
