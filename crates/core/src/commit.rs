@@ -182,6 +182,9 @@ pub struct Node<P> {
     /// The other live members, who take part in the transactions this one leads.
     peers: BTreeSet<String>,
     parts: BTreeMap<String, Part<P>>,
+    /// The transactions prepared here and not decided yet: all that timeouts look at (decided
+    /// ones stay in `parts`, and would make every turn longer).
+    open: BTreeSet<String>,
     leading: BTreeMap<String, (Tx<P>, Phase)>,
     asked: BTreeMap<String, Asked<P>>,
     actions: VecDeque<Action<P>>,
@@ -196,6 +199,7 @@ impl<P: Clone> Node<P> {
             timeouts,
             peers: BTreeSet::new(),
             parts: BTreeMap::new(),
+            open: BTreeSet::new(),
             leading: BTreeMap::new(),
             asked: BTreeMap::new(),
             actions: VecDeque::new(),
@@ -219,16 +223,32 @@ impl<P: Clone> Node<P> {
             Record::Prepared(tx) => {
                 if !self.parts.contains_key(&tx.id) {
                     let id = tx.id.clone();
-                    self.parts.insert(id, self.prepared(now, tx, true));
+                    self.put(id, self.prepared(now, tx, true));
                 }
             }
-            Record::Committed(tx) => {
-                self.parts.insert(tx.id, Part::Committed);
-            }
-            Record::Aborted { tx } => {
-                self.parts.insert(tx, Part::Aborted);
-            }
+            Record::Committed(tx) => self.restore_outcome(tx.id, true),
+            Record::Aborted { tx } => self.restore_outcome(tx, false),
         }
+    }
+
+    /// Takes back a decision stored before a restart, known by its transaction id alone.
+    pub fn restore_outcome(&mut self, tx: String, commit: bool) {
+        let part = if commit {
+            Part::Committed
+        } else {
+            Part::Aborted
+        };
+        self.put(tx, part);
+    }
+
+    /// Sets what this member knows of transaction `id`, keeping `open` in step.
+    fn put(&mut self, id: String, part: Part<P>) {
+        if matches!(part, Part::Prepared { .. }) {
+            self.open.insert(id.clone());
+        } else {
+            self.open.remove(&id);
+        }
+        self.parts.insert(id, part);
     }
 
     /// What this member recorded of `tx`: `Some(true)` committed, `Some(false)` aborted,
@@ -248,10 +268,7 @@ impl<P: Clone> Node<P> {
 
     /// Transactions prepared here and not yet decided.
     pub fn undecided(&self) -> usize {
-        self.parts
-            .values()
-            .filter(|p| matches!(p, Part::Prepared { .. }))
-            .count()
+        self.open.len()
     }
 
     /// Asks `leader` to run a transaction with id `id` about `payload`, this member being the
@@ -373,10 +390,10 @@ impl<P: Clone> Node<P> {
             } => (*deadline).min(*resend_at),
             Phase::Proposing { resend_at, .. } => *resend_at,
         });
-        let parts = self.parts.values().filter_map(|p| match p {
-            Part::Prepared {
+        let parts = self.open.iter().filter_map(|id| match self.parts.get(id) {
+            Some(Part::Prepared {
                 since, next_query, ..
-            } => Some((*since + self.timeouts.terminate_after).max(*next_query)),
+            }) => Some((*since + self.timeouts.terminate_after).max(*next_query)),
             _ => None,
         });
         let asked = self.asked.values().map(|a| a.resend_at);
@@ -431,14 +448,14 @@ impl<P: Clone> Node<P> {
             }
         }
         let terminate_after = self.timeouts.terminate_after;
-        for part in self.parts.values_mut() {
-            let Part::Prepared {
+        for id in &self.open {
+            let Some(Part::Prepared {
                 tx,
                 fenced,
                 since,
                 next_query,
                 answers,
-            } = part
+            }) = self.parts.get_mut(id)
             else {
                 continue;
             };
@@ -461,13 +478,13 @@ impl<P: Clone> Node<P> {
         }
         // An asker whose every answer is in already (say, the leader alone is silent) decides.
         let ready: Vec<String> = self
-            .parts
+            .open
             .iter()
-            .filter(|(_, p)| {
-                matches!(p, Part::Prepared { fenced: true, since, .. }
+            .filter(|id| {
+                matches!(self.parts.get(*id), Some(Part::Prepared { fenced: true, since, .. })
                     if now >= *since + terminate_after)
             })
-            .map(|(id, _)| id.clone())
+            .cloned()
             .collect();
         for id in ready {
             self.try_terminate(&id);
@@ -502,8 +519,7 @@ impl<P: Clone> Node<P> {
         }
         self.actions
             .push_back(Action::Record(Record::Prepared(tx.clone())));
-        self.parts
-            .insert(tx.id.clone(), self.prepared(now, tx.clone(), false));
+        self.put(tx.id.clone(), self.prepared(now, tx.clone(), false));
         if tx.participants.len() == 1 {
             // Nobody else takes part: the decision is this member's alone.
             self.finish(tx, true);
@@ -604,7 +620,7 @@ impl<P: Clone> Node<P> {
                 if tx.participants.contains(&self.me) && vote(&tx.payload) {
                     self.actions
                         .push_back(Action::Record(Record::Prepared(tx.clone())));
-                    self.parts.insert(id.clone(), self.prepared(now, tx, false));
+                    self.put(id.clone(), self.prepared(now, tx, false));
                     true
                 } else {
                     self.record_abort(&id);
@@ -734,7 +750,7 @@ impl<P: Clone> Node<P> {
             Some(Part::Aborted) if commit => self.conflicts += 1,
             Some(Part::Committed | Part::Aborted) => {}
             _ if commit => {
-                self.parts.insert(tx.id.clone(), Part::Committed);
+                self.put(tx.id.clone(), Part::Committed);
                 self.actions
                     .push_back(Action::Record(Record::Committed(tx)));
             }
@@ -743,7 +759,7 @@ impl<P: Clone> Node<P> {
     }
 
     fn record_abort(&mut self, id: &str) {
-        self.parts.insert(id.to_owned(), Part::Aborted);
+        self.put(id.to_owned(), Part::Aborted);
         self.actions
             .push_back(Action::Record(Record::Aborted { tx: id.to_owned() }));
     }

@@ -174,15 +174,6 @@ impl EventKind {
         }
     }
 
-    /// The person whose reading an event records: what their devices have taken. Servers fold
-    /// these in memory at start-up.
-    pub fn reader(&self) -> Option<&Name> {
-        match self {
-            EventKind::Taken { user, .. } | EventKind::Read { user, .. } => Some(user),
-            _ => None,
-        }
-    }
-
     /// Whether the event is about rooms: their creation, who is in them, and the two-phase
     /// commit that deletes them. Servers fold these in memory at start-up.
     pub fn is_room(&self) -> bool {

@@ -180,8 +180,28 @@ impl Deletes {
     pub(super) fn restore(&mut self, now: Instant, rooms: &[Event]) {
         let mut node = Node::new(self.me.as_str(), Timeouts::default());
         for e in rooms.iter().filter(|e| e.origin == self.me.as_str()) {
-            if let Some(r) = record_of(e) {
-                node.restore(now, r);
+            match &e.kind {
+                EventKind::Prepare {
+                    tx,
+                    channel,
+                    owner,
+                    leader,
+                    participants,
+                } => node.restore(
+                    now,
+                    Record::Prepared(palaver_core::commit::Tx {
+                        id: tx.clone(),
+                        leader: leader.to_string(),
+                        participants: participants.iter().map(Name::to_string).collect(),
+                        payload: Room {
+                            channel: channel.clone(),
+                            owner: owner.clone(),
+                        },
+                    }),
+                ),
+                EventKind::Delete { tx, .. } => node.restore_outcome(tx.clone(), true),
+                EventKind::Abort { tx } => node.restore_outcome(tx.clone(), false),
+                _ => {}
             }
         }
         self.node = node;
@@ -382,38 +402,6 @@ impl Deletes {
             )),
         }
     }
-}
-
-/// The machine's record that a stored event of this server's stands for.
-fn record_of(e: &Event) -> Option<Record<Room>> {
-    Some(match &e.kind {
-        EventKind::Prepare {
-            tx,
-            channel,
-            owner,
-            leader,
-            participants,
-        } => Record::Prepared(palaver_core::commit::Tx {
-            id: tx.clone(),
-            leader: leader.to_string(),
-            participants: participants.iter().map(Name::to_string).collect(),
-            payload: Room {
-                channel: channel.clone(),
-                owner: owner.clone(),
-            },
-        }),
-        EventKind::Delete { tx, channel } => Record::Committed(palaver_core::commit::Tx {
-            id: tx.clone(),
-            leader: String::new(),
-            participants: Vec::new(),
-            payload: Room {
-                channel: channel.clone(),
-                owner: channel.clone(),
-            },
-        }),
-        EventKind::Abort { tx } => Record::Aborted { tx: tx.clone() },
-        _ => return None,
-    })
 }
 
 /// A server name the machine carries: every one came from a validated message or event, or

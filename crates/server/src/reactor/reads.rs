@@ -24,17 +24,10 @@ impl Reactor {
                 cursor,
                 limit,
             } => match self.store.inbox(user, channels, cursor, *limit) {
-                Ok(inbox) => {
-                    let page = HistoryQuery::reply(&inbox.events, inbox.more);
-                    let next = inbox.cursor;
-                    let mut env = reply;
-                    for (k, v) in page.data.0 {
-                        if let Some(k) = k.as_str() {
-                            env.data.set(k, v);
-                        }
-                    }
-                    env.with("cursor", palaver_proto::peer::vector_to_value(&next))
-                }
+                Ok(inbox) => with_messages(reply, &inbox.events, inbox.more).with(
+                    "cursor",
+                    palaver_proto::peer::vector_to_value(&inbox.cursor),
+                ),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read an inbox");
                     Reply::error("inbox", "the server could not read the inbox")
@@ -54,14 +47,7 @@ impl Reactor {
                 };
                 match page {
                     Ok((events, more)) => {
-                        let page = HistoryQuery::reply(&events, more);
-                        let mut env = reply.with("channel", channel.as_str());
-                        for (k, v) in page.data.0 {
-                            if let Some(k) = k.as_str() {
-                                env.data.set(k, v);
-                            }
-                        }
-                        env
+                        with_messages(reply.with("channel", channel.as_str()), &events, more)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read history");
@@ -139,4 +125,15 @@ impl Reactor {
         }
         Ok((rooms, people))
     }
+}
+
+/// `reply` with `events` as `history` shows them (`messages`, and `more`).
+fn with_messages(reply: Envelope, events: &[palaver_proto::Event], more: bool) -> Envelope {
+    let mut env = reply;
+    for (k, v) in HistoryQuery::reply(events, more).data.0 {
+        if let Some(k) = k.as_str() {
+            env.data.set(k, v);
+        }
+    }
+    env
 }

@@ -128,17 +128,8 @@ impl Accounts {
                 self.people.entry(user.clone()).or_default().closed = true;
             }
             EventKind::Touch { session, .. } => self.use_at(session, e.timestamp),
-            EventKind::Login { .. }
-            | EventKind::Channel { .. }
-            | EventKind::Post { .. }
-            | EventKind::Direct { .. }
-            | EventKind::Join { .. }
-            | EventKind::Leave { .. }
-            | EventKind::Prepare { .. }
-            | EventKind::Abort { .. }
-            | EventKind::Delete { .. }
-            | EventKind::Taken { .. }
-            | EventKind::Read { .. } => {}
+            // Not about accounts (`EventKind::account` says which are).
+            _ => {}
         }
     }
 

@@ -712,9 +712,9 @@ impl State {
             self.requests.remember_event(r, &event);
         }
         self.note_held(&event);
-        if event.kind.account().is_some() || event.kind.is_room() || event.kind.reader().is_some() {
-            self.take_in(&event);
-        }
+        // What the event does to memory, as for anyone else's (the service may have done
+        // part of it already: taking an event in twice changes nothing).
+        self.take_in(&event);
         event
     }
 

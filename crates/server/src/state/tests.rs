@@ -336,6 +336,17 @@ fn with_proofs(st: &mut State, req: Request, proofs: Proofs, now: f64) -> Handle
     }
 }
 
+/// Registers `user` with `pw` and logs in with it: the login's answer (with the token).
+fn open_account(st: &mut State, user: &str, pw: &str, now: f64) -> Handled {
+    with_proofs(
+        st,
+        Request::Register { user: name(user) },
+        password(pw),
+        now,
+    );
+    with_proofs(st, Request::Login { user: name(user) }, password(pw), now)
+}
+
 fn password(p: &str) -> Proofs {
     Proofs {
         password: Some(Secret::new(p)),
@@ -444,18 +455,7 @@ fn an_account_is_used_only_with_its_session() {
         &with_proofs(&mut st, post(), token(&forged), 3.0),
         "not valid",
     );
-    with_proofs(
-        &mut st,
-        Request::Register { user: name("cy") },
-        password("secret-cy"),
-        3.0,
-    );
-    let cy = with_proofs(
-        &mut st,
-        Request::Login { user: name("cy") },
-        password("secret-cy"),
-        3.0,
-    );
+    let cy = open_account(&mut st, "cy", "secret-cy", 3.0);
     let cy_token = cy.reply.data.str("token").unwrap().to_owned();
     refused(
         &with_proofs(&mut st, post(), token(&cy_token), 3.0),
@@ -711,18 +711,7 @@ fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
         presence_timeout: 15.0,
     };
     let mut st = State::with_policy("s1", Snapshot::default(), policy);
-    with_proofs(
-        &mut st,
-        Request::Register { user: name("ana") },
-        password("secret-1"),
-        0.0,
-    );
-    let h = with_proofs(
-        &mut st,
-        Request::Login { user: name("ana") },
-        password("secret-1"),
-        0.0,
-    );
+    let h = open_account(&mut st, "ana", "secret-1", 0.0);
     let t = h.reply.data.str("token").unwrap().to_owned();
     assert_eq!(h.reply.data.opt_f64("idle").unwrap(), Some(240.0));
     let beat = || Request::Beat {
