@@ -83,6 +83,23 @@ fn settled(cluster: &Cluster, i: usize, channel: &Name) -> bool {
     deleted && open.is_empty()
 }
 
+/// Waits until each of `servers` is settled on `channel` deleted. The requester answers once
+/// the decision is final, which can be before every participant has written its own record.
+fn settle(cluster: &Cluster, servers: &[usize], channel: &Name) {
+    settle_within(cluster, servers, channel, Duration::from_secs(10));
+}
+
+fn settle_within(cluster: &Cluster, servers: &[usize], channel: &Name, deadline: Duration) {
+    let done = wait_until(deadline, || {
+        servers.iter().all(|&i| settled(cluster, i, channel))
+    });
+    let states: Vec<(usize, bool)> = servers
+        .iter()
+        .map(|&i| (i, settled(cluster, i, channel)))
+        .collect();
+    assert!(done, "not every server has decided: {states:?}");
+}
+
 /// Atomicity, read from the disks: no transaction is committed by one server and aborted by
 /// another.
 fn no_split_decision(cluster: &Cluster) {
@@ -108,11 +125,7 @@ fn no_split_decision(cluster: &Cluster) {
 /// Waits until every server is settled on `channel` deleted, then checks atomicity, `admin
 /// verify`, and that every server refuses a post to it.
 fn all_deleted(cluster: &mut Cluster, channel: &Name, poster: &Name) {
-    let done = wait_until(Duration::from_secs(30), || {
-        (0..3).all(|i| settled(cluster, i, channel))
-    });
-    let states: Vec<bool> = (0..3).map(|i| settled(cluster, i, channel)).collect();
-    assert!(done, "not every server settled on the delete: {states:?}");
+    settle_within(cluster, &[0, 1, 2], channel, Duration::from_secs(30));
     no_split_decision(cluster);
     let (ok, out) = admin_verify(cluster);
     assert!(ok, "admin verify failed:\n{out}");
@@ -341,9 +354,7 @@ fn a_participant_killed_between_prepare_and_commit_learns_the_outcome_when_it_re
         "the participant did not die after preparing"
     );
     // The two that are up have decided; the victim, back, learns it.
-    for i in [lead, 3 - lead - victim] {
-        assert!(settled(&cluster, i, &den), "server {i} has not decided");
-    }
+    settle(&cluster, &[lead, 3 - lead - victim], &den);
     cluster.start_server(victim);
     all_deleted(&mut cluster, &den, &ana);
     let _ = &mut c;
@@ -383,9 +394,7 @@ fn a_coordinator_killed_after_prepare_is_replaced_and_the_delete_is_finished() {
         .join()
         .unwrap()
         .expect("the delete is finished without the old coordinator");
-    for i in [asked, other] {
-        assert!(settled(&cluster, i, &den), "server {i} has not decided");
-    }
+    settle(&cluster, &[asked, other], &den);
     let new_lead = coordinator(&mut cluster, &[asked, other]);
     assert_ne!(new_lead, lead);
     cluster.start_server(lead);
@@ -403,9 +412,8 @@ fn a_participant_stopped_through_the_whole_delete_catches_up_when_it_wakes() {
     let mut c2 = patient(cluster.connection());
     c2.delete(&ana, &den)
         .expect("the delete goes through without the stopped server");
-    for i in (0..3).filter(|i| *i != sleeper) {
-        assert!(settled(&cluster, i, &den), "server {i} has not decided");
-    }
+    let awake: Vec<usize> = (0..3).filter(|i| *i != sleeper).collect();
+    settle(&cluster, &awake, &den);
     cluster.server(sleeper).unwrap().signal(libc::SIGCONT);
     all_deleted(&mut cluster, &den, &ana);
     let _ = &mut c;
