@@ -45,6 +45,8 @@ commands:
   /unread                how many messages wait after your read markers, per channel
                          and conversation
   /read ID               mark a channel or conversation read up to message ID
+  /receipts ID           who has received and read your message ID, and when
+  /receipts on|off       whether others learn when you have read their messages
   /online                who is online, and since when
   /register PASSWORD     give your name a password (an account only you can use)
   /login PASSWORD        log in to your account
@@ -373,6 +375,7 @@ impl Session {
                 .map_err(|e| e.to_string())
                 .and_then(|id| self.conn.read(&self.user, &id).map_err(err))
                 .map(|at| format!("read up to {at}")),
+            "receipts" => self.receipts(arg),
             "online" => self.conn.online().map_err(err).map(|people| {
                 let now = palaver_proto::now_secs();
                 let list: Vec<String> = people
@@ -442,6 +445,46 @@ impl Session {
                 .say(&format!("error: {}  (clock {clock})", printable(&text))),
         }
         true
+    }
+
+    /// `/receipts on|off` changes the setting; `/receipts ID` lists a message's receipts.
+    fn receipts(&mut self, arg: &str) -> Result<String, String> {
+        let turn = match arg {
+            "on" => Some(true),
+            "off" => Some(false),
+            "" => None,
+            id => {
+                let id = palaver_proto::EventRef::parse("id", id).map_err(|e| e.to_string())?;
+                let list = self.conn.receipts(&self.user, &id).map_err(err)?;
+                if list.is_empty() {
+                    return Ok(format!("{id} was for nobody else"));
+                }
+                let each: Vec<String> = list
+                    .iter()
+                    .map(|r| {
+                        let when = |t: Option<f64>, what: &str| {
+                            t.map(|t| format!(", {what} {}", palaver_proto::format_clock_time(t)))
+                        };
+                        let said = [when(r.delivered, "received"), when(r.read, "read")]
+                            .into_iter()
+                            .flatten()
+                            .collect::<String>();
+                        if said.is_empty() {
+                            format!("{}: not yet", printable(&r.user))
+                        } else {
+                            format!("{}{said}", printable(&r.user))
+                        }
+                    })
+                    .collect();
+                return Ok(format!("{id}: {}", each.join("; ")));
+            }
+        };
+        let on = self.conn.settings(&self.user, turn).map_err(err)?;
+        Ok(if on {
+            "read receipts are on: people learn when you have read their messages".to_owned()
+        } else {
+            "read receipts are off: nobody learns when you have read their messages".to_owned()
+        })
     }
 
     fn history(&mut self, target: &str, count: &str) -> Result<String, String> {

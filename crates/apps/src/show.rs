@@ -34,11 +34,18 @@ pub fn line(r: &Received) -> String {
         "join" => format!("#{}: {} joined", text("channel"), text("user")),
         "leave" => format!("#{}: {} left", text("channel"), text("user")),
         "delete" => format!("#{} was deleted by its owner", text("channel")),
-        "receipt" => format!(
-            "{} has read your messages up to {}",
-            text("reader"),
-            text("upto")
-        ),
+        "receipt" => match d.opt_str("state") {
+            Ok(Some("delivered")) => format!(
+                "{} has received your messages up to {}",
+                text("reader"),
+                text("upto")
+            ),
+            _ => format!(
+                "{} has read your messages up to {}",
+                text("reader"),
+                text("upto")
+            ),
+        },
         "read" => match d.opt_str("channel") {
             Ok(Some(_)) => format!(
                 "(read #{} up to {} on another device)",

@@ -26,6 +26,16 @@ pub struct InboxPage {
     pub more: bool,
 }
 
+/// What one person has done with a message that was for them (see `receipts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub user: String,
+    /// When one of their devices took it from the inbox (private messages only).
+    pub delivered: Option<f64>,
+    /// When their read marker reached it; never shown for people who turned receipts off.
+    pub read: Option<f64>,
+}
+
 impl Connection {
     /// The next page of `user`'s inbox for `device` (at most `limit` events).
     ///
@@ -88,9 +98,10 @@ impl Connection {
             user: user.clone(),
             id: id.clone(),
         })?;
+        // A marker that stays where it stood says where (`upto`); a moved one stands at `id`.
         Ok(reply
             .data
-            .opt_str("id")?
+            .opt_str("upto")?
             .map_or_else(|| id.to_string(), str::to_owned))
     }
 
@@ -107,6 +118,48 @@ impl Connection {
         }
         for m in reply.data.maps("conversations")? {
             out.push((m.str("with")?.to_owned(), m.counter("unread")?));
+        }
+        Ok(out)
+    }
+
+    /// `user`'s settings, changing `receipts` (whether others learn when `user` has read their
+    /// messages) when given. Returns whether `user` sends read receipts.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn settings(&mut self, user: &Name, receipts: Option<bool>) -> Result<bool, ClientError> {
+        let reply = self.request(&Request::Settings {
+            user: user.clone(),
+            receipts,
+        })?;
+        // A change is answered with the event's id; what stands is what was asked.
+        Ok(reply
+            .data
+            .opt_bool("receipts")?
+            .or(receipts)
+            .unwrap_or(true))
+    }
+
+    /// Who `user`'s own message `id` was for, and when each took it and read it.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when `id` is not a message of `user`'s.
+    pub fn receipts(
+        &mut self,
+        user: &Name,
+        id: &palaver_proto::EventRef,
+    ) -> Result<Vec<Receipt>, ClientError> {
+        let reply = self.request(&Request::Receipts {
+            user: user.clone(),
+            id: id.clone(),
+        })?;
+        let mut out = Vec::new();
+        for m in reply.data.maps("readers")? {
+            out.push(Receipt {
+                user: m.str("user")?.to_owned(),
+                delivered: m.opt_f64("delivered")?,
+                read: m.opt_f64("read")?,
+            });
         }
         Ok(out)
     }

@@ -25,7 +25,7 @@ mod subscriber;
 pub use clock::SharedClock;
 pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use heartbeat::Heartbeat;
-pub use inbox::InboxPage;
+pub use inbox::{InboxPage, Receipt};
 pub use rooms::Joined;
 pub use subscriber::{Received, Subscriber};
 

@@ -118,6 +118,22 @@ fn garbage_gets_an_error_reply_and_changes_nothing() {
             "`channel`",
         ),
         (
+            "a receipts setting that is not true or false".into(),
+            Envelope::new("settings")
+                .with("user", "ana")
+                .with("receipts", "no")
+                .to_bytes(),
+            "`receipts` must be",
+        ),
+        (
+            "receipts of a message id that is not one".into(),
+            Envelope::new("receipts")
+                .with("user", "ana")
+                .with("id", "s1:-4")
+                .to_bytes(),
+            "`id`",
+        ),
+        (
             "a peer's two-phase step from a client".into(),
             Envelope::new("twopc")
                 .with("from", "s1")

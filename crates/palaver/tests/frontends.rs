@@ -175,7 +175,7 @@ fn the_line_client_shows_what_arrived_while_away_once() {
     assert!(!first.contains("while you were away"), "{first}");
     c.message(&name("ana"), &name("bob"), "are you there?")
         .unwrap();
-    c.message(&name("ana"), &name("bob"), "call me").unwrap();
+    let id = common::dm(&mut c, &name("ana"), &name("bob"), "call me");
     let out = client(&cluster, "bob", "/quit\n");
     assert!(out.contains("while you were away (2):"), "{out}");
     assert!(
@@ -194,6 +194,24 @@ fn the_line_client_shows_what_arrived_while_away_once() {
         phone_out.contains("while you were away (2):"),
         "{phone_out}"
     );
+    // ana sees that bob received it; once bob has read it, with receipts off, she still
+    // sees only that; with them on again, she sees when he read it.
+    let receipts = |cluster: &Cluster| client(cluster, "ana", &format!("/receipts {id}\n"));
+    let listed = receipts(&cluster);
+    assert!(
+        listed.contains(&format!("{id}: bob, received ")) && !listed.contains(", read "),
+        "{listed}"
+    );
+    let off = client(&cluster, "bob", &format!("/receipts off\n/read {id}\n"));
+    assert!(
+        off.contains("read receipts are off") && off.contains(&format!("read up to {id}")),
+        "{off}"
+    );
+    assert!(!receipts(&cluster).contains(", read "));
+    let on = client(&cluster, "bob", "/receipts on\n");
+    assert!(on.contains("read receipts are on"), "{on}");
+    let listed = receipts(&cluster);
+    assert!(listed.contains(", read "), "{listed}");
 }
 
 #[test]

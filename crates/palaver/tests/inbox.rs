@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{bin, events_held, name, refused, Cluster};
+use common::{bin, dm, events_held, name, notices, personal_subscriber, post, refused, Cluster};
 use palaver_client::{Connection, SharedClock};
 use palaver_proto::{Event, EventKind, Name};
 
@@ -171,22 +171,6 @@ fn inbox_bad_cases_get_a_clear_error_and_change_nothing() {
     assert_eq!(page.events.len(), 1);
 }
 
-/// The id of the event a write made.
-fn id_of(reply: &palaver_proto::Envelope) -> palaver_proto::EventRef {
-    palaver_proto::EventRef::parse("id", reply.data.opt_str("id").unwrap().unwrap()).unwrap()
-}
-
-fn post(c: &mut Connection, user: &Name, channel: &Name, text: &str) -> palaver_proto::EventRef {
-    id_of(
-        &c.request(&palaver_proto::Request::Publish {
-            user: user.clone(),
-            channel: channel.clone(),
-            message: text.to_owned(),
-        })
-        .unwrap(),
-    )
-}
-
 #[test]
 fn read_markers_never_move_back_and_unread_counts_agree_on_every_server() {
     let mut cluster = Cluster::start(&bin(), 3);
@@ -250,49 +234,13 @@ fn a_read_receipt_reaches_the_sender_and_nobody_else() {
     }
     let mut subs: Vec<_> = [&ana, &bob, &cy]
         .iter()
-        .map(|u| {
-            let mut s = cluster.subscriber();
-            s.subscribe(u.as_str()).unwrap();
-            s
-        })
+        .map(|u| personal_subscriber(&cluster, &mut c, u, &cy))
         .collect();
-    // Make sure every subscription is live: a message to each arrives.
-    for (u, s) in [&ana, &bob, &cy].iter().zip(subs.iter_mut()) {
-        let arrived = palaver_testkit::wait_until(Duration::from_secs(10), || {
-            c.message(&cy, u, "ping").unwrap();
-            s.recv_timeout(Duration::from_millis(50)).unwrap().is_some()
-        });
-        assert!(arrived);
-        while s
-            .recv_timeout(Duration::from_millis(200))
-            .unwrap()
-            .is_some()
-        {}
-    }
-    let dm = |c: &mut Connection, text: &str| {
-        id_of(
-            &c.request(&palaver_proto::Request::Message {
-                src: ana.clone(),
-                dst: bob.clone(),
-                message: text.to_owned(),
-            })
-            .unwrap(),
-        )
-    };
-    let first = dm(&mut c, "one");
-    let second = dm(&mut c, "two");
-    let _third = dm(&mut c, "three");
+    let first = dm(&mut c, &ana, &bob, "one");
+    let second = dm(&mut c, &ana, &bob, "two");
+    let _third = dm(&mut c, &ana, &bob, "three");
     c.read(&bob, &second).unwrap();
-    let services = |s: &mut palaver_client::Subscriber| {
-        let mut out = Vec::new();
-        while let Some(r) = s.recv_timeout(Duration::from_millis(500)).unwrap() {
-            let env = r.publication.envelope;
-            if env.service == "receipt" || env.service == "read" {
-                out.push(env);
-            }
-        }
-        out
-    };
+    let services = |s: &mut palaver_client::Subscriber| notices(s, &["receipt", "read"]);
     let to_ana = services(&mut subs[0]);
     assert_eq!(to_ana.len(), 1, "{to_ana:?}");
     let receipt = &to_ana[0].data;
@@ -323,14 +271,7 @@ fn marking_what_is_not_yours_or_does_not_exist_is_refused_and_changes_nothing() 
     c.create_room(&den, &ana).unwrap();
     c.join(&ana, &den, 0).unwrap();
     let in_den = post(&mut c, &ana, &den, "members only");
-    let private = id_of(
-        &c.request(&palaver_proto::Request::Message {
-            src: ana.clone(),
-            dst: cy.clone(),
-            message: "between us".into(),
-        })
-        .unwrap(),
-    );
+    let private = dm(&mut c, &ana, &cy, "between us");
     let before = events_held(&cluster);
     let nowhere = palaver_proto::EventRef {
         origin: "s1".into(),

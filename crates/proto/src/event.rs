@@ -120,6 +120,11 @@ pub enum EventKind {
         device: String,
         cursor: crate::peer::Vector,
     },
+    /// `user`'s settings: whether others learn when they have read (`receipts`).
+    Settings {
+        user: Name,
+        receipts: bool,
+    },
 }
 
 /// The longest password hash or session hash an event may carry, in bytes.
@@ -146,6 +151,7 @@ impl EventKind {
             EventKind::Delete { .. } => "delete",
             EventKind::Taken { .. } => "taken",
             EventKind::Read { .. } => "read",
+            EventKind::Settings { .. } => "settings",
         }
     }
 
@@ -170,7 +176,8 @@ impl EventKind {
             | EventKind::Abort { .. }
             | EventKind::Delete { .. }
             | EventKind::Taken { .. }
-            | EventKind::Read { .. } => None,
+            | EventKind::Read { .. }
+            | EventKind::Settings { .. } => None,
         }
     }
 
@@ -194,7 +201,8 @@ impl EventKind {
             | EventKind::Unregister { .. }
             | EventKind::Touch { .. }
             | EventKind::Taken { .. }
-            | EventKind::Read { .. } => false,
+            | EventKind::Read { .. }
+            | EventKind::Settings { .. } => false,
         }
     }
 
@@ -217,7 +225,8 @@ impl EventKind {
             | EventKind::Abort { .. }
             | EventKind::Delete { .. }
             | EventKind::Taken { .. }
-            | EventKind::Read { .. } => None,
+            | EventKind::Read { .. }
+            | EventKind::Settings { .. } => None,
         }
     }
 
@@ -316,6 +325,10 @@ impl EventKind {
                 field("device", device),
                 (Value::from("cursor"), crate::peer::vector_value(cursor)),
             ],
+            EventKind::Settings { user, receipts } => vec![
+                field("user", user.as_str()),
+                (Value::from("receipts"), Value::from(*receipts)),
+            ],
         }
     }
 }
@@ -393,6 +406,7 @@ impl Event {
                     + device.len()
                     + cursor.keys().map(|o| o.len() + 14).sum::<usize>()
             }
+            EventKind::Settings { user, .. } => user.as_str().len(),
         };
         strings + self.origin.len() + self.request.as_ref().map_or(0, String::len) + 256
     }
@@ -572,6 +586,12 @@ impl Event {
                     "cursor",
                 )?,
             },
+            "settings" => EventKind::Settings {
+                user: m.name("user")?,
+                receipts: m
+                    .opt_bool("receipts")?
+                    .ok_or(ProtoError::Missing("receipts"))?,
+            },
             other => return Err(ProtoError::UnknownService(format!("event kind {other}"))),
         };
         Ok(Event {
@@ -677,6 +697,10 @@ mod tests {
                     seq: 7,
                 },
                 at: 30,
+            },
+            EventKind::Settings {
+                user: name("ana"),
+                receipts: false,
             },
             EventKind::Read {
                 user: name("ana"),

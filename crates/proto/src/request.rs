@@ -79,6 +79,11 @@ pub enum Request {
         device: String,
         cursor: crate::peer::Vector,
     },
+    /// `user`'s settings, changing those given (ours): `receipts`, whether others learn when
+    /// `user` has read their messages.
+    Settings { user: Name, receipts: Option<bool> },
+    /// Who has taken and read message `id`, one of `user`'s own (ours).
+    Receipts { user: Name, id: EventRef },
 }
 
 /// A secret a request carries (a password): never shown by `Debug`, so never logged.
@@ -305,6 +310,14 @@ impl Request {
                     "cursor",
                 )?,
             },
+            "settings" => Request::Settings {
+                user: d.name("user")?,
+                receipts: d.opt_bool("receipts")?,
+            },
+            "receipts" => Request::Receipts {
+                user: d.name("user")?,
+                id: EventRef::parse("id", d.str("id")?)?,
+            },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         };
         Ok((req, meta))
@@ -335,6 +348,8 @@ impl Request {
             Request::Unread { .. } => "unread",
             Request::Inbox { .. } => "inbox",
             Request::Taken { .. } => "taken",
+            Request::Settings { .. } => "settings",
+            Request::Receipts { .. } => "receipts",
         }
     }
 
@@ -410,8 +425,15 @@ impl Request {
                 .with("channel", channel.as_str()),
             Request::Members { channel } => env.with("channel", channel.as_str()),
             Request::Joined { user } | Request::Unread { user } => env.with("user", user.as_str()),
-            Request::Read { user, id } => {
+            Request::Read { user, id } | Request::Receipts { user, id } => {
                 env.with("user", user.as_str()).with("id", id.to_string())
+            }
+            Request::Settings { user, receipts } => {
+                let env = env.with("user", user.as_str());
+                match receipts {
+                    Some(r) => env.with("receipts", *r),
+                    None => env,
+                }
             }
             Request::Inbox {
                 user,
@@ -537,6 +559,21 @@ mod tests {
                 user: name("ana"),
                 device: "phone".into(),
                 cursor: [("s1".to_owned(), 40), ("s2".to_owned(), 3)].into(),
+            },
+            Request::Settings {
+                user: name("ana"),
+                receipts: Some(false),
+            },
+            Request::Settings {
+                user: name("ana"),
+                receipts: None,
+            },
+            Request::Receipts {
+                user: name("ana"),
+                id: EventRef {
+                    origin: "s2".into(),
+                    seq: 9,
+                },
             },
         ];
         // The list of services and the typed requests name the same services.

@@ -27,7 +27,7 @@ pub struct Service {
 }
 
 /// Every client service.
-pub const SERVICES: [Service; 22] = [
+pub const SERVICES: [Service; 24] = [
     Service {
         name: "login",
         effect: Effect::Write,
@@ -139,6 +139,16 @@ pub const SERVICES: [Service; 22] = [
     Service {
         name: "taken",
         effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "settings",
+        effect: Effect::Write,
+        direct: true,
+    },
+    Service {
+        name: "receipts",
+        effect: Effect::ReadStored,
         direct: true,
     },
 ];

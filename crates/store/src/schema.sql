@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS deleted_channels (
     seq    INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- taken: every event about what a person has read (their devices' inbox cursors), by person.
+-- taken, read, settings: every event about what a person has read (their devices' inbox cursors,
+-- their read markers) and whether others may know it, by person.
 -- Servers fold them in memory at start-up; cursors only move forward, so order does not matter.
 CREATE TABLE IF NOT EXISTS reader_events (
     user    TEXT    NOT NULL,

@@ -512,6 +512,85 @@ impl Store {
         Ok(out)
     }
 
+    /// The private messages to `user` that a device's cursor moving from `from` to `to` (per
+    /// origin, a sequence number) has taken: the newest `limit` of them, newest first.
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn taken_between(
+        &self,
+        user: &Name,
+        from: &BTreeMap<String, u64>,
+        to: &BTreeMap<String, u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for side in ["a", "b"] {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT p.lamport, p.origin, p.seq FROM direct_messages p
+                 WHERE p.{side} = ?1 AND p.origin = ?2 AND p.seq > ?3 AND p.seq <= ?4
+                 ORDER BY p.lamport DESC LIMIT ?5"
+            ))?;
+            for (origin, upto) in to {
+                let after = from.get(origin).copied().unwrap_or(0);
+                if *upto <= after {
+                    continue;
+                }
+                let rows =
+                    stmt.query_map(params![user.as_str(), origin, after, upto, limit], |r| {
+                        Ok((
+                            r.get::<_, u64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, u64>(2)?,
+                        ))
+                    })?;
+                for row in rows {
+                    found.push(row?);
+                }
+            }
+        }
+        found.sort_by(|x, y| (y.0, &y.1).cmp(&(x.0, &x.1)));
+        found.dedup();
+        let mut out = Vec::new();
+        for (_, origin, seq) in found {
+            if out.len() == limit {
+                break;
+            }
+            let Some(e) = self.event(&origin, seq)? else {
+                continue;
+            };
+            if matches!(&e.kind, EventKind::Direct { src, dst, .. } if dst == user && src != user) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `user`'s events about reading (`taken`, `read`, `settings`) after position `after`
+    /// (Lamport time, origin, sequence number), in that order: at most `limit`.
+    ///
+    /// # Errors
+    /// On a database error, or a stored row that no longer passes validation.
+    pub fn reader_events_after(
+        &self,
+        user: &Name,
+        after: (u64, &str, u64),
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, NULL, e.body
+             FROM reader_events r JOIN events e ON e.origin = r.origin AND e.seq = r.seq
+             WHERE r.user = ?1 AND (r.lamport, r.origin, r.seq) > (?2, ?3, ?4)
+             ORDER BY r.lamport, r.origin, r.seq LIMIT ?5",
+        )?;
+        let (lamport, origin, seq) = after;
+        let rows = stmt.query_map(
+            params![user.as_str(), lamport, origin, seq, limit],
+            read_event,
+        )?;
+        rows.map(|r| r?).collect()
+    }
+
     /// How many visible messages of a conversation lie after `after` (a position in the total
     /// order: Lamport time, then origin), or in all of it without one.
     ///
@@ -733,7 +812,9 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         | EventKind::Leave { .. }
         | EventKind::Prepare { .. }
         | EventKind::Abort { .. } => room_event(tx, e),
-        EventKind::Taken { user, .. } | EventKind::Read { user, .. } => tx
+        EventKind::Taken { user, .. }
+        | EventKind::Read { user, .. }
+        | EventKind::Settings { user, .. } => tx
             .prepare_cached(
                 "INSERT INTO reader_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
             )?

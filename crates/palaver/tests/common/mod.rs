@@ -160,3 +160,85 @@ pub fn refused<T: std::fmt::Debug>(r: Result<T, palaver_client::ClientError>, wa
         other => panic!("expected a refusal saying {want:?}, got {other:?}"),
     }
 }
+
+/// The id of the event a write made.
+pub fn id_of(reply: &palaver_proto::Envelope) -> palaver_proto::EventRef {
+    palaver_proto::EventRef::parse("id", reply.data.opt_str("id").unwrap().unwrap()).unwrap()
+}
+
+/// Sends a private message; returns its id.
+pub fn dm(
+    c: &mut palaver_client::Connection,
+    src: &Name,
+    dst: &Name,
+    text: &str,
+) -> palaver_proto::EventRef {
+    id_of(
+        &c.request(&palaver_proto::Request::Message {
+            src: src.clone(),
+            dst: dst.clone(),
+            message: text.to_owned(),
+        })
+        .unwrap(),
+    )
+}
+
+/// Posts to a channel; returns the post's id.
+pub fn post(
+    c: &mut palaver_client::Connection,
+    user: &Name,
+    channel: &Name,
+    text: &str,
+) -> palaver_proto::EventRef {
+    id_of(
+        &c.request(&palaver_proto::Request::Publish {
+            user: user.clone(),
+            channel: channel.clone(),
+            message: text.to_owned(),
+        })
+        .unwrap(),
+    )
+}
+
+/// A subscriber to `user`'s own topic, known to be live: private messages from `prober` are
+/// sent until one arrives (then whatever else arrived is dropped).
+pub fn personal_subscriber(
+    cluster: &Cluster,
+    c: &mut palaver_client::Connection,
+    user: &Name,
+    prober: &Name,
+) -> palaver_client::Subscriber {
+    let mut s = cluster.subscriber();
+    s.subscribe(user.as_str()).unwrap();
+    let arrived = palaver_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        c.message(prober, user, "ping").unwrap();
+        s.recv_timeout(std::time::Duration::from_millis(50))
+            .unwrap()
+            .is_some()
+    });
+    assert!(arrived, "the subscription to {user} never became active");
+    while s
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .unwrap()
+        .is_some()
+    {}
+    s
+}
+
+/// The publications of `services` that reach `s` until it has been quiet for half a second.
+pub fn notices(
+    s: &mut palaver_client::Subscriber,
+    services: &[&str],
+) -> Vec<palaver_proto::Envelope> {
+    let mut out = Vec::new();
+    while let Some(r) = s
+        .recv_timeout(std::time::Duration::from_millis(500))
+        .unwrap()
+    {
+        let env = r.publication.envelope;
+        if services.contains(&env.service.as_str()) {
+            out.push(env);
+        }
+    }
+    out
+}

@@ -823,9 +823,9 @@ impl Reactor {
                 delete: _,
                 lookup: _,
             } = q.handled;
-            let reply = match &read {
-                Some(r) => self.read_stored(r, reply),
-                None => reply,
+            let (reply, told) = match &read {
+                Some(r) => self.read_stored(r, reply, event.as_ref()),
+                None => (reply, Vec::new()),
             };
 
             let stored = match &event {
@@ -848,6 +848,7 @@ impl Reactor {
             }
             replies.push((q.envelope, echoed(reply, q.echo)));
             publications.extend(publication);
+            publications.extend(told);
             if let Some(ev) = event {
                 published.push(ev);
             }

@@ -1,16 +1,36 @@
 //! Reads of the store that answer requests after their batch commits (so that they see every
-//! write acknowledged before them): a `history` page, an `unseal`, a `join`'s posts.
+//! write acknowledged before them): a `history` page, an `unseal`, a `join`'s posts, an inbox
+//! page, unread counts, receipts; and the "delivered" receipts a stored `taken` publishes.
 
-use palaver_proto::{Envelope, HistoryQuery, Reply};
+use std::collections::BTreeMap;
+
+use palaver_proto::{Envelope, Event, EventKind, EventRef, HistoryQuery, Name, Place, Reply};
 
 use super::Reactor;
-use crate::state::StoredRead;
+use crate::state::{receipt, StoredRead};
 
 impl Reactor {
-    /// Answers a read of the store: a `history` page, an `unseal`, or a `join`'s posts (with
-    /// what `reply` says already).
-    pub(super) fn read_stored(&self, read: &StoredRead, reply: Envelope) -> Envelope {
+    /// Answers a read of the store (with what `reply` says already), made after `event` (the
+    /// request's own, if it made one) was stored; and what it publishes.
+    pub(super) fn read_stored(
+        &self,
+        read: &StoredRead,
+        reply: Envelope,
+        event: Option<&Event>,
+    ) -> (Envelope, Vec<(String, Envelope)>) {
         match read {
+            StoredRead::Delivered { user, from, to } => {
+                let told = event.map_or_else(Vec::new, |e| self.delivered(user, from, to, e));
+                (reply, told)
+            }
+            StoredRead::Receipts { user, id } => (self.receipts(user, id), Vec::new()),
+            other => (self.answer(other, reply), Vec::new()),
+        }
+    }
+
+    fn answer(&self, read: &StoredRead, reply: Envelope) -> Envelope {
+        match read {
+            StoredRead::Delivered { .. } | StoredRead::Receipts { .. } => reply,
             StoredRead::Unread { user } => match self.unread(user) {
                 Ok((rooms, people)) => reply.with("channels", rooms).with("conversations", people),
                 Err(e) => {
@@ -89,6 +109,133 @@ impl Reactor {
         }
     }
 
+    /// "Delivered" receipts for what `user`'s `taken` event `e` took (its cursor moved from
+    /// `from` to `to`): to each sender, one receipt up to the latest of their messages it took.
+    fn delivered(
+        &self,
+        user: &Name,
+        from: &BTreeMap<String, u64>,
+        to: &BTreeMap<String, u64>,
+        e: &Event,
+    ) -> Vec<(String, Envelope)> {
+        let took = match self.store.taken_between(user, from, to, DELIVERED_SCAN) {
+            Ok(took) => took,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot find what a cursor took; no delivered receipts");
+                return Vec::new();
+            }
+        };
+        // Newest first: the first of each sender is the one to name.
+        let mut latest: BTreeMap<&Name, EventRef> = BTreeMap::new();
+        for m in &took {
+            if let EventKind::Direct { src, .. } = &m.kind {
+                latest.entry(src).or_insert_with(|| EventRef {
+                    origin: m.origin.clone(),
+                    seq: m.seq,
+                });
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(sender, upto)| {
+                let env = receipt(user, sender, &upto, "delivered", e.timestamp)
+                    .with("timestamp", e.timestamp)
+                    .with("clock", e.lamport)
+                    .with("id", e.id());
+                (sender.to_string(), env)
+            })
+            .collect()
+    }
+
+    /// The `receipts` answer for `user`'s own message `id`.
+    fn receipts(&self, user: &Name, id: &EventRef) -> Envelope {
+        let none = || {
+            Reply::error(
+                "receipts",
+                &format!("`{user}` has no message {id} of their own"),
+            )
+        };
+        let failed = |err: palaver_store::StoreError| {
+            tracing::error!(error = %err, "cannot read receipts");
+            Reply::error("receipts", "the server could not read its receipts")
+        };
+        let m = match self.store.event(&id.origin, id.seq) {
+            Ok(Some(m)) => m,
+            Ok(None) => return none(),
+            Err(err) => return failed(err),
+        };
+        // The same answer whether it does not exist or is someone else's.
+        let Some(audience) = self.state.audience(user, &m) else {
+            return none();
+        };
+        let mut readers = Vec::new();
+        for (reader, tells) in &audience.readers {
+            let (delivered, read) = match self.receipt_of(reader, &audience.place, &m) {
+                Ok(found) => found,
+                Err(err) => return failed(err),
+            };
+            let mut entry = vec![(
+                rmpv::Value::from("user"),
+                rmpv::Value::from(reader.as_str()),
+            )];
+            if let Some(at) = delivered.filter(|_| audience.delivered) {
+                entry.push(("delivered".into(), at.into()));
+            }
+            if let Some(at) = read.filter(|_| *tells) {
+                entry.push(("read".into(), at.into()));
+            }
+            readers.push(rmpv::Value::Map(entry));
+        }
+        Reply::ok("receipts")
+            .with("id", m.id())
+            .with("readers", readers)
+    }
+
+    /// When `reader` first took message `m` (a `taken` whose cursor covers it) and first read
+    /// it (a `read` in `place` at it or after it): each is later than `m` in the total order,
+    /// so only what follows it is looked at, and at most [`RECEIPT_SCAN`] events.
+    fn receipt_of(
+        &self,
+        reader: &Name,
+        place: &Place,
+        m: &Event,
+    ) -> Result<(Option<f64>, Option<f64>), palaver_store::StoreError> {
+        let (mut delivered, mut read) = (None, None);
+        let mut after = (m.lamport, String::new(), 0);
+        let mut seen = 0;
+        while seen < RECEIPT_SCAN && (delivered.is_none() || read.is_none()) {
+            let page = self
+                .store
+                .reader_events_after(reader, (after.0, &after.1, after.2), 500)?;
+            let Some(last) = page.last() else { break };
+            after = (last.lamport, last.origin.clone(), last.seq);
+            seen += page.len();
+            for e in &page {
+                match &e.kind {
+                    EventKind::Taken { cursor, .. }
+                        if delivered.is_none()
+                            && cursor.get(&m.origin).is_some_and(|s| *s >= m.seq) =>
+                    {
+                        delivered = Some(e.timestamp);
+                    }
+                    EventKind::Read {
+                        place: p, at, id, ..
+                    } if read.is_none()
+                        && p == place
+                        && (*at, id.origin.as_str()) >= (m.lamport, m.origin.as_str()) =>
+                    {
+                        read = Some(e.timestamp);
+                    }
+                    _ => {}
+                }
+            }
+            if page.len() < 500 {
+                break;
+            }
+        }
+        Ok((delivered, read))
+    }
+
     /// Per room and per conversation of `user`'s, how many messages lie after their marker.
     fn unread(
         &self,
@@ -126,6 +273,12 @@ impl Reactor {
         Ok((rooms, people))
     }
 }
+
+/// The most private messages one `taken` looks at for "delivered" receipts (the newest).
+const DELIVERED_SCAN: usize = 1000;
+
+/// The most events about reading `receipts` looks at per reader.
+const RECEIPT_SCAN: usize = 5000;
 
 /// `reply` with `events` as `history` shows them (`messages`, and `more`).
 fn with_messages(reply: Envelope, events: &[palaver_proto::Event], more: bool) -> Envelope {

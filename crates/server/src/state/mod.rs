@@ -29,8 +29,10 @@ mod password;
 mod publish;
 mod read;
 mod readers;
+mod receipts;
 mod register;
 mod rooms;
+mod settings;
 mod taken;
 mod unread;
 mod unregister;
@@ -123,6 +125,17 @@ pub enum StoredRead {
     Join { channel: Name, limit: usize },
     /// How much of each of `user`'s rooms and conversations lies after their markers.
     Unread { user: Name },
+    /// Receipts of the private messages to `user` that a device's cursor moving from `from`
+    /// took (published to their senders once the `taken` event is stored).
+    Delivered {
+        user: Name,
+        from: std::collections::BTreeMap<String, u64>,
+        to: std::collections::BTreeMap<String, u64>,
+    },
+    /// Who has taken and read `user`'s own message `id`: `readers` are the people it was for
+    /// (the recipient of a private message, the other members of a room), each with whether
+    /// they send read receipts.
+    Receipts { user: Name, id: EventRef },
     /// A page of `user`'s inbox after `cursor`: their private messages and the posts of
     /// `channels`.
     Inbox {
@@ -385,7 +398,9 @@ impl State {
             | EventKind::Prepare { .. }
             | EventKind::Abort { .. }
             | EventKind::Delete { .. } => self.rooms.on_event(event),
-            EventKind::Taken { .. } | EventKind::Read { .. } => self.readers.on_event(event),
+            EventKind::Taken { .. } | EventKind::Read { .. } | EventKind::Settings { .. } => {
+                self.readers.on_event(event)
+            }
             EventKind::Post { .. } | EventKind::Direct { .. } => {}
             EventKind::Register { user, .. } | EventKind::Session { user, .. } => {
                 self.accounts.on_event(event);
@@ -557,6 +572,10 @@ impl State {
             } => taken::apply(self, user, device, cursor, proofs, now),
             Request::Read { user, id } => read::apply(self, user, id, proofs, now),
             Request::Unread { user } => unread::apply(self, user, proofs, now),
+            Request::Settings { user, receipts } => {
+                settings::apply(self, user, receipts, proofs, now)
+            }
+            Request::Receipts { user, id } => receipts::apply(self, user, id, proofs, now),
         }
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered
@@ -737,7 +756,7 @@ impl State {
             user, place, id, ..
         } = &event.kind
         {
-            return read_notices(user, place, id, event);
+            return read_notices(user, place, id, event, self.readers.sends_receipts(user));
         }
         let p = if sealed {
             Publication::sealed(event)
@@ -832,6 +851,7 @@ fn read_notices(
     place: &palaver_proto::Place,
     id: &EventRef,
     e: &Event,
+    receipts: bool,
 ) -> Vec<(String, Envelope)> {
     let stamp = |env: Envelope| {
         env.with("timestamp", e.timestamp)
@@ -848,16 +868,26 @@ fn read_notices(
         }
         palaver_proto::Place::With(w) => {
             out.push((user.to_string(), stamp(marker.with("with", w.as_str()))));
-            let receipt = Envelope::new("receipt")
-                .with("reader", user.as_str())
-                .with("sender", w.as_str())
-                .with("upto", id.to_string())
-                .with("state", "read")
-                .with("at", e.timestamp);
-            out.push((w.to_string(), stamp(receipt)));
+            if receipts {
+                out.push((
+                    w.to_string(),
+                    stamp(receipt(user, w, id, "read", e.timestamp)),
+                ));
+            }
         }
     }
     out
+}
+
+/// A receipt for `sender`, on their own topic: `reader` has taken (`state` "delivered") or
+/// read ("read") their private messages up to `upto`, at `at`. It holds no text.
+pub fn receipt(reader: &Name, sender: &Name, upto: &EventRef, state: &str, at: f64) -> Envelope {
+    Envelope::new("receipt")
+        .with("reader", reader.as_str())
+        .with("sender", sender.as_str())
+        .with("upto", upto.to_string())
+        .with("state", state)
+        .with("at", at)
 }
 
 /// A listing reply: the names under each of `keys`.

@@ -50,7 +50,7 @@ pub(super) fn found(st: &State, user: Name, id: &EventRef, found: Option<&Event>
             // Never back: the stored marker stands.
             return Outcome::Reply(
                 Reply::ok("read")
-                    .with("id", m.id.to_string())
+                    .with("upto", m.id.to_string())
                     .with("moved", false),
             );
         }

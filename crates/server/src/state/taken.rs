@@ -2,14 +2,16 @@
 //! `inbox` of that device starts after it. Writes a `taken` event, unless the cursor moves
 //! nothing forward. A cursor never moves back (per origin, the larger is kept), and one that
 //! names events this server does not hold is refused: it cannot come from an `inbox` answer.
-//! A name with a password confirms only with its session.
+//! A name with a password confirms only with its session. Once the event is stored, the
+//! senders of the private messages it took first of the person's devices get a "delivered"
+//! receipt (the reactor finds them).
 
 use palaver_core::inbox::merge;
 use palaver_core::replication::VersionVector;
 use palaver_proto::peer::Vector;
 use palaver_proto::{EventKind, Name, Reply};
 
-use super::{Decision, Outcome, Proofs, State};
+use super::{Decision, Outcome, Proofs, State, StoredRead};
 
 pub(super) fn apply(
     st: &mut State,
@@ -47,9 +49,19 @@ pub(super) fn apply(
             Reply::ok("taken").with("cursor", palaver_proto::peer::vector_to_value(&merged)),
         ));
     }
-    Ok(Outcome::Event(EventKind::Taken {
-        user,
-        device,
-        cursor: merged,
-    }))
+    // Told once: what another device of theirs took before was told then.
+    let told = st.readers.furthest(&user);
+    let delivered = StoredRead::Delivered {
+        user: user.clone(),
+        from: told.iter().map(|(o, s)| (o.to_owned(), s)).collect(),
+        to: merged.clone(),
+    };
+    Ok(Outcome::EventThenRead(
+        EventKind::Taken {
+            user,
+            device,
+            cursor: merged,
+        },
+        delivered,
+    ))
 }
