@@ -27,8 +27,7 @@ pub(super) fn apply(
         return Err(format!("`{channel}` is a user's name"));
     }
     if let Some(user) = &owner {
-        st.acting(user, proofs, now)?;
-        st.logged_in(user)?;
+        st.person(user, proofs, now)?;
     }
     st.channels.insert(channel.clone());
     Ok(Outcome::Event(EventKind::Channel { channel, owner }))

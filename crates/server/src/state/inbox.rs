@@ -17,8 +17,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.logged_in(&user)?;
+    st.person(&user, proofs, now)?;
     let channels = st.rooms.joined(&user).cloned().collect();
     let cursor = st.readers.cursor(&user, &device);
     Ok(Outcome::Read(StoredRead::Inbox {

@@ -15,8 +15,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&src, proofs, now)?;
-    st.logged_in(&src)?;
+    st.person(&src, proofs, now)?;
     if st.accounts.closed(&dst) {
         return Err(format!("`{dst}` has closed their account"));
     }

@@ -779,6 +779,13 @@ impl State {
         Ok(session)
     }
 
+    /// Whether the request may act as `user`, who must have logged in (or registered): what
+    /// most services ask first.
+    fn person(&mut self, user: &Name, proofs: &Proofs, now: f64) -> Result<(), String> {
+        self.acting(user, proofs, now)?;
+        self.logged_in(user)
+    }
+
     /// `user` has logged in (or registered); otherwise the refusal every service gives.
     fn logged_in(&self, user: &Name) -> Result<(), String> {
         if self.users.contains(user) {

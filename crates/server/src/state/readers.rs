@@ -126,21 +126,7 @@ impl Readers {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(origin: &str, seq: u64, lamport: u64, kind: EventKind) -> Event {
-        Event {
-            origin: origin.into(),
-            seq,
-            lamport,
-            timestamp: 0.0,
-            kind,
-            request: None,
-        }
-    }
-
-    fn name(s: &str) -> Name {
-        Name::parse(s).unwrap()
-    }
+    use crate::state::tests::{event, name};
 
     #[test]
     fn the_latest_setting_stands_whatever_order_they_arrive_in() {

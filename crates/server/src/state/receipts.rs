@@ -16,8 +16,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.logged_in(&user)?;
+    st.person(&user, proofs, now)?;
     Ok(Outcome::Read(StoredRead::Receipts { user, id }))
 }
 

@@ -126,21 +126,7 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn name(s: &str) -> Name {
-        Name::parse(s).unwrap()
-    }
-
-    fn ev(origin: &str, seq: u64, lamport: u64, kind: EventKind) -> Event {
-        Event {
-            origin: origin.into(),
-            seq,
-            lamport,
-            timestamp: 0.0,
-            kind,
-            request: None,
-        }
-    }
+    use crate::state::tests::{event, name};
 
     fn join(origin: &str, seq: u64, lamport: u64, joined: bool) -> Event {
         let (user, channel) = (name("ana"), name("general"));
@@ -149,14 +135,14 @@ mod tests {
         } else {
             EventKind::Leave { user, channel }
         };
-        ev(origin, seq, lamport, kind)
+        event(origin, seq, lamport, kind)
     }
 
     /// Every order of the same events gives the same rooms.
     #[test]
     fn membership_and_ownership_do_not_depend_on_the_order_events_arrive_in() {
         let events = [
-            ev(
+            event(
                 "s2",
                 1,
                 4,
@@ -165,7 +151,7 @@ mod tests {
                     owner: Some(name("bob")),
                 },
             ),
-            ev(
+            event(
                 "s1",
                 1,
                 4,
@@ -206,7 +192,7 @@ mod tests {
     fn only_own_prepares_stop_a_channel_until_decided_here() {
         let general = name("general");
         let prepare = |origin: &str| {
-            ev(
+            event(
                 origin,
                 1,
                 3,
@@ -224,10 +210,10 @@ mod tests {
         assert!(!r.is_stopped(&general));
         r.on_event(&prepare("s1"));
         assert!(r.is_stopped(&general));
-        r.on_event(&ev("s1", 2, 4, EventKind::Abort { tx: "t1".into() }));
+        r.on_event(&event("s1", 2, 4, EventKind::Abort { tx: "t1".into() }));
         assert!(!r.is_stopped(&general));
         assert!(!r.is_deleted(&general));
-        r.on_event(&ev(
+        r.on_event(&event(
             "s2",
             2,
             5,

@@ -15,8 +15,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.logged_in(&user)?;
+    st.person(&user, proofs, now)?;
     let current = st.readers.sends_receipts(&user);
     match receipts {
         Some(wanted) if wanted != current => Ok(Outcome::Event(EventKind::Settings {

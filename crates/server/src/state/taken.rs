@@ -21,8 +21,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.logged_in(&user)?;
+    st.person(&user, proofs, now)?;
     for (origin, seq) in &cursor {
         let held = st.held.get(origin).copied().unwrap_or(0);
         if *seq > held {

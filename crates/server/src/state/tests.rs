@@ -4,8 +4,20 @@
 use super::*;
 use palaver_proto::Status;
 
-fn name(s: &str) -> Name {
+pub(super) fn name(s: &str) -> Name {
     Name::parse(s).unwrap()
+}
+
+/// An event of `origin`'s, for the folds' tests.
+pub(super) fn event(origin: &str, seq: u64, lamport: u64, kind: EventKind) -> Event {
+    Event {
+        origin: origin.into(),
+        seq,
+        lamport,
+        timestamp: 0.0,
+        kind,
+        request: None,
+    }
 }
 
 fn state() -> State {

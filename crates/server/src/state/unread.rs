@@ -7,7 +7,6 @@ use palaver_proto::Name;
 use super::{Decision, Outcome, Proofs, State, StoredRead};
 
 pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.logged_in(&user)?;
+    st.person(&user, proofs, now)?;
     Ok(Outcome::Read(StoredRead::Unread { user }))
 }
