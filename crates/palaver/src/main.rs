@@ -41,6 +41,8 @@ enum Command {
     Server(ServerArgs),
     /// Chat from the terminal, one command per line.
     Client(ClientArgs),
+    /// Chat full-screen: rooms, conversations, unread counts, receipts and the cluster.
+    Chat(ChatArgs),
     /// Make traffic like a person would: create channels, follow them, post.
     Bot(BotArgs),
     /// Print every publication on some topics, one per line.
@@ -227,6 +229,13 @@ struct ClientArgs {
     password: PasswordArgs,
 }
 
+#[derive(Args)]
+struct ChatArgs {
+    /// Show the screen on made-up data, with no cluster (for a look, or a screenshot).
+    #[arg(long)]
+    demo: bool,
+}
+
 /// An account's password, for a name that has one: from the environment or a file, never
 /// from the command line (where other users of the machine could read it).
 #[derive(Args)]
@@ -379,7 +388,15 @@ fn main() -> anyhow::Result<()> {
         cli.command,
         Command::Client(_) | Command::Listen(_) | Command::Bench(_)
     );
-    init_logging(if quiet { "warn" } else { "info" });
+    // The full-screen client owns the terminal: a log line would tear the screen.
+    let chat = matches!(cli.command, Command::Chat(_));
+    init_logging(if chat {
+        "off"
+    } else if quiet {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Up(a) => up::run(
             &up::Options {
@@ -445,6 +462,13 @@ fn main() -> anyhow::Result<()> {
             user: a.user,
             device: a.device,
         }),
+        Command::Chat(a) => {
+            if a.demo {
+                palaver_tui::demo()
+            } else {
+                anyhow::bail!("connecting to a cluster comes with the network side; use --demo")
+            }
+        }
         Command::Bot(a) => bot::run(
             &bot::Options {
                 broker: a.endpoints.broker,
