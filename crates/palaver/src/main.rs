@@ -231,6 +231,17 @@ struct ClientArgs {
 
 #[derive(Args)]
 struct ChatArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Who to log in as (needed unless --demo).
+    #[arg(long, short)]
+    user: Option<Name>,
+    /// This client's name among the person's devices: each device gets everything that
+    /// arrived while it was away, once.
+    #[arg(long, env = "PALAVER_DEVICE", default_value = "chat")]
+    device: String,
+    #[command(flatten)]
+    password: PasswordArgs,
     /// Show the screen on made-up data, with no cluster (for a look, or a screenshot).
     #[arg(long)]
     demo: bool,
@@ -464,10 +475,18 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Chat(a) => {
             if a.demo {
-                palaver_tui::demo()
-            } else {
-                anyhow::bail!("connecting to a cluster comes with the network side; use --demo")
+                return palaver_tui::demo();
             }
+            let Some(user) = a.user else {
+                anyhow::bail!("--user NAME is needed (or --demo)");
+            };
+            palaver_tui::run(palaver_tui::net::Options {
+                password: a.password.load()?,
+                broker: a.endpoints.broker,
+                sub: a.endpoints.sub,
+                user,
+                device: a.device,
+            })
         }
         Command::Bot(a) => bot::run(
             &bot::Options {

@@ -163,41 +163,50 @@ impl HistoryQuery {
         };
         let events = items
             .iter()
-            .map(|item| {
-                let Value::Map(m) = item else {
-                    return Err(wrong.clone());
-                };
-                let m = crate::Map(m.clone());
-                let id = m.str("id")?;
-                let (origin, seq) = id
-                    .rsplit_once(':')
-                    .and_then(|(o, s)| Some((Name::parse(o).ok()?, s.parse::<u64>().ok()?)))
-                    .ok_or(wrong.clone())?;
-                let kind = match m.opt_str("channel")? {
-                    Some(_) => EventKind::Post {
-                        user: m.name("user")?,
-                        channel: m.name("channel")?,
-                        message: m.str("message")?.to_owned(),
-                    },
-                    None => EventKind::Direct {
-                        src: m.name("src")?,
-                        dst: m.name("dst")?,
-                        message: m.str("message")?.to_owned(),
-                    },
-                };
-                Ok(Event {
-                    origin: origin.to_string(),
-                    seq,
-                    lamport: m.counter("clock")?,
-                    timestamp: m.timestamp().unwrap_or(0.0),
-                    kind,
-                    request: None,
-                })
+            .map(|item| match item {
+                Value::Map(m) => message_event(&crate::Map(m.clone())),
+                _ => Err(wrong.clone()),
             })
             .collect::<Result<Vec<Event>, ProtoError>>()?;
         let more = matches!(env.data.get("more"), Some(Value::Boolean(true)));
         Ok((events, more))
     }
+}
+
+/// A post or private message as history and publications show it (`id`, `clock`,
+/// `timestamp`, and `user`/`channel` or `src`/`dst`, with `message`), as an event.
+///
+/// # Errors
+/// When a field is missing or malformed.
+pub fn message_event(m: &crate::Map) -> Result<Event, ProtoError> {
+    let id = m.str("id")?;
+    let (origin, seq) = id
+        .rsplit_once(':')
+        .and_then(|(o, s)| Some((Name::parse(o).ok()?, s.parse::<u64>().ok()?)))
+        .ok_or(ProtoError::WrongType {
+            field: "id",
+            expected: "an event id, origin:seq",
+        })?;
+    let kind = match m.opt_str("channel")? {
+        Some(_) => EventKind::Post {
+            user: m.name("user")?,
+            channel: m.name("channel")?,
+            message: m.str("message")?.to_owned(),
+        },
+        None => EventKind::Direct {
+            src: m.name("src")?,
+            dst: m.name("dst")?,
+            message: m.str("message")?.to_owned(),
+        },
+    };
+    Ok(Event {
+        origin: origin.to_string(),
+        seq,
+        lamport: m.counter("clock")?,
+        timestamp: m.timestamp().unwrap_or(0.0),
+        kind,
+        request: None,
+    })
 }
 
 fn message(e: &Event) -> Value {

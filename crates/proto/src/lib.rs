@@ -28,7 +28,9 @@ pub mod work;
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{Event, EventKind, Place};
-pub use history::{Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY};
+pub use history::{
+    message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,
+};
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{Publication, Reply, Status};
 pub use request::{

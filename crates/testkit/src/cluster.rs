@@ -295,6 +295,20 @@ impl Cluster {
         self.proxy = self.restart("proxy");
     }
 
+    /// `kill -9` of the broker (its process stays dead until [`Cluster::start_broker`]).
+    pub fn kill_broker(&mut self) {
+        self.broker.kill();
+    }
+
+    /// Starts the broker again on its ports and waits until it serves.
+    ///
+    /// # Panics
+    /// When it does not become ready in time.
+    pub fn start_broker(&mut self) {
+        self.broker.kill();
+        self.broker = self.restart("broker");
+    }
+
     /// Makes sure `sub` receives `channel`'s posts: posts probes as `user` until one arrives.
     /// ZeroMQ subscriptions reach the proxy asynchronously, so this is how a test knows.
     ///

@@ -126,10 +126,10 @@ pub enum Net {
         upto: String,
         state: Receipt,
     },
-    /// Your read marker in `place` moved (here or on another of your devices).
+    /// Your read marker in `place` moved to message `upto` (here or on another device).
     Marker {
         place: Place,
-        position: Position,
+        upto: String,
     },
     Members {
         channel: Name,
@@ -650,10 +650,13 @@ impl App {
                 }
                 Vec::new()
             }
-            Net::Marker { place, position } => {
+            Net::Marker { place, upto } => {
                 let me = self.me.clone();
                 if let Some(i) = self.find(&place) {
-                    self.buffers[i].mark(position, &me);
+                    let b = &mut self.buffers[i];
+                    if let Some(position) = b.message_mut(&upto).map(|m| m.position.clone()) {
+                        b.mark(position, &me);
+                    }
                 }
                 Vec::new()
             }
@@ -681,8 +684,9 @@ impl App {
                 Vec::new()
             }
             Net::Joined(channel) => {
+                let out = self.open(&Place::Channel(channel.clone()));
                 self.say(&format!("you joined #{channel}"));
-                self.open(&Place::Channel(channel))
+                out
             }
             Net::Left(channel) => {
                 if let Some(i) = self.find(&Place::Channel(channel.clone())) {

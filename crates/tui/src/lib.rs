@@ -16,6 +16,7 @@ pub mod buffer;
 pub mod demo;
 pub mod keys;
 pub mod layout;
+pub mod net;
 pub mod text;
 pub mod view;
 
@@ -95,4 +96,29 @@ pub fn demo() -> anyhow::Result<()> {
         },
         &news,
     )
+}
+
+/// `palaver chat`: logs in, then runs the screen with the network side on a thread of its own.
+///
+/// # Errors
+/// When the login fails, or the terminal cannot be set up or drawn on.
+pub fn run(opts: net::Options) -> anyhow::Result<()> {
+    let me = opts.user.to_string();
+    let session = net::Session::connect(opts)?;
+    let (news_tx, news) = mpsc::channel();
+    let (effects, worker) = session.spawn(news_tx);
+    let mut app = App::new(&me);
+    let result = run_terminal(
+        &mut app,
+        |fx| {
+            for e in fx {
+                let _ = effects.send(e);
+            }
+        },
+        &news,
+    );
+    // The network side confirms what this device took, then stops.
+    let _ = effects.send(Effect::Quit);
+    let _ = worker.join();
+    result
 }

@@ -247,7 +247,7 @@ fn receipts_and_a_marker_moved_on_another_device_reach_the_buffers() {
     // general has 2 unread; another device of ana's read it all.
     app.net(Net::Marker {
         place: Place::Channel(name("general")),
-        position: (32, "s1".into()),
+        upto: "s1:12".into(),
     });
     assert_eq!(unread(&app, "#general"), 0);
 }

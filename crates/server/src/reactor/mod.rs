@@ -925,6 +925,18 @@ impl Reactor {
                     return;
                 }
                 reply.stamp(self.coord.now(), stamp_clock(&reply, &mut self.lamport));
+                // Which server answered (ours): clients show it, operators trace with it.
+                reply
+                    .data
+                    .set("server", rmpv::Value::from(self.name.as_str()));
+                // A client learns the coordinator when it logs in (then from `servers`).
+                if reply.service == "login" {
+                    if let Some(c) = self.coord.coordinator() {
+                        reply
+                            .data
+                            .set("coordinator", rmpv::Value::from(c.name.as_str()));
+                    }
+                }
                 if let Err(e) = self.broker.reply(*token, &reply.to_bytes()) {
                     self.dropped_replies += 1;
                     if let Some(quiet) = self.fail_log.admit(self.turn) {
