@@ -233,7 +233,7 @@ struct ClientArgs {
 struct ChatArgs {
     #[command(flatten)]
     endpoints: Endpoints,
-    /// Who to log in as (needed unless --demo).
+    /// Who to log in as (without it, the connect screen asks, with the last name filled in).
     #[arg(long, short)]
     user: Option<Name>,
     /// This client's name among the person's devices: each device gets everything that
@@ -477,14 +477,11 @@ fn main() -> anyhow::Result<()> {
             if a.demo {
                 return palaver_tui::demo();
             }
-            let Some(user) = a.user else {
-                anyhow::bail!("--user NAME is needed (or --demo)");
-            };
-            palaver_tui::run(palaver_tui::net::Options {
+            palaver_tui::run(palaver_tui::Start {
                 password: a.password.load()?,
                 broker: a.endpoints.broker,
                 sub: a.endpoints.sub,
-                user,
+                user: a.user,
                 device: a.device,
             })
         }

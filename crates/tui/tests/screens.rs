@@ -85,3 +85,25 @@ fn scrolled_back_the_view_says_how_much_lies_below() {
     app.act(Action::PageUp);
     insta::assert_snapshot!(screen(&app));
 }
+
+#[test]
+fn the_connect_screen_hides_the_password() {
+    use palaver_tui::connect::{Details, Form};
+    let mut form = Form::new(&Details {
+        user: "ana".into(),
+        password: String::new(),
+        broker: "tcp://127.0.0.1:5555".into(),
+        sub: "tcp://127.0.0.1:5558".into(),
+    });
+    for ch in "hunter2".chars() {
+        form.key(ratatui_textarea::Input {
+            key: ratatui_textarea::Key::Char(ch),
+            ..Default::default()
+        });
+    }
+    let mut t = Terminal::new(TestBackend::new(70, 15)).expect("a test terminal");
+    t.draw(|f| form.draw(f)).expect("drawn");
+    let shown = t.backend().to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    insta::assert_snapshot!(shown);
+}
