@@ -135,6 +135,8 @@ pub enum Net {
         channel: Name,
         people: Vec<String>,
     },
+    /// Someone joined or left `channel`: its member list is read again if it is shown.
+    MembersChanged(Name),
     /// Who is online, and since when.
     Online(Vec<(String, f64)>),
     Presence {
@@ -663,6 +665,16 @@ impl App {
             Net::Members { channel, people } => {
                 self.members.insert(channel, people);
                 Vec::new()
+            }
+            Net::MembersChanged(channel) => {
+                let place = Place::Channel(channel.clone());
+                if self.shown().is_some_and(|b| b.place == place) {
+                    vec![Effect::Members(channel)]
+                } else {
+                    // Read again when it is opened.
+                    self.members.remove(&channel);
+                    Vec::new()
+                }
             }
             Net::Online(people) => {
                 self.online = people.into_iter().collect();

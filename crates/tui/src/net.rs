@@ -368,6 +368,43 @@ impl Session {
                 Err(e) => Err(ClientError::Refused(e.to_string())),
             },
             "receipts" => self.receipts(&me, arg),
+            "rooms" => self
+                .conn
+                .joined(&me)
+                .map(|r| format!("you are in: {}", r.join(", "))),
+            "post" => {
+                let text = line.splitn(3, ' ').nth(2).unwrap_or("").trim().to_owned();
+                match Name::parse(arg.trim_start_matches('#')) {
+                    Ok(channel) if !text.is_empty() => {
+                        self.write(
+                            Request::Publish {
+                                user: me,
+                                channel,
+                                message: text,
+                            },
+                            None,
+                        );
+                        return;
+                    }
+                    _ => Err(ClientError::Refused("usage: /post ROOM TEXT".into())),
+                }
+            }
+            "register" => {
+                let pw = line.split_once(' ').map_or("", |x| x.1).to_owned();
+                self.conn
+                    .register(&me, &pw)
+                    .and_then(|()| self.log_in(&me, &pw))
+                    .map(|()| format!("{me} is yours now: only your password opens it"))
+            }
+            "login" => {
+                let pw = line.split_once(' ').map_or("", |x| x.1).to_owned();
+                self.log_in(&me, &pw)
+                    .map(|()| format!("logged in to your account {me}"))
+            }
+            "logout" => self.conn.logout(&me).map(|()| {
+                self.session_changed();
+                "logged out; your session has ended on every server".to_owned()
+            }),
             _ => Err(ClientError::Refused(format!(
                 "/{verb} is not a command here; F1 lists them"
             ))),
@@ -376,6 +413,32 @@ impl Session {
             Ok(text) => self.tell(Net::Info(text)),
             Err(e) => self.failed(&e),
         }
+    }
+
+    /// Logs in to the account with `password`; the new session is used from now on.
+    fn log_in(&mut self, me: &Name, password: &str) -> Result<(), ClientError> {
+        if password.is_empty() {
+            return Err(ClientError::Refused("usage: /login PASSWORD".into()));
+        }
+        self.conn.login_with_password(me, password)?;
+        self.session_changed();
+        Ok(())
+    }
+
+    /// The session changed: the subscriber (which opens sealed messages) and the heartbeat
+    /// take the new token.
+    fn session_changed(&mut self) {
+        let token = self.conn.token().map(str::to_owned);
+        self.sub.set_token(token.clone());
+        self.heartbeat = None;
+        self.heartbeat = Heartbeat::start(
+            &self.ctx,
+            &self.opts.broker,
+            self.conn.clock().clone(),
+            self.me(),
+            token,
+        )
+        .ok();
     }
 
     fn receipts(&mut self, me: &Name, arg: &str) -> Result<String, ClientError> {
@@ -554,6 +617,9 @@ impl Session {
                 } else {
                     "left"
                 };
+                if let Some(Place::Channel(c)) = room() {
+                    self.tell(Net::MembersChanged(c));
+                }
                 self.tell(Net::Notice {
                     place: room(),
                     position: position(),
@@ -609,7 +675,6 @@ impl Session {
             "election" => self.tell(Net::Coordinator(text("coordinator"))),
             _ => {}
         }
-        let _ = &self.ctx;
     }
 }
 

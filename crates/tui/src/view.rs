@@ -30,7 +30,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "who read your message; your own receipts",
     ),
     ("/online, /users", "who is online; who is registered"),
-    ("/login /register /logout", "your account (and /password)"),
+    (
+        "/post ROOM TEXT, /rooms",
+        "post without opening; the rooms you are in",
+    ),
+    (
+        "/register PW, /login PW",
+        "your account; /logout ends the session",
+    ),
     ("/bell", "the bell on private messages and mentions"),
     ("/quit", "leave"),
 ];

@@ -251,3 +251,16 @@ fn receipts_and_a_marker_moved_on_another_device_reach_the_buffers() {
     });
     assert_eq!(unread(&app, "#general"), 0);
 }
+
+#[test]
+fn someone_joining_the_room_shown_reads_its_members_again() {
+    let mut app = demo::app((100, 30));
+    assert_eq!(
+        app.net(Net::MembersChanged(name("den"))),
+        vec![Effect::Members(name("den"))]
+    );
+    // Not shown: forgotten, read again on opening.
+    assert!(app.net(Net::MembersChanged(name("general"))).is_empty());
+    let fx = app.open(&Place::Channel(name("general")));
+    assert!(fx.contains(&Effect::Members(name("general"))), "{fx:?}");
+}
