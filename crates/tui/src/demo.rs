@@ -15,34 +15,34 @@ fn name(s: &str) -> Name {
     Name::parse(s).expect("a demo name")
 }
 
-fn post(seq: u64, lamport: u64, user: &str, channel: &str, text: &str, min: f64) -> Event {
+/// An event of the demo, made `min` minutes after noon on one of three servers.
+fn event(seq: u64, lamport: u64, min: f64, kind: EventKind) -> Event {
     Event {
         origin: format!("s{}", 1 + seq % 3),
         seq,
         lamport,
         timestamp: NOON + min * 60.0,
-        kind: EventKind::Post {
-            user: name(user),
-            channel: name(channel),
-            message: text.into(),
-        },
+        kind,
         request: None,
     }
 }
 
+fn post(seq: u64, lamport: u64, user: &str, channel: &str, text: &str, min: f64) -> Event {
+    let kind = EventKind::Post {
+        user: name(user),
+        channel: name(channel),
+        message: text.into(),
+    };
+    event(seq, lamport, min, kind)
+}
+
 fn direct(seq: u64, lamport: u64, src: &str, dst: &str, text: &str, min: f64) -> Event {
-    Event {
-        origin: format!("s{}", 1 + seq % 3),
-        seq,
-        lamport,
-        timestamp: NOON + min * 60.0,
-        kind: EventKind::Direct {
-            src: name(src),
-            dst: name(dst),
-            message: text.into(),
-        },
-        request: None,
-    }
+    let kind = EventKind::Direct {
+        src: name(src),
+        dst: name(dst),
+        message: text.into(),
+    };
+    event(seq, lamport, min, kind)
 }
 
 /// The demo screen, as `ana` sees it, on a terminal of `size`.
