@@ -75,6 +75,32 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("users", Envelope::new("users")),
         ("users-stamped", stamped(Envelope::new("users"))),
         (
+            "settings-off",
+            Envelope::new("settings")
+                .with("user", "bob")
+                .with("receipts", false),
+        ),
+        (
+            "settings-ask",
+            Envelope::new("settings").with("user", "bob"),
+        ),
+        (
+            "settings-not-bool",
+            Envelope::new("settings").with("user", "bob").with("receipts", 1),
+        ),
+        (
+            "receipts",
+            Envelope::new("receipts")
+                .with("user", "ana")
+                .with("id", "s1:7"),
+        ),
+        (
+            "receipts-bad-id",
+            Envelope::new("receipts")
+                .with("user", "ana")
+                .with("id", "s1:x"),
+        ),
+        (
             "channel",
             Envelope::new("channel").with("channel", "general"),
         ),
@@ -297,6 +323,16 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
     let valid = vec![
         ("login", event(EventKind::Login { user: name("ana") }, None)),
         (
+            "settings",
+            event(
+                EventKind::Settings {
+                    user: name("bob"),
+                    receipts: false,
+                },
+                None,
+            ),
+        ),
+        (
             "login-request",
             event(EventKind::Login { user: name("bob") }, Some("r-1")),
         ),
@@ -305,6 +341,7 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
             event(
                 EventKind::Channel {
                     channel: name("general"),
+                    owner: None,
                 },
                 None,
             ),
@@ -421,7 +458,13 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
         request: Some("r-1".into()),
     };
     let requests = [
-        ("req-clock", PeerRequest::Clock { from: me.clone() }),
+        (
+            "req-clock",
+            PeerRequest::Clock {
+                from: me.clone(),
+                set: None,
+            },
+        ),
         ("req-election", PeerRequest::Election { from: me.clone() }),
         (
             "req-coordinator",
