@@ -218,6 +218,11 @@ impl App {
         self.current.map(|i| &self.buffers[i])
     }
 
+    /// Whether the buffer shown is a room.
+    pub fn in_room(&self) -> bool {
+        matches!(self.shown().map(|b| &b.place), Some(Place::Channel(_)))
+    }
+
     /// The buffers in sidebar order: most recent activity first (ties by title).
     pub fn order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.buffers.len()).collect();
@@ -352,7 +357,7 @@ impl App {
 
     /// The rows one page scroll moves: the chat view's height, less two for context.
     fn page(&self) -> usize {
-        let areas = layout::areas(self.size, self);
+        let areas = layout::areas(self.size, self.in_room());
         (areas.chat.height as usize).saturating_sub(2).max(MIN_PAGE)
     }
 
@@ -360,9 +365,9 @@ impl App {
         let Some(i) = self.current else {
             return Vec::new();
         };
-        let width = layout::areas(self.size, self).chat.width;
-        let total = layout::rows(self, &self.buffers[i], width).len();
-        let height = layout::areas(self.size, self).chat.height as usize;
+        let width = layout::areas(self.size, self.in_room()).chat.width;
+        let total = layout::rows(&self.me, &self.buffers[i], width).len();
+        let height = layout::areas(self.size, self.in_room()).chat.height as usize;
         let b = &mut self.buffers[i];
         let top = total.saturating_sub(height);
         b.scroll = (b.scroll + rows).min(top);
@@ -387,7 +392,7 @@ impl App {
     }
 
     fn click(&mut self, column: u16, row: u16) -> Vec<Effect> {
-        let areas = layout::areas(self.size, self);
+        let areas = layout::areas(self.size, self.in_room());
         let Some(side) = areas.sidebar else {
             return Vec::new();
         };

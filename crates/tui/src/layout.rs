@@ -16,7 +16,6 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use crate::app::App;
 use crate::buffer::{Buffer, Entry, Message, Receipt};
 use crate::text::{safe, width, wrap};
 
@@ -39,17 +38,14 @@ pub struct Areas {
     pub status: Rect,
 }
 
-/// The parts of a terminal of `size` (columns, rows).
-pub fn areas(size: (u16, u16), app: &App) -> Areas {
+/// The parts of a terminal of `size` (columns, rows); `in_room` when a room is shown (it
+/// gets a member list).
+pub fn areas(size: (u16, u16), in_room: bool) -> Areas {
     let (w, h) = (size.0.max(1), size.1.max(4));
     let status = Rect::new(0, h - 1, w, 1);
     let input = Rect::new(0, h - 3, w, 2);
     let body_h = h - 3;
     let sidebar = (w >= SIDEBAR_FROM).then(|| Rect::new(0, 0, SIDEBAR_WIDTH, body_h));
-    let in_room = matches!(
-        app.shown().map(|b| &b.place),
-        Some(palaver_proto::Place::Channel(_))
-    );
     let members = (w >= MEMBERS_FROM && in_room)
         .then(|| Rect::new(w - MEMBERS_WIDTH, 0, MEMBERS_WIDTH, body_h));
     let left = sidebar.map_or(0, |s| s.width + 1);
@@ -93,9 +89,9 @@ pub fn hhmm(secs: f64) -> String {
     palaver_proto::format_clock_time(secs)[..5].to_owned()
 }
 
-/// The rows `b` takes at `cols` columns, oldest first: messages wrapped under their header,
-/// notices, and the "new messages" line.
-pub fn rows(app: &App, b: &Buffer, cols: u16) -> Vec<Line<'static>> {
+/// The rows `b` takes at `cols` columns as `me` sees them, oldest first: messages wrapped
+/// under their header, notices, and the "new messages" line.
+pub fn rows(me: &str, b: &Buffer, cols: u16) -> Vec<Line<'static>> {
     let cols = cols as usize;
     let mut out = Vec::new();
     if b.more_before {
@@ -109,7 +105,7 @@ pub fn rows(app: &App, b: &Buffer, cols: u16) -> Vec<Line<'static>> {
         ));
     }
     for (i, e) in b.entries().iter().enumerate() {
-        if b.new_line_before(i, &app.me) {
+        if b.new_line_before(i, me) {
             let label = " new messages ";
             let side = cols.saturating_sub(width(label)) / 2;
             let rule = format!(
@@ -120,7 +116,7 @@ pub fn rows(app: &App, b: &Buffer, cols: u16) -> Vec<Line<'static>> {
             out.push(Line::styled(rule, Style::default().fg(Color::Red)));
         }
         match e {
-            Entry::Message(m) => message_rows(app, m, cols, &mut out),
+            Entry::Message(m) => message_rows(me, m, cols, &mut out),
             Entry::Notice { at, text, .. } => {
                 let head = format!("{} -- ", hhmm(*at));
                 let style = Style::default().fg(Color::DarkGray);
@@ -141,7 +137,7 @@ pub fn rows(app: &App, b: &Buffer, cols: u16) -> Vec<Line<'static>> {
     out
 }
 
-fn message_rows(app: &App, m: &Message, cols: usize, out: &mut Vec<Line<'static>>) {
+fn message_rows(me: &str, m: &Message, cols: usize, out: &mut Vec<Line<'static>>) {
     let time = format!("{} ", hhmm(m.at));
     let name = safe(&m.from).into_owned();
     let head = width(&time) + width(&name) + 2;
@@ -158,7 +154,7 @@ fn message_rows(app: &App, m: &Message, cols: usize, out: &mut Vec<Line<'static>
         Receipt::Read => (" ✓✓ read", Color::LightBlue),
     });
     let last = rows.len() - 1;
-    let mentioned = m.from != app.me && m.text.contains(app.me.as_str());
+    let mentioned = m.from != me && m.text.contains(me);
     let text_style = if mentioned {
         Style::default().add_modifier(Modifier::BOLD)
     } else if m.sealed {
@@ -217,11 +213,12 @@ mod tests {
 
     #[test]
     fn narrow_terminals_hide_the_sidebar_and_the_members() {
-        let app = App::new("ana");
-        let wide = areas((120, 30), &app);
+        let wide = areas((120, 30), false);
         assert!(wide.sidebar.is_some());
         assert!(wide.members.is_none(), "no room is shown");
-        let narrow = areas((40, 20), &app);
+        assert!(areas((120, 30), true).members.is_some());
+        let narrow = areas((40, 20), true);
+        assert!(narrow.members.is_none());
         assert!(narrow.sidebar.is_none());
         assert_eq!(narrow.chat.width, 40);
         assert_eq!(narrow.status.y, 19);

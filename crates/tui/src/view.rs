@@ -44,7 +44,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let size = frame.area();
-    let a = areas((size.width, size.height), app);
+    let a = areas((size.width, size.height), app.in_room());
     if let Some(side) = a.sidebar {
         sidebar(frame, app, side);
     }
@@ -146,7 +146,7 @@ fn title(frame: &mut Frame, app: &App, area: Rect) {
 fn chat(frame: &mut Frame, app: &App, area: Rect) {
     let rows: Vec<Line> = match app.shown() {
         Some(b) => {
-            let all = layout::rows(app, b, area.width);
+            let all = layout::rows(&app.me, b, area.width);
             let h = area.height as usize;
             let end = all.len().saturating_sub(b.scroll);
             let start = end.saturating_sub(h);
