@@ -401,6 +401,23 @@ impl Session {
                 self.log_in(&me, &pw)
                     .map(|()| format!("logged in to your account {me}"))
             }
+            "password" => {
+                let new = words.next().unwrap_or("");
+                if arg.is_empty() || new.is_empty() {
+                    Err(ClientError::Refused("usage: /password OLD NEW".into()))
+                } else {
+                    self.conn
+                        .change_password(&me, arg, new)
+                        .map(|()| "password changed; your other sessions have ended".to_owned())
+                }
+            }
+            "unregister" => {
+                let pw = line.split_once(' ').map_or("", |x| x.1).to_owned();
+                self.conn.unregister(&me, &pw).map(|()| {
+                    self.session_changed();
+                    format!("account {me} closed; the name is retired")
+                })
+            }
             "logout" => self.conn.logout(&me).map(|()| {
                 self.session_changed();
                 "logged out; your session has ended on every server".to_owned()

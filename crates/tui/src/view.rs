@@ -38,6 +38,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/register PW, /login PW",
         "your account; /logout ends the session",
     ),
+    (
+        "/password OLD NEW",
+        "change it; /unregister PW closes it for good",
+    ),
     ("/bell", "the bell on private messages and mentions"),
     ("/quit", "leave"),
 ];
