@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use palaver_core::commit::{Action, Msg, Node, Record, Timeouts, Tx};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sim::{seeds, split_in_two, InFlight, Wire};
+use sim::{seeds, split_in_two, InFlight, Steps, Wire};
 
 mod sim;
 
@@ -429,69 +429,6 @@ impl Sim {
         let node = self.members[i].node.as_mut().unwrap();
         node.on_message(now, &m.from, m.msg, |_| yes);
         self.flush(i);
-    }
-
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.step();
-        }
-    }
-
-    /// Runs until `done` holds, for `limit` at most; returns how long it took, if it did.
-    fn run_until(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> Option<Duration> {
-        let start = self.now;
-        while self.now < start + limit {
-            self.step();
-            if done(self) {
-                return Some(self.now - start);
-            }
-        }
-        None
-    }
-
-    fn step(&mut self) {
-        self.now += STEP;
-        let now = self.now;
-        for m in self.wire.due(now) {
-            self.deliver(m);
-        }
-        if now >= self.next_list {
-            self.next_list = now + LIST_EVERY;
-            self.listed = self
-                .members
-                .iter()
-                .filter(|m| match m.crashed_at {
-                    None => m.node.is_some(),
-                    Some(t) => now.duration_since(t) < LIST_LAG,
-                })
-                .map(|m| m.name.clone())
-                .collect();
-            for i in self.live() {
-                let listed = self.listed.clone();
-                self.members[i].node.as_mut().unwrap().set_peers(listed);
-            }
-        }
-        for i in 0..self.members.len() {
-            if self.members[i].node.is_none()
-                && self.members[i].restart_at.is_some_and(|t| t <= now)
-            {
-                self.boot(i);
-            }
-        }
-        if self.faulty {
-            self.random_faults();
-            self.random_requests();
-        }
-        self.abandon_overdue();
-        for i in 0..self.members.len() {
-            if let Some(node) = self.members[i].node.as_mut() {
-                if node.poll_timeout().is_some_and(|t| t <= now) {
-                    node.handle_timeout(now);
-                    self.flush(i);
-                }
-            }
-        }
     }
 
     fn chance_per_step(&mut self, per_sec: f64) -> bool {
@@ -989,6 +926,56 @@ fn lossy(rng: &mut StdRng) -> Faults {
         refusals: 0.1,
         requests_per_sec: 2.0,
         ..Faults::default()
+    }
+}
+
+impl Steps for Sim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        for m in self.wire.due(now) {
+            self.deliver(m);
+        }
+        if now >= self.next_list {
+            self.next_list = now + LIST_EVERY;
+            self.listed = self
+                .members
+                .iter()
+                .filter(|m| match m.crashed_at {
+                    None => m.node.is_some(),
+                    Some(t) => now.duration_since(t) < LIST_LAG,
+                })
+                .map(|m| m.name.clone())
+                .collect();
+            for i in self.live() {
+                let listed = self.listed.clone();
+                self.members[i].node.as_mut().unwrap().set_peers(listed);
+            }
+        }
+        for i in 0..self.members.len() {
+            if self.members[i].node.is_none()
+                && self.members[i].restart_at.is_some_and(|t| t <= now)
+            {
+                self.boot(i);
+            }
+        }
+        if self.faulty {
+            self.random_faults();
+            self.random_requests();
+        }
+        self.abandon_overdue();
+        for i in 0..self.members.len() {
+            if let Some(node) = self.members[i].node.as_mut() {
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now);
+                    self.flush(i);
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use palaver_core::election::{Action, Election, Timeouts};
 use palaver_core::Member;
 use rand::Rng;
-use sim::{seeds, split_in_two, InFlight, Wire};
+use sim::{seeds, split_in_two, InFlight, Steps, Wire};
 
 mod sim;
 
@@ -191,62 +191,6 @@ impl Sim {
         self.flush(i);
     }
 
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.step();
-        }
-    }
-
-    /// Runs until `done` holds, for `limit` at most; returns how long it took, if it did.
-    fn run_until(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> Option<Duration> {
-        let start = self.now;
-        while self.now < start + limit {
-            self.step();
-            if done(self) {
-                return Some(self.now - start);
-            }
-        }
-        None
-    }
-
-    fn step(&mut self) {
-        self.now += STEP;
-        let now = self.now;
-        for m in self.wire.due(now) {
-            self.deliver(m);
-        }
-        for n in &mut self.nodes {
-            let reached = self.wire.reachable(&n.member.name, REFERENCE);
-            match (reached, n.cut_from_reference) {
-                (false, None) => n.cut_from_reference = Some(now),
-                (true, Some(_)) => n.cut_from_reference = None,
-                _ => {}
-            }
-        }
-        if now >= self.next_list {
-            self.next_list = now + LIST_EVERY;
-            let live = self.listed();
-            for i in 0..self.nodes.len() {
-                if !self.wire.reachable(REFERENCE, self.name(i)) {
-                    continue;
-                }
-                if let Some(e) = self.nodes[i].election.as_mut() {
-                    e.set_peers(now, live.clone());
-                }
-                self.flush(i);
-            }
-        }
-        for i in 0..self.nodes.len() {
-            if let Some(e) = self.nodes[i].election.as_mut() {
-                if e.poll_timeout().is_some_and(|t| t <= now) {
-                    e.handle_timeout(now);
-                }
-            }
-            self.flush(i);
-        }
-    }
-
     /// The invariant: one coordinator, the highest live member, known to every live member.
     fn check_agreement(&self, what: &str) {
         let live: Vec<&Node> = self.nodes.iter().filter(|n| n.election.is_some()).collect();
@@ -330,6 +274,49 @@ impl Sim {
 }
 
 const QUIET: Duration = Duration::from_secs(6);
+
+impl Steps for Sim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        let now = self.now;
+        for m in self.wire.due(now) {
+            self.deliver(m);
+        }
+        for n in &mut self.nodes {
+            let reached = self.wire.reachable(&n.member.name, REFERENCE);
+            match (reached, n.cut_from_reference) {
+                (false, None) => n.cut_from_reference = Some(now),
+                (true, Some(_)) => n.cut_from_reference = None,
+                _ => {}
+            }
+        }
+        if now >= self.next_list {
+            self.next_list = now + LIST_EVERY;
+            let live = self.listed();
+            for i in 0..self.nodes.len() {
+                if !self.wire.reachable(REFERENCE, self.name(i)) {
+                    continue;
+                }
+                if let Some(e) = self.nodes[i].election.as_mut() {
+                    e.set_peers(now, live.clone());
+                }
+                self.flush(i);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(e) = self.nodes[i].election.as_mut() {
+                if e.poll_timeout().is_some_and(|t| t <= now) {
+                    e.handle_timeout(now);
+                }
+            }
+            self.flush(i);
+        }
+    }
+}
 
 #[test]
 fn members_starting_at_the_same_moment_agree() {

@@ -30,7 +30,7 @@ use palaver_core::replication::VersionVector;
 use palaver_core::Lamport;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use sim::{seeds, split_in_two, InFlight, Wire};
+use sim::{seeds, split_in_two, InFlight, Steps, Wire};
 
 mod sim;
 
@@ -426,20 +426,6 @@ impl Sim {
         }
     }
 
-    fn step(&mut self) {
-        self.now += STEP;
-        for m in self.wire.due(self.now) {
-            self.deliver(m);
-        }
-    }
-
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.step();
-        }
-    }
-
     /// One step of everything at random: partitions made and healed, events accepted, prefixes
     /// copied, cursors passed on, devices reading with random limits.
     fn chaos_step(&mut self) {
@@ -617,10 +603,24 @@ impl Sim {
     }
 }
 
+impl Steps for Sim {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn step(&mut self) {
+        self.now += STEP;
+        for m in self.wire.due(self.now) {
+            self.deliver(m);
+        }
+    }
+}
+
 /// The case. s3 is cut from everyone (Bob's devices too) and accepts an event for Bob,
 /// its clock far behind; meanwhile Bob takes everything else through s1 and s2, his cursors
 /// moving past it in Lamport time. After the heal and the catch-up, his next read, on each
 /// device and from any server, hands out that event alone, and no read hands it out again.
+
 #[test]
 fn a_late_event_from_a_cut_off_server_is_delivered_exactly_once() {
     for seed in seeds(50) {

@@ -191,3 +191,31 @@ pub fn seeds(count: u64) -> Vec<u64> {
     let fresh: u64 = rand::thread_rng().gen();
     (1..=count).chain([fresh]).collect()
 }
+
+/// A simulation that advances in steps of simulated time. Running it for a while, or until a
+/// condition holds, is the same for every one.
+pub trait Steps {
+    /// The simulated time now.
+    fn now(&self) -> Instant;
+    /// One step: time moves on, and what is due happens.
+    fn step(&mut self);
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now() + d;
+        while self.now() < end {
+            self.step();
+        }
+    }
+
+    /// Runs until `done` holds, for `limit` at most; returns how long it took, if it did.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) -> Option<Duration> {
+        let start = self.now();
+        while self.now() < start + limit {
+            self.step();
+            if done(self) {
+                return Some(self.now() - start);
+            }
+        }
+        None
+    }
+}
