@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use palaver_client::{ClientError, Connection, Heartbeat, SharedClock, Subscriber};
+use palaver_client::{say, ClientError, Connection, Heartbeat, SharedClock, Subscriber};
 use palaver_proto::{printable, Conversation, HistoryQuery, Name, Request};
 
 use crate::show;
@@ -359,23 +359,12 @@ impl Session {
                 Ok(format!("sent to {dst}"))
             }),
             "history" => self.history(arg, text),
-            "unread" => self.conn.unread(&self.user).map_err(err).map(|counts| {
-                let waiting: Vec<String> = counts
-                    .iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(place, n)| format!("{} {n}", printable(place)))
-                    .collect();
-                if waiting.is_empty() {
-                    "nothing unread".to_owned()
-                } else {
-                    format!("unread: {}", waiting.join(", "))
-                }
-            }),
+            "unread" => say::unread(&mut self.conn, &self.user).map_err(err),
             "read" => palaver_proto::EventRef::parse("id", arg)
                 .map_err(|e| e.to_string())
                 .and_then(|id| self.conn.read(&self.user, &id).map_err(err))
                 .map(|at| format!("read up to {at}")),
-            "receipts" => self.receipts(arg),
+            "receipts" => say::receipts(&mut self.conn, &self.user, arg).map_err(err),
             "online" => self.conn.online().map_err(err).map(|people| {
                 let now = palaver_proto::now_secs();
                 let list: Vec<String> = people
@@ -445,46 +434,6 @@ impl Session {
                 .say(&format!("error: {}  (clock {clock})", printable(&text))),
         }
         true
-    }
-
-    /// `/receipts on|off` changes the setting; `/receipts ID` lists a message's receipts.
-    fn receipts(&mut self, arg: &str) -> Result<String, String> {
-        let turn = match arg {
-            "on" => Some(true),
-            "off" => Some(false),
-            "" => None,
-            id => {
-                let id = palaver_proto::EventRef::parse("id", id).map_err(|e| e.to_string())?;
-                let list = self.conn.receipts(&self.user, &id).map_err(err)?;
-                if list.is_empty() {
-                    return Ok(format!("{id} was for nobody else"));
-                }
-                let each: Vec<String> = list
-                    .iter()
-                    .map(|r| {
-                        let when = |t: Option<f64>, what: &str| {
-                            t.map(|t| format!(", {what} {}", palaver_proto::format_clock_time(t)))
-                        };
-                        let said = [when(r.delivered, "received"), when(r.read, "read")]
-                            .into_iter()
-                            .flatten()
-                            .collect::<String>();
-                        if said.is_empty() {
-                            format!("{}: not yet", printable(&r.user))
-                        } else {
-                            format!("{}{said}", printable(&r.user))
-                        }
-                    })
-                    .collect();
-                return Ok(format!("{id}: {}", each.join("; ")));
-            }
-        };
-        let on = self.conn.settings(&self.user, turn).map_err(err)?;
-        Ok(if on {
-            "read receipts are on: people learn when you have read their messages".to_owned()
-        } else {
-            "read receipts are off: nobody learns when you have read their messages".to_owned()
-        })
     }
 
     fn history(&mut self, target: &str, count: &str) -> Result<String, String> {

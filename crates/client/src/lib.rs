@@ -20,6 +20,7 @@ pub mod feed;
 mod heartbeat;
 mod inbox;
 mod rooms;
+pub mod say;
 mod subscriber;
 
 pub use clock::SharedClock;

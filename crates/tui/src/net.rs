@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use palaver_client::{ClientError, Connection, Heartbeat, Received, SharedClock, Subscriber};
+use palaver_client::{say, ClientError, Connection, Heartbeat, Received, SharedClock, Subscriber};
 use palaver_proto::{
     message_event, Conversation, Cursor, Envelope, Event, EventKind, HistoryQuery, Name, Place,
     Request,
@@ -160,8 +160,7 @@ impl Session {
     fn start(&mut self) {
         let me = self.me();
         let t = Instant::now();
-        let login = self.conn.request(&Request::Unread { user: me.clone() });
-        match login {
+        match self.conn.request(&Request::Unread { user: me.clone() }) {
             Ok(reply) => {
                 self.answered(&reply, t);
                 let places = places(&reply);
@@ -348,18 +347,7 @@ impl Session {
                 let names: Vec<String> = people.into_iter().map(|(u, _)| u).collect();
                 format!("online: {}", names.join(", "))
             }),
-            "unread" => self.conn.unread(&me).map(|counts| {
-                let waiting: Vec<String> = counts
-                    .iter()
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(p, n)| format!("{p} {n}"))
-                    .collect();
-                if waiting.is_empty() {
-                    "nothing unread".to_owned()
-                } else {
-                    format!("unread: {}", waiting.join(", "))
-                }
-            }),
+            "unread" => say::unread(&mut self.conn, &me),
             "read" => match palaver_proto::EventRef::parse("id", arg) {
                 Ok(id) => self
                     .conn
@@ -367,7 +355,7 @@ impl Session {
                     .map(|at| format!("read up to {at}")),
                 Err(e) => Err(ClientError::Refused(e.to_string())),
             },
-            "receipts" => self.receipts(&me, arg),
+            "receipts" => say::receipts(&mut self.conn, &me, arg),
             "rooms" => self
                 .conn
                 .joined(&me)
@@ -456,35 +444,6 @@ impl Session {
             token,
         )
         .ok();
-    }
-
-    fn receipts(&mut self, me: &Name, arg: &str) -> Result<String, ClientError> {
-        let turn = match arg {
-            "on" => Some(true),
-            "off" => Some(false),
-            "" => None,
-            id => {
-                let id = palaver_proto::EventRef::parse("id", id)
-                    .map_err(|e| ClientError::Refused(e.to_string()))?;
-                let list = self.conn.receipts(me, &id)?;
-                let each: Vec<String> = list
-                    .iter()
-                    .map(|r| match (r.delivered, r.read) {
-                        (_, Some(t)) => format!("{} read it at {}", r.user, crate::layout::hhmm(t)),
-                        (Some(t), None) => {
-                            format!("{} received it at {}", r.user, crate::layout::hhmm(t))
-                        }
-                        (None, None) => format!("{}: not yet", r.user),
-                    })
-                    .collect();
-                return Ok(format!("{id}: {}", each.join("; ")));
-            }
-        };
-        let on = self.conn.settings(me, turn)?;
-        Ok(format!(
-            "read receipts are {}",
-            if on { "on" } else { "off" }
-        ))
     }
 
     /// A request whose failure is told to the screen; the reply when it worked.
