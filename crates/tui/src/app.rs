@@ -365,9 +365,9 @@ impl App {
         let Some(i) = self.current else {
             return Vec::new();
         };
-        let width = layout::areas(self.size, self.in_room()).chat.width;
-        let total = layout::rows(&self.me, &self.buffers[i], width).len();
-        let height = layout::areas(self.size, self.in_room()).chat.height as usize;
+        let chat = layout::areas(self.size, self.in_room()).chat;
+        let total = layout::rows(&self.me, &self.buffers[i], chat.width).len();
+        let height = chat.height as usize;
         let b = &mut self.buffers[i];
         let top = total.saturating_sub(height);
         b.scroll = (b.scroll + rows).min(top);

@@ -23,7 +23,7 @@ pub mod view;
 
 use std::io::Write;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
 use ratatui::crossterm::execute;
@@ -54,11 +54,18 @@ fn chat_loop(
     mut effects: impl FnMut(Vec<Effect>),
     news: &mpsc::Receiver<Net>,
 ) -> anyhow::Result<()> {
+    // Drawn when something changed, and once a second for the times shown.
+    let mut drawn: Option<Instant> = None;
+    let mut changed = true;
     loop {
-        let size = terminal.size()?;
-        app.size = (size.width, size.height);
-        app.now = palaver_proto::now_secs();
-        terminal.draw(|f| view::draw(f, app))?;
+        if changed || drawn.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let size = terminal.size()?;
+            app.size = (size.width, size.height);
+            app.now = palaver_proto::now_secs();
+            terminal.draw(|f| view::draw(f, app))?;
+            drawn = Some(Instant::now());
+        }
+        changed = false;
         if std::mem::take(&mut app.bell) {
             let mut out = std::io::stdout();
             let _ = out.write_all(b"\x07");
@@ -77,9 +84,11 @@ fn chat_loop(
             if let Some(action) = keys::action(&ev, empty) {
                 effects(app.act(action));
             }
+            changed = true;
         }
         while let Ok(n) = news.try_recv() {
             effects(app.net(n));
+            changed = true;
         }
     }
 }
