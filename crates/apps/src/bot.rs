@@ -119,7 +119,11 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
             }
             let text = message_text(&me, sent + 1, opts.size);
             match conn.publish(&me, &channel, &text) {
-                Ok(()) => sent += 1,
+                Ok(()) => {
+                    sent += 1;
+                    // One line per acknowledged post: what a deployment test checks is kept.
+                    tracing::info!(bot = %me, %channel, n = sent, "posted");
+                }
                 Err(e @ ClientError::Timeout { .. }) => {
                     tracing::warn!(bot = %me, error = %e, "post lost")
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use palaver_apps::{admin, bench, bot, client, listen, up};
+use palaver_apps::{admin, bench, bot, client, listen, ping, up};
 use palaver_core::Shutdown;
 use palaver_proto::Name;
 
@@ -52,7 +52,49 @@ enum Command {
     /// Inspect and steer the cluster: servers, clocks, elections.
     Admin(AdminArgs),
     /// Make new cluster credentials in FILE, for running each role by hand.
-    Keygen { file: PathBuf },
+    Keygen {
+        file: PathBuf,
+        /// Leave FILE as it is if it already holds credentials (for a start-up step that runs
+        /// every time).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Exit 0 when a role running on this host answers: a health check.
+    Ping(PingArgs),
+}
+
+#[derive(Args)]
+struct PingArgs {
+    #[command(subcommand)]
+    role: PingRole,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// Each role is found where its own flags (or environment) put it, with a wildcard bind
+/// address read as this host.
+#[derive(Subcommand)]
+enum PingRole {
+    /// The broker completes a ZeroMQ handshake on its client-facing endpoint.
+    Broker {
+        #[arg(long, env = "PALAVER_BROKER_FRONTEND", default_value = "tcp://*:5555")]
+        frontend: String,
+    },
+    /// The proxy completes a ZeroMQ handshake on its subscriber-facing endpoint.
+    Proxy {
+        #[arg(long, env = "PALAVER_PROXY_XPUB", default_value = "tcp://*:5558")]
+        xpub: String,
+    },
+    /// The reference answers `list` (with the cluster's credentials).
+    Reference {
+        #[arg(long, env = "PALAVER_REFERENCE_BIND", default_value = "tcp://*:5560")]
+        bind: String,
+    },
+    /// The server answers `status` on its peer endpoint (with the cluster's credentials).
+    Server {
+        #[arg(long, env = "PALAVER_SERVER_PEER")]
+        peer: String,
+    },
 }
 
 #[derive(Args)]
@@ -152,11 +194,20 @@ struct ProxyArgs {
 #[derive(Args)]
 struct ServerArgs {
     /// The server's name, unique in the cluster.
-    #[arg(long, env = "PALAVER_SERVER_NAME")]
-    name: Name,
+    #[arg(long, env = "PALAVER_SERVER_NAME", required_unless_present = "claim")]
+    name: Option<Name>,
     /// Data directory (default `data/<name>`); it belongs to this server alone.
-    #[arg(long, env = "PALAVER_SERVER_DATA")]
+    #[arg(long, env = "PALAVER_SERVER_DATA", conflicts_with = "claim")]
     data: Option<PathBuf>,
+    /// For identical replicas sharing one volume: take the first free slot under DIR (`DIR/s1`,
+    /// `DIR/s2`…) as this server's name and data directory, held while it runs.
+    #[arg(
+        long,
+        env = "PALAVER_SERVER_CLAIM",
+        value_name = "DIR",
+        conflicts_with = "name"
+    )]
+    claim: Option<PathBuf>,
     /// The broker's server-facing endpoint.
     #[arg(
         long = "broker",
@@ -397,7 +448,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Client(_) | Command::Listen(_) | Command::Bench(_)
+        Command::Client(_) | Command::Listen(_) | Command::Bench(_) | Command::Ping(_)
     );
     // The full-screen client owns the terminal: a log line would tear the screen.
     let chat = matches!(cli.command, Command::Chat(_));
@@ -438,17 +489,38 @@ fn main() -> anyhow::Result<()> {
             &a.key.load()?,
             &on_signal()?,
         )?),
-        Command::Keygen { file } => {
+        Command::Keygen { file, keep } => {
+            if keep && palaver_auth::Credentials::load(&file).is_ok() {
+                println!("{} already holds cluster credentials; kept", file.display());
+                return Ok(());
+            }
             palaver_auth::Credentials::generate()?.save(&file)?;
             println!("cluster credentials written to {} (readable by you only); give every process of the cluster --key {0}", file.display());
             Ok(())
         }
         Command::Server(a) => {
-            let data_dir = a
-                .data
-                .unwrap_or_else(|| PathBuf::from("data").join(a.name.as_str()));
+            // Held until the server stops: the slot is ours while the lock is.
+            let claim = match &a.claim {
+                Some(dir) => Some(palaver_server::claim::claim(dir).with_context(|| {
+                    format!("cannot take a server slot under {}", dir.display())
+                })?),
+                None => None,
+            };
+            let (name, data_dir) = match (&claim, a.name) {
+                (Some(c), _) => (c.name.clone(), c.dir.clone()),
+                (None, Some(name)) => {
+                    let dir = a
+                        .data
+                        .unwrap_or_else(|| PathBuf::from("data").join(name.as_str()));
+                    (name, dir)
+                }
+                (None, None) => anyhow::bail!("give --name or --claim"),
+            };
+            if claim.is_some() {
+                tracing::info!(server = %name, data = %data_dir.display(), "took a free slot");
+            }
             let cfg = palaver_server::Config {
-                name: a.name,
+                name,
                 data_dir,
                 broker_backend: a.broker_backend,
                 proxy_xsub: a.proxy_xsub,
@@ -539,6 +611,18 @@ fn main() -> anyhow::Result<()> {
                 subscribers: a.subscribers,
                 json: a.json,
             })
+        }
+        Command::Ping(a) => {
+            let (target, internal) = match a.role {
+                PingRole::Broker { frontend } => {
+                    (ping::Target::Broker { endpoint: frontend }, false)
+                }
+                PingRole::Proxy { xpub } => (ping::Target::Proxy { endpoint: xpub }, false),
+                PingRole::Reference { bind } => (ping::Target::Reference { endpoint: bind }, true),
+                PingRole::Server { peer } => (ping::Target::Server { endpoint: peer }, true),
+            };
+            let credentials = if internal { Some(a.key.load()?) } else { None };
+            ping::run(&target, credentials.as_ref())
         }
         Command::Admin(a) => {
             let command = match a.command {

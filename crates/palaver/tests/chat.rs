@@ -5,87 +5,21 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::tmux::Tmux;
 use common::{bin, name, Cluster};
 use palaver_testkit::wait_until;
 
-/// A tmux server of the test's own, killed (with every pane's process) when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new() -> Tmux {
-        Tmux {
-            socket: format!("palaver-chat-{}-{}", std::process::id(), rand_suffix()),
-        }
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Starts `palaver chat` for `user` in a window of its own, 120 × 32.
-    fn chat(&self, cluster: &Cluster, user: &str) {
-        let cmd = format!(
-            "{} chat --user {user} --broker {} --sub {}",
-            bin().display(),
-            cluster.broker_endpoint(),
-            cluster.sub_endpoint(),
-        );
-        self.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            user,
-            "-x",
-            "120",
-            "-y",
-            "32",
-            "-e",
-            "TERM=xterm-256color",
-            &cmd,
-        ]);
-    }
-
-    fn screen(&self, user: &str) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", user])
-    }
-
-    fn type_line(&self, user: &str, text: &str) {
-        self.tmux(&["send-keys", "-t", user, "-l", text]);
-        self.tmux(&["send-keys", "-t", user, "Enter"]);
-    }
-
-    /// Waits until `user`'s screen shows `want`; panics with the screen otherwise.
-    fn expect(&self, user: &str, want: &str) {
-        let shown = wait_until(Duration::from_secs(20), || self.screen(user).contains(want));
-        assert!(
-            shown,
-            "{user}'s screen never showed {want:?}:\n{}",
-            self.screen(user)
-        );
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.tmux(&["kill-server"]);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos().into())
+/// Starts `palaver chat` for `user` in a session of its own.
+fn chat(t: &Tmux, cluster: &Cluster, user: &str) {
+    let cmd = format!(
+        "{} chat --user {user} --broker {} --sub {}",
+        bin().display(),
+        cluster.broker_endpoint(),
+        cluster.sub_endpoint(),
+    );
+    t.start(user, &cmd, &[]);
 }
 
 #[test]
@@ -94,9 +28,9 @@ fn two_people_chat_see_receipts_and_lose_nothing_across_a_broker_restart() {
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
     c.login(&name("bob")).unwrap();
-    let t = Tmux::new();
-    t.chat(&cluster, "ana");
-    t.chat(&cluster, "bob");
+    let t = Tmux::new("palaver-chat");
+    chat(&t, &cluster, "ana");
+    chat(&t, &cluster, "bob");
     t.expect("ana", "logged in as ana");
     t.expect("bob", "logged in as bob");
     // The status bar names the server that answered and the coordinator.

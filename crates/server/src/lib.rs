@@ -14,6 +14,7 @@
 //! and heartbeats with the reference, the bully election and Berkeley clock synchronisation.
 
 mod broker_link;
+pub mod claim;
 mod clock;
 mod coord;
 mod hasher;

@@ -1,5 +1,7 @@
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -156,6 +156,30 @@ pub struct Endpoints {
     pub credentials: palaver_auth::Credentials,
 }
 
+/// The peer address to give the others when none was given: the bound one, unless it was bound
+/// on every interface, which names no host; then this host's name (in a container, the name
+/// Docker's DNS resolves to it, whatever address the network gives it now), or loopback when the
+/// host has no name.
+fn advertised(bound: &str, hostname: Option<&str>) -> String {
+    match bound.strip_prefix("tcp://0.0.0.0:") {
+        Some(port) => format!("tcp://{}:{port}", hostname.unwrap_or("127.0.0.1")),
+        None => bound.to_string(),
+    }
+}
+
+/// This host's name, if it has one.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&buf[..end]).ok()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 pub struct Coordination {
     name: Name,
     addr: String,
@@ -213,7 +237,7 @@ impl Coordination {
         let addr = ep
             .advertise
             .clone()
-            .unwrap_or_else(|| bound.replace("0.0.0.0", "127.0.0.1"));
+            .unwrap_or_else(|| advertised(&bound, hostname().as_deref()));
         let sub = ctx.socket(zmq::SUB)?;
         sub.set_linger(0)?;
         sub.connect(&ep.proxy_xpub)?;
@@ -839,4 +863,25 @@ pub struct Data<'a> {
     pub facts: Facts,
     pub store: &'a Store,
     pub vector: &'a VersionVector,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn a_wildcard_bind_is_advertised_by_host_name() {
+        assert_eq!(
+            advertised("tcp://0.0.0.0:5570", Some("3f2a9c1b7d0e")),
+            "tcp://3f2a9c1b7d0e:5570"
+        );
+        assert_eq!(
+            advertised("tcp://0.0.0.0:5570", None),
+            "tcp://127.0.0.1:5570"
+        );
+        assert_eq!(
+            advertised("tcp://10.0.0.2:5570", Some("h2")),
+            "tcp://10.0.0.2:5570"
+        );
+    }
 }
