@@ -11,18 +11,7 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is needed: install Rust from rustup first" >&2
     exit 1
 fi
-# Installs Debian packages when a command is missing (as root, where apt-get exists).
-need() {
-    local cmd=$1; shift
-    command -v "$cmd" >/dev/null && return 0
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        echo "installing $* (for $cmd)" >&2
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-    else
-        echo "$cmd is needed: install $* first" >&2
-        exit 1
-    fi
-}
+source scripts/need.sh
 need python3 python3 python3-venv
 need node nodejs
 need npm npm

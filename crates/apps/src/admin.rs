@@ -368,12 +368,30 @@ fn lacking(all: &[Digest]) -> Vec<String> {
 /// lacks which events (by origin, against the most any server holds) or, when they hold as
 /// many but different ones, which digests differ. A server the reference lists as alive that
 /// does not answer fails the check too.
+/// How long `verify` reads again while the servers differ: a reading taken while writes flow can
+/// catch an event on its way from one server to another.
+const VERIFY_SETTLE: Duration = Duration::from_secs(3);
+
 fn verify(admin: &Admin) -> anyhow::Result<()> {
-    let all = digests(admin)?;
+    let until = std::time::Instant::now() + VERIFY_SETTLE;
+    loop {
+        let all = digests(admin)?;
+        let agree = all.first().is_some_and(|first| {
+            lacking(&all).is_empty() && all.iter().all(|d| d.digest == first.digest)
+        });
+        if agree || std::time::Instant::now() >= until {
+            return verdict(&all);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Says whether the servers of one reading hold the same events, and how they differ if not.
+fn verdict(all: &[Digest]) -> anyhow::Result<()> {
     let Some(first) = all.first() else {
         bail!("no live server answered")
     };
-    let lacking = lacking(&all);
+    let lacking = lacking(all);
     let differ: Vec<&Digest> = all.iter().filter(|d| d.digest != first.digest).collect();
     if differ.is_empty() && lacking.is_empty() {
         println!(
@@ -384,7 +402,7 @@ fn verify(admin: &Admin) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for d in &all {
+    for d in all {
         println!(
             "{:<12} {:>10} events  digest {}  vector {}",
             d.name, d.events, d.digest, d.vector

@@ -440,7 +440,8 @@ enum AdminCommand {
     Status,
     /// Per server: its event count, its version vector and a digest of everything it holds.
     Digest,
-    /// Exit 0 only when every live server holds the same events; otherwise say how they differ.
+    /// Exit 0 only when every live server holds the same events (reading again for up to 3 s
+    /// while they differ); otherwise say how they differ.
     Verify,
 }
 

@@ -93,7 +93,12 @@ pub fn client(broker: &str) -> palaver_client::Connection {
 
 /// Every visible message of a conversation on server `i`, oldest first, read from its store.
 pub fn history(cluster: &Cluster, i: usize, of: &Conversation) -> Vec<String> {
-    let store = store(&cluster.data_dir(i));
+    history_in(&cluster.data_dir(i), of)
+}
+
+/// Every visible message of a conversation in the server's data directory `dir`, oldest first.
+pub fn history_in(dir: &Path, of: &Conversation) -> Vec<String> {
+    let store = store(dir);
     let mut out = Vec::new();
     // Forward from the very start of the order.
     let mut after = Some(Cursor {

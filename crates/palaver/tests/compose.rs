@@ -1,0 +1,431 @@
+//! The `docker compose` deployment, run for real and as the README says to run it: the image
+//! from the Dockerfile (its `prebuilt` stage, holding this build's binary), the compose file
+//! users get, a real Docker engine.
+//!
+//! It needs an engine (`DOCKER_HOST`) that holds the Dockerfile's base image, and `docker
+//! compose` on the `PATH`: `scripts/deploy-test.sh` installs and starts one, builds the base
+//! image and runs this (`cargo test -p palaver --features deploy-tests --test compose`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::tmux::Tmux;
+use common::{bin, name};
+use palaver_client::{Connection, SharedClock, Subscriber};
+use palaver_proto::Conversation;
+use palaver_testkit::wait_until;
+
+/// How long a fault may take to heal: `admin verify` passes within this once it ends.
+const HEAL: Duration = Duration::from_secs(15);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The commands of the README's container section, in order.
+fn readme_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Run it in containers"))
+        .expect("the README has a section `Run it in containers`");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the section has a sh block");
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The README's command that starts with `start`, word for word.
+fn readme(start: &str) -> String {
+    readme_commands()
+        .into_iter()
+        .find(|c| c.starts_with(start))
+        .unwrap_or_else(|| panic!("the README gives no `{start}…` command"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One compose project of the test's own: its own name, its own host ports. Dropping it takes
+/// down everything it started, volumes included.
+struct Deployment {
+    project: String,
+    broker_port: u16,
+    sub_port: u16,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        Deployment {
+            project: format!("palaver-test-{}", std::process::id()),
+            broker_port: free_port(),
+            sub_port: free_port(),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("COMPOSE_PROJECT_NAME".into(), self.project.clone()),
+            ("PALAVER_BROKER_PORT".into(), self.broker_port.to_string()),
+            ("PALAVER_SUB_PORT".into(), self.sub_port.to_string()),
+        ];
+        for k in ["DOCKER_HOST", "PATH"] {
+            if let Ok(v) = std::env::var(k) {
+                env.push((k.into(), v));
+            }
+        }
+        env
+    }
+
+    /// Runs a shell command line in the repository, as a person would type it there.
+    fn sh(&self, line: &str) -> Output {
+        Command::new("bash")
+            .args(["-c", line])
+            .current_dir(repo())
+            .envs(self.env())
+            .output()
+            .expect("bash runs")
+    }
+
+    /// Runs `line` and returns what it printed; panics with its output if it fails.
+    fn ok(&self, line: &str) -> String {
+        let out = self.sh(line);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "`{line}` failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// The containers of `service`, or of every service for "".
+    fn containers(&self, service: &str) -> Vec<String> {
+        self.ok(format!("docker compose ps -q {service}").trim_end())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every service's containers: the keys made (exited 0), the rest running and healthy.
+    fn healthy(&self) -> Result<(), String> {
+        let ids = self.containers("");
+        if ids.len() < 9 {
+            return Err(format!("{} containers", ids.len()));
+        }
+        let states = self.ok(&format!(
+            "docker inspect -f '{{{{.Name}}}} {{{{.State.Status}}}} {{{{.State.ExitCode}}}} \
+             {{{{if .State.Health}}}}{{{{.State.Health.Status}}}}{{{{end}}}}' {}",
+            ids.join(" ")
+        ));
+        let bad: Vec<&str> = states
+            .lines()
+            .filter(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let keys = w[0].contains("_keys_") || w[0].contains("-keys-");
+                !(if keys {
+                    w.get(1) == Some(&"exited") && w.get(2) == Some(&"0")
+                } else {
+                    w.get(1) == Some(&"running") && w.get(3) == Some(&"healthy")
+                })
+            })
+            .collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        }
+    }
+
+    fn await_healthy(&self, within: Duration) {
+        let mut last = String::new();
+        let ok = wait_until(within, || match self.healthy() {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        });
+        assert!(
+            ok,
+            "not every service became healthy:\n{last}\n{}",
+            String::from_utf8_lossy(&self.sh("docker compose logs --no-color --tail 10").stdout)
+        );
+    }
+
+    fn logs(&self, service: &str) -> String {
+        self.ok(&format!("docker compose logs --no-color {service}"))
+    }
+
+    /// `palaver admin verify` in the reference's container: every live server, and all
+    /// three of them, hold the same events.
+    fn verify(&self) -> Result<String, String> {
+        let out = self.sh("docker compose exec -T reference palaver admin verify");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        if out.status.success() && text.contains("3 servers hold the same") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn verify_within(&self, within: Duration, after: &str) {
+        let started = Instant::now();
+        let mut last = String::new();
+        let ok = wait_until(within, || match self.verify() {
+            Ok(_) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        });
+        assert!(
+            ok,
+            "after {after}, verify did not pass within {within:?}:\n{last}"
+        );
+        eprintln!("after {after}: verify passed in {:?}", started.elapsed());
+    }
+
+    /// What each bot was told was stored: (bot, channel) → the numbers of its posts.
+    fn acknowledged(&self) -> BTreeMap<(String, String), BTreeSet<u64>> {
+        let mut acked: BTreeMap<(String, String), BTreeSet<u64>> = BTreeMap::new();
+        for line in self.logs("bot").lines().filter(|l| l.contains(" posted ")) {
+            let field = |k: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .map(str::to_owned)
+            };
+            if let (Some(bot), Some(channel), Some(n)) =
+                (field("bot="), field("channel="), field("n="))
+            {
+                acked
+                    .entry((bot, channel))
+                    .or_default()
+                    .insert(n.parse().expect("a post's number"));
+            }
+        }
+        acked
+    }
+
+    /// How many posts the bots have been told were stored.
+    fn posted(&self) -> usize {
+        self.acknowledged().values().map(BTreeSet::len).sum()
+    }
+
+    /// Waits until the bots have posted `more` beyond what they had: the cluster serves them.
+    fn bots_post(&self, more: usize, after: &str) {
+        let before = self.posted();
+        let ok = wait_until(Duration::from_secs(30), || self.posted() >= before + more);
+        assert!(ok, "after {after}, the bots posted no more than {before}");
+    }
+
+    /// Each server's data directory, on the engine's disk (the `servers` volume).
+    fn server_dirs(&self) -> Vec<PathBuf> {
+        let volume = format!("{}_servers", self.project);
+        let mount = self.ok(&format!(
+            "docker volume inspect -f '{{{{.Mountpoint}}}}' {volume}"
+        ));
+        let mount = PathBuf::from(mount.trim());
+        ["s1", "s2", "s3"].iter().map(|s| mount.join(s)).collect()
+    }
+
+    /// Every post in `acked` is on every server's disk; returns how many there are.
+    fn all_on_disk(&self, acked: &BTreeMap<(String, String), BTreeSet<u64>>) -> usize {
+        let channels: BTreeSet<&String> = acked.keys().map(|(_, c)| c).collect();
+        for dir in self.server_dirs() {
+            for channel in &channels {
+                let held: BTreeSet<String> =
+                    common::history_in(&dir, &Conversation::Channel(name(channel)))
+                        .into_iter()
+                        .collect();
+                for ((bot, c), ns) in acked {
+                    if c != *channel {
+                        continue;
+                    }
+                    for n in ns {
+                        let text = format!("message {n} from {bot}");
+                        assert!(
+                            held.contains(&text),
+                            "{} lacks {text:?} in #{channel}, which {bot} saw acknowledged",
+                            dir.display()
+                        );
+                    }
+                }
+            }
+        }
+        acked.values().map(BTreeSet::len).sum()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let out = self.sh("docker compose --profile tools down -v --remove-orphans -t 5");
+        if !out.status.success() {
+            eprintln!(
+                "could not take the deployment down:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Builds `palaver:latest` from the Dockerfile's `prebuilt` stage around this build's binary
+/// (stripped of debug information, as the source build strips it).
+fn build_image(d: &Deployment) {
+    let ctx = tempfile::tempdir().unwrap();
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(ctx.path().join("palaver"))
+        .arg(bin())
+        .status()
+        .expect("strip runs");
+    assert!(status.success());
+    d.ok(&format!(
+        "docker build -q --target prebuilt -t palaver:latest -f Dockerfile {}",
+        ctx.path().display()
+    ));
+}
+
+#[test]
+fn the_compose_deployment_comes_up_heals_from_faults_and_keeps_its_data() {
+    let d = Deployment::new();
+    build_image(&d);
+
+    // Up, as the README says; every service healthy.
+    d.ok(&readme("docker compose up"));
+    d.await_healthy(Duration::from_secs(120));
+    let ps = d.ok(&readme("docker compose ps"));
+    assert!(ps.contains("healthy"), "{ps}");
+
+    // The bots post; the listener sees their posts and the coordinator's announcement.
+    d.bots_post(10, "start");
+    let bots: BTreeSet<String> = d.acknowledged().keys().map(|(b, _)| b.clone()).collect();
+    assert_eq!(bots.len(), 2, "both bots post: {bots:?}");
+    let heard = wait_until(Duration::from_secs(30), || {
+        let log = d.logs("listener");
+        log.contains("coordinator is now s") && bots.iter().all(|b| log.contains(b.as_str()))
+    });
+    assert!(heard, "the listener:\n{}", d.logs("listener"));
+
+    // A client on this host and one in a container (the README's command, in a terminal)
+    // talk to each other.
+    let ctx = zmq::Context::new();
+    let broker = format!("tcp://127.0.0.1:{}", d.broker_port);
+    let mut ana = Connection::open(&ctx, &broker, SharedClock::new()).unwrap();
+    ana.login(&name("ana"))
+        .expect("a client on the host logs in");
+    let mut inbox = Subscriber::open(
+        &ctx,
+        &format!("tcp://127.0.0.1:{}", d.sub_port),
+        SharedClock::new(),
+    )
+    .unwrap();
+    inbox.subscribe("ana").unwrap();
+    let t = Tmux::new("palaver-compose");
+    let cwd = repo().display().to_string();
+    t.start(
+        "bob",
+        &format!("cd {cwd} && {}", readme("docker compose run --rm client")),
+        &d.env(),
+    );
+    t.expect("bob", "your name:");
+    t.type_line("bob", "bob");
+    let online = wait_until(Duration::from_secs(30), || {
+        ana.online()
+            .is_ok_and(|o| o.iter().any(|(who, _)| who == "bob"))
+    });
+    assert!(online, "bob never came online:\n{}", t.screen("bob"));
+    ana.message(&name("ana"), &name("bob"), "hello from the host")
+        .unwrap();
+    t.expect("bob", "hello from the host");
+    t.type_line("bob", "/msg ana hello from the container");
+    let got = wait_until(Duration::from_secs(30), || {
+        matches!(inbox.recv_timeout(Duration::from_millis(200)), Ok(Some(r))
+            if r.publication.envelope.data.opt_str("message").ok().flatten()
+                == Some("hello from the container"))
+    });
+    assert!(got, "ana never got bob's message:\n{}", t.screen("bob"));
+    t.type_line("bob", "/quit");
+
+    // Faults through the engine. After each, every server holds the same events within 15 s
+    // and the bots go on posting.
+    d.ok(&readme("docker compose run --rm admin verify"));
+    let servers = d.containers("server");
+    assert_eq!(servers.len(), 3);
+
+    d.ok(&format!("docker kill {}", servers[0]));
+    d.bots_post(4, "one server killed");
+    d.ok(&format!("docker start {}", servers[0]));
+    d.verify_within(HEAL, "a server killed and started again");
+    d.bots_post(4, "a server killed and started again");
+
+    let network = format!("{}_default", d.project);
+    d.ok(&format!(
+        "docker network disconnect {network} {}",
+        servers[1]
+    ));
+    // The fault lasts 10 s: time is what it is made of, not a condition to wait for.
+    std::thread::sleep(Duration::from_secs(10));
+    d.ok(&format!("docker network connect {network} {}", servers[1]));
+    d.verify_within(HEAL, "a server cut off for 10 s");
+    d.bots_post(4, "a server cut off for 10 s");
+
+    d.ok("docker compose restart broker");
+    d.verify_within(HEAL, "the broker restarted");
+    d.bots_post(4, "the broker restarted");
+
+    d.ok("docker compose restart proxy");
+    d.verify_within(HEAL, "the proxy restarted");
+    d.bots_post(4, "the proxy restarted");
+
+    // Nothing a bot saw acknowledged is missing, on any server's disk.
+    d.ok("docker compose pause bot");
+    d.verify_within(HEAL, "the bots paused");
+    let acked = d.acknowledged();
+    let kept = d.all_on_disk(&acked);
+    eprintln!("{kept} acknowledged posts, all on every server");
+
+    // Down and up again: the volumes keep everything; each replica finds its own name.
+    let before = d.verify().expect("verified");
+    d.ok("docker compose unpause bot");
+    d.ok(&readme("docker compose down"));
+    assert!(d.containers("").is_empty());
+    d.ok(&readme("docker compose up"));
+    d.await_healthy(Duration::from_secs(120));
+    d.verify_within(HEAL, "down and up");
+    let servers = d.ok("docker compose exec -T reference palaver admin servers");
+    for s in ["s1", "s2", "s3"] {
+        assert!(servers.contains(s), "{servers}");
+    }
+    assert_eq!(d.all_on_disk(&acked), kept);
+    let held = |text: &str| -> u64 {
+        text.split_whitespace()
+            .skip_while(|w| *w != "same")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("an event count")
+    };
+    let after = d.verify().expect("verified");
+    assert!(
+        held(&after) >= held(&before),
+        "events before down: {before}; after up: {after}"
+    );
+}

@@ -1,0 +1,528 @@
+//! A cluster spread over hosts: every role in a network namespace of its own, with its own
+//! address on one switched network, started with the flags a multi-host deployment uses
+//! (docs/deploy.md). The reference, the broker, the proxy and three servers are six hosts; a
+//! client writes from a seventh. Faults go through the network: one server's link is cut for
+//! 10 s, another's gets 50 ms of delay and 5 % loss each way. Afterwards every server holds
+//! the same events and every acknowledged post.
+//!
+//! Needs root and iproute2 (`ip netns`, `tc`): `scripts/deploy-test.sh` runs it
+//! (`cargo test -p palaver --features deploy-tests --test hosts`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{bin, name};
+use palaver_proto::Conversation;
+use palaver_testkit::{wait_until, Proc};
+
+/// The network every host is on. Each host's address is `10.213.0.<n>`.
+const NET: &str = "10.213.0";
+
+/// Runs `ip args…` (or another command) and panics if it fails.
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Seven hosts on one switch, each a network namespace; all deleted when dropped (which ends
+/// every process still in them).
+struct Hosts {
+    prefix: String,
+}
+
+impl Hosts {
+    fn new(n: usize) -> Hosts {
+        let hosts = Hosts {
+            prefix: format!("pv{}", std::process::id()),
+        };
+        let sw = hosts.switch();
+        run("ip", &["netns", "add", &sw]);
+        run("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        run("ip", &["-n", &sw, "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let ns = hosts.ns(i);
+            let port = format!("h{i}");
+            run("ip", &["netns", "add", &ns]);
+            run(
+                "ip",
+                &[
+                    "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+                    "netns", &sw,
+                ],
+            );
+            run("ip", &["-n", &sw, "link", "set", &port, "master", "br0"]);
+            run("ip", &["-n", &sw, "link", "set", &port, "up"]);
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{}/24", hosts.addr(i)),
+                    "dev",
+                    "eth0",
+                ],
+            );
+            run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    fn switch(&self) -> String {
+        format!("{}-sw", self.prefix)
+    }
+
+    fn ns(&self, i: usize) -> String {
+        format!("{}-h{i}", self.prefix)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{NET}.{i}")
+    }
+
+    /// Starts `palaver args…` on host `i`, logging to `log`.
+    fn spawn(&self, i: usize, what: &str, args: &[String], log: &Path) -> Proc {
+        let mut all = vec![
+            "netns".to_string(),
+            "exec".into(),
+            self.ns(i),
+            bin().display().to_string(),
+        ];
+        all.extend(args.iter().cloned());
+        Proc::spawn(what, Path::new("ip"), &all, log)
+    }
+
+    /// Cuts host `i` off the switch (`up == false`) or plugs it back.
+    fn link(&self, i: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        run(
+            "ip",
+            &["-n", &self.switch(), "link", "set", &format!("h{i}"), state],
+        );
+    }
+
+    /// Adds 50 ms of delay and 5 % loss on host `i`'s link, in both directions, until the
+    /// returned value drops. With `tc netem` where the kernel has it; where it does not (some
+    /// virtual machines' kernels leave it out), with the same numbers through a netfilter
+    /// queue: the host's firewall hands every packet of its link to a thread of this test,
+    /// which drops one in twenty and lets the others go 50 ms later.
+    fn impair(&self, i: usize) -> Impairment {
+        let netem = |ns: &str, dev: &str| {
+            Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root",
+                ])
+                .args(["netem", "delay", "50ms", "loss", "5%"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let (ns, sw) = (self.ns(i), self.switch());
+        if netem(&ns, "eth0") && netem(&sw, &format!("h{i}")) {
+            return Impairment::Netem {
+                ns,
+                sw,
+                port: format!("h{i}"),
+            };
+        }
+        eprintln!("no netem in this kernel: delay and loss through a netfilter queue");
+        Impairment::Queue {
+            _queue: NetQueue::start(&ns),
+        }
+    }
+}
+
+/// Delay and loss on one link, taken away when dropped.
+enum Impairment {
+    Netem {
+        ns: String,
+        sw: String,
+        port: String,
+    },
+    /// Held for its `Drop`, which takes the queue away.
+    Queue { _queue: NetQueue },
+}
+
+impl Drop for Impairment {
+    fn drop(&mut self) {
+        if let Impairment::Netem { ns, sw, port } = self {
+            for (n, dev) in [(ns.as_str(), "eth0"), (sw.as_str(), port.as_str())] {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", n, "tc", "qdisc", "del", "dev", dev, "root"])
+                    .output();
+            }
+        }
+    }
+}
+
+/// A netfilter queue in one host's namespace: every packet in or out of its `eth0` waits 50 ms
+/// in a thread of this test, and one in twenty is dropped.
+struct NetQueue {
+    ns: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl NetQueue {
+    const DELAY: Duration = Duration::from_millis(50);
+    const LOSS: f64 = 0.05;
+
+    fn start(ns: &str) -> NetQueue {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let netns = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("the namespace");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // A thread may live in a network namespace of its own: the queue's socket is
+            // opened in the host's.
+            // SAFETY: setns with a namespace file this thread holds open.
+            let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let mut q = nfq::Queue::open().expect("a netfilter queue");
+            q.bind(0).expect("bind queue 0");
+            q.set_copy_range(0, 0).expect("copy no payload");
+            q.set_queue_max_len(0, 100_000).expect("queue length");
+            q.set_nonblocking(true);
+            ready_tx.send(()).unwrap();
+            let mut held: std::collections::VecDeque<(std::time::Instant, nfq::Message)> =
+                std::collections::VecDeque::new();
+            let (mut passed, mut dropped) = (0u64, 0u64);
+            while !flag.load(Ordering::Relaxed) {
+                let now = std::time::Instant::now();
+                while held.front().is_some_and(|(due, _)| *due <= now) {
+                    let (_, m) = held.pop_front().unwrap();
+                    q.verdict(m).expect("verdict");
+                    passed += 1;
+                }
+                match q.recv() {
+                    Ok(mut m) => {
+                        if rand::random::<f64>() < NetQueue::LOSS {
+                            m.set_verdict(nfq::Verdict::Drop);
+                            q.verdict(m).expect("verdict");
+                            dropped += 1;
+                        } else {
+                            m.set_verdict(nfq::Verdict::Accept);
+                            held.push_back((now + NetQueue::DELAY, m));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
+                    Err(e) => panic!("reading the queue: {e}"),
+                }
+            }
+            for (_, m) in held {
+                q.verdict(m).expect("verdict");
+            }
+            (passed, dropped)
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the queue thread started");
+        // Every packet of the link through queue 0; should the queue go, packets pass.
+        for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "iptables",
+                    "-A",
+                    chain,
+                    dir,
+                    "eth0",
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    "0",
+                    "--queue-bypass",
+                ],
+            );
+        }
+        NetQueue {
+            ns: ns.to_owned(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NetQueue {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "iptables", "-F"])
+            .output();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            if let Ok((passed, dropped)) = t.join() {
+                eprintln!(
+                    "the queue let {passed} packets through 50 ms late and dropped {dropped}"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 0..=7 {
+            let ns = if i == 0 { self.switch() } else { self.ns(i) };
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// `palaver admin verify` from the client's host: all three servers hold the same events.
+fn verify(hosts: &Hosts, key: &Path, client: usize) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &hosts.ns(client)])
+        .arg(bin())
+        .args([
+            "admin",
+            "--reference",
+            &format!("tcp://{}:5560", hosts.addr(1)),
+        ])
+        .arg("--key")
+        .arg(key)
+        .arg("verify")
+        .output()
+        .expect("admin runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && text.contains("3 servers hold the same") {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+fn verify_within(hosts: &Hosts, key: &Path, within: Duration, after: &str) {
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    let ok = wait_until(within, || match verify(hosts, key, 7) {
+        Ok(_) => true,
+        Err(e) => {
+            last = e;
+            false
+        }
+    });
+    assert!(
+        ok,
+        "after {after}, verify did not pass within {within:?}:\n{last}"
+    );
+    eprintln!("after {after}: verify passed in {:?}", started.elapsed());
+}
+
+/// The numbers of the posts the writer was told were stored, by channel.
+fn acknowledged(writer: &Proc) -> Vec<(String, u64)> {
+    writer
+        .log()
+        .lines()
+        .filter(|l| l.contains(" posted "))
+        .filter_map(|l| {
+            let field = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k));
+            Some((field("channel=")?.to_owned(), field("n=")?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn writes_go_on(writer: &Proc, more: usize, after: &str) {
+    let before = acknowledged(writer).len();
+    let ok = wait_until(Duration::from_secs(30), || {
+        acknowledged(writer).len() >= before + more
+    });
+    assert!(
+        ok,
+        "after {after}, the writer got no more than {before} posts through"
+    );
+}
+
+#[test]
+fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
+    let hosts = Hosts::new(7);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    palaver_auth::Credentials::generate()
+        .unwrap()
+        .save(&key)
+        .unwrap();
+    let key_arg = key.display().to_string();
+    let log = |what: &str| dir.path().join(format!("{what}.log"));
+    let at = |i: usize, port: u16| format!("tcp://{}:{port}", hosts.addr(i));
+
+    // Host 1: the reference; 2: the broker; 3: the proxy. Each binds every interface of its
+    // host, as on a machine of its own.
+    let reference_data = dir.path().join("reference");
+    let mut roles = vec![
+        hosts.spawn(
+            1,
+            "reference",
+            &s(&[
+                "reference",
+                "--bind",
+                "tcp://*:5560",
+                "--data",
+                &reference_data.display().to_string(),
+                "--key",
+                &key_arg,
+            ]),
+            &log("reference"),
+        ),
+        hosts.spawn(
+            2,
+            "broker",
+            &s(&[
+                "broker",
+                "--frontend",
+                "tcp://*:5555",
+                "--backend",
+                "tcp://*:5556",
+                "--key",
+                &key_arg,
+            ]),
+            &log("broker"),
+        ),
+        hosts.spawn(
+            3,
+            "proxy",
+            &s(&[
+                "proxy",
+                "--xsub",
+                "tcp://*:5557",
+                "--xpub",
+                "tcp://*:5558",
+                "--key",
+                &key_arg,
+            ]),
+            &log("proxy"),
+        ),
+    ];
+    for p in &mut roles {
+        assert!(
+            p.await_ready(Duration::from_secs(20)),
+            "{} did not start:\n{}",
+            p.name,
+            p.log()
+        );
+    }
+
+    // Hosts 4, 5, 6: the servers, each telling the others the address of its own host.
+    let server_dir = |n: usize| dir.path().join(format!("s{n}"));
+    let mut servers: Vec<Proc> = (1..=3)
+        .map(|n| {
+            let host = 3 + n;
+            hosts.spawn(
+                host,
+                &format!("s{n}"),
+                &s(&[
+                    "server",
+                    "--name",
+                    &format!("s{n}"),
+                    "--data",
+                    &server_dir(n).display().to_string(),
+                    "--reference",
+                    &at(1, 5560),
+                    "--broker",
+                    &at(2, 5556),
+                    "--pub",
+                    &at(3, 5557),
+                    "--sub",
+                    &at(3, 5558),
+                    "--peer",
+                    "tcp://*:5570",
+                    "--advertise",
+                    &at(host, 5570),
+                    "--key",
+                    &key_arg,
+                ]),
+                &log(&format!("s{n}")),
+            )
+        })
+        .collect();
+    for p in &mut servers {
+        assert!(
+            p.await_ready(Duration::from_secs(30)),
+            "{} did not start:\n{}",
+            p.name,
+            p.log()
+        );
+    }
+    verify_within(&hosts, &key, Duration::from_secs(30), "start");
+
+    // Host 7: a client that writes all along, through the broker's and the proxy's addresses.
+    let mut writer = hosts.spawn(
+        7,
+        "writer",
+        &s(&[
+            "bot",
+            "--name",
+            "carol",
+            "--broker",
+            &at(2, 5555),
+            "--sub",
+            &at(3, 5558),
+            "--interval-ms",
+            "50",
+        ]),
+        &log("writer"),
+    );
+    writes_go_on(&writer, 20, "start");
+
+    // Server s2 (host 5) loses its link for 10 s while the writer goes on.
+    hosts.link(5, false);
+    std::thread::sleep(Duration::from_secs(10)); // the fault's length, not a wait
+    writes_go_on(&writer, 20, "a server cut off");
+    hosts.link(5, true);
+    verify_within(&hosts, &key, Duration::from_secs(30), "the link came back");
+    writes_go_on(&writer, 20, "the link came back");
+
+    // Server s3 (host 6) gets 50 ms of delay and 5 % loss each way for the rest of the test.
+    let impaired = hosts.impair(6);
+    writes_go_on(&writer, 100, "delay and loss on a server's link");
+
+    // Afterwards (the writer done, the link still slow and lossy) every server holds the same
+    // events, and nothing acknowledged is missing on any server's disk. (`verify` compares
+    // readings taken one after another: while 20 posts a second flow over a link 100 ms long,
+    // some are always on their way.)
+    writer.stop(Duration::from_secs(5));
+    verify_within(&hosts, &key, Duration::from_secs(30), "delay and loss");
+    let acked = acknowledged(&writer);
+    assert!(acked.len() >= 160, "{} posts", acked.len());
+    let channels: BTreeSet<&String> = acked.iter().map(|(c, _)| c).collect();
+    for n in 1..=3 {
+        for channel in &channels {
+            let held: BTreeSet<String> =
+                common::history_in(&server_dir(n), &Conversation::Channel(name(channel)))
+                    .into_iter()
+                    .collect();
+            for (c, k) in acked.iter().filter(|(c, _)| c == *channel) {
+                let text = format!("message {k} from carol");
+                assert!(held.contains(&text), "s{n} lacks {text:?} in #{c}");
+            }
+        }
+    }
+    drop(impaired);
+    eprintln!("{} acknowledged posts, all on every server", acked.len());
+    drop(servers);
+    drop(roles);
+}
