@@ -3,10 +3,10 @@
 #
 # Stages:
 #   base      the runtime: Debian slim, a non-root user `palaver`, /data and /keys owned by it
-#   prebuilt  base + a `palaver` binary given as the whole build context (tests build the
-#             binary on the host: `docker build --target prebuilt -f Dockerfile DIR`)
 #   build     compiles the workspace in release mode
 #   runtime   base + the binary from `build` (the default target)
+# The deployment test builds `--target base` and adds the binary it has just compiled on the
+# host, as `runtime` adds the one `build` compiles (crates/palaver/tests/compose.rs).
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 
@@ -22,10 +22,6 @@ ENV PALAVER_KEY_FILE=/keys/cluster.key
 # service in docker-compose.yml: a container's role is known there, not here.
 ENTRYPOINT ["palaver"]
 CMD ["--help"]
-
-FROM base AS prebuilt
-COPY palaver /usr/local/bin/palaver
-USER palaver
 
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
