@@ -8,15 +8,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::deploy::{self, Acked};
 use common::tmux::Tmux;
 use common::{bin, name};
 use palaver_client::{Connection, SharedClock, Subscriber};
-use palaver_proto::Conversation;
 use palaver_testkit::wait_until;
 
 /// How long a fault may take to heal: `admin verify` passes within this once it ends.
@@ -54,14 +54,6 @@ fn readme(start: &str) -> String {
         .unwrap_or_else(|| panic!("the README gives no `{start}…` command"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One compose project of the test's own: its own name, its own host ports. Dropping it takes
 /// down everything it started, volumes included.
 struct Deployment {
@@ -72,10 +64,19 @@ struct Deployment {
 
 impl Deployment {
     fn new() -> Deployment {
+        // Ports free on this host, from the layout the other tests' clusters take theirs from.
+        let layout = palaver_supervise::Layout::free(0).expect("free ports");
+        let port = |endpoint: String| -> u16 {
+            endpoint
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        };
         Deployment {
             project: format!("palaver-test-{}", std::process::id()),
-            broker_port: free_port(),
-            sub_port: free_port(),
+            broker_port: port(layout.broker()),
+            sub_port: port(layout.proxy_xpub()),
         }
     }
 
@@ -176,31 +177,11 @@ impl Deployment {
     /// `palaver admin verify` in the reference's container: every live server, and all
     /// three of them, hold the same events.
     fn verify(&self) -> Result<String, String> {
-        let out = self.sh("docker compose exec -T reference palaver admin verify");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        if out.status.success() && text.contains("3 servers hold the same") {
-            Ok(text)
-        } else {
-            Err(text)
-        }
+        deploy::verified(&self.sh("docker compose exec -T reference palaver admin verify"))
     }
 
     fn verify_within(&self, within: Duration, after: &str) {
-        let started = Instant::now();
-        let mut last = String::new();
-        let ok = wait_until(within, || match self.verify() {
-            Ok(_) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        });
-        assert!(
-            ok,
-            "after {after}, verify did not pass within {within:?}:\n{last}"
-        );
-        eprintln!("after {after}: verify passed in {:?}", started.elapsed());
+        deploy::verify_within(within, after, || self.verify());
     }
 
     /// The server every live server takes for coordinator.
@@ -228,30 +209,14 @@ impl Deployment {
             .unwrap_or_else(|| panic!("no server container says it is {server}"))
     }
 
-    /// What each bot was told was stored: (bot, channel) → the numbers of its posts.
-    fn acknowledged(&self) -> BTreeMap<(String, String), BTreeSet<u64>> {
-        let mut acked: BTreeMap<(String, String), BTreeSet<u64>> = BTreeMap::new();
-        for line in self.logs("bot").lines().filter(|l| l.contains(" posted ")) {
-            let field = |k: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(k))
-                    .map(str::to_owned)
-            };
-            if let (Some(bot), Some(channel), Some(n)) =
-                (field("bot="), field("channel="), field("n="))
-            {
-                acked
-                    .entry((bot, channel))
-                    .or_default()
-                    .insert(n.parse().expect("a post's number"));
-            }
-        }
-        acked
+    /// What each bot was told was stored.
+    fn acknowledged(&self) -> Acked {
+        deploy::acknowledged(&self.logs("bot"))
     }
 
     /// How many posts the bots have been told were stored.
     fn posted(&self) -> usize {
-        self.acknowledged().values().map(BTreeSet::len).sum()
+        deploy::count(&self.acknowledged())
     }
 
     /// Waits until the bots have posted `more` beyond what they had: the cluster serves them.
@@ -269,33 +234,6 @@ impl Deployment {
         ));
         let mount = PathBuf::from(mount.trim());
         ["s1", "s2", "s3"].iter().map(|s| mount.join(s)).collect()
-    }
-
-    /// Every post in `acked` is on every server's disk; returns how many there are.
-    fn all_on_disk(&self, acked: &BTreeMap<(String, String), BTreeSet<u64>>) -> usize {
-        let channels: BTreeSet<&String> = acked.keys().map(|(_, c)| c).collect();
-        for dir in self.server_dirs() {
-            for channel in &channels {
-                let held: BTreeSet<String> =
-                    common::history_in(&dir, &Conversation::Channel(name(channel)))
-                        .into_iter()
-                        .collect();
-                for ((bot, c), ns) in acked {
-                    if c != *channel {
-                        continue;
-                    }
-                    for n in ns {
-                        let text = format!("message {n} from {bot}");
-                        assert!(
-                            held.contains(&text),
-                            "{} lacks {text:?} in #{channel}, which {bot} saw acknowledged",
-                            dir.display()
-                        );
-                    }
-                }
-            }
-        }
-        acked.values().map(BTreeSet::len).sum()
     }
 }
 
@@ -452,7 +390,7 @@ fn the_compose_deployment_comes_up_heals_from_faults_and_keeps_its_data() {
     d.ok("docker compose pause bot");
     d.verify_within(HEAL, "the bots paused");
     let acked = d.acknowledged();
-    let kept = d.all_on_disk(&acked);
+    let kept = deploy::all_on_disk(&d.server_dirs(), &acked);
     eprintln!("{kept} acknowledged posts, all on every server");
 
     // Down and up again: the volumes keep everything; each replica finds its own name.
@@ -467,7 +405,7 @@ fn the_compose_deployment_comes_up_heals_from_faults_and_keeps_its_data() {
     for s in ["s1", "s2", "s3"] {
         assert!(servers.contains(s), "{servers}");
     }
-    assert_eq!(d.all_on_disk(&acked), kept);
+    assert_eq!(deploy::all_on_disk(&d.server_dirs(), &acked), kept);
     let held = |text: &str| -> u64 {
         text.split_whitespace()
             .skip_while(|w| *w != "same")

@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, name};
-use palaver_proto::Conversation;
+use common::bin;
+use common::deploy;
 use palaver_testkit::{wait_until, Proc};
 
 /// The network every host is on. Each host's address is `10.213.0.<n>`.
@@ -307,49 +306,34 @@ fn verify(hosts: &Hosts, key: &Path, client: usize) -> Result<String, String> {
         .arg("verify")
         .output()
         .expect("admin runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    if out.status.success() && text.contains("3 servers hold the same") {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+    deploy::verified(&out)
 }
 
 fn verify_within(hosts: &Hosts, key: &Path, within: Duration, after: &str) {
-    let started = std::time::Instant::now();
-    let mut last = String::new();
-    let ok = wait_until(within, || match verify(hosts, key, 7) {
-        Ok(_) => true,
-        Err(e) => {
-            last = e;
-            false
-        }
-    });
-    assert!(
-        ok,
-        "after {after}, verify did not pass within {within:?}:\n{last}"
-    );
-    eprintln!("after {after}: verify passed in {:?}", started.elapsed());
+    deploy::verify_within(within, after, || verify(hosts, key, 7));
 }
 
-/// The numbers of the posts the writer was told were stored, by channel.
-fn acknowledged(writer: &Proc) -> Vec<(String, u64)> {
-    writer
-        .log()
-        .lines()
-        .filter(|l| l.contains(" posted "))
-        .filter_map(|l| {
-            let field = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k));
-            Some((field("channel=")?.to_owned(), field("n=")?.parse().ok()?))
-        })
-        .collect()
+/// How many posts the writer was told were stored.
+fn acknowledged(writer: &Proc) -> usize {
+    deploy::count(&deploy::acknowledged(&writer.log()))
+}
+
+/// Waits until each process says it is ready; panics with the log of one that does not.
+fn await_ready(procs: &mut [Proc], timeout: Duration) {
+    for p in procs {
+        assert!(
+            p.await_ready(timeout),
+            "{} did not start:\n{}",
+            p.name,
+            p.log()
+        );
+    }
 }
 
 fn writes_go_on(writer: &Proc, more: usize, after: &str) {
-    let before = acknowledged(writer).len();
+    let before = acknowledged(writer);
     let ok = wait_until(Duration::from_secs(30), || {
-        acknowledged(writer).len() >= before + more
+        acknowledged(writer) >= before + more
     });
     assert!(
         ok,
@@ -417,14 +401,7 @@ fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
             &log("proxy"),
         ),
     ];
-    for p in &mut roles {
-        assert!(
-            p.await_ready(Duration::from_secs(20)),
-            "{} did not start:\n{}",
-            p.name,
-            p.log()
-        );
-    }
+    await_ready(&mut roles, Duration::from_secs(20));
 
     // Hosts 4, 5, 6: the servers, each telling the others the address of its own host.
     let server_dir = |n: usize| dir.path().join(format!("s{n}"));
@@ -459,14 +436,7 @@ fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
             )
         })
         .collect();
-    for p in &mut servers {
-        assert!(
-            p.await_ready(Duration::from_secs(30)),
-            "{} did not start:\n{}",
-            p.name,
-            p.log()
-        );
-    }
+    await_ready(&mut servers, Duration::from_secs(30));
     verify_within(&hosts, &key, Duration::from_secs(30), "start");
 
     // Host 7: a client that writes all along, through the broker's and the proxy's addresses.
@@ -506,23 +476,12 @@ fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
     // some are always on their way.)
     writer.stop(Duration::from_secs(5));
     verify_within(&hosts, &key, Duration::from_secs(30), "delay and loss");
-    let acked = acknowledged(&writer);
-    assert!(acked.len() >= 160, "{} posts", acked.len());
-    let channels: BTreeSet<&String> = acked.iter().map(|(c, _)| c).collect();
-    for n in 1..=3 {
-        for channel in &channels {
-            let held: BTreeSet<String> =
-                common::history_in(&server_dir(n), &Conversation::Channel(name(channel)))
-                    .into_iter()
-                    .collect();
-            for (c, k) in acked.iter().filter(|(c, _)| c == *channel) {
-                let text = format!("message {k} from carol");
-                assert!(held.contains(&text), "s{n} lacks {text:?} in #{c}");
-            }
-        }
-    }
+    let acked = deploy::acknowledged(&writer.log());
+    let dirs: Vec<_> = (1..=3).map(server_dir).collect();
+    let kept = deploy::all_on_disk(&dirs, &acked);
+    assert!(kept >= 160, "{kept} posts");
     drop(impaired);
-    eprintln!("{} acknowledged posts, all on every server", acked.len());
+    eprintln!("{kept} acknowledged posts, all on every server");
     drop(servers);
     drop(roles);
 }

@@ -1,5 +1,6 @@
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
+pub mod deploy;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
