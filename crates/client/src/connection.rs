@@ -365,14 +365,7 @@ impl Connection {
             user: user.clone(),
             id: id.clone(),
         })?;
-        let d = &reply.data;
-        Ok(Envelope::new("message")
-            .with("src", d.str("src")?)
-            .with("dst", d.str("dst")?)
-            .with("message", d.str("message")?)
-            .with("timestamp", d.opt_f64("sent")?.unwrap_or(0.0))
-            .with("clock", d.counter("lamport")?)
-            .with("id", id.to_string()))
+        Ok(unsealed(&reply, id)?)
     }
 
     /// The registered users.
@@ -455,4 +448,22 @@ fn new_prefix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
     format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+}
+
+/// The `message` publication that an `unseal` answer for `id` stands for.
+///
+/// # Errors
+/// When the answer lacks a field of the message.
+pub fn unsealed(
+    reply: &Envelope,
+    id: &palaver_proto::EventRef,
+) -> Result<Envelope, palaver_proto::ProtoError> {
+    let d = &reply.data;
+    Ok(Envelope::new("message")
+        .with("src", d.str("src")?)
+        .with("dst", d.str("dst")?)
+        .with("message", d.str("message")?)
+        .with("timestamp", d.opt_f64("sent")?.unwrap_or(0.0))
+        .with("clock", d.counter("lamport")?)
+        .with("id", id.to_string()))
 }

@@ -24,7 +24,7 @@ pub mod say;
 mod subscriber;
 
 pub use clock::SharedClock;
-pub use connection::{Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+pub use connection::{unsealed, Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use heartbeat::Heartbeat;
 pub use inbox::{InboxPage, Receipt};
 pub use rooms::Joined;

@@ -43,6 +43,8 @@ enum Command {
     Client(ClientArgs),
     /// Chat full-screen: rooms, conversations, unread counts, receipts and the cluster.
     Chat(ChatArgs),
+    /// Chat from a browser: serve the web client and a WebSocket gateway to the cluster.
+    Web(WebArgs),
     /// Make traffic like a person would: create channels, follow them, post.
     Bot(BotArgs),
     /// Print every publication on some topics, one per line.
@@ -278,6 +280,30 @@ struct ClientArgs {
     device: String,
     #[command(flatten)]
     password: PasswordArgs,
+}
+
+#[derive(Args)]
+struct WebArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Address and port to serve the web client and the WebSocket on.
+    #[arg(long, env = "PALAVER_WEB_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// WebSocket connections from one address at once.
+    #[arg(long, default_value_t = 16)]
+    per_address: usize,
+    /// The largest message a browser may send, in bytes (at most 1 MiB).
+    #[arg(long, default_value_t = 64 << 10)]
+    max_message: usize,
+    /// Requests a second from one browser.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Requests one browser may make at once, beyond the rate.
+    #[arg(long, default_value_t = 40.0)]
+    burst: f64,
+    /// Messages waiting for one browser before it is dropped as too slow.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
 }
 
 #[derive(Args)]
@@ -546,6 +572,24 @@ fn main() -> anyhow::Result<()> {
             user: a.user,
             device: a.device,
         }),
+        Command::Web(a) => {
+            let mut opts =
+                palaver_web::Options::new(a.listen, &a.endpoints.broker, &a.endpoints.sub);
+            opts.per_address = a.per_address;
+            opts.max_message = a.max_message.clamp(1, 1 << 20);
+            for (value, flag) in [(a.rate, "--rate"), (a.burst, "--burst")] {
+                anyhow::ensure!(
+                    value.is_finite() && value > 0.0,
+                    "{flag} must be a positive number"
+                );
+            }
+            opts.rate = palaver_web::Rate {
+                per_second: a.rate,
+                burst: a.burst.max(1.0),
+            };
+            opts.queue = a.queue;
+            palaver_web::run(&opts, &on_signal()?)
+        }
         Command::Chat(a) => {
             if a.demo {
                 return palaver_tui::demo();

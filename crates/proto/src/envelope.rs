@@ -217,6 +217,37 @@ fn value_to_json(v: &Value) -> serde_json::Value {
     }
 }
 
+/// JSON to MessagePack, refusing what nests deeper than [`MAX_DEPTH`].
+fn json_to_value(v: &serde_json::Value, depth: usize) -> Result<Value, ProtoError> {
+    use serde_json::Value as J;
+    if depth >= MAX_DEPTH {
+        return Err(ProtoError::Malformed(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(match v {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Value::from(u),
+            (None, Some(i), _) => Value::from(i),
+            (None, None, f) => Value::F64(f.unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|x| json_to_value(x, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(m) => Value::Map(
+            m.iter()
+                .map(|(k, x)| Ok((Value::from(k.as_str()), json_to_value(x, depth + 1)?)))
+                .collect::<Result<_, ProtoError>>()?,
+        ),
+    })
+}
+
 /// Skips one MessagePack value that is not a list, a map or an extension.
 fn skip_scalar(rd: &[u8]) -> Option<&[u8]> {
     use rmp::Marker;
@@ -251,6 +282,21 @@ impl Map {
     /// non-string keys their MessagePack text.
     pub fn to_json(&self) -> serde_json::Value {
         value_to_json(&Value::Map(self.0.clone()))
+    }
+
+    /// A JSON object as a map, for JSON front ends (the web gateway): whole numbers become
+    /// integers, other numbers floats.
+    ///
+    /// # Errors
+    /// When it nests deeper than a frame may (16 levels).
+    pub fn from_json(
+        object: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Map, ProtoError> {
+        let entries = object
+            .iter()
+            .map(|(k, v)| Ok((Value::from(k.as_str()), json_to_value(v, 1)?)))
+            .collect::<Result<_, ProtoError>>()?;
+        Ok(Map(entries))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -1,0 +1,333 @@
+//! The ZeroMQ side of the gateway: one thread owns the one DEALER to the broker and the one
+//! SUB on the proxy that every browser session shares, and drives the [`Gateway`] core.
+//!
+//! ```text
+//!  session tasks ──Command (channel + a byte on a socketpair to wake the poll)──▶ hub thread
+//!  hub thread ──zmq::poll──▶ DEALER (requests, answers) · SUB (publications) · wake-up
+//!  hub thread ──try_send──▶ each session's bounded queue ──▶ its WebSocket writer
+//!                 (a full queue: that browser is too slow, and is dropped, not waited for)
+//! ```
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use palaver_core::{LogGate, Shutdown};
+use palaver_proto::{Publication, MAX_SOCKET_BYTES};
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::gateway::{Action, Gateway, Rate, Sid};
+
+/// Why the gateway ended a session: a WebSocket close code and its reason.
+pub type Ended = Arc<OnceLock<(u16, String)>>;
+
+/// The close code for a browser that is dropped for what it did (too slow).
+pub const POLICY: u16 = 1008;
+
+/// At most this many frames are read from one socket per turn, so neither starves the other.
+const BATCH: usize = 1024;
+/// How long the poll waits at most, so that a shutdown is seen.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// What a session asks of the hub.
+enum Command {
+    Open {
+        sid: Sid,
+        queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
+        ended: Ended,
+        hello: String,
+    },
+    Text {
+        sid: Sid,
+        text: String,
+    },
+    /// A text of the session layer's own (a refusal), for the browser, in its turn.
+    Say {
+        sid: Sid,
+        text: String,
+    },
+    Close {
+        sid: Sid,
+    },
+}
+
+/// The sessions' handle on the hub. Cloning shares it.
+#[derive(Clone)]
+pub struct Hub {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<UnixStream>,
+    next: Arc<AtomicU64>,
+}
+
+impl Hub {
+    /// A new session: its number. What the gateway has for it arrives on `queue`; when the
+    /// gateway ends it, `ended` says why and `queue` closes.
+    pub fn open(
+        &self,
+        queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
+        ended: Ended,
+        hello: String,
+    ) -> Sid {
+        let sid = self.next.fetch_add(1, Ordering::Relaxed);
+        self.command(Command::Open {
+            sid,
+            queue,
+            ended,
+            hello,
+        });
+        sid
+    }
+
+    /// A text from the browser.
+    pub fn text(&self, sid: Sid, text: String) {
+        self.command(Command::Text { sid, text });
+    }
+
+    /// A text for the browser, from the session layer.
+    pub fn say(&self, sid: Sid, text: String) {
+        self.command(Command::Say { sid, text });
+    }
+
+    pub fn close(&self, sid: Sid) {
+        self.command(Command::Close { sid });
+    }
+
+    fn command(&self, c: Command) {
+        // The hub gone means the gateway is stopping: nothing to do.
+        if self.commands.send(c).is_ok() {
+            // A full socketpair means a wake-up is pending already.
+            let _ = (&*self.waker).write(&[1]);
+        }
+    }
+}
+
+/// Starts the hub thread, connected to the broker and the proxy.
+///
+/// # Errors
+/// When the sockets cannot be made or the endpoints are malformed.
+pub fn spawn(
+    ctx: &zmq::Context,
+    broker: &str,
+    sub: &str,
+    rate: Rate,
+    timeout: Duration,
+    shutdown: Shutdown,
+) -> anyhow::Result<(Hub, JoinHandle<()>)> {
+    let dealer = ctx.socket(zmq::DEALER)?;
+    dealer.set_linger(0)?;
+    dealer.set_maxmsgsize(MAX_SOCKET_BYTES)?;
+    dealer.connect(broker)?;
+    let subscriber = ctx.socket(zmq::SUB)?;
+    subscriber.set_linger(0)?;
+    subscriber.set_rcvhwm(100_000)?;
+    subscriber.set_maxmsgsize(MAX_SOCKET_BYTES)?;
+    subscriber.connect(sub)?;
+    let (wake_tx, wake_rx) = UnixStream::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
+    let (commands, rx) = mpsc::channel();
+    let hub = Hub {
+        commands,
+        waker: Arc::new(wake_tx),
+        next: Arc::new(AtomicU64::new(1)),
+    };
+    let mut driver = Driver {
+        gateway: Gateway::new(rate, timeout, palaver_client::DEFAULT_RETRIES),
+        dealer,
+        subscriber,
+        queues: HashMap::new(),
+        log: LogGate::every_second(),
+        dropped: 0,
+    };
+    let thread = std::thread::Builder::new()
+        .name("hub".into())
+        .spawn(move || driver.run(&rx, wake_rx, &shutdown))?;
+    Ok((hub, thread))
+}
+
+struct Driver {
+    gateway: Gateway,
+    dealer: zmq::Socket,
+    subscriber: zmq::Socket,
+    queues: HashMap<Sid, (tokio::sync::mpsc::Sender<Utf8Bytes>, Ended)>,
+    log: LogGate,
+    /// Browsers dropped for reading too slowly.
+    dropped: u64,
+}
+
+impl Driver {
+    fn run(
+        &mut self,
+        commands: &mpsc::Receiver<Command>,
+        mut waker: UnixStream,
+        shutdown: &Shutdown,
+    ) {
+        let fd = waker.as_raw_fd();
+        while !shutdown.is_triggered() {
+            loop {
+                match commands.try_recv() {
+                    Ok(c) => self.command(c),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let now = Instant::now();
+            let wait = self
+                .gateway
+                .deadline()
+                .map_or(IDLE, |d| d.saturating_duration_since(now).min(IDLE));
+            let mut items = [
+                self.dealer.as_poll_item(zmq::POLLIN),
+                self.subscriber.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(fd, zmq::POLLIN),
+            ];
+            let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            match zmq::poll(&mut items, ms) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the gateway cannot poll its sockets");
+                    return;
+                }
+            }
+            let (answers, publications, woken) = (
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[2].is_readable(),
+            );
+            if woken {
+                let mut sink = [0u8; 256];
+                while matches!(waker.read(&mut sink), Ok(n) if n > 0) {}
+            }
+            if answers {
+                self.answers();
+            }
+            if publications {
+                self.publications();
+            }
+            let actions = self.gateway.on_timeout(Instant::now());
+            self.carry_out(actions);
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = Instant::now();
+        match c {
+            Command::Open {
+                sid,
+                queue,
+                ended,
+                hello,
+            } => {
+                self.gateway.open(now, sid);
+                self.queues.insert(sid, (queue, ended));
+                self.carry_out(vec![Action::Deliver(vec![sid], hello)]);
+            }
+            Command::Text { sid, text } => {
+                let actions = self.gateway.request(now, sid, &text);
+                self.carry_out(actions);
+            }
+            Command::Say { sid, text } => self.carry_out(vec![Action::Deliver(vec![sid], text)]),
+            Command::Close { sid } => {
+                self.queues.remove(&sid);
+                let actions = self.gateway.close(now, sid);
+                self.carry_out(actions);
+            }
+        }
+    }
+
+    fn answers(&mut self) {
+        for _ in 0..BATCH {
+            let frame = match self.dealer.recv_bytes(zmq::DONTWAIT) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    self.note(&format!("cannot read an answer: {e}"));
+                    return;
+                }
+            };
+            let actions = self.gateway.on_reply(Instant::now(), &frame);
+            self.carry_out(actions);
+        }
+    }
+
+    fn publications(&mut self) {
+        for _ in 0..BATCH {
+            let frames = match self.subscriber.recv_multipart(zmq::DONTWAIT) {
+                Ok(f) => f,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    self.note(&format!("cannot read a publication: {e}"));
+                    return;
+                }
+            };
+            match Publication::from_frames(&frames) {
+                Ok(p) => {
+                    let actions = self.gateway.on_publication(Instant::now(), p);
+                    self.carry_out(actions);
+                }
+                Err(e) => self.note(&format!("dropped a publication that cannot be read: {e}")),
+            }
+        }
+    }
+
+    /// Does what the core asks; a browser whose queue is full is dropped.
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        let mut todo = std::collections::VecDeque::from(actions);
+        while let Some(a) = todo.pop_front() {
+            match a {
+                Action::Send(frame) => {
+                    if let Err(e) = self.dealer.send(frame, zmq::DONTWAIT) {
+                        // The request stays in flight: it is sent again at its deadline.
+                        self.note(&format!("cannot send a request to the broker: {e}"));
+                    }
+                }
+                Action::Subscribe(topic) => {
+                    if let Err(e) = self.subscriber.set_subscribe(topic.as_bytes()) {
+                        self.note(&format!("cannot follow {topic}: {e}"));
+                    }
+                }
+                Action::Unsubscribe(topic) => {
+                    if let Err(e) = self.subscriber.set_unsubscribe(topic.as_bytes()) {
+                        self.note(&format!("cannot stop following {topic}: {e}"));
+                    }
+                }
+                Action::Deliver(sids, text) => {
+                    let text = Utf8Bytes::from(text);
+                    for sid in sids {
+                        let Some((queue, ended)) = self.queues.get(&sid) else {
+                            continue;
+                        };
+                        let why = match queue.try_send(text.clone()) {
+                            Ok(()) => continue,
+                            Err(TrySendError::Closed(_)) => None,
+                            Err(TrySendError::Full(_)) => Some(format!(
+                                "too slow: {} messages waiting for this browser",
+                                queue.max_capacity()
+                            )),
+                        };
+                        if let Some(why) = why {
+                            let _ = ended.set((POLICY, why.clone()));
+                            self.dropped += 1;
+                            let dropped = self.dropped;
+                            self.note(&format!("dropped a browser: {why} ({dropped} so far)"));
+                        }
+                        self.queues.remove(&sid);
+                        todo.extend(self.gateway.close(Instant::now(), sid));
+                    }
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, what: &str) {
+        if let Some(held) = self.log.admit(Instant::now()) {
+            tracing::warn!(held, "{what}");
+        }
+    }
+}
