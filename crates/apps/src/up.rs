@@ -1,7 +1,7 @@
 //! `palaver up`: a whole cluster on this machine, for a newcomer's first run.
 //!
-//! It starts the reference, the broker, the proxy and N servers as child processes of the same
-//! binary, merges their logs into one stream with a prefix per process, restarts a process that
+//! It starts the reference, the broker, the proxy, N servers and (`--web`) the web gateway as
+//! child processes of the same binary, merges their logs into one stream with a prefix per process, restarts a process that
 //! dies, and on Ctrl-C or SIGTERM stops them all (servers first) and waits for them.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -19,6 +19,8 @@ pub struct Options {
     pub base_port: u16,
     /// Deliberate clock skew per server, in milliseconds (missing ones are 0).
     pub skew_ms: Vec<i64>,
+    /// Where to serve the web client and its WebSocket gateway, if anywhere.
+    pub web: Option<std::net::SocketAddr>,
 }
 
 /// The cluster's credentials, in the data directory.
@@ -51,8 +53,22 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     // gets the file, and `palaver admin` finds it there too.
     let key_file = opts.data.join(KEY_FILE);
     palaver_auth::Credentials::load_or_create(&key_file)?;
-    let mut procs: Vec<Proc> = layout
-        .roles(&opts.data, &key_file, &opts.skew_ms)
+    let mut roles = layout.roles(&opts.data, &key_file, &opts.skew_ms);
+    if let Some(addr) = opts.web {
+        let args = [
+            "web",
+            "--listen",
+            &addr.to_string(),
+            "--broker",
+            &layout.broker(),
+        ]
+        .into_iter()
+        .chain(["--sub", &layout.proxy_xpub()])
+        .map(str::to_owned)
+        .collect();
+        roles.push(("web".to_owned(), args));
+    }
+    let mut procs: Vec<Proc> = roles
         .into_iter()
         .map(|(name, args)| Proc {
             name,
@@ -65,7 +81,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let count = procs.len();
     for (i, p) in procs.iter_mut().enumerate() {
         start(&exe, p, i, color)?;
-        if p.args.first().is_some_and(|a| a == "server") {
+        if p.args.first().is_some_and(|a| a == "server" || a == "web") {
             if i + 1 < count {
                 // The reference ranks servers in the order they first ask: a moment between
                 // starts makes a fresh cluster's ranks follow the names (s1 lowest).
@@ -86,12 +102,17 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         }
     }
     println!(
-        "palaver is up: clients connect to {}, subscribers to {}, the reference is {}; data in {}\n\
-         try `palaver client --user ana` or `palaver admin status` in another terminal; Ctrl-C stops the cluster",
+        "palaver is up: clients connect to {}, subscribers to {}, the reference is {}; data in {}",
         layout.broker(),
         layout.proxy_xpub(),
         layout.reference(),
         opts.data.display()
+    );
+    if let Some(addr) = opts.web {
+        println!("chat in a browser: http://{addr}/");
+    }
+    println!(
+        "try `palaver chat --user ana` or `palaver admin status` in another terminal; Ctrl-C stops the cluster"
     );
     // Whoever started us (`palaver bench --spawn`) may use the cluster now.
     palaver_supervise::notify_ready();

@@ -129,6 +129,10 @@ struct UpArgs {
     /// (say `--skew-ms=-3000,0,4000`), to watch Berkeley synchronisation correct it.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     skew_ms: Vec<i64>,
+    /// Also serve the web client and its gateway, on this address (127.0.0.1:8080 when given
+    /// without one).
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080", value_name = "ADDR")]
+    web: Option<std::net::SocketAddr>,
 }
 
 /// Where the cluster's credentials are: every process that uses an internal socket needs them.
@@ -494,6 +498,7 @@ fn main() -> anyhow::Result<()> {
                 host: a.host,
                 base_port: a.base_port,
                 skew_ms: a.skew_ms,
+                web: a.web,
             },
             &on_signal()?,
         ),

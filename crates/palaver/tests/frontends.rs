@@ -328,12 +328,18 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let layout = palaver_supervise::Layout::free(3).unwrap();
     let base = layout.base;
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let args: Vec<String> = [
         "up",
         "--base-port",
         &base.to_string(),
         "--data",
         &dir.path().join("data").display().to_string(),
+        "--web",
+        &web.to_string(),
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -346,6 +352,13 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
         palaver_client::Connection::open(&ctx, &layout.broker(), Default::default()).unwrap();
     c.login(&name("ana")).unwrap();
     assert_eq!(c.users().unwrap(), vec!["ana"]);
+    // `--web`: the gateway serves the web client beside the cluster.
+    let page = http_get(web, "/");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("<html"),
+        "{page}"
+    );
+    assert!(up.log().contains(&format!("http://{web}/")), "{}", up.log());
     assert!(
         up.stop(Duration::from_secs(15)),
         "up exits cleanly on SIGTERM:\n{}",
@@ -354,7 +367,10 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     let log = up.log();
     assert!(log.contains("palaver stopped"), "{log}");
     assert!(
-        log.contains("s1 |") && log.contains("broker |") && log.contains("proxy |"),
+        log.contains("s1 |")
+            && log.contains("broker |")
+            && log.contains("proxy |")
+            && log.contains("web |"),
         "one prefixed stream:\n{log}"
     );
     assert!(dir.path().join("data/s1/palaver.db").exists());
@@ -570,4 +586,19 @@ fn a_bot_with_a_password_makes_its_name_an_account() {
         Err(palaver_client::ClientError::Refused(why)) => assert!(why.contains("has a password")),
         other => panic!("{other:?}"),
     }
+}
+
+/// A plain HTTP/1.1 GET: the whole response, as text.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
