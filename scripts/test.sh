@@ -2,8 +2,9 @@
 # Runs Palaver's whole test suite: unit tests, and integration tests that start real
 # processes on free loopback ports. The interoperability tests install what they need under
 # target/ on first use: a Python virtual environment (pyzmq, msgpack) and Node.js packages
-# (zeromq, @msgpack/msgpack from npm); python3, node/npm and tmux (for the terminal client's
-# end-to-end test) come from the system's packages, installed here when missing. In CI (CI=true) it then runs each fuzz target of
+# (zeromq, @msgpack/msgpack from npm); python3, node/npm, tmux (for the terminal client's
+# end-to-end test) and Chromium (for the web client's) come from the system's packages,
+# installed here when missing. In CI (CI=true) it then runs each fuzz target of
 # fuzz/ for 30 s (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,17 @@ need node nodejs
 need npm npm
 # The full-screen client's end-to-end test drives it in a pseudo-terminal.
 need tmux tmux
+# The web client's end-to-end test runs Debian's Chromium, driven by Playwright: playwright-core
+# from npm (pinned in crates/web/e2e/package-lock.json), which never downloads a browser.
+need chromium chromium fonts-dejavu-core
+(
+    cd crates/web/e2e
+    # Installed again only when the lock file changed.
+    if ! cmp -s package-lock.json node_modules/.installed-lock 2>/dev/null; then
+        npm ci --no-audit --no-fund --loglevel=error
+        cp package-lock.json node_modules/.installed-lock
+    fi
+)
 cargo test --workspace --all-targets "$@"
 if [[ "${CI:-}" == true ]]; then
     ./scripts/fuzz.sh 30

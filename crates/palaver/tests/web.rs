@@ -559,6 +559,23 @@ fn the_gateway_limits_connections_requests_and_slow_browsers() {
             fine >= 5 && slowed >= 1,
             "{fine} answered, {slowed} refused"
         );
+        // Sending many times what could be answered ends the connection.
+        for re in 0..150u64 {
+            let text = json!({"re": re, "service": "users"}).to_string();
+            if b.ws.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let close = loop {
+            match tokio::time::timeout(WAIT, b.ws.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => break f,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        let close = close.expect("a close frame with a reason");
+        assert_eq!(close.code, CloseCode::Policy);
+        assert!(close.reason.contains("flooding"), "{}", close.reason);
     });
     let web_fast = Web::start(
         &cluster,

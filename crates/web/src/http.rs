@@ -41,6 +41,8 @@ struct App {
     per_address: usize,
     max_message: usize,
     queue: usize,
+    /// Messages in one second that end a connection (ten times the burst).
+    flood: usize,
     hello: String,
     connections: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
@@ -63,6 +65,7 @@ pub fn router(hub: Hub, opts: &Options) -> Router {
         per_address: opts.per_address.max(1),
         max_message: opts.max_message,
         queue: opts.queue.max(1),
+        flood: (opts.rate.burst * 10.0).max(100.0) as usize,
         hello,
         connections: Arc::default(),
     };
@@ -179,11 +182,24 @@ async fn session(socket: WebSocket, app: App, _admitted: Admitted) {
     let sid = app.hub.open(queue, ended.clone(), app.hello.clone());
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write(sink, rx, ended.clone()));
+    let mut window = (tokio::time::Instant::now(), 0usize);
     loop {
         let msg = tokio::select! {
             _ = &mut writer => break,
             msg = stream.next() => msg,
         };
+        // The rate is the hub's to enforce, with an answer to each request; a browser that
+        // sends many times more than it could be answered is cut off here, so that it cannot
+        // keep the hub busy reading what it would refuse.
+        if window.0.elapsed() >= Duration::from_secs(1) {
+            window = (tokio::time::Instant::now(), 0);
+        }
+        window.1 += 1;
+        if window.1 > app.flood {
+            let why = format!("flooding: over {} messages in a second", app.flood);
+            let _ = ended.set((POLICY, why));
+            break;
+        }
         match msg {
             Some(Ok(Message::Text(text))) if text.len() > app.max_message => {
                 let why = format!(
