@@ -7,6 +7,7 @@
 //! - the broker and the proxy are checked at their open ports, where a ZeroMQ handshake must
 //!   complete: their own threads speak it, so a process that is gone, stopped or not listening
 //!   fails. (Asking the broker a question would test the servers behind it, not the broker.)
+//! - the web gateway answers `GET /health` with `200` and `ok`.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub enum Target {
     Reference { endpoint: String },
     /// A server's peer endpoint.
     Server { endpoint: String },
+    /// The web gateway's HTTP address (`host:port`).
+    Web { addr: String },
 }
 
 /// How long a check may take before it fails.
@@ -49,7 +52,39 @@ pub fn run(target: &Target, credentials: Option<&Credentials>) -> anyhow::Result
         Target::Proxy { endpoint } => handshake(&ctx, zmq::SUB, &local(endpoint)),
         Target::Reference { endpoint } => ask(&ctx, &local(endpoint), "list", credentials),
         Target::Server { endpoint } => ask(&ctx, &local(endpoint), "status", credentials),
+        Target::Web { addr } => health(addr),
     }
+}
+
+/// `GET /health` over plain HTTP/1.1: the gateway's own answer, `200` and `ok`.
+fn health(addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let addr = local(&format!("tcp://{addr}"));
+    let addr = addr.trim_start_matches("tcp://");
+    let to = addr
+        .to_socket_addrs()
+        .with_context(|| format!("{addr} is not an address"))?
+        .next()
+        .with_context(|| format!("{addr} names no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&to, TIMEOUT)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream
+        .take(4096)
+        .read_to_string(&mut answer)
+        .with_context(|| format!("{addr} did not answer in time"))?;
+    if answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok") {
+        return Ok(());
+    }
+    let first = answer.lines().next().unwrap_or("nothing");
+    bail!("{addr} is not a healthy gateway: it answered {first}")
 }
 
 /// One request on an internal endpoint; any reply counts, an error reply included (it came
@@ -143,6 +178,22 @@ mod tests {
         xpub.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = xpub.get_last_endpoint().unwrap().unwrap();
         run(&Target::Proxy { endpoint }, None).unwrap();
+    }
+
+    #[test]
+    fn a_listener_that_is_not_the_gateway_fails_the_web_check() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut request = [0u8; 1024];
+                let _ = s.read(&mut request);
+                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\n\r\nno");
+            }
+        });
+        let err = run(&Target::Web { addr }, None).unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
     }
 
     #[test]

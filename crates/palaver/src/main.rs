@@ -97,6 +97,11 @@ enum PingRole {
         #[arg(long, env = "PALAVER_SERVER_PEER")]
         peer: String,
     },
+    /// The web gateway answers `GET /health`.
+    Web {
+        #[arg(long, env = "PALAVER_WEB_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
 }
 
 #[derive(Args)]
@@ -670,6 +675,7 @@ fn main() -> anyhow::Result<()> {
                 PingRole::Proxy { xpub } => (ping::Target::Proxy { endpoint: xpub }, false),
                 PingRole::Reference { bind } => (ping::Target::Reference { endpoint: bind }, true),
                 PingRole::Server { peer } => (ping::Target::Server { endpoint: peer }, true),
+                PingRole::Web { listen } => (ping::Target::Web { addr: listen }, false),
             };
             let credentials = if internal { Some(a.key.load()?) } else { None };
             ping::run(&target, credentials.as_ref())

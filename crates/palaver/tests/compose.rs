@@ -60,6 +60,7 @@ struct Deployment {
     project: String,
     broker_port: u16,
     sub_port: u16,
+    web_port: u16,
 }
 
 impl Deployment {
@@ -77,6 +78,10 @@ impl Deployment {
             project: format!("palaver-test-{}", std::process::id()),
             broker_port: port(layout.broker()),
             sub_port: port(layout.proxy_xpub()),
+            web_port: std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
         }
     }
 
@@ -85,6 +90,7 @@ impl Deployment {
             ("COMPOSE_PROJECT_NAME".into(), self.project.clone()),
             ("PALAVER_BROKER_PORT".into(), self.broker_port.to_string()),
             ("PALAVER_SUB_PORT".into(), self.sub_port.to_string()),
+            ("PALAVER_WEB_PORT".into(), self.web_port.to_string()),
         ];
         for k in ["DOCKER_HOST", "PATH"] {
             if let Ok(v) = std::env::var(k) {
@@ -284,6 +290,13 @@ fn the_compose_deployment_comes_up_heals_from_faults_and_keeps_its_data() {
     d.await_healthy(Duration::from_secs(120));
     let ps = d.ok(&readme("docker compose ps"));
     assert!(ps.contains("healthy"), "{ps}");
+    // The web client, on this host's published port.
+    let web = std::net::SocketAddr::from(([127, 0, 0, 1], d.web_port));
+    let page = common::http_get(web, "/");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("<html"),
+        "{page}"
+    );
 
     // The bots post; the listener sees their posts. (Its hearing the coordinator's
     // announcement is checked below, when the coordinator is killed and another elected.)

@@ -353,7 +353,7 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     c.login(&name("ana")).unwrap();
     assert_eq!(c.users().unwrap(), vec!["ana"]);
     // `--web`: the gateway serves the web client beside the cluster.
-    let page = http_get(web, "/");
+    let page = common::http_get(web, "/");
     assert!(
         page.starts_with("HTTP/1.1 200") && page.contains("<html"),
         "{page}"
@@ -586,19 +586,4 @@ fn a_bot_with_a_password_makes_its_name_an_account() {
         Err(palaver_client::ClientError::Refused(why)) => assert!(why.contains("has a password")),
         other => panic!("{other:?}"),
     }
-}
-
-/// A plain HTTP/1.1 GET: the whole response, as text.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
