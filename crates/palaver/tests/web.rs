@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -187,6 +188,18 @@ impl Browser {
             }
         }
         panic!("no such publication; kept: {:?}", self.publications);
+    }
+
+    /// The close frame the gateway ends the connection with, skipping what comes before it
+    /// (`None` when the connection ends without one, or nothing comes in time).
+    async fn close_frame(&mut self) -> Option<CloseFrame> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => return f,
+                Ok(Some(Ok(_))) => {}
+                _ => return None,
+            }
+        }
     }
 
     /// Everything the gateway sends within `d`.
@@ -412,34 +425,31 @@ fn bad_input_and_forged_sessions_are_refused_and_change_nothing() {
         let room = unique("den");
         assert!(ok(&ana.call("channel", json!({"channel": room})).await));
         assert!(ok(&ana.call("join", json!({"channel": room})).await));
-        let r = ana
-            .call(
+        for (service, data, says) in [
+            (
                 "publish",
                 json!({"channel": room, "message": "as bob", "user": bob_name}),
-            )
-            .await;
-        assert!(refused(&r).contains("cannot act as"), "{r}");
-        let r = ana
-            .call(
+                "cannot act as",
+            ),
+            (
                 "message",
                 json!({"dst": ana_name, "message": "as bob", "src": bob_name}),
-            )
-            .await;
-        assert!(refused(&r).contains("cannot act as"), "{r}");
-        let r = ana
-            .call(
+                "cannot act as",
+            ),
+            (
                 "publish",
                 json!({"channel": room, "message": "x", "token": bob_token}),
-            )
-            .await;
-        assert!(
-            refused(&r).contains("send `token` only with `login`"),
-            "{r}"
-        );
-        let r = ana
-            .call("history", json!({"with": ana_name, "user": bob_name}))
-            .await;
-        assert!(refused(&r).contains("cannot act as"), "{r}");
+                "send `token` only with `login`",
+            ),
+            (
+                "history",
+                json!({"with": ana_name, "user": bob_name}),
+                "cannot act as",
+            ),
+        ] {
+            let r = ana.call(service, data).await;
+            assert!(refused(&r).contains(says), "{r}");
+        }
         let mut mallory = Browser::connect(&web.url()).await;
         let forged = "ab".repeat(32);
         let r = mallory
@@ -467,18 +477,7 @@ fn bad_input_and_forged_sessions_are_refused_and_change_nothing() {
         // A message over 1 MiB ends the connection with 1009, unread.
         let huge = "x".repeat(2 << 20);
         let _ = anon.ws.send(Message::Text(huge.into())).await;
-        let end = Instant::now() + WAIT;
-        let mut code = None;
-        while Instant::now() < end {
-            match tokio::time::timeout(WAIT, anon.ws.next()).await {
-                Ok(Some(Ok(Message::Close(Some(f))))) => {
-                    code = Some(f.code);
-                    break;
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => break,
-            }
-        }
+        let code = anon.close_frame().await.map(|f| f.code);
         assert_eq!(code, Some(CloseCode::Size), "closed with 1009");
     });
     assert!(!web_crashed(&web), "the gateway survived");
@@ -566,14 +565,7 @@ fn the_gateway_limits_connections_requests_and_slow_browsers() {
                 break;
             }
         }
-        let close = loop {
-            match tokio::time::timeout(WAIT, b.ws.next()).await {
-                Ok(Some(Ok(Message::Close(f)))) => break f,
-                Ok(Some(Ok(_))) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
-        let close = close.expect("a close frame with a reason");
+        let close = b.close_frame().await.expect("a close frame with a reason");
         assert_eq!(close.code, CloseCode::Policy);
         assert!(close.reason.contains("flooding"), "{}", close.reason);
     });
@@ -618,18 +610,7 @@ fn the_gateway_limits_connections_requests_and_slow_browsers() {
             got.insert(n.expect("a numbered post"));
         }
         // The sleeper wakes up to find itself dropped, with the reason.
-        let mut close = None;
-        loop {
-            match tokio::time::timeout(WAIT, sleeper.ws.next()).await {
-                Ok(Some(Ok(Message::Close(f)))) => {
-                    close = f;
-                    break;
-                }
-                Ok(Some(Ok(_))) => {}
-                _ => break,
-            }
-        }
-        let close = close.expect("a close frame");
+        let close = sleeper.close_frame().await.expect("a close frame");
         assert_eq!(close.code, CloseCode::Policy);
         assert!(close.reason.contains("too slow"), "{}", close.reason);
     });

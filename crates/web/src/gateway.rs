@@ -218,14 +218,10 @@ impl Gateway {
         let Some(mut s) = self.sessions.remove(&sid) else {
             return out;
         };
-        self.unfollow_all(sid, &mut s, &mut out);
-        self.beats.retain(|(_, b)| *b != sid);
+        self.quiet(sid, &mut s, &mut out);
         if let Some(user) = s.user.take() {
-            let beat = Envelope::new("beat")
-                .with("user", user.as_str())
-                .with("device", s.device.as_str())
-                .with("leaving", true);
-            self.send(now, beat, s.token.as_deref(), Pending::Goodbye, &mut out);
+            let goodbye = beat(&user, &s.device).with("leaving", true);
+            self.send(now, goodbye, s.token.as_deref(), Pending::Goodbye, &mut out);
         }
         out
     }
@@ -509,8 +505,7 @@ impl Gateway {
                 device,
                 token,
             } => {
-                self.unfollow_all(sid, &mut s, out);
-                self.beats.retain(|(_, b)| *b != sid);
+                self.quiet(sid, &mut s, out);
                 s.generation += 1;
                 s.token = reply
                     .data
@@ -539,8 +534,7 @@ impl Gateway {
                 self.beats.insert((now, sid));
             }
             Then::Logout => {
-                self.unfollow_all(sid, &mut s, out);
-                self.beats.retain(|(_, b)| *b != sid);
+                self.quiet(sid, &mut s, out);
                 s.generation += 1;
                 s.user = None;
                 s.token = None;
@@ -586,9 +580,7 @@ impl Gateway {
                 continue;
             };
             let Some(user) = &s.user else { continue };
-            let beat = Envelope::new("beat")
-                .with("user", user.as_str())
-                .with("device", s.device.as_str());
+            let beat = beat(user, &s.device);
             let pending = Pending::Beat {
                 sid,
                 generation: s.generation,
@@ -736,10 +728,12 @@ impl Gateway {
         }
     }
 
-    fn unfollow_all(&mut self, sid: Sid, s: &mut Session, out: &mut Vec<Action>) {
+    /// The session follows nothing and beats no more (it logs out, in again, or closes).
+    fn quiet(&mut self, sid: Sid, s: &mut Session, out: &mut Vec<Action>) {
         for topic in std::mem::take(&mut s.topics) {
             self.drop_follower(sid, &topic, out);
         }
+        self.beats.retain(|(_, b)| *b != sid);
     }
 
     fn drop_follower(&mut self, sid: Sid, topic: &str, out: &mut Vec<Action>) {
@@ -772,6 +766,13 @@ impl Bucket {
             false
         }
     }
+}
+
+/// A `beat` for `user` on `device`.
+fn beat(user: &Name, device: &str) -> Envelope {
+    Envelope::new("beat")
+        .with("user", user.as_str())
+        .with("device", device)
 }
 
 /// Whether `d` will do as a browser's device name.
