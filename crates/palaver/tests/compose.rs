@@ -78,10 +78,7 @@ impl Deployment {
             project: format!("palaver-test-{}", std::process::id()),
             broker_port: port(layout.broker()),
             sub_port: port(layout.proxy_xpub()),
-            web_port: std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port(),
+            web_port: port(layout.web()),
         }
     }
 

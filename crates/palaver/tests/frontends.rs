@@ -328,10 +328,7 @@ fn up_runs_a_cluster_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let layout = palaver_supervise::Layout::free(3).unwrap();
     let base = layout.base;
-    let web = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let web: std::net::SocketAddr = layout.web().parse().unwrap();
     let args: Vec<String> = [
         "up",
         "--base-port",

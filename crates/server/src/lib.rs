@@ -74,6 +74,11 @@ pub enum ServerError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error("cannot listen on {endpoint}: {source}")]
+    Listen {
+        endpoint: String,
+        source: zmq::Error,
+    },
     #[error("security: {0}")]
     Auth(#[from] palaver_auth::AuthError),
     #[error("cannot start the writer thread: {0}")]

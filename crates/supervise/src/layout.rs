@@ -2,8 +2,9 @@
 //! `palaver bench --spawn` and the tests.
 //!
 //! ```text
-//!  base+0 broker, clients     base+2 proxy, publishers   base+5 reference
-//!  base+1 broker, servers     base+3 proxy, subscribers  base+10+i server i's peer endpoint (i from 1)
+//!  base+0 broker, clients     base+2 proxy, publishers   base+4 the web gateway (HTTP)
+//!  base+1 broker, servers     base+3 proxy, subscribers  base+5 reference
+//!  base+10+i server i's peer endpoint (i from 1)
 //! ```
 
 use std::collections::HashSet;
@@ -32,16 +33,17 @@ impl Layout {
     }
 
     /// A layout on 127.0.0.1 whose every port was free a moment ago, its base picked at random
-    /// in 20,000–60,000 (a test or a benchmark binds them at once; a clash is retried by the
-    /// caller).
+    /// outside the kernel's ephemeral range, where any outgoing connection may take a port at
+    /// any moment (a test or a benchmark binds them at once; a clash is retried by the caller).
     ///
     /// # Errors
     /// When no free layout turns up in 200 tries.
     pub fn free(servers: usize) -> std::io::Result<Layout> {
+        let (low, high) = listening_range(ephemeral_range(), 10 + servers as u16);
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         let given = given.get_or_insert_with(HashSet::new);
         for _ in 0..200 {
-            let base = 20_000 + (random() % 40_000) as u16;
+            let base = low + (random() % u32::from(high - low)) as u16;
             let layout = Layout::new("127.0.0.1", base, servers);
             let ports = layout.ports();
             if ports.iter().any(|p| given.contains(p)) {
@@ -70,7 +72,7 @@ impl Layout {
     /// Every port the layout uses.
     pub fn ports(&self) -> Vec<u16> {
         let servers = (1..=self.servers).map(|i| self.base + 10 + i as u16);
-        [0, 1, 2, 3, 5]
+        [0, 1, 2, 3, 4, 5]
             .into_iter()
             .map(|o| self.base + o)
             .chain(servers)
@@ -95,6 +97,11 @@ impl Layout {
     /// The proxy's subscriber side: what subscribers connect to.
     pub fn proxy_xpub(&self) -> String {
         self.endpoint(3)
+    }
+
+    /// Where a web gateway may listen (`host:port`, HTTP).
+    pub fn web(&self) -> String {
+        format!("{}:{}", self.host, self.base + 4)
     }
 
     pub fn reference(&self) -> String {
@@ -188,6 +195,32 @@ impl Layout {
     }
 }
 
+/// The ports the kernel hands to outgoing connections (Linux's default when it cannot say).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(str::parse::<u16>);
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        })
+        .filter(|(low, high)| low <= high)
+        .unwrap_or((32_768, 60_999))
+}
+
+/// Where a layout `span` ports wide may start: 10,000 up to the ephemeral range, or, when
+/// that leaves too little room, from just above it.
+fn listening_range((eph_low, eph_high): (u16, u16), span: u16) -> (u16, u16) {
+    const FLOOR: u16 = 10_000;
+    const ROOM: u16 = 1_000;
+    if eph_low >= FLOOR.saturating_add(span).saturating_add(ROOM) {
+        (FLOOR, eph_low - span)
+    } else if eph_high <= u16::MAX - span - ROOM {
+        (eph_high + 1, u16::MAX - span)
+    } else {
+        (FLOOR, u16::MAX - span)
+    }
+}
+
 /// A random number from the kernel, without a dependency for it.
 fn random() -> u32 {
     let mut buf = [0u8; 4];
@@ -216,7 +249,8 @@ mod tests {
         assert_eq!(l.proxy_xpub(), "tcp://h:5558");
         assert_eq!(l.reference(), "tcp://h:5560");
         assert_eq!(l.peer(2), "tcp://h:5567");
-        assert_eq!(l.ports(), [5555, 5556, 5557, 5558, 5560, 5566, 5567]);
+        assert_eq!(l.ports(), [5555, 5556, 5557, 5558, 5559, 5560, 5566, 5567]);
+        assert_eq!(l.web(), "h:5559");
         let roles = l.roles(
             std::path::Path::new("/d"),
             std::path::Path::new("/k"),
@@ -235,10 +269,22 @@ mod tests {
     }
 
     #[test]
-    fn a_free_layout_is_free() {
+    fn a_free_layout_is_free_and_clear_of_the_ephemeral_ports() {
+        let (low, high) = ephemeral_range();
         let l = Layout::free(3).unwrap();
         for p in l.ports() {
             assert!(TcpListener::bind(("127.0.0.1", p)).is_ok(), "port {p}");
+            assert!(!(low..=high).contains(&p), "port {p} in {low}–{high}");
         }
+    }
+
+    #[test]
+    fn layouts_start_below_the_ephemeral_range_or_else_above_it() {
+        // Linux's default range leaves 10,000–32,767.
+        assert_eq!(listening_range((32_768, 60_999), 13), (10_000, 32_755));
+        // A range starting low leaves room above it only.
+        assert_eq!(listening_range((1_024, 40_000), 13), (40_001, 65_522));
+        // A range over everything leaves no choice.
+        assert_eq!(listening_range((1_024, 65_000), 13), (10_000, 65_522));
     }
 }

@@ -60,15 +60,15 @@ impl Cluster {
     }
 
     fn start_configured(bin: &Path, skews_ms: &[i64], server_args: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let credentials = Credentials::generate().expect("cluster credentials");
-        let key_file = dir.path().join("cluster.key");
-        credentials
-            .save(&key_file)
-            .expect("write the cluster credentials");
         // Another process may take a port between the layout's check and our bind: then the
-        // process says it exited instead of ready, and the cluster starts on new ports.
+        // process says it exited instead of ready, and the cluster starts afresh on new ports.
         for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let credentials = Credentials::generate().expect("cluster credentials");
+            let key_file = dir.path().join("cluster.key");
+            credentials
+                .save(&key_file)
+                .expect("write the cluster credentials");
             let layout = Layout::free(skews_ms.len()).expect("free ports");
             let mut roles = layout.roles(dir.path(), &key_file, skews_ms);
             for (name, args) in &mut roles {
@@ -98,11 +98,22 @@ impl Cluster {
                 broker,
                 proxy,
             };
+            let mut started = true;
             for i in 0..skews_ms.len() {
                 cluster.servers.push(None);
-                cluster.start_server(i);
+                if let Err(log) = cluster.try_start_server(i) {
+                    assert!(
+                        log.contains("Address already in use"),
+                        "{} did not start:\n{log}",
+                        Cluster::server_name(i)
+                    );
+                    started = false;
+                    break;
+                }
             }
-            return cluster;
+            if started {
+                return cluster;
+            }
         }
         panic!("the cluster could not start on free ports");
     }
@@ -213,15 +224,22 @@ impl Cluster {
     /// # Panics
     /// When it does not become ready in time.
     pub fn start_server(&mut self, i: usize) {
+        if let Err(log) = self.try_start_server(i) {
+            panic!("{} did not start:\n{log}", Cluster::server_name(i));
+        }
+    }
+
+    /// Starts (or restarts) server `i`; what it and the cluster logged when it does not become
+    /// ready in time.
+    fn try_start_server(&mut self, i: usize) -> Result<(), String> {
         let name = Cluster::server_name(i);
         self.servers[i] = None;
         let mut proc = spawn_role(&self.bin, self.dir.path(), &self.roles, &name);
-        assert!(
-            proc.await_ready(READY),
-            "{name} did not start:\n{}",
-            proc.log()
-        );
+        if !proc.await_ready(READY) {
+            return Err(proc.log());
+        }
         self.servers[i] = Some(proc);
+        Ok(())
     }
 
     /// Starts (or restarts) server `i` with `extra` arguments besides its own, and waits until

@@ -227,7 +227,7 @@ impl Coordination {
         ep.credentials.serve(&router)?;
         router
             .bind(&ep.peer_bind)
-            .map_err(|source| ServerError::Connect {
+            .map_err(|source| ServerError::Listen {
                 endpoint: ep.peer_bind.clone(),
                 source,
             })?;
