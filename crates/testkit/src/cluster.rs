@@ -176,6 +176,13 @@ impl Cluster {
         self.layout.broker()
     }
 
+    /// Where a web gateway beside this cluster may listen (`host:port`): a port kept for it,
+    /// outside the range the kernel hands to outgoing connections, so that a gateway can be
+    /// restarted on it.
+    pub fn web_listen(&self) -> String {
+        self.layout.web()
+    }
+
     /// The broker's server side (internal).
     pub fn broker_backend_endpoint(&self) -> String {
         self.layout.broker_backend()
