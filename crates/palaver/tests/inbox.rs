@@ -222,6 +222,8 @@ fn read_markers_never_move_back_and_unread_counts_agree_on_every_server() {
     // An older message: the marker stays where it is.
     assert_eq!(c.read(&bob, &ids[0]).unwrap(), ids[highest].to_string());
     assert_eq!(c.unread(&bob).unwrap(), want);
+    // ana wrote all 30 and has no marker: none of them is unread to her.
+    assert_eq!(c.unread(&ana).unwrap(), vec![("#den".to_owned(), 0)]);
 }
 
 #[test]
@@ -257,6 +259,9 @@ fn a_read_receipt_reaches_the_sender_and_nobody_else() {
     // bob's unread in the conversation: the one after the marker.
     let unread = c.unread(&bob).unwrap();
     assert!(unread.contains(&("ana".to_owned(), 1)), "{unread:?}");
+    // What ana sent is never unread to her.
+    let unread = c.unread(&ana).unwrap();
+    assert!(unread.contains(&("bob".to_owned(), 0)), "{unread:?}");
     let _ = first;
 }
 

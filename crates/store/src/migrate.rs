@@ -5,6 +5,7 @@
 //!  5 ── accounts' events indexed by person (a new, empty table) ──▶ 6
 //!  6 ── rooms' events indexed (channel creations copied in), deleted channels ──▶ 7
 //!  7 ── readers' events indexed by person (a new, empty table) ──▶ 8
+//!  8 ── posts and private messages name their author (both projections written again) ──▶ 9
 //! ```
 //!
 //! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of
@@ -23,9 +24,11 @@ const V4_TABLES: [&str; 4] = ["logins", "channels", "posts", "messages"];
 
 /// Migrates a database of any earlier version (or a new, empty one) to the current one. `insert`
 /// stores one event with its projections, as [`crate::Store`] does.
+/// `project` writes one event's projections only.
 pub(crate) fn to_current(
     tx: &Transaction<'_>,
     insert: impl Fn(&rusqlite::Connection, &Event) -> rusqlite::Result<()>,
+    project: impl Fn(&rusqlite::Connection, &Event) -> rusqlite::Result<()>,
 ) -> Result<(), StoreError> {
     let has_table = |name: &str| -> rusqlite::Result<bool> {
         tx.query_row(
@@ -42,6 +45,7 @@ pub(crate) fn to_current(
         .any(|b| b);
     let had_rooms = has_table("room_events")?;
     tx.execute_batch(include_str!("schema.sql"))?;
+    authors_into_projections(tx, project)?;
     if !had_rooms {
         // Version 6 → 7: the channels created so far are the first rooms' events.
         tx.execute_batch(
@@ -67,6 +71,40 @@ pub(crate) fn to_current(
     tracing::info!(
         events = moved,
         "migrated the store to one event log (schema 5)"
+    );
+    Ok(())
+}
+
+/// Version 8 → 9: a channel's posts and a conversation's messages name their author, so that
+/// `unread` leaves out a person's own. The two projections are written again from the log, as
+/// each event's projection writes them.
+fn authors_into_projections(
+    tx: &Transaction<'_>,
+    project: impl Fn(&rusqlite::Connection, &Event) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let has_author: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('channel_posts') WHERE name = 'author'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_author {
+        return Ok(());
+    }
+    tx.execute_batch("DROP TABLE channel_posts; DROP TABLE direct_messages;")?;
+    tx.execute_batch(include_str!("schema.sql"))?;
+    let mut stmt = tx.prepare(
+        "SELECT origin, seq, lamport, ts, kind, request, body FROM events
+         WHERE kind IN ('post', 'message')",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut written = 0u64;
+    while let Some(row) = rows.next()? {
+        project(tx, &crate::store::read_event(row)??)?;
+        written += 1;
+    }
+    tracing::info!(
+        events = written,
+        "migrated the store: posts and messages name their author (schema 9)"
     );
     Ok(())
 }

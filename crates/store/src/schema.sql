@@ -1,4 +1,4 @@
--- Palaver server database, schema version 8 (in PRAGMA user_version).
+-- Palaver server database, schema version 9 (in PRAGMA user_version).
 --
 -- One table is the log: `events`, every state change once, identified by (origin, seq): the
 -- server that accepted it first and its place in that server's sequence. Replication, digests
@@ -35,23 +35,26 @@ CREATE TABLE IF NOT EXISTS channel_names (
     seq    INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- post: a channel's posts in the total order.
+-- post: a channel's posts in the total order, with who wrote each (so that a person's own
+-- posts are never unread to them).
 CREATE TABLE IF NOT EXISTS channel_posts (
     channel TEXT    NOT NULL,
     lamport INTEGER NOT NULL,
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
+    author  TEXT,
     PRIMARY KEY (channel, lamport, origin, seq)
 ) WITHOUT ROWID;
 
--- message: a conversation's private messages in the total order; (a, b) is the pair of
--- names in sorted order, so both directions share one conversation.
+-- message: a conversation's private messages in the total order, with who sent each; (a, b)
+-- is the pair of names in sorted order, so both directions share one conversation.
 CREATE TABLE IF NOT EXISTS direct_messages (
     a       TEXT    NOT NULL,
     b       TEXT    NOT NULL,
     lamport INTEGER NOT NULL,
     origin  TEXT    NOT NULL,
     seq     INTEGER NOT NULL,
+    author  TEXT,
     PRIMARY KEY (a, b, lamport, origin, seq)
 ) WITHOUT ROWID;
 

@@ -9,7 +9,7 @@ use crate::{Event, EventKind, StoreError};
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -112,7 +112,7 @@ impl Store {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < SCHEMA_VERSION {
             let tx = conn.unchecked_transaction()?;
-            crate::migrate::to_current(&tx, insert)?;
+            crate::migrate::to_current(&tx, insert, project)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -591,8 +591,9 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
-    /// How many visible messages of a conversation lie after `after` (a position in the total
-    /// order: Lamport time, then origin), or in all of it without one.
+    /// How many visible messages of a conversation, written by anyone but `reader`, lie after
+    /// `after` (a position in the total order: Lamport time, then origin), or in all of it
+    /// without one. What a person wrote is never unread to them.
     ///
     /// # Errors
     /// On a database error.
@@ -600,26 +601,38 @@ impl Store {
         &self,
         of: &Conversation,
         after: Option<(u64, &str)>,
+        reader: &Name,
     ) -> Result<u64, StoreError> {
         let (lamport, origin) = after.unwrap_or((0, ""));
-        let not_hidden =
-            "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)";
+        // Visible messages by others; `reader` is parameter `n`.
+        let others = |n: usize| {
+            format!(
+                "p.author IS NOT ?{n} AND NOT EXISTS
+                   (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)"
+            )
+        };
         let n: u64 = match of {
             Conversation::Channel(c) => self
                 .conn
                 .prepare_cached(&format!(
                     "SELECT count(*) FROM channel_posts p WHERE p.channel = ?1
-                       AND (p.lamport, p.origin) > (?2, ?3) AND {not_hidden}"
+                       AND (p.lamport, p.origin) > (?2, ?3) AND {}",
+                    others(4)
                 ))?
-                .query_row(params![c.as_str(), lamport, origin], |r| r.get(0))?,
+                .query_row(params![c.as_str(), lamport, origin, reader.as_str()], |r| {
+                    r.get(0)
+                })?,
             Conversation::Direct(x, y) => {
                 let (a, b) = sorted(x.as_str(), y.as_str());
                 self.conn
                     .prepare_cached(&format!(
                         "SELECT count(*) FROM direct_messages p WHERE p.a = ?1 AND p.b = ?2
-                           AND (p.lamport, p.origin) > (?3, ?4) AND {not_hidden}"
+                           AND (p.lamport, p.origin) > (?3, ?4) AND {}",
+                        others(5)
                     ))?
-                    .query_row(params![a, b, lamport, origin], |r| r.get(0))?
+                    .query_row(params![a, b, lamport, origin, reader.as_str()], |r| {
+                        r.get(0)
+                    })?
             }
         };
         Ok(n)
@@ -723,7 +736,7 @@ fn sorted<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
 }
 
 /// Reads `origin, seq, lamport, ts, kind, request, body` into an event, validating it.
-fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
+pub(crate) fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
     let origin: String = r.get(0)?;
     let seq: u64 = r.get(1)?;
     let body: Vec<u8> = r.get(6)?;
@@ -759,7 +772,7 @@ pub(crate) fn insert(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
 
 /// Each kind's projections, written with its event. A new kind adds its arm here (the match
 /// has no catch-all, so the compiler asks for it); the log itself never names a kind.
-fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
+pub(crate) fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
     let (origin, seq) = (e.origin.as_str(), e.seq);
     match &e.kind {
         EventKind::Login { user } => tx
@@ -774,19 +787,26 @@ fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         }
         // A post to a deleted channel (one sent while the delete was being decided, or by a
         // server that was cut off) stays in the log but never shows.
-        EventKind::Post { channel, .. } => tx
+        EventKind::Post { channel, user, .. } => tx
             .prepare_cached(
-                "INSERT INTO channel_posts (channel, lamport, origin, seq)
-                 SELECT ?1, ?2, ?3, ?4
+                "INSERT INTO channel_posts (channel, lamport, origin, seq, author)
+                 SELECT ?1, ?2, ?3, ?4, ?5
                  WHERE NOT EXISTS (SELECT 1 FROM deleted_channels WHERE name = ?1)",
             )?
-            .execute(params![channel.as_str(), e.lamport, origin, seq]),
+            .execute(params![
+                channel.as_str(),
+                e.lamport,
+                origin,
+                seq,
+                user.as_str()
+            ]),
         EventKind::Direct { src, dst, .. } => {
             let (a, b) = sorted(src.as_str(), dst.as_str());
             tx.prepare_cached(
-                "INSERT INTO direct_messages (a, b, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO direct_messages (a, b, lamport, origin, seq, author)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![a, b, e.lamport, origin, seq])
+            .execute(params![a, b, e.lamport, origin, seq, src.as_str()])
         }
         EventKind::Register { user, .. }
         | EventKind::Session { user, .. }

@@ -64,7 +64,16 @@ fn events() -> Vec<Event> {
         ),
         ev("s2", 1, 3, EventKind::Login { user: name("bob") }),
         post("s1", 3, 4, "general", "one"),
-        post("s2", 2, 4, "general", "two"),
+        ev(
+            "s2",
+            2,
+            4,
+            EventKind::Post {
+                user: name("bob"),
+                channel: name("general"),
+                message: "two".into(),
+            },
+        ),
         dm("s2", 3, 5, "bob", "ana", "psst"),
         post("s1", 4, 6, "general", "three"),
         dm("s1", 5, 7, "ana", "bob", "hi bob"),
@@ -164,6 +173,19 @@ fn suite(store: &mut Store) {
         .unwrap()
         .0
         .is_empty());
+    // Unread: what others wrote after a place; a person's own never counts.
+    let count = |of: &Conversation, after: Option<(u64, &str)>, reader: &str| {
+        store.count_after(of, after, &name(reader)).unwrap()
+    };
+    let general = Conversation::Channel(name("general"));
+    assert_eq!(count(&general, None, "ana"), 1, "bob's two");
+    assert_eq!(count(&general, None, "bob"), 2, "ana's one and three");
+    assert_eq!(count(&general, Some((4, "s2")), "bob"), 1, "three");
+    assert_eq!(count(&general, None, "cid"), 3);
+    let pair = Conversation::Direct(name("bob"), name("ana"));
+    assert_eq!(count(&pair, None, "ana"), 1, "psst");
+    assert_eq!(count(&pair, Some((5, "s2")), "bob"), 1, "hi bob");
+    assert_eq!(count(&pair, Some((7, "s1")), "bob"), 0);
     assert!(store.has_post("general", "two").unwrap());
     assert!(!store.has_post("general", "psst").unwrap());
     // A repeated id fails alone; the rest of its batch is stored.
@@ -272,7 +294,7 @@ fn a_store_migrated_from_version_4() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.counts().unwrap().posts, 4);
     // The channels of the old layout are rooms' first events.
@@ -301,4 +323,20 @@ fn a_version_6_store_indexes_its_channels_as_rooms() {
         })
         .collect();
     assert_eq!(channels, ["general"]);
+}
+
+/// Version 8 → 9: posts and private messages name their author, for `unread`.
+#[test]
+fn a_version_8_store_names_the_authors_of_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_store(dir.path()));
+    let conn = Connection::open(dir.path().join(palaver_store::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE channel_posts DROP COLUMN author;
+         ALTER TABLE direct_messages DROP COLUMN author;
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    drop(conn);
+    suite(&mut Store::open(dir.path()).unwrap());
 }

@@ -433,7 +433,8 @@ function scheduleRead(place) {
 
 /**
  * Moves our marker to the newest message of a place being read. A place with nothing unread
- * from others is moved too (past our own messages), so the servers' counts stay right.
+ * from others is moved too (past our own messages), so that receipts and our other devices
+ * start from there.
  */
 async function markRead(place) {
   if (!state.live) return;

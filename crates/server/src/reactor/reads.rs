@@ -236,7 +236,8 @@ impl Reactor {
         Ok((delivered, read))
     }
 
-    /// Per room and per conversation of `user`'s, how many messages lie after their marker.
+    /// Per room and per conversation of `user`'s, how many messages from others lie after
+    /// their marker.
     fn unread(
         &self,
         user: &palaver_proto::Name,
@@ -259,7 +260,7 @@ impl Reactor {
             let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
             let n = self
                 .store
-                .count_after(&Conversation::Channel(c.clone()), after)?;
+                .count_after(&Conversation::Channel(c.clone()), after, user)?;
             rooms.push(entry("channel", c.as_str(), n, marker.as_ref()));
         }
         let mut people = Vec::new();
@@ -267,7 +268,7 @@ impl Reactor {
             let marker = self.state.marker_with(user, &with);
             let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
             let of = Conversation::Direct(user.clone(), with.clone());
-            let n = self.store.count_after(&of, after)?;
+            let n = self.store.count_after(&of, after, user)?;
             people.push(entry("with", with.as_str(), n, marker.as_ref()));
         }
         Ok((rooms, people))
