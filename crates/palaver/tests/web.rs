@@ -303,6 +303,11 @@ fn browsers_post_talk_privately_and_see_receipts_through_the_gateway() {
             .filter_map(|m| m["message"].as_str())
             .collect();
         assert_eq!(texts, ["hello from ana"]);
+        // The answer said where the post stands, as history has it.
+        assert_eq!(
+            r["data"]["cursor"], h["data"]["messages"][0]["cursor"],
+            "{r}"
+        );
 
         // A private message: sealed on the open port, opened by the gateway for bob alone.
         let r = ana
@@ -321,6 +326,10 @@ fn browsers_post_talk_privately_and_see_receipts_through_the_gateway() {
         assert_eq!(m["data"]["src"], ana_name.as_str());
         let h = bob.call("history", json!({"with": ana_name})).await;
         assert_eq!(h["data"]["messages"][0]["message"], "psst bob", "{h}");
+        assert_eq!(
+            r["data"]["cursor"], h["data"]["messages"][0]["cursor"],
+            "{r}"
+        );
 
         // Bob reads it: ana gets the receipt, and `receipts` says so.
         let r = bob.call("read", json!({"id": id})).await;

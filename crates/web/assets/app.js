@@ -531,7 +531,7 @@ async function deliver(entry) {
     item.error = String(answer.description);
     view.showNotice(`Not sent: ${answer.description}`);
   } else if (typeof answer.id === 'string') {
-    confirmPending(place, item, answer.id, answer.clock);
+    confirmPending(place, item, answer.id, answer.cursor, answer.clock);
     applyMarks(place);
     scheduleRead(place);
   } else {

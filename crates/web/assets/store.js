@@ -206,10 +206,11 @@ export function pendingItem(place, requestId) {
 }
 
 /**
- * Our message was stored as `id`. Its position is estimated from the answer's clock until a
- * publication or a page gives the real one; when that copy came first, ours is dropped.
+ * Our message was stored as `id`, at `cursor` in the total order (the answer says where). An
+ * answer without one (from an older server) leaves the position estimated from its clock until
+ * a publication or a page gives the real one. When that copy came first, ours is dropped.
  */
-export function confirmPending(place, item, id, clock) {
+export function confirmPending(place, item, id, cursor, clock) {
   item.pending = false;
   const copy = place.byId.get(id);
   if (copy) {
@@ -218,7 +219,8 @@ export function confirmPending(place, item, id, clock) {
     return copy;
   }
   item.id = id;
-  item.cursor = `${Number(clock) || 0}:${originOf(id)}`;
+  item.exact = typeof cursor === 'string' && /^\d+:.+$/.test(cursor);
+  item.cursor = item.exact ? cursor : `${Number(clock) || 0}:${originOf(id)}`;
   item.receipt = SENT;
   place.byId.set(id, item);
   place.items.sort(compareItems);

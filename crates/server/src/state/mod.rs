@@ -515,6 +515,7 @@ impl State {
         {
             let reply = Reply::ok(service)
                 .with("id", id.id())
+                .with("cursor", format!("{}:{}", id.lamport, id.origin))
                 .with("repeated", true);
             // A join asked again still gets the channel's posts.
             let read = match req {
@@ -697,7 +698,9 @@ impl State {
         };
         let (kind, read) = kind;
         let event = self.make(kind, request, now, lamport);
-        let reply = Reply::ok(service).with("id", event.id());
+        let reply = Reply::ok(service)
+            .with("id", event.id())
+            .with("cursor", palaver_proto::Cursor::of(&event).to_string());
         let publication = self.publication(&event);
         Handled {
             reply,

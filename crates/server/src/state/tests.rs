@@ -187,6 +187,11 @@ fn a_repeated_request_takes_effect_once() {
         again.reply.data.str("id").unwrap(),
         first.reply.data.str("id").unwrap()
     );
+    // Both answers say where the post stands in the total order.
+    let event = first.event.as_ref().unwrap();
+    let cursor = palaver_proto::Cursor::of(event).to_string();
+    assert_eq!(first.reply.data.str("cursor").unwrap(), cursor);
+    assert_eq!(again.reply.data.str("cursor").unwrap(), cursor);
     let other = st.handle_request(
         post(),
         Some("r2".into()),
