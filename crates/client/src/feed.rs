@@ -62,6 +62,10 @@ pub fn position(data: &palaver_proto::Map) -> (Option<String>, Option<Cursor>) {
     (id, cursor)
 }
 
+/// After a reconnect, the channels are filled in at once and once more this much later, for
+/// the posts made while the renewed subscription was still on its way to the proxy.
+pub const SECOND_REPAIR: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Feed {
     /// Remembers the last `remembered` ids of each topic.
     pub fn new(remembered: usize) -> Feed {

@@ -19,6 +19,7 @@ mod connection;
 pub mod feed;
 mod heartbeat;
 mod inbox;
+pub mod reconnects;
 mod rooms;
 pub mod say;
 mod subscriber;

@@ -3,18 +3,14 @@ use std::time::{Duration, Instant};
 
 use palaver_proto::{now_secs, Cursor, Event, HistoryQuery, Name, Publication};
 
-use crate::feed::{position, Feed};
+use crate::feed::{position, Feed, SECOND_REPAIR};
+use crate::reconnects::Reconnects;
 use crate::{ClientError, Connection, SharedClock};
-
-/// After a reconnect, the channels are filled in at once and once more this much later, for
-/// the posts made while the renewed subscription was still on its way to the proxy.
-const SECOND_REPAIR: Duration = Duration::from_secs(1);
 
 /// Gap repair: a connection to ask `history` on, and a monitor of the subscriber's socket.
 struct Repair {
     conn: Connection,
-    monitor: zmq::Socket,
-    disconnected: bool,
+    link: Reconnects,
     due: Vec<Instant>,
     /// Rooms just joined, to read again after the first post `join` gave (or from the newest,
     /// when it gave none), and when.
@@ -115,16 +111,10 @@ impl Subscriber {
     /// # Errors
     /// When the socket monitor cannot be set up.
     pub fn repair_with(&mut self, conn: Connection) -> Result<(), ClientError> {
-        let endpoint = format!("inproc://subscriber-monitor-{:p}", &self.socket);
-        let events = zmq::SocketEvent::CONNECTED.to_raw() | zmq::SocketEvent::DISCONNECTED.to_raw();
-        self.socket.monitor(&endpoint, i32::from(events))?;
-        // On the subscriber's own context: the monitor is an inproc endpoint.
-        let monitor = self.ctx.socket(zmq::PAIR)?;
-        monitor.connect(&endpoint)?;
+        let link = Reconnects::watch(&self.ctx, &self.socket)?;
         self.repair = Some(Repair {
             conn,
-            monitor,
-            disconnected: false,
+            link,
             due: Vec::new(),
             seams: Vec::new(),
         });
@@ -220,7 +210,7 @@ impl Subscriber {
             let readable = {
                 let mut items = vec![self.socket.as_poll_item(zmq::POLLIN)];
                 if let Some(r) = &self.repair {
-                    items.push(r.monitor.as_poll_item(zmq::POLLIN));
+                    items.push(r.link.as_poll_item());
                 }
                 match zmq::poll(&mut items, ms) {
                     // A signal (say, Ctrl-C) cuts the wait short; the caller decides.
@@ -311,20 +301,9 @@ impl Subscriber {
         let Some(r) = self.repair.as_mut() else {
             return;
         };
-        while let Ok(frames) = r.monitor.recv_multipart(zmq::DONTWAIT) {
-            let event = frames
-                .first()
-                .and_then(|f| f.get(..2))
-                .map(|b| u16::from_le_bytes([b[0], b[1]]));
-            match event {
-                Some(e) if e == zmq::SocketEvent::DISCONNECTED.to_raw() => r.disconnected = true,
-                Some(e) if e == zmq::SocketEvent::CONNECTED.to_raw() && r.disconnected => {
-                    r.disconnected = false;
-                    let now = Instant::now();
-                    r.due = vec![now, now + SECOND_REPAIR];
-                }
-                _ => {}
-            }
+        if r.link.came_back() {
+            let now = Instant::now();
+            r.due = vec![now, now + SECOND_REPAIR];
         }
         let now = Instant::now();
         let (seams, later): (Vec<_>, Vec<_>) = std::mem::take(&mut r.seams)

@@ -633,6 +633,79 @@ fn the_gateway_limits_connections_requests_and_slow_browsers() {
     });
 }
 
+/// The proxy dies and comes back: the gateway's link to it drops and returns, and what was
+/// posted meanwhile reaches the browsers in the room once each: from `history`, which the
+/// gateway reads when the link is back, or from the servers' queues, whichever comes first.
+/// (Which one wins is a race; the repair itself is tested on simulated time in the gateway's
+/// unit tests.)
+#[test]
+fn posts_made_while_the_proxy_was_down_reach_browsers_once() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let web = Web::start(&cluster, "127.0.0.1:0", &[]);
+    let rt = runtime();
+    let room = unique("den");
+    let (mut ana, mut bob) = rt.block_on(async {
+        let (mut ana, _) = Browser::logged_in(&web.url(), &unique("ana")).await;
+        let (mut bob, _) = Browser::logged_in(&web.url(), &unique("bob")).await;
+        assert!(ok(&ana.call("channel", json!({"channel": room})).await));
+        for b in [&mut ana, &mut bob] {
+            let r = b.call("join", json!({"channel": room})).await;
+            assert!(ok(&r), "{r}");
+        }
+        // Posts until bob sees one live: his gateway's subscription has reached the servers.
+        let mut live = false;
+        for i in 0..50 {
+            let r = ana
+                .call(
+                    "publish",
+                    json!({"channel": room, "message": format!("warm-up {i}")}),
+                )
+                .await;
+            assert!(ok(&r), "{r}");
+            let seen = bob.drain(Duration::from_millis(200)).await;
+            if seen.iter().any(|p| p["service"] == "publish") {
+                live = true;
+                break;
+            }
+        }
+        assert!(live, "bob never saw a post live");
+        (ana, bob)
+    });
+    cluster.proxy().kill();
+    let missed: Vec<String> = (0..20).map(|i| format!("missed {i}")).collect();
+    rt.block_on(async {
+        for m in &missed {
+            let r = ana
+                .call("publish", json!({"channel": room, "message": m}))
+                .await;
+            assert!(ok(&r), "{r}");
+        }
+    });
+    cluster.restart_proxy();
+    let got = rt.block_on(async {
+        let mut got: Vec<String> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let posts = |seen: Vec<Value>| -> Vec<String> {
+            seen.into_iter()
+                .filter(|p| p["service"] == "publish" && p["topic"] == room.as_str())
+                .filter_map(|p| p["data"]["message"].as_str().map(str::to_owned))
+                .filter(|m| m.starts_with("missed"))
+                .collect()
+        };
+        while got.len() < missed.len() && tokio::time::Instant::now() < deadline {
+            got.extend(posts(bob.drain(Duration::from_millis(200)).await));
+        }
+        // A little longer, past the second repair: nothing comes twice.
+        got.extend(posts(bob.drain(Duration::from_millis(2000)).await));
+        got
+    });
+    let mut sorted = got.clone();
+    sorted.sort_by_key(|m| m[7..].parse::<u32>().unwrap_or(u32::MAX));
+    assert_eq!(sorted, missed, "every missed post, once: {got:?}");
+    let log = web.proc.log();
+    assert!(log.contains("the link to the proxy is back"), "{log}");
+}
+
 #[test]
 fn a_restarted_gateway_resumes_sessions_and_retried_writes_take_effect_once() {
     let cluster = Cluster::start(&bin(), 3);

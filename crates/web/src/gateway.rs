@@ -11,16 +11,20 @@
 //!                                      (a sealed message: unseal with the recipient's session
 //!                                       first; private text reaches that person alone)
 //!  on_timeout() ──▶ resend or give up late requests, beat for each person online
+//!  on_reconnect() ──▶ the proxy link came back: each room followed is read through `history`
+//!                     from its last post seen, and what was missed is delivered as above
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use palaver_client::calls::{Calls, Due};
-use palaver_client::feed::{position, Feed};
+use palaver_client::feed::{position, Feed, SECOND_REPAIR};
 use palaver_client::SharedClock;
 use palaver_core::LogGate;
-use palaver_proto::{now_secs, Envelope, EventRef, Map, Name, Publication, Reply, Status};
+use palaver_proto::{
+    now_secs, Cursor, Envelope, EventRef, HistoryQuery, Map, Name, Publication, Reply, Status,
+};
 use serde_json::{json, Value as Json};
 
 /// A browser session's number, unique in the process.
@@ -32,6 +36,11 @@ const MAX_RE: u64 = (1 << 53) - 1;
 const MAX_DEVICE: usize = 48;
 /// How often to beat until a server says otherwise, and after a beat went unanswered.
 const FIRST_BEAT: Duration = Duration::from_secs(5);
+/// The most `history` pages one repair reads per room (500 posts each): a browser that missed
+/// more reloads the room when it next opens it.
+const REPAIR_PAGES: u32 = 20;
+/// Topics every logged-in session follows that are not a room.
+const SHARED_TOPICS: [&str; 2] = ["servers", "presence"];
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +71,8 @@ pub struct Counts {
     pub gave_up: u64,
     /// Sealed messages that could not be opened.
     pub unseal_failed: u64,
+    /// Posts missed while the proxy link was down, read again and delivered.
+    pub repaired: u64,
     /// Publications dropped as repeats.
     pub repeats: u64,
 }
@@ -107,6 +118,11 @@ enum Pending {
     },
     /// A last beat for a session that closed; nothing waits for it.
     Goodbye,
+    /// A room's posts after a reconnect, the `page`th page of this repair.
+    Repair {
+        channel: Name,
+        page: u32,
+    },
 }
 
 /// What a successful answer changes in the session.
@@ -168,6 +184,8 @@ pub struct Gateway {
     followers: BTreeMap<String, BTreeSet<Sid>>,
     /// When each logged-in session beats next.
     beats: BTreeSet<(Instant, Sid)>,
+    /// When the rooms are read again after a reconnect of the proxy link.
+    repair_at: Option<Instant>,
     feed: Feed,
     clock: SharedClock,
     rate: Rate,
@@ -185,6 +203,7 @@ impl Gateway {
             sessions: HashMap::new(),
             followers: BTreeMap::new(),
             beats: BTreeSet::new(),
+            repair_at: None,
             feed: Feed::default(),
             clock: SharedClock::new(),
             rate,
@@ -243,10 +262,10 @@ impl Gateway {
     /// When [`Gateway::on_timeout`] has something to do next.
     pub fn deadline(&self) -> Option<Instant> {
         let beat = self.beats.first().map(|(at, _)| *at);
-        match (self.calls.deadline(), beat) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.calls.deadline(), beat, self.repair_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// A browser's text.
@@ -474,8 +493,74 @@ impl Gateway {
                 }
             }
             Pending::Goodbye => {}
+            Pending::Repair { channel, page } => match HistoryQuery::parse_reply(&reply) {
+                Ok((events, more)) if ok => {
+                    let last = events.last().map(Cursor::of);
+                    let mut filled = 0u64;
+                    for event in &events {
+                        if let Some(p) = Publication::of_event(event) {
+                            if self.admit_and_deliver(&p, &mut out) {
+                                filled += 1;
+                            }
+                        }
+                    }
+                    if filled > 0 {
+                        self.counts.repaired += filled;
+                        tracing::info!(%channel, posts = filled, "filled in posts missed while the link to the proxy was down");
+                    }
+                    if let (true, Some(after)) = (more && page < REPAIR_PAGES, last) {
+                        self.repair_room(now, channel, after, page + 1, &mut out);
+                    }
+                }
+                failed => {
+                    let why = match failed {
+                        Err(e) => e.to_string(),
+                        Ok(_) => Reply::error_text(&reply).unwrap_or_default(),
+                    };
+                    self.note(
+                        now,
+                        &format!("cannot fill in the posts {channel} missed: {why}"),
+                    );
+                }
+            },
         }
         out
+    }
+
+    /// The proxy link came back after it was lost: each room followed is read again from its
+    /// last post seen, now and once more a moment later (for the posts made while the renewed
+    /// subscriptions were on their way).
+    pub fn on_reconnect(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.repair(now, &mut out);
+        self.repair_at = Some(now + SECOND_REPAIR);
+        out
+    }
+
+    fn repair(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let people: BTreeSet<&str> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.user.as_ref().map(Name::as_str))
+            .collect();
+        let rooms = self.feed.repairs(|t| {
+            self.followers.contains_key(t) && !SHARED_TOPICS.contains(&t) && !people.contains(t)
+        });
+        for (channel, after) in rooms {
+            self.repair_room(now, channel, after, 1, out);
+        }
+    }
+
+    fn repair_room(
+        &mut self,
+        now: Instant,
+        channel: Name,
+        after: Cursor,
+        page: u32,
+        out: &mut Vec<Action>,
+    ) {
+        let req = Feed::repair_request(&channel, Some(after)).to_envelope();
+        self.send(now, req, None, Pending::Repair { channel, page }, out);
     }
 
     /// Whether `sid` is still logged in as it was at `generation`.
@@ -517,7 +602,7 @@ impl Gateway {
                 s.device = format!("web-{device}");
                 data["user"] = json!(user.as_str());
                 data["device"] = json!(device);
-                for topic in [user.as_str(), "servers", "presence"] {
+                for topic in std::iter::once(user.as_str()).chain(SHARED_TOPICS) {
                     self.follow_in(sid, &mut s, topic, out);
                 }
                 let joined = Envelope::new("joined").with("user", user.as_str());
@@ -571,6 +656,10 @@ impl Gateway {
                 }
             }
         }
+        if self.repair_at.is_some_and(|at| at <= now) {
+            self.repair_at = None;
+            self.repair(now, &mut out);
+        }
         while let Some(&(at, sid)) = self.beats.first() {
             if at > now {
                 break;
@@ -615,6 +704,12 @@ impl Gateway {
                     &format!("cannot open private message {id} for {user}: {why}"),
                 );
             }
+            Pending::Repair { channel, .. } => {
+                self.note(
+                    now,
+                    &format!("cannot fill in the posts {channel} missed: {why}"),
+                );
+            }
             _ => {}
         }
     }
@@ -628,6 +723,19 @@ impl Gateway {
         if let Some(c) = p.envelope.clock() {
             self.clock.observe(c);
         }
+        if p.envelope.service == "sealed" {
+            if self.admit(&p) {
+                self.unseal(now, &p, &mut out);
+            }
+        } else {
+            self.admit_and_deliver(&p, &mut out);
+        }
+        out
+    }
+
+    /// Whether a publication is new (not a repeat of one seen on its topic); posts and private
+    /// messages also move the place that repairs of their topic start from.
+    fn admit(&mut self, p: &Publication) -> bool {
         let (id, cursor) = position(&p.envelope.data);
         let cursor = cursor.filter(|_| {
             matches!(
@@ -635,16 +743,20 @@ impl Gateway {
                 "publish" | "message" | "sealed"
             )
         });
-        if !self.feed.admit(&p.topic, id.as_deref(), cursor) {
+        let new = self.feed.admit(&p.topic, id.as_deref(), cursor);
+        if !new {
             self.counts.repeats += 1;
-            return out;
         }
-        if p.envelope.service == "sealed" {
-            self.unseal(now, &p, &mut out);
-        } else {
-            self.deliver(&p, &mut out);
+        new
+    }
+
+    /// Delivers a publication unless it is a repeat; whether it was new.
+    fn admit_and_deliver(&mut self, p: &Publication, out: &mut Vec<Action>) -> bool {
+        let new = self.admit(p);
+        if new {
+            self.deliver(p, out);
         }
-        out
+        new
     }
 
     /// Asks to open a sealed message with the session of the person it is for.

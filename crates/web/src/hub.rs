@@ -4,6 +4,7 @@
 //! ```text
 //!  session tasks ──Command (channel + a byte on a socketpair to wake the poll)──▶ hub thread
 //!  hub thread ──zmq::poll──▶ DEALER (requests, answers) · SUB (publications) · wake-up
+//!                            · the SUB's monitor (the proxy link came back: repair the rooms)
 //!  hub thread ──try_send──▶ each session's bounded queue ──▶ its WebSocket writer
 //!                 (a full queue: that browser is too slow, and is dropped, not waited for)
 //! ```
@@ -18,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use palaver_client::reconnects::Reconnects;
 use palaver_core::{LogGate, Shutdown};
 use palaver_proto::{Publication, MAX_SOCKET_BYTES};
 use tokio::sync::mpsc::error::TrySendError;
@@ -128,6 +130,11 @@ pub fn spawn(
     subscriber.set_rcvhwm(100_000)?;
     subscriber.set_maxmsgsize(MAX_SOCKET_BYTES)?;
     subscriber.connect(sub)?;
+    // Without a monitor the gateway still works; browsers sweep their inbox, and read a room
+    // again when they open it.
+    let link = Reconnects::watch(ctx, &subscriber)
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot watch the link to the proxy; posts missed while it is down are not filled in"))
+        .ok();
     let (wake_tx, wake_rx) = UnixStream::pair()?;
     wake_tx.set_nonblocking(true)?;
     wake_rx.set_nonblocking(true)?;
@@ -141,6 +148,7 @@ pub fn spawn(
         gateway: Gateway::new(rate, timeout, palaver_client::DEFAULT_RETRIES),
         dealer,
         subscriber,
+        link,
         queues: HashMap::new(),
         log: LogGate::every_second(),
         dropped: 0,
@@ -155,6 +163,8 @@ struct Driver {
     gateway: Gateway,
     dealer: zmq::Socket,
     subscriber: zmq::Socket,
+    /// The SUB's monitor: when the link to the proxy comes back, what it missed is read again.
+    link: Option<Reconnects>,
     queues: HashMap<Sid, (tokio::sync::mpsc::Sender<Utf8Bytes>, Ended)>,
     log: LogGate,
     /// Browsers dropped for reading too slowly.
@@ -182,11 +192,12 @@ impl Driver {
                 .gateway
                 .deadline()
                 .map_or(IDLE, |d| d.saturating_duration_since(now).min(IDLE));
-            let mut items = [
+            let mut items = vec![
                 self.dealer.as_poll_item(zmq::POLLIN),
                 self.subscriber.as_poll_item(zmq::POLLIN),
                 zmq::PollItem::from_fd(fd, zmq::POLLIN),
             ];
+            items.extend(self.link.as_ref().map(Reconnects::as_poll_item));
             let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
             match zmq::poll(&mut items, ms) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
@@ -200,6 +211,13 @@ impl Driver {
                 items[1].is_readable(),
                 items[2].is_readable(),
             );
+            let relinked = items.get(3).is_some_and(zmq::PollItem::is_readable);
+            drop(items);
+            if relinked && self.link.as_mut().is_some_and(Reconnects::came_back) {
+                tracing::info!("the link to the proxy is back; filling in the rooms' missed posts");
+                let actions = self.gateway.on_reconnect(Instant::now());
+                self.carry_out(actions);
+            }
             if woken {
                 let mut sink = [0u8; 256];
                 while matches!(waker.read(&mut sink), Ok(n) if n > 0) {}

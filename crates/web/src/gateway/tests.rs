@@ -323,3 +323,93 @@ fn joining_and_leaving_a_room_follow_and_unfollow_it() {
         .iter()
         .any(|a| matches!(a, Action::Subscribe(_))));
 }
+
+/// A post to `den` by ana, accepted by s1.
+fn post(seq: u64, lamport: u64, text: &str) -> palaver_proto::Event {
+    palaver_proto::Event {
+        origin: "s1".into(),
+        seq,
+        lamport,
+        timestamp: 1.0,
+        kind: palaver_proto::EventKind::Post {
+            user: Name::parse("ana").unwrap(),
+            channel: Name::parse("den").unwrap(),
+            message: text.into(),
+        },
+        request: None,
+    }
+}
+
+/// The cluster's `history` answer to `req`.
+fn history(req: &Envelope, events: &[palaver_proto::Event], more: bool) -> Vec<u8> {
+    let id = req.data.opt_str("request_id").unwrap().unwrap();
+    HistoryQuery::reply(events, more)
+        .with("request_id", id)
+        .to_bytes()
+}
+
+/// The `history` requests among `actions`.
+fn histories(actions: &[Action]) -> Vec<Envelope> {
+    sent(actions)
+        .into_iter()
+        .filter(|e| e.service == "history")
+        .collect()
+}
+
+#[test]
+fn after_a_reconnect_the_rooms_followed_are_read_again_from_their_last_post() {
+    let t0 = Instant::now();
+    let mut g = roomy();
+    for (sid, user) in [(1, "ana"), (2, "bob")] {
+        g.open(t0, sid);
+        log_in(&mut g, t0, sid, user);
+    }
+    let text = json!({"re": 2, "service": "join", "data": {"channel": "den"}}).to_string();
+    let join = sent(&g.request(t0, 1, &text)).remove(0);
+    g.on_reply(t0, &answer(&join, &[]));
+    let live = Publication::of_event(&post(1, 10, "one")).unwrap();
+    assert_eq!(told(&g.on_publication(t0, live), 1).len(), 1);
+
+    // The link is back: den is read after its last post seen; ana's and bob's own topics and
+    // the shared ones are not rooms.
+    let asked = histories(&g.on_reconnect(t0));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].data.opt_str("channel").unwrap(), Some("den"));
+    assert_eq!(asked[0].data.opt_str("after").unwrap(), Some("10:s1"));
+    assert_eq!(
+        asked[0].data.get("token"),
+        None,
+        "a room's history needs no session"
+    );
+    // What was seen already is not handed out again; what was missed reaches den's followers.
+    let a = g.on_reply(
+        t0,
+        &history(&asked[0], &[post(1, 10, "one"), post(2, 11, "two")], false),
+    );
+    let to_ana = told(&a, 1);
+    assert_eq!(to_ana.len(), 1, "{to_ana:?}");
+    assert_eq!(to_ana[0]["topic"], "den");
+    assert_eq!(to_ana[0]["service"], "publish");
+    assert_eq!(to_ana[0]["data"]["message"], "two");
+    assert_eq!(
+        to_ana[0]["data"]["clock"], 11,
+        "the post's own Lamport time"
+    );
+    assert_eq!(to_ana[0]["data"]["id"], "s1:2");
+    assert!(told(&a, 2).is_empty(), "bob is not in den");
+    assert_eq!(g.counts.repaired, 1);
+
+    // Once more a moment later, from the newest post now; a full page asks for the next.
+    assert!(g.deadline().is_some_and(|d| d <= t0 + SECOND_REPAIR));
+    let t1 = t0 + SECOND_REPAIR;
+    let asked = histories(&g.on_timeout(t1));
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].data.opt_str("after").unwrap(), Some("11:s1"));
+    let next = histories(&g.on_reply(t1, &history(&asked[0], &[post(3, 12, "three")], true)));
+    assert_eq!(next[0].data.opt_str("after").unwrap(), Some("12:s1"));
+    let done = g.on_reply(t1, &history(&next[0], &[post(4, 13, "four")], false));
+    assert!(histories(&done).is_empty());
+    assert_eq!(g.counts.repaired, 3);
+    // Nothing more is due for the repair.
+    assert!(histories(&g.on_timeout(t1 + SECOND_REPAIR * 5)).is_empty());
+}
