@@ -29,7 +29,7 @@ need chromium chromium fonts-dejavu-core
         cp package-lock.json node_modules/.installed-lock
     fi
 )
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
 if [[ "${CI:-}" == true ]]; then
     ./scripts/fuzz.sh 30
 fi

@@ -71,15 +71,16 @@ fn health(addr: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        stream,
-        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: a server that answers after its first read sees the whole request.
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("cannot ask {addr} for /health"))?;
     let mut answer = String::new();
     stream
         .take(4096)
         .read_to_string(&mut answer)
-        .with_context(|| format!("{addr} did not answer in time"))?;
+        .with_context(|| format!("no answer from {addr}"))?;
     if answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok") {
         return Ok(());
     }
@@ -187,8 +188,16 @@ mod tests {
         std::thread::spawn(move || {
             use std::io::{Read, Write};
             if let Ok((mut s, _)) = listener.accept() {
-                let mut request = [0u8; 1024];
-                let _ = s.read(&mut request);
+                // The whole request is read first: closing with some of it unread would reset
+                // the connection instead of ending it.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
                 let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\n\r\nno");
             }
         });
