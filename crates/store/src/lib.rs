@@ -13,6 +13,7 @@
 mod error;
 mod migrate;
 mod ranks;
+mod rows;
 mod store;
 
 pub use error::StoreError;

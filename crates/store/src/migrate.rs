@@ -99,7 +99,7 @@ fn authors_into_projections(
     let mut rows = stmt.query([])?;
     let mut written = 0u64;
     while let Some(row) = rows.next()? {
-        project(tx, &crate::store::read_event(row)??)?;
+        project(tx, &crate::rows::read_event(row)??)?;
         written += 1;
     }
     tracing::info!(

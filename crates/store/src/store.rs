@@ -4,6 +4,7 @@ use std::path::Path;
 use palaver_proto::{Conversation, HistoryQuery, Name};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::rows::read_event;
 use crate::{Event, EventKind, StoreError};
 
 /// The database file inside a server's data directory.
@@ -733,23 +734,6 @@ fn sorted<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
     } else {
         (y, x)
     }
-}
-
-/// Reads `origin, seq, lamport, ts, kind, request, body` into an event, validating it.
-pub(crate) fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
-    let origin: String = r.get(0)?;
-    let seq: u64 = r.get(1)?;
-    let body: Vec<u8> = r.get(6)?;
-    Ok(Event::from_stored(
-        &origin,
-        seq,
-        r.get(2)?,
-        r.get(3)?,
-        &r.get::<_, String>(4)?,
-        r.get(5)?,
-        &body,
-    )
-    .map_err(|e| StoreError::Corrupt(format!("event {origin}:{seq}: {e}"))))
 }
 
 /// Stores one event in the log, and its kind's projections.
