@@ -301,11 +301,10 @@ impl Subscriber {
         let Some(r) = self.repair.as_mut() else {
             return;
         };
+        let now = Instant::now();
         if r.link.came_back() {
-            let now = Instant::now();
             r.due = vec![now, now + SECOND_REPAIR];
         }
-        let now = Instant::now();
         let (seams, later): (Vec<_>, Vec<_>) = std::mem::take(&mut r.seams)
             .into_iter()
             .partition(|(at, _, _)| *at <= now);

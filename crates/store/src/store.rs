@@ -69,6 +69,14 @@ impl RequestEvent {
     pub fn id(&self) -> String {
         format!("{}:{}", self.origin, self.seq)
     }
+
+    /// Where the event stands in the total order.
+    pub fn cursor(&self) -> palaver_proto::Cursor {
+        palaver_proto::Cursor {
+            lamport: self.lamport,
+            origin: self.origin.clone(),
+        }
+    }
 }
 
 /// Events held, by kind, for tests and operators.
@@ -605,35 +613,26 @@ impl Store {
         reader: &Name,
     ) -> Result<u64, StoreError> {
         let (lamport, origin) = after.unwrap_or((0, ""));
-        // Visible messages by others; `reader` is parameter `n`.
-        let others = |n: usize| {
-            format!(
-                "p.author IS NOT ?{n} AND NOT EXISTS
-                   (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)"
-            )
-        };
+        // Visible messages by others than `reader`, who is parameter 1 of both queries.
+        let others = "p.author IS NOT ?1 AND NOT EXISTS
+            (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)";
+        let reader = reader.as_str();
         let n: u64 = match of {
             Conversation::Channel(c) => self
                 .conn
                 .prepare_cached(&format!(
-                    "SELECT count(*) FROM channel_posts p WHERE p.channel = ?1
-                       AND (p.lamport, p.origin) > (?2, ?3) AND {}",
-                    others(4)
+                    "SELECT count(*) FROM channel_posts p WHERE p.channel = ?2
+                       AND (p.lamport, p.origin) > (?3, ?4) AND {others}"
                 ))?
-                .query_row(params![c.as_str(), lamport, origin, reader.as_str()], |r| {
-                    r.get(0)
-                })?,
+                .query_row(params![reader, c.as_str(), lamport, origin], |r| r.get(0))?,
             Conversation::Direct(x, y) => {
                 let (a, b) = sorted(x.as_str(), y.as_str());
                 self.conn
                     .prepare_cached(&format!(
-                        "SELECT count(*) FROM direct_messages p WHERE p.a = ?1 AND p.b = ?2
-                           AND (p.lamport, p.origin) > (?3, ?4) AND {}",
-                        others(5)
+                        "SELECT count(*) FROM direct_messages p WHERE p.a = ?2 AND p.b = ?3
+                           AND (p.lamport, p.origin) > (?4, ?5) AND {others}"
                     ))?
-                    .query_row(params![a, b, lamport, origin, reader.as_str()], |r| {
-                        r.get(0)
-                    })?
+                    .query_row(params![reader, a, b, lamport, origin], |r| r.get(0))?
             }
         };
         Ok(n)

@@ -93,26 +93,14 @@ impl Cluster {
                 key_file,
                 layout,
                 roles,
-                servers: Vec::new(),
+                servers: skews_ms.iter().map(|_| None).collect(),
                 reference: Some(reference),
                 broker,
                 proxy,
             };
-            let mut started = true;
-            for i in 0..skews_ms.len() {
-                cluster.servers.push(None);
-                if let Err(log) = cluster.try_start_server(i) {
-                    assert!(
-                        log.contains("Address already in use"),
-                        "{} did not start:\n{log}",
-                        Cluster::server_name(i)
-                    );
-                    started = false;
-                    break;
-                }
-            }
-            if started {
-                return cluster;
+            match (0..skews_ms.len()).try_for_each(|i| cluster.try_start_server(i)) {
+                Ok(()) => return cluster,
+                Err(why) => assert!(why.contains("Address already in use"), "{why}"),
             }
         }
         panic!("the cluster could not start on free ports");
@@ -231,19 +219,19 @@ impl Cluster {
     /// # Panics
     /// When it does not become ready in time.
     pub fn start_server(&mut self, i: usize) {
-        if let Err(log) = self.try_start_server(i) {
-            panic!("{} did not start:\n{log}", Cluster::server_name(i));
+        if let Err(why) = self.try_start_server(i) {
+            panic!("{why}");
         }
     }
 
-    /// Starts (or restarts) server `i`; what it and the cluster logged when it does not become
-    /// ready in time.
+    /// Starts (or restarts) server `i`; when it does not become ready in time, that, with what
+    /// it and the cluster logged.
     fn try_start_server(&mut self, i: usize) -> Result<(), String> {
         let name = Cluster::server_name(i);
         self.servers[i] = None;
         let mut proc = spawn_role(&self.bin, self.dir.path(), &self.roles, &name);
         if !proc.await_ready(READY) {
-            return Err(proc.log());
+            return Err(format!("{name} did not start:\n{}", proc.log()));
         }
         self.servers[i] = Some(proc);
         Ok(())

@@ -493,38 +493,55 @@ impl Gateway {
                 }
             }
             Pending::Goodbye => {}
-            Pending::Repair { channel, page } => match HistoryQuery::parse_reply(&reply) {
-                Ok((events, more)) if ok => {
-                    let last = events.last().map(Cursor::of);
-                    let mut filled = 0u64;
-                    for event in &events {
-                        if let Some(p) = Publication::of_event(event) {
-                            if self.admit_and_deliver(&p, &mut out) {
-                                filled += 1;
-                            }
-                        }
-                    }
-                    if filled > 0 {
-                        self.counts.repaired += filled;
-                        tracing::info!(%channel, posts = filled, "filled in posts missed while the link to the proxy was down");
-                    }
-                    if let (true, Some(after)) = (more && page < REPAIR_PAGES, last) {
-                        self.repair_room(now, channel, after, page + 1, &mut out);
-                    }
-                }
-                failed => {
-                    let why = match failed {
-                        Err(e) => e.to_string(),
-                        Ok(_) => Reply::error_text(&reply).unwrap_or_default(),
-                    };
-                    self.note(
-                        now,
-                        &format!("cannot fill in the posts {channel} missed: {why}"),
-                    );
-                }
-            },
+            Pending::Repair { channel, page } => {
+                self.repaired(now, channel, page, &reply, ok, &mut out);
+            }
         }
         out
+    }
+
+    /// A page of a room's posts read after a reconnect: what is new goes to the room's
+    /// followers, and a full page asks for the next.
+    fn repaired(
+        &mut self,
+        now: Instant,
+        channel: Name,
+        page: u32,
+        reply: &Envelope,
+        ok: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let (events, more) = match HistoryQuery::parse_reply(reply) {
+            Ok(page) if ok => page,
+            failed => {
+                let why = match failed {
+                    Err(e) => e.to_string(),
+                    Ok(_) => Reply::error_text(reply).unwrap_or_default(),
+                };
+                self.note(
+                    now,
+                    &format!("cannot fill in the posts {channel} missed: {why}"),
+                );
+                return;
+            }
+        };
+        let mut fresh = 0u64;
+        for p in events.iter().filter_map(Publication::of_event) {
+            if self.admit_and_deliver(&p, out) {
+                fresh += 1;
+            }
+        }
+        if fresh > 0 {
+            self.counts.repaired += fresh;
+            tracing::info!(%channel, posts = fresh, "filled in posts missed while the link to the proxy was down");
+        }
+        if let Some(after) = events
+            .last()
+            .map(Cursor::of)
+            .filter(|_| more && page < REPAIR_PAGES)
+        {
+            self.repair_room(now, channel, after, page + 1, out);
+        }
     }
 
     /// The proxy link came back after it was lost: each room followed is read again from its

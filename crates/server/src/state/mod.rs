@@ -515,7 +515,7 @@ impl State {
         {
             let reply = Reply::ok(service)
                 .with("id", id.id())
-                .with("cursor", format!("{}:{}", id.lamport, id.origin))
+                .with("cursor", id.cursor().to_string())
                 .with("repeated", true);
             // A join asked again still gets the channel's posts.
             let read = match req {
