@@ -30,6 +30,9 @@ need chromium chromium fonts-dejavu-core
     fi
 )
 cargo test --workspace --all-targets --no-fail-fast "$@"
+# The fuzz crate is a workspace of its own (it needs nightly flags to fuzz, not to build): it
+# is checked here, its seed generator included, so that it cannot fall behind the protocol.
+RUSTFLAGS="-D warnings" cargo check --manifest-path fuzz/Cargo.toml --bins --examples --quiet
 if [[ "${CI:-}" == true ]]; then
     ./scripts/fuzz.sh 30
 fi

@@ -5,7 +5,10 @@
 
 use std::{fs, io, path::Path};
 
-use palaver_proto::{Envelope, Event, EventKind, Name, MAX_COUNTER, MAX_TEXT_BYTES};
+use palaver_proto::{
+    examples, AccountKind, Envelope, Event, EventKind, MessageKind, Name, MAX_COUNTER,
+    MAX_TEXT_BYTES,
+};
 use rmpv::Value;
 
 fn main() -> io::Result<()> {
@@ -16,11 +19,11 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-fn write_all(dir: &Path, seeds: Vec<(&str, Vec<u8>)>) -> io::Result<()> {
+fn write_all<S: AsRef<str>>(dir: &Path, seeds: Vec<(S, Vec<u8>)>) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let count = seeds.len();
     for (file, bytes) in seeds {
-        fs::write(dir.join(file), bytes)?;
+        fs::write(dir.join(file.as_ref()), bytes)?;
     }
     println!("{count} seeds in {}", dir.display());
     Ok(())
@@ -86,7 +89,9 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "settings-not-bool",
-            Envelope::new("settings").with("user", "bob").with("receipts", 1),
+            Envelope::new("settings")
+                .with("user", "bob")
+                .with("receipts", 1),
         ),
         (
             "receipts",
@@ -289,7 +294,7 @@ fn name(s: &str) -> Name {
     Name::parse(s).expect("a valid name")
 }
 
-fn events() -> Vec<(&'static str, Vec<u8>)> {
+fn events() -> Vec<(String, Vec<u8>)> {
     let event = |kind, request: Option<&str>| Event {
         origin: "s1".into(),
         seq: 7,
@@ -298,66 +303,40 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
         kind,
         request: request.map(str::to_owned),
     };
-    let post = |message: &str| EventKind::Post {
-        user: name("ana"),
-        channel: name("general"),
-        message: message.into(),
-    };
-    let direct = |message: &str| EventKind::Direct {
-        src: name("ana"),
-        dst: name("bob"),
-        message: message.into(),
+    let post = |message: &str| {
+        EventKind::Message(MessageKind::Post {
+            user: name("ana"),
+            channel: name("general"),
+            message: message.into(),
+        })
     };
     let largest = Event {
         origin: "s".repeat(32),
         seq: MAX_COUNTER,
         lamport: MAX_COUNTER,
         timestamp: f64::MAX,
-        kind: EventKind::Direct {
+        kind: EventKind::Message(MessageKind::Direct {
             src: name(&"u".repeat(32)),
             dst: name(&"d".repeat(32)),
             message: "é".repeat(MAX_TEXT_BYTES / 2),
-        },
+        }),
         request: Some("r".repeat(64)),
     };
-    let valid = vec![
-        ("login", event(EventKind::Login { user: name("ana") }, None)),
-        (
-            "settings",
-            event(
-                EventKind::Settings {
-                    user: name("bob"),
-                    receipts: false,
-                },
-                None,
-            ),
-        ),
-        (
-            "login-request",
-            event(EventKind::Login { user: name("bob") }, Some("r-1")),
-        ),
-        (
-            "channel",
-            event(
-                EventKind::Channel {
-                    channel: name("general"),
-                    owner: None,
-                },
-                None,
-            ),
-        ),
-        (
-            "post",
-            event(post("hi bob, welcome to general"), Some("r-2")),
-        ),
-        ("post-utf8", event(post("olá, ação! ✓"), None)),
-        ("message", event(direct("psst"), Some("c-17"))),
-        ("message-largest", largest),
-    ];
-    let mut seeds: Vec<(&str, Vec<u8>)> = valid
+    // Every kind, from the shared examples (which a test holds to the declared kinds).
+    let mut seeds: Vec<(String, Vec<u8>)> = examples::kinds()
         .into_iter()
-        .map(|(file, e)| (file, encode(&e.to_value())))
+        .enumerate()
+        .map(|(i, kind)| {
+            let request = i.is_multiple_of(2).then(|| format!("r-{i}"));
+            let name = format!("{}-{i}", kind.name());
+            (name, encode(&event(kind, request.as_deref()).to_value()))
+        })
         .collect();
+    seeds.push((
+        "post-utf8".into(),
+        encode(&event(post("olá, ação! ✓"), None).to_value()),
+    ));
+    seeds.push(("message-largest".into(), encode(&largest.to_value())));
     // Events as another implementation might write them, and events to refuse.
     let with = |mut v: Value, key: &str, value: Value| {
         if let Value::Map(m) = &mut v {
@@ -368,71 +347,78 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
         }
         v
     };
-    let login = event(EventKind::Login { user: name("ana") }, None).to_value();
+    let login = event(
+        EventKind::Account(AccountKind::Login { user: name("ana") }),
+        None,
+    )
+    .to_value();
     let post_v = event(post("hi"), None).to_value();
-    seeds.extend([
-        (
-            "timestamp-string",
-            encode(&with(login.clone(), "timestamp", Value::from("12.5"))),
-        ),
-        (
-            "timestamp-int",
-            encode(&with(login.clone(), "timestamp", Value::from(12))),
-        ),
-        (
-            "no-timestamp",
-            encode(&with(login.clone(), "timestamp", Value::Nil)),
-        ),
-        (
-            "lamport-float",
-            encode(&with(login.clone(), "lamport", Value::from(9.0))),
-        ),
-        (
-            "lamport-too-big",
-            encode(&with(
-                login.clone(),
-                "lamport",
-                Value::from(MAX_COUNTER + 1),
-            )),
-        ),
-        (
-            "seq-zero",
-            encode(&with(login.clone(), "seq", Value::from(0))),
-        ),
-        (
-            "kind-unknown",
-            encode(&with(login.clone(), "kind", Value::from("dance"))),
-        ),
-        (
-            "origin-reserved",
-            encode(&with(login.clone(), "origin", Value::from("replica"))),
-        ),
-        (
-            "request-empty",
-            encode(&with(login.clone(), "request", Value::from(""))),
-        ),
-        (
-            "request-too-long",
-            encode(&with(login, "request", Value::from("r".repeat(65)))),
-        ),
-        (
-            "message-blank",
-            encode(&with(post_v.clone(), "message", Value::from(" "))),
-        ),
-        (
-            "message-too-long",
-            encode(&with(
-                post_v.clone(),
-                "message",
-                Value::from("m".repeat(MAX_TEXT_BYTES + 1)),
-            )),
-        ),
-        (
-            "message-not-string",
-            encode(&with(post_v, "message", Value::Binary(b"hi".to_vec()))),
-        ),
-        ("not-a-map", encode(&Value::Array(vec![Value::from(1)]))),
-    ]);
+    seeds.extend(
+        [
+            (
+                "timestamp-string",
+                encode(&with(login.clone(), "timestamp", Value::from("12.5"))),
+            ),
+            (
+                "timestamp-int",
+                encode(&with(login.clone(), "timestamp", Value::from(12))),
+            ),
+            (
+                "no-timestamp",
+                encode(&with(login.clone(), "timestamp", Value::Nil)),
+            ),
+            (
+                "lamport-float",
+                encode(&with(login.clone(), "lamport", Value::from(9.0))),
+            ),
+            (
+                "lamport-too-big",
+                encode(&with(
+                    login.clone(),
+                    "lamport",
+                    Value::from(MAX_COUNTER + 1),
+                )),
+            ),
+            (
+                "seq-zero",
+                encode(&with(login.clone(), "seq", Value::from(0))),
+            ),
+            (
+                "kind-unknown",
+                encode(&with(login.clone(), "kind", Value::from("dance"))),
+            ),
+            (
+                "origin-reserved",
+                encode(&with(login.clone(), "origin", Value::from("replica"))),
+            ),
+            (
+                "request-empty",
+                encode(&with(login.clone(), "request", Value::from(""))),
+            ),
+            (
+                "request-too-long",
+                encode(&with(login, "request", Value::from("r".repeat(65)))),
+            ),
+            (
+                "message-blank",
+                encode(&with(post_v.clone(), "message", Value::from(" "))),
+            ),
+            (
+                "message-too-long",
+                encode(&with(
+                    post_v.clone(),
+                    "message",
+                    Value::from("m".repeat(MAX_TEXT_BYTES + 1)),
+                )),
+            ),
+            (
+                "message-not-string",
+                encode(&with(post_v, "message", Value::Binary(b"hi".to_vec()))),
+            ),
+            ("not-a-map", encode(&Value::Array(vec![Value::from(1)]))),
+        ]
+        .map(|(name, bytes)| (name.to_owned(), bytes)),
+    );
     seeds
 }
 
@@ -450,11 +436,11 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
         seq: 41,
         lamport: 97,
         timestamp: 1_795_379_524.5,
-        kind: EventKind::Post {
+        kind: EventKind::Message(MessageKind::Post {
             user: name("ana"),
             channel: name("general"),
             message: "hi".into(),
-        },
+        }),
         request: Some("r-1".into()),
     };
     let requests = [

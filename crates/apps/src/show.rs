@@ -77,17 +77,21 @@ pub fn event(e: &palaver_proto::Event) -> String {
     let when = format_clock_time(e.timestamp);
     let p = |s: &str| printable(s).into_owned();
     match &e.kind {
-        palaver_proto::EventKind::Post {
+        palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post {
             user,
             channel,
             message,
-        } => format!(
+        }) => format!(
             "{when} #{} <{}> {}",
             p(channel.as_str()),
             p(user.as_str()),
             p(message)
         ),
-        palaver_proto::EventKind::Direct { src, dst, message } => format!(
+        palaver_proto::EventKind::Message(palaver_proto::MessageKind::Direct {
+            src,
+            dst,
+            message,
+        }) => format!(
             "{when} *{} → {}* {}",
             p(src.as_str()),
             p(dst.as_str()),

@@ -423,7 +423,10 @@ fn absurd_clocks_are_refused_and_move_no_clock() {
         let texts: Vec<String> = events
             .iter()
             .map(|e| match &e.kind {
-                palaver_proto::EventKind::Post { message, .. } => message.clone(),
+                palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post {
+                    message,
+                    ..
+                }) => message.clone(),
                 other => panic!("{other:?}"),
             })
             .collect();

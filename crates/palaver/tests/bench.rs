@@ -72,16 +72,19 @@ fn publish_measures_synchronous_and_pipelined_clients() {
         answered += count(&v, "requests");
     }
     // Every request answered OK is stored (warm-up requests too, so at least as many).
-    assert!(common::counts(&cluster.data_dir(0)).posts >= answered);
+    assert!(common::counts(&cluster.data_dir(0)).kind("post") >= answered);
 }
 
 #[test]
 fn a_counted_run_sends_exactly_its_count_over_the_channels() {
     let cluster = Cluster::start(&bin(), 1);
-    let before = common::counts(&cluster.data_dir(0)).posts;
+    let before = common::counts(&cluster.data_dir(0)).kind("post");
     let v = bench_json(&cluster, "--clients 3 --window 4 --count 40 --channels 4");
     assert_all_answered(&v, 120);
-    assert_eq!(common::counts(&cluster.data_dir(0)).posts - before, 120);
+    assert_eq!(
+        common::counts(&cluster.data_dir(0)).kind("post") - before,
+        120
+    );
     let store = common::store(&cluster.data_dir(0));
     for c in 0..4 {
         let q = palaver_proto::HistoryQuery {

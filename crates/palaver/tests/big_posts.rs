@@ -64,7 +64,7 @@ fn a_restarted_server_catches_up_on_1200_posts_of_16_kb_within_10_s() {
         "s3 caught up {:?} after its restart began",
         started.elapsed()
     );
-    assert_eq!(common::counts(&cluster.data_dir(2)).posts, 1200);
+    assert_eq!(common::counts(&cluster.data_dir(2)).kind("post"), 1200);
     assert!(wait_until(Duration::from_secs(5), || digests_agree(
         &cluster
     )));
@@ -106,7 +106,7 @@ fn a_hundred_pipelined_clients_of_16_kb_posts_converge_within_10_s() {
         vectors(&cluster)
     );
     let posts: Vec<u64> = (0..3)
-        .map(|i| common::counts(&cluster.data_dir(i)).posts)
+        .map(|i| common::counts(&cluster.data_dir(i)).kind("post"))
         .collect();
     assert!(posts.iter().all(|p| *p >= 1200), "{posts:?}");
     let (ok, text) = common::admin_verify(&cluster);

@@ -103,7 +103,7 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
     // The disk fills while s3 takes writes: a batch of its own fails after it went to the
     // peers, and must be stored later under the same numbers, not refused and reused.
     let filled = wait_until(Duration::from_secs(10), || {
-        common::counts(&data).posts >= 100
+        common::counts(&data).kind("post") >= 100
     });
     assert!(filled, "s3 took writes before its disk filled");
     fill(&ballast);
@@ -141,7 +141,7 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
         v[0] == v[1] && v[1] == v[2]
     });
     assert!(same, "s3 did not catch up: {:?}", vectors(&cluster));
-    assert!(common::counts(&cluster.data_dir(2)).posts >= 1_600);
+    assert!(common::counts(&cluster.data_dir(2)).kind("post") >= 1_600);
     let rejoined = wait_until(Duration::from_secs(10), || {
         log_lines(&cluster, "s3", "accepting client requests") >= 3
     });

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{bin, name, Cluster};
 use palaver_auth::Credentials;
-use palaver_proto::{Envelope, Event, EventKind};
+use palaver_proto::{Envelope, Event, EventKind, MessageKind};
 use palaver_testkit::wait_until;
 
 /// Raw sockets of an outsider: none, or a CURVE key pair of its own.
@@ -48,11 +48,11 @@ fn forged_events(origin: &str, from: u64) -> Vec<rmpv::Value> {
                 seq,
                 lamport: 1_000 + seq,
                 timestamp: 1.0,
-                kind: EventKind::Post {
+                kind: EventKind::Message(MessageKind::Post {
                     user: name("ana"),
                     channel: name("general"),
                     message: "forged".into(),
-                },
+                }),
                 request: None,
             }
             .to_value()
@@ -71,7 +71,10 @@ fn outsiders_cannot_write_read_serve_or_publish() {
         (0..3)
             .map(|i| {
                 let counts = common::counts(&cluster.data_dir(i));
-                counts.logins + counts.channels + counts.posts + counts.messages
+                counts.kind("login")
+                    + counts.kind("channel")
+                    + counts.kind("post")
+                    + counts.kind("message")
             })
             .collect()
     };

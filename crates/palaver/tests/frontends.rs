@@ -262,7 +262,7 @@ fn the_bot_creates_channels_follows_them_and_posts() {
         "the bot tops up to five channels"
     );
     assert!(c.users().unwrap().contains(&"robo".to_owned()));
-    assert_eq!(common::counts(&cluster.data_dir(0)).posts, 25);
+    assert_eq!(common::counts(&cluster.data_dir(0)).kind("post"), 25);
     // It joined three channels, and left them when it stopped.
     let rooms = common::store(&cluster.data_dir(0))
         .snapshot()
@@ -273,8 +273,8 @@ fn the_bot_creates_channels_follows_them_and_posts() {
             .iter()
             .filter(|e| e.kind.name() == kind)
             .filter(|e| {
-                matches!(&e.kind, palaver_proto::EventKind::Join { user, .. }
-                    | palaver_proto::EventKind::Leave { user, .. } if user.as_str() == "robo")
+                matches!(&e.kind, palaver_proto::EventKind::Room(palaver_proto::RoomKind::Join { user, .. })
+                    | palaver_proto::EventKind::Room(palaver_proto::RoomKind::Leave { user, .. }) if user.as_str() == "robo")
             })
             .count()
     };
@@ -284,10 +284,10 @@ fn the_bot_creates_channels_follows_them_and_posts() {
     let owned = rooms
         .iter()
         .find_map(|e| match &e.kind {
-            palaver_proto::EventKind::Channel {
+            palaver_proto::EventKind::Room(palaver_proto::RoomKind::Channel {
                 channel,
                 owner: Some(o),
-            } if o.as_str() == "robo" => Some(channel.clone()),
+            }) if o.as_str() == "robo" => Some(channel.clone()),
             _ => None,
         })
         .expect("a channel of the bot's");

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use common::{bin, dm, events_held, name, notices, personal_subscriber, post, refused, Cluster};
 use palaver_client::{Connection, SharedClock};
-use palaver_proto::{Event, EventKind, Name};
+use palaver_proto::{Event, EventKind, MessageKind, Name};
 
 /// The text of a post or private message.
 fn text(e: &Event) -> String {
     match &e.kind {
-        EventKind::Post { message, .. } | EventKind::Direct { message, .. } => message.clone(),
+        EventKind::Message(MessageKind::Post { message, .. })
+        | EventKind::Message(MessageKind::Direct { message, .. }) => message.clone(),
         other => panic!("not a message: {other:?}"),
     }
 }

@@ -140,7 +140,7 @@ fn writes_go_on_at_half_their_rate_or_more_while_the_proxy_is_down() {
     let acked = acked.lock().unwrap().clone();
     for i in 0..3 {
         let held = wait_until(Duration::from_secs(10), || {
-            common::counts(&cluster.data_dir(i)).posts >= acked.len() as u64
+            common::counts(&cluster.data_dir(i)).kind("post") >= acked.len() as u64
         });
         assert!(held, "s{} lacks acknowledged posts", i + 1);
         let store = common::store(&cluster.data_dir(i));

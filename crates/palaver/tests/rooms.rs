@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{admin_verify, bin, events_held, name, refused, Cluster};
 use palaver_client::{Connection, SharedClock};
-use palaver_proto::{Envelope, Event, EventKind, Name};
+use palaver_proto::{Envelope, Event, EventKind, Name, RoomKind};
 use palaver_testkit::wait_until;
 
 /// A connection that waits long enough for a delete decided after a fault (the protocol's
@@ -65,16 +65,17 @@ fn room_events(cluster: &Cluster, i: usize) -> Vec<Event> {
 fn settled(cluster: &Cluster, i: usize, channel: &Name) -> bool {
     let me = Cluster::server_name(i);
     let events = room_events(cluster, i);
-    let deleted = events
-        .iter()
-        .any(|e| matches!(&e.kind, EventKind::Delete { channel: c, .. } if c == channel));
+    let deleted = events.iter().any(
+        |e| matches!(&e.kind, EventKind::Room(RoomKind::Delete { channel: c, .. }) if c == channel),
+    );
     let mut open = BTreeSet::new();
     for e in events.iter().filter(|e| e.origin == me) {
         match &e.kind {
-            EventKind::Prepare { tx, .. } => {
+            EventKind::Room(RoomKind::Prepare { tx, .. }) => {
                 open.insert(tx.clone());
             }
-            EventKind::Abort { tx } | EventKind::Delete { tx, .. } => {
+            EventKind::Room(RoomKind::Abort { tx })
+            | EventKind::Room(RoomKind::Delete { tx, .. }) => {
                 open.remove(tx);
             }
             _ => {}
@@ -108,10 +109,10 @@ fn no_split_decision(cluster: &Cluster) {
     for i in 0..3 {
         for e in room_events(cluster, i) {
             match e.kind {
-                EventKind::Delete { tx, .. } => {
+                EventKind::Room(RoomKind::Delete { tx, .. }) => {
                     committed.insert(tx);
                 }
-                EventKind::Abort { tx } => {
+                EventKind::Room(RoomKind::Abort { tx }) => {
                     aborted.insert(tx);
                 }
                 _ => {}
@@ -261,7 +262,7 @@ fn a_newcomer_sees_the_newest_posts_then_live_ones_with_nothing_lost_or_repeated
     });
     // Let some live posts go by before joining, so that the join lands in the middle of them.
     let started = wait_until(Duration::from_secs(10), || {
-        common::counts(&cluster.data_dir(0)).posts >= 520
+        common::counts(&cluster.data_dir(0)).kind("post") >= 520
     });
     assert!(started);
     let mut sub = cluster.subscriber();
@@ -336,7 +337,8 @@ fn a_delete_with_every_server_up_reaches_every_server() {
         assert!(
             room_events(&cluster, i)
                 .iter()
-                .any(|e| e.origin == me && matches!(e.kind, EventKind::Delete { .. })),
+                .any(|e| e.origin == me
+                    && matches!(e.kind, EventKind::Room(RoomKind::Delete { .. }))),
             "{me} has no delete of its own"
         );
     }
@@ -479,9 +481,14 @@ fn concurrent_joins_and_leaves_through_different_servers_converge() {
     // And what they agree on is the rule: the latest join or leave in the total order.
     let latest = room_events(&cluster, 0)
         .into_iter()
-        .filter(|e| matches!(e.kind, EventKind::Join { .. } | EventKind::Leave { .. }))
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Room(RoomKind::Join { .. }) | EventKind::Room(RoomKind::Leave { .. })
+            )
+        })
         .max_by(|a, b| (a.lamport, &a.origin).cmp(&(b.lamport, &b.origin)))
         .unwrap();
-    let member = matches!(latest.kind, EventKind::Join { .. });
+    let member = matches!(latest.kind, EventKind::Room(RoomKind::Join { .. }));
     assert_eq!(v[0].0.contains(&"ana".to_owned()), member, "{v:?}");
 }

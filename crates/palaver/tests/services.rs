@@ -72,10 +72,10 @@ fn the_standard_services_work_end_to_end() {
     let counts = common::counts(&cluster.data_dir(0));
     assert_eq!(
         (
-            counts.logins,
-            counts.channels,
-            counts.posts,
-            counts.messages
+            counts.kind("login"),
+            counts.kind("channel"),
+            counts.kind("post"),
+            counts.kind("message")
         ),
         (3, 1, 1, 1)
     );

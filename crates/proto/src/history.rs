@@ -2,7 +2,7 @@ use std::fmt;
 
 use rmpv::Value;
 
-use crate::{Envelope, Event, EventKind, Name, ProtoError};
+use crate::{Envelope, Event, EventKind, MessageKind, Name, ProtoError};
 
 /// The most messages one `history` reply carries.
 pub const MAX_HISTORY: usize = 500;
@@ -188,16 +188,16 @@ pub fn message_event(m: &crate::Map) -> Result<Event, ProtoError> {
             expected: "an event id, origin:seq",
         })?;
     let kind = match m.opt_str("channel")? {
-        Some(_) => EventKind::Post {
+        Some(_) => EventKind::Message(MessageKind::Post {
             user: m.name("user")?,
             channel: m.name("channel")?,
             message: m.str("message")?.to_owned(),
-        },
-        None => EventKind::Direct {
+        }),
+        None => EventKind::Message(MessageKind::Direct {
             src: m.name("src")?,
             dst: m.name("dst")?,
             message: m.str("message")?.to_owned(),
-        },
+        }),
     };
     Ok(Event {
         origin: origin.to_string(),
@@ -239,11 +239,11 @@ mod tests {
                 seq: 4,
                 lamport: 9,
                 timestamp: 12.5,
-                kind: EventKind::Post {
+                kind: EventKind::Message(MessageKind::Post {
                     user: n("ana"),
                     channel: n("general"),
                     message: "hi".into(),
-                },
+                }),
                 request: None,
             },
             Event {
@@ -251,11 +251,11 @@ mod tests {
                 seq: 1,
                 lamport: 11,
                 timestamp: 13.0,
-                kind: EventKind::Direct {
+                kind: EventKind::Message(MessageKind::Direct {
                     src: n("bob"),
                     dst: n("ana"),
                     message: "psst".into(),
-                },
+                }),
                 request: None,
             },
         ];

@@ -13,6 +13,8 @@
 mod envelope;
 mod error;
 mod event;
+pub mod examples;
+pub mod field;
 mod history;
 mod name;
 pub mod peer;
@@ -27,7 +29,9 @@ pub mod work;
 
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
-pub use event::{Event, EventKind, Place};
+pub use event::{
+    AccountKind, Event, EventKind, Family, MessageKind, Place, ReaderKind, RoomKind, MAX_HASH_BYTES,
+};
 pub use history::{
     message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,
 };

@@ -637,7 +637,7 @@ fn events(data: &mut Map) -> Result<Vec<Event>, ProtoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EventKind;
+    use crate::{AccountKind, EventKind};
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
@@ -659,7 +659,7 @@ mod tests {
             seq: 4,
             lamport: 9,
             timestamp: 1.5,
-            kind: EventKind::Login { user: name("ana") },
+            kind: EventKind::Account(AccountKind::Login { user: name("ana") }),
             request: None,
         };
         let all = [
@@ -853,7 +853,7 @@ mod tests {
             seq: 1,
             lamport: 1,
             timestamp: 1.0,
-            kind: EventKind::Login { user: name("ana") },
+            kind: EventKind::Account(AccountKind::Login { user: name("ana") }),
             request: None,
         };
         let env = Envelope::new("replica")

@@ -85,7 +85,8 @@ impl Publication {
     /// recipient, the id and the times, but not the text, which the recipient's client asks
     /// for with `unseal`. `None` for any other event.
     pub fn sealed(event: &crate::Event) -> Option<Publication> {
-        let crate::EventKind::Direct { src, dst, .. } = &event.kind else {
+        let crate::EventKind::Message(crate::MessageKind::Direct { src, dst, .. }) = &event.kind
+        else {
             return None;
         };
         let env = Envelope::new("sealed")
@@ -98,21 +99,25 @@ impl Publication {
     /// person, and `delete`. A delete notice's `id` is its transaction's, the same from every
     /// server that records the delete, so a client shows it once. `None` for every other event.
     pub fn notice(event: &crate::Event) -> Option<Publication> {
-        use crate::EventKind;
-        match &event.kind {
-            EventKind::Join { user, channel } | EventKind::Leave { user, channel } => {
-                let env = Envelope::new(event.kind.name())
+        use crate::{EventKind, RoomKind};
+        let room = match &event.kind {
+            EventKind::Room(room) => room,
+            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => return None,
+        };
+        match room {
+            RoomKind::Join { user, channel } | RoomKind::Leave { user, channel } => {
+                let env = Envelope::new(room.name())
                     .with("user", user.as_str())
                     .with("channel", channel.as_str());
                 Some(Publication::stamped(channel, env, event))
             }
-            EventKind::Delete { tx, channel } => {
+            RoomKind::Delete { tx, channel } => {
                 let env = Envelope::new("delete").with("channel", channel.as_str());
                 let mut p = Publication::stamped(channel, env, event);
                 p.envelope.data.set("id", tx.as_str());
                 Some(p)
             }
-            _ => None,
+            RoomKind::Channel { .. } | RoomKind::Prepare { .. } | RoomKind::Abort { .. } => None,
         }
     }
 

@@ -166,7 +166,11 @@ pub struct RequestMeta {
 }
 
 /// An optional secret field of at most `max` bytes.
-fn secret(m: &crate::Map, field: &'static str, max: usize) -> Result<Option<Secret>, ProtoError> {
+pub(crate) fn secret(
+    m: &crate::Map,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<Secret>, ProtoError> {
     match m.opt_str(field)? {
         None => Ok(None),
         Some("") => Err(ProtoError::Empty { field }),

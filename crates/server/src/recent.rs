@@ -169,9 +169,9 @@ mod tests {
             seq,
             lamport: seq,
             timestamp: 0.0,
-            kind: palaver_store::EventKind::Login {
+            kind: palaver_store::EventKind::Account(palaver_store::AccountKind::Login {
                 user: palaver_proto::Name::parse("ana").unwrap(),
-            },
+            }),
             request: None,
         };
         assert!(r.made_by("req-2", &event(2)) && !r.made_by("req-2", &event(3)));

@@ -12,11 +12,12 @@
 
 mod error;
 mod migrate;
+mod project;
 mod ranks;
 mod rows;
 mod store;
 
 pub use error::StoreError;
-pub use palaver_proto::{Event, EventKind};
+pub use palaver_proto::{AccountKind, Event, EventKind, Family, MessageKind, ReaderKind, RoomKind};
 pub use ranks::{RankBook, RANKS_FILE};
 pub use store::{Counts, InboxPage, RequestEvent, Snapshot, Store, DB_FILE, RECENT_REQUESTS};

@@ -4,8 +4,9 @@ use std::path::Path;
 use palaver_proto::{Conversation, HistoryQuery, Name};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::project::{insert, project, sorted};
 use crate::rows::read_event;
-use crate::{Event, EventKind, StoreError};
+use crate::{Event, EventKind, Family, MessageKind, StoreError};
 
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
@@ -80,20 +81,26 @@ impl RequestEvent {
 }
 
 /// Events held, by kind, for tests and operators.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts {
-    pub logins: u64,
-    pub channels: u64,
-    pub posts: u64,
-    pub messages: u64,
-    /// Events about accounts: registrations, sessions, logouts, password changes, closures
-    /// and session uses.
-    pub accounts: u64,
-    /// Events about rooms besides their creation: joins, leaves, and the records of
-    /// two-phase deletes.
-    pub rooms: u64,
-    /// Events about what people have read: inbox cursors.
-    pub readers: u64,
+    by_kind: BTreeMap<&'static str, u64>,
+}
+
+impl Counts {
+    /// The events of the kind called `name` (0 for a kind that does not exist).
+    pub fn kind(&self, name: &str) -> u64 {
+        self.by_kind.get(name).copied().unwrap_or(0)
+    }
+
+    /// The events of every kind of `family`.
+    pub fn family(&self, family: Family) -> u64 {
+        family.kinds().iter().map(|k| self.kind(k)).sum()
+    }
+
+    /// Every event.
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
 }
 
 impl Store {
@@ -568,7 +575,8 @@ impl Store {
             let Some(e) = self.event(&origin, seq)? else {
                 continue;
             };
-            if matches!(&e.kind, EventKind::Direct { src, dst, .. } if dst == user && src != user) {
+            if matches!(&e.kind, EventKind::Message(MessageKind::Direct { src, dst, .. }) if dst == user && src != user)
+            {
                 out.push(e);
             }
         }
@@ -688,18 +696,12 @@ impl Store {
         let mut counts = Counts::default();
         for row in rows {
             let (kind, n) = row?;
-            match kind.as_str() {
-                "login" => counts.logins = n,
-                "channel" => counts.channels = n,
-                "post" => counts.posts = n,
-                "message" => counts.messages = n,
-                "register" | "session" | "logout" | "password" | "unregister" | "touch" => {
-                    counts.accounts += n
-                }
-                "join" | "leave" | "prepare" | "abort" | "delete" => counts.rooms += n,
-                "taken" | "read" => counts.readers += n,
-                other => return Err(StoreError::Corrupt(format!("unknown kind {other}"))),
-            }
+            // Every kind is declared once (`palaver_proto::EventKind::NAMES`); a row of any
+            // other kind was not written by this code.
+            let Some(known) = EventKind::NAMES.iter().find(|k| **k == kind) else {
+                return Err(StoreError::Corrupt(format!("unknown kind {kind}")));
+            };
+            counts.by_kind.insert(known, n);
         }
         Ok(counts)
     }
@@ -716,7 +718,7 @@ impl Store {
         )?;
         let rows = stmt.query_map([channel], read_event)?;
         for row in rows {
-            if let EventKind::Post { message: m, .. } = row??.kind {
+            if let EventKind::Message(MessageKind::Post { message: m, .. }) = row??.kind {
                 if m == message {
                     return Ok(true);
                 }
@@ -726,125 +728,10 @@ impl Store {
     }
 }
 
-/// The two names of a conversation in sorted order: both directions share it.
-fn sorted<'a>(x: &'a str, y: &'a str) -> (&'a str, &'a str) {
-    if x <= y {
-        (x, y)
-    } else {
-        (y, x)
-    }
-}
-
-/// Stores one event in the log, and its kind's projections.
-pub(crate) fn insert(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO events (origin, seq, lamport, ts, kind, request, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        e.origin,
-        e.seq,
-        e.lamport,
-        e.timestamp,
-        e.kind.name(),
-        e.request,
-        e.body()
-    ])?;
-    project(tx, e)
-}
-
-/// Each kind's projections, written with its event. A new kind adds its arm here (the match
-/// has no catch-all, so the compiler asks for it); the log itself never names a kind.
-pub(crate) fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
-    let (origin, seq) = (e.origin.as_str(), e.seq);
-    match &e.kind {
-        EventKind::Login { user } => tx
-            .prepare_cached("INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)")?
-            .execute(params![user.as_str(), origin, seq]),
-        EventKind::Channel { channel, .. } => {
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO channel_names (name, origin, seq) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![channel.as_str(), origin, seq])?;
-            room_event(tx, e)
-        }
-        // A post to a deleted channel (one sent while the delete was being decided, or by a
-        // server that was cut off) stays in the log but never shows.
-        EventKind::Post { channel, user, .. } => tx
-            .prepare_cached(
-                "INSERT INTO channel_posts (channel, lamport, origin, seq, author)
-                 SELECT ?1, ?2, ?3, ?4, ?5
-                 WHERE NOT EXISTS (SELECT 1 FROM deleted_channels WHERE name = ?1)",
-            )?
-            .execute(params![
-                channel.as_str(),
-                e.lamport,
-                origin,
-                seq,
-                user.as_str()
-            ]),
-        EventKind::Direct { src, dst, .. } => {
-            let (a, b) = sorted(src.as_str(), dst.as_str());
-            tx.prepare_cached(
-                "INSERT INTO direct_messages (a, b, lamport, origin, seq, author)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![a, b, e.lamport, origin, seq, src.as_str()])
-        }
-        EventKind::Register { user, .. }
-        | EventKind::Session { user, .. }
-        | EventKind::Logout { user, .. }
-        | EventKind::Password { user, .. }
-        | EventKind::Unregister { user }
-        | EventKind::Touch { user, .. } => {
-            if matches!(
-                e.kind,
-                EventKind::Register { .. } | EventKind::Session { .. }
-            ) {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![user.as_str(), origin, seq])?;
-            }
-            tx.prepare_cached(
-                "INSERT INTO account_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![user.as_str(), e.lamport, origin, seq])
-        }
-        EventKind::Join { .. }
-        | EventKind::Leave { .. }
-        | EventKind::Prepare { .. }
-        | EventKind::Abort { .. } => room_event(tx, e),
-        EventKind::Taken { user, .. }
-        | EventKind::Read { user, .. }
-        | EventKind::Settings { user, .. } => tx
-            .prepare_cached(
-                "INSERT INTO reader_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![user.as_str(), e.lamport, origin, seq]),
-        EventKind::Delete { channel, .. } => {
-            let name = channel.as_str();
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO deleted_channels (name, origin, seq) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![name, origin, seq])?;
-            tx.prepare_cached("DELETE FROM channel_posts WHERE channel = ?1")?
-                .execute(params![name])?;
-            room_event(tx, e)
-        }
-    }
-    .map(|_| ())
-}
-
-/// Indexes an event about rooms (see `room_events` in schema.sql).
-fn room_event(tx: &Connection, e: &Event) -> rusqlite::Result<usize> {
-    tx.prepare_cached("INSERT INTO room_events (lamport, origin, seq) VALUES (?1, ?2, ?3)")?
-        .execute(params![e.lamport, e.origin, e.seq])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AccountKind, RoomKind};
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
@@ -868,44 +755,50 @@ mod tests {
             let mut store = Store::open(dir.path()).unwrap();
             let results = store
                 .append(&[
-                    ev(1, EventKind::Login { user: name("ana") }),
-                    ev(2, EventKind::Login { user: name("ana") }),
+                    ev(
+                        1,
+                        EventKind::Account(AccountKind::Login { user: name("ana") }),
+                    ),
+                    ev(
+                        2,
+                        EventKind::Account(AccountKind::Login { user: name("ana") }),
+                    ),
                     ev(
                         3,
-                        EventKind::Channel {
+                        EventKind::Room(RoomKind::Channel {
                             channel: name("general"),
                             owner: None,
-                        },
+                        }),
                     ),
                     ev(
                         4,
-                        EventKind::Post {
+                        EventKind::Message(MessageKind::Post {
                             user: name("ana"),
                             channel: name("general"),
                             message: "hi".into(),
-                        },
+                        }),
                     ),
                     ev(
                         5,
-                        EventKind::Direct {
+                        EventKind::Message(MessageKind::Direct {
                             src: name("ana"),
                             dst: name("ana"),
                             message: "me".into(),
-                        },
+                        }),
                     ),
                     ev(
                         6,
-                        EventKind::Register {
+                        EventKind::Account(AccountKind::Register {
                             user: name("cy"),
                             hash: "h".into(),
-                        },
+                        }),
                     ),
                     ev(
                         7,
-                        EventKind::Session {
+                        EventKind::Account(AccountKind::Session {
                             user: name("cy"),
                             session: "t".into(),
-                        },
+                        }),
                     ),
                 ])
                 .unwrap();
@@ -919,18 +812,25 @@ mod tests {
         assert_eq!(snap.max_lamport, 70);
         let kinds: Vec<&str> = snap.accounts.iter().map(|e| e.kind.name()).collect();
         assert_eq!(kinds, ["register", "session"], "account events, in order");
+        let counts = store.counts().unwrap();
+        let by_kind: Vec<(&str, u64)> = EventKind::NAMES
+            .iter()
+            .map(|k| (*k, counts.kind(k)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         assert_eq!(
-            store.counts().unwrap(),
-            Counts {
-                logins: 2,
-                channels: 1,
-                posts: 1,
-                messages: 1,
-                accounts: 2,
-                rooms: 0,
-                readers: 0,
-            }
+            by_kind,
+            [
+                ("post", 1),
+                ("message", 1),
+                ("login", 2),
+                ("register", 1),
+                ("session", 1),
+                ("channel", 1)
+            ]
         );
+        assert_eq!(counts.family(Family::Account), 4);
+        assert_eq!(counts.total(), 7);
         assert!(store.has_post("general", "hi").unwrap());
     }
 
@@ -943,11 +843,11 @@ mod tests {
         let post = |seq, text: &str| {
             ev(
                 seq,
-                EventKind::Post {
+                EventKind::Message(MessageKind::Post {
                     user: name("ana"),
                     channel: general.clone(),
                     message: text.into(),
-                },
+                }),
             )
         };
         {
@@ -956,35 +856,35 @@ mod tests {
                 .append(&[
                     ev(
                         1,
-                        EventKind::Channel {
+                        EventKind::Room(RoomKind::Channel {
                             channel: general.clone(),
                             owner: Some(name("ana")),
-                        },
+                        }),
                     ),
                     ev(
                         2,
-                        EventKind::Join {
+                        EventKind::Room(RoomKind::Join {
                             user: name("ana"),
                             channel: general.clone(),
-                        },
+                        }),
                     ),
                     post(3, "before"),
                     ev(
                         4,
-                        EventKind::Prepare {
+                        EventKind::Room(RoomKind::Prepare {
                             tx: "t1".into(),
                             channel: general.clone(),
                             owner: name("ana"),
                             leader: name("s1"),
                             participants: vec![name("s1")],
-                        },
+                        }),
                     ),
                     ev(
                         5,
-                        EventKind::Delete {
+                        EventKind::Room(RoomKind::Delete {
                             tx: "t1".into(),
                             channel: general.clone(),
-                        },
+                        }),
                     ),
                     post(6, "after"),
                 ])
@@ -1002,7 +902,8 @@ mod tests {
             .map(|e| e.kind.name())
             .collect();
         assert_eq!(kinds, ["channel", "join", "prepare", "delete"]);
-        assert_eq!(store.counts().unwrap().rooms, 3);
+        // The channel's creation, the join, the prepare and the delete.
+        assert_eq!(store.counts().unwrap().family(Family::Room), 4);
         // Every event stays in the log.
         assert_eq!(store.events_after("s1", 0, 100).unwrap().len(), 6);
     }
@@ -1012,31 +913,37 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let events = vec![
-            ev(1, EventKind::Login { user: name("ana") }),
+            ev(
+                1,
+                EventKind::Account(AccountKind::Login { user: name("ana") }),
+            ),
             ev(
                 2,
-                EventKind::Channel {
+                EventKind::Room(RoomKind::Channel {
                     channel: name("general"),
                     owner: None,
-                },
+                }),
             ),
             ev(
                 3,
-                EventKind::Post {
+                EventKind::Message(MessageKind::Post {
                     user: name("ana"),
                     channel: name("general"),
                     message: "hi".into(),
-                },
+                }),
             ),
             ev(
                 4,
-                EventKind::Direct {
+                EventKind::Message(MessageKind::Direct {
                     src: name("ana"),
                     dst: name("ana"),
                     message: "me".into(),
-                },
+                }),
             ),
-            ev(5, EventKind::Login { user: name("bob") }),
+            ev(
+                5,
+                EventKind::Account(AccountKind::Login { user: name("bob") }),
+            ),
         ];
         let mut sa = Store::open(a.path()).unwrap();
         sa.append(&events).unwrap();
@@ -1056,17 +963,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         store
-            .append(&[ev(1, EventKind::Login { user: name("ana") })])
+            .append(&[ev(
+                1,
+                EventKind::Account(AccountKind::Login { user: name("ana") }),
+            )])
             .unwrap();
         let results = store
             .append(&[
-                ev(1, EventKind::Login { user: name("bob") }),
-                ev(2, EventKind::Login { user: name("cid") }),
+                ev(
+                    1,
+                    EventKind::Account(AccountKind::Login { user: name("bob") }),
+                ),
+                ev(
+                    2,
+                    EventKind::Account(AccountKind::Login { user: name("cid") }),
+                ),
             ])
             .unwrap();
         assert!(results[0].is_err());
         assert!(results[1].is_ok());
-        assert_eq!(store.counts().unwrap().logins, 2);
+        assert_eq!(store.counts().unwrap().kind("login"), 2);
     }
 
     #[test]
@@ -1081,7 +997,7 @@ mod tests {
                     seq: i as u64 + 1,
                     lamport,
                     timestamp: 1.0,
-                    kind: EventKind::Login { user: name("ana") },
+                    kind: EventKind::Account(AccountKind::Login { user: name("ana") }),
                     request: Some(format!("{origin}-{lamport}")),
                 });
             }

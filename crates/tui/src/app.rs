@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use palaver_proto::{Event, EventKind, EventRef, Name, Place};
+use palaver_proto::{Event, EventKind, EventRef, MessageKind, Name, Place};
 use ratatui_textarea::TextArea;
 
 use crate::buffer::{Buffer, Entry, Message, Position, Receipt};
@@ -823,12 +823,16 @@ fn mentions(text: &str, me: &str) -> bool {
 /// Where a post or private message belongs, seen by `me`.
 pub fn place_of(e: &Event, me: &str) -> Option<Place> {
     match &e.kind {
-        EventKind::Post { channel, .. } => Some(Place::Channel(channel.clone())),
-        EventKind::Direct { src, dst, .. } => Some(Place::With(if src.as_str() == me {
-            dst.clone()
-        } else {
-            src.clone()
-        })),
+        EventKind::Message(MessageKind::Post { channel, .. }) => {
+            Some(Place::Channel(channel.clone()))
+        }
+        EventKind::Message(MessageKind::Direct { src, dst, .. }) => {
+            Some(Place::With(if src.as_str() == me {
+                dst.clone()
+            } else {
+                src.clone()
+            }))
+        }
         _ => None,
     }
 }
@@ -836,8 +840,8 @@ pub fn place_of(e: &Event, me: &str) -> Option<Place> {
 /// A post or private message as the buffer keeps it.
 pub fn message_of(e: &Event, me: &str) -> Option<Message> {
     let (from, text) = match &e.kind {
-        EventKind::Post { user, message, .. } => (user, message),
-        EventKind::Direct { src, message, .. } => (src, message),
+        EventKind::Message(MessageKind::Post { user, message, .. }) => (user, message),
+        EventKind::Message(MessageKind::Direct { src, message, .. }) => (src, message),
         _ => return None,
     };
     let mine = from.as_str() == me;
@@ -847,7 +851,8 @@ pub fn message_of(e: &Event, me: &str) -> Option<Message> {
         from: from.to_string(),
         text: text.clone(),
         at: e.timestamp,
-        receipt: (mine && matches!(e.kind, EventKind::Direct { .. })).then_some(Receipt::Sent),
+        receipt: (mine && matches!(e.kind, EventKind::Message(MessageKind::Direct { .. })))
+            .then_some(Receipt::Sent),
         sealed: false,
     })
 }

@@ -2,7 +2,7 @@
 //! conversations with unread counts, a read marker, receipts, a long message, wide characters
 //! and emoji, notices, and a cluster in the status bar. No network.
 
-use palaver_proto::{Event, EventKind, Name, Place};
+use palaver_proto::{Event, EventKind, MessageKind, Name, Place};
 
 use crate::app::{App, Link, Net};
 use crate::buffer::Receipt;
@@ -28,20 +28,20 @@ fn event(seq: u64, lamport: u64, min: f64, kind: EventKind) -> Event {
 }
 
 fn post(seq: u64, lamport: u64, user: &str, channel: &str, text: &str, min: f64) -> Event {
-    let kind = EventKind::Post {
+    let kind = EventKind::Message(MessageKind::Post {
         user: name(user),
         channel: name(channel),
         message: text.into(),
-    };
+    });
     event(seq, lamport, min, kind)
 }
 
 fn direct(seq: u64, lamport: u64, src: &str, dst: &str, text: &str, min: f64) -> Event {
-    let kind = EventKind::Direct {
+    let kind = EventKind::Message(MessageKind::Direct {
         src: name(src),
         dst: name(dst),
         message: text.into(),
-    };
+    });
     event(seq, lamport, min, kind)
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use palaver_client::{say, ClientError, Connection, Heartbeat, Received, SharedClock, Subscriber};
 use palaver_proto::{
-    message_event, Conversation, Cursor, Envelope, Event, EventKind, HistoryQuery, Name, Place,
-    Request,
+    message_event, Conversation, Cursor, Envelope, Event, EventKind, HistoryQuery, MessageKind,
+    Name, Place, Request,
 };
 
 use crate::app::{Effect, Link, Net};
@@ -692,11 +692,11 @@ fn own_message(reply: &Envelope, sent: &Envelope, src: Name, dst: Name) -> Optio
             .data
             .timestamp()
             .unwrap_or_else(palaver_proto::now_secs),
-        kind: EventKind::Direct {
+        kind: EventKind::Message(MessageKind::Direct {
             src,
             dst,
             message: sent.data.opt_str("message").ok()??.to_owned(),
-        },
+        }),
         request: None,
     })
 }

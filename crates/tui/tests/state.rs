@@ -1,7 +1,7 @@
 //! The chat screen's state, driven by made-up keys and news: unread counts, reading as you
 //! read, scrollback paging into older history, what Enter sends, the bell, the sidebar.
 
-use palaver_proto::{Event, EventKind, Name, Place};
+use palaver_proto::{Event, EventKind, MessageKind, Name, Place};
 use palaver_tui::app::{App, Effect, Net};
 use palaver_tui::demo;
 use palaver_tui::keys::Action;
@@ -16,11 +16,11 @@ fn post(seq: u64, user: &str, channel: &str, text: &str) -> Event {
         seq,
         lamport: 100 + seq,
         timestamp: demo::NOON + seq as f64,
-        kind: EventKind::Post {
+        kind: EventKind::Message(MessageKind::Post {
             user: name(user),
             channel: name(channel),
             message: text.into(),
-        },
+        }),
         request: None,
     }
 }
@@ -31,11 +31,11 @@ fn direct(seq: u64, src: &str, dst: &str) -> Event {
         seq,
         lamport: 100 + seq,
         timestamp: demo::NOON + seq as f64,
-        kind: EventKind::Direct {
+        kind: EventKind::Message(MessageKind::Direct {
             src: name(src),
             dst: name(dst),
             message: "psst".into(),
-        },
+        }),
         request: None,
     }
 }

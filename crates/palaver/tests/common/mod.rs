@@ -117,8 +117,13 @@ pub fn history_in(dir: &Path, of: &Conversation) -> Vec<String> {
         let Some(last) = events.last() else { break };
         after = Some(Cursor::of(last));
         out.extend(events.iter().map(|e| match &e.kind {
-            palaver_proto::EventKind::Post { message, .. }
-            | palaver_proto::EventKind::Direct { message, .. } => message.clone(),
+            palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post {
+                message, ..
+            })
+            | palaver_proto::EventKind::Message(palaver_proto::MessageKind::Direct {
+                message,
+                ..
+            }) => message.clone(),
             _ => String::new(),
         }));
         if !more {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use palaver_core::commit::{Action, Node, Record, Timeouts};
 use palaver_proto::peer::PeerRequest;
 use palaver_proto::room::Room;
-use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request};
+use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request, RoomKind};
 
 use crate::state::Proofs;
 use crate::State;
@@ -90,7 +90,8 @@ impl Reactor {
                     channel,
                     failed,
                 } => {
-                    if matches!(kind, EventKind::Prepare { .. }) && self.crash == Some(Crash::Armed)
+                    if matches!(kind, EventKind::Room(RoomKind::Prepare { .. }))
+                        && self.crash == Some(Crash::Armed)
                     {
                         self.crash = Some(Crash::Due);
                     }
@@ -181,13 +182,13 @@ impl Deletes {
         let mut node = Node::new(self.me.as_str(), Timeouts::default());
         for e in rooms.iter().filter(|e| e.origin == self.me.as_str()) {
             match &e.kind {
-                EventKind::Prepare {
+                EventKind::Room(RoomKind::Prepare {
                     tx,
                     channel,
                     owner,
                     leader,
                     participants,
-                } => node.restore(
+                }) => node.restore(
                     now,
                     Record::Prepared(palaver_core::commit::Tx {
                         id: tx.clone(),
@@ -199,9 +200,16 @@ impl Deletes {
                         },
                     }),
                 ),
-                EventKind::Delete { tx, .. } => node.restore_outcome(tx.clone(), true),
-                EventKind::Abort { tx } => node.restore_outcome(tx.clone(), false),
-                _ => {}
+                EventKind::Room(RoomKind::Delete { tx, .. }) => {
+                    node.restore_outcome(tx.clone(), true)
+                }
+                EventKind::Room(RoomKind::Abort { tx }) => node.restore_outcome(tx.clone(), false),
+                EventKind::Room(
+                    RoomKind::Channel { .. } | RoomKind::Join { .. } | RoomKind::Leave { .. },
+                )
+                | EventKind::Message(_)
+                | EventKind::Account(_)
+                | EventKind::Reader(_) => {}
             }
         }
         self.node = node;
@@ -213,9 +221,17 @@ impl Deletes {
     /// A room event from the log (a peer's): its commit or abort decides the transaction here.
     pub(super) fn learn(&mut self, e: &Event) {
         match &e.kind {
-            EventKind::Delete { tx, .. } => self.node.learn(tx, &e.origin, true),
-            EventKind::Abort { tx } => self.node.learn(tx, &e.origin, false),
-            _ => {}
+            EventKind::Room(RoomKind::Delete { tx, .. }) => self.node.learn(tx, &e.origin, true),
+            EventKind::Room(RoomKind::Abort { tx }) => self.node.learn(tx, &e.origin, false),
+            EventKind::Room(
+                RoomKind::Channel { .. }
+                | RoomKind::Join { .. }
+                | RoomKind::Leave { .. }
+                | RoomKind::Prepare { .. },
+            )
+            | EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Reader(_) => {}
         }
     }
 
@@ -342,24 +358,27 @@ impl Deletes {
     fn record(&mut self, now: Instant, r: Record<Room>) -> Out {
         let (kind, decided) = match r {
             Record::Prepared(tx) => {
-                let kind = EventKind::Prepare {
+                let kind = EventKind::Room(RoomKind::Prepare {
                     channel: tx.payload.channel.clone(),
                     owner: tx.payload.owner.clone(),
                     leader: name(&tx.leader),
                     participants: tx.participants.iter().map(|p| name(p)).collect(),
                     tx: tx.id,
-                };
+                });
                 (kind, None)
             }
             Record::Committed(tx) => {
                 let id = tx.id.clone();
-                let kind = EventKind::Delete {
+                let kind = EventKind::Room(RoomKind::Delete {
                     tx: tx.id,
                     channel: tx.payload.channel,
-                };
+                });
                 (kind, Some((id, true)))
             }
-            Record::Aborted { tx } => (EventKind::Abort { tx: tx.clone() }, Some((tx, false))),
+            Record::Aborted { tx } => (
+                EventKind::Room(RoomKind::Abort { tx: tx.clone() }),
+                Some((tx, false)),
+            ),
         };
         let internal = |kind| Out::Record {
             kind,

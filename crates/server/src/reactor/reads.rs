@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use palaver_proto::{Envelope, Event, EventKind, EventRef, HistoryQuery, Name, Place, Reply};
+use palaver_proto::{
+    Envelope, Event, EventKind, EventRef, HistoryQuery, MessageKind, Name, Place, ReaderKind, Reply,
+};
 
 use super::Reactor;
 use crate::state::{receipt, StoredRead};
@@ -84,19 +86,24 @@ impl Reactor {
             },
             StoredRead::Unseal { user, id } => match self.store.event(&id.origin, id.seq) {
                 Ok(Some(e)) => match &e.kind {
-                    palaver_proto::EventKind::Direct { src, dst, message }
-                        if src == user || dst == user =>
-                    {
-                        Reply::ok("unseal")
-                            .with("src", src.as_str())
-                            .with("dst", dst.as_str())
-                            .with("message", message.as_str())
-                            .with("id", e.id())
-                            .with("sent", e.timestamp)
-                            .with("lamport", e.lamport)
-                    }
+                    palaver_proto::EventKind::Message(MessageKind::Direct {
+                        src,
+                        dst,
+                        message,
+                    }) if src == user || dst == user => Reply::ok("unseal")
+                        .with("src", src.as_str())
+                        .with("dst", dst.as_str())
+                        .with("message", message.as_str())
+                        .with("id", e.id())
+                        .with("sent", e.timestamp)
+                        .with("lamport", e.lamport),
                     // The same answer whether it does not exist or is someone else's.
-                    _ => Reply::error("unseal", &format!("`{user}` has no private message {id}")),
+                    palaver_proto::EventKind::Message(_)
+                    | palaver_proto::EventKind::Account(_)
+                    | palaver_proto::EventKind::Room(_)
+                    | palaver_proto::EventKind::Reader(_) => {
+                        Reply::error("unseal", &format!("`{user}` has no private message {id}"))
+                    }
                 },
                 Ok(None) => {
                     Reply::error("unseal", &format!("`{user}` has no private message {id}"))
@@ -128,7 +135,7 @@ impl Reactor {
         // Newest first: the first of each sender is the one to name.
         let mut latest: BTreeMap<&Name, EventRef> = BTreeMap::new();
         for m in &took {
-            if let EventKind::Direct { src, .. } = &m.kind {
+            if let EventKind::Message(MessageKind::Direct { src, .. }) = &m.kind {
                 latest.entry(src).or_insert_with(|| EventRef {
                     origin: m.origin.clone(),
                     seq: m.seq,
@@ -212,21 +219,28 @@ impl Reactor {
             seen += page.len();
             for e in &page {
                 match &e.kind {
-                    EventKind::Taken { cursor, .. }
+                    EventKind::Reader(ReaderKind::Taken { cursor, .. })
                         if delivered.is_none()
                             && cursor.get(&m.origin).is_some_and(|s| *s >= m.seq) =>
                     {
                         delivered = Some(e.timestamp);
                     }
-                    EventKind::Read {
+                    EventKind::Reader(ReaderKind::Read {
                         place: p, at, id, ..
-                    } if read.is_none()
+                    }) if read.is_none()
                         && p == place
                         && (*at, id.origin.as_str()) >= (m.lamport, m.origin.as_str()) =>
                     {
                         read = Some(e.timestamp);
                     }
-                    _ => {}
+                    EventKind::Reader(
+                        ReaderKind::Taken { .. }
+                        | ReaderKind::Read { .. }
+                        | ReaderKind::Settings { .. },
+                    )
+                    | EventKind::Message(_)
+                    | EventKind::Account(_)
+                    | EventKind::Room(_) => {}
                 }
             }
             if page.len() < 500 {

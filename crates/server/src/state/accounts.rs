@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use palaver_proto::{Event, EventKind, Name, Secret};
+use palaver_proto::{AccountKind, Event, EventKind, Name, Secret};
 
 /// A place in the one order every server shows: Lamport time, then origin.
 type Order = (u64, String);
@@ -102,12 +102,18 @@ pub(super) struct Accounts {
 impl Accounts {
     /// Takes in an account event, from this server or another, in any order.
     pub fn on_event(&mut self, e: &Event) {
-        match &e.kind {
-            EventKind::Register { user, hash } => {
+        let kind = match &e.kind {
+            EventKind::Account(kind) => kind,
+            EventKind::Message(_) | EventKind::Room(_) | EventKind::Reader(_) => return,
+        };
+        match kind {
+            // A name without a password: nothing about accounts (`State` keeps names).
+            AccountKind::Login { .. } => {}
+            AccountKind::Register { user, hash } => {
                 let a = self.people.entry(user.clone()).or_default();
                 a.registers.push((order(e), hash.clone()));
             }
-            EventKind::Session { user, session } => {
+            AccountKind::Session { user, session } => {
                 self.sessions.insert(
                     session.clone(),
                     Session {
@@ -117,19 +123,17 @@ impl Accounts {
                 );
                 self.use_at(session, e.timestamp);
             }
-            EventKind::Logout { session, .. } => {
+            AccountKind::Logout { session, .. } => {
                 self.ended.insert(session.clone());
             }
-            EventKind::Password { user, hash, keep } => {
+            AccountKind::Password { user, hash, keep } => {
                 let a = self.people.entry(user.clone()).or_default();
                 a.changes.push((order(e), hash.clone(), keep.clone()));
             }
-            EventKind::Unregister { user } => {
+            AccountKind::Unregister { user } => {
                 self.people.entry(user.clone()).or_default().closed = true;
             }
-            EventKind::Touch { session, .. } => self.use_at(session, e.timestamp),
-            // Not about accounts (`EventKind::account` says which are).
-            _ => {}
+            AccountKind::Touch { session, .. } => self.use_at(session, e.timestamp),
         }
     }
 
@@ -249,83 +253,83 @@ mod tests {
                 "s2",
                 5,
                 1.0,
-                EventKind::Register {
+                EventKind::Account(AccountKind::Register {
                     user: ana(),
                     hash: "h-late".into(),
-                },
+                }),
             ),
             ev(
                 "s1",
                 5,
                 1.0,
-                EventKind::Register {
+                EventKind::Account(AccountKind::Register {
                     user: ana(),
                     hash: "h-first".into(),
-                },
+                }),
             ),
             ev(
                 "s1",
                 6,
                 2.0,
-                EventKind::Session {
+                EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t1"),
-                },
+                }),
             ),
             ev(
                 "s2",
                 7,
                 3.0,
-                EventKind::Session {
+                EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t2"),
-                },
+                }),
             ),
             ev(
                 "s3",
                 8,
                 4.0,
-                EventKind::Session {
+                EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t3"),
-                },
+                }),
             ),
             ev(
                 "s1",
                 9,
                 5.0,
-                EventKind::Password {
+                EventKind::Account(AccountKind::Password {
                     user: ana(),
                     hash: "h-new".into(),
                     keep: Some(token_hash("t1")),
-                },
+                }),
             ),
             ev(
                 "s2",
                 10,
                 6.0,
-                EventKind::Session {
+                EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t4"),
-                },
+                }),
             ),
             ev(
                 "s3",
                 11,
                 7.0,
-                EventKind::Logout {
+                EventKind::Account(AccountKind::Logout {
                     user: ana(),
                     session: token_hash("t4"),
-                },
+                }),
             ),
             ev(
                 "s2",
                 12,
                 50.0,
-                EventKind::Touch {
+                EventKind::Account(AccountKind::Touch {
                     user: ana(),
                     session: token_hash("t1"),
-                },
+                }),
             ),
         ]
     }
@@ -399,7 +403,7 @@ mod tests {
             "s1",
             20,
             60.0,
-            EventKind::Unregister { user: name("ana") },
+            EventKind::Account(AccountKind::Unregister { user: name("ana") }),
         ));
         assert!(a.closed(&name("ana")));
         assert!(!a.protected(&name("ana")));

@@ -4,7 +4,7 @@
 //! With `user` (ours), that person owns the channel: only they may `delete` it. A name with a
 //! password names itself owner only with its session's `token`.
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{EventKind, Name, RoomKind};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -30,7 +30,10 @@ pub(super) fn apply(
         st.person(user, proofs, now)?;
     }
     st.channels.insert(channel.clone());
-    Ok(Outcome::Event(EventKind::Channel { channel, owner }))
+    Ok(Outcome::Event(EventKind::Room(RoomKind::Channel {
+        channel,
+        owner,
+    })))
 }
 
 /// A `channel` event from any server: the name is a channel's, unless this server knew it as

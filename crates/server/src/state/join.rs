@@ -3,7 +3,7 @@
 //! read from the store once the join is stored. Joining a room one is in already writes
 //! nothing and answers the same way. A name with a password joins only with its session.
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{EventKind, Name, RoomKind};
 
 use super::{Decision, Outcome, Proofs, State, StoredRead};
 
@@ -26,7 +26,7 @@ pub(super) fn apply(
         return Ok(Outcome::Read(read));
     }
     Ok(Outcome::EventThenRead(
-        EventKind::Join { user, channel },
+        EventKind::Room(RoomKind::Join { user, channel }),
         read,
     ))
 }

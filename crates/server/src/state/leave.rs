@@ -1,7 +1,7 @@
 //! `leave` (ours): a person leaves a room they are in. Writes a `leave` event, announced on the
 //! channel's topic. A name with a password leaves only with its session.
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{EventKind, Name, RoomKind};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -17,5 +17,8 @@ pub(super) fn apply(
     if !st.rooms.is_member(&channel, &user) {
         return Err(format!("`{user}` is not in `{channel}`"));
     }
-    Ok(Outcome::Event(EventKind::Leave { user, channel }))
+    Ok(Outcome::Event(EventKind::Room(RoomKind::Leave {
+        user,
+        channel,
+    })))
 }

@@ -6,7 +6,7 @@
 //! `token`, which records a login in that session. Without either it is refused: nobody else
 //! can log in as an account.
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{AccountKind, EventKind, Name};
 
 use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
@@ -22,7 +22,7 @@ pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Ou
             return Outcome::Refused(format!("`{user}` has no password; `register` gives it one"));
         }
         st.users.insert(user.clone());
-        return Outcome::Event(EventKind::Login { user });
+        return Outcome::Event(EventKind::Account(AccountKind::Login { user }));
     };
     if let Some(password) = &proofs.password {
         return Outcome::Verify(Verify {
@@ -34,7 +34,7 @@ pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Ou
         });
     }
     match st.acting(&user, proofs, now) {
-        Ok(_) => Outcome::Event(EventKind::Login { user }),
+        Ok(_) => Outcome::Event(EventKind::Account(AccountKind::Login { user })),
         Err(why) => Outcome::Refused(why),
     }
 }
@@ -45,7 +45,7 @@ pub(super) fn verified(st: &mut State, user: Name, verdict: Verdict) -> (Outcome
         Some(token) if verdict.ok && st.accounts.protected(&user) => {
             let session = palaver_auth::token::token_hash(&token);
             (
-                Outcome::Event(EventKind::Session { user, session }),
+                Outcome::Event(EventKind::Account(AccountKind::Session { user, session })),
                 Some(token),
             )
         }

@@ -3,7 +3,7 @@
 //! sends only with its session's `token`; a message to or from such a name is published sealed
 //! (a notice without the text, which the recipient fetches with `unseal`).
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{EventKind, MessageKind, Name};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -22,5 +22,9 @@ pub(super) fn apply(
     if !st.users.contains(&dst) {
         return Err(format!("user `{dst}` does not exist"));
     }
-    Ok(Outcome::Event(EventKind::Direct { src, dst, message }))
+    Ok(Outcome::Event(EventKind::Message(MessageKind::Direct {
+        src,
+        dst,
+        message,
+    })))
 }

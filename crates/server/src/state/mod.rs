@@ -6,7 +6,10 @@ use palaver_proto::peer::Beat;
 use palaver_proto::{
     Envelope, EventRef, HistoryQuery, Name, Publication, Reply, Request, Secret, Status,
 };
-use palaver_store::{Event, EventKind, RequestEvent, Snapshot, RECENT_REQUESTS};
+use palaver_store::{
+    AccountKind, Event, EventKind, MessageKind, ReaderKind, RequestEvent, RoomKind, Snapshot,
+    RECENT_REQUESTS,
+};
 
 use crate::recent::Recent;
 
@@ -385,34 +388,38 @@ impl State {
         hide
     }
 
-    /// What an event, this server's or another's, does to the state in memory.
+    /// What an event, this server's or another's, does to the state in memory: each family's
+    /// fold takes it, and the names it makes or retires are noted.
     fn take_in(&mut self, event: &Event) {
         match &event.kind {
-            EventKind::Login { user } => login::on_event(self, user),
-            EventKind::Channel { channel, .. } => {
-                channel::on_event(self, channel);
+            // Posts and private messages live in the store alone.
+            EventKind::Message(_) => {}
+            EventKind::Account(kind) => {
+                self.accounts.on_event(event);
+                match kind {
+                    AccountKind::Login { user }
+                    | AccountKind::Register { user, .. }
+                    | AccountKind::Session { user, .. } => login::on_event(self, user),
+                    AccountKind::Unregister { user } => {
+                        self.users.remove(user);
+                    }
+                    AccountKind::Logout { .. }
+                    | AccountKind::Password { .. }
+                    | AccountKind::Touch { .. } => {}
+                }
+            }
+            EventKind::Room(kind) => {
+                match kind {
+                    RoomKind::Channel { channel, .. } => channel::on_event(self, channel),
+                    RoomKind::Join { .. }
+                    | RoomKind::Leave { .. }
+                    | RoomKind::Prepare { .. }
+                    | RoomKind::Abort { .. }
+                    | RoomKind::Delete { .. } => {}
+                }
                 self.rooms.on_event(event);
             }
-            EventKind::Join { .. }
-            | EventKind::Leave { .. }
-            | EventKind::Prepare { .. }
-            | EventKind::Abort { .. }
-            | EventKind::Delete { .. } => self.rooms.on_event(event),
-            EventKind::Taken { .. } | EventKind::Read { .. } | EventKind::Settings { .. } => {
-                self.readers.on_event(event)
-            }
-            EventKind::Post { .. } | EventKind::Direct { .. } => {}
-            EventKind::Register { user, .. } | EventKind::Session { user, .. } => {
-                self.accounts.on_event(event);
-                login::on_event(self, user);
-            }
-            EventKind::Unregister { user } => {
-                self.accounts.on_event(event);
-                self.users.remove(user);
-            }
-            EventKind::Logout { .. } | EventKind::Password { .. } | EventKind::Touch { .. } => {
-                self.accounts.on_event(event)
-            }
+            EventKind::Reader(_) => self.readers.on_event(event),
         }
     }
 
@@ -749,22 +756,19 @@ impl State {
     /// What `event` publishes: a private message to or from an account is sealed (its text
     /// never crosses the open subscriber port).
     fn publication(&self, event: &Event) -> Vec<(String, Envelope)> {
-        let sealed = match &event.kind {
-            EventKind::Direct { src, dst, .. } => {
-                self.accounts.protected(src) || self.accounts.protected(dst)
+        let p = match &event.kind {
+            EventKind::Message(MessageKind::Direct { src, dst, .. })
+                if self.accounts.protected(src) || self.accounts.protected(dst) =>
+            {
+                Publication::sealed(event)
             }
-            _ => false,
-        };
-        if let EventKind::Read {
-            user, place, id, ..
-        } = &event.kind
-        {
-            return read_notices(user, place, id, event, self.readers.sends_receipts(user));
-        }
-        let p = if sealed {
-            Publication::sealed(event)
-        } else {
-            Publication::of_event(event).or_else(|| Publication::notice(event))
+            EventKind::Message(_) => Publication::of_event(event),
+            EventKind::Room(_) => Publication::notice(event),
+            EventKind::Reader(ReaderKind::Read {
+                user, place, id, ..
+            }) => return read_notices(user, place, id, event, self.readers.sends_receipts(user)),
+            EventKind::Reader(ReaderKind::Taken { .. } | ReaderKind::Settings { .. })
+            | EventKind::Account(_) => None,
         };
         p.map(|p| (p.topic, p.envelope)).into_iter().collect()
     }
@@ -807,7 +811,12 @@ impl State {
         if now - self.accounts.last_use(&session) < self.policy.touch_every() {
             return;
         }
-        let e = self.make(EventKind::Touch { user, session }, None, now, lamport);
+        let e = self.make(
+            EventKind::Account(AccountKind::Touch { user, session }),
+            None,
+            now,
+            lamport,
+        );
         self.extra.push(e);
     }
 

@@ -3,7 +3,7 @@
 //! request came with (if it carried a valid `token`).
 
 use palaver_auth::password;
-use palaver_proto::{EventKind, Name, Secret};
+use palaver_proto::{AccountKind, EventKind, Name, Secret};
 
 use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
@@ -39,7 +39,11 @@ pub(super) fn verified(st: &State, user: Name, keep: Option<String>, verdict: Ve
         return Outcome::Refused(format!("`{user}` has no password"));
     }
     match verdict.hash {
-        Some(hash) if verdict.ok => Outcome::Event(EventKind::Password { user, hash, keep }),
+        Some(hash) if verdict.ok => Outcome::Event(EventKind::Account(AccountKind::Password {
+            user,
+            hash,
+            keep,
+        })),
         _ => Outcome::Refused(format!("wrong password for `{user}`")),
     }
 }

@@ -2,7 +2,7 @@
 //! event, published on the channel's topic once durable. A name with a password posts only
 //! with its session's `token`. A channel that is deleted, or being deleted, takes no posts.
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{EventKind, MessageKind, Name};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -17,9 +17,9 @@ pub(super) fn apply(
     st.acting(&user, proofs, now)?;
     st.open_room(&channel)?;
     st.logged_in(&user)?;
-    Ok(Outcome::Event(EventKind::Post {
+    Ok(Outcome::Event(EventKind::Message(MessageKind::Post {
         user,
         channel,
         message,
-    }))
+    })))
 }

@@ -6,7 +6,7 @@
 //! topic and, in a conversation, to the other person as a receipt. A name with a password moves
 //! its markers only with its session.
 
-use palaver_proto::{Event, EventKind, EventRef, Name, Place, Reply};
+use palaver_proto::{Event, EventKind, EventRef, MessageKind, Name, Place, ReaderKind, Reply};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -28,7 +28,7 @@ pub(super) fn found(st: &State, user: Name, id: &EventRef, found: Option<&Event>
         return nothing();
     };
     let place = match &e.kind {
-        EventKind::Post { channel, .. } => {
+        EventKind::Message(MessageKind::Post { channel, .. }) => {
             if let Err(why) = st.existing_room(channel) {
                 return Outcome::Refused(why);
             }
@@ -37,12 +37,16 @@ pub(super) fn found(st: &State, user: Name, id: &EventRef, found: Option<&Event>
             }
             Place::Channel(channel.clone())
         }
-        EventKind::Direct { src, dst, .. } if *src == user => Place::With(dst.clone()),
-        EventKind::Direct { src, dst, .. } if *dst == user => Place::With(src.clone()),
-        EventKind::Direct { .. } => {
+        EventKind::Message(MessageKind::Direct { src, dst, .. }) if *src == user => {
+            Place::With(dst.clone())
+        }
+        EventKind::Message(MessageKind::Direct { src, dst, .. }) if *dst == user => {
+            Place::With(src.clone())
+        }
+        EventKind::Message(MessageKind::Direct { .. }) => {
             return Outcome::Refused(format!("message {id} is not in a conversation of `{user}`"))
         }
-        _ => return nothing(),
+        EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => return nothing(),
     };
     if let Some(m) = st.readers.marker(&user, &place) {
         if (e.lamport, e.origin.as_str()) <= (m.at, m.id.origin.as_str()) {
@@ -54,10 +58,10 @@ pub(super) fn found(st: &State, user: Name, id: &EventRef, found: Option<&Event>
             );
         }
     }
-    Outcome::Event(EventKind::Read {
+    Outcome::Event(EventKind::Reader(ReaderKind::Read {
         user,
         place,
         id: id.clone(),
         at: e.lamport,
-    })
+    }))
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use palaver_core::inbox::merge;
 use palaver_core::replication::VersionVector;
-use palaver_proto::{Event, EventKind, EventRef, Name, Place};
+use palaver_proto::{Event, EventKind, EventRef, Name, Place, ReaderKind};
 
 /// The most devices one person's cursors are kept for: past it, a new device is refused.
 pub(super) const MAX_DEVICES: usize = 64;
@@ -40,50 +40,54 @@ impl Marker {
 
 impl Readers {
     pub(super) fn on_event(&mut self, e: &Event) {
-        if let EventKind::Settings { user, receipts } = &e.kind {
-            let at = (e.lamport, e.origin.clone());
-            let stored = self
-                .receipts
-                .entry(user.clone())
-                .or_insert((at.clone(), *receipts));
-            if stored.0 < at {
-                *stored = (at, *receipts);
+        let kind = match &e.kind {
+            EventKind::Reader(kind) => kind,
+            EventKind::Message(_) | EventKind::Account(_) | EventKind::Room(_) => return,
+        };
+        let at = (e.lamport, e.origin.clone());
+        match kind {
+            ReaderKind::Settings { user, receipts } => {
+                let stored = self
+                    .receipts
+                    .entry(user.clone())
+                    .or_insert((at.clone(), *receipts));
+                if stored.0 < at {
+                    *stored = (at, *receipts);
+                }
             }
-        }
-        if let EventKind::Read {
-            user,
-            place,
-            id,
-            at,
-        } = &e.kind
-        {
-            let new = Marker {
-                at: *at,
-                id: id.clone(),
-            };
-            let key = (user.clone(), place.clone());
-            if self
-                .markers
-                .get(&key)
-                .is_none_or(|m| m.position() < new.position())
-            {
-                self.markers.insert(key, new);
+            ReaderKind::Read {
+                user,
+                place,
+                id,
+                at,
+            } => {
+                let new = Marker {
+                    at: *at,
+                    id: id.clone(),
+                };
+                let key = (user.clone(), place.clone());
+                if self
+                    .markers
+                    .get(&key)
+                    .is_none_or(|m| m.position() < new.position())
+                {
+                    self.markers.insert(key, new);
+                }
             }
-        }
-        if let EventKind::Taken {
-            user,
-            device,
-            cursor,
-        } = &e.kind
-        {
-            let vv: VersionVector = cursor.iter().map(|(o, s)| (o.clone(), *s)).collect();
-            let mine = self
-                .cursors
-                .entry(user.clone())
-                .or_default()
-                .entry(device.clone())
-                .or_default();
-            merge(mine, &vv);
+            ReaderKind::Taken {
+                user,
+                device,
+                cursor,
+            } => {
+                let vv: VersionVector = cursor.iter().map(|(o, s)| (o.clone(), *s)).collect();
+                let mine = self
+                    .cursors
+                    .entry(user.clone())
+                    .or_default()
+                    .entry(device.clone())
+                    .or_default();
+                merge(mine, &vv);
+            }
         }
     }
 
@@ -136,10 +140,10 @@ mod tests {
                 origin,
                 lamport,
                 lamport,
-                EventKind::Settings {
+                EventKind::Reader(ReaderKind::Settings {
                     user: bob.clone(),
                     receipts,
-                },
+                }),
             )
         };
         // Concurrent at Lamport 5: the later origin wins; Lamport 7 wins over both.
@@ -170,11 +174,11 @@ mod tests {
                 "s1",
                 1,
                 1,
-                EventKind::Taken {
+                EventKind::Reader(ReaderKind::Taken {
                     user: bob.clone(),
                     device: device.into(),
                     cursor: cursor.iter().map(|(o, s)| ((*o).to_owned(), *s)).collect(),
-                },
+                }),
             )
         };
         let mut r = Readers::default();

@@ -5,7 +5,7 @@
 //! commit (the reactor does it, with [`State::audience`]). A name with a password asks
 //! only with its session.
 
-use palaver_proto::{Event, EventKind, EventRef, Name, Place};
+use palaver_proto::{Event, EventKind, EventRef, MessageKind, Name, Place};
 
 use super::{Decision, Outcome, Proofs, State, StoredRead};
 
@@ -40,19 +40,21 @@ impl State {
     pub fn audience(&self, user: &Name, e: &Event) -> Option<Audience> {
         let with_setting = |n: &Name| (n.clone(), self.readers.sends_receipts(n));
         match &e.kind {
-            EventKind::Direct { src, dst, .. } if src == user => Some(Audience {
-                place: Place::With(src.clone()),
-                delivered: true,
-                readers: (dst != user)
-                    .then(|| with_setting(dst))
-                    .into_iter()
-                    .collect(),
-            }),
-            EventKind::Post {
+            EventKind::Message(MessageKind::Direct { src, dst, .. }) if src == user => {
+                Some(Audience {
+                    place: Place::With(src.clone()),
+                    delivered: true,
+                    readers: (dst != user)
+                        .then(|| with_setting(dst))
+                        .into_iter()
+                        .collect(),
+                })
+            }
+            EventKind::Message(MessageKind::Post {
                 user: author,
                 channel,
                 ..
-            } if author == user => Some(Audience {
+            }) if author == user => Some(Audience {
                 place: Place::Channel(channel.clone()),
                 delivered: false,
                 readers: self
@@ -63,7 +65,11 @@ impl State {
                     .map(with_setting)
                     .collect(),
             }),
-            _ => None,
+            // Someone else's message, or no message at all.
+            EventKind::Message(MessageKind::Direct { .. } | MessageKind::Post { .. })
+            | EventKind::Account(_)
+            | EventKind::Room(_)
+            | EventKind::Reader(_) => None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! anyone could use it anyway); a name with a password, a retired one, or a channel's cannot.
 
 use palaver_auth::password;
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{AccountKind, EventKind, Name};
 
 use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
@@ -47,7 +47,7 @@ pub(super) fn verified(st: &State, user: Name, verdict: Verdict) -> Outcome {
         return Outcome::Refused(why);
     }
     match verdict.hash {
-        Some(hash) => Outcome::Event(EventKind::Register { user, hash }),
+        Some(hash) => Outcome::Event(EventKind::Account(AccountKind::Register { user, hash })),
         None => Outcome::Refused("the password could not be hashed".into()),
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palaver_proto::{Event, EventKind, Name};
+use palaver_proto::{Event, EventKind, Name, RoomKind};
 
 /// Where an event stands in the total order.
 type Stamp = (u64, String);
@@ -42,8 +42,12 @@ impl Rooms {
 
     pub(super) fn on_event(&mut self, e: &Event) {
         let stamp = || (e.lamport, e.origin.clone());
-        match &e.kind {
-            EventKind::Channel { channel, owner } => {
+        let kind = match &e.kind {
+            EventKind::Room(kind) => kind,
+            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => return,
+        };
+        match kind {
+            RoomKind::Channel { channel, owner } => {
                 let earlier = self
                     .owners
                     .get(channel)
@@ -53,21 +57,22 @@ impl Rooms {
                         .insert(channel.clone(), (stamp(), owner.clone()));
                 }
             }
-            EventKind::Join { user, channel } => self.membership(user, channel, stamp(), true),
-            EventKind::Leave { user, channel } => self.membership(user, channel, stamp(), false),
-            EventKind::Prepare { tx, channel, .. } if e.origin == self.origin => {
+            RoomKind::Join { user, channel } => self.membership(user, channel, stamp(), true),
+            RoomKind::Leave { user, channel } => self.membership(user, channel, stamp(), false),
+            RoomKind::Prepare { tx, channel, .. } if e.origin == self.origin => {
                 self.stopped.insert(tx.clone(), channel.clone());
             }
-            EventKind::Abort { tx } if e.origin == self.origin => {
+            RoomKind::Abort { tx } if e.origin == self.origin => {
                 self.stopped.remove(tx);
             }
-            EventKind::Delete { tx, channel } => {
+            RoomKind::Delete { tx, channel } => {
                 if e.origin == self.origin {
                     self.stopped.remove(tx);
                 }
                 self.deleted.insert(channel.clone());
             }
-            _ => {}
+            // Another server's prepare or abort stops nothing here.
+            RoomKind::Prepare { .. } | RoomKind::Abort { .. } => {}
         }
     }
 
@@ -131,9 +136,9 @@ mod tests {
     fn join(origin: &str, seq: u64, lamport: u64, joined: bool) -> Event {
         let (user, channel) = (name("ana"), name("general"));
         let kind = if joined {
-            EventKind::Join { user, channel }
+            EventKind::Room(RoomKind::Join { user, channel })
         } else {
-            EventKind::Leave { user, channel }
+            EventKind::Room(RoomKind::Leave { user, channel })
         };
         event(origin, seq, lamport, kind)
     }
@@ -146,19 +151,19 @@ mod tests {
                 "s2",
                 1,
                 4,
-                EventKind::Channel {
+                EventKind::Room(RoomKind::Channel {
                     channel: name("general"),
                     owner: Some(name("bob")),
-                },
+                }),
             ),
             event(
                 "s1",
                 1,
                 4,
-                EventKind::Channel {
+                EventKind::Room(RoomKind::Channel {
                     channel: name("general"),
                     owner: Some(name("ana")),
-                },
+                }),
             ),
             join("s1", 2, 5, true),
             join("s2", 2, 7, false),
@@ -196,13 +201,13 @@ mod tests {
                 origin,
                 1,
                 3,
-                EventKind::Prepare {
+                EventKind::Room(RoomKind::Prepare {
                     tx: "t1".into(),
                     channel: general.clone(),
                     owner: name("ana"),
                     leader: name("s1"),
                     participants: vec![name("s1"), name("s2")],
-                },
+                }),
             )
         };
         let mut r = Rooms::new("s1");
@@ -210,17 +215,22 @@ mod tests {
         assert!(!r.is_stopped(&general));
         r.on_event(&prepare("s1"));
         assert!(r.is_stopped(&general));
-        r.on_event(&event("s1", 2, 4, EventKind::Abort { tx: "t1".into() }));
+        r.on_event(&event(
+            "s1",
+            2,
+            4,
+            EventKind::Room(RoomKind::Abort { tx: "t1".into() }),
+        ));
         assert!(!r.is_stopped(&general));
         assert!(!r.is_deleted(&general));
         r.on_event(&event(
             "s2",
             2,
             5,
-            EventKind::Delete {
+            EventKind::Room(RoomKind::Delete {
                 tx: "t2".into(),
                 channel: general.clone(),
-            },
+            }),
         ));
         assert!(r.is_deleted(&general));
     }

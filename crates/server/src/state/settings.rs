@@ -4,7 +4,7 @@
 //! latest in the total order standing; asking without a change, or for what already stands,
 //! writes nothing. A name with a password sees and changes its settings only with its session.
 
-use palaver_proto::{EventKind, Name, Reply};
+use palaver_proto::{EventKind, Name, ReaderKind, Reply};
 
 use super::{Decision, Outcome, Proofs, State};
 
@@ -18,10 +18,12 @@ pub(super) fn apply(
     st.person(&user, proofs, now)?;
     let current = st.readers.sends_receipts(&user);
     match receipts {
-        Some(wanted) if wanted != current => Ok(Outcome::Event(EventKind::Settings {
-            user,
-            receipts: wanted,
-        })),
+        Some(wanted) if wanted != current => {
+            Ok(Outcome::Event(EventKind::Reader(ReaderKind::Settings {
+                user,
+                receipts: wanted,
+            })))
+        }
         _ => Ok(Outcome::Reply(
             Reply::ok("settings").with("receipts", current),
         )),

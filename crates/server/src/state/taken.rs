@@ -9,7 +9,7 @@
 use palaver_core::inbox::merge;
 use palaver_core::replication::VersionVector;
 use palaver_proto::peer::Vector;
-use palaver_proto::{EventKind, Name, Reply};
+use palaver_proto::{EventKind, Name, ReaderKind, Reply};
 
 use super::{Decision, Outcome, Proofs, State, StoredRead};
 
@@ -56,11 +56,11 @@ pub(super) fn apply(
         to: merged.clone(),
     };
     Ok(Outcome::EventThenRead(
-        EventKind::Taken {
+        EventKind::Reader(ReaderKind::Taken {
             user,
             device,
             cursor: merged,
-        },
+        }),
         delivered,
     ))
 }

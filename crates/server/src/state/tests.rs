@@ -2,7 +2,7 @@
 //! refusals, sessions ending, idle expiry), with password work done on the spot.
 
 use super::*;
-use palaver_proto::Status;
+use palaver_proto::{AccountKind, MessageKind, Status};
 
 pub(super) fn name(s: &str) -> Name {
     Name::parse(s).unwrap()
@@ -232,11 +232,11 @@ fn a_request_made_twice_on_two_servers_hides_the_later_event_everywhere() {
         seq,
         lamport,
         timestamp: 1.0,
-        kind: EventKind::Post {
+        kind: EventKind::Message(MessageKind::Post {
             user: name("ana"),
             channel: name("general"),
             message: "hi".into(),
-        },
+        }),
         request: Some("r1".into()),
     };
     let (first, retry) = (post("s1", 5, 10), post("s2", 7, 12));
@@ -277,7 +277,7 @@ fn own_events_back_from_a_peer_take_their_numbers() {
         seq: 7,
         lamport: 20,
         timestamp: 1.0,
-        kind: EventKind::Login { user: name("ana") },
+        kind: EventKind::Account(AccountKind::Login { user: name("ana") }),
         request: None,
     };
     st.apply(&mine);
@@ -399,7 +399,7 @@ fn with_account() -> (State, String) {
     assert!(ok(&h.reply), "{:?}", h.reply);
     assert!(matches!(
         h.event.as_ref().map(|e| &e.kind),
-        Some(EventKind::Register { .. })
+        Some(EventKind::Account(AccountKind::Register { .. }))
     ));
     let h = with_proofs(
         &mut st,
@@ -411,7 +411,7 @@ fn with_account() -> (State, String) {
     let t = h.reply.data.str("token").unwrap().to_owned();
     assert!(matches!(
         h.event.as_ref().map(|e| &e.kind),
-        Some(EventKind::Session { .. })
+        Some(EventKind::Account(AccountKind::Session { .. }))
     ));
     (st, t)
 }
@@ -743,7 +743,7 @@ fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
     assert!(ok(&with_proofs(&mut st, beat(), token(&t), 200.0).reply));
     let touches = st.take_extra();
     assert!(
-        matches!(touches.as_slice(), [Event { kind: EventKind::Touch { .. }, timestamp, .. }] if *timestamp == 200.0)
+        matches!(touches.as_slice(), [Event { kind: EventKind::Account(AccountKind::Touch { .. }), timestamp, .. }] if *timestamp == 200.0)
     );
     // 240 s after that use, the session is still good; after, expired.
     assert!(ok(&with_proofs(&mut st, beat(), token(&t), 440.0).reply));

@@ -4,7 +4,7 @@
 //! their channels, and their private messages stay readable by the other person in each
 //! conversation (docs/accounts.md).
 
-use palaver_proto::{EventKind, Name};
+use palaver_proto::{AccountKind, EventKind, Name};
 
 use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
@@ -29,7 +29,7 @@ pub(super) fn verified(st: &State, user: Name, verdict: Verdict) -> Outcome {
         return Outcome::Refused(format!("`{user}` has no account to close"));
     }
     if verdict.ok {
-        Outcome::Event(EventKind::Unregister { user })
+        Outcome::Event(EventKind::Account(AccountKind::Unregister { user }))
     } else {
         Outcome::Refused(format!("wrong password for `{user}`"))
     }

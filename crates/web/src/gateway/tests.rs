@@ -331,11 +331,11 @@ fn post(seq: u64, lamport: u64, text: &str) -> palaver_proto::Event {
         seq,
         lamport,
         timestamp: 1.0,
-        kind: palaver_proto::EventKind::Post {
+        kind: palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post {
             user: Name::parse("ana").unwrap(),
             channel: Name::parse("den").unwrap(),
             message: text.into(),
-        },
+        }),
         request: None,
     }
 }

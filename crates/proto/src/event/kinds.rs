@@ -1,0 +1,126 @@
+//! Every kind of event, declared once, by family. The types, names, codec and size bound are
+//! derived from this list (see `declare.rs`); a field's codec is [`Plain`](crate::field::Plain)
+//! unless it says otherwise.
+
+use crate::field::{Device, OptText, Participants, Text, TxId};
+use crate::peer::Vector;
+use crate::{EventRef, Name, MAX_TEXT_BYTES};
+
+use super::declare::event_kinds;
+use super::{Place, MAX_HASH_BYTES};
+
+event_kinds! {
+    /// What people read: posts and private messages. They publish, have history, and merge
+    /// on every side of a partition.
+    Message(MessageKind) {
+        Post = "post" {
+            user: Name,
+            channel: Name,
+            message: String as Text<MAX_TEXT_BYTES>,
+        },
+        Direct = "message" {
+            src: Name,
+            dst: Name,
+            message: String as Text<MAX_TEXT_BYTES>,
+        },
+    }
+
+    /// Who a name belongs to: logins, passwords, sessions. Servers fold them in memory at
+    /// start-up (sessions and passwords from `account_events`, names from `users`).
+    Account(AccountKind) {
+        /// A login of `user`, registering the name on first use.
+        Login = "login" { user: Name },
+        /// `user` has a password now: its argon2id hash, as a PHC string.
+        Register = "register" {
+            user: Name,
+            hash: String as Text<MAX_HASH_BYTES>,
+        },
+        /// `user` logged in with the password, opening the session whose token hashes to
+        /// `session` (it also records the login, as `Login` does).
+        Session = "session" {
+            user: Name,
+            session: String as Text<MAX_HASH_BYTES>,
+        },
+        /// The session ended.
+        Logout = "logout" {
+            user: Name,
+            session: String as Text<MAX_HASH_BYTES>,
+        },
+        /// A new password; every session opened before it ends, but `keep` (the one it came
+        /// from).
+        Password = "password" {
+            user: Name,
+            hash: String as Text<MAX_HASH_BYTES>,
+            keep: Option<String> as OptText<MAX_HASH_BYTES>,
+        },
+        /// The account is closed, and its name retired.
+        Unregister = "unregister" { user: Name },
+        /// The session was in use at the event's time (sessions expire when idle).
+        Touch = "touch" {
+            user: Name,
+            session: String as Text<MAX_HASH_BYTES>,
+        },
+    }
+
+    /// Rooms: their creation, who is in them, and the two-phase commit that deletes them.
+    /// Servers fold them in memory at start-up (`room_events`).
+    Room(RoomKind) {
+        /// A channel is created; `owner`, when the request named one (ours), may delete it.
+        Channel = "channel" {
+            channel: Name,
+            owner: Option<Name>,
+        },
+        /// `user` is in `channel` from now on.
+        Join = "join" { user: Name, channel: Name },
+        /// `user` is no longer in `channel`.
+        Leave = "leave" { user: Name, channel: Name },
+        /// The origin is prepared to delete `channel` in the two-phase commit `tx`, led by
+        /// `leader` among `participants`: it takes no more posts or joins for the channel
+        /// until `tx` is decided (docs/rooms.md).
+        Prepare = "prepare" {
+            tx: String as TxId,
+            channel: Name,
+            owner: Name,
+            leader: Name,
+            participants: Vec<Name> as Participants,
+        },
+        /// The origin aborted `tx`.
+        Abort = "abort" { tx: String as TxId },
+        /// The origin committed `tx`: `channel` is deleted, everywhere, for good.
+        Delete = "delete" {
+            tx: String as TxId,
+            channel: Name,
+        },
+    }
+
+    /// What people have read and taken, and how they want it told. Servers fold them in
+    /// memory at start-up (`reader_events`).
+    Reader(ReaderKind) {
+        /// `user` has read `place` up to message `id`, whose Lamport time is `at`.
+        Read = "read" {
+            user: Name,
+            place: Place,
+            id: EventRef,
+            at: u64,
+        },
+        /// `user`'s `device` has taken its inbox up to `cursor` (per origin, a sequence
+        /// number).
+        Taken = "taken" {
+            user: Name,
+            device: String as Device,
+            cursor: Vector,
+        },
+        /// `user`'s settings: whether others learn when they have read (`receipts`).
+        Settings = "settings" { user: Name, receipts: bool },
+    }
+}
+
+impl MessageKind {
+    /// The service its publication names and the topic it goes to.
+    pub fn topic(&self) -> (&'static str, &Name) {
+        match self {
+            MessageKind::Post { channel, .. } => ("publish", channel),
+            MessageKind::Direct { dst, .. } => ("message", dst),
+        }
+    }
+}

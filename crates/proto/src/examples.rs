@@ -1,0 +1,293 @@
+//! Shared fixtures: an example of every event kind, and a small history of two servers that
+//! holds every kind. The proto tests, the store's conformance suite and the fuzz seeds all
+//! start from here, and a test holds them to the declared kinds, so a new kind cannot be left
+//! out of any of them.
+
+use crate::{
+    AccountKind, Event, EventKind, EventRef, Family, MessageKind, Name, Place, ReaderKind, RoomKind,
+};
+
+fn name(s: &str) -> Name {
+    // Every name here is a literal that passes validation.
+    Name::parse(s).expect("a valid example name")
+}
+
+fn id(origin: &str, seq: u64) -> EventRef {
+    EventRef {
+        origin: origin.into(),
+        seq,
+    }
+}
+
+/// A session hash, as servers keep them (64 hex digits).
+fn session(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+/// At least one example of every kind, with its optional fields both set and unset.
+pub fn kinds() -> Vec<EventKind> {
+    history()
+        .into_iter()
+        .map(|e| e.kind)
+        .chain(variants())
+        .collect()
+}
+
+/// The forms of kinds that [`history`] does not show: optional fields the other way.
+fn variants() -> Vec<EventKind> {
+    vec![
+        AccountKind::Password {
+            user: name("ana"),
+            hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaDM".into(),
+            keep: None,
+        }
+        .into(),
+        RoomKind::Channel {
+            channel: name("hall"),
+            owner: None,
+        }
+        .into(),
+        ReaderKind::Taken {
+            user: name("bob"),
+            device: String::new(),
+            cursor: crate::peer::Vector::new(),
+        }
+        .into(),
+    ]
+}
+
+/// Two servers' events, interleaved in Lamport time, holding every kind. Each family's
+/// events come in a block of their own, in the order the store's schema learned them
+/// (messages and logins first, then accounts, rooms, and readers), so a store of an earlier
+/// schema can hold a prefix of them.
+pub fn history() -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut lamport = 0;
+    let mut seqs = std::collections::BTreeMap::<&str, u64>::new();
+    let mut add = |origin: &'static str, kind: EventKind| {
+        lamport += 1;
+        let seq = seqs.entry(origin).or_insert(0);
+        *seq += 1;
+        events.push(Event {
+            origin: origin.into(),
+            seq: *seq,
+            lamport,
+            timestamp: 1_767_270_000.0 + lamport as f64,
+            kind,
+            request: seq.is_multiple_of(2).then(|| format!("req-{origin}-{seq}")),
+        });
+    };
+    let post = |user: &str, text: &str| MessageKind::Post {
+        user: name(user),
+        channel: name("general"),
+        message: text.into(),
+    };
+    let direct = |src: &str, dst: &str, text: &str| MessageKind::Direct {
+        src: name(src),
+        dst: name(dst),
+        message: text.into(),
+    };
+    // Logins, the first channel, posts and private messages (schema 4 had these alone).
+    add("s1", AccountKind::Login { user: name("ana") }.into());
+    add(
+        "s1",
+        RoomKind::Channel {
+            channel: name("general"),
+            owner: None,
+        }
+        .into(),
+    );
+    add("s2", AccountKind::Login { user: name("bob") }.into());
+    add("s1", post("ana", "one").into());
+    add("s2", post("bob", "two").into());
+    add("s2", direct("bob", "ana", "psst").into());
+    add("s1", post("ana", "three").into());
+    add("s1", direct("ana", "bob", "hi bob").into());
+    add("s1", AccountKind::Login { user: name("ana") }.into());
+    // Accounts.
+    let bob = || name("bob");
+    add(
+        "s2",
+        AccountKind::Register {
+            user: bob(),
+            hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        AccountKind::Session {
+            user: bob(),
+            session: session('a'),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        AccountKind::Touch {
+            user: bob(),
+            session: session('a'),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        AccountKind::Password {
+            user: bob(),
+            hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaDI".into(),
+            keep: Some(session('a')),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        AccountKind::Logout {
+            user: bob(),
+            session: session('a'),
+        }
+        .into(),
+    );
+    add("s2", AccountKind::Login { user: name("cid") }.into());
+    add("s2", AccountKind::Unregister { user: name("cid") }.into());
+    // Rooms: one owned, joined and left, and a delete aborted once, then committed.
+    let den = || name("den");
+    add(
+        "s1",
+        RoomKind::Channel {
+            channel: den(),
+            owner: Some(name("ana")),
+        }
+        .into(),
+    );
+    add(
+        "s1",
+        RoomKind::Join {
+            user: name("ana"),
+            channel: den(),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        RoomKind::Join {
+            user: bob(),
+            channel: den(),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        RoomKind::Leave {
+            user: bob(),
+            channel: den(),
+        }
+        .into(),
+    );
+    let prepare = |tx: &str| RoomKind::Prepare {
+        tx: tx.into(),
+        channel: den(),
+        owner: name("ana"),
+        leader: name("s1"),
+        participants: vec![name("s1"), name("s2")],
+    };
+    add("s1", prepare("s1-0001").into());
+    add(
+        "s1",
+        RoomKind::Abort {
+            tx: "s1-0001".into(),
+        }
+        .into(),
+    );
+    add("s1", prepare("s1-0002").into());
+    add(
+        "s1",
+        RoomKind::Delete {
+            tx: "s1-0002".into(),
+            channel: den(),
+        }
+        .into(),
+    );
+    // Readers.
+    add(
+        "s1",
+        ReaderKind::Read {
+            user: name("ana"),
+            place: Place::With(bob()),
+            id: id("s2", 3),
+            at: 6,
+        }
+        .into(),
+    );
+    add(
+        "s1",
+        ReaderKind::Read {
+            user: name("ana"),
+            place: Place::Channel(name("general")),
+            id: id("s2", 2),
+            at: 5,
+        }
+        .into(),
+    );
+    add(
+        "s1",
+        ReaderKind::Taken {
+            user: name("ana"),
+            device: "phone".into(),
+            cursor: [("s1".to_owned(), 5), ("s2".to_owned(), 3)].into(),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        ReaderKind::Settings {
+            user: bob(),
+            receipts: false,
+        }
+        .into(),
+    );
+    events
+}
+
+/// The events of [`history`] that a store of schema `version` could hold: every family it
+/// had a table for (see the store's migrations), as the prefix of the history they make.
+pub fn held_by_schema(version: u32) -> Vec<Event> {
+    let held = |e: &Event| match version {
+        0..=4 => ["login", "channel", "post", "message"].contains(&e.kind.name()),
+        5..=6 => e.kind.family() <= Family::Account || e.kind.name() == "channel",
+        7 => e.kind.family() <= Family::Room,
+        _ => true,
+    };
+    history().into_iter().take_while(held).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_an_example_and_the_history_holds_every_kind() {
+        let named = |events: &mut dyn Iterator<Item = EventKind>| {
+            let mut names: Vec<&str> = events.map(|k| k.name()).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        };
+        let mut declared = EventKind::NAMES.to_vec();
+        declared.sort_unstable();
+        assert_eq!(named(&mut kinds().into_iter()), declared);
+        assert_eq!(named(&mut history().into_iter().map(|e| e.kind)), declared);
+    }
+
+    #[test]
+    fn older_schemas_hold_a_prefix_of_families() {
+        let names =
+            |v: u32| -> Vec<&str> { held_by_schema(v).iter().map(|e| e.kind.name()).collect() };
+        assert_eq!(held_by_schema(4).len(), 9);
+        assert!(names(4)
+            .iter()
+            .all(|k| ["login", "channel", "post", "message"].contains(k)));
+        assert!(names(6).contains(&"unregister") && !names(6).contains(&"join"));
+        assert!(names(7).contains(&"delete") && !names(7).contains(&"read"));
+        assert_eq!(held_by_schema(8), history());
+    }
+}
