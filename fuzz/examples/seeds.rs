@@ -49,7 +49,7 @@ fn stamped(mut env: Envelope) -> Envelope {
     env
 }
 
-fn requests() -> Vec<(&'static str, Vec<u8>)> {
+fn requests() -> Vec<(String, Vec<u8>)> {
     let publish = || {
         Envelope::new("publish")
             .with("user", "ana")
@@ -287,6 +287,22 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
         ("trailing", trailing),
         ("truncated", users[..users.len() - 2].to_vec()),
     ]);
+    let mut seeds: Vec<(String, Vec<u8>)> = seeds
+        .into_iter()
+        .map(|(name, bytes)| (name.to_owned(), bytes))
+        .collect();
+    // Every service, from the shared examples (which a test holds to the declared services).
+    seeds.extend(
+        examples::requests()
+            .into_iter()
+            .enumerate()
+            .map(|(i, req)| {
+                (
+                    format!("example-{}-{i}", req.service()),
+                    stamped(req.to_envelope()).to_bytes(),
+                )
+            }),
+    );
     seeds
 }
 

@@ -458,7 +458,10 @@ impl Session {
             before: None,
             after: None,
         };
-        let reply = self.conn.request(&Request::History(query)).map_err(err)?;
+        let reply = self
+            .conn
+            .request(&Request::History { query })
+            .map_err(err)?;
         let (events, more) = HistoryQuery::parse_reply(&reply).map_err(|e| e.to_string())?;
         let mut lines: Vec<String> = events
             .iter()

@@ -338,7 +338,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::request`].
     pub fn online(&mut self) -> Result<Vec<(String, f64)>, ClientError> {
-        let reply = self.request(&Request::Users)?;
+        let reply = self.request(&Request::Users {})?;
         reply
             .data
             .maps("online")?
@@ -373,7 +373,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::request`].
     pub fn users(&mut self) -> Result<Vec<String>, ClientError> {
-        Ok(self.request(&Request::Users)?.data.str_list("users")?)
+        Ok(self.request(&Request::Users {})?.data.str_list("users")?)
     }
 
     /// The existing channels.
@@ -381,7 +381,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::request`].
     pub fn channels(&mut self) -> Result<Vec<String>, ClientError> {
-        let reply = self.request(&Request::Channels)?;
+        let reply = self.request(&Request::Channels {})?;
         Ok(reply
             .data
             .str_list("channels")

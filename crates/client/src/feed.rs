@@ -117,12 +117,14 @@ impl Feed {
     /// The `history` request that repairs `channel` after `after` (from its newest posts,
     /// without it: a room just joined that had none).
     pub fn repair_request(channel: &Name, after: Option<Cursor>) -> Request {
-        Request::History(HistoryQuery {
-            of: Conversation::Channel(channel.clone()),
-            limit: MAX_HISTORY,
-            before: None,
-            after,
-        })
+        Request::History {
+            query: HistoryQuery {
+                of: Conversation::Channel(channel.clone()),
+                limit: MAX_HISTORY,
+                before: None,
+                after,
+            },
+        }
     }
 }
 

@@ -137,7 +137,9 @@ fn the_largest_history_answer_passes_the_broker() {
         before: None,
         after: None,
     };
-    let reply = c.request(&palaver_proto::Request::History(query)).unwrap();
+    let reply = c
+        .request(&palaver_proto::Request::History { query })
+        .unwrap();
     let (events, _) = palaver_proto::HistoryQuery::parse_reply(&reply).unwrap();
     assert_eq!(events.len(), palaver_proto::MAX_HISTORY);
     // The server was not cut off for it: it goes on answering.

@@ -200,14 +200,14 @@ fn room_services_refuse_what_is_wrong_and_change_nothing() {
     refused(c.login(&den), "is a channel");
     assert!(c.joined(&ana).unwrap().is_empty());
     assert!(!c.channels().unwrap().contains(&"den".to_owned()));
-    let history = c.request(&palaver_proto::Request::History(
-        palaver_proto::HistoryQuery {
+    let history = c.request(&palaver_proto::Request::History {
+        query: palaver_proto::HistoryQuery {
             of: palaver_proto::Conversation::Channel(den.clone()),
             limit: 10,
             before: None,
             after: None,
         },
-    ));
+    });
     refused(history, "was deleted");
     assert_eq!(events_held(&cluster), before, "a refusal stored something");
 }

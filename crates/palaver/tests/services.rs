@@ -185,7 +185,9 @@ fn one_connection_keeps_many_requests_in_flight_each_answer_matched() {
         before: None,
         after: None,
     };
-    let reply = c.request(&palaver_proto::Request::History(query)).unwrap();
+    let reply = c
+        .request(&palaver_proto::Request::History { query })
+        .unwrap();
     let (events, _) = palaver_proto::HistoryQuery::parse_reply(&reply).unwrap();
     assert_eq!(events.len(), 200);
 }

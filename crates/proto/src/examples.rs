@@ -4,7 +4,8 @@
 //! out of any of them.
 
 use crate::{
-    AccountKind, Event, EventKind, EventRef, Family, MessageKind, Name, Place, ReaderKind, RoomKind,
+    AccountKind, Event, EventKind, EventRef, Family, MessageKind, Name, Place, ReaderKind, Request,
+    RoomKind, Secret,
 };
 
 fn name(s: &str) -> Name {
@@ -22,6 +23,125 @@ fn id(origin: &str, seq: u64) -> EventRef {
 /// A session hash, as servers keep them (64 hex digits).
 fn session(c: char) -> String {
     c.to_string().repeat(64)
+}
+
+/// Every client request, at least one of each service in the order declared, with optional
+/// fields both set and unset.
+pub fn requests() -> Vec<Request> {
+    vec![
+        Request::Login { user: name("ana") },
+        Request::Users {},
+        Request::Channel {
+            channel: name("general"),
+            user: None,
+        },
+        Request::Channel {
+            channel: name("general"),
+            user: Some(name("ana")),
+        },
+        Request::Channels {},
+        Request::Publish {
+            user: name("ana"),
+            channel: name("general"),
+            message: "hi".into(),
+        },
+        Request::Message {
+            src: name("ana"),
+            dst: name("bob"),
+            message: "psst".into(),
+        },
+        Request::History {
+            query: crate::HistoryQuery {
+                of: crate::Conversation::Direct(name("ana"), name("bob")),
+                limit: 7,
+                before: Some(crate::Cursor {
+                    lamport: 9,
+                    origin: "s2".into(),
+                }),
+                after: None,
+            },
+        },
+        Request::History {
+            query: crate::HistoryQuery {
+                of: crate::Conversation::Channel(name("general")),
+                limit: crate::DEFAULT_HISTORY,
+                before: None,
+                after: Some(crate::Cursor {
+                    lamport: 3,
+                    origin: "s1".into(),
+                }),
+            },
+        },
+        Request::Register { user: name("ana") },
+        Request::Logout { user: name("ana") },
+        Request::Password {
+            user: name("ana"),
+            new: Secret::new("new secret"),
+        },
+        Request::Unregister { user: name("ana") },
+        Request::Beat {
+            user: name("ana"),
+            device: "laptop".into(),
+            leaving: true,
+        },
+        Request::Unseal {
+            user: name("ana"),
+            id: EventRef {
+                origin: "s2".into(),
+                seq: 9,
+            },
+        },
+        Request::Join {
+            user: name("ana"),
+            channel: name("general"),
+            limit: 20,
+        },
+        Request::Leave {
+            user: name("ana"),
+            channel: name("general"),
+        },
+        Request::Members {
+            channel: name("general"),
+        },
+        Request::Joined { user: name("ana") },
+        Request::Delete {
+            user: name("ana"),
+            channel: name("general"),
+        },
+        Request::Read {
+            user: name("ana"),
+            id: EventRef {
+                origin: "s1".into(),
+                seq: 4,
+            },
+        },
+        Request::Unread { user: name("ana") },
+        Request::Inbox {
+            user: name("ana"),
+            device: "phone".into(),
+            limit: 100,
+        },
+        Request::Taken {
+            user: name("ana"),
+            device: "phone".into(),
+            cursor: [("s1".to_owned(), 40), ("s2".to_owned(), 3)].into(),
+        },
+        Request::Settings {
+            user: name("ana"),
+            receipts: Some(false),
+        },
+        Request::Settings {
+            user: name("ana"),
+            receipts: None,
+        },
+        Request::Receipts {
+            user: name("ana"),
+            id: EventRef {
+                origin: "s2".into(),
+                seq: 9,
+            },
+        },
+    ]
 }
 
 /// At least one example of every kind, with its optional fields both set and unset.

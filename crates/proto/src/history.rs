@@ -92,7 +92,14 @@ impl HistoryQuery {
     /// When neither `channel` nor `user` and `with` are given, a name or cursor is invalid, the
     /// limit is not a positive number, or both `before` and `after` are given.
     pub fn parse(env: &Envelope) -> Result<HistoryQuery, ProtoError> {
-        let d = &env.data;
+        HistoryQuery::read(&env.data)
+    }
+
+    /// Reads a `history` request's fields from its `data`.
+    ///
+    /// # Errors
+    /// As [`HistoryQuery::parse`].
+    fn read(d: &crate::Map) -> Result<HistoryQuery, ProtoError> {
         let of = match d.opt_str("channel")? {
             Some(_) => Conversation::Channel(d.name("channel")?),
             None => Conversation::Direct(d.name("user")?, d.name("with")?),
@@ -118,23 +125,6 @@ impl HistoryQuery {
             before,
             after,
         })
-    }
-
-    /// Adds the query's fields to a `history` envelope.
-    pub(crate) fn fill(&self, env: Envelope) -> Envelope {
-        let env = match &self.of {
-            Conversation::Channel(c) => env.with("channel", c.as_str()),
-            Conversation::Direct(a, b) => env.with("user", a.as_str()).with("with", b.as_str()),
-        };
-        let env = env.with("limit", self.limit);
-        let env = match &self.before {
-            Some(c) => env.with("before", c.to_string()),
-            None => env,
-        };
-        match &self.after {
-            Some(c) => env.with("after", c.to_string()),
-            None => env,
-        }
     }
 
     /// The reply: `messages` oldest first, each with its `cursor`, and `more` when further
@@ -224,6 +214,34 @@ fn message(e: &Event) -> Value {
         m.extend(e.kind.fields());
     }
     Value::Map(m)
+}
+
+/// A `history` request's query: its fields sit in the request's `data` itself (the declared
+/// key is not used).
+impl crate::field::Codec<HistoryQuery> for crate::field::Plain {
+    fn put(q: &HistoryQuery, _: &'static str, out: &mut Vec<(Value, Value)>) {
+        let mut add = |k: &str, v: Value| out.push((Value::from(k), v));
+        match &q.of {
+            Conversation::Channel(c) => add("channel", c.as_str().into()),
+            Conversation::Direct(a, b) => {
+                add("user", a.as_str().into());
+                add("with", b.as_str().into());
+            }
+        }
+        add("limit", Value::from(q.limit as u64));
+        if let Some(c) = &q.before {
+            add("before", c.to_string().into());
+        }
+        if let Some(c) = &q.after {
+            add("after", c.to_string().into());
+        }
+    }
+    fn get(m: &crate::Map, _: &'static str) -> Result<HistoryQuery, ProtoError> {
+        HistoryQuery::read(m)
+    }
+    fn size(_: &HistoryQuery) -> usize {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -1,89 +1,115 @@
-use crate::{service, Effect, Envelope, HistoryQuery, Name, ProtoError};
+use crate::field::{Device, Flag, Limit, Required, Text};
+use crate::service::services;
+use crate::{Acts, Effect, Envelope, HistoryQuery, Name, ProtoError};
 
 /// The longest text of a post or private message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 
-/// A client request, parsed and validated: holding one proves every field is well-formed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Request {
+services! {
     /// Records a login of `user` (registering the name on first use).
-    Login { user: Name },
+    Login = "login" (Write, direct: true, acts: Acts::Named) { user: Name },
     /// Lists registered users.
-    Users,
+    Users = "users" (Read, direct: true, acts: Acts::Anyone) {},
     /// Creates a channel; `user`, when given (ours), owns it: only they may delete it.
-    Channel { channel: Name, user: Option<Name> },
+    Channel = "channel" (Write, direct: true, acts: Acts::Person("user")) {
+        channel: Name,
+        user: Option<Name>,
+    },
     /// Lists channels.
-    Channels,
+    Channels = "channels" (Read, direct: true, acts: Acts::Anyone) {},
     /// Posts `message` to `channel` as `user`.
-    Publish {
+    Publish = "publish" (Write, direct: true, acts: Acts::Person("user")) {
         user: Name,
         channel: Name,
-        message: String,
+        message: String as Text<MAX_TEXT_BYTES>,
     },
     /// Sends a private message.
-    Message {
+    Message = "message" (Write, direct: true, acts: Acts::Person("src")) {
         src: Name,
         dst: Name,
-        message: String,
+        message: String as Text<MAX_TEXT_BYTES>,
     },
     /// A conversation's messages, a page at a time (our addition).
-    History(HistoryQuery),
+    History = "history" (ReadStored, direct: true, acts: Acts::History) {
+        query: HistoryQuery,
+    },
     /// Gives `user` a password (in the request's `password`), making the name an account that
     /// only its sessions may use (ours).
-    Register { user: Name },
+    Register = "register" (Write, direct: true, acts: Acts::Named) { user: Name },
     /// Ends the session whose `token` the request carries (ours).
-    Logout { user: Name },
+    Logout = "logout" (Write, direct: true, acts: Acts::Person("user")) { user: Name },
     /// Changes an account's password from the request's `password` to `new`, ending every
     /// other session (ours).
-    Password { user: Name, new: Secret },
+    Password = "password" (Write, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        new: Secret as Required<MAX_PASSWORD_BYTES>,
+    },
     /// Closes an account, proven by the request's `password` (ours).
-    Unregister { user: Name },
-    /// A client is alive: `user` is online from `device` (ours).
-    Beat {
+    Unregister = "unregister" (Write, direct: true, acts: Acts::Person("user")) { user: Name },
+    /// A client is alive: `user` is online from `device` (ours). Presence lives in memory and
+    /// travels between servers on its own (not in the log).
+    Beat = "beat" (Read, direct: true, acts: Acts::FrontEnd) {
         user: Name,
         /// Which of the person's clients beats; each is online on its own.
-        device: String,
+        device: String as Device,
         /// The client is closing: offline at once, not after the timeout.
-        leaving: bool,
+        leaving: bool as Flag,
     },
     /// The text of a private message whose publication was sealed (ours).
-    Unseal { user: Name, id: EventRef },
-    /// `user` joins `channel`, and gets its newest `limit` posts (ours).
-    Join {
+    Unseal = "unseal" (ReadStored, direct: true, acts: Acts::FrontEnd) {
+        user: Name,
+        id: EventRef,
+    },
+    /// `user` joins `channel`, and gets its newest `limit` posts (ours): a write whose answer
+    /// reads the channel's newest posts once the write is stored.
+    Join = "join" (Write, direct: true, acts: Acts::Person("user")) {
         user: Name,
         channel: Name,
-        limit: usize,
+        limit: usize as Limit<0>,
     },
     /// `user` leaves `channel` (ours).
-    Leave { user: Name, channel: Name },
-    /// Who is in `channel` (ours).
-    Members { channel: Name },
-    /// The channels `user` is in (ours).
-    Joined { user: Name },
-    /// `channel`'s owner deletes it, on every server at once (ours).
-    Delete { user: Name, channel: Name },
-    /// What `user`'s `device` has not taken yet of everything addressed to them: private
-    /// messages and the posts of their rooms, after the device's cursor (ours).
-    Inbox {
+    Leave = "leave" (Write, direct: true, acts: Acts::Person("user")) {
         user: Name,
-        device: String,
-        limit: usize,
+        channel: Name,
+    },
+    /// Who is in `channel` (ours).
+    Members = "members" (Read, direct: true, acts: Acts::Anyone) { channel: Name },
+    /// The channels `user` is in (ours).
+    Joined = "joined" (Read, direct: true, acts: Acts::Person("user")) { user: Name },
+    /// `channel`'s owner deletes it, on every server at once (ours): answered once every
+    /// server has agreed (two-phase commit), and the decision is on disk.
+    Delete = "delete" (Write, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        channel: Name,
     },
     /// `user` has read up to message `id` in its channel or conversation (ours).
-    Read { user: Name, id: EventRef },
+    Read = "read" (Write, direct: true, acts: Acts::Person("user")) { user: Name, id: EventRef },
     /// How many messages lie after `user`'s read marker, per room and conversation (ours).
-    Unread { user: Name },
-    /// `user`'s `device` has taken its inbox up to `cursor` (ours).
-    Taken {
+    Unread = "unread" (ReadStored, direct: true, acts: Acts::Person("user")) { user: Name },
+    /// What `user`'s `device` has not taken yet of everything addressed to them: private
+    /// messages and the posts of their rooms, after the device's cursor (ours).
+    Inbox = "inbox" (ReadStored, direct: true, acts: Acts::Device) {
         user: Name,
-        device: String,
+        device: String as Device,
+        limit: usize as Limit<1>,
+    },
+    /// `user`'s `device` has taken its inbox up to `cursor` (ours).
+    Taken = "taken" (Write, direct: true, acts: Acts::Device) {
+        user: Name,
+        device: String as Device,
         cursor: crate::peer::Vector,
     },
     /// `user`'s settings, changing those given (ours): `receipts`, whether others learn when
     /// `user` has read their messages.
-    Settings { user: Name, receipts: Option<bool> },
+    Settings = "settings" (Write, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        receipts: Option<bool>,
+    },
     /// Who has taken and read message `id`, one of `user`'s own (ours).
-    Receipts { user: Name, id: EventRef },
+    Receipts = "receipts" (ReadStored, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        id: EventRef,
+    },
 }
 
 /// A secret a request carries (a password): never shown by `Debug`, so never logged.
@@ -179,18 +205,6 @@ pub(crate) fn secret(
     }
 }
 
-/// A client's `device`: at most [`MAX_DEVICE_BYTES`], empty when absent.
-fn device(d: &crate::Map) -> Result<String, ProtoError> {
-    match d.opt_str("device")? {
-        None => Ok(String::new()),
-        Some(s) if s.len() > MAX_DEVICE_BYTES => Err(ProtoError::TextTooLong {
-            field: "device",
-            max: MAX_DEVICE_BYTES,
-        }),
-        Some(s) => Ok(s.to_owned()),
-    }
-}
-
 /// The longest request id, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
 
@@ -229,137 +243,18 @@ impl Request {
             token: secret(d, "token", MAX_TOKEN_BYTES)?,
             password: secret(d, "password", MAX_PASSWORD_BYTES)?,
         };
-        let req = match env.service.as_str() {
-            "login" => Request::Login {
-                user: d.name("user")?,
-            },
-            "users" => Request::Users,
-            "channel" => Request::Channel {
-                channel: d.name("channel")?,
-                user: match d.get("user") {
-                    None | Some(rmpv::Value::Nil) => None,
-                    Some(_) => Some(d.name("user")?),
-                },
-            },
-            "channels" => Request::Channels,
-            "publish" => Request::Publish {
-                user: d.name("user")?,
-                channel: d.name("channel")?,
-                message: d.text("message", MAX_TEXT_BYTES)?,
-            },
-            "message" => Request::Message {
-                src: d.name("src")?,
-                dst: d.name("dst")?,
-                message: d.text("message", MAX_TEXT_BYTES)?,
-            },
-            "history" => Request::History(HistoryQuery::parse(env)?),
-            "register" => Request::Register {
-                user: d.name("user")?,
-            },
-            "logout" => Request::Logout {
-                user: d.name("user")?,
-            },
-            "password" => Request::Password {
-                user: d.name("user")?,
-                new: secret(d, "new", MAX_PASSWORD_BYTES)?.ok_or(ProtoError::Missing("new"))?,
-            },
-            "unregister" => Request::Unregister {
-                user: d.name("user")?,
-            },
-            "beat" => Request::Beat {
-                user: d.name("user")?,
-                device: device(d)?,
-                leaving: d.opt_bool("leaving")?.unwrap_or(false),
-            },
-            "unseal" => Request::Unseal {
-                user: d.name("user")?,
-                id: EventRef::parse("id", d.str("id")?)?,
-            },
-            "join" => Request::Join {
-                user: d.name("user")?,
-                channel: d.name("channel")?,
-                limit: crate::history::limit(d, 0)?,
-            },
-            "leave" => Request::Leave {
-                user: d.name("user")?,
-                channel: d.name("channel")?,
-            },
-            "members" => Request::Members {
-                channel: d.name("channel")?,
-            },
-            "joined" => Request::Joined {
-                user: d.name("user")?,
-            },
-            "delete" => Request::Delete {
-                user: d.name("user")?,
-                channel: d.name("channel")?,
-            },
-            "read" => Request::Read {
-                user: d.name("user")?,
-                id: EventRef::parse("id", d.str("id")?)?,
-            },
-            "unread" => Request::Unread {
-                user: d.name("user")?,
-            },
-            "inbox" => Request::Inbox {
-                user: d.name("user")?,
-                device: device(d)?,
-                limit: crate::history::limit(d, 1)?,
-            },
-            "taken" => Request::Taken {
-                user: d.name("user")?,
-                device: device(d)?,
-                cursor: crate::peer::vector_field(
-                    d.get("cursor").ok_or(ProtoError::Missing("cursor"))?,
-                    "cursor",
-                )?,
-            },
-            "settings" => Request::Settings {
-                user: d.name("user")?,
-                receipts: d.opt_bool("receipts")?,
-            },
-            "receipts" => Request::Receipts {
-                user: d.name("user")?,
-                id: EventRef::parse("id", d.str("id")?)?,
-            },
-            other => return Err(ProtoError::UnknownService(other.to_owned())),
-        };
+        let req = Request::parse_data(&env.service, d)?;
         Ok((req, meta))
     }
 
     /// The service name, as the reply repeats it.
     pub fn service(&self) -> &'static str {
-        match self {
-            Request::Login { .. } => "login",
-            Request::Users => "users",
-            Request::Channel { .. } => "channel",
-            Request::Channels => "channels",
-            Request::Publish { .. } => "publish",
-            Request::Message { .. } => "message",
-            Request::History(_) => "history",
-            Request::Register { .. } => "register",
-            Request::Logout { .. } => "logout",
-            Request::Password { .. } => "password",
-            Request::Unregister { .. } => "unregister",
-            Request::Beat { .. } => "beat",
-            Request::Unseal { .. } => "unseal",
-            Request::Join { .. } => "join",
-            Request::Leave { .. } => "leave",
-            Request::Members { .. } => "members",
-            Request::Joined { .. } => "joined",
-            Request::Delete { .. } => "delete",
-            Request::Read { .. } => "read",
-            Request::Unread { .. } => "unread",
-            Request::Inbox { .. } => "inbox",
-            Request::Taken { .. } => "taken",
-            Request::Settings { .. } => "settings",
-            Request::Receipts { .. } => "receipts",
-        }
+        self.declared().name
     }
 
-    /// What the request does to a server's state, from the one list of services.
+    /// What the request does to a server's state, from its declaration.
     pub fn effect(&self) -> Effect {
-        service(self.service()).map_or(Effect::Read, |s| s.effect)
+        self.declared().effect
     }
 
     /// Whether it makes an event (and so carries a request id, and is answered once durable).
@@ -369,93 +264,9 @@ impl Request {
 
     /// The envelope a client sends for this request (without timestamp and clock).
     pub fn to_envelope(&self) -> Envelope {
-        let env = Envelope::new(self.service());
-        match self {
-            Request::Login { user } => env.with("user", user.as_str()),
-            Request::Users | Request::Channels => env,
-            Request::Channel { channel, user } => {
-                let env = env.with("channel", channel.as_str());
-                match user {
-                    Some(u) => env.with("user", u.as_str()),
-                    None => env,
-                }
-            }
-            Request::Publish {
-                user,
-                channel,
-                message,
-            } => env
-                .with("user", user.as_str())
-                .with("channel", channel.as_str())
-                .with("message", message.as_str()),
-            Request::Message { src, dst, message } => env
-                .with("src", src.as_str())
-                .with("dst", dst.as_str())
-                .with("message", message.as_str()),
-            Request::History(q) => q.fill(env),
-            Request::Register { user }
-            | Request::Logout { user }
-            | Request::Unregister { user } => env.with("user", user.as_str()),
-            Request::Password { user, new } => {
-                env.with("user", user.as_str()).with("new", new.expose())
-            }
-            Request::Beat {
-                user,
-                device,
-                leaving,
-            } => {
-                let env = env
-                    .with("user", user.as_str())
-                    .with("device", device.as_str());
-                if *leaving {
-                    env.with("leaving", true)
-                } else {
-                    env
-                }
-            }
-            Request::Unseal { user, id } => {
-                env.with("user", user.as_str()).with("id", id.to_string())
-            }
-            Request::Join {
-                user,
-                channel,
-                limit,
-            } => env
-                .with("user", user.as_str())
-                .with("channel", channel.as_str())
-                .with("limit", u64::try_from(*limit).unwrap_or(u64::MAX)),
-            Request::Leave { user, channel } | Request::Delete { user, channel } => env
-                .with("user", user.as_str())
-                .with("channel", channel.as_str()),
-            Request::Members { channel } => env.with("channel", channel.as_str()),
-            Request::Joined { user } | Request::Unread { user } => env.with("user", user.as_str()),
-            Request::Read { user, id } | Request::Receipts { user, id } => {
-                env.with("user", user.as_str()).with("id", id.to_string())
-            }
-            Request::Settings { user, receipts } => {
-                let env = env.with("user", user.as_str());
-                match receipts {
-                    Some(r) => env.with("receipts", *r),
-                    None => env,
-                }
-            }
-            Request::Inbox {
-                user,
-                device,
-                limit,
-            } => env
-                .with("user", user.as_str())
-                .with("device", device.as_str())
-                .with("limit", u64::try_from(*limit).unwrap_or(u64::MAX)),
-            Request::Taken {
-                user,
-                device,
-                cursor,
-            } => env
-                .with("user", user.as_str())
-                .with("device", device.as_str())
-                .with("cursor", crate::peer::vector_value(cursor)),
-        }
+        let mut env = Envelope::new(self.service());
+        self.put(&mut env.data.0);
+        env
     }
 }
 
@@ -464,122 +275,9 @@ mod tests {
     use super::*;
     use rmpv::Value;
 
-    fn name(s: &str) -> Name {
-        Name::parse(s).unwrap()
-    }
-
     #[test]
     fn every_request_round_trips() {
-        let all = [
-            Request::Login { user: name("ana") },
-            Request::Users,
-            Request::Channel {
-                channel: name("general"),
-                user: None,
-            },
-            Request::Channel {
-                channel: name("general"),
-                user: Some(name("ana")),
-            },
-            Request::Channels,
-            Request::Publish {
-                user: name("ana"),
-                channel: name("general"),
-                message: "hi".into(),
-            },
-            Request::Message {
-                src: name("ana"),
-                dst: name("bob"),
-                message: "psst".into(),
-            },
-            Request::History(HistoryQuery {
-                of: crate::Conversation::Direct(name("ana"), name("bob")),
-                limit: 7,
-                before: Some(crate::Cursor {
-                    lamport: 9,
-                    origin: "s2".into(),
-                }),
-                after: None,
-            }),
-            Request::History(HistoryQuery {
-                of: crate::Conversation::Channel(name("general")),
-                limit: crate::DEFAULT_HISTORY,
-                before: None,
-                after: Some(crate::Cursor {
-                    lamport: 3,
-                    origin: "s1".into(),
-                }),
-            }),
-            Request::Register { user: name("ana") },
-            Request::Logout { user: name("ana") },
-            Request::Password {
-                user: name("ana"),
-                new: Secret::new("new secret"),
-            },
-            Request::Unregister { user: name("ana") },
-            Request::Beat {
-                user: name("ana"),
-                device: "laptop".into(),
-                leaving: true,
-            },
-            Request::Unseal {
-                user: name("ana"),
-                id: EventRef {
-                    origin: "s2".into(),
-                    seq: 9,
-                },
-            },
-            Request::Join {
-                user: name("ana"),
-                channel: name("general"),
-                limit: 20,
-            },
-            Request::Leave {
-                user: name("ana"),
-                channel: name("general"),
-            },
-            Request::Members {
-                channel: name("general"),
-            },
-            Request::Joined { user: name("ana") },
-            Request::Delete {
-                user: name("ana"),
-                channel: name("general"),
-            },
-            Request::Read {
-                user: name("ana"),
-                id: EventRef {
-                    origin: "s1".into(),
-                    seq: 4,
-                },
-            },
-            Request::Unread { user: name("ana") },
-            Request::Inbox {
-                user: name("ana"),
-                device: "phone".into(),
-                limit: 100,
-            },
-            Request::Taken {
-                user: name("ana"),
-                device: "phone".into(),
-                cursor: [("s1".to_owned(), 40), ("s2".to_owned(), 3)].into(),
-            },
-            Request::Settings {
-                user: name("ana"),
-                receipts: Some(false),
-            },
-            Request::Settings {
-                user: name("ana"),
-                receipts: None,
-            },
-            Request::Receipts {
-                user: name("ana"),
-                id: EventRef {
-                    origin: "s2".into(),
-                    seq: 9,
-                },
-            },
-        ];
+        let all = crate::examples::requests();
         // The list of services and the typed requests name the same services.
         let mut named: Vec<&str> = all.iter().map(Request::service).collect();
         named.dedup();

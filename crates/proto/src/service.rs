@@ -1,7 +1,8 @@
-//! The one list of client services: each one's name, what it does to the server's state, and
-//! whether a client may also ask a server's peer endpoint for it directly. Servers, clients
-//! and the broker's neighbours all ask this list; nothing else names the services or decides
-//! which of them write.
+//! What a client service is: its name, what it does to the server's state, whether a client
+//! may also ask a server's peer endpoint for it directly, and who it acts as. Each service is
+//! declared once, with its request, in `request.rs` (the `services!` macro below); servers,
+//! clients, the peer endpoint and the web gateway all ask that one list, and nothing else
+//! names the services or decides which of them write.
 
 /// What a service does to a server's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +17,26 @@ pub enum Effect {
     ReadStored,
 }
 
-/// One client service.
+/// Who a request acts as, and how a front end that holds a person's session (the web
+/// gateway) fills it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acts {
+    /// Anyone may ask; nobody is named (`users`, `channels`, `members`).
+    Anyone,
+    /// The person the request names, who proves nothing yet (`login`, `register`).
+    Named,
+    /// The session's person, in this field.
+    Person(&'static str),
+    /// The session's person in `user`, and its device in `device` (`inbox`, `taken`).
+    Device,
+    /// `history`: a channel's is anyone's; a conversation is the person's own, in `user`.
+    History,
+    /// Sent by a front end on a person's behalf, never on a request of theirs (`beat`,
+    /// `unseal`).
+    FrontEnd,
+}
+
+/// One client service, as declared with its request in `request.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
     pub name: &'static str,
@@ -24,136 +44,99 @@ pub struct Service {
     /// Whether a client may send it straight to a server's peer endpoint (as well as through
     /// the broker).
     pub direct: bool,
+    /// Who it acts as.
+    pub acts: Acts,
 }
 
-/// Every client service.
-pub const SERVICES: [Service; 24] = [
-    Service {
-        name: "login",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "users",
-        effect: Effect::Read,
-        direct: true,
-    },
-    Service {
-        name: "channel",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "channels",
-        effect: Effect::Read,
-        direct: true,
-    },
-    Service {
-        name: "publish",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "message",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "history",
-        effect: Effect::ReadStored,
-        direct: true,
-    },
-    Service {
-        name: "register",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "logout",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "password",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "unregister",
-        effect: Effect::Write,
-        direct: true,
-    },
-    // Presence lives in memory and travels between servers on its own (not in the log).
-    Service {
-        name: "beat",
-        effect: Effect::Read,
-        direct: true,
-    },
-    Service {
-        name: "unseal",
-        effect: Effect::ReadStored,
-        direct: true,
-    },
-    // A join writes, and its answer reads the channel's newest posts once the write is stored.
-    Service {
-        name: "join",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "leave",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "members",
-        effect: Effect::Read,
-        direct: true,
-    },
-    Service {
-        name: "joined",
-        effect: Effect::Read,
-        direct: true,
-    },
-    // Answered once every server has agreed (two-phase commit), and the decision is on disk.
-    Service {
-        name: "delete",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "read",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "unread",
-        effect: Effect::ReadStored,
-        direct: true,
-    },
-    Service {
-        name: "inbox",
-        effect: Effect::ReadStored,
-        direct: true,
-    },
-    Service {
-        name: "taken",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "settings",
-        effect: Effect::Write,
-        direct: true,
-    },
-    Service {
-        name: "receipts",
-        effect: Effect::ReadStored,
-        direct: true,
-    },
-];
+pub use crate::request::SERVICES;
 
 /// The service called `name`, if there is one.
 pub fn service(name: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.name == name)
 }
+
+/// Declares the client services: for each, its request (a variant of `Request` and its
+/// fields, each with its codec as in `event_kinds!`), its name, its effect, whether a client
+/// may send it to a server directly, and who it acts as. From it come `Request`, its parsing,
+/// its name, its encoding and the one list `SERVICES`; nothing else names a service's fields.
+macro_rules! services {
+    (
+        $(
+            $(#[$meta:meta])*
+            $variant:ident = $name:literal ($effect:ident, direct: $direct:literal, acts: $acts:expr) {
+                $( $(#[$field_meta:meta])* $field:ident : $ty:ty $(as $codec:ty)? ),* $(,)?
+            }
+        ),* $(,)?
+    ) => {
+        /// A client request, parsed and validated: holding one proves every field is
+        /// well-formed.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $(
+                $(#[$meta])*
+                $variant { $( $(#[$field_meta])* $field: $ty, )* },
+            )*
+        }
+
+        /// Every client service, in the order declared.
+        pub const SERVICES: &[$crate::Service] = &[
+            $(
+                $crate::Service {
+                    name: $name,
+                    effect: $crate::Effect::$effect,
+                    direct: $direct,
+                    acts: $acts,
+                },
+            )*
+        ];
+
+        impl Request {
+            /// The service's declaration.
+            pub fn declared(&self) -> $crate::Service {
+                match self {
+                    $(
+                        Request::$variant { .. } => $crate::Service {
+                            name: $name,
+                            effect: $crate::Effect::$effect,
+                            direct: $direct,
+                            acts: $acts,
+                        },
+                    )*
+                }
+            }
+
+            /// Reads the request for service `name` from `d`.
+            fn parse_data(name: &str, d: &$crate::Map) -> Result<Request, $crate::ProtoError> {
+                Ok(match name {
+                    $(
+                        $name => Request::$variant {
+                            $(
+                                $field: <$crate::codec_of!($($codec)?) as $crate::field::Codec<$ty>>::get(
+                                    d, stringify!($field),
+                                )?,
+                            )*
+                        },
+                    )*
+                    other => return Err($crate::ProtoError::UnknownService(other.to_owned())),
+                })
+            }
+
+            /// Adds the request's fields to `out`.
+            fn put(&self, out: &mut Vec<(rmpv::Value, rmpv::Value)>) {
+                match self {
+                    $(
+                        Request::$variant { $($field),* } => {
+                            $(
+                                <$crate::codec_of!($($codec)?) as $crate::field::Codec<$ty>>::put(
+                                    $field, stringify!($field), out,
+                                );
+                            )*
+                        }
+                    )*
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use services;

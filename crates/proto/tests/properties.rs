@@ -15,10 +15,10 @@ fn text() -> impl Strategy<Value = String> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         name().prop_map(|user| Request::Login { user }),
-        Just(Request::Users),
+        Just(Request::Users {}),
         (name(), proptest::option::of(name()))
             .prop_map(|(channel, user)| Request::Channel { channel, user }),
-        Just(Request::Channels),
+        Just(Request::Channels {}),
         (name(), name(), text()).prop_map(|(user, channel, message)| Request::Publish {
             user,
             channel,

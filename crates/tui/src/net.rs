@@ -246,7 +246,7 @@ impl Session {
                     before: before.map(|(lamport, origin)| Cursor { lamport, origin }),
                     after: None,
                 };
-                if let Some(reply) = self.ask(&Request::History(q)) {
+                if let Some(reply) = self.ask(&Request::History { query: q }) {
                     match HistoryQuery::parse_reply(&reply) {
                         Ok((events, more)) => {
                             self.note_seen(&events);
@@ -300,7 +300,7 @@ impl Session {
                 }
             }
             Effect::Channels => {
-                if let Some(reply) = self.ask(&Request::Channels) {
+                if let Some(reply) = self.ask(&Request::Channels {}) {
                     let list = reply.data.str_list("channels").unwrap_or_default();
                     self.tell(Net::Channels(list));
                 }
@@ -482,7 +482,7 @@ impl Session {
         if self.outbox.is_empty() && self.down_since.is_some() {
             // Nothing to send: ask anything, to learn whether the cluster is back.
             let t = Instant::now();
-            match self.conn.request(&Request::Users) {
+            match self.conn.request(&Request::Users {}) {
                 Ok(reply) => self.answered(&reply, t),
                 Err(e) => self.failed(&e),
             }

@@ -23,7 +23,7 @@ use palaver_client::feed::{position, Feed, SECOND_REPAIR};
 use palaver_client::SharedClock;
 use palaver_core::LogGate;
 use palaver_proto::{
-    now_secs, Cursor, Envelope, EventRef, HistoryQuery, Map, Name, Publication, Reply, Status,
+    now_secs, Acts, Cursor, Envelope, EventRef, HistoryQuery, Map, Name, Publication, Reply, Status,
 };
 use serde_json::{json, Value as Json};
 
@@ -136,33 +136,6 @@ enum Then {
     Logout,
     Join(String),
     Leave(String),
-}
-
-/// Which field of a request names the person acting, and whether it needs a login.
-enum Acts {
-    /// Anyone may ask; nobody is named (`users`, `channels`, `members`).
-    Open,
-    /// `register` and `login`: the browser names the person.
-    Login,
-    /// The session's person, in this field.
-    AsMe(&'static str),
-    /// `inbox` and `taken`: the person and the device.
-    Device,
-    /// `history`: a channel's is open, a private conversation is the person's own.
-    History,
-}
-
-fn rule(service: &str) -> Option<Acts> {
-    Some(match service {
-        "register" | "login" => Acts::Login,
-        "users" | "channels" | "members" => Acts::Open,
-        "history" => Acts::History,
-        "publish" | "channel" | "join" | "leave" | "delete" | "joined" | "read" | "unread"
-        | "receipts" | "settings" | "logout" | "password" | "unregister" => Acts::AsMe("user"),
-        "message" => Acts::AsMe("src"),
-        "inbox" | "taken" => Acts::Device,
-        _ => return None,
-    })
 }
 
 /// A refusal of the gateway's own, in the shape of the cluster's.
@@ -308,11 +281,10 @@ impl Gateway {
         mut data: Map,
     ) -> Result<(Envelope, Option<String>, Then), String> {
         let session = &self.sessions[&sid];
-        let Some(acts) = rule(service) else {
-            return Err(match service {
-                "beat" | "unseal" => format!("`{service}` is the gateway's to send, not yours"),
-                _ => format!("unknown service `{service}`"),
-            });
+        // Who each service acts as is declared with it (`palaver_proto::SERVICES`).
+        let acts = match palaver_proto::service(service) {
+            Some(s) => s.acts,
+            None => return Err(format!("unknown service `{service}`")),
         };
         if data.get("token").is_some() && service != "login" {
             return Err("the gateway keeps your session: send `token` only with `login`".into());
@@ -322,8 +294,11 @@ impl Gateway {
         let mut then = Then::Nothing;
         let mut token = session.token.clone();
         match acts {
-            Acts::Open => {}
-            Acts::Login => {
+            Acts::FrontEnd => {
+                return Err(format!("`{service}` is the gateway's to send, not yours"))
+            }
+            Acts::Anyone => {}
+            Acts::Named => {
                 let user = Name::parse(
                     data.opt_str("user")
                         .map_err(|e| e.to_string())?
@@ -353,7 +328,7 @@ impl Gateway {
                     token = None;
                 }
             }
-            Acts::AsMe(field) => {
+            Acts::Person(field) => {
                 let me = me.ok_or_else(login_needed)?;
                 claim(&mut data, field, me)?;
                 match service {

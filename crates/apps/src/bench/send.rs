@@ -261,14 +261,16 @@ fn request(
             dst: plan.users[to].clone(),
             message: text(),
         }),
-        Action::Users => Request::Users.to_envelope(),
-        Action::Channels => Request::Channels.to_envelope(),
-        Action::History(t) => Request::History(HistoryQuery {
-            of: Conversation::Channel(plan.channels[t].clone()),
-            limit: 20,
-            before: None,
-            after: None,
-        })
+        Action::Users => Request::Users {}.to_envelope(),
+        Action::Channels => Request::Channels {}.to_envelope(),
+        Action::History(t) => Request::History {
+            query: HistoryQuery {
+                of: Conversation::Channel(plan.channels[t].clone()),
+                limit: 20,
+                before: None,
+                after: None,
+            },
+        }
         .to_envelope(),
     };
     env.stamp(palaver_proto::now_secs(), clock.tick());

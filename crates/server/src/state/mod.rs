@@ -537,9 +537,9 @@ impl State {
         self.session_used = None;
         let outcome = match req {
             Request::Login { user } => Ok(login::apply(self, user, proofs, now)),
-            Request::Users => Ok(users::apply(self)),
+            Request::Users {} => Ok(users::apply(self)),
             Request::Channel { channel, user } => channel::apply(self, channel, user, proofs, now),
-            Request::Channels => Ok(channels::apply(self)),
+            Request::Channels {} => Ok(channels::apply(self)),
             Request::Publish {
                 user,
                 channel,
@@ -548,7 +548,7 @@ impl State {
             Request::Message { src, dst, message } => {
                 message::apply(self, src, dst, message, proofs, now)
             }
-            Request::History(q) => history::apply(self, q, proofs, now),
+            Request::History { query: q } => history::apply(self, q, proofs, now),
             Request::Register { user } => Ok(register::apply(self, user, proofs)),
             Request::Logout { user } => logout::apply(self, user, proofs, now),
             Request::Password { user, new } => Ok(password::apply(self, user, new, proofs, now)),

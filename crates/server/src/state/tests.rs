@@ -44,9 +44,9 @@ fn the_standard_flow_works() {
             user: None,
         }
     )));
-    let users = run(&mut st, Request::Users);
+    let users = run(&mut st, Request::Users {});
     assert_eq!(users.data.str_list("users").unwrap(), vec!["ana", "bob"]);
-    let chans = run(&mut st, Request::Channels);
+    let chans = run(&mut st, Request::Channels {});
     assert_eq!(chans.data.str_list("users").unwrap(), vec!["general"]);
     assert_eq!(chans.data.str_list("channels").unwrap(), vec!["general"]);
     let post = Request::Publish {
@@ -143,7 +143,10 @@ fn refusals_say_why_and_change_nothing() {
         );
     }
     assert_eq!(
-        run(&mut st, Request::Users).data.str_list("users").unwrap(),
+        run(&mut st, Request::Users {})
+            .data
+            .str_list("users")
+            .unwrap(),
         vec!["ana"]
     );
 }
@@ -307,7 +310,7 @@ fn reload_forgets_what_was_not_stored() {
     );
     let lamport = h.event.unwrap().lamport;
     st.reload(Snapshot::default());
-    let listed = run(&mut st, Request::Channels);
+    let listed = run(&mut st, Request::Channels {});
     assert!(listed.data.str_list("channels").unwrap().is_empty());
     let again = st.handle(
         Request::Channel {
@@ -436,13 +439,13 @@ fn an_account_is_used_only_with_its_session() {
         dst: name("bob"),
         message: "psst".into(),
     };
-    let hist = || {
-        Request::History(HistoryQuery {
+    let hist = || Request::History {
+        query: HistoryQuery {
             of: palaver_proto::Conversation::Direct(name("ana"), name("bob")),
             limit: 10,
             before: None,
             after: None,
-        })
+        },
     };
     // The standard services, without a token: refused, nothing stored.
     refused(
@@ -713,7 +716,7 @@ fn sessions_end_by_logout_password_change_and_closing() {
         message: "hello?".into(),
     };
     refused(&with_proofs(&mut st, dm, Proofs::default(), 9.0), "closed");
-    let users = run(&mut st, Request::Users);
+    let users = run(&mut st, Request::Users {});
     assert!(!users
         .data
         .str_list("users")
