@@ -52,6 +52,51 @@ fn fill(file: &Path) {
     let _ = f.sync_all();
 }
 
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Posts as fast as `workers` clients can for `secs` seconds (each post answered before the
+/// next), and returns the answers' latencies, longest first.
+fn load(broker: &str, workers: usize, secs: u64, tag: &str) -> Vec<Duration> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let (broker, tag) = (broker.to_owned(), tag.to_owned());
+            std::thread::spawn(move || {
+                let mut c = common::client(&broker);
+                let me = name(&format!("w{w}"));
+                let mut took = Vec::new();
+                let mut n = 0;
+                while Instant::now() < until {
+                    let asked = Instant::now();
+                    c.publish(
+                        &me,
+                        &name("general"),
+                        &format!("{tag} {w}-{n} {}", "z".repeat(1000)),
+                    )
+                    .unwrap_or_else(|e| panic!("w{w} {tag} post {n}: {e}"));
+                    took.push(asked.elapsed());
+                    n += 1;
+                }
+                took
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all
+}
+
 fn log_lines(cluster: &Cluster, server: &str, needle: &str) -> usize {
     std::fs::read_to_string(cluster.dir().join(format!("{server}.log")))
         .unwrap_or_default()
@@ -63,10 +108,10 @@ fn log_lines(cluster: &Cluster, server: &str, needle: &str) -> usize {
 fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
     let mut cluster = Cluster::start(&bin(), 3);
     common::writers(&cluster, "general", 4);
-    // s3 restarts on an empty 16 MB tmpfs and catches up there.
+    // s3 restarts on an empty 256 MB tmpfs (room for all it must catch up on once the ballast goes) and catches up there.
     cluster.kill_server(2);
     let data = cluster.data_dir(2);
-    let _tmpfs = Tmpfs::mount(&data, 16);
+    let _tmpfs = Tmpfs::mount(&data, 256);
     cluster.start_server(2);
     let ballast = data.join("ballast");
 
@@ -125,8 +170,41 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
         "s3 kept taking writes it could not store: {refused} refusals"
     );
 
-    // Space returns: s3 writes again, takes clients again and holds everything.
+    // The disk stays full while the others take writes at full speed: s3 keeps what it
+    // cannot store out of memory (it grew with the cluster's writes, without a ceiling).
+    let pid = cluster.server(2).expect("s3 runs").pid();
+    let full_secs: u64 = std::env::var("PALAVER_DISK_FULL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let before = rss_mib(pid);
+    let sampler = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(full_secs);
+        let mut peak: f64 = 0.0;
+        while Instant::now() < until {
+            peak = peak.max(rss_mib(pid));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        peak
+    });
+    let during = load(&broker, 4, full_secs, "full");
+    let peak = sampler.join().unwrap();
+    eprintln!(
+        "s3 resident: {before:.1} MiB when full, at most {peak:.1} MiB over {full_secs} s while the others took {} posts",
+        during.len()
+    );
+    assert!(
+        peak - before < 8.0,
+        "s3 grew from {before:.1} to {peak:.1} MiB while its disk was full"
+    );
+
+    // Space returns while clients keep writing: s3 writes again, catches up, takes clients
+    // again once caught up (so none waits behind its backlog) and holds everything.
     std::fs::remove_file(&ballast).unwrap();
+    let after = {
+        let broker = broker.clone();
+        std::thread::spawn(move || load(&broker, 4, 10, "back"))
+    };
     let back = wait_until(Duration::from_secs(20), || {
         log_lines(&cluster, "s3", "commits work again") >= 1
     });
@@ -141,6 +219,17 @@ fn a_server_with_a_full_disk_steps_aside_and_catches_up_when_space_returns() {
         v[0] == v[1] && v[1] == v[2]
     });
     assert!(same, "s3 did not catch up: {:?}", vectors(&cluster));
+    let after = after.join().unwrap();
+    eprintln!(
+        "while s3 came back: {} posts, the slowest answered in {:?}",
+        after.len(),
+        after[0]
+    );
+    assert!(
+        after[0] < Duration::from_secs(1),
+        "a request waited {:?} while s3 came back",
+        after[0]
+    );
     assert!(common::counts(&cluster.data_dir(2)).kind("post") >= 1_600);
     let rejoined = wait_until(Duration::from_secs(10), || {
         log_lines(&cluster, "s3", "accepting client requests") >= 3

@@ -60,9 +60,20 @@ impl Reactor {
         }
         if let Some(f) = self.failing.take() {
             tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
-                "commits work again; back in the broker's rotation once caught up");
+                set_aside = self.set_aside, "commits work again; back in the broker's rotation once caught up");
             self.serve_anyway_at = self.turn + STARTUP_GRACE;
+            // What arrived meanwhile was set aside: compare with every peer again, fetch it,
+            // and take clients only once caught up, as at start-up.
+            let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
+            let vector = self.repl.vector().clone();
+            self.repl = Replication::new(&self.name, vector, replication::Config::default());
+            self.repl.set_peers(self.turn, peers);
         }
+    }
+
+    /// Peers' events arrived while commits fail: counted, not kept (see `inbound`).
+    pub(super) fn set_aside(&mut self, n: usize) {
+        self.set_aside += n as u64;
     }
 
     /// After a failed commit: memory and replication bookkeeping start again from the disk.

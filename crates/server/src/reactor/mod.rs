@@ -35,6 +35,10 @@ const REPLICA_COMMIT_DELAY: Duration = Duration::from_millis(20);
 /// Events from peers that are committed at once however young they are.
 const REPLICA_COMMIT_EVENTS: usize = 4096;
 
+/// A server that catches up takes clients only once at most this many events taken from its
+/// peers wait for a commit (a few milliseconds of work), so no request waits behind a backlog.
+const MAX_PENDING_TO_SERVE: usize = 1024;
+
 /// A server that cannot catch up with its peers (say, the reference is down) serves anyway
 /// after this long.
 const STARTUP_GRACE: Duration = Duration::from_secs(5);
@@ -182,6 +186,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         dropped_replies: 0,
         bad_frames: 0,
         failed_batches: 0,
+        set_aside: 0,
         fail_log: palaver_core::LogGate::every_second(),
     };
     reactor.serve(shutdown)?;
@@ -267,6 +272,8 @@ struct Reactor {
     /// Set while commits fail: the server stays out of the broker's rotation until one works.
     failing: Option<Failing>,
     failed_batches: u64,
+    /// Peers' events that arrived while commits failed, not kept (fetched again later).
+    set_aside: u64,
     fail_log: palaver_core::LogGate,
 }
 
@@ -344,6 +351,9 @@ impl Reactor {
             if !self.accepting
                 && self.failing.is_none()
                 && !self.reload_due
+                // What it took from peers is (nearly) stored: a client is not made to wait
+                // behind a long commit of a backlog.
+                && self.pending.len() <= MAX_PENDING_TO_SERVE
                 && (self.repl.caught_up() || now >= self.serve_anyway_at)
             {
                 if !self.repl.caught_up() {
@@ -404,6 +414,18 @@ impl Reactor {
                     self.deletes.set_peers(names.clone());
                     self.repl.set_peers(now, names);
                 }
+                // While its commits fail, a server takes nothing more into memory: what it
+                // cannot store would only pile up (it grew by the cluster's whole write rate).
+                // It is not acknowledged, so the origins stop waiting for this server, and it
+                // is fetched once commits work again.
+                Inbound::Replica { events, .. } if self.failing.is_some() => {
+                    self.set_aside(events.len());
+                }
+                Inbound::Vector { .. } if self.failing.is_some() => {}
+                Inbound::Fetched { origin, events, .. } if self.failing.is_some() => {
+                    self.set_aside(events.len());
+                    self.repl.on_fetch_failed(&origin);
+                }
                 Inbound::Replica { origin, events } => {
                     self.offer(now, &origin, &origin, events, &mut store);
                 }
@@ -414,7 +436,13 @@ impl Reactor {
                     events,
                     more,
                 } => {
+                    let before = store.len();
                     self.offer(now, &peer, &origin, events, &mut store);
+                    if store.len() > before && !self.accepting {
+                        // Catching up: a server that is fetching is not cut off from its
+                        // peers, so it serves once caught up, not at the end of a grace.
+                        self.serve_anyway_at = self.serve_anyway_at.max(now + STARTUP_GRACE);
+                    }
                     self.repl.on_fetched(now, &peer, &origin, more);
                 }
                 Inbound::FetchFailed { origin } => self.repl.on_fetch_failed(&origin),
