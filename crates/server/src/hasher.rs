@@ -1,57 +1,37 @@
 //! The hasher: a thread that does the password work (argon2id takes tens of milliseconds and
-//! 19 MiB a hash), so that the reactor keeps serving meanwhile; and the limits on that work.
+//! 19 MiB a hash), so that the reactor keeps serving meanwhile. Which work is done at all (a
+//! budget per server, a backoff per name) is the engine's to decide (`engine::passwords`);
+//! the budget keeps the queue short.
 //!
 //! ```text
-//!  reactor ── submit(user, job) ──▶ Backoff (per name) ─▶ Budget (per server) ─▶ queue ─▶ thread
-//!     ▲                                 refused at once, no work done, when locked/over/full    │
-//!     └── finished(): (what waited, Verdict) ◀── + one frame on an inproc PAIR ◀─────────────────┘
+//!  reactor ── submit(ticket, job) ──▶ queue ──▶ thread: work(job)
+//!     ▲                                              │
+//!     └── finished(): (ticket, Verdict) ◀── + one frame on an inproc PAIR
 //! ```
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use palaver_auth::{password, token};
-use palaver_core::guard::{Backoff, Budget};
-use palaver_proto::Name;
 
 use crate::state::{HashJob, Verdict};
 use crate::ServerError;
 
-/// Password hashes (or checks) a server does a second, at most, on average.
-pub const HASHES_PER_SECOND: f64 = 10.0;
-/// ... and at once, after a quiet spell.
-pub const HASH_BURST: u32 = 20;
-/// Jobs waiting for the thread, at most; the budget keeps it far from full.
-const QUEUE: usize = 64;
-
-struct Waiting<T> {
-    user: Name,
-    /// Whether the job checks a password (a wrong one counts against the name).
-    checks: bool,
-    then: T,
-}
-
-pub(crate) struct Hasher<T> {
-    jobs: Option<mpsc::SyncSender<(u64, HashJob)>>,
+pub(crate) struct Hasher {
+    jobs: Option<mpsc::Sender<(u64, HashJob)>>,
     done: mpsc::Receiver<(u64, Verdict)>,
     /// Readable when a job is done.
     pub wake: zmq::Socket,
     thread: Option<JoinHandle<()>>,
-    budget: Budget,
-    backoff: Backoff<Name>,
-    waiting: HashMap<u64, Waiting<T>>,
-    next: u64,
 }
 
-impl<T> Hasher<T> {
+impl Hasher {
     /// Starts the thread.
     ///
     /// # Errors
     /// When the wake-up socket or the thread cannot be made.
-    pub fn start(ctx: &zmq::Context) -> Result<Hasher<T>, ServerError> {
-        let (jobs, inbox) = mpsc::sync_channel::<(u64, HashJob)>(QUEUE);
+    pub fn start(ctx: &zmq::Context) -> Result<Hasher, ServerError> {
+        let (jobs, inbox) = mpsc::channel::<(u64, HashJob)>();
         let (outbox, done) = mpsc::channel();
         let wake = ctx.socket(zmq::PAIR)?;
         let endpoint = format!("inproc://hasher-{:p}", &wake);
@@ -77,89 +57,21 @@ impl<T> Hasher<T> {
             done,
             wake,
             thread: Some(thread),
-            budget: Budget::new(HASHES_PER_SECOND, HASH_BURST),
-            backoff: Backoff::default(),
-            waiting: HashMap::new(),
-            next: 0,
         })
     }
 
-    /// Queues `job` for `user`'s request, which waits as `then`.
-    ///
-    /// # Errors
-    /// When the limits refuse it: `then` back, and why, fit for the client.
-    pub fn submit(
-        &mut self,
-        now: Instant,
-        user: &Name,
-        job: HashJob,
-        then: T,
-    ) -> Result<(), (T, String)> {
-        let checks = !matches!(job, HashJob::Make { .. });
-        let refusal = if checks {
-            self.backoff.check(user, now).err().map(|wait| {
-                format!(
-                    "too many wrong passwords for `{user}`; try again in {}",
-                    seconds(wait)
-                )
-            })
-        } else {
-            None
-        }
-        .or_else(|| {
-            self.budget.take(now).err().map(|wait| {
-                format!(
-                    "this server is busy checking passwords; try again in {}",
-                    seconds(wait)
-                )
-            })
-        });
-        if let Some(why) = refusal {
-            return Err((then, why));
-        }
-        let ticket = self.next;
-        let Some(jobs) = &self.jobs else {
-            return Err((then, "the server is stopping".into()));
-        };
-        if jobs.try_send((ticket, job)).is_err() {
-            return Err((
-                then,
-                "this server is busy checking passwords; try again".into(),
-            ));
-        }
-        self.next += 1;
-        self.waiting.insert(
-            ticket,
-            Waiting {
-                user: user.clone(),
-                checks,
-                then,
-            },
-        );
-        Ok(())
+    /// Queues job `ticket`. `false` when the thread is gone.
+    pub fn submit(&mut self, ticket: u64, job: HashJob) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send((ticket, job)).is_ok())
     }
 
-    /// The jobs done since the last call, with what waited for each. A wrong password counts
-    /// against its name; a right one clears the name's count.
-    pub fn finished(&mut self, now: Instant) -> Vec<(T, Verdict)> {
+    /// The jobs done since the last call.
+    pub fn finished(&mut self) -> Vec<(u64, Verdict)> {
         // Empty the wake-up frames; the results are in the channel.
         while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
-        let mut out = Vec::new();
-        while let Ok((ticket, verdict)) = self.done.try_recv() {
-            let Some(w) = self.waiting.remove(&ticket) else {
-                tracing::error!(ticket, "a password job came back that nobody waits for");
-                continue;
-            };
-            if w.checks {
-                if verdict.ok {
-                    self.backoff.succeeded(&w.user);
-                } else {
-                    self.backoff.failed(&w.user, now);
-                }
-            }
-            out.push((w.then, verdict));
-        }
-        out
+        std::iter::from_fn(|| self.done.try_recv().ok()).collect()
     }
 
     /// Waits for the jobs in hand and stops the thread.
@@ -173,7 +85,7 @@ impl<T> Hasher<T> {
     }
 }
 
-impl<T> Drop for Hasher<T> {
+impl Drop for Hasher {
     fn drop(&mut self) {
         self.stop();
     }
@@ -207,15 +119,5 @@ pub(crate) fn work(job: HashJob) -> Verdict {
                 token: None,
             }
         }
-    }
-}
-
-/// A wait as people read it: whole seconds, at least one.
-fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64().ceil().max(1.0);
-    if s == 1.0 {
-        "1 second".into()
-    } else {
-        format!("{s} seconds")
     }
 }

@@ -17,6 +17,7 @@ mod broker_link;
 pub mod claim;
 mod clock;
 mod coord;
+pub mod engine;
 mod hasher;
 mod link;
 mod reactor;

@@ -22,14 +22,16 @@ use palaver_store::Store;
 use crate::ServerError;
 
 /// A batch to commit: the server's own events, then the peers', and repeats to hide.
-pub(crate) struct Job {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
     pub events: Vec<Event>,
     pub hidden: Vec<(String, u64)>,
 }
 
 /// A committed batch: its events back, and one result per event (all failed when the
 /// transaction itself failed).
-pub(crate) struct Done {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
     pub events: Vec<Event>,
     /// The repeats it was to hide, back with the events (a failed batch is tried again).
     pub hidden: Vec<(String, u64)>,
@@ -99,11 +101,6 @@ impl Writer {
             thread: Some(thread),
             busy: false,
         })
-    }
-
-    /// Whether a batch is being committed.
-    pub fn busy(&self) -> bool {
-        self.busy
     }
 
     /// Hands a batch over. Only one is committed at a time: the caller waits for

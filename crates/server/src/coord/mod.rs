@@ -19,7 +19,7 @@ use palaver_core::replication::VersionVector;
 use palaver_core::schedule::{Duty, Schedule, Timing};
 use palaver_core::{Lamport, Member};
 use palaver_proto::peer::{Claim, Introduction, PeerReply, PeerRequest};
-use palaver_proto::{Envelope, Event, Name, Reply, ServerEntry, Status, TOPIC_SERVERS};
+use palaver_proto::{Envelope, Name, Reply, ServerEntry, Status, TOPIC_SERVERS};
 use palaver_store::Store;
 
 use crate::clock::PhysicalClock;
@@ -62,37 +62,7 @@ enum PeerAsk {
 /// The largest page of events a server sends for one `fetch`.
 pub const MAX_FETCH: usize = 5000;
 
-/// What arrived for replication; the reactor hands it to `palaver_core::replication`.
-#[derive(Debug)]
-pub enum Inbound {
-    /// The live servers changed (names, this one excluded).
-    Peers(Vec<String>),
-    /// Events published on `replica` by their origin.
-    Replica { origin: String, events: Vec<Event> },
-    /// A peer's answer to our `vector`.
-    Vector { peer: String, vector: VersionVector },
-    /// A peer's answer to our `fetch`.
-    Fetched {
-        peer: String,
-        origin: String,
-        events: Vec<Event>,
-        more: bool,
-    },
-    /// A `fetch` of ours went unanswered.
-    FetchFailed { origin: String },
-    /// A peer holds our events up to `seq`.
-    Ack { peer: String, seq: u64 },
-    /// A client request sent straight to this server's peer endpoint: routing frames, then
-    /// the body. Answer with [`Coordination::answer_direct`].
-    Client(Vec<Vec<u8>>),
-    /// Clients' beats another server took.
-    Beats(Vec<palaver_proto::peer::Beat>),
-    /// A step of a two-phase delete, from server `from`.
-    TwoPc {
-        from: String,
-        msg: palaver_core::commit::Msg<palaver_proto::room::Room>,
-    },
-}
+pub use crate::engine::PeerInput as Inbound;
 
 /// Whether a frame on the peer endpoint is a client service that a client may ask a server for
 /// directly, as it would through the broker (the one list, `palaver_proto::SERVICES`, says).

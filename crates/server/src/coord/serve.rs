@@ -84,10 +84,8 @@ impl Coordination {
     /// Stamps `reply` and sends it back along `route` (the requester's routing frames) on the
     /// peer endpoint: answers to peers, operators and clients that came here directly.
     pub fn answer(&self, route: &[Vec<u8>], mut reply: Envelope, lamport: &mut Lamport) {
-        reply.stamp(
-            self.clock.now(),
-            crate::reactor::stamp_clock(&reply, lamport),
-        );
+        let refused = palaver_proto::Reply::status(&reply) == palaver_proto::Status::Error;
+        reply.stamp(self.clock.now(), lamport.for_answer(refused));
         if let Err(e) = send_routed(&self.router, route, &reply.to_bytes()) {
             tracing::debug!(error = %e, "peer endpoint reply dropped");
         }

@@ -25,7 +25,7 @@ use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request, RoomKind};
 use crate::state::Proofs;
 use crate::State;
 
-use super::{Handled, Queued, Reactor, Route};
+use super::{Engine, Handled, Queued, Route};
 
 /// How long a requester waits for the leader's prepare before it gives the attempt up.
 const BEGIN_WAIT: Duration = Duration::from_secs(3);
@@ -57,12 +57,12 @@ pub(super) enum Crash {
     Due,
 }
 
-impl Reactor {
+impl Engine {
     /// A client's delete begins: led by the coordinator (or this server, when none is known).
     pub(super) fn start_delete(&mut self, waiting: Waiting) {
-        let leader = self.coord.coordinator().map(|c| c.name.clone());
+        let leader = self.coordinator.as_ref().map(|c| c.name.clone());
         self.deletes
-            .start(self.turn, waiting, leader.as_deref(), &self.state);
+            .start(self.now.at, waiting, leader.as_deref(), &self.state);
     }
 
     /// Each turn: what the two-phase deletes have to do. Their records join the batch as
@@ -97,7 +97,7 @@ impl Reactor {
                     }
                     let mut handled =
                         self.state
-                            .record(kind, request, self.coord.now(), &mut self.lamport);
+                            .record(kind, request, self.now.wall, &mut self.lamport);
                     if let Some(c) = channel {
                         handled.reply = handled.reply.with("channel", c.as_str());
                     }
@@ -118,7 +118,7 @@ impl Reactor {
                 req,
                 w.request.clone(),
                 &w.proofs,
-                self.coord.now(),
+                self.now.wall,
                 &mut self.lamport,
             );
             match handled.delete.take() {
@@ -158,6 +158,9 @@ pub(super) enum Out {
 
 pub(super) struct Deletes {
     me: Name,
+    /// The next transaction's number (from a seed of the driver's, so that ids differ from
+    /// one start to the next, and a simulation replays them).
+    next_tx: u64,
     node: Node<Room>,
     /// Client deletes waiting, by transaction.
     waiting: BTreeMap<String, Waiting>,
@@ -166,9 +169,10 @@ pub(super) struct Deletes {
 }
 
 impl Deletes {
-    pub(super) fn new(me: &Name) -> Deletes {
+    pub(super) fn new(me: &Name, seed: u64) -> Deletes {
         Deletes {
             me: me.clone(),
+            next_tx: seed,
             node: Node::new(me.as_str(), Timeouts::default()),
             waiting: BTreeMap::new(),
             again: Vec::new(),
@@ -242,7 +246,8 @@ impl Deletes {
     /// A client's delete, checked by the state: a transaction led by `leader` (the coordinator,
     /// or this server when there is none) begins.
     pub(super) fn start(&mut self, now: Instant, w: Waiting, leader: Option<&str>, st: &State) {
-        let id = format!("{}-{}", self.me, &palaver_auth::token::new_token()[..16]);
+        let id = format!("{}-{:016x}", self.me, self.next_tx);
+        self.next_tx = self.next_tx.wrapping_add(1);
         let leader = leader.unwrap_or(self.me.as_str()).to_owned();
         let vote = st.can_delete(&w.room);
         self.node

@@ -8,10 +8,10 @@ use palaver_proto::{
     Envelope, Event, EventKind, EventRef, HistoryQuery, MessageKind, Name, Place, ReaderKind, Reply,
 };
 
-use super::Reactor;
+use super::Engine;
 use crate::state::{receipt, StoredRead};
 
-impl Reactor {
+impl Engine {
     /// Answers a read of the store (with what `reply` says already), made after `event` (the
     /// request's own, if it made one) was stored; and what it publishes.
     pub(super) fn read_stored(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use palaver_core::replication::{self, Replication};
 
-use super::{Reactor, STARTUP_GRACE};
+use super::{Engine, Output, STARTUP_GRACE};
 
 /// While its commits fail, a server tries one (its waiting work, or a probe) this often.
 pub(super) const RETRY_COMMIT: Duration = Duration::from_secs(1);
@@ -25,11 +25,11 @@ pub(super) struct Failing {
     pub(super) next_try: Instant,
 }
 
-impl Reactor {
+impl Engine {
     /// A commit failed: leave the broker's rotation (clients go to the other servers) until a
     /// commit works again, and say so at most once a second with a count.
     pub(super) fn step_aside(&mut self, why: Option<&str>) {
-        let now = self.turn;
+        let now = self.now.at;
         self.failed_batches += 1;
         if self.failing.is_none() {
             self.failing = Some(Failing {
@@ -43,7 +43,7 @@ impl Reactor {
             while let Some(held) = self.held.pop_front() {
                 self.release(held);
             }
-            self.broker.leave();
+            self.outputs.push_back(Output::LeaveBroker);
             self.accepting = false;
             tracing::error!(server = %self.name, error = why.unwrap_or("a write failed"),
                 "commits fail: out of the broker's rotation until one succeeds");
@@ -59,15 +59,15 @@ impl Reactor {
             self.reload();
         }
         if let Some(f) = self.failing.take() {
-            tracing::info!(server = %self.name, after = ?f.since.elapsed(), failed = self.failed_batches,
+            tracing::info!(server = %self.name, after = ?self.now.at.saturating_duration_since(f.since), failed = self.failed_batches,
                 set_aside = self.set_aside, "commits work again; back in the broker's rotation once caught up");
-            self.serve_anyway_at = self.turn + STARTUP_GRACE;
+            self.serve_anyway_at = self.now.at + STARTUP_GRACE;
             // What arrived meanwhile was set aside: compare with every peer again, fetch it,
             // and take clients only once caught up, as at start-up.
             let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
             let vector = self.repl.vector().clone();
             self.repl = Replication::new(&self.name, vector, replication::Config::default());
-            self.repl.set_peers(self.turn, peers);
+            self.repl.set_peers(self.now.at, peers);
         }
     }
 
@@ -89,17 +89,17 @@ impl Reactor {
         match self.store.snapshot() {
             Ok(snap) => {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
-                self.deletes.restore(self.turn, &snap.rooms);
+                self.deletes.restore(self.now.at, &snap.rooms);
                 self.state.reload(snap);
                 let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
                 self.deletes.set_peers(peers.clone());
                 self.repl = Replication::new(&self.name, vector, replication::Config::default());
-                self.repl.set_peers(self.turn, peers);
+                self.repl.set_peers(self.now.at, peers);
                 self.reload_due = false;
             }
             Err(e) => {
                 self.reload_due = true;
-                if let Some(quiet) = self.fail_log.admit(self.turn) {
+                if let Some(quiet) = self.fail_log.admit(self.now.at) {
                     tracing::error!(error = %e, unlogged = quiet, "cannot reload after a failed commit; trying again");
                 }
             }
