@@ -354,6 +354,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The events marked hidden (repeats of another event's request), by origin and seq.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn hidden(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT origin, seq FROM hidden ORDER BY origin, seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// The event `origin:seq`, unless it is missing or hidden (a repeat of another request).
     ///
     /// # Errors

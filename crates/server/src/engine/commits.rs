@@ -29,7 +29,7 @@ impl Engine {
         let writes = self
             .batch
             .iter()
-            .any(|q| q.handled.event.is_some() || q.handled.read.is_some());
+            .any(|q| q.handled.event.is_some() || q.handled.read.is_some() || q.handled.repeat);
         let pending_due = force
             || self.pending.len() >= REPLICA_COMMIT_EVENTS
             || self
@@ -133,6 +133,7 @@ impl Engine {
                 verify: _,
                 delete: _,
                 lookup: _,
+                repeat: _,
             } = q.handled;
             let (reply, told) = match &read {
                 Some(r) => self.read_stored(r, reply, event.as_ref()),

@@ -269,6 +269,10 @@ pub struct Handled {
     pub delete: Option<Room>,
     /// A message to look up in the store; then [`State::marked`] decides.
     pub lookup: Option<(Name, EventRef)>,
+    /// An answer that repeats an earlier one (the request id is known): the event it names
+    /// may have come from a peer and wait in memory, so the answer waits for the commit that
+    /// stores what waits.
+    pub repeat: bool,
 }
 
 impl Handled {
@@ -282,6 +286,7 @@ impl Handled {
             verify: None,
             delete: None,
             lookup: None,
+            repeat: false,
         }
     }
 }
@@ -531,6 +536,7 @@ impl State {
             };
             return Handled {
                 read,
+                repeat: true,
                 ..Handled::reply(reply)
             };
         }
@@ -717,6 +723,7 @@ impl State {
             verify: None,
             delete: None,
             lookup: None,
+            repeat: false,
         }
     }
 

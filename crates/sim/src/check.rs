@@ -1,0 +1,182 @@
+//! The guarantees, as invariants: some checked as the run goes (an answer that says it wrote
+//! must find the write on its server's disk; what was acknowledged before a request exists
+//! for whichever server answers it), the rest once everything has healed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use palaver_proto::{Conversation, Cursor, Event, EventKind, HistoryQuery, MessageKind};
+use palaver_store::Store;
+
+/// A write a client was told succeeded.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub request_id: String,
+    /// The event's id, `origin:seq`, as the answer gave it.
+    pub id: String,
+    pub service: &'static str,
+}
+
+/// What one server holds once the run is over.
+pub struct View {
+    name: String,
+    alive: bool,
+    summary: (Vec<(String, u64)>, u64),
+    hidden: Vec<(String, u64)>,
+    /// Every event, by id.
+    events: BTreeMap<String, Event>,
+    /// Every conversation's visible history, in its order: the texts.
+    histories: BTreeMap<String, Vec<String>>,
+}
+
+impl View {
+    /// Reads what `store` holds.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub fn read(name: &str, store: &Store, alive: bool) -> anyhow::Result<View> {
+        let summary = store.summary()?;
+        let mut events = BTreeMap::new();
+        let mut conversations = BTreeMap::new();
+        for (origin, _) in &summary.0 {
+            let mut after = 0;
+            loop {
+                let page = store.events_after(origin, after, 1000)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in page {
+                    match &e.kind {
+                        EventKind::Message(MessageKind::Post { channel, .. }) => {
+                            let of = Conversation::Channel(channel.clone());
+                            conversations.insert(format!("{of:?}"), of);
+                        }
+                        EventKind::Message(MessageKind::Direct { src, dst, .. }) => {
+                            let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
+                            let of = Conversation::Direct(a.clone(), b.clone());
+                            conversations.insert(format!("{of:?}"), of);
+                        }
+                        EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => {}
+                    }
+                    events.insert(e.id(), e);
+                }
+            }
+        }
+        let mut histories = BTreeMap::new();
+        for (key, of) in conversations {
+            let mut texts = Vec::new();
+            let mut after = Some(Cursor {
+                lamport: 0,
+                origin: String::new(),
+            });
+            loop {
+                let q = HistoryQuery {
+                    of: of.clone(),
+                    limit: palaver_proto::MAX_HISTORY,
+                    before: None,
+                    after,
+                };
+                let (page, more) = store.history(&q)?;
+                for e in &page {
+                    if let EventKind::Message(
+                        MessageKind::Post { message, .. } | MessageKind::Direct { message, .. },
+                    ) = &e.kind
+                    {
+                        texts.push(message.clone());
+                    }
+                }
+                match (more, page.last()) {
+                    (true, Some(last)) => after = Some(Cursor::of(last)),
+                    _ => break,
+                }
+            }
+            histories.insert(key, texts);
+        }
+        Ok(View {
+            name: name.to_owned(),
+            alive,
+            hidden: store.hidden()?,
+            summary,
+            events,
+            histories,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Checks {
+    pub violations: Vec<String>,
+    pub acked: Vec<Acked>,
+}
+
+impl Checks {
+    pub fn violation(&mut self, what: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(what);
+        }
+    }
+
+    /// Once healed: every server up, holding the same events, every acknowledged write on
+    /// every server, one order of every conversation everywhere, and no message twice.
+    pub fn at_the_end(&mut self, views: &[View]) {
+        for v in views.iter().filter(|v| !v.alive) {
+            self.violation(format!("{} is not running at the end", v.name));
+        }
+        let first = &views[0];
+        for v in &views[1..] {
+            if v.summary != first.summary {
+                self.violation(format!(
+                    "convergence: {} holds {:?} (digest {:016x}) but {} holds {:?} (digest {:016x})",
+                    first.name, first.summary.0, first.summary.1, v.name, v.summary.0, v.summary.1
+                ));
+            }
+            if v.hidden != first.hidden {
+                self.violation(format!(
+                    "one answer: {} hides {:?} but {} hides {:?}",
+                    first.name, first.hidden, v.name, v.hidden
+                ));
+            }
+            if v.histories != first.histories {
+                let differ: Vec<&String> = first
+                    .histories
+                    .iter()
+                    .filter(|(k, h)| v.histories.get(*k) != Some(*h))
+                    .map(|(k, _)| k)
+                    .collect();
+                let shown = |view: &View| -> Vec<String> {
+                    differ
+                        .iter()
+                        .map(|k| format!("{k}: {:?}", view.histories.get(*k)))
+                        .collect()
+                };
+                self.violation(format!(
+                    "one order: {} and {} show {differ:?} differently: {:?} against {:?}",
+                    first.name,
+                    v.name,
+                    shown(first),
+                    shown(v)
+                ));
+            }
+        }
+        let acked = std::mem::take(&mut self.acked);
+        for a in &acked {
+            for v in views {
+                if !v.events.contains_key(&a.id) {
+                    self.violation(format!(
+                        "acknowledged write lost: `{}` {} ({}) is not on {}",
+                        a.service, a.id, a.request_id, v.name
+                    ));
+                }
+            }
+        }
+        self.acked = acked;
+        for v in views {
+            for (of, texts) in &v.histories {
+                let mut seen = BTreeSet::new();
+                for t in texts {
+                    if !seen.insert(t) {
+                        self.violation(format!("no duplicates: {} shows `{t}` twice in {of}", v.name));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1042 @@
+//! One simulated cluster: the world that moves engines, disks, network, broker and clients
+//! forward in simulated time, from one seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use palaver_core::replication::VersionVector;
+use palaver_proto::peer::PeerRequest;
+use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
+use palaver_server::engine::{
+    Done, Engine, Input, Job, Now, Output, PeerInput, Route, Setup,
+};
+use palaver_store::Store;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::check::{Acked, Checks};
+
+/// How long faults last, in simulated milliseconds; then everything heals.
+const FAULTS_FOR: u64 = 6_000;
+/// How long after the faults the cluster has to converge.
+const HEAL_WITHIN: u64 = 30_000;
+/// The most events a fetch answers with (as `coord::MAX_FETCH`).
+const MAX_FETCH: usize = 5000;
+/// The reactor's longest wait between turns.
+const POLL_INTERVAL: u64 = 100;
+/// A client waits this long for an answer before it sends the request again (as the client
+/// core does), and tries this often.
+const CLIENT_TIMEOUT: u64 = 2_500;
+const CLIENT_ATTEMPTS: u32 = 3;
+/// The broker sends a request again when its server has been silent this long.
+const BROKER_SILENCE: u64 = 900;
+/// The broker answers a request no server took within this long with an error.
+const BROKER_GIVE_UP: u64 = 10_000;
+
+/// A fault that lasts until a moment: a disk that refuses commits, a paused process, a server
+/// cut off from the others.
+#[derive(Debug, Clone, Copy)]
+enum Window {
+    Disk(u64),
+    Pause(u64),
+    Cut(u64),
+}
+
+/// A message between servers, as their peer endpoints carry them.
+#[derive(Debug, Clone)]
+enum Msg {
+    Replica {
+        origin: String,
+        events: Vec<Event>,
+    },
+    Ack {
+        from: String,
+        seq: u64,
+    },
+    AskVector {
+        from: String,
+        vector: VersionVector,
+    },
+    Vector {
+        from: String,
+        vector: VersionVector,
+    },
+    AskFetch {
+        from: String,
+        origin: String,
+        after: u64,
+        limit: usize,
+    },
+    Fetched {
+        from: String,
+        origin: String,
+        events: Vec<Event>,
+        more: bool,
+    },
+    /// A two-phase delete's step (the envelope of `PeerRequest::TwoPc`).
+    TwoPc(Envelope),
+}
+
+/// Something due at a moment of simulated time.
+#[derive(Debug)]
+enum Due {
+    Deliver { to: usize, epoch: u64, msg: Msg },
+    Request { to: usize, epoch: u64, token: u64, body: Vec<u8> },
+    Answer { token: u64, reply: Envelope },
+    CommitDone { server: usize, epoch: u64 },
+    Tick { server: usize, epoch: u64 },
+    Client { client: usize },
+    BrokerCheck { token: u64 },
+    Crash { server: usize },
+    Restart { server: usize },
+    Membership,
+}
+
+struct Server {
+    name: String,
+    dir: tempfile::TempDir,
+    /// The simulated disk: the write connection, which only the simulated writer uses.
+    disk: Store,
+    engine: Option<Engine>,
+    /// Counts restarts, so that what was due for an earlier life is dropped.
+    epoch: u64,
+    writing: Option<Job>,
+    accepting: bool,
+    disk_fails_until: u64,
+    paused_until: u64,
+    cut_until: u64,
+}
+
+/// A request the broker holds: whose, and which server has it.
+struct Held {
+    client: usize,
+    body: Vec<u8>,
+    server: Option<usize>,
+    since: u64,
+    asked: u64,
+}
+
+/// A client's request in flight.
+struct Asking {
+    request_id: String,
+    service: &'static str,
+    body: Vec<u8>,
+    /// When it was first sent, and how many times.
+    first: u64,
+    sent: u64,
+    attempts: u32,
+    /// Names the request needs to exist (a post's channel, a message's recipient), with
+    /// when their creation was acknowledged, if it was before this request was first sent.
+    needs: Option<String>,
+}
+
+struct Client {
+    name: String,
+    ops: u32,
+    asking: Option<Asking>,
+    logged_in: bool,
+}
+
+pub struct World {
+    rng: StdRng,
+    base: Instant,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slots: Vec<Option<Due>>,
+    servers: Vec<Server>,
+    clients: Vec<Client>,
+    /// The broker's requests in flight, by token; the next token.
+    broker: BTreeMap<u64, Held>,
+    token: u64,
+    /// Network faults for this run.
+    loss: f64,
+    duplicate: f64,
+    max_delay: u64,
+    /// Per link (from, to), when its last message is delivered: links keep their order.
+    links: BTreeMap<(usize, usize), u64>,
+    /// Whether read your writes is checked (see `run`).
+    strict: bool,
+    /// Fault windows to come: from when, which server, what.
+    windows: Vec<(u64, usize, Window)>,
+    /// Names acknowledged as created (people and channels), and when.
+    created: BTreeMap<String, u64>,
+    channels: Vec<String>,
+    pub checks: Checks,
+    verbose: bool,
+}
+
+impl World {
+    /// Runs seed `seed` with `n` servers; the invariants it broke.
+    pub fn run(seed: u64, n: usize, verbose: bool) -> anyhow::Result<Vec<String>> {
+        let mut w = World::new(seed, n, verbose)?;
+        w.plan_faults();
+        // Read your writes rests on the peers' acks: a write is answered once the live peers
+        // hold it, or once they have missed the deadline for it (they are taken for down, and
+        // repaired later). A network that loses messages or cuts a live server off makes a
+        // peer miss it while it still serves, so the guarantee is checked where the network
+        // only delays, reorders and duplicates (processes may still crash, pause, or fail
+        // their commits).
+        w.strict = w.loss == 0.0 && !w.windows.iter().any(|(_, _, x)| matches!(x, Window::Cut(_)));
+        for c in 0..w.clients.len() {
+            let at = w.rng.gen_range(0..200);
+            w.at(at, Due::Client { client: c });
+        }
+        w.at(0, Due::Membership);
+        w.run_until(FAULTS_FOR + HEAL_WITHIN)?;
+        w.checks.at_the_end(&w.final_view()?);
+        Ok(w.checks.violations.clone())
+    }
+
+    fn new(seed: u64, n: usize, verbose: bool) -> anyhow::Result<World> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let shm = std::path::Path::new("/dev/shm");
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let dir = if shm.is_dir() {
+                tempfile::Builder::new().prefix("palaver-sim").tempdir_in(shm)?
+            } else {
+                tempfile::tempdir()?
+            };
+            let disk = Store::open(dir.path()).context("the simulated disk")?;
+            servers.push(Server {
+                name: format!("s{}", i + 1),
+                dir,
+                disk,
+                engine: None,
+                epoch: 0,
+                writing: None,
+                accepting: false,
+                disk_fails_until: 0,
+                paused_until: 0,
+                cut_until: 0,
+            });
+        }
+        let clients = (0..rng.gen_range(2..=5))
+            .map(|c| Client {
+                name: format!("p{c}"),
+                ops: rng.gen_range(5..25),
+                asking: None,
+                logged_in: false,
+            })
+            .collect();
+        let mut w = World {
+            loss: [0.0, 0.01, 0.05, 0.2][rng.gen_range(0..4)],
+            duplicate: [0.0, 0.02][rng.gen_range(0..2)],
+            max_delay: [2, 10, 60][rng.gen_range(0..3)],
+            windows: Vec::new(),
+            links: BTreeMap::new(),
+            strict: true,
+            rng,
+            base: Instant::now(),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            servers,
+            clients,
+            broker: BTreeMap::new(),
+            token: 1,
+            created: BTreeMap::new(),
+            channels: Vec::new(),
+            checks: Checks::default(),
+            verbose,
+        };
+        for s in 0..n {
+            w.start(s)?;
+        }
+        Ok(w)
+    }
+
+    fn log(&self, what: impl FnOnce() -> String) {
+        if self.verbose {
+            println!("{:>6} ms  {}", self.now, what());
+        }
+    }
+
+    /// The faults of this run: crashes, failing disks, pauses and cuts from the network, all
+    /// before `FAULTS_FOR`.
+    fn plan_faults(&mut self) {
+        let n = self.servers.len();
+        for _ in 0..self.rng.gen_range(0..=4) {
+            let s = self.rng.gen_range(0..n);
+            let from = self.rng.gen_range(200..FAULTS_FOR - 1_000);
+            let until = from + self.rng.gen_range(200..2_500);
+            let window = match self.rng.gen_range(0..4) {
+                0 => {
+                    self.at(from, Due::Crash { server: s });
+                    self.at(until, Due::Restart { server: s });
+                    continue;
+                }
+                1 => Window::Disk(until),
+                2 => Window::Pause(until),
+                _ => Window::Cut(until),
+            };
+            self.windows.push((from, s, window));
+        }
+    }
+
+    /// Opens the fault windows whose time has come.
+    fn apply_windows(&mut self) {
+        let now = self.now;
+        let (open, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.windows)
+            .into_iter()
+            .partition(|(from, _, _)| *from <= now);
+        self.windows = later;
+        for (_, s, w) in open {
+            let server = &mut self.servers[s];
+            match w {
+                Window::Disk(until) => server.disk_fails_until = server.disk_fails_until.max(until),
+                Window::Pause(until) => server.paused_until = server.paused_until.max(until),
+                Window::Cut(until) => server.cut_until = server.cut_until.max(until),
+            }
+            let name = server.name.clone();
+            self.log(|| format!("{name}: {w:?}"));
+        }
+    }
+
+    fn at(&mut self, delay: u64, due: Due) {
+        let when = self.now + delay;
+        self.seq += 1;
+        self.slots.push(Some(due));
+        self.queue
+            .push(Reverse((when, self.seq, self.slots.len() - 1)));
+    }
+
+    fn now_for(&self) -> Now {
+        Now {
+            at: self.base + Duration::from_millis(self.now),
+            wall: 1_767_270_000.0 + self.now as f64 / 1000.0,
+        }
+    }
+
+    fn alive(&self, s: usize) -> bool {
+        self.servers[s].engine.is_some()
+    }
+
+    fn run_until(&mut self, end: u64) -> anyhow::Result<()> {
+        let mut next_check = FAULTS_FOR;
+        while let Some(Reverse((when, _, slot))) = self.queue.pop() {
+            if when > end {
+                break;
+            }
+            self.now = when;
+            self.apply_windows();
+            let Some(due) = self.slots[slot].take() else {
+                continue;
+            };
+            self.step(due)?;
+            if self.now >= next_check {
+                next_check = self.now + 500;
+                if self.settled()? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether, faults over, every server is up, idle, and holds the same events, and every
+    /// client is done.
+    fn settled(&mut self) -> anyhow::Result<bool> {
+        if self.now < FAULTS_FOR
+            || self.clients.iter().any(|c| c.asking.is_some() || c.ops > 0)
+            || self.servers.iter().any(|s| s.engine.is_none() || s.writing.is_some())
+        {
+            return Ok(false);
+        }
+        let mut summaries = BTreeSet::new();
+        for s in &self.servers {
+            summaries.insert(s.disk.summary()?);
+        }
+        Ok(summaries.len() == 1)
+    }
+
+    fn step(&mut self, due: Due) -> anyhow::Result<()> {
+        match due {
+            Due::Deliver { to, epoch, msg } => self.deliver(to, epoch, msg),
+            Due::Request {
+                to,
+                epoch,
+                token,
+                body,
+            } => {
+                if self.servers[to].epoch != epoch || !self.alive(to) {
+                    return Ok(());
+                }
+                if self.servers[to].paused_until > self.now {
+                    let wait = self.servers[to].paused_until - self.now;
+                    self.at(wait, Due::Request { to, epoch, token, body });
+                    return Ok(());
+                }
+                self.input(
+                    to,
+                    Input::Request {
+                        route: Route::Broker(token),
+                        body,
+                    },
+                )
+            }
+            Due::Answer { token, reply } => {
+                self.answer(token, reply);
+                Ok(())
+            }
+            Due::CommitDone { server, epoch } => self.commit_done(server, epoch),
+            Due::Tick { server, epoch } => {
+                if self.servers[server].epoch != epoch || !self.alive(server) {
+                    return Ok(());
+                }
+                if self.servers[server].paused_until <= self.now {
+                    self.turn(server)?;
+                }
+                self.at(POLL_INTERVAL, Due::Tick { server, epoch });
+                Ok(())
+            }
+            Due::Client { client } => {
+                self.client_step(client);
+                Ok(())
+            }
+            Due::BrokerCheck { token } => {
+                self.broker_check(token);
+                Ok(())
+            }
+            Due::Crash { server } => {
+                self.crash(server);
+                Ok(())
+            }
+            Due::Restart { server } => self.start(server),
+            Due::Membership => {
+                self.membership();
+                Ok(())
+            }
+        }
+    }
+
+    // ---- servers ----
+
+    fn start(&mut self, s: usize) -> anyhow::Result<()> {
+        if self.alive(s) {
+            return Ok(());
+        }
+        let server = &mut self.servers[s];
+        server.epoch += 1;
+        server.writing = None;
+        server.accepting = false;
+        let setup = Setup {
+            name: Name::parse(&server.name)?,
+            policy: palaver_server::Policy::default(),
+            crash_after_prepare: false,
+            seed: server.epoch << 32,
+        };
+        let store = Store::open(server.dir.path())?;
+        let now = Now {
+            at: self.base + Duration::from_millis(self.now),
+            wall: 1_767_270_000.0 + self.now as f64 / 1000.0,
+        };
+        server.engine = Some(Engine::new(&setup, store, now)?);
+        let epoch = server.epoch;
+        self.log(|| format!("{} starts", self.servers[s].name));
+        self.at(0, Due::Tick { server: s, epoch });
+        let delay = self.rng.gen_range(50..300);
+        self.at(delay, Due::Membership);
+        Ok(())
+    }
+
+    fn crash(&mut self, s: usize) {
+        let server = &mut self.servers[s];
+        if server.engine.take().is_none() {
+            return;
+        }
+        // What the writer had not committed is lost with the process.
+        server.writing = None;
+        server.accepting = false;
+        server.epoch += 1;
+        self.log(|| format!("{} crashes", self.servers[s].name));
+        self.requeue_from(s);
+        // The reference forgets it after its heartbeats stop.
+        self.at(3_000, Due::Membership);
+    }
+
+    /// The reference's list: every server that runs (a cut-off one still beats to it).
+    fn membership(&mut self) {
+        let live: Vec<String> = (0..self.servers.len())
+            .filter(|s| self.alive(*s))
+            .map(|s| self.servers[s].name.clone())
+            .collect();
+        let coordinator = (0..self.servers.len())
+            .rev()
+            .find(|s| self.alive(*s))
+            .map(|s| palaver_core::Member::new(self.servers[s].name.clone(), s as u64 + 1));
+        for s in 0..self.servers.len() {
+            let me = self.servers[s].name.clone();
+            let peers: Vec<String> = live.iter().filter(|n| **n != me).cloned().collect();
+            if let Some(engine) = self.servers[s].engine.as_mut() {
+                engine.set_coordinator(coordinator.clone());
+                let _ = self.input(s, Input::Peer(PeerInput::Peers(peers)));
+            }
+        }
+    }
+
+    fn input(&mut self, s: usize, input: Input) -> anyhow::Result<()> {
+        let now = self.now_for();
+        let Some(engine) = self.servers[s].engine.as_mut() else {
+            return Ok(());
+        };
+        engine.handle(now, input);
+        self.turn(s)
+    }
+
+    /// The end of a turn: the engine's timers, then its outputs.
+    fn turn(&mut self, s: usize) -> anyhow::Result<()> {
+        let now = self.now_for();
+        let Some(engine) = self.servers[s].engine.as_mut() else {
+            return Ok(());
+        };
+        engine.handle_timeout(now);
+        let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll_output()).collect();
+        for o in outputs {
+            self.output(s, o)?;
+        }
+        Ok(())
+    }
+
+    fn output(&mut self, s: usize, o: Output) -> anyhow::Result<()> {
+        let me = self.servers[s].name.clone();
+        match o {
+            Output::Reply { route, reply } => match route {
+                Route::Broker(token) => {
+                    self.check_durable(s, &reply);
+                    let delay = self.rng.gen_range(0..2);
+        self.at(delay, Due::Answer { token, reply });
+                }
+                Route::Peer(to) => {
+                    if let Some(t) = self.index(&to) {
+                        self.send(s, t, Msg::TwoPc(reply));
+                    }
+                }
+                Route::Direct(_) | Route::Internal => {}
+            },
+            Output::Publish { .. } | Output::ClientRequests(_) | Output::Ready => {}
+            Output::Commit(job) => {
+                let latency = self.rng.gen_range(1..6);
+                self.servers[s].writing = Some(job);
+                let epoch = self.servers[s].epoch;
+                self.at(latency, Due::CommitDone { server: s, epoch });
+            }
+            Output::Hash { .. } => anyhow::bail!("no password work in this simulation"),
+            Output::JoinBroker => self.servers[s].accepting = true,
+            Output::LeaveBroker => {
+                self.servers[s].accepting = false;
+                self.requeue_from(s);
+            }
+            Output::Replicate(events) => {
+                if self.verbose {
+                    let ids: Vec<(String, Option<String>)> =
+                        events.iter().map(|e| (e.id(), e.request.clone())).collect();
+                    println!("{:>6} ms  {me} made {ids:?}", self.now);
+                }
+                for t in 0..self.servers.len() {
+                    if t != s {
+                        let msg = Msg::Replica {
+                            origin: me.clone(),
+                            events: events.clone(),
+                        };
+                        self.send(s, t, msg);
+                    }
+                }
+            }
+            Output::Ack { peer, seq } => {
+                if let Some(t) = self.index(&peer) {
+                    self.send(s, t, Msg::Ack { from: me, seq });
+                }
+            }
+            Output::AskVector { peer, vector } => {
+                if let Some(t) = self.index(&peer) {
+                    self.send(s, t, Msg::AskVector { from: me, vector });
+                }
+            }
+            Output::Fetch {
+                peer,
+                origin,
+                after,
+                limit,
+            } => {
+                if let Some(t) = self.index(&peer) {
+                    let msg = Msg::AskFetch {
+                        from: me,
+                        origin,
+                        after,
+                        limit,
+                    };
+                    self.send(s, t, msg);
+                }
+            }
+            Output::Beats(_) => {}
+            Output::Crash => self.crash(s),
+        }
+        Ok(())
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.servers.iter().position(|s| s.name == name)
+    }
+
+    /// A message on the network: lost, delayed, duplicated; never across a cut.
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        let cut = |s: &Server| s.cut_until > self.now;
+        if cut(&self.servers[from]) || cut(&self.servers[to]) {
+            return;
+        }
+        let copies = if self.rng.gen_bool(self.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            if self.rng.gen_bool(self.loss) {
+                continue;
+            }
+            // One link keeps its order (a ZeroMQ connection over TCP); messages on different
+            // links, and requests from the broker, overtake each other freely.
+            let earliest = self.links.get(&(from, to)).copied().unwrap_or(0);
+            let at = (self.now + self.rng.gen_range(0..=self.max_delay)).max(earliest);
+            self.links.insert((from, to), at);
+            let delay = at - self.now;
+            let epoch = self.servers[to].epoch;
+            self.at(
+                delay,
+                Due::Deliver {
+                    to,
+                    epoch,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, to: usize, epoch: u64, msg: Msg) -> anyhow::Result<()> {
+        if self.servers[to].epoch != epoch || !self.alive(to) {
+            return Ok(());
+        }
+        if self.servers[to].cut_until > self.now {
+            return Ok(());
+        }
+        if self.servers[to].paused_until > self.now {
+            let wait = self.servers[to].paused_until - self.now;
+            self.at(wait, Due::Deliver { to, epoch, msg });
+            return Ok(());
+        }
+        let me = self.servers[to].name.clone();
+        match msg {
+            Msg::Replica { origin, events } => {
+                self.input(to, Input::Peer(PeerInput::Replica { origin, events }))
+            }
+            Msg::Ack { from, seq } => {
+                self.input(to, Input::Peer(PeerInput::Ack { peer: from, seq }))
+            }
+            Msg::AskVector { from, vector } => {
+                // What the asker holds of our events, it acknowledges; it hears our vector.
+                let seq = vector.get(&me);
+                let ours = self.servers[to]
+                    .engine
+                    .as_ref()
+                    .map(|e| e.vector().clone())
+                    .unwrap_or_default();
+                if let Some(t) = self.index(&from) {
+                    self.send(to, t, Msg::Vector { from: me, vector: ours });
+                }
+                self.input(to, Input::Peer(PeerInput::Ack { peer: from, seq }))
+            }
+            Msg::Vector { from, vector } => self.input(
+                to,
+                Input::Peer(PeerInput::Vector { peer: from, vector }),
+            ),
+            Msg::AskFetch {
+                from,
+                origin,
+                after,
+                limit,
+            } => {
+                let Some(engine) = self.servers[to].engine.as_ref() else {
+                    return Ok(());
+                };
+                let limit = limit.clamp(1, MAX_FETCH);
+                let events = engine
+                    .store()
+                    .events_page(&origin, after, limit, MAX_PAGE_BYTES)?;
+                let held = engine.vector().get(&origin);
+                let last = events.last().map_or(after, |e| e.seq);
+                let msg = Msg::Fetched {
+                    from: me,
+                    origin,
+                    events,
+                    more: last < held,
+                };
+                if let Some(t) = self.index(&from) {
+                    self.send(to, t, msg);
+                }
+                Ok(())
+            }
+            Msg::Fetched {
+                from,
+                origin,
+                events,
+                more,
+            } => self.input(
+                to,
+                Input::Peer(PeerInput::Fetched {
+                    peer: from,
+                    origin,
+                    events,
+                    more,
+                }),
+            ),
+            Msg::TwoPc(env) => match PeerRequest::parse(env) {
+                Ok(PeerRequest::TwoPc { from, msg }) => self.input(
+                    to,
+                    Input::Peer(PeerInput::TwoPc {
+                        from: from.to_string(),
+                        msg,
+                    }),
+                ),
+                other => anyhow::bail!("not a two-phase step: {other:?}"),
+            },
+        }
+    }
+
+    /// The simulated writer is done: the batch is on the disk, or the disk refused it.
+    fn commit_done(&mut self, s: usize, epoch: u64) -> anyhow::Result<()> {
+        let server = &mut self.servers[s];
+        if server.epoch != epoch {
+            return Ok(());
+        }
+        let Some(job) = server.writing.take() else {
+            return Ok(());
+        };
+        let done = if server.disk_fails_until > self.now {
+            if self.verbose {
+                let ids: Vec<String> = job.events.iter().map(Event::id).collect();
+                println!("{:>6} ms  {} failed to commit {ids:?}", self.now, server.name);
+            }
+            let n = job.events.len();
+            Done {
+                events: job.events,
+                hidden: job.hidden,
+                results: vec![Err("database or disk is full".into()); n],
+                failed: Some("database or disk is full".into()),
+            }
+        } else if job.events.is_empty() && job.hidden.is_empty() {
+            server.disk.probe()?;
+            Done {
+                events: Vec::new(),
+                hidden: Vec::new(),
+                results: Vec::new(),
+                failed: None,
+            }
+        } else {
+            let results = server.disk.append_hiding(job.events.iter(), &job.hidden)?;
+            if self.verbose {
+                let ids: Vec<String> = job.events.iter().map(Event::id).collect();
+                println!("{:>6} ms  {} committed {ids:?} hidden {:?}", self.now, server.name, job.hidden);
+            }
+            Done {
+                events: job.events,
+                hidden: job.hidden,
+                results,
+                failed: None,
+            }
+        };
+        self.input(s, Input::Committed(done))
+    }
+
+    /// An answer that says it wrote an event must find it on the answering server's disk.
+    fn check_durable(&mut self, s: usize, reply: &Envelope) {
+        if Reply::status(reply) == Status::Error {
+            return;
+        }
+        let Ok(Some(id)) = reply.data.opt_str("id") else {
+            return;
+        };
+        let Some((origin, seq)) = id.rsplit_once(':') else {
+            return;
+        };
+        let Ok(seq) = seq.parse::<u64>() else { return };
+        // Hidden or not: a repeat found later still answers with the id it had.
+        let stored = self.servers[s]
+            .disk
+            .events_after(origin, seq.saturating_sub(1), 1)
+            .ok()
+            .and_then(|page| page.first().map(|e| e.seq == seq))
+            .unwrap_or(false);
+        if !stored {
+            self.checks.violation(format!(
+                "durable before acknowledged: at {} ms {} answered `{}` with {id} before it was on its disk",
+                self.now,
+                self.servers[s].name, reply.service
+            ));
+        }
+    }
+
+    // ---- the broker ----
+
+    fn requeue_from(&mut self, s: usize) {
+        let tokens: Vec<u64> = self
+            .broker
+            .iter()
+            .filter(|(_, h)| h.server == Some(s))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tokens {
+            if let Some(h) = self.broker.get_mut(&t) {
+                h.server = None;
+            }
+            self.dispatch(t);
+        }
+    }
+
+    /// Sends request `token` to a live server in the rotation, if there is one.
+    fn dispatch(&mut self, token: u64) {
+        let candidates: Vec<usize> = (0..self.servers.len())
+            .filter(|s| self.alive(*s) && self.servers[*s].accepting)
+            .collect();
+        let Some(h) = self.broker.get(&token) else {
+            return;
+        };
+        if candidates.is_empty() {
+            if self.now >= h.since + BROKER_GIVE_UP {
+                let h = self.broker.remove(&token).expect("held");
+                let reply = Reply::error(
+                    &Envelope::sniff_service(&h.body).unwrap_or_default(),
+                    "no server could take the request in time",
+                );
+                self.at(0, Due::Answer { token, reply });
+            } else {
+                self.at(100, Due::BrokerCheck { token });
+            }
+            return;
+        }
+        let s = candidates[self.rng.gen_range(0..candidates.len())];
+        let body = h.body.clone();
+        if let Some(h) = self.broker.get_mut(&token) {
+            h.server = Some(s);
+            h.asked = self.now;
+        }
+        let epoch = self.servers[s].epoch;
+        let delay = self.rng.gen_range(0..2);
+        self.at(delay,
+            Due::Request {
+                to: s,
+                epoch,
+                token,
+                body,
+            },
+        );
+        self.at(BROKER_SILENCE, Due::BrokerCheck { token });
+    }
+
+    /// A request whose server went silent (crashed, paused, out of the rotation) goes to
+    /// another.
+    fn broker_check(&mut self, token: u64) {
+        let Some(h) = self.broker.get(&token) else {
+            return;
+        };
+        match h.server {
+            None => self.dispatch(token),
+            Some(s) => {
+                let silent = !self.alive(s)
+                    || self.servers[s].paused_until > self.now
+                    || !self.servers[s].accepting;
+                if silent && self.now >= h.asked + BROKER_SILENCE {
+                    self.dispatch(token);
+                } else {
+                    self.at(BROKER_SILENCE, Due::BrokerCheck { token });
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, token: u64, reply: Envelope) {
+        // The first answer to a token passes; a second is dropped.
+        let Some(h) = self.broker.remove(&token) else {
+            return;
+        };
+        self.client_answer(h.client, reply);
+    }
+
+    // ---- clients ----
+
+    fn client_step(&mut self, c: usize) {
+        let now = self.now;
+        if let Some(a) = &self.clients[c].asking {
+            if now >= a.sent + CLIENT_TIMEOUT {
+                if a.attempts >= CLIENT_ATTEMPTS {
+                    // Given up: the request may or may not have taken effect.
+                    self.clients[c].asking = None;
+                    self.at(10, Due::Client { client: c });
+                } else {
+                    let body = a.body.clone();
+                    if let Some(a) = self.clients[c].asking.as_mut() {
+                        a.attempts += 1;
+                        a.sent = now;
+                    }
+                    self.submit(c, body);
+                    self.at(CLIENT_TIMEOUT, Due::Client { client: c });
+                }
+            }
+            return;
+        }
+        if now >= FAULTS_FOR || self.clients[c].ops == 0 {
+            self.clients[c].ops = 0;
+            return;
+        }
+        let (service, env, needs) = self.next_request(c);
+        self.clients[c].ops -= 1;
+        let n = self.clients[c].ops;
+        let request_id = format!("{}-{n}", self.clients[c].name);
+        let mut env = env.with("request_id", request_id.as_str());
+        env.stamp(1.0, 0);
+        let body = env.to_bytes();
+        self.clients[c].asking = Some(Asking {
+            request_id,
+            service,
+            body: body.clone(),
+            first: now,
+            sent: now,
+            attempts: 1,
+            needs,
+        });
+        self.submit(c, body);
+        self.at(CLIENT_TIMEOUT, Due::Client { client: c });
+    }
+
+    fn submit(&mut self, client: usize, body: Vec<u8>) {
+        let token = self.token;
+        self.token += 1;
+        self.broker.insert(
+            token,
+            Held {
+                client,
+                body,
+                server: None,
+                since: self.now,
+                asked: self.now,
+            },
+        );
+        self.dispatch(token);
+    }
+
+    /// What client `c` asks next: it logs in first; then creates a channel, posts to one
+    /// that exists, or writes to someone logged in.
+    fn next_request(&mut self, c: usize) -> (&'static str, Envelope, Option<String>) {
+        let me = self.clients[c].name.clone();
+        if !self.clients[c].logged_in {
+            return ("login", Envelope::new("login").with("user", me.as_str()), None);
+        }
+        let people: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|o| o.name != me && self.created.contains_key(&o.name))
+            .map(|o| o.name.clone())
+            .collect();
+        let roll = self.rng.gen_range(0..10);
+        if roll < 2 || self.channels.is_empty() {
+            let channel = format!("c{}", self.rng.gen_range(0..4));
+            return (
+                "channel",
+                Envelope::new("channel").with("channel", channel.as_str()),
+                None,
+            );
+        }
+        let text = format!("{me} says {}", self.clients[c].ops);
+        if roll < 7 || people.is_empty() {
+            let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
+            let env = Envelope::new("publish")
+                .with("user", me.as_str())
+                .with("channel", channel.as_str())
+                .with("message", text.as_str());
+            return ("publish", env, Some(channel));
+        }
+        let to = people[self.rng.gen_range(0..people.len())].clone();
+        let env = Envelope::new("message")
+            .with("src", me.as_str())
+            .with("dst", to.as_str())
+            .with("message", text.as_str());
+        ("message", env, Some(to))
+    }
+
+    fn client_answer(&mut self, c: usize, reply: Envelope) {
+        let Some(a) = self.clients[c].asking.take() else {
+            return;
+        };
+        let ok = Reply::status(&reply) != Status::Error;
+        let why = Reply::error_text(&reply).unwrap_or_default();
+        self.log(|| {
+            format!(
+                "{} {} ({}) → {} {}",
+                self.clients[c].name,
+                a.service,
+                a.request_id,
+                reply.data.opt_str("server").ok().flatten().unwrap_or("broker"),
+                if ok { "ok".to_owned() } else { why.clone() }
+            )
+        });
+        if ok {
+            let id = reply.data.opt_str("id").ok().flatten().map(str::to_owned);
+            if let Some(id) = &id {
+                self.checks.acked.push(Acked {
+                    request_id: a.request_id.clone(),
+                    id: id.clone(),
+                    service: a.service,
+                });
+            }
+            match a.service {
+                "login" => {
+                    self.clients[c].logged_in = true;
+                    let me = self.clients[c].name.clone();
+                    self.created.entry(me).or_insert(self.now);
+                }
+                "channel" => {
+                    if let Ok(env) = Envelope::decode(&a.body) {
+                        if let Ok(ch) = env.data.str("channel") {
+                            self.created.entry(ch.to_owned()).or_insert(self.now);
+                            if !self.channels.iter().any(|x| x == ch) {
+                                self.channels.push(ch.to_owned());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if let Some(needed) = &a.needs {
+            // Read your writes: what was acknowledged before this request was sent exists
+            // for whichever server answers it.
+            let known_before = self.created.get(needed).is_some_and(|at| *at <= a.first);
+            if self.strict && known_before && (why.contains("has not logged in") || why.contains("does not exist")) {
+                self.checks.violation(format!(
+                    "read your writes: `{}` of {} refused ({why}) though `{needed}` was acknowledged before",
+                    a.service, a.request_id
+                ));
+            }
+        } else if a.service == "channel" && why.contains("already exists") {
+            if let Ok(env) = Envelope::decode(&a.body) {
+                if let Ok(ch) = env.data.str("channel") {
+                    // Worth posting to; but whether its creation was acknowledged to
+                    // anyone, this answer does not say.
+                    if !self.channels.iter().any(|x| x == ch) {
+                        self.channels.push(ch.to_owned());
+                    }
+                }
+            }
+        }
+        let delay = self.rng.gen_range(1..50);
+        self.at(delay, Due::Client { client: c });
+    }
+
+    // ---- the end ----
+
+    fn final_view(&self) -> anyhow::Result<Vec<crate::check::View>> {
+        let mut views = Vec::new();
+        for s in &self.servers {
+            views.push(crate::check::View::read(&s.name, &s.disk, s.engine.is_some())?);
+        }
+        Ok(views)
+    }
+}
