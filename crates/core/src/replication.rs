@@ -334,7 +334,7 @@ impl Replication {
                     *slot = (top, from.to_owned());
                 }
             }
-            if !self.fetching.contains_key(origin) {
+            if !self.fetching_now(now, origin) {
                 self.fetch(now, from, origin);
             }
         }
@@ -361,7 +361,7 @@ impl Replication {
     /// `peer`'s version vector.
     pub fn on_vector(&mut self, now: Instant, peer: &str, theirs: &VersionVector) {
         for (origin, seq) in theirs.iter() {
-            if seq > self.held(origin) && !self.fetching.contains_key(origin) {
+            if seq > self.held(origin) && !self.fetching_now(now, origin) {
                 self.fetch(now, peer, origin);
             }
         }
@@ -412,6 +412,14 @@ impl Replication {
     /// A fetch failed (timed out, refused): forget it, so the next comparison asks again.
     pub fn on_fetch_failed(&mut self, origin: &str) {
         self.fetching.remove(origin);
+    }
+
+    /// Whether a fetch of `origin` is in flight and not yet overdue at `now` (an overdue one
+    /// is asked again at once, not only after the next `handle_timeout`).
+    fn fetching_now(&self, now: Instant, origin: &str) -> bool {
+        self.fetching
+            .get(origin)
+            .is_some_and(|(_, until)| *until > now)
     }
 
     fn fetch(&mut self, now: Instant, peer: &str, origin: &str) {

@@ -173,7 +173,10 @@ impl Checks {
                 let mut seen = BTreeSet::new();
                 for t in texts {
                     if !seen.insert(t) {
-                        self.violation(format!("no duplicates: {} shows `{t}` twice in {of}", v.name));
+                        self.violation(format!(
+                            "no duplicates: {} shows `{t}` twice in {of}",
+                            v.name
+                        ));
                     }
                 }
             }

@@ -76,7 +76,10 @@ fn main() {
                     for v in &found {
                         println!("seed {seed}: {v}");
                     }
-                    failed.lock().expect("no thread panics holding it").push((seed, found));
+                    failed
+                        .lock()
+                        .expect("no thread panics holding it")
+                        .push((seed, found));
                 }
             });
         }

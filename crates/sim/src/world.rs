@@ -9,9 +9,7 @@ use anyhow::Context as _;
 use palaver_core::replication::VersionVector;
 use palaver_proto::peer::PeerRequest;
 use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
-use palaver_server::engine::{
-    Done, Engine, Input, Job, Now, Output, PeerInput, Route, Setup,
-};
+use palaver_server::engine::{Done, Engine, Input, Job, Now, Output, PeerInput, Route, Setup};
 use palaver_store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -82,15 +80,41 @@ enum Msg {
 /// Something due at a moment of simulated time.
 #[derive(Debug)]
 enum Due {
-    Deliver { to: usize, epoch: u64, msg: Msg },
-    Request { to: usize, epoch: u64, token: u64, body: Vec<u8> },
-    Answer { token: u64, reply: Envelope },
-    CommitDone { server: usize, epoch: u64 },
-    Tick { server: usize, epoch: u64 },
-    Client { client: usize },
-    BrokerCheck { token: u64 },
-    Crash { server: usize },
-    Restart { server: usize },
+    Deliver {
+        to: usize,
+        epoch: u64,
+        msg: Msg,
+    },
+    Request {
+        to: usize,
+        epoch: u64,
+        token: u64,
+        body: Vec<u8>,
+    },
+    Answer {
+        token: u64,
+        reply: Envelope,
+    },
+    CommitDone {
+        server: usize,
+        epoch: u64,
+    },
+    Tick {
+        server: usize,
+        epoch: u64,
+    },
+    Client {
+        client: usize,
+    },
+    BrokerCheck {
+        token: u64,
+    },
+    Crash {
+        server: usize,
+    },
+    Restart {
+        server: usize,
+    },
     Membership,
 }
 
@@ -179,7 +203,11 @@ impl World {
         // peer miss it while it still serves, so the guarantee is checked where the network
         // only delays, reorders and duplicates (processes may still crash, pause, or fail
         // their commits).
-        w.strict = w.loss == 0.0 && !w.windows.iter().any(|(_, _, x)| matches!(x, Window::Cut(_)));
+        w.strict = w.loss == 0.0
+            && !w
+                .windows
+                .iter()
+                .any(|(_, _, x)| matches!(x, Window::Cut(_)));
         for c in 0..w.clients.len() {
             let at = w.rng.gen_range(0..200);
             w.at(at, Due::Client { client: c });
@@ -196,7 +224,9 @@ impl World {
         let mut servers = Vec::new();
         for i in 0..n {
             let dir = if shm.is_dir() {
-                tempfile::Builder::new().prefix("palaver-sim").tempdir_in(shm)?
+                tempfile::Builder::new()
+                    .prefix("palaver-sim")
+                    .tempdir_in(shm)?
             } else {
                 tempfile::tempdir()?
             };
@@ -343,7 +373,10 @@ impl World {
     fn settled(&mut self) -> anyhow::Result<bool> {
         if self.now < FAULTS_FOR
             || self.clients.iter().any(|c| c.asking.is_some() || c.ops > 0)
-            || self.servers.iter().any(|s| s.engine.is_none() || s.writing.is_some())
+            || self
+                .servers
+                .iter()
+                .any(|s| s.engine.is_none() || s.writing.is_some())
         {
             return Ok(false);
         }
@@ -368,7 +401,15 @@ impl World {
                 }
                 if self.servers[to].paused_until > self.now {
                     let wait = self.servers[to].paused_until - self.now;
-                    self.at(wait, Due::Request { to, epoch, token, body });
+                    self.at(
+                        wait,
+                        Due::Request {
+                            to,
+                            epoch,
+                            token,
+                            body,
+                        },
+                    );
                     return Ok(());
                 }
                 self.input(
@@ -509,7 +550,7 @@ impl World {
                 Route::Broker(token) => {
                     self.check_durable(s, &reply);
                     let delay = self.rng.gen_range(0..2);
-        self.at(delay, Due::Answer { token, reply });
+                    self.at(delay, Due::Answer { token, reply });
                 }
                 Route::Peer(to) => {
                     if let Some(t) = self.index(&to) {
@@ -589,9 +630,15 @@ impl World {
         if cut(&self.servers[from]) || cut(&self.servers[to]) {
             return;
         }
-        let copies = if self.rng.gen_bool(self.duplicate) { 2 } else { 1 };
+        // Faults end at `FAULTS_FOR`, the network's with the rest.
+        let (loss, duplicate) = if self.now < FAULTS_FOR {
+            (self.loss, self.duplicate)
+        } else {
+            (0.0, 0.0)
+        };
+        let copies = if self.rng.gen_bool(duplicate) { 2 } else { 1 };
         for _ in 0..copies {
-            if self.rng.gen_bool(self.loss) {
+            if self.rng.gen_bool(loss) {
                 continue;
             }
             // One link keeps its order (a ZeroMQ connection over TCP); messages on different
@@ -615,6 +662,25 @@ impl World {
     fn deliver(&mut self, to: usize, epoch: u64, msg: Msg) -> anyhow::Result<()> {
         if self.servers[to].epoch != epoch || !self.alive(to) {
             return Ok(());
+        }
+        if self.verbose && std::env::var_os("SIM_TRACE").is_some() {
+            let what = match &msg {
+                Msg::Replica { origin, events } => format!(
+                    "replica {origin} {:?}",
+                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
+                ),
+                Msg::Fetched {
+                    from,
+                    origin,
+                    events,
+                    more,
+                } => format!(
+                    "fetched from {from} {origin} {:?} more {more}",
+                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
+                ),
+                other => format!("{other:?}").chars().take(120).collect(),
+            };
+            println!("{:>6} ms  → {} {what}", self.now, self.servers[to].name);
         }
         if self.servers[to].cut_until > self.now {
             return Ok(());
@@ -641,14 +707,20 @@ impl World {
                     .map(|e| e.vector().clone())
                     .unwrap_or_default();
                 if let Some(t) = self.index(&from) {
-                    self.send(to, t, Msg::Vector { from: me, vector: ours });
+                    self.send(
+                        to,
+                        t,
+                        Msg::Vector {
+                            from: me,
+                            vector: ours,
+                        },
+                    );
                 }
                 self.input(to, Input::Peer(PeerInput::Ack { peer: from, seq }))
             }
-            Msg::Vector { from, vector } => self.input(
-                to,
-                Input::Peer(PeerInput::Vector { peer: from, vector }),
-            ),
+            Msg::Vector { from, vector } => {
+                self.input(to, Input::Peer(PeerInput::Vector { peer: from, vector }))
+            }
             Msg::AskFetch {
                 from,
                 origin,
@@ -714,7 +786,10 @@ impl World {
         let done = if server.disk_fails_until > self.now {
             if self.verbose {
                 let ids: Vec<String> = job.events.iter().map(Event::id).collect();
-                println!("{:>6} ms  {} failed to commit {ids:?}", self.now, server.name);
+                println!(
+                    "{:>6} ms  {} failed to commit {ids:?}",
+                    self.now, server.name
+                );
             }
             let n = job.events.len();
             Done {
@@ -735,7 +810,10 @@ impl World {
             let results = server.disk.append_hiding(job.events.iter(), &job.hidden)?;
             if self.verbose {
                 let ids: Vec<String> = job.events.iter().map(Event::id).collect();
-                println!("{:>6} ms  {} committed {ids:?} hidden {:?}", self.now, server.name, job.hidden);
+                println!(
+                    "{:>6} ms  {} committed {ids:?} hidden {:?}",
+                    self.now, server.name, job.hidden
+                );
             }
             Done {
                 events: job.events,
@@ -821,7 +899,8 @@ impl World {
         }
         let epoch = self.servers[s].epoch;
         let delay = self.rng.gen_range(0..2);
-        self.at(delay,
+        self.at(
+            delay,
             Due::Request {
                 to: s,
                 epoch,
@@ -928,7 +1007,11 @@ impl World {
     fn next_request(&mut self, c: usize) -> (&'static str, Envelope, Option<String>) {
         let me = self.clients[c].name.clone();
         if !self.clients[c].logged_in {
-            return ("login", Envelope::new("login").with("user", me.as_str()), None);
+            return (
+                "login",
+                Envelope::new("login").with("user", me.as_str()),
+                None,
+            );
         }
         let people: Vec<String> = self
             .clients
@@ -974,7 +1057,12 @@ impl World {
                 self.clients[c].name,
                 a.service,
                 a.request_id,
-                reply.data.opt_str("server").ok().flatten().unwrap_or("broker"),
+                reply
+                    .data
+                    .opt_str("server")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("broker"),
                 if ok { "ok".to_owned() } else { why.clone() }
             )
         });
@@ -1009,7 +1097,10 @@ impl World {
             // Read your writes: what was acknowledged before this request was sent exists
             // for whichever server answers it.
             let known_before = self.created.get(needed).is_some_and(|at| *at <= a.first);
-            if self.strict && known_before && (why.contains("has not logged in") || why.contains("does not exist")) {
+            if self.strict
+                && known_before
+                && (why.contains("has not logged in") || why.contains("does not exist"))
+            {
                 self.checks.violation(format!(
                     "read your writes: `{}` of {} refused ({why}) though `{needed}` was acknowledged before",
                     a.service, a.request_id
@@ -1033,9 +1124,18 @@ impl World {
     // ---- the end ----
 
     fn final_view(&self) -> anyhow::Result<Vec<crate::check::View>> {
+        for s in &self.servers {
+            if let (true, Some(e)) = (self.verbose, &s.engine) {
+                println!("{}: {}", s.name, e.replication());
+            }
+        }
         let mut views = Vec::new();
         for s in &self.servers {
-            views.push(crate::check::View::read(&s.name, &s.disk, s.engine.is_some())?);
+            views.push(crate::check::View::read(
+                &s.name,
+                &s.disk,
+                s.engine.is_some(),
+            )?);
         }
         Ok(views)
     }

@@ -122,6 +122,9 @@ impl Engine {
         let mut lost = done.failed.is_some();
         let mut first_error = done.failed.clone();
         let mut replies = Vec::with_capacity(batch.len());
+        // Answers that stand on the whole commit (a repeat naming an event that waited for
+        // it, a read of the store after it), by their place in `replies`.
+        let mut standing = Vec::new();
         let mut published: Vec<Event> = Vec::new();
         let mut publications = Vec::new();
         for q in batch {
@@ -133,8 +136,11 @@ impl Engine {
                 verify: _,
                 delete: _,
                 lookup: _,
-                repeat: _,
+                repeat,
             } = q.handled;
+            if repeat || read.is_some() {
+                standing.push(replies.len());
+            }
             let (reply, told) = match &read {
                 Some(r) => self.read_stored(r, reply, event.as_ref()),
                 None => (reply, Vec::new()),
@@ -171,6 +177,22 @@ impl Engine {
             }
         }
         if lost {
+            // What stood on the commit cannot be said (found by the simulation, seed 10118: a
+            // repeated answer whose event failed to commit here, its origin dead, was sent).
+            for i in standing {
+                let (_, reply) = &mut replies[i];
+                if Reply::status(reply) != Status::Error {
+                    let refusal =
+                        Reply::error(&reply.service, "the server could not store this; try again");
+                    let id = reply
+                        .data
+                        .opt_str("request_id")
+                        .ok()
+                        .flatten()
+                        .map(str::to_owned);
+                    *reply = echoed(refusal, id);
+                }
+            }
             // Messages of two-phase deletes may stand on records that did not make it: not
             // sent (the protocol sends again what it still means).
             replies.retain(|(route, _)| !matches!(route, Route::Peer(_)));

@@ -354,6 +354,11 @@ impl Engine {
         &self.store
     }
 
+    /// Replication's bookkeeping, for a simulation's story.
+    pub fn replication(&self) -> String {
+        format!("{:?}", self.repl)
+    }
+
     /// What this server holds, per origin.
     pub fn vector(&self) -> &VersionVector {
         self.repl.vector()
