@@ -658,8 +658,9 @@ impl Store {
         Ok(n)
     }
 
-    /// A digest of every event held, in (origin, seq) order: two stores with the same events
-    /// have the same digest. FNV-1a over each event's MessagePack form.
+    /// A digest of every event held, in (origin, seq) order, and of which are hidden: two stores
+    /// with the same events, hiding the same repeats, have the same digest. FNV-1a over each
+    /// event's MessagePack form, then each hidden event's id.
     ///
     /// # Errors
     /// On a database error.
@@ -690,6 +691,16 @@ impl Store {
                         hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
                     }
                 }
+            }
+        }
+        // Which events are hidden (repeats of another's request) decides what every server
+        // shows: two stores that hide differently do not agree, whatever their events.
+        for (origin, seq) in self.hidden()? {
+            let mut bytes = origin.into_bytes();
+            bytes.push(b':');
+            bytes.extend(seq.to_be_bytes());
+            for b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
             }
         }
         tx.finish()?;

@@ -415,6 +415,20 @@ fn the_digest_covers_every_event_and_not_the_arrival_order() {
     // Another arrival order of whole origins (each origin's own events stay in sequence).
     let (s2, s1): (Vec<Event>, Vec<Event>) = all.iter().cloned().partition(|e| e.origin == "s2");
     assert_eq!(digest(&[s2, s1].concat()), whole);
+    // Hiding an event (as a repeat of another's request) changes it.
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.append(&all).unwrap().iter().all(Result::is_ok));
+        store
+            .append_hiding(&[], &[(all[3].origin.clone(), all[3].seq)])
+            .unwrap();
+        assert_ne!(
+            store.digest().unwrap(),
+            whole,
+            "hidden events are in the digest"
+        );
+    }
     // Any one event changed, of any kind, changes it.
     for (i, e) in all.iter().enumerate() {
         let mut changed = all.clone();
