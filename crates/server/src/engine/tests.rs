@@ -337,17 +337,7 @@ fn clients_are_taken_once_caught_up() {
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::Fetch { origin, after: 0, .. } if origin == "s2")));
-    let event = palaver_proto::Event {
-        origin: "s2".into(),
-        seq: 1,
-        lamport: 1,
-        timestamp: 1.0,
-        kind: palaver_proto::AccountKind::Login {
-            user: palaver_proto::Name::parse("bob").unwrap(),
-        }
-        .into(),
-        request: None,
-    };
+    let event = login_event("s2", 1, 1, "bob", None);
     rig.input(Input::Peer(PeerInput::Fetched {
         peer: "s2".into(),
         origin: "s2".into(),
@@ -393,17 +383,7 @@ fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
     );
     // Events from s2 meanwhile: not kept, not acknowledged.
     let events: Vec<palaver_proto::Event> = (1..=50)
-        .map(|seq| palaver_proto::Event {
-            origin: "s2".into(),
-            seq,
-            lamport: seq,
-            timestamp: 1.0,
-            kind: palaver_proto::AccountKind::Login {
-                user: palaver_proto::Name::parse(&format!("u{seq}")).unwrap(),
-            }
-            .into(),
-            request: None,
-        })
+        .map(|seq| login_event("s2", seq, seq, &format!("u{seq}"), None))
         .collect();
     let out = rig.input(Input::Peer(PeerInput::Replica {
         origin: "s2".into(),
@@ -433,17 +413,7 @@ fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
 fn replicas_are_acknowledged_at_once_and_committed_within_the_delay() {
     let mut rig = Rig::new();
     rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
-    let event = palaver_proto::Event {
-        origin: "s2".into(),
-        seq: 1,
-        lamport: 3,
-        timestamp: 1.0,
-        kind: palaver_proto::AccountKind::Login {
-            user: palaver_proto::Name::parse("bob").unwrap(),
-        }
-        .into(),
-        request: None,
-    };
+    let event = login_event("s2", 1, 3, "bob", None);
     rig.input(Input::Peer(PeerInput::Replica {
         origin: "s2".into(),
         events: vec![event.clone()],
@@ -463,7 +433,7 @@ fn login_event(
     seq: u64,
     lamport: u64,
     user: &str,
-    request: &str,
+    request: Option<&str>,
 ) -> palaver_proto::Event {
     palaver_proto::Event {
         origin: origin.into(),
@@ -474,7 +444,7 @@ fn login_event(
             user: palaver_proto::Name::parse(user).unwrap(),
         }
         .into(),
-        request: Some(request.into()),
+        request: request.map(str::to_owned),
     }
 }
 
@@ -488,7 +458,7 @@ fn an_answer_that_stood_on_a_failed_commit_is_refused() {
     rig.serving();
     rig.input(Input::Peer(PeerInput::Replica {
         origin: "s2".into(),
-        events: vec![login_event("s2", 1, 5, "bob", "q-1")],
+        events: vec![login_event("s2", 1, 5, "bob", Some("q-1"))],
     }));
     rig.ask(5, login("bob").with("request_id", "q-1"));
     let job = one_commit(rig.turn());
@@ -512,7 +482,7 @@ fn a_reload_forgets_the_repeats_found_against_the_memory_it_drops() {
     rig.serving();
     rig.input(Input::Peer(PeerInput::Replica {
         origin: "s2".into(),
-        events: vec![login_event("s2", 1, 1, "bob", "b-1")],
+        events: vec![login_event("s2", 1, 1, "bob", Some("b-1"))],
     }));
     let job = one_commit(rig.advance(20));
     // While that commits, a request makes an event here, and s2's copy of the same request
@@ -520,7 +490,7 @@ fn a_reload_forgets_the_repeats_found_against_the_memory_it_drops() {
     rig.ask(6, login("ana").with("request_id", "r-1"));
     rig.input(Input::Peer(PeerInput::Replica {
         origin: "s2".into(),
-        events: vec![login_event("s2", 2, 900, "ana", "r-1")],
+        events: vec![login_event("s2", 2, 900, "ana", Some("r-1"))],
     }));
     assert!(!rig.engine.hidden.is_empty());
     rig.fail(job);
