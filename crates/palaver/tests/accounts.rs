@@ -449,7 +449,17 @@ fn accounts_and_sessions_converge_under_chaos() {
             .collect();
         d[0] == d[1] && d[1] == d[2]
     });
-    assert!(converged, "the servers never agreed");
+    let held: Vec<String> = (0..3)
+        .map(|i| {
+            let store = common::store(&cluster.data_dir(i));
+            format!(
+                "{:?} hiding {:?}",
+                store.vector().unwrap(),
+                store.hidden().unwrap()
+            )
+        })
+        .collect();
+    assert!(converged, "the servers never agreed: {held:#?}");
     let (ok, said) = common::admin_verify(&cluster);
     assert!(ok, "admin verify failed:\n{said}");
 

@@ -77,6 +77,8 @@ impl Engine {
         let before = out.len();
         for (e, _) in events.into_iter().zip(take).filter(|(_, t)| *t) {
             if let Some(hide) = self.state.apply(&e) {
+                tracing::info!(server = %self.name, event = %e.id(), request = ?e.request,
+                    hidden = %format!("{}:{}", hide.0, hide.1), "a request made twice: the later event is hidden");
                 self.hidden.push(hide);
             }
             self.deletes.learn(&e);

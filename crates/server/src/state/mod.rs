@@ -520,25 +520,16 @@ impl State {
         lamport: &mut Lamport,
     ) -> Handled {
         let service = req.service();
-        if let Some(id) = request
+        if let Some(mut handled) = request
             .as_ref()
             .filter(|_| req.writes())
-            .and_then(|r| self.requests.get(r))
+            .and_then(|r| self.repeated(service, r))
         {
-            let reply = Reply::ok(service)
-                .with("id", id.id())
-                .with("cursor", id.cursor().to_string())
-                .with("repeated", true);
             // A join asked again still gets the channel's posts.
-            let read = match req {
-                Request::Join { channel, limit, .. } => Some(StoredRead::Join { channel, limit }),
-                _ => None,
-            };
-            return Handled {
-                read,
-                repeat: true,
-                ..Handled::reply(reply)
-            };
+            if let Request::Join { channel, limit, .. } = req {
+                handled.read = Some(StoredRead::Join { channel, limit });
+            }
+            return handled;
         }
         self.session_used = None;
         let outcome = match req {
@@ -660,6 +651,13 @@ impl State {
             Pending::Unregister { user } => (unregister::verified(self, user, verdict), None),
         };
         let request = request.filter(|_| service != "login");
+        // The same request may have taken effect elsewhere while its password work ran (the
+        // broker sent it again when this server was slow): it is not made twice. Made twice,
+        // this server remembered its own, later event and never hid it, while every other
+        // server did (found once the digest covered hidden events).
+        if let Some(repeated) = request.as_ref().and_then(|r| self.repeated(service, r)) {
+            return repeated;
+        }
         let mut handled = self.decide(service, outcome, request, now, lamport);
         if let Some(token) = token.filter(|_| handled.event.is_some()) {
             handled.reply = handled
@@ -668,6 +666,20 @@ impl State {
                 .with("idle", self.policy.session_idle);
         }
         handled
+    }
+
+    /// The answer to a request whose id made an event already: the same answer as the first
+    /// time, with the same event id.
+    fn repeated(&self, service: &str, request: &str) -> Option<Handled> {
+        let id = self.requests.get(request)?;
+        let reply = Reply::ok(service)
+            .with("id", id.id())
+            .with("cursor", id.cursor().to_string())
+            .with("repeated", true);
+        Some(Handled {
+            repeat: true,
+            ..Handled::reply(reply)
+        })
     }
 
     /// Turns a service's outcome into what the driver does.

@@ -781,3 +781,44 @@ fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
     }
     assert_eq!(peer.user_count(), 1);
 }
+
+/// A request whose id took effect on another server while its password work ran here is not
+/// made twice: made twice, this server remembered its own later event and never hid it, while
+/// every other server hid it (servers disagreed on what they show).
+#[test]
+fn a_request_done_elsewhere_during_its_password_work_is_not_made_twice() {
+    let mut st = state();
+    let mut clock = Lamport::starting_at(10);
+    let proofs = password("correct horse");
+    let h = st.handle_request(
+        Request::Register { user: name("ana") },
+        Some("r-7".into()),
+        &proofs,
+        1.0,
+        &mut clock,
+    );
+    let v = h.verify.expect("password work first");
+    // Meanwhile the broker gave the request to s2, which registered ana.
+    let mut there = event(
+        "s2",
+        1,
+        5,
+        AccountKind::Register {
+            user: name("ana"),
+            hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        }
+        .into(),
+    );
+    there.request = Some("r-7".into());
+    assert_eq!(st.apply(&there), None);
+    let done = st.verified(
+        v.pending,
+        crate::hasher::work(v.job),
+        Some("r-7".into()),
+        2.0,
+        &mut clock,
+    );
+    assert!(done.event.is_none(), "made twice: {:?}", done.event);
+    assert_eq!(done.reply.data.str("id").unwrap(), "s2:1");
+    assert_eq!(done.reply.data.opt_bool("repeated").unwrap(), Some(true));
+}
