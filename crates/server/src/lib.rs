@@ -28,7 +28,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use reactor::run;
-pub use state::{Handled, Policy, State};
+pub use state::{Handled, HashJob, Policy, State, Verdict};
 
 use palaver_proto::Name;
 

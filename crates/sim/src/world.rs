@@ -99,6 +99,12 @@ enum Due {
         server: usize,
         epoch: u64,
     },
+    Hashed {
+        server: usize,
+        epoch: u64,
+        ticket: u64,
+        verdict: palaver_server::Verdict,
+    },
     Tick {
         server: usize,
         epoch: u64,
@@ -161,6 +167,9 @@ struct Client {
     ops: u32,
     asking: Option<Asking>,
     logged_in: bool,
+    /// The password its name has, once registered, and the session's token, once it has one.
+    password: Option<String>,
+    token: Option<String>,
 }
 
 pub struct World {
@@ -179,6 +188,10 @@ pub struct World {
     loss: f64,
     duplicate: f64,
     max_delay: u64,
+    /// Session tokens handed out so far (the stand-in hasher numbers them), and the sessions
+    /// clients were given: (person, token).
+    tokens: u64,
+    sessions: Vec<(String, String)>,
     /// Per link (from, to), when its last message is delivered: links keep their order.
     links: BTreeMap<(usize, usize), u64>,
     /// Whether read your writes is checked (see `run`).
@@ -215,6 +228,7 @@ impl World {
         w.at(0, Due::Membership);
         w.run_until(FAULTS_FOR + HEAL_WITHIN)?;
         w.checks.at_the_end(&w.final_view()?);
+        w.sessions_agree()?;
         Ok(w.checks.violations.clone())
     }
 
@@ -250,6 +264,8 @@ impl World {
                 ops: rng.gen_range(5..25),
                 asking: None,
                 logged_in: false,
+                password: None,
+                token: None,
             })
             .collect();
         let mut w = World {
@@ -258,6 +274,8 @@ impl World {
             max_delay: [2, 10, 60][rng.gen_range(0..3)],
             windows: Vec::new(),
             links: BTreeMap::new(),
+            tokens: 0,
+            sessions: Vec::new(),
             strict: true,
             rng,
             base: Instant::now(),
@@ -425,6 +443,17 @@ impl World {
                 Ok(())
             }
             Due::CommitDone { server, epoch } => self.commit_done(server, epoch),
+            Due::Hashed {
+                server,
+                epoch,
+                ticket,
+                verdict,
+            } => {
+                if self.servers[server].epoch != epoch {
+                    return Ok(());
+                }
+                self.input(server, Input::Hashed { ticket, verdict })
+            }
             Due::Tick { server, epoch } => {
                 if self.servers[server].epoch != epoch || !self.alive(server) {
                     return Ok(());
@@ -566,7 +595,23 @@ impl World {
                 let epoch = self.servers[s].epoch;
                 self.at(latency, Due::CommitDone { server: s, epoch });
             }
-            Output::Hash { .. } => anyhow::bail!("no password work in this simulation"),
+            Output::Hash { ticket, job } => {
+                // Password work as the hasher thread does it, with a stand-in for argon2id
+                // (a run cannot spend 25 ms a hash) and tokens from the world's counter.
+                self.tokens += 1;
+                let verdict = fake_work(job, self.tokens);
+                let delay = self.rng.gen_range(5..40);
+                let epoch = self.servers[s].epoch;
+                self.at(
+                    delay,
+                    Due::Hashed {
+                        server: s,
+                        epoch,
+                        ticket,
+                        verdict,
+                    },
+                );
+            }
             Output::JoinBroker => self.servers[s].accepting = true,
             Output::LeaveBroker => {
                 self.servers[s].accepting = false;
@@ -1013,12 +1058,43 @@ impl World {
                 None,
             );
         }
+        let client = &self.clients[c];
+        if let (Some(pw), None) = (&client.password, &client.token) {
+            // A password account logs in with its password for a session.
+            let env = Envelope::new("login")
+                .with("user", me.as_str())
+                .with("password", pw.as_str());
+            return ("login", env, None);
+        }
         let people: Vec<String> = self
             .clients
             .iter()
             .filter(|o| o.name != me && self.created.contains_key(&o.name))
             .map(|o| o.name.clone())
             .collect();
+        if self.rng.gen_range(0..12) == 0 {
+            let client = &self.clients[c];
+            let next = format!("password-{me}-{}", client.ops);
+            return match (&client.password, &client.token) {
+                (None, _) => (
+                    "register",
+                    Envelope::new("register")
+                        .with("user", me.as_str())
+                        .with("password", next.as_str()),
+                    None,
+                ),
+                (Some(pw), Some(token)) => (
+                    "password",
+                    Envelope::new("password")
+                        .with("user", me.as_str())
+                        .with("password", pw.as_str())
+                        .with("new", next.as_str())
+                        .with("token", token.as_str()),
+                    None,
+                ),
+                (Some(_), None) => unreachable!("logged in with the password above"),
+            };
+        }
         let roll = self.rng.gen_range(0..10);
         if roll < 2 || self.channels.is_empty() {
             let channel = format!("c{}", self.rng.gen_range(0..4));
@@ -1035,14 +1111,22 @@ impl World {
                 .with("user", me.as_str())
                 .with("channel", channel.as_str())
                 .with("message", text.as_str());
-            return ("publish", env, Some(channel));
+            return ("publish", self.with_token(c, env), Some(channel));
         }
         let to = people[self.rng.gen_range(0..people.len())].clone();
         let env = Envelope::new("message")
             .with("src", me.as_str())
             .with("dst", to.as_str())
             .with("message", text.as_str());
-        ("message", env, Some(to))
+        ("message", self.with_token(c, env), Some(to))
+    }
+
+    /// `env` with the client's session token, when it has one.
+    fn with_token(&self, c: usize, env: Envelope) -> Envelope {
+        match &self.clients[c].token {
+            Some(t) => env.with("token", t.as_str()),
+            None => env,
+        }
     }
 
     fn client_answer(&mut self, c: usize, reply: Envelope) {
@@ -1075,6 +1159,22 @@ impl World {
                     service: a.service,
                 });
             }
+            let asked = Envelope::decode(&a.body).ok();
+            let field = |k: &'static str| {
+                asked
+                    .as_ref()
+                    .and_then(|e| e.data.opt_str(k).ok().flatten().map(str::to_owned))
+            };
+            match a.service {
+                "register" => self.clients[c].password = field("password"),
+                "password" => self.clients[c].password = field("new"),
+                _ => {}
+            }
+            if let Some(token) = reply.data.opt_str("token").ok().flatten() {
+                self.clients[c].token = Some(token.to_owned());
+                self.sessions
+                    .push((self.clients[c].name.clone(), token.to_owned()));
+            }
             match a.service {
                 "login" => {
                     self.clients[c].logged_in = true;
@@ -1093,6 +1193,10 @@ impl World {
                 }
                 _ => {}
             }
+        } else if why.contains("token") || why.contains("session") || why.contains("password") {
+            // The session ended (a password change elsewhere, or it was never this
+            // server's to know): log in again with the password.
+            self.clients[c].token = None;
         } else if let Some(needed) = &a.needs {
             // Read your writes: what was acknowledged before this request was sent exists
             // for whichever server answers it.
@@ -1123,6 +1227,51 @@ impl World {
 
     // ---- the end ----
 
+    /// Every session a client was given is valid on every server, or on none (a password
+    /// change or a logout ends it everywhere).
+    fn sessions_agree(&mut self) -> anyhow::Result<()> {
+        for (user, token) in self.sessions.clone() {
+            let mut verdicts = Vec::new();
+            for s in 0..self.servers.len() {
+                let now = self.now_for();
+                let Some(engine) = self.servers[s].engine.as_mut() else {
+                    continue;
+                };
+                let mut env = Envelope::new("joined")
+                    .with("user", user.as_str())
+                    .with("token", token.as_str());
+                env.stamp(1.0, 0);
+                let body = env.to_bytes();
+                engine.handle(
+                    now,
+                    Input::Request {
+                        route: Route::Direct(vec![b"end".to_vec()]),
+                        body,
+                    },
+                );
+                engine.handle_timeout(now);
+                let answer = std::iter::from_fn(|| engine.poll_output()).find_map(|o| match o {
+                    Output::Reply {
+                        route: Route::Direct(_),
+                        reply,
+                    } => Some(Reply::status(&reply) != Status::Error),
+                    _ => None,
+                });
+                if let Some(valid) = answer {
+                    verdicts.push((self.servers[s].name.clone(), valid));
+                }
+            }
+            self.log(|| format!("session of {user}: {verdicts:?}"));
+            if verdicts.iter().any(|(_, v)| *v) && verdicts.iter().any(|(_, v)| !*v) {
+                self.checks.violation(format!(
+                    "sessions: {user}'s session {}… is valid on some servers only: {verdicts:?}",
+                    &token[..8]
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn final_view(&self) -> anyhow::Result<Vec<crate::check::View>> {
         for s in &self.servers {
             if let (true, Some(e)) = (self.verbose, &s.engine) {
@@ -1138,5 +1287,36 @@ impl World {
             )?);
         }
         Ok(views)
+    }
+}
+
+/// Password work with a stand-in for argon2id: a "hash" that names the password, checked by
+/// comparing, and tokens numbered by the world (deterministic, and fast enough for thousands
+/// of runs).
+fn fake_work(job: palaver_server::HashJob, n: u64) -> palaver_server::Verdict {
+    use palaver_server::{HashJob, Verdict};
+    let hash = |pw: &str| format!("sim${pw}");
+    match job {
+        HashJob::Check { phc, password } => {
+            let ok = phc == hash(password.expose());
+            Verdict {
+                ok,
+                hash: None,
+                token: ok.then(|| format!("{n:064x}")),
+            }
+        }
+        HashJob::Make { password } => Verdict {
+            ok: true,
+            hash: Some(hash(password.expose())),
+            token: None,
+        },
+        HashJob::Change { phc, password, new } => {
+            let ok = phc == hash(password.expose());
+            Verdict {
+                ok,
+                hash: ok.then(|| hash(new.expose())),
+                token: None,
+            }
+        }
     }
 }
