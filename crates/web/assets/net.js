@@ -6,6 +6,9 @@ const BACKOFF_MAX_MS = 4000;
 // The gateway answers every request (with an error of its own when the cluster is silent);
 // this only guards against a request lost with a half-dead socket.
 const ANSWER_TIMEOUT_MS = 30000;
+// A request made while the socket (re)connects waits this long for it before it fails: a
+// person who clicks as the page opens is not told the gateway is unreachable.
+const CONNECT_WAIT_MS = 5000;
 
 /** Whether an answer's `data` says the request worked ("OK", "sucesso", ...). */
 export function ok(data) {
@@ -30,6 +33,7 @@ export class Gateway {
     this.nextRe = 1;
     this.waiting = new Map(); // re -> {resolve, service, sentAt, timer}
     this.backoff = BACKOFF_FIRST_MS;
+    this.whenOpen = []; // resolvers of requests waiting for the socket to open
   }
 
   get open() {
@@ -42,6 +46,9 @@ export class Gateway {
     socket.addEventListener('open', () => {
       this.backoff = BACKOFF_FIRST_MS;
       this.on.open();
+      const ready = this.whenOpen;
+      this.whenOpen = [];
+      for (const resume of ready) resume(true);
     });
     socket.addEventListener('message', (event) => this.receive(event.data));
     socket.addEventListener('close', (event) => {
@@ -59,12 +66,30 @@ export class Gateway {
    * answer resolves with an error marked `gateway` and `lost`).
    */
   request(service, data = {}) {
-    if (!this.open) return Promise.resolve(lost('not connected to the gateway'));
+    if (!this.open) {
+      return this.opened(CONNECT_WAIT_MS).then((open) =>
+        open ? this.request(service, data) : lost('not connected to the gateway'));
+    }
     const re = this.nextRe++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.settle(re, lost('no answer from the gateway')), ANSWER_TIMEOUT_MS);
       this.waiting.set(re, { resolve, service, sentAt: performance.now(), timer });
       this.socket.send(JSON.stringify({ re, service, data }));
+    });
+  }
+
+  /** Resolves with true once the socket is open, or with false after `ms`. */
+  opened(ms) {
+    return new Promise((resolve) => {
+      const resume = (open) => {
+        clearTimeout(timer);
+        resolve(open);
+      };
+      const timer = setTimeout(() => {
+        this.whenOpen = this.whenOpen.filter((r) => r !== resume);
+        resolve(false);
+      }, ms);
+      this.whenOpen.push(resume);
     });
   }
 
