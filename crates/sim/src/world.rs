@@ -148,10 +148,37 @@ struct Held {
     asked: u64,
 }
 
+/// What a client asks for, with what its success changes on the client's side.
+#[derive(Debug, Clone)]
+enum Ask {
+    Login,
+    /// Creating this channel.
+    Channel(String),
+    Publish,
+    Message,
+    /// Giving the name this password.
+    Register(String),
+    /// Changing the password to this one.
+    Password(String),
+}
+
+impl Ask {
+    fn service(&self) -> &'static str {
+        match self {
+            Ask::Login => "login",
+            Ask::Channel(_) => "channel",
+            Ask::Publish => "publish",
+            Ask::Message => "message",
+            Ask::Register(_) => "register",
+            Ask::Password(_) => "password",
+        }
+    }
+}
+
 /// A client's request in flight.
 struct Asking {
     request_id: String,
-    service: &'static str,
+    ask: Ask,
     body: Vec<u8>,
     /// When it was first sent, and how many times.
     first: u64,
@@ -1011,7 +1038,7 @@ impl World {
             self.clients[c].ops = 0;
             return;
         }
-        let (service, env, needs) = self.next_request(c);
+        let (ask, env, needs) = self.next_request(c);
         self.clients[c].ops -= 1;
         let n = self.clients[c].ops;
         let request_id = format!("{}-{n}", self.clients[c].name);
@@ -1020,7 +1047,7 @@ impl World {
         let body = env.to_bytes();
         self.clients[c].asking = Some(Asking {
             request_id,
-            service,
+            ask,
             body: body.clone(),
             first: now,
             sent: now,
@@ -1049,11 +1076,11 @@ impl World {
 
     /// What client `c` asks next: it logs in first; then creates a channel, posts to one
     /// that exists, or writes to someone logged in.
-    fn next_request(&mut self, c: usize) -> (&'static str, Envelope, Option<String>) {
+    fn next_request(&mut self, c: usize) -> (Ask, Envelope, Option<String>) {
         let me = self.clients[c].name.clone();
         if !self.clients[c].logged_in {
             return (
-                "login",
+                Ask::Login,
                 Envelope::new("login").with("user", me.as_str()),
                 None,
             );
@@ -1064,7 +1091,7 @@ impl World {
             let env = Envelope::new("login")
                 .with("user", me.as_str())
                 .with("password", pw.as_str());
-            return ("login", env, None);
+            return (Ask::Login, env, None);
         }
         let people: Vec<String> = self
             .clients
@@ -1077,14 +1104,14 @@ impl World {
             let next = format!("password-{me}-{}", client.ops);
             return match (&client.password, &client.token) {
                 (None, _) => (
-                    "register",
+                    Ask::Register(next.clone()),
                     Envelope::new("register")
                         .with("user", me.as_str())
                         .with("password", next.as_str()),
                     None,
                 ),
                 (Some(pw), Some(token)) => (
-                    "password",
+                    Ask::Password(next.clone()),
                     Envelope::new("password")
                         .with("user", me.as_str())
                         .with("password", pw.as_str())
@@ -1098,11 +1125,8 @@ impl World {
         let roll = self.rng.gen_range(0..10);
         if roll < 2 || self.channels.is_empty() {
             let channel = format!("c{}", self.rng.gen_range(0..4));
-            return (
-                "channel",
-                Envelope::new("channel").with("channel", channel.as_str()),
-                None,
-            );
+            let env = Envelope::new("channel").with("channel", channel.as_str());
+            return (Ask::Channel(channel), env, None);
         }
         let text = format!("{me} says {}", self.clients[c].ops);
         if roll < 7 || people.is_empty() {
@@ -1111,14 +1135,21 @@ impl World {
                 .with("user", me.as_str())
                 .with("channel", channel.as_str())
                 .with("message", text.as_str());
-            return ("publish", self.with_token(c, env), Some(channel));
+            return (Ask::Publish, self.with_token(c, env), Some(channel));
         }
         let to = people[self.rng.gen_range(0..people.len())].clone();
         let env = Envelope::new("message")
             .with("src", me.as_str())
             .with("dst", to.as_str())
             .with("message", text.as_str());
-        ("message", self.with_token(c, env), Some(to))
+        (Ask::Message, self.with_token(c, env), Some(to))
+    }
+
+    /// Clients may post to `channel` from now on.
+    fn worth_posting(&mut self, channel: &str) {
+        if !self.channels.iter().any(|x| x == channel) {
+            self.channels.push(channel.to_owned());
+        }
     }
 
     /// `env` with the client's session token, when it has one.
@@ -1139,7 +1170,7 @@ impl World {
             format!(
                 "{} {} ({}) → {} {}",
                 self.clients[c].name,
-                a.service,
+                a.ask.service(),
                 a.request_id,
                 reply
                     .data
@@ -1156,42 +1187,28 @@ impl World {
                 self.checks.acked.push(Acked {
                     request_id: a.request_id.clone(),
                     id: id.clone(),
-                    service: a.service,
+                    service: a.ask.service(),
                 });
-            }
-            let asked = Envelope::decode(&a.body).ok();
-            let field = |k: &'static str| {
-                asked
-                    .as_ref()
-                    .and_then(|e| e.data.opt_str(k).ok().flatten().map(str::to_owned))
-            };
-            match a.service {
-                "register" => self.clients[c].password = field("password"),
-                "password" => self.clients[c].password = field("new"),
-                _ => {}
             }
             if let Some(token) = reply.data.opt_str("token").ok().flatten() {
                 self.clients[c].token = Some(token.to_owned());
                 self.sessions
                     .push((self.clients[c].name.clone(), token.to_owned()));
             }
-            match a.service {
-                "login" => {
+            match &a.ask {
+                Ask::Login => {
                     self.clients[c].logged_in = true;
                     let me = self.clients[c].name.clone();
                     self.created.entry(me).or_insert(self.now);
                 }
-                "channel" => {
-                    if let Ok(env) = Envelope::decode(&a.body) {
-                        if let Ok(ch) = env.data.str("channel") {
-                            self.created.entry(ch.to_owned()).or_insert(self.now);
-                            if !self.channels.iter().any(|x| x == ch) {
-                                self.channels.push(ch.to_owned());
-                            }
-                        }
-                    }
+                Ask::Channel(ch) => {
+                    self.created.entry(ch.clone()).or_insert(self.now);
+                    self.worth_posting(ch);
                 }
-                _ => {}
+                Ask::Register(pw) | Ask::Password(pw) => {
+                    self.clients[c].password = Some(pw.clone());
+                }
+                Ask::Publish | Ask::Message => {}
             }
         } else if why.contains("token") || why.contains("session") || why.contains("password") {
             // The session ended (a password change elsewhere, or it was never this
@@ -1207,19 +1224,13 @@ impl World {
             {
                 self.checks.violation(format!(
                     "read your writes: `{}` of {} refused ({why}) though `{needed}` was acknowledged before",
-                    a.service, a.request_id
+                    a.ask.service(), a.request_id
                 ));
             }
-        } else if a.service == "channel" && why.contains("already exists") {
-            if let Ok(env) = Envelope::decode(&a.body) {
-                if let Ok(ch) = env.data.str("channel") {
-                    // Worth posting to; but whether its creation was acknowledged to
-                    // anyone, this answer does not say.
-                    if !self.channels.iter().any(|x| x == ch) {
-                        self.channels.push(ch.to_owned());
-                    }
-                }
-            }
+        } else if let (Ask::Channel(ch), true) = (&a.ask, why.contains("already exists")) {
+            // Worth posting to; but whether its creation was acknowledged to anyone, this
+            // answer does not say.
+            self.worth_posting(ch);
         }
         let delay = self.rng.gen_range(1..50);
         self.at(delay, Due::Client { client: c });
