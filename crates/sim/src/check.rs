@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palaver_proto::{Conversation, Cursor, Event, EventKind, HistoryQuery, MessageKind};
+use palaver_proto::{Conversation, Event, EventKind, MessageKind};
 use palaver_store::Store;
 
 /// A write a client was told succeeded.
@@ -62,32 +62,16 @@ impl View {
         }
         let mut histories = BTreeMap::new();
         for (key, of) in conversations {
-            let mut texts = Vec::new();
-            let mut after = Some(Cursor {
-                lamport: 0,
-                origin: String::new(),
-            });
-            loop {
-                let q = HistoryQuery {
-                    of: of.clone(),
-                    limit: palaver_proto::MAX_HISTORY,
-                    before: None,
-                    after,
-                };
-                let (page, more) = store.history(&q)?;
-                for e in &page {
-                    if let EventKind::Message(
+            let texts = store
+                .whole_history(&of)?
+                .into_iter()
+                .filter_map(|e| match e.kind {
+                    EventKind::Message(
                         MessageKind::Post { message, .. } | MessageKind::Direct { message, .. },
-                    ) = &e.kind
-                    {
-                        texts.push(message.clone());
-                    }
-                }
-                match (more, page.last()) {
-                    (true, Some(last)) => after = Some(Cursor::of(last)),
-                    _ => break,
-                }
-            }
+                    ) => Some(message),
+                    EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => None,
+                })
+                .collect();
             histories.insert(key, texts);
         }
         Ok(View {

@@ -68,30 +68,27 @@ fn message(tx: &Connection, e: &Event, kind: &MessageKind) -> rusqlite::Result<(
 /// The names people have logged in as (`users`), and every event about a password account
 /// (`account_events`), which servers fold at start-up.
 fn account(tx: &Connection, e: &Event, kind: &AccountKind) -> rusqlite::Result<()> {
-    let (user, folded) = match kind {
-        AccountKind::Login { user } => (user, false),
-        AccountKind::Register { user, .. } | AccountKind::Session { user, .. } => (user, true),
+    // Whether the kind makes the name a person's, and whether servers fold it at start-up.
+    let (user, names, folded) = match kind {
+        AccountKind::Login { user } => (user, true, false),
+        AccountKind::Register { user, .. } | AccountKind::Session { user, .. } => {
+            (user, true, true)
+        }
         AccountKind::Logout { user, .. }
         | AccountKind::Password { user, .. }
         | AccountKind::Unregister { user }
-        | AccountKind::Touch { user, .. } => {
-            account_event(tx, e, user)?;
-            return Ok(());
-        }
+        | AccountKind::Touch { user, .. } => (user, false, true),
     };
-    tx.prepare_cached("INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)")?
-        .execute(params![user.as_str(), e.origin, e.seq])?;
-    if folded {
-        account_event(tx, e, user)?;
+    if names {
+        tx.prepare_cached("INSERT OR IGNORE INTO users (name, origin, seq) VALUES (?1, ?2, ?3)")?
+            .execute(params![user.as_str(), e.origin, e.seq])?;
     }
-    Ok(())
-}
-
-fn account_event(tx: &Connection, e: &Event, user: &palaver_proto::Name) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO account_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![user.as_str(), e.lamport, e.origin, e.seq])?;
+    if folded {
+        tx.prepare_cached(
+            "INSERT INTO account_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![user.as_str(), e.lamport, e.origin, e.seq])?;
+    }
     Ok(())
 }
 

@@ -382,6 +382,35 @@ impl Store {
         row.transpose()
     }
 
+    /// Every visible message of a conversation, oldest first: [`Store::history`] paged
+    /// forward from the start of the order (for checks that compare servers).
+    ///
+    /// # Errors
+    /// As [`Store::history`].
+    pub fn whole_history(&self, of: &Conversation) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = palaver_proto::Cursor {
+            lamport: 0,
+            origin: String::new(),
+        };
+        loop {
+            let q = HistoryQuery {
+                of: of.clone(),
+                limit: palaver_proto::MAX_HISTORY,
+                before: None,
+                after: Some(after),
+            };
+            let (page, more) = self.history(&q)?;
+            let Some(last) = page.last() else { break };
+            after = palaver_proto::Cursor::of(last);
+            out.extend(page);
+            if !more {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// A conversation's messages in the one order every server shows (Lamport time, then
     /// origin): the newest `limit`, or the `limit` just before or after a cursor. Returns them
     /// oldest first, and whether more lie beyond.

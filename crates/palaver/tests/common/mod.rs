@@ -6,7 +6,7 @@ pub mod tmux;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use palaver_proto::{Conversation, Cursor, HistoryQuery, Name};
+use palaver_proto::{Conversation, Name};
 use palaver_store::{Counts, Store};
 pub use palaver_testkit::Cluster;
 
@@ -99,38 +99,18 @@ pub fn history(cluster: &Cluster, i: usize, of: &Conversation) -> Vec<String> {
 
 /// Every visible message of a conversation in the server's data directory `dir`, oldest first.
 pub fn history_in(dir: &Path, of: &Conversation) -> Vec<String> {
-    let store = store(dir);
-    let mut out = Vec::new();
-    // Forward from the very start of the order.
-    let mut after = Some(Cursor {
-        lamport: 0,
-        origin: String::new(),
-    });
-    loop {
-        let q = HistoryQuery {
-            of: of.clone(),
-            limit: 500,
-            before: None,
-            after: after.clone(),
-        };
-        let (events, more) = store.history(&q).unwrap();
-        let Some(last) = events.last() else { break };
-        after = Some(Cursor::of(last));
-        out.extend(events.iter().map(|e| match &e.kind {
-            palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post {
-                message, ..
-            })
-            | palaver_proto::EventKind::Message(palaver_proto::MessageKind::Direct {
-                message,
-                ..
-            }) => message.clone(),
+    store(dir)
+        .whole_history(of)
+        .unwrap()
+        .into_iter()
+        .map(|e| match e.kind {
+            palaver_proto::EventKind::Message(
+                palaver_proto::MessageKind::Post { message, .. }
+                | palaver_proto::MessageKind::Direct { message, .. },
+            ) => message,
             _ => String::new(),
-        }));
-        if !more {
-            break;
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// How many events each of the first three servers holds on disk.
