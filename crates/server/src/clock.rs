@@ -1,8 +1,6 @@
-use palaver_proto::now_secs;
-
-/// The server's physical clock: the machine's clock, a deliberate skew (for demonstrations and
-/// tests) and the correction that Berkeley synchronisation has applied. Every timestamp the
-/// server emits reads this clock.
+/// The server's physical clock: the machine's clock (read by the driver, and handed in with
+/// every input), a deliberate skew (for demonstrations and tests) and the correction that
+/// Berkeley synchronisation has applied. Every timestamp the server emits reads this clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PhysicalClock {
     /// Seconds added on purpose (`--clock-skew-ms`), never changed by synchronisation.
@@ -19,9 +17,10 @@ impl PhysicalClock {
         }
     }
 
-    /// The corrected time, seconds since the Unix epoch.
-    pub fn now(&self) -> f64 {
-        now_secs() + self.skew + self.offset
+    /// The corrected time, seconds since the Unix epoch, when the machine's clock reads
+    /// `machine`.
+    pub fn at(&self, machine: f64) -> f64 {
+        machine + self.skew + self.offset
     }
 
     /// Shifts the clock by `delta` seconds (a Berkeley correction or an operator's shift). The

@@ -16,10 +16,10 @@
 mod broker_link;
 pub mod claim;
 mod clock;
-mod coord;
 pub mod engine;
 mod hasher;
 mod link;
+mod peers;
 mod reactor;
 mod recent;
 mod state;

@@ -14,7 +14,7 @@ pub struct Link<K> {
     ctx: zmq::Context,
     endpoint: String,
     socket: zmq::Socket,
-    pending: Pending<(K, f64)>,
+    pending: Pending<K>,
     /// When the peer last answered anything.
     heard: Option<Instant>,
     credentials: palaver_auth::Credentials,
@@ -23,17 +23,10 @@ pub struct Link<K> {
     unknown_log: LogGate,
 }
 
-/// A request in flight.
-pub struct Sent<K> {
-    pub kind: K,
-    /// The sender's physical clock when it sent (for round-trip estimates).
-    pub clock: f64,
-}
-
 /// What happened to a request.
 pub enum Outcome<K> {
-    Reply(Sent<K>, Result<Envelope, ProtoError>),
-    Timeout(Sent<K>),
+    Reply(K, Result<Envelope, ProtoError>),
+    Timeout(K),
 }
 
 /// The most requests a link keeps in flight; more are refused rather than queued.
@@ -62,26 +55,17 @@ impl<K> Link<K> {
         })
     }
 
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     pub fn socket(&self) -> &zmq::Socket {
         &self.socket
     }
 
-    /// Requests of this kind in flight.
-    pub fn in_flight(&self, pred: impl Fn(&K) -> bool) -> usize {
-        self.pending.count(|(k, _)| pred(k))
-    }
-
     /// Sends a stamped request with a correlation id. Returns false (and sends nothing) when
     /// too many are in flight or the socket refuses.
-    pub fn send(&mut self, kind: K, env: &Envelope, now: Instant, clock: f64) -> bool {
+    pub fn send(&mut self, kind: K, env: &Envelope, now: Instant) -> bool {
         if self.pending.len() >= MAX_IN_FLIGHT {
             return false;
         }
-        let cid = self.pending.insert(now, (kind, clock));
+        let cid = self.pending.insert(now, kind);
         let body = env.clone().with("cid", cid).to_bytes();
         // An empty delimiter first, so a REP socket (another implementation's) can answer.
         match self
@@ -108,10 +92,7 @@ impl<K> Link<K> {
                 Err(_) => None,
             };
             match self.pending.on_reply(cid) {
-                Matched::Request(f) => {
-                    let (kind, clock) = f.what;
-                    out.push(Outcome::Reply(Sent { kind, clock }, decoded));
-                }
+                Matched::Request(f) => out.push(Outcome::Reply(f.what, decoded)),
                 Matched::Unknown => {
                     self.unknown += 1;
                     if let Some(quiet) = self.unknown_log.admit(now) {
@@ -148,10 +129,7 @@ impl<K> Link<K> {
             }
         }
         lost.sort_by_key(|f| f.sent);
-        out.extend(lost.into_iter().map(|f| {
-            let (kind, clock) = f.what;
-            Outcome::Timeout(Sent { kind, clock })
-        }));
+        out.extend(lost.into_iter().map(|f| Outcome::Timeout(f.what)));
     }
 }
 

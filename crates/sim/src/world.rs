@@ -6,10 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use palaver_core::replication::VersionVector;
-use palaver_proto::peer::PeerRequest;
-use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
-use palaver_server::engine::{Done, Engine, Input, Job, Now, Output, PeerInput, Route, Setup};
+use palaver_proto::{Envelope, Event, Name, Reply, Status};
+use palaver_server::engine::{self, Done, Engine, Failure, Input, Job, Now, Output, Route, Setup};
 use palaver_store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -20,8 +18,12 @@ use crate::check::{Acked, Checks};
 const FAULTS_FOR: u64 = 6_000;
 /// How long after the faults the cluster has to converge.
 const HEAL_WITHIN: u64 = 30_000;
-/// The most events a fetch answers with (as `coord::MAX_FETCH`).
-const MAX_FETCH: usize = 5000;
+/// How long a server waits for a peer's answer, and for the reference's (as the driver's
+/// links do).
+const PEER_TIMEOUT: u64 = 800;
+const REFERENCE_TIMEOUT: u64 = 1_000;
+/// How far apart the servers' clocks may be once Berkeley's rounds have run, in seconds.
+const CLOCKS_WITHIN: f64 = 0.1;
 /// The reactor's longest wait between turns.
 const POLL_INTERVAL: u64 = 100;
 /// A client waits this long for an answer before it sends the request again (as the client
@@ -42,39 +44,17 @@ enum Window {
     Cut(u64),
 }
 
-/// A message between servers, as their peer endpoints carry them.
+/// A message on the network, as the sockets carry it: frames, never typed values, so every
+/// message is encoded and read back as the real drivers do.
 #[derive(Debug, Clone)]
 enum Msg {
-    Replica {
-        origin: String,
-        events: Vec<Event>,
-    },
-    Ack {
-        from: String,
-        seq: u64,
-    },
-    AskVector {
-        from: String,
-        vector: VersionVector,
-    },
-    Vector {
-        from: String,
-        vector: VersionVector,
-    },
-    AskFetch {
-        from: String,
-        origin: String,
-        after: u64,
-        limit: usize,
-    },
-    Fetched {
-        from: String,
-        origin: String,
-        events: Vec<Event>,
-        more: bool,
-    },
-    /// A two-phase delete's step (the envelope of `PeerRequest::TwoPc`).
-    TwoPc(Envelope),
+    /// A frame on the receiver's peer endpoint from server `from`: a request (with a
+    /// correlation id) or a one-way message.
+    Frame { from: usize, body: Vec<u8> },
+    /// An answer, on the receiver's link to the server that answers.
+    Answer { body: Vec<u8> },
+    /// A publication on `servers`, through the proxy.
+    Announcement(Vec<Vec<u8>>),
 }
 
 /// Something due at a moment of simulated time.
@@ -109,6 +89,24 @@ enum Due {
         server: usize,
         epoch: u64,
     },
+    /// The engine's next timer (between the driver's regular turns).
+    Wake {
+        server: usize,
+        epoch: u64,
+    },
+    /// The reference's answer to a server's request `cid`.
+    Reference {
+        server: usize,
+        epoch: u64,
+        cid: u64,
+        request: Envelope,
+    },
+    /// A server's request `cid` is overdue.
+    Overdue {
+        server: usize,
+        epoch: u64,
+        cid: u64,
+    },
     Client {
         client: usize,
     },
@@ -121,7 +119,6 @@ enum Due {
     Restart {
         server: usize,
     },
-    Membership,
 }
 
 struct Server {
@@ -137,6 +134,13 @@ struct Server {
     disk_fails_until: u64,
     paused_until: u64,
     cut_until: u64,
+    /// Seconds its machine's clock is off by.
+    skew: f64,
+    /// Its requests in flight, by correlation id (the driver's links), and the next id.
+    asks: BTreeMap<u64, engine::Ask>,
+    cid: u64,
+    /// When a wake-up is due already.
+    wake: Option<u64>,
 }
 
 /// A request the broker holds: whose, and which server has it.
@@ -228,6 +232,9 @@ pub struct World {
     /// Names acknowledged as created (people and channels), and when.
     created: BTreeMap<String, u64>,
     channels: Vec<String>,
+    /// The reference: the real one's logic, its rank book on the simulated disk.
+    reference: palaver_infra::Registry,
+    _reference_dir: tempfile::TempDir,
     pub checks: Checks,
     verbose: bool,
 }
@@ -252,9 +259,9 @@ impl World {
             let at = w.rng.gen_range(0..200);
             w.at(at, Due::Client { client: c });
         }
-        w.at(0, Due::Membership);
         w.run_until(FAULTS_FOR + HEAL_WITHIN)?;
         w.checks.at_the_end(&w.final_view()?);
+        w.coordination_settled(true);
         w.sessions_agree()?;
         Ok(w.checks.violations.clone())
     }
@@ -272,7 +279,12 @@ impl World {
                 tempfile::tempdir()?
             };
             let disk = Store::open(dir.path()).context("the simulated disk")?;
+            let skew = [0.0, 0.0, 0.4, -1.5, 30.0][rng.gen_range(0..5)];
             servers.push(Server {
+                skew,
+                asks: BTreeMap::new(),
+                cid: 0,
+                wake: None,
                 name: format!("s{}", i + 1),
                 dir,
                 disk,
@@ -295,7 +307,12 @@ impl World {
                 token: None,
             })
             .collect();
+        let reference_dir = tempfile::tempdir()?;
+        let reference =
+            palaver_infra::Registry::open(reference_dir.path(), palaver_infra::HEARTBEAT_TIMEOUT)?;
         let mut w = World {
+            reference,
+            _reference_dir: reference_dir,
             loss: [0.0, 0.01, 0.05, 0.2][rng.gen_range(0..4)],
             duplicate: [0.0, 0.02][rng.gen_range(0..2)],
             max_delay: [2, 10, 60][rng.gen_range(0..3)],
@@ -380,10 +397,11 @@ impl World {
             .push(Reverse((when, self.seq, self.slots.len() - 1)));
     }
 
-    fn now_for(&self) -> Now {
+    /// The time as server `s`'s machine reads it.
+    fn now_for(&self, s: usize) -> Now {
         Now {
             at: self.base + Duration::from_millis(self.now),
-            wall: 1_767_270_000.0 + self.now as f64 / 1000.0,
+            wall: 1_767_270_000.0 + self.now as f64 / 1000.0 + self.servers[s].skew,
         }
     }
 
@@ -429,7 +447,7 @@ impl World {
         for s in &self.servers {
             summaries.insert(s.disk.summary()?);
         }
-        Ok(summaries.len() == 1)
+        Ok(summaries.len() == 1 && self.coordination_settled(false))
     }
 
     fn step(&mut self, due: Due) -> anyhow::Result<()> {
@@ -457,13 +475,7 @@ impl World {
                     );
                     return Ok(());
                 }
-                self.input(
-                    to,
-                    Input::Request {
-                        route: Route::Broker(token),
-                        body,
-                    },
-                )
+                self.input(to, Input::Request { token, body })
             }
             Due::Answer { token, reply } => {
                 self.answer(token, reply);
@@ -491,6 +503,35 @@ impl World {
                 self.at(POLL_INTERVAL, Due::Tick { server, epoch });
                 Ok(())
             }
+            Due::Wake { server, epoch } => {
+                if self.servers[server].epoch != epoch || !self.alive(server) {
+                    return Ok(());
+                }
+                self.servers[server].wake = None;
+                if self.servers[server].paused_until <= self.now {
+                    self.turn(server)?;
+                }
+                Ok(())
+            }
+            Due::Reference {
+                server,
+                epoch,
+                cid,
+                request,
+            } => {
+                let at = self.base + Duration::from_millis(self.now);
+                let answer = self.reference.handle(&request, at);
+                if self.servers[server].epoch == epoch {
+                    self.answered(server, cid, Ok(answer))?;
+                }
+                Ok(())
+            }
+            Due::Overdue { server, epoch, cid } => {
+                if self.servers[server].epoch != epoch {
+                    return Ok(());
+                }
+                self.answered(server, cid, Err(Failure::Timeout))
+            }
             Due::Client { client } => {
                 self.client_step(client);
                 Ok(())
@@ -504,10 +545,6 @@ impl World {
                 Ok(())
             }
             Due::Restart { server } => self.start(server),
-            Due::Membership => {
-                self.membership();
-                Ok(())
-            }
         }
     }
 
@@ -521,23 +558,22 @@ impl World {
         server.epoch += 1;
         server.writing = None;
         server.accepting = false;
+        server.asks.clear();
+        server.wake = None;
         let setup = Setup {
             name: Name::parse(&server.name)?,
             policy: palaver_server::Policy::default(),
             crash_after_prepare: false,
             seed: server.epoch << 32,
+            addr: format!("sim://{}", server.name),
+            skew: 0.0,
         };
         let store = Store::open(server.dir.path())?;
-        let now = Now {
-            at: self.base + Duration::from_millis(self.now),
-            wall: 1_767_270_000.0 + self.now as f64 / 1000.0,
-        };
-        server.engine = Some(Engine::new(&setup, store, now)?);
-        let epoch = server.epoch;
+        let now = self.now_for(s);
+        self.servers[s].engine = Some(Engine::new(&setup, store, now)?);
+        let epoch = self.servers[s].epoch;
         self.log(|| format!("{} starts", self.servers[s].name));
         self.at(0, Due::Tick { server: s, epoch });
-        let delay = self.rng.gen_range(50..300);
-        self.at(delay, Due::Membership);
         Ok(())
     }
 
@@ -552,32 +588,10 @@ impl World {
         server.epoch += 1;
         self.log(|| format!("{} crashes", self.servers[s].name));
         self.requeue_from(s);
-        // The reference forgets it after its heartbeats stop.
-        self.at(3_000, Due::Membership);
-    }
-
-    /// The reference's list: every server that runs (a cut-off one still beats to it).
-    fn membership(&mut self) {
-        let live: Vec<String> = (0..self.servers.len())
-            .filter(|s| self.alive(*s))
-            .map(|s| self.servers[s].name.clone())
-            .collect();
-        let coordinator = (0..self.servers.len())
-            .rev()
-            .find(|s| self.alive(*s))
-            .map(|s| palaver_core::Member::new(self.servers[s].name.clone(), s as u64 + 1));
-        for s in 0..self.servers.len() {
-            let me = self.servers[s].name.clone();
-            let peers: Vec<String> = live.iter().filter(|n| **n != me).cloned().collect();
-            if let Some(engine) = self.servers[s].engine.as_mut() {
-                engine.set_coordinator(coordinator.clone());
-                let _ = self.input(s, Input::Peer(PeerInput::Peers(peers)));
-            }
-        }
     }
 
     fn input(&mut self, s: usize, input: Input) -> anyhow::Result<()> {
-        let now = self.now_for();
+        let now = self.now_for(s);
         let Some(engine) = self.servers[s].engine.as_mut() else {
             return Ok(());
         };
@@ -587,16 +601,43 @@ impl World {
 
     /// The end of a turn: the engine's timers, then its outputs.
     fn turn(&mut self, s: usize) -> anyhow::Result<()> {
-        let now = self.now_for();
+        let now = self.now_for(s);
         let Some(engine) = self.servers[s].engine.as_mut() else {
             return Ok(());
         };
         engine.handle_timeout(now);
         let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll_output()).collect();
+        let next = engine.poll_timeout();
         for o in outputs {
             self.output(s, o)?;
         }
+        // The driver sleeps until the engine's next timer, or its poll interval.
+        if let Some(next) = next {
+            let at = u64::try_from(next.saturating_duration_since(self.base).as_millis())
+                .unwrap_or(u64::MAX)
+                .max(self.now + 1);
+            let server = &mut self.servers[s];
+            if at < self.now + POLL_INTERVAL && server.wake.is_none_or(|w| w > at) {
+                server.wake = Some(at);
+                let epoch = server.epoch;
+                self.at(at - self.now, Due::Wake { server: s, epoch });
+            }
+        }
         Ok(())
+    }
+
+    /// Server `s`'s request `cid` was answered, or not: the engine hears of it once.
+    fn answered(
+        &mut self,
+        s: usize,
+        cid: u64,
+        answer: Result<Envelope, Failure>,
+    ) -> anyhow::Result<()> {
+        match self.servers[s].asks.remove(&cid) {
+            Some(ask) => self.input(s, Input::Answer { ask, answer }),
+            // Late, or a copy: the link drops it.
+            None => Ok(()),
+        }
     }
 
     fn output(&mut self, s: usize, o: Output) -> anyhow::Result<()> {
@@ -608,14 +649,30 @@ impl World {
                     let delay = self.rng.gen_range(0..2);
                     self.at(delay, Due::Answer { token, reply });
                 }
-                Route::Peer(to) => {
-                    if let Some(t) = self.index(&to) {
-                        self.send(s, t, Msg::TwoPc(reply));
+                Route::Direct(route) => {
+                    let asker = route
+                        .first()
+                        .and_then(|r| std::str::from_utf8(r).ok())
+                        .and_then(|name| self.index(name));
+                    if let Some(t) = asker {
+                        let body = reply.to_bytes();
+                        self.send(s, t, Msg::Answer { body });
                     }
                 }
-                Route::Direct(_) | Route::Internal => {}
+                Route::Internal | Route::Peer(_) => {}
             },
-            Output::Publish { .. } | Output::ClientRequests(_) | Output::Ready => {}
+            Output::Publish { topic, envelope } => {
+                if topic == palaver_proto::TOPIC_SERVERS {
+                    let c = envelope.data.opt_str("coordinator").ok().flatten();
+                    self.log(|| format!("{me} announces coordinator {c:?}"));
+                    let frames = vec![topic.into_bytes(), envelope.to_bytes()];
+                    for t in 0..self.servers.len() {
+                        self.send(s, t, Msg::Announcement(frames.clone()));
+                    }
+                }
+            }
+            Output::Ready | Output::Connect { .. } | Output::Disconnect { .. } => {}
+            Output::Digest { .. } => anyhow::bail!("nobody asks for a digest here"),
             Output::Commit(job) => {
                 let latency = self.rng.gen_range(1..6);
                 self.servers[s].writing = Some(job);
@@ -644,49 +701,67 @@ impl World {
                 self.servers[s].accepting = false;
                 self.requeue_from(s);
             }
-            Output::Replicate(events) => {
-                if self.verbose {
-                    let ids: Vec<(String, Option<String>)> =
-                        events.iter().map(|e| (e.id(), e.request.clone())).collect();
-                    println!("{:>6} ms  {me} made {ids:?}", self.now);
-                }
-                for t in 0..self.servers.len() {
-                    if t != s {
-                        let msg = Msg::Replica {
-                            origin: me.clone(),
-                            events: events.clone(),
-                        };
-                        self.send(s, t, msg);
+            Output::Ask { ask, envelope } => {
+                let server = &mut self.servers[s];
+                server.cid += 1;
+                let cid = server.cid;
+                let epoch = server.epoch;
+                let request = envelope.with("cid", cid);
+                match &ask {
+                    engine::Ask::Reference(_) => {
+                        server.asks.insert(cid, ask);
+                        self.at(
+                            REFERENCE_TIMEOUT,
+                            Due::Overdue {
+                                server: s,
+                                epoch,
+                                cid,
+                            },
+                        );
+                        // The reference is reached over the network too (it may lose the
+                        // request), but no cut keeps a server from it.
+                        if !self.lost() {
+                            let delay = self.rng.gen_range(0..=self.max_delay);
+                            self.at(
+                                delay,
+                                Due::Reference {
+                                    server: s,
+                                    epoch,
+                                    cid,
+                                    request,
+                                },
+                            );
+                        }
                     }
+                    engine::Ask::Peer { peer, .. } => match self.index(peer) {
+                        Some(t) => {
+                            self.servers[s].asks.insert(cid, ask);
+                            self.at(
+                                PEER_TIMEOUT,
+                                Due::Overdue {
+                                    server: s,
+                                    epoch,
+                                    cid,
+                                },
+                            );
+                            let body = request.to_bytes();
+                            self.send(s, t, Msg::Frame { from: s, body });
+                        }
+                        None => {
+                            let answer = Err(Failure::NotSent);
+                            self.input(s, Input::Answer { ask, answer })?;
+                        }
+                    },
                 }
             }
-            Output::Ack { peer, seq } => {
+            Output::Tell { peer, body, what } => {
+                if self.verbose && what == "replica batch" {
+                    println!("{:>6} ms  {me} sends a batch to {peer}", self.now);
+                }
                 if let Some(t) = self.index(&peer) {
-                    self.send(s, t, Msg::Ack { from: me, seq });
+                    self.send(s, t, Msg::Frame { from: s, body });
                 }
             }
-            Output::AskVector { peer, vector } => {
-                if let Some(t) = self.index(&peer) {
-                    self.send(s, t, Msg::AskVector { from: me, vector });
-                }
-            }
-            Output::Fetch {
-                peer,
-                origin,
-                after,
-                limit,
-            } => {
-                if let Some(t) = self.index(&peer) {
-                    let msg = Msg::AskFetch {
-                        from: me,
-                        origin,
-                        after,
-                        limit,
-                    };
-                    self.send(s, t, msg);
-                }
-            }
-            Output::Beats(_) => {}
             Output::Crash => self.crash(s),
         }
         Ok(())
@@ -731,28 +806,14 @@ impl World {
         }
     }
 
+    /// Whether the network loses this message (while the faults last).
+    fn lost(&mut self) -> bool {
+        self.now < FAULTS_FOR && self.rng.gen_bool(self.loss)
+    }
+
     fn deliver(&mut self, to: usize, epoch: u64, msg: Msg) -> anyhow::Result<()> {
         if self.servers[to].epoch != epoch || !self.alive(to) {
             return Ok(());
-        }
-        if self.verbose && std::env::var_os("SIM_TRACE").is_some() {
-            let what = match &msg {
-                Msg::Replica { origin, events } => format!(
-                    "replica {origin} {:?}",
-                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
-                ),
-                Msg::Fetched {
-                    from,
-                    origin,
-                    events,
-                    more,
-                } => format!(
-                    "fetched from {from} {origin} {:?} more {more}",
-                    events.iter().map(|e| e.seq).collect::<Vec<_>>()
-                ),
-                other => format!("{other:?}").chars().take(120).collect(),
-            };
-            println!("{:>6} ms  → {} {what}", self.now, self.servers[to].name);
         }
         if self.servers[to].cut_until > self.now {
             return Ok(());
@@ -762,88 +823,58 @@ impl World {
             self.at(wait, Due::Deliver { to, epoch, msg });
             return Ok(());
         }
-        let me = self.servers[to].name.clone();
         match msg {
-            Msg::Replica { origin, events } => {
-                self.input(to, Input::Peer(PeerInput::Replica { origin, events }))
+            Msg::Frame { from, body } => {
+                let route = vec![self.servers[from].name.clone().into_bytes()];
+                self.input(to, Input::Peer { route, body })
             }
-            Msg::Ack { from, seq } => {
-                self.input(to, Input::Peer(PeerInput::Ack { peer: from, seq }))
-            }
-            Msg::AskVector { from, vector } => {
-                // What the asker holds of our events, it acknowledges; it hears our vector.
-                let seq = vector.get(&me);
-                let ours = self.servers[to]
-                    .engine
-                    .as_ref()
-                    .map(|e| e.vector().clone())
-                    .unwrap_or_default();
-                if let Some(t) = self.index(&from) {
-                    self.send(
-                        to,
-                        t,
-                        Msg::Vector {
-                            from: me,
-                            vector: ours,
-                        },
-                    );
+            Msg::Answer { body } => {
+                let env = Envelope::decode(&body).context("an answer the engine made")?;
+                match env.data.opt_counter("cid") {
+                    Ok(Some(cid)) => self.answered(to, cid, Ok(env)),
+                    other => anyhow::bail!("an answer without its correlation id: {other:?}"),
                 }
-                self.input(to, Input::Peer(PeerInput::Ack { peer: from, seq }))
             }
-            Msg::Vector { from, vector } => {
-                self.input(to, Input::Peer(PeerInput::Vector { peer: from, vector }))
-            }
-            Msg::AskFetch {
-                from,
-                origin,
-                after,
-                limit,
-            } => {
-                let Some(engine) = self.servers[to].engine.as_ref() else {
-                    return Ok(());
-                };
-                let limit = limit.clamp(1, MAX_FETCH);
-                let events = engine
-                    .store()
-                    .events_page(&origin, after, limit, MAX_PAGE_BYTES)?;
-                let held = engine.vector().get(&origin);
-                let last = events.last().map_or(after, |e| e.seq);
-                let msg = Msg::Fetched {
-                    from: me,
-                    origin,
-                    events,
-                    more: last < held,
-                };
-                if let Some(t) = self.index(&from) {
-                    self.send(to, t, msg);
-                }
-                Ok(())
-            }
-            Msg::Fetched {
-                from,
-                origin,
-                events,
-                more,
-            } => self.input(
-                to,
-                Input::Peer(PeerInput::Fetched {
-                    peer: from,
-                    origin,
-                    events,
-                    more,
-                }),
-            ),
-            Msg::TwoPc(env) => match PeerRequest::parse(env) {
-                Ok(PeerRequest::TwoPc { from, msg }) => self.input(
-                    to,
-                    Input::Peer(PeerInput::TwoPc {
-                        from: from.to_string(),
-                        msg,
-                    }),
-                ),
-                other => anyhow::bail!("not a two-phase step: {other:?}"),
-            },
+            Msg::Announcement(frames) => self.input(to, Input::Announcement(frames)),
         }
+    }
+
+    /// Whether coordination has settled: every live server takes the same server for
+    /// coordinator, the live one the reference ranks highest, and their clocks agree within
+    /// [`CLOCKS_WITHIN`]. At the end (`report`), what has not settled is a violation.
+    fn coordination_settled(&mut self, report: bool) -> bool {
+        let at = self.base + Duration::from_millis(self.now);
+        let list = self.reference.handle(&Envelope::new("list"), at);
+        let highest = palaver_proto::ServerEntry::parse_list(&list)
+            .ok()
+            .and_then(|l| l.into_iter().max_by_key(|e| e.rank))
+            .map(|e| e.name.to_string());
+        let mut views = Vec::new();
+        for s in 0..self.servers.len() {
+            let wall = self.now_for(s).wall;
+            if let Some(e) = &self.servers[s].engine {
+                let c = e.coordinator().map(|m| m.name.clone());
+                views.push((self.servers[s].name.clone(), c, e.wall_at(wall)));
+            }
+        }
+        let agreed = views.iter().all(|(_, c, _)| *c == highest);
+        let walls = views.iter().map(|(_, _, w)| *w);
+        let spread = walls.clone().fold(f64::MIN, f64::max) - walls.fold(f64::MAX, f64::min);
+        if report {
+            if !agreed {
+                self.checks.violation(format!(
+                    "one coordinator: the reference ranks {highest:?} highest, the servers say {:?}",
+                    views.iter().map(|(n, c, _)| (n, c)).collect::<Vec<_>>()
+                ));
+            }
+            if spread > CLOCKS_WITHIN {
+                self.checks.violation(format!(
+                    "clocks: {spread:.3} s apart once healed: {:?}",
+                    views.iter().map(|(n, _, w)| (n, w)).collect::<Vec<_>>()
+                ));
+            }
+        }
+        agreed && spread <= CLOCKS_WITHIN
     }
 
     /// The simulated writer is done: the batch is on the disk, or the disk refused it.
@@ -1244,7 +1275,7 @@ impl World {
         for (user, token) in self.sessions.clone() {
             let mut verdicts = Vec::new();
             for s in 0..self.servers.len() {
-                let now = self.now_for();
+                let now = self.now_for(s);
                 let Some(engine) = self.servers[s].engine.as_mut() else {
                     continue;
                 };
@@ -1253,13 +1284,8 @@ impl World {
                     .with("token", token.as_str());
                 env.stamp(1.0, 0);
                 let body = env.to_bytes();
-                engine.handle(
-                    now,
-                    Input::Request {
-                        route: Route::Direct(vec![b"end".to_vec()]),
-                        body,
-                    },
-                );
+                let route = vec![b"end".to_vec()];
+                engine.handle(now, Input::Peer { route, body });
                 engine.handle_timeout(now);
                 let answer = std::iter::from_fn(|| engine.poll_output()).find_map(|o| match o {
                     Output::Reply {

@@ -88,7 +88,7 @@ impl Engine {
         // and the peers' acks, not for both in a row. Once sent, they are this server's events
         // for good: a failed commit is tried again with the same events (see `complete`).
         if let Some(last) = events.last().map(|e| e.seq) {
-            self.outputs.push_back(Output::Replicate(events.clone()));
+            self.replicate_events(&events);
             self.repl.on_own_sent(last);
         }
         events.extend(incoming);
@@ -239,8 +239,9 @@ impl Engine {
         }
     }
 
-    /// An answer on its way: to the broker, stamped here (and dropped while out of the
-    /// rotation, as the broker gave the request to another server); elsewhere, as it is.
+    /// An answer on its way, stamped: to the broker (dropped while out of the rotation, as
+    /// the broker gave the request to another server), on the peer endpoint, or a two-phase
+    /// step to a peer.
     pub(super) fn reply(&mut self, route: Route, mut reply: Envelope) {
         match route {
             Route::Broker(_) => {
@@ -249,24 +250,26 @@ impl Engine {
                     return;
                 }
                 let refused = Reply::status(&reply) == Status::Error;
-                reply.stamp(self.now.wall, self.lamport.for_answer(refused));
+                reply.stamp(self.wall(), self.lamport.for_answer(refused));
                 // Which server answered (ours): clients show it, operators trace with it.
                 reply
                     .data
                     .set("server", rmpv::Value::from(self.name.as_str()));
                 // A client learns the coordinator when it logs in (then from `servers`).
                 if reply.service == "login" {
-                    if let Some(c) = &self.coordinator {
-                        reply
-                            .data
-                            .set("coordinator", rmpv::Value::from(c.name.as_str()));
+                    if let Some(c) = self.coordinator() {
+                        let name = rmpv::Value::from(c.name.as_str());
+                        reply.data.set("coordinator", name);
                     }
                 }
                 self.outputs.push_back(Output::Reply { route, reply });
             }
-            Route::Direct(_) | Route::Peer(_) => {
+            Route::Direct(_) => {
+                let refused = Reply::status(&reply) == Status::Error;
+                reply.stamp(self.wall(), self.lamport.for_answer(refused));
                 self.outputs.push_back(Output::Reply { route, reply });
             }
+            Route::Peer(peer) => self.tell_step(&peer, reply),
             Route::Internal => {}
         }
     }

@@ -60,7 +60,7 @@ pub(super) enum Crash {
 impl Engine {
     /// A client's delete begins: led by the coordinator (or this server, when none is known).
     pub(super) fn start_delete(&mut self, waiting: Waiting) {
-        let leader = self.coordinator.as_ref().map(|c| c.name.clone());
+        let leader = self.coordinator().map(|c| c.name.clone());
         self.deletes
             .start(self.now.at, waiting, leader.as_deref(), &self.state);
     }
@@ -97,7 +97,7 @@ impl Engine {
                     }
                     let mut handled =
                         self.state
-                            .record(kind, request, self.now.wall, &mut self.lamport);
+                            .record(kind, request, self.wall(), &mut self.lamport);
                     if let Some(c) = channel {
                         handled.reply = handled.reply.with("channel", c.as_str());
                     }
@@ -118,7 +118,7 @@ impl Engine {
                 req,
                 w.request.clone(),
                 &w.proofs,
-                self.now.wall,
+                self.wall(),
                 &mut self.lamport,
             );
             match handled.delete.take() {

@@ -34,7 +34,7 @@ impl Engine {
             self.lamport.observe(clock);
         }
         let echo = palaver_proto::request_id_of(&env.data);
-        let wall = self.now.wall;
+        let wall = self.wall();
         let handled = match Request::parse(&env) {
             Ok((req, meta)) => {
                 // A request without an id of its own takes the broker's token as one: if the
@@ -132,7 +132,7 @@ impl Engine {
             w.pending,
             verdict,
             w.request,
-            self.now.wall,
+            self.wall(),
             &mut self.lamport,
         );
         if Reply::status(&handled.reply) == Status::Error {
@@ -161,9 +161,9 @@ impl Engine {
         }
         let beats = self.state.take_gossip();
         if !beats.is_empty() {
-            self.outputs.push_back(Output::Beats(beats));
+            self.pass_beats(beats);
         }
-        let now = self.now.wall;
+        let now = self.wall();
         let mut changes = self.state.presence_changes(now);
         let announcer = self.is_coordinator();
         if announcer && !self.announcer {

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use palaver_core::replication::{self, Replication, VersionVector};
 use palaver_core::{Lamport, Member};
-use palaver_proto::peer::Beat;
 use palaver_proto::{Envelope, Event};
 use palaver_store::{Store, StoreError};
 
@@ -43,7 +42,9 @@ use crate::{Policy, State};
 
 mod aside;
 mod commits;
+mod coordination;
 mod deletes;
+mod endpoint;
 mod intake;
 mod passwords;
 mod reads;
@@ -52,7 +53,9 @@ mod replicas;
 mod tests;
 
 use aside::Failing;
+use coordination::Coordination;
 use deletes::{Crash, Deletes};
+pub use endpoint::MAX_FETCH;
 use passwords::Passwords;
 
 /// The most requests one batch (one commit) takes.
@@ -97,9 +100,10 @@ pub enum Route {
     Peer(String),
 }
 
-/// What coordination received from the peers (and the reference), for the engine.
+/// What the peers sent, for replication, two-phase deletes and presence (read from the peer
+/// endpoint by `endpoint.rs`, or from answers to this server's requests).
 #[derive(Debug)]
-pub enum PeerInput {
+pub(crate) enum PeerInput {
     /// The live servers changed (names, this one excluded).
     Peers(Vec<String>),
     /// Events published on `replica` by their origin.
@@ -117,9 +121,6 @@ pub enum PeerInput {
     FetchFailed { origin: String },
     /// A peer holds our events up to `seq`.
     Ack { peer: String, seq: u64 },
-    /// A client request sent straight to this server's peer endpoint: routing frames, then
-    /// the body. Answered along [`Route::Direct`].
-    Client(Vec<Vec<u8>>),
     /// Clients' beats another server took.
     Beats(Vec<palaver_proto::peer::Beat>),
     /// A step of a two-phase delete, from server `from`.
@@ -129,14 +130,72 @@ pub enum PeerInput {
     },
 }
 
+/// A request to the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefAsk {
+    Rank,
+    Heartbeat,
+    List,
+}
+
+/// A request to another server, as its answer will be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerAsk {
+    Elect,
+    Ping,
+    /// A Berkeley round's question, and this server's clock when it asked.
+    Clock {
+        round: u64,
+        sent: f64,
+    },
+    Coordinator,
+    Adjust,
+    Sync,
+    Vector,
+    Fetch {
+        origin: String,
+    },
+}
+
+/// Whom this server asks, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    Reference(RefAsk),
+    Peer { peer: String, ask: PeerAsk },
+}
+
+/// Why a request of this server's has no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// None came within the request's deadline.
+    Timeout,
+    /// It could not be sent (no link to that peer, too many in flight).
+    NotSent,
+    /// An answer came that is not MessagePack: what was wrong.
+    Unreadable(String),
+}
+
 /// What arrives.
 #[derive(Debug)]
 pub enum Input {
-    /// A client's request: its frame, and where it came from.
-    Request { route: Route, body: Vec<u8> },
-    /// What coordination received for replication, two-phase deletes and presence, and client
-    /// requests sent to the peer endpoint.
-    Peer(PeerInput),
+    /// A client's request through the broker, named by the broker's token.
+    Request { token: u64, body: Vec<u8> },
+    /// A frame on this server's peer endpoint: the sender's routing frames, and the body (a
+    /// peer's request or one-way message, an operator's request, or a client's request sent
+    /// straight here, answered along [`Route::Direct`]).
+    Peer { route: Vec<Vec<u8>>, body: Vec<u8> },
+    /// The answer to an [`Output::Ask`], or why none came.
+    Answer {
+        ask: Ask,
+        answer: Result<Envelope, Failure>,
+    },
+    /// A publication on `servers` (a coordinator's announcement): its frames.
+    Announcement(Vec<Vec<u8>>),
+    /// A digest asked for with [`Output::Digest`], done: the answer for `route`.
+    Digested {
+        route: Vec<Vec<u8>>,
+        reply: Envelope,
+    },
     /// The writer is done with the batch it was given.
     Committed(Done),
     /// Password work `ticket` is done.
@@ -146,8 +205,7 @@ pub enum Input {
 /// What the driver is asked to do, in order.
 #[derive(Debug)]
 pub enum Output {
-    /// Send an answer along its route. Answers to the broker are stamped already; answers on
-    /// the peer endpoint and messages to peers are stamped as they are sent.
+    /// Send an answer along its route (to the broker, or on the peer endpoint), stamped.
     Reply { route: Route, reply: Envelope },
     /// Publish on `topic`.
     Publish { topic: String, envelope: Envelope },
@@ -160,23 +218,26 @@ pub enum Output {
     JoinBroker,
     /// Leave the broker's rotation (commits fail).
     LeaveBroker,
-    /// Send these new events of this server's to every peer.
-    Replicate(Vec<Event>),
-    /// Tell `peer` that its events up to `seq` are here.
-    Ack { peer: String, seq: u64 },
-    /// Ask `peer` for its version vector, telling it ours.
-    AskVector { peer: String, vector: VersionVector },
-    /// Ask `peer` for `origin`'s events after `after`.
-    Fetch {
+    /// Send this request (stamped); its answer, or why none came, comes back as
+    /// [`Input::Answer`] with the same `ask`.
+    Ask { ask: Ask, envelope: Envelope },
+    /// Send `body`, a one-way message (stamped and encoded), to `peer`'s endpoint. A message
+    /// not sent is logged and counted; the protocols repair it (anti-entropy, resends).
+    Tell {
         peer: String,
-        origin: String,
-        after: u64,
-        limit: usize,
+        body: Vec<u8>,
+        what: &'static str,
     },
-    /// Pass clients' beats to the other servers.
-    Beats(Vec<Beat>),
-    /// This many client requests were handled (Berkeley rounds follow requests).
-    ClientRequests(usize),
+    /// Hold a link to `peer` at `addr` (a peer joined, or moved).
+    Connect { peer: String, addr: String },
+    /// Drop the link to `peer` (it left).
+    Disconnect { peer: String },
+    /// Compute a digest of the store away from the engine (it reads every event); its answer
+    /// comes back as [`Input::Digested`].
+    Digest {
+        route: Vec<Vec<u8>>,
+        cid: Option<u64>,
+    },
     /// Serving for the first time: tell the supervisor.
     Ready,
     /// A fault test asked to die here, as `kill -9` would, once the messages before are out.
@@ -220,6 +281,10 @@ pub struct Setup {
     pub crash_after_prepare: bool,
     /// Where transaction ids start (each server's own, so two never meet).
     pub seed: u64,
+    /// The peer endpoint the others reach this server at (told to the reference and peers).
+    pub addr: String,
+    /// Seconds this server's clock is skewed by, on purpose (demonstrations and tests).
+    pub skew: f64,
 }
 
 pub struct Engine {
@@ -233,8 +298,8 @@ pub struct Engine {
     crash: Option<Crash>,
     /// Password work: the limits, and the requests that wait for it.
     passwords: Passwords<Awaiting>,
-    /// The coordinator, as the election last said.
-    coordinator: Option<Member>,
+    /// Rank, peers, the election and Berkeley rounds.
+    coord: Coordination,
     /// Whether this server announces presence changes (it is the coordinator).
     announcer: bool,
     /// Requests handled and waiting for the next commit.
@@ -280,6 +345,8 @@ pub struct Engine {
     pub failed_batches: u64,
     /// Peers' events that arrived while commits failed, not kept (fetched again later).
     pub set_aside: u64,
+    /// Peer messages and answers refused or unreadable.
+    pub peer_drops: u64,
     fail_log: palaver_core::LogGate,
     outputs: VecDeque<Output>,
 }
@@ -314,7 +381,7 @@ impl Engine {
             deletes,
             crash: setup.crash_after_prepare.then_some(Crash::Armed),
             passwords: Passwords::new(),
-            coordinator: None,
+            coord: Coordination::new(&setup.name, &setup.addr, setup.skew, now.at),
             announcer: false,
             batch: Vec::new(),
             committing: Vec::new(),
@@ -337,6 +404,7 @@ impl Engine {
             dropped_replies: 0,
             failed_batches: 0,
             set_aside: 0,
+            peer_drops: 0,
             fail_log: palaver_core::LogGate::every_second(),
             outputs: VecDeque::new(),
         })
@@ -344,9 +412,25 @@ impl Engine {
 
     // ---- what the driver reads ----
 
-    /// The Lamport clock, which coordination stamps its own messages with.
-    pub fn lamport(&mut self) -> &mut Lamport {
-        &mut self.lamport
+    /// The Lamport clock.
+    pub fn lamport(&self) -> u64 {
+        self.lamport.now()
+    }
+
+    /// The corrected physical clock (skew and Berkeley's corrections applied) at the time of
+    /// the input being handled.
+    pub fn wall(&self) -> f64 {
+        self.coord.wall(self.now.wall)
+    }
+
+    /// The corrected physical clock when the machine's clock reads `machine`.
+    pub fn wall_at(&self, machine: f64) -> f64 {
+        self.coord.wall(machine)
+    }
+
+    /// The coordinator, as the election last said.
+    pub fn coordinator(&self) -> Option<&Member> {
+        self.coord.coordinator()
     }
 
     /// The store's read connection (the peer endpoint answers fetches from it).
@@ -382,15 +466,8 @@ impl Engine {
         self.writing
     }
 
-    /// The coordinator the election settled on (`is_me`: this server).
-    pub fn set_coordinator(&mut self, coordinator: Option<Member>) {
-        self.coordinator = coordinator;
-    }
-
     fn is_coordinator(&self) -> bool {
-        self.coordinator
-            .as_ref()
-            .is_some_and(|c| c.name == self.name)
+        self.coordinator().is_some_and(|c| c.name == self.name)
     }
 
     // ---- sans-IO ----
@@ -399,13 +476,16 @@ impl Engine {
     pub fn handle(&mut self, now: Now, input: Input) {
         self.now = now;
         match input {
-            Input::Request { route, body } => {
-                if let Some(q) = self.request(route, body) {
+            Input::Request { token, body } => {
+                if let Some(q) = self.request(Route::Broker(token), body) {
                     self.batch.push(q);
                 }
                 self.requests += 1;
             }
-            Input::Peer(inbound) => self.inbound(inbound),
+            Input::Peer { route, body } => self.peer_frame(route, body),
+            Input::Answer { ask, answer } => self.answered(ask, answer),
+            Input::Announcement(frames) => self.announcement(&frames),
+            Input::Digested { route, reply } => self.reply(Route::Direct(route), reply),
             Input::Committed(done) => {
                 self.writing = false;
                 self.complete(done);
@@ -423,6 +503,9 @@ impl Engine {
         if self.repl.poll_timeout().is_some_and(|t| t <= at) {
             self.repl.handle_timeout(at);
         }
+        let (mut sink, coord) = self.sink();
+        coord.handle_timeout(&mut sink);
+        self.peers_changed();
         self.gate();
         if self.accepting {
             // Direct clients wait, like the broker's, until this server has caught up.
@@ -444,8 +527,9 @@ impl Engine {
         }
         self.replicate();
         if self.requests > 0 {
-            self.outputs
-                .push_back(Output::ClientRequests(std::mem::take(&mut self.requests)));
+            let n = std::mem::take(&mut self.requests);
+            let (mut sink, coord) = self.sink();
+            coord.on_client_requests(n, &mut sink);
         }
     }
 
@@ -460,6 +544,7 @@ impl Engine {
             self.deletes.deadline(),
             self.failing.as_ref().map(|f| f.next_try),
             (!self.accepting).then_some(self.serve_anyway_at),
+            Some(self.coord.poll_timeout()),
         ]
         .into_iter()
         .flatten()

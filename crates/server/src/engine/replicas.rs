@@ -4,7 +4,7 @@
 use palaver_core::replication;
 use palaver_proto::Event;
 
-use super::{Engine, Output, PeerInput, STARTUP_GRACE};
+use super::{Engine, PeerInput, STARTUP_GRACE};
 
 impl Engine {
     /// Takes in what coordination received.
@@ -48,8 +48,7 @@ impl Engine {
             }
             PeerInput::FetchFailed { origin } => self.repl.on_fetch_failed(&origin),
             PeerInput::Ack { peer, seq } => self.repl.on_ack(now, &peer, seq),
-            PeerInput::Client(frames) => self.direct.push(frames),
-            PeerInput::Beats(beats) => self.state.beats_from_peer(&beats, self.now.wall),
+            PeerInput::Beats(beats) => self.state.beats_from_peer(&beats, self.wall()),
             PeerInput::TwoPc { from, msg } => {
                 self.deletes.on_message(now, &from, msg, &self.state);
             }
@@ -94,24 +93,14 @@ impl Engine {
     pub(super) fn replicate(&mut self) {
         while let Some(action) = self.repl.poll_action() {
             match action {
-                replication::Action::AskVector { peer } => {
-                    let vector = self.repl.vector().clone();
-                    self.outputs.push_back(Output::AskVector { peer, vector });
-                }
+                replication::Action::AskVector { peer } => self.ask_vector(&peer),
                 replication::Action::Fetch {
                     peer,
                     origin,
                     after,
                     limit,
-                } => self.outputs.push_back(Output::Fetch {
-                    peer,
-                    origin,
-                    after,
-                    limit,
-                }),
-                replication::Action::Ack { peer, seq } => {
-                    self.outputs.push_back(Output::Ack { peer, seq });
-                }
+                } => self.fetch(&peer, &origin, after, limit),
+                replication::Action::Ack { peer, seq } => self.ack(&peer, seq),
                 replication::Action::Release { upto } => {
                     while self.held.front().is_some_and(|(seq, _, _)| *seq <= upto) {
                         if let Some(held) = self.held.pop_front() {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use palaver_proto::peer::{PeerReply, PeerRequest};
 use palaver_proto::{Envelope, Reply, Status};
 
 use super::*;
@@ -25,6 +26,8 @@ fn setup(name: &str) -> Setup {
         policy: Policy::default(),
         crash_after_prepare: false,
         seed: 7,
+        addr: format!("tcp://{name}:1"),
+        skew: 0.0,
     }
 }
 
@@ -79,10 +82,7 @@ impl Rig {
     /// A client's request through the broker, with `token`.
     fn ask(&mut self, token: u64, env: Envelope) -> Vec<Output> {
         let body = env.to_bytes();
-        self.input(Input::Request {
-            route: Route::Broker(token),
-            body,
-        })
+        self.input(Input::Request { token, body })
     }
 
     /// Commits `job` as the writer thread does, and hands the result back.
@@ -108,11 +108,59 @@ impl Rig {
 
     /// `peer` acknowledges our events up to `seq`, and the turn runs.
     fn ack(&mut self, peer: &str, seq: u64) -> Vec<Output> {
-        let mut out = self.input(Input::Peer(PeerInput::Ack {
-            peer: peer.into(),
+        let req = PeerRequest::Ack {
+            from: name(peer),
+            origin: name("s1"),
             seq,
-        }));
+        };
+        let mut out = self.hear(peer, &req);
         out.extend(self.turn());
+        out
+    }
+
+    /// A frame from `peer` on the peer endpoint.
+    fn hear(&mut self, peer: &str, req: &PeerRequest) -> Vec<Output> {
+        let body = req.to_envelope().to_bytes();
+        let route = vec![peer.as_bytes().to_vec()];
+        self.input(Input::Peer { route, body })
+    }
+
+    /// `peer`'s answer to what this server asked it.
+    fn answer(&mut self, peer: &str, ask: PeerAsk, reply: &PeerReply) -> Vec<Output> {
+        let ask = Ask::Peer {
+            peer: peer.into(),
+            ask,
+        };
+        let answer = Ok(reply.to_envelope());
+        self.input(Input::Answer { ask, answer })
+    }
+
+    /// The reference ranks this server first and lists `peers` (ranked after it) as alive.
+    fn peers(&mut self, peers: &[&str]) -> Vec<Output> {
+        let ranked: Vec<(&str, u64)> = (2..).zip(peers).map(|(r, p)| (*p, r)).collect();
+        self.ranked(1, &ranked)
+    }
+
+    /// The reference gives this server `rank`, and lists `peers` with theirs as alive.
+    fn ranked(&mut self, rank: u64, peers: &[(&str, u64)]) -> Vec<Output> {
+        let answer = Ok(Envelope::new("rank").with("rank", rank));
+        let ask = Ask::Reference(RefAsk::Rank);
+        let mut out = self.input(Input::Answer { ask, answer });
+        let list: Vec<rmpv::Value> = peers
+            .iter()
+            .map(|(p, rank)| {
+                palaver_proto::ServerEntry {
+                    name: name(p),
+                    rank: *rank,
+                    addr: Some(format!("tcp://{p}:1")),
+                    alive: None,
+                }
+                .to_value()
+            })
+            .collect();
+        let answer = Ok(Envelope::new("list").with("list", list));
+        let ask = Ask::Reference(RefAsk::List);
+        out.extend(self.input(Input::Answer { ask, answer }));
         out
     }
 
@@ -133,6 +181,38 @@ impl Rig {
         assert!(joined(&out), "joined the broker: {out:?}");
         out
     }
+}
+
+fn name(s: &str) -> palaver_proto::Name {
+    palaver_proto::Name::parse(s).unwrap()
+}
+
+/// The one-way messages of kind `what` sent to `peer`, read back.
+fn told(out: &[Output], to: &str, what: &str) -> Vec<PeerRequest> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Tell {
+                peer,
+                body,
+                what: w,
+            } if peer == to && *w == what => {
+                let env = Envelope::decode(body).unwrap();
+                Some(PeerRequest::parse(env).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether this server asked `to` for `ask`; the request if so.
+fn asked(out: &[Output], to: &str, ask: &PeerAsk) -> Option<PeerRequest> {
+    out.iter().find_map(|o| match o {
+        Output::Ask {
+            ask: Ask::Peer { peer, ask: a },
+            envelope,
+        } if peer == to && a == ask => Some(PeerRequest::parse(envelope.clone()).unwrap()),
+        _ => None,
+    })
 }
 
 fn joined(out: &[Output]) -> bool {
@@ -212,7 +292,7 @@ fn requests_that_arrive_while_the_writer_works_share_the_next_commit() {
 #[test]
 fn a_write_is_answered_once_durable_and_acknowledged_publications_first() {
     let mut rig = Rig::new();
-    rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
+    rig.peers(&["s2"]);
     // s2 holds all we had when it joined (nothing): trusted, so waited for.
     rig.ack("s2", 0);
     rig.serving();
@@ -222,13 +302,10 @@ fn a_write_is_answered_once_durable_and_acknowledged_publications_first() {
     rig.ask(2, login("ana"));
     rig.ask(3, post("ana", "general", "hi"));
     let out = rig.turn();
-    let sent = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Replicate(events) => Some(events.clone()),
-            _ => None,
-        })
-        .expect("the peers get the events while they are committed");
+    let sent = match told(&out, "s2", "replica batch").pop() {
+        Some(PeerRequest::Replica { events, .. }) => events,
+        other => panic!("the peers get the events while they are committed: {other:?}"),
+    };
     let job = one_commit(out);
     assert_eq!(sent, job.events);
     // The channel's batch is answered once s2 acknowledges it.
@@ -272,21 +349,17 @@ fn a_write_is_answered_once_durable_and_acknowledged_publications_first() {
 fn a_refused_request_moves_no_clock() {
     let mut rig = Rig::new();
     rig.serving();
-    let before = rig.engine.lamport().now();
+    let before = rig.engine.lamport();
     rig.ask(1, post("ana", "nowhere", "hi").with("clock", 5_000));
     rig.ask(2, Envelope::new("dance").with("clock", 6_000));
     let out = rig.turn();
     let r = replies(&out);
     assert_eq!(r.len(), 2);
     assert!(r.iter().all(|(_, e)| Reply::status(e) == Status::Error));
-    assert_eq!(
-        rig.engine.lamport().now(),
-        before,
-        "refusals leave the clock"
-    );
+    assert_eq!(rig.engine.lamport(), before, "refusals leave the clock");
     rig.ask(3, login("ana").with("clock", 7_000));
     rig.turn();
-    assert!(rig.engine.lamport().now() > 7_000);
+    assert!(rig.engine.lamport() > 7_000);
 }
 
 /// A request with no id of its own takes the broker's token as one: sent again (the broker
@@ -317,37 +390,36 @@ fn the_brokers_token_makes_a_request_take_effect_once() {
 #[test]
 fn clients_are_taken_once_caught_up() {
     let mut rig = Rig::new();
-    let out = rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
-    assert!(out.is_empty());
+    let out = rig.peers(&["s2"]);
+    assert!(!joined(&out));
     let out = rig.turn();
     assert!(!joined(&out));
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::AskVector { peer, .. } if peer == "s2")),
+        asked(&out, "s2", &PeerAsk::Vector).is_some(),
         "compares with s2: {out:?}"
     );
     // s2 has an event this server lacks: fetched first.
-    let theirs: VersionVector = [("s2".to_owned(), 1)].into_iter().collect();
-    rig.input(Input::Peer(PeerInput::Vector {
-        peer: "s2".into(),
-        vector: theirs.clone(),
-    }));
+    let theirs = PeerReply::Vector {
+        vector: [("s2".to_owned(), 1)].into_iter().collect(),
+    };
+    rig.answer("s2", PeerAsk::Vector, &theirs);
     let out = rig.turn();
     assert!(!joined(&out));
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Fetch { origin, after: 0, .. } if origin == "s2")));
-    let event = login_event("s2", 1, 1, "bob", None);
-    rig.input(Input::Peer(PeerInput::Fetched {
-        peer: "s2".into(),
+    let fetch = PeerAsk::Fetch {
         origin: "s2".into(),
+    };
+    assert!(matches!(
+        asked(&out, "s2", &fetch),
+        Some(PeerRequest::Fetch { after: 0, .. })
+    ));
+    let event = login_event("s2", 1, 1, "bob", None);
+    let fetched = PeerReply::Fetched {
+        origin: name("s2"),
         events: vec![event],
         more: false,
-    }));
-    rig.input(Input::Peer(PeerInput::Vector {
-        peer: "s2".into(),
-        vector: theirs,
-    }));
+    };
+    rig.answer("s2", fetch, &fetched);
+    rig.answer("s2", PeerAsk::Vector, &theirs);
     let out = rig.turn();
     assert!(joined(&out), "caught up: serving: {out:?}");
     assert!(out.iter().any(|o| matches!(o, Output::Ready)));
@@ -371,7 +443,7 @@ fn a_lone_server_serves_after_the_grace_and_drops_answers_before() {
 #[test]
 fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
     let mut rig = Rig::new();
-    rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
+    rig.peers(&["s2"]);
     rig.serving();
     rig.ask(1, login("ana"));
     let job = one_commit(rig.turn());
@@ -385,11 +457,12 @@ fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
     let events: Vec<palaver_proto::Event> = (1..=50)
         .map(|seq| login_event("s2", seq, seq, &format!("u{seq}"), None))
         .collect();
-    let out = rig.input(Input::Peer(PeerInput::Replica {
-        origin: "s2".into(),
+    let replica = PeerRequest::Replica {
+        origin: name("s2"),
         events,
-    }));
-    assert!(!out.iter().any(|o| matches!(o, Output::Ack { .. })));
+    };
+    let out = rig.hear("s2", &replica);
+    assert!(told(&out, "s2", "ack").is_empty());
     assert_eq!(rig.engine.set_aside, 50);
     assert!(rig.engine.pending.is_empty(), "nothing kept in memory");
     // Tried again after a second, with the same events.
@@ -400,8 +473,7 @@ fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
     assert!(!joined(&out));
     let out = rig.turn();
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::AskVector { peer, .. } if peer == "s2")),
+        asked(&out, "s2", &PeerAsk::Vector).is_some(),
         "compares with s2 again: {out:?}"
     );
     assert!(!joined(&out), "not before it has caught up");
@@ -412,16 +484,18 @@ fn failed_commits_step_aside_keep_nothing_and_retry_the_same_batch() {
 #[test]
 fn replicas_are_acknowledged_at_once_and_committed_within_the_delay() {
     let mut rig = Rig::new();
-    rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
+    rig.peers(&["s2"]);
     let event = login_event("s2", 1, 3, "bob", None);
-    rig.input(Input::Peer(PeerInput::Replica {
-        origin: "s2".into(),
+    let replica = PeerRequest::Replica {
+        origin: name("s2"),
         events: vec![event.clone()],
-    }));
+    };
+    rig.hear("s2", &replica);
     let out = rig.turn();
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Ack { peer, seq: 1 } if peer == "s2")));
+    assert!(matches!(
+        told(&out, "s2", "ack")[..],
+        [PeerRequest::Ack { seq: 1, .. }]
+    ));
     assert!(commits(out).is_empty(), "waits to share a commit");
     assert!(commits(rig.advance(19)).is_empty());
     let job = one_commit(rig.advance(1));
@@ -454,12 +528,15 @@ fn login_event(
 #[test]
 fn an_answer_that_stood_on_a_failed_commit_is_refused() {
     let mut rig = Rig::new();
-    rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
+    rig.peers(&["s2"]);
     rig.serving();
-    rig.input(Input::Peer(PeerInput::Replica {
-        origin: "s2".into(),
-        events: vec![login_event("s2", 1, 5, "bob", Some("q-1"))],
-    }));
+    rig.hear(
+        "s2",
+        &PeerRequest::Replica {
+            origin: name("s2"),
+            events: vec![login_event("s2", 1, 5, "bob", Some("q-1"))],
+        },
+    );
     rig.ask(5, login("bob").with("request_id", "q-1"));
     let job = one_commit(rig.turn());
     assert_eq!(
@@ -478,25 +555,193 @@ fn an_answer_that_stood_on_a_failed_commit_is_refused() {
 #[test]
 fn a_reload_forgets_the_repeats_found_against_the_memory_it_drops() {
     let mut rig = Rig::new();
-    rig.input(Input::Peer(PeerInput::Peers(vec!["s2".into()])));
+    rig.peers(&["s2"]);
     rig.serving();
-    rig.input(Input::Peer(PeerInput::Replica {
-        origin: "s2".into(),
-        events: vec![login_event("s2", 1, 1, "bob", Some("b-1"))],
-    }));
+    rig.hear(
+        "s2",
+        &PeerRequest::Replica {
+            origin: name("s2"),
+            events: vec![login_event("s2", 1, 1, "bob", Some("b-1"))],
+        },
+    );
     let job = one_commit(rig.advance(20));
     // While that commits, a request makes an event here, and s2's copy of the same request
     // arrives: the later of the two is to be hidden.
     rig.ask(6, login("ana").with("request_id", "r-1"));
-    rig.input(Input::Peer(PeerInput::Replica {
-        origin: "s2".into(),
-        events: vec![login_event("s2", 2, 900, "ana", Some("r-1"))],
-    }));
+    rig.hear(
+        "s2",
+        &PeerRequest::Replica {
+            origin: name("s2"),
+            events: vec![login_event("s2", 2, 900, "ana", Some("r-1"))],
+        },
+    );
     assert!(!rig.engine.hidden.is_empty());
     rig.fail(job);
     assert!(
         rig.engine.hidden.is_empty(),
         "decided against memory that is gone: {:?}",
         rig.engine.hidden
+    );
+}
+
+/// What this server asked of the reference.
+fn asked_reference(out: &[Output], what: RefAsk) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Output::Ask { ask: Ask::Reference(r), .. } if *r == what))
+}
+
+/// The requests this server sent `to`, of any kind, read back.
+fn asks_to(out: &[Output], to: &str) -> Vec<(PeerAsk, PeerRequest)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Ask {
+                ask: Ask::Peer { peer, ask },
+                envelope,
+            } if peer == to => Some((ask.clone(), PeerRequest::parse(envelope.clone()).unwrap())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A server asks the reference for a rank at start-up, then beats and asks who lives; a
+/// reference that forgot it (its heartbeat refused) is asked for a rank again at the next beat.
+#[test]
+fn a_server_asks_for_a_rank_and_again_when_the_reference_forgot_it() {
+    let mut rig = Rig::new();
+    assert!(asked_reference(&rig.turn(), RefAsk::Rank));
+    rig.ranked(1, &[]);
+    let out = rig.advance(1_000);
+    assert!(asked_reference(&out, RefAsk::Heartbeat));
+    assert!(asked_reference(&out, RefAsk::List));
+    assert!(!asked_reference(&out, RefAsk::Rank));
+    let refused = Ok(Reply::error(
+        "heartbeat",
+        "unknown server `s1`: ask for a rank first",
+    ));
+    let ask = Ask::Reference(RefAsk::Heartbeat);
+    rig.input(Input::Answer {
+        ask,
+        answer: refused,
+    });
+    // At the next beat, a rank instead.
+    let out = rig.advance(1_000);
+    assert!(asked_reference(&out, RefAsk::Rank), "{out:?}");
+    assert!(!asked_reference(&out, RefAsk::Heartbeat));
+}
+
+/// The bully election on the peer endpoint: a lower rank's election is answered (and this
+/// server stands itself); a higher rank's is refused, and the refusal moves no clock.
+#[test]
+fn an_election_is_answered_from_below_and_refused_from_above_moving_no_clock() {
+    let mut rig = Rig::new();
+    rig.ranked(2, &[("s0", 1), ("s3", 3)]);
+    let intro = |n: &str, rank| palaver_proto::peer::Introduction {
+        name: name(n),
+        rank: Some(rank),
+        addr: None,
+    };
+    let from_below = PeerRequest::Election {
+        from: Some(intro("s0", 1)),
+    };
+    let out = rig.hear("s0", &from_below);
+    let answer = out.iter().find_map(|o| match o {
+        Output::Reply {
+            route: Route::Direct(_),
+            reply,
+        } => Some(reply.clone()),
+        _ => None,
+    });
+    assert_eq!(answer.map(|r| r.service), Some("election".to_owned()));
+    let before = rig.engine.lamport();
+    let mut env = PeerRequest::Election {
+        from: Some(intro("s3", 3)),
+    }
+    .to_envelope();
+    env.stamp(1.0, before + 1_000);
+    let route = vec![b"s3".to_vec()];
+    let out = rig.input(Input::Peer {
+        route,
+        body: env.to_bytes(),
+    });
+    let refused = out.iter().any(|o| {
+        matches!(o, Output::Reply { route: Route::Direct(_), reply } if Reply::status(reply) == Status::Error)
+    });
+    assert!(refused, "{out:?}");
+    assert_eq!(rig.engine.lamport(), before, "a refusal moves no clock");
+}
+
+/// The coordinator is learned from an announcement on `servers`, and a login's answer names
+/// it.
+#[test]
+fn the_coordinator_is_learned_from_its_announcement_and_named_on_login() {
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    let mut env = Envelope::new("election")
+        .with("coordinator", "s2")
+        .with("rank", 2u64);
+    env.stamp(1.0, 1);
+    let frames = vec![b"servers".to_vec(), env.to_bytes()];
+    rig.input(Input::Announcement(frames));
+    assert_eq!(
+        rig.engine.coordinator().map(|c| c.name.as_str()),
+        Some("s2")
+    );
+    rig.ack("s2", 0);
+    rig.serving();
+    rig.ask(1, login("ana"));
+    let job = one_commit(rig.turn());
+    rig.commit_turn(job);
+    let out = rig.ack("s2", 1);
+    let r = replies(&out);
+    assert_eq!(r[0].1.data.opt_str("coordinator").unwrap(), Some("s2"));
+}
+
+/// The highest rank wins the election, and as coordinator runs Berkeley rounds: each clock,
+/// its own included, is moved to the average (here s2's clock is 2 s ahead: the coordinator
+/// steps 1 s forward and tells s2 to step 1 s back).
+#[test]
+fn the_coordinator_moves_every_clock_to_the_average() {
+    let mut rig = Rig::new();
+    rig.ranked(5, &[("s2", 2)]);
+    // Unopposed from above: it wins once its election's answer time is over.
+    let mut out = Vec::new();
+    for _ in 0..40 {
+        out = rig.advance(100);
+        if rig.engine.coordinator().is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        rig.engine.coordinator().map(|c| c.name.as_str()),
+        Some("s1")
+    );
+    let mut round = None;
+    for _ in 0..40 {
+        round = asks_to(&out, "s2")
+            .into_iter()
+            .find(|(ask, _)| matches!(ask, PeerAsk::Clock { .. }));
+        if round.is_some() {
+            break;
+        }
+        out = rig.advance(100);
+    }
+    let (ask, _) = round.expect("a round asks s2 for its clock");
+    let before = rig.engine.wall();
+    let theirs = PeerReply::Clock {
+        time: before + 2.0,
+        coordinator: palaver_proto::peer::Claim::Nobody,
+    };
+    let out = rig.answer("s2", ask, &theirs);
+    let adjust = asks_to(&out, "s2")
+        .into_iter()
+        .find_map(|(_, req)| match req {
+            PeerRequest::Adjust { delta } => Some(delta),
+            _ => None,
+        });
+    let delta = adjust.expect("s2 is told to adjust");
+    assert!((delta + 1.0).abs() < 1e-6, "s2 steps back 1 s: {delta}");
+    assert!(
+        (rig.engine.wall() - before - 1.0).abs() < 1e-6,
+        "own clock 1 s forward"
     );
 }

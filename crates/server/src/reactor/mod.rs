@@ -2,12 +2,12 @@
 //! carries the engine's outputs out. Every decision is the engine's (`crate::engine`).
 //!
 //! ```text
-//!  broker DEALER ──requests──▶ ┐                       ┌──▶ Commit ──▶ writer thread ──Done──┐
-//!  peer ROUTER / links ──▶ coord ──Inbound──▶ Engine ──┼──▶ Hash ──▶ hasher thread ──verdict─┤
-//!  writer / hasher wake-ups ───────────────────▶ ┘     ├──▶ Reply ──▶ broker / peer endpoint  │
-//!                                                      ├──▶ Publish ──▶ PUB ──▶ proxy         │
-//!                                                      └──▶ Replicate / Ack / Fetch ──▶ coord │
-//!                        Input::Committed / Input::Hashed ◀────────────────────────────────────┘
+//!  broker DEALER ──requests──▶ ┐                        ┌──▶ Commit ──▶ writer thread ──Done──┐
+//!  peer ROUTER, links, SUB ──▶ peers ──Input──▶ Engine ──┼──▶ Hash ──▶ hasher thread ──verdict─┤
+//!  writer / hasher wake-ups ────────────────────▶ ┘      ├──▶ Reply ──▶ broker / peer endpoint  │
+//!                                                        ├──▶ Publish ──▶ PUB ──▶ proxy         │
+//!                                                        └──▶ Ask / Tell / Connect ──▶ peers    │
+//!                        Input::Committed / Input::Hashed ◀──────────────────────────────────────┘
 //! ```
 
 use std::time::{Duration, Instant};
@@ -16,9 +16,9 @@ use palaver_core::Shutdown;
 use palaver_store::Store;
 
 use crate::broker_link::{Arrival, BrokerLink};
-use crate::coord::{Coordination, Data, Endpoints, Facts};
 use crate::engine::{Engine, Input, Now, Output, Route, Setup};
 use crate::hasher::Hasher;
+use crate::peers::{Endpoints, Peers};
 use crate::writer::Writer;
 use crate::{Config, ServerError};
 
@@ -61,28 +61,21 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         data_dir: cfg.data_dir.clone(),
         credentials: cfg.credentials.clone(),
     };
-    let coord = Coordination::open(
-        &ctx,
-        &cfg.name,
-        &endpoints,
-        cfg.clock_skew_ms as f64 / 1000.0,
-    )?;
+    let peers = Peers::open(&ctx, &cfg.name, &endpoints)?;
     let setup = Setup {
         name: cfg.name.clone(),
         policy: cfg.policy,
         crash_after_prepare: cfg.crash_after_prepare,
         seed: rand_seed(),
+        addr: peers.addr().to_owned(),
+        skew: cfg.clock_skew_ms as f64 / 1000.0,
     };
-    let now = Now {
-        at: Instant::now(),
-        wall: coord.now(),
-    };
-    let engine = Engine::new(&setup, store, now)?;
+    let engine = Engine::new(&setup, store, now())?;
     tracing::info!(
         server = %cfg.name,
         broker = %cfg.broker_backend,
         proxy = %cfg.proxy_xsub,
-        peer = %coord.addr(),
+        peer = %peers.addr(),
         reference = %cfg.reference,
         data = %cfg.data_dir.display(),
         "serving"
@@ -94,7 +87,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         hasher,
         broker,
         publisher,
-        coord,
+        peers,
         bad_frames: 0,
         fail_log: palaver_core::LogGate::every_second(),
     };
@@ -102,12 +95,12 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     // Finish the batch being committed, then commit what is left, peers' events included;
     // writes held for acks are durable then: answer them rather than leave clients waiting.
     if let Some(done) = reactor.writer.wait() {
-        reactor.engine.handle(reactor.now(), Input::Committed(done));
+        reactor.engine.handle(now(), Input::Committed(done));
     }
-    reactor.engine.shutdown(reactor.now());
+    reactor.engine.shutdown(now());
     reactor.carry_out()?;
     if let Some(done) = reactor.writer.wait() {
-        reactor.engine.handle(reactor.now(), Input::Committed(done));
+        reactor.engine.handle(now(), Input::Committed(done));
     }
     reactor.engine.release_held();
     reactor.carry_out()?;
@@ -126,6 +119,14 @@ fn connect(socket: &zmq::Socket, endpoint: &str) -> Result<(), ServerError> {
         })
 }
 
+/// The time, for the engine: the monotonic clock and the machine's clock.
+fn now() -> Now {
+    Now {
+        at: Instant::now(),
+        wall: palaver_proto::now_secs(),
+    }
+}
+
 /// A seed for the engine's transaction ids, different at each start.
 fn rand_seed() -> u64 {
     let token = palaver_auth::token::new_token();
@@ -140,31 +141,25 @@ struct Reactor {
     hasher: Hasher,
     broker: BrokerLink,
     publisher: zmq::Socket,
-    coord: Coordination,
+    peers: Peers,
     /// Frames from the broker that were not requests.
     bad_frames: u64,
     fail_log: palaver_core::LogGate,
 }
 
 impl Reactor {
-    fn now(&self) -> Now {
-        Now {
-            at: Instant::now(),
-            wall: self.coord.now(),
-        }
-    }
-
     /// Polls the sockets, hands what arrived to the engine, and carries out what it asks.
     fn serve(&mut self, shutdown: &Shutdown) -> Result<(), ServerError> {
         while !shutdown.is_triggered() {
-            let now = Instant::now();
+            let at = Instant::now();
             let due = self
                 .engine
                 .poll_timeout()
                 .into_iter()
                 .chain(self.broker.deadline())
-                .fold(self.coord.deadline(), Instant::min);
-            let wait = due.saturating_duration_since(now).min(POLL_INTERVAL);
+                .chain(self.peers.deadline())
+                .fold(at + POLL_INTERVAL, Instant::min);
+            let wait = due.saturating_duration_since(at);
             let readable = {
                 let mut items = vec![
                     self.broker.socket().as_poll_item(zmq::POLLIN),
@@ -172,7 +167,7 @@ impl Reactor {
                     self.hasher.wake.as_poll_item(zmq::POLLIN),
                 ];
                 items.extend(
-                    self.coord
+                    self.peers
                         .sockets()
                         .into_iter()
                         .map(|s| s.as_poll_item(zmq::POLLIN)),
@@ -189,27 +184,13 @@ impl Reactor {
                     .collect::<Vec<bool>>()
             };
             // One reading of the clock per turn: everything this turn does happens at `now`.
-            let now = self.now();
-            // Coordination stamps with the engine's clock; its answers need the store.
-            let mut lamport = *self.engine.lamport();
-            let data = Data {
-                facts: Facts {
-                    users: self.engine.user_count(),
-                    channels: self.engine.channel_count(),
-                },
-                store: self.engine.store(),
-                vector: self.engine.vector(),
-            };
-            self.coord
-                .on_ready(&readable[3..], now.at, &mut lamport, &self.publisher, data);
-            self.coord.on_tick(now.at, &mut lamport, &self.publisher);
-            *self.engine.lamport() = lamport;
-            self.engine
-                .set_coordinator(self.coord.coordinator().cloned());
-            self.broker.beat(now.at);
-            for inbound in self.coord.take_inbound() {
-                self.engine.handle(now, Input::Peer(inbound));
+            let now = now();
+            let mut inputs = Vec::new();
+            self.peers.read(&readable[3..], now.at, &mut inputs);
+            for input in inputs {
+                self.engine.handle(now, input);
             }
+            self.broker.beat(now.at);
             if readable[1] {
                 if let Some(done) = self.writer.finished() {
                     self.engine.handle(now, Input::Committed(done));
@@ -236,8 +217,7 @@ impl Reactor {
         while self.engine.takes_requests() {
             match self.broker.recv() {
                 Some(Arrival::Request { token, body }) => {
-                    let route = Route::Broker(token);
-                    self.engine.handle(now, Input::Request { route, body });
+                    self.engine.handle(now, Input::Request { token, body });
                 }
                 Some(Arrival::Unreadable(e)) => {
                     self.bad_frames += 1;
@@ -272,27 +252,16 @@ impl Reactor {
                 }
                 Output::JoinBroker => self.broker.join(now)?,
                 Output::LeaveBroker => self.broker.leave(),
-                Output::Replicate(events) => {
-                    self.coord.replicate_events(&events, self.engine.lamport());
+                Output::Ask { ask, envelope } => {
+                    if let Some(failed) = self.peers.ask(ask, &envelope, now) {
+                        // Handled at once: the engine may ask again (a fetch elsewhere).
+                        self.engine.handle(self::now(), failed);
+                    }
                 }
-                Output::Ack { peer, seq } => self.coord.ack(&peer, seq, self.engine.lamport()),
-                Output::AskVector { peer, vector } => {
-                    self.coord
-                        .ask_vector(&peer, &vector, now, self.engine.lamport());
-                }
-                Output::Fetch {
-                    peer,
-                    origin,
-                    after,
-                    limit,
-                } => {
-                    self.coord
-                        .fetch(&peer, &origin, after, limit, now, self.engine.lamport());
-                }
-                Output::Beats(beats) => self.coord.pass_beats(beats, self.engine.lamport()),
-                Output::ClientRequests(n) => {
-                    self.coord.client_requests(n, now, self.engine.lamport());
-                }
+                Output::Tell { peer, body, what } => self.peers.tell(&peer, &body, what),
+                Output::Connect { peer, addr } => self.peers.connect(peer, &addr),
+                Output::Disconnect { peer } => self.peers.disconnect(&peer),
+                Output::Digest { route, cid } => self.peers.digest(route, cid),
                 Output::Ready => palaver_supervise::notify_ready(),
                 Output::Crash => {
                     // Let ZeroMQ's I/O thread put the messages on the wire, then die as
@@ -316,8 +285,10 @@ impl Reactor {
                     }
                 }
             }
-            Route::Direct(envelope) => self.coord.answer(&envelope, reply, self.engine.lamport()),
-            Route::Peer(to) => self.coord.tell(&to, reply, self.engine.lamport()),
+            Route::Direct(route) => self.peers.answer(&route, &reply),
+            Route::Peer(_) => {
+                tracing::error!("a two-phase step as a reply: the engine sends those itself")
+            }
             Route::Internal => {}
         }
     }
