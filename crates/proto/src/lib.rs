@@ -30,7 +30,8 @@ pub mod work;
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{
-    AccountKind, Event, EventKind, Family, MessageKind, Place, ReaderKind, RoomKind, MAX_HASH_BYTES,
+    AccountKind, Event, EventKind, Family, MessageKind, Naming, Notice, Place, ReaderKind,
+    RoomKind, MAX_HASH_BYTES,
 };
 pub use history::{
     message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,

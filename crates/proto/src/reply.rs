@@ -99,26 +99,19 @@ impl Publication {
     /// person, and `delete`. A delete notice's `id` is its transaction's, the same from every
     /// server that records the delete, so a client shows it once. `None` for every other event.
     pub fn notice(event: &crate::Event) -> Option<Publication> {
-        use crate::{EventKind, RoomKind};
-        let room = match &event.kind {
-            EventKind::Room(room) => room,
-            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => return None,
+        let crate::EventKind::Room(room) = &event.kind else {
+            return None;
         };
-        match room {
-            RoomKind::Join { user, channel } | RoomKind::Leave { user, channel } => {
-                let env = Envelope::new(room.name())
-                    .with("user", user.as_str())
-                    .with("channel", channel.as_str());
-                Some(Publication::stamped(channel, env, event))
-            }
-            RoomKind::Delete { tx, channel } => {
-                let env = Envelope::new("delete").with("channel", channel.as_str());
-                let mut p = Publication::stamped(channel, env, event);
-                p.envelope.data.set("id", tx.as_str());
-                Some(p)
-            }
-            RoomKind::Channel { .. } | RoomKind::Prepare { .. } | RoomKind::Abort { .. } => None,
+        let notice = room.notice()?;
+        let mut env = Envelope::new(notice.service).with("channel", notice.channel.as_str());
+        for (key, value) in notice.fields {
+            env.data.set(key, value);
         }
+        let mut p = Publication::stamped(notice.channel, env, event);
+        if let Some(id) = notice.id {
+            p.envelope.data.set("id", id);
+        }
+        Some(p)
     }
 
     /// `env` on `topic`, stamped with `event`'s time, Lamport time and id.

@@ -6,6 +6,7 @@
 use rusqlite::{params, Connection};
 
 use crate::{AccountKind, Event, EventKind, MessageKind, ReaderKind, RoomKind};
+use palaver_proto::Naming;
 
 /// Stores one event in the log, and its family's projections.
 pub(crate) fn insert(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
@@ -95,14 +96,14 @@ fn account(tx: &Connection, e: &Event, kind: &AccountKind) -> rusqlite::Result<(
 /// Every room event (`room_events`, folded at start-up), channel names, and deleted channels
 /// (whose posts go).
 fn room(tx: &Connection, e: &Event, kind: &RoomKind) -> rusqlite::Result<()> {
-    match kind {
-        RoomKind::Channel { channel, .. } => {
+    match kind.naming() {
+        Naming::Creates(channel) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO channel_names (name, origin, seq) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![channel.as_str(), e.origin, e.seq])?;
         }
-        RoomKind::Delete { channel, .. } => {
+        Naming::Deletes(channel) => {
             let name = channel.as_str();
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO deleted_channels (name, origin, seq) VALUES (?1, ?2, ?3)",
@@ -111,10 +112,7 @@ fn room(tx: &Connection, e: &Event, kind: &RoomKind) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM channel_posts WHERE channel = ?1")?
                 .execute(params![name])?;
         }
-        RoomKind::Join { .. }
-        | RoomKind::Leave { .. }
-        | RoomKind::Prepare { .. }
-        | RoomKind::Abort { .. } => {}
+        Naming::Nothing => {}
     }
     tx.prepare_cached("INSERT INTO room_events (lamport, origin, seq) VALUES (?1, ?2, ?3)")?
         .execute(params![e.lamport, e.origin, e.seq])?;

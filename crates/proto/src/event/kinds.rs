@@ -115,6 +115,62 @@ event_kinds! {
     }
 }
 
+/// What a room event does to the store's lists of channel names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming<'a> {
+    /// The channel's name is taken (by its first creation).
+    Creates(&'a Name),
+    /// The channel is deleted for good (its posts go with it).
+    Deletes(&'a Name),
+    Nothing,
+}
+
+/// What a room event tells the room's subscribers: published on `channel`'s topic, the
+/// notice's fields, and the id it carries instead of the event's, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice<'a> {
+    pub channel: &'a Name,
+    pub service: &'static str,
+    pub fields: Vec<(&'static str, rmpv::Value)>,
+    pub id: Option<&'a str>,
+}
+
+impl RoomKind {
+    /// What the event does to the store's channel names (`store::project`).
+    pub fn naming(&self) -> Naming<'_> {
+        match self {
+            RoomKind::Channel { channel, .. } => Naming::Creates(channel),
+            RoomKind::Delete { channel, .. } => Naming::Deletes(channel),
+            RoomKind::Join { .. }
+            | RoomKind::Leave { .. }
+            | RoomKind::Prepare { .. }
+            | RoomKind::Abort { .. } => Naming::Nothing,
+        }
+    }
+
+    /// What the room's subscribers are told of it (`Publication::notice`), if anything.
+    pub fn notice(&self) -> Option<Notice<'_>> {
+        let who = |user: &Name| vec![("user", rmpv::Value::from(user.as_str()))];
+        Some(match self {
+            RoomKind::Join { user, channel } | RoomKind::Leave { user, channel } => Notice {
+                channel,
+                service: self.name(),
+                fields: who(user),
+                id: None,
+            },
+            RoomKind::Delete { tx, channel } => Notice {
+                channel,
+                service: "delete",
+                fields: Vec::new(),
+                id: Some(tx),
+            },
+            RoomKind::Channel { .. } | RoomKind::Prepare { .. } | RoomKind::Abort { .. } => {
+                return None
+            }
+        })
+    }
+}
+
 impl MessageKind {
     /// The service its publication names and the topic it goes to.
     pub fn topic(&self) -> (&'static str, &Name) {

@@ -5,7 +5,9 @@ use crate::{Map, Name, ProtoError};
 mod declare;
 mod kinds;
 
-pub use kinds::{AccountKind, EventKind, Family, MessageKind, ReaderKind, RoomKind};
+pub use kinds::{
+    AccountKind, EventKind, Family, MessageKind, Naming, Notice, ReaderKind, RoomKind,
+};
 
 /// Where a read marker stands: a room, or a private conversation with someone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

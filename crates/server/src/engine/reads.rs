@@ -69,7 +69,9 @@ impl Engine {
                 };
                 match page {
                     Ok((events, more)) => {
-                        with_messages(reply.with("channel", channel.as_str()), &events, more)
+                        let reply = reply.with("channel", channel.as_str());
+                        let reply = self.state.describe_room(channel, reply);
+                        with_messages(reply, &events, more)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read history");

@@ -15,7 +15,6 @@ pub(super) fn apply(st: &State, channel: Name) -> Decision {
         .filter(|u| st.users.contains(*u))
         .cloned()
         .collect();
-    Ok(Outcome::Reply(
-        list("members", &members, &["members"]).with("channel", channel.as_str()),
-    ))
+    let reply = list("members", &members, &["members"]).with("channel", channel.as_str());
+    Ok(Outcome::Reply(st.rooms.describe(&channel, reply)))
 }

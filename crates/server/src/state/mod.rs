@@ -452,6 +452,12 @@ impl State {
         Ok(())
     }
 
+    /// What `join` and `members` say about `channel` besides its people (its owner, its
+    /// topic).
+    pub fn describe_room(&self, channel: &Name, reply: Envelope) -> Envelope {
+        self.rooms.describe(channel, reply)
+    }
+
     /// `channel` exists, and takes posts and joins (it is not being deleted here).
     fn open_room(&self, channel: &Name) -> Result<(), String> {
         self.existing_room(channel)?;

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palaver_proto::{Event, EventKind, Name, RoomKind};
+use palaver_proto::{Envelope, Event, EventKind, Name, RoomKind};
 
 /// Where an event stands in the total order.
 type Stamp = (u64, String);
@@ -116,6 +116,15 @@ impl Rooms {
             .flatten()
             .filter(|(_, (_, joined))| *joined)
             .map(|(user, _)| user)
+    }
+
+    /// What `join` and `members` say about `channel` besides its people: its owner, when it
+    /// has one.
+    pub(super) fn describe(&self, channel: &Name, reply: Envelope) -> Envelope {
+        match self.owner(channel) {
+            Some(owner) => reply.with("owner", owner.as_str()),
+            None => reply,
+        }
     }
 
     /// The rooms `user` is in, deleted ones left out.
