@@ -31,7 +31,7 @@ pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{
     AccountKind, Event, EventKind, Family, MessageKind, Naming, Notice, Place, ReaderKind,
-    RoomKind, MAX_HASH_BYTES,
+    RoomKind, Step, MAX_HASH_BYTES,
 };
 pub use history::{
     message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,

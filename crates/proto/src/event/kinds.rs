@@ -135,7 +135,44 @@ pub struct Notice<'a> {
     pub id: Option<&'a str>,
 }
 
+/// A step of a two-phase delete that a room event records (docs/rooms.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// The origin prepared transaction `tx`.
+    Prepared {
+        tx: &'a str,
+        channel: &'a Name,
+        owner: &'a Name,
+        leader: &'a Name,
+        participants: &'a [Name],
+    },
+    /// The origin decided `tx`: committed (the channel is deleted) or aborted.
+    Decided { tx: &'a str, commit: bool },
+}
+
 impl RoomKind {
+    /// The step of a two-phase delete it records, if it is one (`engine::deletes`).
+    pub fn step(&self) -> Option<Step<'_>> {
+        match self {
+            RoomKind::Prepare {
+                tx,
+                channel,
+                owner,
+                leader,
+                participants,
+            } => Some(Step::Prepared {
+                tx,
+                channel,
+                owner,
+                leader,
+                participants,
+            }),
+            RoomKind::Delete { tx, .. } => Some(Step::Decided { tx, commit: true }),
+            RoomKind::Abort { tx } => Some(Step::Decided { tx, commit: false }),
+            RoomKind::Channel { .. } | RoomKind::Join { .. } | RoomKind::Leave { .. } => None,
+        }
+    }
+
     /// What the event does to the store's channel names (`store::project`).
     pub fn naming(&self) -> Naming<'_> {
         match self {

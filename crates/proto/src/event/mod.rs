@@ -6,7 +6,7 @@ mod declare;
 mod kinds;
 
 pub use kinds::{
-    AccountKind, EventKind, Family, MessageKind, Naming, Notice, ReaderKind, RoomKind,
+    AccountKind, EventKind, Family, MessageKind, Naming, Notice, ReaderKind, RoomKind, Step,
 };
 
 /// Where a read marker stands: a room, or a private conversation with someone.

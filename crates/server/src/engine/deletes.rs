@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use palaver_core::commit::{Action, Node, Record, Timeouts};
 use palaver_proto::peer::PeerRequest;
 use palaver_proto::room::Room;
-use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request, RoomKind};
+use palaver_proto::{Envelope, Event, EventKind, Name, Reply, Request, RoomKind, Step};
 
 use crate::state::Proofs;
 use crate::State;
@@ -185,8 +185,12 @@ impl Deletes {
     pub(super) fn restore(&mut self, now: Instant, rooms: &[Event]) {
         let mut node = Node::new(self.me.as_str(), Timeouts::default());
         for e in rooms.iter().filter(|e| e.origin == self.me.as_str()) {
-            match &e.kind {
-                EventKind::Room(RoomKind::Prepare {
+            let step = match &e.kind {
+                EventKind::Room(room) => room.step(),
+                EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => None,
+            };
+            match step {
+                Some(Step::Prepared {
                     tx,
                     channel,
                     owner,
@@ -195,7 +199,7 @@ impl Deletes {
                 }) => node.restore(
                     now,
                     Record::Prepared(palaver_core::commit::Tx {
-                        id: tx.clone(),
+                        id: tx.to_owned(),
                         leader: leader.to_string(),
                         participants: participants.iter().map(Name::to_string).collect(),
                         payload: Room {
@@ -204,16 +208,8 @@ impl Deletes {
                         },
                     }),
                 ),
-                EventKind::Room(RoomKind::Delete { tx, .. }) => {
-                    node.restore_outcome(tx.clone(), true)
-                }
-                EventKind::Room(RoomKind::Abort { tx }) => node.restore_outcome(tx.clone(), false),
-                EventKind::Room(
-                    RoomKind::Channel { .. } | RoomKind::Join { .. } | RoomKind::Leave { .. },
-                )
-                | EventKind::Message(_)
-                | EventKind::Account(_)
-                | EventKind::Reader(_) => {}
+                Some(Step::Decided { tx, commit }) => node.restore_outcome(tx.to_owned(), commit),
+                None => {}
             }
         }
         self.node = node;
@@ -224,18 +220,13 @@ impl Deletes {
 
     /// A room event from the log (a peer's): its commit or abort decides the transaction here.
     pub(super) fn learn(&mut self, e: &Event) {
-        match &e.kind {
-            EventKind::Room(RoomKind::Delete { tx, .. }) => self.node.learn(tx, &e.origin, true),
-            EventKind::Room(RoomKind::Abort { tx }) => self.node.learn(tx, &e.origin, false),
-            EventKind::Room(
-                RoomKind::Channel { .. }
-                | RoomKind::Join { .. }
-                | RoomKind::Leave { .. }
-                | RoomKind::Prepare { .. },
-            )
-            | EventKind::Message(_)
-            | EventKind::Account(_)
-            | EventKind::Reader(_) => {}
+        let step = match &e.kind {
+            EventKind::Room(room) => room.step(),
+            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => None,
+        };
+        match step {
+            Some(Step::Decided { tx, commit }) => self.node.learn(tx, &e.origin, commit),
+            Some(Step::Prepared { .. }) | None => {}
         }
     }
 

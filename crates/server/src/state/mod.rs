@@ -4,11 +4,10 @@ use palaver_core::presence::{Change, Presence};
 use palaver_core::Lamport;
 use palaver_proto::peer::Beat;
 use palaver_proto::{
-    Envelope, EventRef, HistoryQuery, Name, Publication, Reply, Request, Secret, Status,
+    Envelope, EventRef, HistoryQuery, Name, Naming, Publication, Reply, Request, Secret, Status,
 };
 use palaver_store::{
-    AccountKind, Event, EventKind, MessageKind, ReaderKind, RequestEvent, RoomKind, Snapshot,
-    RECENT_REQUESTS,
+    AccountKind, Event, EventKind, MessageKind, ReaderKind, RequestEvent, Snapshot, RECENT_REQUESTS,
 };
 
 use crate::recent::Recent;
@@ -414,13 +413,9 @@ impl State {
                 }
             }
             EventKind::Room(kind) => {
-                match kind {
-                    RoomKind::Channel { channel, .. } => channel::on_event(self, channel),
-                    RoomKind::Join { .. }
-                    | RoomKind::Leave { .. }
-                    | RoomKind::Prepare { .. }
-                    | RoomKind::Abort { .. }
-                    | RoomKind::Delete { .. } => {}
+                match kind.naming() {
+                    Naming::Creates(channel) => channel::on_event(self, channel),
+                    Naming::Deletes(_) | Naming::Nothing => {}
                 }
                 self.rooms.on_event(event);
             }
