@@ -107,7 +107,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
                 if let Some(r) = sub.recv_timeout(left.min(Duration::from_millis(100)))? {
                     received += 1;
                     let env = &r.publication.envelope;
-                    if matches!(env.service.as_str(), "join" | "leave" | "delete") {
+                    if matches!(env.service.as_str(), "join" | "leave" | "delete" | "topic") {
                         tracing::info!(bot = %me, room = %r.publication.topic, what = %env.service,
                             who = env.data.opt_str("user").ok().flatten().unwrap_or(""), "room notice");
                     }

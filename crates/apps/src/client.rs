@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use palaver_client::{say, ClientError, Connection, Heartbeat, SharedClock, Subscriber};
+use palaver_client::{say, About, ClientError, Connection, Heartbeat, SharedClock, Subscriber};
 use palaver_proto::{printable, Conversation, HistoryQuery, Name, Request};
 
 use crate::show;
@@ -34,7 +34,9 @@ commands:
   /join CHANNEL          join a channel: its last posts, then live ones; plain lines
                          then go there
   /leave [CHANNEL]       leave a channel (default: the current one)
-  /members [CHANNEL]     who is in a channel
+  /members [CHANNEL]     who is in a channel, and its topic
+  /topic [TEXT]          the current channel's topic; with TEXT, set it (you must be
+                         in the channel); /topic - clears it
   /rooms                 the channels you are in
   /delete CHANNEL        delete a channel you created, on every server
   /post CHANNEL TEXT     post to a channel
@@ -307,13 +309,14 @@ impl Session {
                 Ok(format!("created #{c}; it is yours, and you are in it"))
             }),
             "join" => name(arg).and_then(|c| {
-                let shown = self.join(c.clone())?;
+                let (shown, about) = self.join(c.clone())?;
                 Ok(format!(
-                    "joined #{c}{}; plain lines go there",
+                    "joined #{c}{}; plain lines go there\n{}",
                     match shown {
                         0 => String::new(),
                         n => format!(" (with its last {n} posts)"),
-                    }
+                    },
+                    about_topic(&c, &about)
                 ))
             }),
             "leave" => self.room_or_current(arg).and_then(|c| {
@@ -325,15 +328,32 @@ impl Session {
                 Ok(format!("left #{c}"))
             }),
             "members" => self.room_or_current(arg).and_then(|c| {
-                let people = self.conn.members(&c).map_err(err)?;
+                let (people, about) = self.conn.room(&c).map_err(err)?;
                 Ok(format!(
-                    "in #{c}: {}",
+                    "in #{c}: {}\n{}",
                     printable(&if people.is_empty() {
                         "nobody".to_owned()
                     } else {
                         people.join(", ")
-                    })
+                    }),
+                    about_topic(&c, &about)
                 ))
+            }),
+            "topic" => self.room_or_current("").and_then(|c| match rest {
+                "" => {
+                    let (_, about) = self.conn.room(&c).map_err(err)?;
+                    Ok(about_topic(&c, &about))
+                }
+                "-" => {
+                    self.conn.set_topic(&self.user, &c, None).map_err(err)?;
+                    Ok(format!("cleared the topic of #{c}"))
+                }
+                topic => {
+                    self.conn
+                        .set_topic(&self.user, &c, Some(topic))
+                        .map_err(err)?;
+                    Ok(format!("set the topic of #{c}"))
+                }
             }),
             "rooms" => self.conn.joined(&self.user).map_err(err).map(|rooms| {
                 if rooms.is_empty() {
@@ -507,7 +527,7 @@ impl Session {
 
     /// Joins `channel`: subscribes first, then asks for its last posts, which the receiver
     /// shows before live ones (and nothing twice). Returns how many it shows.
-    fn join(&mut self, channel: Name) -> Result<usize, String> {
+    fn join(&mut self, channel: Name) -> Result<(usize, About), String> {
         let _ = self.control.send(Control::Subscribe(channel.to_string()));
         match self.conn.join(&self.user, &channel, JOIN_HISTORY) {
             Ok(joined) => {
@@ -516,7 +536,7 @@ impl Session {
                     .control
                     .send(Control::Joined(channel.clone(), joined.posts));
                 self.current = Some(channel);
-                Ok(n)
+                Ok((n, joined.about))
             }
             Err(e) => {
                 let _ = self.control.send(Control::Unsubscribe(channel.to_string()));
@@ -565,5 +585,13 @@ fn ago(secs: f64) -> String {
         0..60 => format!("{s} s"),
         60..3600 => format!("{} min", s / 60),
         _ => format!("{} h", s / 3600),
+    }
+}
+
+/// A channel's topic, as the line client says it.
+fn about_topic(channel: &Name, about: &About) -> String {
+    match &about.topic {
+        Some((topic, by)) => format!("topic of #{channel}: {} (set by {by})", printable(topic)),
+        None => format!("#{channel} has no topic"),
     }
 }

@@ -33,6 +33,15 @@ pub fn line(r: &Received) -> String {
         ),
         "join" => format!("#{}: {} joined", text("channel"), text("user")),
         "leave" => format!("#{}: {} left", text("channel"), text("user")),
+        "topic" => match d.opt_str("topic") {
+            Ok(Some(_)) => format!(
+                "#{}: {} set the topic: {}",
+                text("channel"),
+                text("user"),
+                text("topic")
+            ),
+            _ => format!("#{}: {} cleared the topic", text("channel"), text("user")),
+        },
         "delete" => format!("#{} was deleted by its owner", text("channel")),
         "receipt" => match d.opt_str("state") {
             Ok(Some("delivered")) => format!(

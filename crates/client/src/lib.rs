@@ -28,7 +28,7 @@ pub use clock::SharedClock;
 pub use connection::{unsealed, Answer, Connection, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 pub use heartbeat::Heartbeat;
 pub use inbox::{InboxPage, Receipt};
-pub use rooms::Joined;
+pub use rooms::{About, Joined};
 pub use subscriber::{Received, Subscriber};
 
 use palaver_proto::ProtoError;

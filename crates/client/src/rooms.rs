@@ -1,5 +1,6 @@
 //! Rooms through the client core: channels with an owner, joining (with the channel's newest
-//! posts), leaving, who is in a room, the rooms one is in, and deleting a room one owns.
+//! posts and its topic), leaving, who is in a room, its topic, the rooms one is in, and
+//! deleting a room one owns.
 //!
 //! ```text
 //!  Subscriber::subscribe(channel) ─▶ Connection::join ─▶ posts ─▶ Subscriber::joined(posts)
@@ -11,11 +12,32 @@ use palaver_proto::{Event, HistoryQuery, Name, Request};
 
 use crate::{ClientError, Connection};
 
-/// What `join` answers: the channel's newest posts, oldest first, and whether older ones exist.
+/// What `join` answers: the channel's newest posts, oldest first, whether older ones exist,
+/// and what the room says of itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Joined {
     pub posts: Vec<Event>,
     pub more: bool,
+    pub about: About,
+}
+
+/// What a room says of itself (in the answers to `join` and `members`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct About {
+    /// Who created it (and alone may delete it), if anyone.
+    pub owner: Option<String>,
+    /// Its topic, and who set it.
+    pub topic: Option<(String, String)>,
+}
+
+impl About {
+    fn of(reply: &palaver_proto::Envelope) -> About {
+        let text = |key| reply.data.opt_str(key).ok().flatten().map(str::to_owned);
+        About {
+            owner: text("owner"),
+            topic: text("topic").map(|t| (t, text("topic_by").unwrap_or_default())),
+        }
+    }
 }
 
 impl Connection {
@@ -49,7 +71,8 @@ impl Connection {
             limit,
         })?;
         let (posts, more) = HistoryQuery::parse_reply(&reply)?;
-        Ok(Joined { posts, more })
+        let about = About::of(&reply);
+        Ok(Joined { posts, more, about })
     }
 
     /// `user` leaves `channel`.
@@ -73,6 +96,36 @@ impl Connection {
             channel: channel.clone(),
         })?;
         Ok(reply.data.str_list("members")?)
+    }
+
+    /// Who is in `channel`, and what it says of itself.
+    ///
+    /// # Errors
+    /// As [`Connection::request`].
+    pub fn room(&mut self, channel: &Name) -> Result<(Vec<String>, About), ClientError> {
+        let reply = self.request(&Request::Members {
+            channel: channel.clone(),
+        })?;
+        Ok((reply.data.str_list("members")?, About::of(&reply)))
+    }
+
+    /// `user` sets `channel`'s topic (`None`: clears it); they must be in the room.
+    ///
+    /// # Errors
+    /// As [`Connection::request`]; refused when `user` is not in the room, or the topic is too
+    /// long or holds control characters.
+    pub fn set_topic(
+        &mut self,
+        user: &Name,
+        channel: &Name,
+        topic: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.request(&Request::Topic {
+            user: user.clone(),
+            channel: channel.clone(),
+            topic: topic.map(str::to_owned),
+        })
+        .map(drop)
     }
 
     /// The rooms `user` is in.

@@ -134,8 +134,9 @@ fn the_line_client_joins_rooms_with_their_history_and_deletes_only_its_own() {
     let out = client(
         &cluster,
         "ana",
-        "/join nowhere\n/join den\n/wait 1.5\n/members\n/rooms\n/delete den\n/leave den\n\
-         /leave den\n/create attic\n/members attic\n/delete attic\n/rooms\n/join attic\n",
+        "/join nowhere\n/join den\n/wait 1.5\n/members\n/topic plans for the week\n/wait 0.5\n\
+         /topic\n/rooms\n/delete den\n/leave den\n/leave den\n/topic -\n/create attic\n\
+         /members attic\n/delete attic\n/rooms\n/join attic\n",
     );
     for want in [
         "error: channel `nowhere` does not exist; /create nowhere makes it",
@@ -143,7 +144,12 @@ fn the_line_client_joins_rooms_with_their_history_and_deletes_only_its_own() {
         "#den <bob> old 1",
         "#den <bob> old 3",
         "in #den: ana",
+        "#den has no topic",
+        "set the topic of #den",
+        "#den: ana set the topic: plans for the week",
+        "topic of #den: plans for the week (set by ana)",
         "you are in: den",
+        "error: not in a channel; name one",
         "error: only `bob`, who created `den`, may delete it",
         "left #den",
         "error: `ana` is not in `den`",

@@ -503,3 +503,58 @@ fn concurrent_joins_and_leaves_through_different_servers_converge() {
         "members {v:?}, but the latest event on disk says otherwise"
     );
 }
+
+/// `topic`: set by someone in the room, published to it, shown by `join` and `members` on
+/// every server, and kept when every server is killed and started again.
+#[test]
+fn a_topic_is_shown_on_join_and_in_members_everywhere_and_survives_restarts() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let mut c = with_room(&cluster, "den");
+    let (ana, bob, den) = (name("ana"), name("bob"), name("den"));
+    let before = events_held(&cluster);
+    refused(
+        c.set_topic(&bob, &den, Some("mine")),
+        "join `den` to set its topic",
+    );
+    refused(c.set_topic(&ana, &den, Some("   ")), "empty");
+    refused(c.set_topic(&ana, &den, Some(&"x".repeat(391))), "390");
+    assert_eq!(events_held(&cluster), before, "a refusal stored something");
+    c.join(&ana, &den, 10).unwrap();
+    let mut sub = cluster.subscriber();
+    sub.subscribe("den").unwrap();
+    c.set_topic(&ana, &den, Some("plans for the week")).unwrap();
+    let heard = sub
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("the room hears of its topic");
+    assert_eq!(heard.publication.envelope.service, "topic");
+    assert_eq!(
+        heard.publication.envelope.data.opt_str("topic").unwrap(),
+        Some("plans for the week")
+    );
+    let joined = c.join(&bob, &den, 10).unwrap();
+    let topic = Some(("plans for the week".to_owned(), "ana".to_owned()));
+    assert_eq!(joined.about.topic, topic);
+    assert_eq!(joined.about.owner.as_deref(), Some("ana"));
+    for i in 0..3 {
+        cluster.kill_server(i);
+    }
+    for i in 0..3 {
+        cluster.start_server(i);
+    }
+    // A server back first serves alone until the others return, then fetches what they
+    // hold: once every server holds the same events, each says the same, whichever the
+    // broker picks.
+    let same = wait_until(Duration::from_secs(10), || {
+        let held: BTreeSet<_> = (0..3).map(|i| room_events(&cluster, i).len()).collect();
+        held.len() == 1
+    });
+    assert!(same, "the servers hold different room events");
+    for _ in 0..6 {
+        let (people, about) = c.room(&den).unwrap();
+        assert_eq!(people, vec!["ana", "bob"]);
+        assert_eq!(about.topic, topic);
+    }
+    c.set_topic(&bob, &den, None).unwrap();
+    assert_eq!(c.room(&den).unwrap().1.topic, None);
+}

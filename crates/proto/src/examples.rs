@@ -141,6 +141,16 @@ pub fn requests() -> Vec<Request> {
                 seq: 9,
             },
         },
+        Request::Topic {
+            user: name("ana"),
+            channel: name("general"),
+            topic: Some("plans for the week".into()),
+        },
+        Request::Topic {
+            user: name("ana"),
+            channel: name("general"),
+            topic: None,
+        },
     ]
 }
 
@@ -300,6 +310,15 @@ pub fn history() -> Vec<Event> {
         RoomKind::Leave {
             user: bob(),
             channel: den(),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        RoomKind::Topic {
+            user: bob(),
+            channel: den(),
+            topic: Some("quiet, please".into()),
         }
         .into(),
     );

@@ -1,9 +1,11 @@
-use crate::field::{Device, Flag, Limit, Required, Text};
+use crate::field::{Device, Flag, Limit, OptText, Required, Text};
 use crate::service::services;
 use crate::{Acts, Effect, Envelope, HistoryQuery, Name, ProtoError};
 
 /// The longest text of a post or private message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// The longest topic of a room, in bytes (what IRC networks commonly allow).
+pub const MAX_TOPIC_BYTES: usize = 390;
 
 services! {
     /// Records a login of `user` (registering the name on first use).
@@ -109,6 +111,13 @@ services! {
     Receipts = "receipts" (ReadStored, direct: true, acts: Acts::Person("user")) {
         user: Name,
         id: EventRef,
+    },
+    /// `user`, who is in `channel`, sets its topic; without `topic`, clears it (ours). Shown
+    /// by `join` and `members`, and published to the room.
+    Topic = "topic" (Write, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        channel: Name,
+        topic: Option<String> as OptText<MAX_TOPIC_BYTES>,
     },
 }
 

@@ -134,8 +134,11 @@ pub enum Net {
     Members {
         channel: Name,
         people: Vec<String>,
+        /// The room's topic, if it has one.
+        topic: Option<String>,
     },
-    /// Someone joined or left `channel`: its member list is read again if it is shown.
+    /// Someone joined or left `channel`, or set its topic: its member list (and topic) is read
+    /// again if it is shown.
     MembersChanged(Name),
     /// Who is online, and since when.
     Online(Vec<(String, f64)>),
@@ -173,6 +176,8 @@ pub struct App {
     pub online: BTreeMap<String, f64>,
     /// Members of each room, as last listed.
     pub members: HashMap<Name, Vec<String>>,
+    /// Each room's topic, as last read.
+    pub topics: HashMap<Name, String>,
     /// Ring the bell on a private message or a mention.
     pub bell_on: bool,
     /// A bell is due (the run loop rings it and clears this).
@@ -205,6 +210,7 @@ impl App {
             input: input_line(),
             online: BTreeMap::new(),
             members: HashMap::new(),
+            topics: HashMap::new(),
             bell_on: true,
             bell: false,
             size: (80, 24),
@@ -667,7 +673,15 @@ impl App {
                 }
                 Vec::new()
             }
-            Net::Members { channel, people } => {
+            Net::Members {
+                channel,
+                people,
+                topic,
+            } => {
+                match topic {
+                    Some(t) => self.topics.insert(channel.clone(), t),
+                    None => self.topics.remove(&channel),
+                };
                 self.members.insert(channel, people);
                 Vec::new()
             }

@@ -112,6 +112,7 @@ pub fn app(size: (u16, u16)) -> App {
     app.net(Net::Members {
         channel: name("den"),
         people: ["ana", "bob", "cy", "dee"].map(String::from).to_vec(),
+        topic: Some("plans for the launch".into()),
     });
     app.net(Net::Online(vec![
         ("ana".into(), NOON),

@@ -296,7 +296,17 @@ impl Session {
                 };
                 if let Some(reply) = self.ask(&req) {
                     let people = reply.data.str_list("members").unwrap_or_default();
-                    self.tell(Net::Members { channel, people });
+                    let topic = reply
+                        .data
+                        .opt_str("topic")
+                        .ok()
+                        .flatten()
+                        .map(str::to_owned);
+                    self.tell(Net::Members {
+                        channel,
+                        people,
+                        topic,
+                    });
                 }
             }
             Effect::Channels => {
@@ -601,6 +611,21 @@ impl Session {
                     position: position(),
                     at,
                     text: format!("{} {verb}", text("user")),
+                });
+            }
+            "topic" => {
+                if let Some(Place::Channel(c)) = room() {
+                    self.tell(Net::MembersChanged(c));
+                }
+                let said = match d.opt_str("topic").ok().flatten() {
+                    Some(t) => format!("{} set the topic: {t}", text("user")),
+                    None => format!("{} cleared the topic", text("user")),
+                };
+                self.tell(Net::Notice {
+                    place: room(),
+                    position: position(),
+                    at,
+                    text: said,
                 });
             }
             "delete" => self.tell(Net::Notice {

@@ -22,7 +22,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("/leave [ROOM]", "leave a room (default: the one shown)"),
     ("/msg NAME [TEXT]", "open a conversation (and send TEXT)"),
-    ("/members [ROOM]", "who is in a room"),
+    (
+        "/members, /topic [TEXT]",
+        "who is in the room; its topic (- clears it)",
+    ),
     ("/delete ROOM", "delete a room you created, on every server"),
     ("/unread", "what waits after your read markers"),
     (
@@ -126,10 +129,16 @@ fn title(frame: &mut Frame, app: &App, area: Rect) {
         ),
         Some(b) => {
             let extra = match &b.place {
-                Place::Channel(c) => match app.members.get(c) {
-                    Some(m) => format!(" · {} members", m.len()),
-                    None => String::new(),
-                },
+                Place::Channel(c) => {
+                    let people = match app.members.get(c) {
+                        Some(m) => format!(" · {} members", m.len()),
+                        None => String::new(),
+                    };
+                    match app.topics.get(c) {
+                        Some(t) => format!("{people} · {}", safe(t)),
+                        None => people,
+                    }
+                }
                 Place::With(w) => match app.online.get(w.as_str()) {
                     Some(_) => " · online".to_owned(),
                     None => " · offline".to_owned(),

@@ -246,6 +246,7 @@ async function loadMembers(place) {
   const answer = await call('members', { channel: place.name }, { quiet: true });
   if (ok(answer) && Array.isArray(answer.members)) {
     place.members = answer.members;
+    place.topic = typeof answer.topic === 'string' ? answer.topic : null;
     render();
   }
 }
@@ -277,6 +278,7 @@ async function joinRoom(name) {
   const key = `#${typeof answer.channel === 'string' ? answer.channel : name}`;
   const place = placeFor(key);
   mergePage(place, answer, !place.loaded);
+  place.topic = typeof answer.topic === 'string' ? answer.topic : null;
   state.openKey = key;
   saveOpen();
   render('bottom');
@@ -335,6 +337,9 @@ function onPublication({ topic, service, data }) {
     case 'delete':
       roomDeleted(topic, data);
       break;
+    case 'topic':
+      topicSet(topic, data);
+      break;
     case 'read':
       markerMoved(data);
       break;
@@ -373,6 +378,22 @@ function roomNotice(topic, service, data) {
     loadMembers(place);
   }
   render();
+}
+
+/** "bob set the topic: …" in the room, and the header shows it. */
+function topicSet(topic, data) {
+  const place = state.places.get(`#${data.channel || topic}`);
+  if (!place) return;
+  place.topic = typeof data.topic === 'string' ? data.topic : null;
+  addNotice(place, place.topic ? `${data.user} set the topic: ${place.topic}` : `${data.user} cleared the topic`, data);
+  render();
+}
+
+/** `/topic TEXT` in a room's composer sets its topic; `/topic -` clears it. */
+async function setTopic(place, text) {
+  const topic = text.trim();
+  const answer = await call('topic', topic === '-' ? { channel: place.name } : { channel: place.name, topic });
+  if (ok(answer)) $('composer').value = '';
 }
 
 function roomDeleted(topic, data) {
@@ -458,6 +479,12 @@ function send() {
   const composer = $('composer');
   const text = composer.value;
   if (!place || place.deleted || text.trim() === '') return;
+  const command = /^\/topic(?:\s+([\s\S]*))?$/.exec(text.trim());
+  if (command && place.kind === 'room') {
+    if (command[1]) setTopic(place, command[1]);
+    else view.showNotice(place.topic ? `topic: ${place.topic}` : `#${place.name} has no topic`);
+    return;
+  }
   const requestId = newRequestId();
   const entry = {
     requestId,

@@ -86,6 +86,7 @@ function newPlace(key) {
     more: false, // older messages lie before the oldest shown
     loadingOlder: false,
     members: [],
+    topic: null, // the room's topic, when it has one
     marks: { [DELIVERED]: null, [READ]: null }, // receipts: id of the newest message reached
     deleted: false,
   };

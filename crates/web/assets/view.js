@@ -100,6 +100,9 @@ export function renderUserList() {
 export function renderHeader() {
   const place = openPlace();
   $('place-title').textContent = place ? place.key : 'No room or conversation open';
+  const topic = place && place.kind === 'room' ? place.topic : null;
+  $('place-topic').textContent = topic || '';
+  $('place-topic').hidden = !topic;
   $('leave-button').hidden = !place || place.kind !== 'room';
   const canWrite = Boolean(place) && !place.deleted;
   $('composer').disabled = !canWrite;

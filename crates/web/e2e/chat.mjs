@@ -212,6 +212,13 @@ async function scenario(browser, port) {
     .includes(`${bob} joined`), `A to see "${bob} joined"`);
   passed(`${ana} created #${room}, ${bob} joined, ${ana} saw the notice`);
 
+  await send(a, '/topic plans for the week');
+  await until(async () => (await b.textContent('#place-topic')) === 'plans for the week',
+    'B to show the topic A set in the header');
+  await until(async () => (await b.$$eval('#messages .notice', (ns) => ns.map((n) => n.textContent)))
+    .includes(`${ana} set the topic: plans for the week`), 'B to see the topic notice');
+  passed(`${ana} set the topic of #${room}; ${bob} sees it in the header`);
+
   await send(a, 'hello from ana');
   await seesOnce(b, 'B', 'hello from ana');
   await send(b, 'hi ana');

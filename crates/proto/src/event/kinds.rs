@@ -4,6 +4,7 @@
 
 use crate::field::{Device, OptText, Participants, Text, TxId};
 use crate::peer::Vector;
+use crate::request::MAX_TOPIC_BYTES;
 use crate::{EventRef, Name, MAX_TEXT_BYTES};
 
 use super::declare::event_kinds;
@@ -91,6 +92,12 @@ event_kinds! {
             tx: String as TxId,
             channel: Name,
         },
+        /// `user` set `channel`'s topic (none: cleared). The latest in the total order holds.
+        Topic = "topic" {
+            user: Name,
+            channel: Name,
+            topic: Option<String> as OptText<MAX_TOPIC_BYTES>,
+        },
     }
 
     /// What people have read and taken, and how they want it told. Servers fold them in
@@ -169,7 +176,10 @@ impl RoomKind {
             }),
             RoomKind::Delete { tx, .. } => Some(Step::Decided { tx, commit: true }),
             RoomKind::Abort { tx } => Some(Step::Decided { tx, commit: false }),
-            RoomKind::Channel { .. } | RoomKind::Join { .. } | RoomKind::Leave { .. } => None,
+            RoomKind::Channel { .. }
+            | RoomKind::Join { .. }
+            | RoomKind::Leave { .. }
+            | RoomKind::Topic { .. } => None,
         }
     }
 
@@ -181,7 +191,8 @@ impl RoomKind {
             RoomKind::Join { .. }
             | RoomKind::Leave { .. }
             | RoomKind::Prepare { .. }
-            | RoomKind::Abort { .. } => Naming::Nothing,
+            | RoomKind::Abort { .. }
+            | RoomKind::Topic { .. } => Naming::Nothing,
         }
     }
 
@@ -193,6 +204,19 @@ impl RoomKind {
                 channel,
                 service: self.name(),
                 fields: who(user),
+                id: None,
+            },
+            RoomKind::Topic {
+                user,
+                channel,
+                topic,
+            } => Notice {
+                channel,
+                service: "topic",
+                fields: match topic {
+                    Some(t) => [who(user), vec![("topic", rmpv::Value::from(t.as_str()))]].concat(),
+                    None => who(user),
+                },
                 id: None,
             },
             RoomKind::Delete { tx, channel } => Notice {

@@ -36,6 +36,7 @@ mod register;
 mod rooms;
 mod settings;
 mod taken;
+mod topic;
 mod unread;
 mod unregister;
 mod unseal;
@@ -582,6 +583,11 @@ impl State {
                 settings::apply(self, user, receipts, proofs, now)
             }
             Request::Receipts { user, id } => receipts::apply(self, user, id, proofs, now),
+            Request::Topic {
+                user,
+                channel,
+                topic,
+            } => topic::apply(self, user, channel, topic, proofs, now),
         }
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered

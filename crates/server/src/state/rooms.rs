@@ -28,6 +28,8 @@ pub(super) struct Rooms {
     /// Per person, the rooms they are in (kept with `members`).
     joined: BTreeMap<Name, BTreeSet<Name>>,
     deleted: BTreeSet<Name>,
+    /// Each channel's latest topic (none: cleared), and who set it.
+    topics: BTreeMap<Name, (Stamp, Option<String>, Name)>,
     /// This server's prepared deletes not yet decided here: transaction → channel.
     stopped: BTreeMap<String, Name>,
 }
@@ -70,6 +72,20 @@ impl Rooms {
                     self.stopped.remove(tx);
                 }
                 self.deleted.insert(channel.clone());
+            }
+            RoomKind::Topic {
+                user,
+                channel,
+                topic,
+            } => {
+                let later = self
+                    .topics
+                    .get(channel)
+                    .is_none_or(|(latest, _, _)| stamp() > *latest);
+                if later {
+                    self.topics
+                        .insert(channel.clone(), (stamp(), topic.clone(), user.clone()));
+                }
             }
             // Another server's prepare or abort stops nothing here.
             RoomKind::Prepare { .. } | RoomKind::Abort { .. } => {}
@@ -118,13 +134,18 @@ impl Rooms {
             .map(|(user, _)| user)
     }
 
-    /// What `join` and `members` say about `channel` besides its people: its owner, when it
-    /// has one.
-    pub(super) fn describe(&self, channel: &Name, reply: Envelope) -> Envelope {
-        match self.owner(channel) {
-            Some(owner) => reply.with("owner", owner.as_str()),
-            None => reply,
+    /// What `join` and `members` say about `channel` besides its people: its owner and its
+    /// topic (and who set it), when it has them.
+    pub(super) fn describe(&self, channel: &Name, mut reply: Envelope) -> Envelope {
+        if let Some(owner) = self.owner(channel) {
+            reply = reply.with("owner", owner.as_str());
         }
+        if let Some((_, Some(topic), by)) = self.topics.get(channel) {
+            reply = reply
+                .with("topic", topic.as_str())
+                .with("topic_by", by.as_str());
+        }
+        reply
     }
 
     /// The rooms `user` is in, deleted ones left out.
@@ -242,5 +263,37 @@ mod tests {
             }),
         ));
         assert!(r.is_deleted(&general));
+    }
+
+    /// Two topics set at once on two servers: the later in the total order holds, whichever
+    /// arrives last.
+    #[test]
+    fn the_latest_topic_in_the_total_order_holds_in_any_order() {
+        let topic = |origin: &str, lamport: u64, text: Option<&str>| {
+            event(
+                origin,
+                1,
+                lamport,
+                EventKind::Room(RoomKind::Topic {
+                    user: name("ana"),
+                    channel: name("general"),
+                    topic: text.map(str::to_owned),
+                }),
+            )
+        };
+        let (a, b, c) = (
+            topic("s1", 5, Some("one")),
+            topic("s2", 5, Some("two")),
+            topic("s1", 4, None),
+        );
+        for order in [[&a, &b, &c], [&c, &b, &a], [&b, &c, &a]] {
+            let mut r = Rooms::new("s9");
+            for e in order {
+                r.on_event(e);
+            }
+            let said = r.describe(&name("general"), Envelope::new("members"));
+            // (5, s2) sorts after (5, s1) and (4, s1).
+            assert_eq!(said.data.str("topic").unwrap(), "two");
+        }
     }
 }

@@ -822,3 +822,74 @@ fn a_request_done_elsewhere_during_its_password_work_is_not_made_twice() {
     assert_eq!(done.reply.data.str("id").unwrap(), "s2:1");
     assert_eq!(done.reply.data.opt_bool("repeated").unwrap(), Some(true));
 }
+
+/// `topic`: only someone in the room sets it; it is published to the room, shown by
+/// `members`, and cleared by a `topic` without one.
+#[test]
+fn a_member_sets_the_topic_which_members_shows_and_the_room_hears() {
+    let mut st = state();
+    // One clock for the whole story, as a server has.
+    let mut clock = Lamport::default();
+    let mut run = |st: &mut State, req: Request| st.handle(req, 1.0, &mut clock).reply;
+    for user in ["ana", "bob"] {
+        run(&mut st, Request::Login { user: name(user) });
+    }
+    run(
+        &mut st,
+        Request::Channel {
+            channel: name("general"),
+            user: Some(name("ana")),
+        },
+    );
+    let set = |user: &str, topic: Option<&str>| Request::Topic {
+        user: name(user),
+        channel: name("general"),
+        topic: topic.map(str::to_owned),
+    };
+    let outsider = run(&mut st, set("bob", Some("mine")));
+    assert_eq!(
+        Reply::error_text(&outsider).as_deref(),
+        Some("join `general` to set its topic")
+    );
+    let nowhere = Request::Topic {
+        user: name("ana"),
+        channel: name("nowhere"),
+        topic: None,
+    };
+    assert!(!ok(&run(&mut st, nowhere)));
+    let join = Request::Join {
+        user: name("bob"),
+        channel: name("general"),
+        limit: 0,
+    };
+    assert!(ok(&run(&mut st, join)));
+    let h = st.handle(
+        set("bob", Some("plans")),
+        3.0,
+        &mut Lamport::starting_at(100),
+    );
+    assert!(ok(&h.reply));
+    let (topic, env) = h.publication.into_iter().next().expect("published");
+    assert_eq!(topic, "general");
+    assert_eq!(env.service, "topic");
+    assert_eq!(env.data.str("topic").unwrap(), "plans");
+    assert_eq!(env.data.str("user").unwrap(), "bob");
+    let members = run(
+        &mut st,
+        Request::Members {
+            channel: name("general"),
+        },
+    );
+    assert_eq!(members.data.str("topic").unwrap(), "plans");
+    assert_eq!(members.data.str("topic_by").unwrap(), "bob");
+    assert_eq!(members.data.str("owner").unwrap(), "ana");
+    let cleared = st.handle(set("bob", None), 4.0, &mut Lamport::starting_at(200));
+    assert!(ok(&cleared.reply));
+    let members = run(
+        &mut st,
+        Request::Members {
+            channel: name("general"),
+        },
+    );
+    assert_eq!(members.data.opt_str("topic").unwrap(), None);
+}
