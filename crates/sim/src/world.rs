@@ -521,6 +521,14 @@ impl World {
             } => {
                 let at = self.base + Duration::from_millis(self.now);
                 let answer = self.reference.handle(&request, at);
+                if self.verbose && request.service != "heartbeat" {
+                    let who = self.servers[server].name.clone();
+                    let what = format!("{:?}", answer.data)
+                        .chars()
+                        .take(300)
+                        .collect::<String>();
+                    self.log(|| format!("reference → {who}: {} {what}", request.service));
+                }
                 if self.servers[server].epoch == epoch {
                     self.answered(server, cid, Ok(answer))?;
                 }
@@ -696,7 +704,16 @@ impl World {
                     },
                 );
             }
-            Output::JoinBroker => self.servers[s].accepting = true,
+            Output::JoinBroker => {
+                self.servers[s].accepting = true;
+                if let (true, Some(e)) = (self.verbose, &self.servers[s].engine) {
+                    println!(
+                        "{:>6} ms  {me} joins the broker: {}",
+                        self.now,
+                        e.replication()
+                    );
+                }
+            }
             Output::LeaveBroker => {
                 self.servers[s].accepting = false;
                 self.requeue_from(s);

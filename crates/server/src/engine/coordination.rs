@@ -67,6 +67,12 @@ pub(super) struct Coordination {
     reannounce: Option<Member>,
     /// The peers changed since the engine last looked.
     peers_changed: bool,
+    /// Whether the reference has listed the live servers yet. Until then, a peer that
+    /// introduced itself is connected to but not handed on: the first list decides whom
+    /// replication catches up with at start-up (handed a lone early peer first, a server
+    /// caught up with it alone and served without what the others held; the simulation found
+    /// it, seed 3798).
+    listed: bool,
 }
 
 impl Coordination {
@@ -85,6 +91,7 @@ impl Coordination {
             started: at,
             reannounce: None,
             peers_changed: false,
+            listed: false,
         }
     }
 
@@ -122,8 +129,12 @@ impl Coordination {
         self.peers.keys().cloned().collect()
     }
 
-    /// The live peers' names, if they changed since the last call.
+    /// The live peers' names, if they changed since the last call (and the reference has
+    /// listed them once).
     pub(super) fn take_peers_changed(&mut self) -> Option<Vec<String>> {
+        if !self.listed {
+            return None;
+        }
         std::mem::take(&mut self.peers_changed).then(|| self.peer_names())
     }
 
@@ -302,6 +313,7 @@ impl Coordination {
         election.set_peers(s.at, live);
         // Replication hears of the peers each time the list comes, changed or not.
         self.peers_changed = true;
+        self.listed = true;
         self.carry_out(s);
     }
 

@@ -745,3 +745,38 @@ fn the_coordinator_moves_every_clock_to_the_average() {
         "own clock 1 s forward"
     );
 }
+
+/// A peer that introduces itself (in a `vector` request) before the reference has listed the
+/// servers is connected to, but does not decide whom to catch up with: the first list does
+/// (handed the early peer alone, a server caught up with it and served without what a third
+/// server had acknowledged; the simulation found it, seed 3798).
+#[test]
+fn the_first_list_not_an_early_peer_decides_whom_to_catch_up_with() {
+    let mut rig = Rig::new();
+    let answer = Ok(Envelope::new("rank").with("rank", 3u64));
+    let ask = Ask::Reference(RefAsk::Rank);
+    rig.input(Input::Answer { ask, answer });
+    let early = PeerRequest::Vector {
+        from: Some(palaver_proto::peer::Introduction {
+            name: name("s2"),
+            rank: Some(2),
+            addr: Some("tcp://s2:1".into()),
+        }),
+        vector: Some(Default::default()),
+    };
+    rig.hear("s2", &early);
+    let empty = PeerReply::Vector {
+        vector: Default::default(),
+    };
+    rig.answer("s2", PeerAsk::Vector, &empty);
+    assert!(!joined(&rig.turn()), "not caught up before the list");
+    let out = rig.ranked(3, &[("s2", 2), ("s1x", 1)]);
+    assert!(!joined(&out));
+    rig.answer("s2", PeerAsk::Vector, &empty);
+    assert!(!joined(&rig.turn()), "s1x, listed, is not compared yet");
+    let theirs = PeerReply::Vector {
+        vector: [("s1x".to_owned(), 0)].into_iter().collect(),
+    };
+    rig.answer("s1x", PeerAsk::Vector, &theirs);
+    assert!(joined(&rig.turn()), "caught up with every listed peer");
+}
