@@ -32,7 +32,7 @@ need chromium chromium fonts-dejavu-core
 )
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # The whole-cluster simulation (scripts/sim.sh runs more seeds, optimised): 5,000 seeds of the
-# debug build the tests just made, about a minute on two cores.
+# debug build the tests just made, about two and a half minutes on two cores.
 cargo run --quiet -p palaver-sim -- --seeds 5000
 # The fuzz crate is a workspace of its own (it needs nightly flags to fuzz, not to build): it
 # is checked here, its seed generator included, so that it cannot fall behind the protocol.
