@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palaver_proto::{Conversation, Event, EventKind, MessageKind};
+use palaver_proto::{Conversation, Event, EventKind, MessageKind, Naming, Step};
 use palaver_store::Store;
 
 /// A write a client was told succeeded.
@@ -26,6 +26,9 @@ pub struct View {
     events: BTreeMap<String, Event>,
     /// Every conversation's visible history, in its order: the texts.
     histories: BTreeMap<String, Vec<String>>,
+    /// The channels deleted, and this server's own prepared deletes it has not decided.
+    deleted: BTreeSet<String>,
+    undecided: BTreeSet<String>,
 }
 
 impl View {
@@ -60,6 +63,15 @@ impl View {
                 }
             }
         }
+        let mut deleted = BTreeSet::new();
+        for e in events.values() {
+            if let EventKind::Room(room) = &e.kind {
+                if let Naming::Deletes(c) = room.naming() {
+                    deleted.insert(c.to_string());
+                }
+            }
+        }
+        let undecided = undecided(name, events.values());
         let mut histories = BTreeMap::new();
         for (key, of) in conversations {
             let texts = store
@@ -81,14 +93,34 @@ impl View {
             summary,
             events,
             histories,
+            deleted,
+            undecided,
         })
     }
+}
+
+/// The two-phase deletes server `name` prepared (by `events`) and has not decided.
+pub fn undecided<'a>(name: &str, events: impl Iterator<Item = &'a Event>) -> BTreeSet<String> {
+    let (mut prepared, mut decided) = (BTreeSet::new(), BTreeSet::new());
+    for e in events.filter(|e| e.origin == name) {
+        let EventKind::Room(room) = &e.kind else {
+            continue;
+        };
+        match room.step() {
+            Some(Step::Prepared { tx, .. }) => prepared.insert(tx.to_owned()),
+            Some(Step::Decided { tx, .. }) => decided.insert(tx.to_owned()),
+            None => false,
+        };
+    }
+    prepared.difference(&decided).cloned().collect()
 }
 
 #[derive(Debug, Default)]
 pub struct Checks {
     pub violations: Vec<String>,
     pub acked: Vec<Acked>,
+    /// Channels whose delete was acknowledged.
+    pub deleted: BTreeSet<String>,
 }
 
 impl Checks {
@@ -107,8 +139,22 @@ impl Checks {
         let first = &views[0];
         for v in &views[1..] {
             if v.summary != first.summary {
+                // The first event that differs, when both hold it.
+                let differs = first
+                    .events
+                    .iter()
+                    .find(|(id, e)| v.events.get(*id).is_some_and(|o| o != *e))
+                    .map(|(id, e)| {
+                        format!(
+                            "; {id} is {e:?} on {} but {:?} on {}",
+                            first.name,
+                            v.events.get(id),
+                            v.name
+                        )
+                    })
+                    .unwrap_or_default();
                 self.violation(format!(
-                    "convergence: {} holds {:?} (digest {:016x}) but {} holds {:?} (digest {:016x})",
+                    "convergence: {} holds {:?} (digest {:016x}) but {} holds {:?} (digest {:016x}){differs}",
                     first.name, first.summary.0, first.summary.1, v.name, v.summary.0, v.summary.1
                 ));
             }
@@ -152,6 +198,28 @@ impl Checks {
             }
         }
         self.acked = acked;
+        for v in views {
+            // Two-phase deletes: atomic (an acknowledged delete holds everywhere; every server
+            // deletes the same channels, by the convergence above) and never blocked for good
+            // (every server has decided each delete it prepared).
+            for c in self
+                .deleted
+                .difference(&v.deleted)
+                .cloned()
+                .collect::<Vec<_>>()
+            {
+                self.violation(format!(
+                    "two-phase delete: the delete of `{c}` was acknowledged, but {} keeps it",
+                    v.name
+                ));
+            }
+            if !v.undecided.is_empty() {
+                self.violation(format!(
+                    "two-phase delete: {} never decided its prepared {:?}",
+                    v.name, v.undecided
+                ));
+            }
+        }
         for v in views {
             for (of, texts) in &v.histories {
                 let mut seen = BTreeSet::new();

@@ -164,6 +164,8 @@ enum Ask {
     Register(String),
     /// Changing the password to this one.
     Password(String),
+    /// Deleting this channel (the client's own).
+    Delete(String),
 }
 
 impl Ask {
@@ -175,6 +177,7 @@ impl Ask {
             Ask::Message => "message",
             Ask::Register(_) => "register",
             Ask::Password(_) => "password",
+            Ask::Delete(_) => "delete",
         }
     }
 }
@@ -201,6 +204,8 @@ struct Client {
     /// The password its name has, once registered, and the session's token, once it has one.
     password: Option<String>,
     token: Option<String>,
+    /// The channels it created, which it alone may delete.
+    owns: Vec<String>,
 }
 
 pub struct World {
@@ -305,6 +310,7 @@ impl World {
                 logged_in: false,
                 password: None,
                 token: None,
+                owns: Vec::new(),
             })
             .collect();
         let reference_dir = tempfile::tempdir()?;
@@ -446,6 +452,11 @@ impl World {
         let mut summaries = BTreeSet::new();
         for s in &self.servers {
             summaries.insert(s.disk.summary()?);
+            // Every two-phase delete a server prepared is decided there.
+            let rooms = s.disk.snapshot()?.rooms;
+            if !crate::check::undecided(&s.name, rooms.iter()).is_empty() {
+                return Ok(false);
+            }
         }
         Ok(summaries.len() == 1 && self.coordination_settled(false))
     }
@@ -1172,9 +1183,23 @@ impl World {
         }
         let roll = self.rng.gen_range(0..10);
         if roll < 2 || self.channels.is_empty() {
-            let channel = format!("c{}", self.rng.gen_range(0..4));
+            let channel = format!("c{}", self.rng.gen_range(0..6));
             let env = Envelope::new("channel").with("channel", channel.as_str());
+            // Half the channels have an owner, who may delete them.
+            let env = if self.rng.gen_bool(0.5) {
+                self.with_token(c, env.with("user", me.as_str()))
+            } else {
+                env
+            };
             return (Ask::Channel(channel), env, None);
+        }
+        if !self.clients[c].owns.is_empty() && self.rng.gen_range(0..8) == 0 {
+            let owns = &self.clients[c].owns;
+            let channel = owns[self.rng.gen_range(0..owns.len())].clone();
+            let env = Envelope::new("delete")
+                .with("user", me.as_str())
+                .with("channel", channel.as_str());
+            return (Ask::Delete(channel), self.with_token(c, env), None);
         }
         let text = format!("{me} says {}", self.clients[c].ops);
         if roll < 7 || people.is_empty() {
@@ -1212,6 +1237,15 @@ impl World {
         let Some(a) = self.clients[c].asking.take() else {
             return;
         };
+        // As the client core does, an answer is matched to its request by the request id it
+        // repeats: a late answer to an earlier request (sent twice by the broker) is dropped.
+        if let Ok(Some(id)) = reply.data.opt_str("request_id") {
+            if id != a.request_id {
+                self.log(|| format!("{} drops a late answer to {id}", self.clients[c].name));
+                self.clients[c].asking = Some(a);
+                return;
+            }
+        }
         let ok = Reply::status(&reply) != Status::Error;
         let why = Reply::error_text(&reply).unwrap_or_default();
         self.log(|| {
@@ -1252,6 +1286,16 @@ impl World {
                 Ask::Channel(ch) => {
                     self.created.entry(ch.clone()).or_insert(self.now);
                     self.worth_posting(ch);
+                    // Created with an owner (the request named one): this client's to delete.
+                    let owned = Envelope::decode(&a.body)
+                        .is_ok_and(|e| matches!(e.data.opt_str("user"), Ok(Some(_))));
+                    if owned && !self.clients[c].owns.contains(ch) {
+                        self.clients[c].owns.push(ch.clone());
+                    }
+                }
+                Ask::Delete(ch) => {
+                    self.checks.deleted.insert(ch.clone());
+                    self.clients[c].owns.retain(|o| o != ch);
                 }
                 Ask::Register(pw) | Ask::Password(pw) => {
                     self.clients[c].password = Some(pw.clone());

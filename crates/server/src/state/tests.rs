@@ -893,3 +893,37 @@ fn a_member_sets_the_topic_which_members_shows_and_the_room_hears() {
     );
     assert_eq!(members.data.opt_str("topic").unwrap(), None);
 }
+
+/// A two-phase delete's record for a client's request that another server's record already
+/// carries (the broker sent the delete to both) is kept without the request id: made with it
+/// after the other's arrived, it was hidden everywhere but here (the simulation found it).
+#[test]
+fn a_delete_record_for_a_request_another_server_recorded_carries_no_request_id() {
+    let mut st = state();
+    let theirs = Event {
+        request: Some("d-1".into()),
+        ..event(
+            "s2",
+            1,
+            5,
+            EventKind::Room(palaver_proto::RoomKind::Delete {
+                tx: "t1".into(),
+                channel: name("den"),
+            }),
+        )
+    };
+    assert_eq!(st.apply(&theirs), None);
+    let kind = EventKind::Room(palaver_proto::RoomKind::Delete {
+        tx: "t1".into(),
+        channel: name("den"),
+    });
+    let h = st.record(
+        kind.clone(),
+        Some("d-1".into()),
+        1.0,
+        &mut Lamport::default(),
+    );
+    assert_eq!(h.event.expect("recorded all the same").request, None);
+    let h = st.record(kind, Some("d-2".into()), 1.0, &mut Lamport::default());
+    assert_eq!(h.event.unwrap().request.as_deref(), Some("d-2"));
+}
