@@ -101,6 +101,12 @@ enum Due {
         cid: u64,
         request: Envelope,
     },
+    /// An input for a server that was paused when it came: handed over once it runs.
+    Later {
+        server: usize,
+        epoch: u64,
+        input: Input,
+    },
     /// A server's request `cid` is overdue.
     Overdue {
         server: usize,
@@ -545,6 +551,16 @@ impl World {
                 }
                 Ok(())
             }
+            Due::Later {
+                server,
+                epoch,
+                input,
+            } => {
+                if self.servers[server].epoch != epoch {
+                    return Ok(());
+                }
+                self.input(server, input)
+            }
             Due::Overdue { server, epoch, cid } => {
                 if self.servers[server].epoch != epoch {
                     return Ok(());
@@ -610,6 +626,23 @@ impl World {
     }
 
     fn input(&mut self, s: usize, input: Input) -> anyhow::Result<()> {
+        // A paused process runs nothing: what comes for it (its writer's and hasher's
+        // results, answers, timeouts) waits until it runs again.
+        if self.servers[s].paused_until > self.now {
+            let (wait, epoch) = (
+                self.servers[s].paused_until - self.now,
+                self.servers[s].epoch,
+            );
+            self.at(
+                wait,
+                Due::Later {
+                    server: s,
+                    epoch,
+                    input,
+                },
+            );
+            return Ok(());
+        }
         let now = self.now_for(s);
         let Some(engine) = self.servers[s].engine.as_mut() else {
             return Ok(());
@@ -726,6 +759,7 @@ impl World {
                 }
             }
             Output::LeaveBroker => {
+                self.log(|| format!("{me} leaves the broker"));
                 self.servers[s].accepting = false;
                 self.requeue_from(s);
             }

@@ -71,6 +71,27 @@ impl Engine {
         }
     }
 
+    /// The server was stopped (a `SIGSTOP`, a paused machine) for longer than the broker waits
+    /// for a silent server: the broker has sent its requests elsewhere, and the peers have
+    /// stopped waiting for its acks and written without it. It leaves the rotation, compares
+    /// with every peer again, and takes clients only once caught up, as at start-up (serving
+    /// at once, it refused a post to a channel whose creation had been acknowledged meanwhile;
+    /// the simulation found it, seed 18073). Answers it holds for the peers' acks are kept:
+    /// given after it left, they are dropped, and the copies the broker sent elsewhere answer.
+    pub(super) fn woke(&mut self, stopped: std::time::Duration) {
+        if !self.accepting {
+            return;
+        }
+        tracing::warn!(server = %self.name, ?stopped, "this server was stopped: out of the broker's rotation until caught up");
+        self.outputs.push_back(Output::LeaveBroker);
+        self.accepting = false;
+        self.serve_anyway_at = self.now.at + STARTUP_GRACE;
+        let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
+        let vector = self.repl.vector().clone();
+        self.repl = Replication::new(&self.name, vector, replication::Config::default());
+        self.repl.set_peers(self.now.at, peers);
+    }
+
     /// Peers' events arrived while commits fail: counted, not kept (see `inbound`).
     pub(super) fn set_aside(&mut self, n: usize) {
         self.set_aside += n as u64;

@@ -73,6 +73,10 @@ const REPLICA_COMMIT_EVENTS: usize = 4096;
 /// peers wait for a commit (a few milliseconds of work), so no request waits behind a backlog.
 const MAX_PENDING_TO_SERVE: usize = 1024;
 
+/// A turn this long after the last one means the server was stopped: as long as the broker
+/// waits for a silent server before it sends its requests elsewhere (see `aside::woke`).
+const STOPPED_AFTER: Duration = Duration::from_millis(900);
+
 /// A server that cannot catch up with its peers (say, the reference is down) serves anyway
 /// after this long.
 pub const STARTUP_GRACE: Duration = Duration::from_secs(5);
@@ -327,8 +331,9 @@ pub struct Engine {
     /// When to take clients even if not caught up with every peer (the peers may be
     /// unreachable): a grace after start-up, or after recovering from failed commits.
     serve_anyway_at: Instant,
-    /// The time of the input being handled.
+    /// The time of the input being handled, and of the last turn.
     now: Now,
+    last_turn: Instant,
     /// Client requests handled since the last turn.
     requests: usize,
     /// A batch of this server's own events whose commit failed after they were sent to the
@@ -397,6 +402,7 @@ impl Engine {
             served: false,
             serve_anyway_at: now.at + STARTUP_GRACE,
             now,
+            last_turn: now.at,
             requests: 0,
             retry: None,
             reload_due: false,
@@ -500,6 +506,10 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = now;
         let at = now.at;
+        let since = at.saturating_duration_since(std::mem::replace(&mut self.last_turn, at));
+        if since > STOPPED_AFTER {
+            self.woke(since);
+        }
         if self.repl.poll_timeout().is_some_and(|t| t <= at) {
             self.repl.handle_timeout(at);
         }

@@ -780,3 +780,32 @@ fn the_first_list_not_an_early_peer_decides_whom_to_catch_up_with() {
     rig.answer("s1x", PeerAsk::Vector, &theirs);
     assert!(joined(&rig.turn()), "caught up with every listed peer");
 }
+
+/// A server stopped for longer than the broker waits for a silent one (a `SIGSTOP`, a paused
+/// machine) leaves the rotation when it runs again, compares with its peers, and takes
+/// clients only once caught up (serving at once, it refused a post to a channel created
+/// meanwhile; the simulation found it, seed 18073).
+#[test]
+fn a_server_that_was_stopped_takes_clients_again_only_once_caught_up() {
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    rig.ack("s2", 0);
+    rig.serving();
+    let out = rig.advance(100);
+    assert!(!out.iter().any(|o| matches!(o, Output::LeaveBroker)));
+    let out = rig.advance(1_500);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::LeaveBroker)),
+        "{out:?}"
+    );
+    assert!(!joined(&out));
+    assert!(
+        asked(&out, "s2", &PeerAsk::Vector).is_some(),
+        "compares again"
+    );
+    let theirs = PeerReply::Vector {
+        vector: [("s2".to_owned(), 0)].into_iter().collect(),
+    };
+    rig.answer("s2", PeerAsk::Vector, &theirs);
+    assert!(joined(&rig.turn()), "caught up: back in the rotation");
+}
