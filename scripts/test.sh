@@ -4,7 +4,7 @@
 # target/ on first use: a Python virtual environment (pyzmq, msgpack) and Node.js packages
 # (zeromq, @msgpack/msgpack from npm); python3, node/npm, tmux (for the terminal client's
 # end-to-end test) and Chromium (for the web client's) come from the system's packages,
-# installed here when missing. It then runs 5,000 seeds of the whole-cluster simulation. In CI
+# installed here when missing. It then runs 3,000 seeds of the whole-cluster simulation. In CI
 # (CI=true) it then runs each fuzz target of
 # fuzz/ for 30 s (scripts/fuzz.sh).
 set -euo pipefail
@@ -31,9 +31,9 @@ need chromium chromium fonts-dejavu-core
     fi
 )
 cargo test --workspace --all-targets --no-fail-fast "$@"
-# The whole-cluster simulation (scripts/sim.sh runs more seeds, optimised): 5,000 seeds of the
-# debug build the tests just made, about two and a half minutes on two cores.
-cargo run --quiet -p palaver-sim -- --seeds 5000
+# The whole-cluster simulation (scripts/sim.sh runs more seeds, optimised): 3,000 seeds of the
+# debug build the tests just made, about a minute and a half on two cores.
+cargo run --quiet -p palaver-sim -- --seeds 3000
 # The fuzz crate is a workspace of its own (it needs nightly flags to fuzz, not to build): it
 # is checked here, its seed generator included, so that it cannot fall behind the protocol.
 RUSTFLAGS="-D warnings" cargo check --manifest-path fuzz/Cargo.toml --bins --examples --quiet
