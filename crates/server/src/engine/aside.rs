@@ -64,10 +64,8 @@ impl Engine {
             self.serve_anyway_at = self.now.at + STARTUP_GRACE;
             // What arrived meanwhile was set aside: compare with every peer again, fetch it,
             // and take clients only once caught up, as at start-up.
-            let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
             let vector = self.repl.vector().clone();
-            self.repl = Replication::new(&self.name, vector, replication::Config::default());
-            self.repl.set_peers(self.now.at, peers);
+            self.compare_again(vector);
         }
     }
 
@@ -86,8 +84,14 @@ impl Engine {
         self.outputs.push_back(Output::LeaveBroker);
         self.accepting = false;
         self.serve_anyway_at = self.now.at + STARTUP_GRACE;
-        let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
         let vector = self.repl.vector().clone();
+        self.compare_again(vector);
+    }
+
+    /// Replication starts again from `vector` with the same peers, comparing with each as at
+    /// start-up: the server takes clients again only once caught up.
+    fn compare_again(&mut self, vector: replication::VersionVector) {
+        let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
         self.repl = Replication::new(&self.name, vector, replication::Config::default());
         self.repl.set_peers(self.now.at, peers);
     }
@@ -115,10 +119,9 @@ impl Engine {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
                 self.deletes.restore(self.now.at, &snap.rooms);
                 self.state.reload(snap);
-                let peers: Vec<String> = self.repl.peers().map(str::to_owned).collect();
-                self.deletes.set_peers(peers.clone());
-                self.repl = Replication::new(&self.name, vector, replication::Config::default());
-                self.repl.set_peers(self.now.at, peers);
+                self.deletes
+                    .set_peers(self.repl.peers().map(str::to_owned).collect());
+                self.compare_again(vector);
                 self.reload_due = false;
             }
             Err(e) => {

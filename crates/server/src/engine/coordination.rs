@@ -44,6 +44,16 @@ pub(super) struct Sink<'a> {
     pub out: &'a mut VecDeque<Output>,
 }
 
+/// A peer's answer that coordination reads, matched to what it asked.
+pub(super) enum Answered {
+    /// `OK` to our election message: a higher rank stands.
+    Election,
+    /// The answer to a ping: whom the peer takes for coordinator.
+    Pong(Claim),
+    /// A member's clock for round `round`, which this server asked at `sent`.
+    Clock { round: u64, sent: f64, time: f64 },
+}
+
 /// A refusal of a peer's request: the service and why.
 pub(super) type Refusal = (&'static str, &'static str);
 
@@ -430,23 +440,17 @@ impl Coordination {
     }
 
     /// A peer's answer to an election message, a ping or a round's `clock`.
-    pub(super) fn on_answer(
-        &mut self,
-        peer: &str,
-        ask: PeerAsk,
-        reply: PeerReply,
-        s: &mut Sink<'_>,
-    ) {
+    pub(super) fn on_answer(&mut self, peer: &str, answer: Answered, s: &mut Sink<'_>) {
         let Some(member) = self.peers.get(peer).map(|(m, _)| m.clone()) else {
             return;
         };
-        match (ask, reply) {
-            (PeerAsk::Elect, PeerReply::Election) => {
+        match answer {
+            Answered::Election => {
                 if let Some(e) = self.election.as_mut() {
                     e.on_answer(s.at, &member);
                 }
             }
-            (PeerAsk::Ping, PeerReply::Clock { coordinator, .. }) => {
+            Answered::Pong(coordinator) => {
                 let theirs = match coordinator {
                     // A peer of another implementation says nothing: take its word for
                     // leading.
@@ -458,7 +462,7 @@ impl Coordination {
                     e.on_pong(s.at, &member, theirs.as_ref());
                 }
             }
-            (PeerAsk::Clock { round, sent }, PeerReply::Clock { time, .. }) => {
+            Answered::Clock { round, sent, time } => {
                 let received = self.wall(s.machine);
                 if let Some((id, r)) = self.round.as_mut() {
                     if *id == round {
@@ -471,7 +475,6 @@ impl Coordination {
                     }
                 }
             }
-            _ => {}
         }
         self.carry_out(s);
         self.finish_round(s);

@@ -8,7 +8,7 @@ use palaver_proto::peer::{PeerReply, PeerRequest, StatusReport};
 use palaver_proto::{Envelope, Event, Name, Reply, Status, MAX_PAGE_BYTES};
 use rmpv::Value;
 
-use super::coordination::Sink;
+use super::coordination::{Answered, Sink};
 use super::{Ask, Engine, Failure, Output, PeerAsk, PeerInput, Route};
 
 /// The largest page of events a server sends for one `fetch`.
@@ -302,10 +302,12 @@ impl Engine {
                     more,
                 });
             }
-            (ask @ PeerAsk::Elect, reply @ PeerReply::Election)
-            | (ask @ (PeerAsk::Ping | PeerAsk::Clock { .. }), reply @ PeerReply::Clock { .. }) => {
-                let (mut sink, coord) = self.sink();
-                coord.on_answer(&peer, ask, reply, &mut sink);
+            (PeerAsk::Elect, PeerReply::Election) => self.coordinated(&peer, Answered::Election),
+            (PeerAsk::Ping, PeerReply::Clock { coordinator, .. }) => {
+                self.coordinated(&peer, Answered::Pong(coordinator));
+            }
+            (PeerAsk::Clock { round, sent }, PeerReply::Clock { time, .. }) => {
+                self.coordinated(&peer, Answered::Clock { round, sent, time });
             }
             (PeerAsk::Coordinator | PeerAsk::Adjust | PeerAsk::Sync, _) => {}
             (ask, reply) => {
@@ -314,6 +316,12 @@ impl Engine {
                 fetch_failed(self, &ask);
             }
         }
+    }
+
+    /// Hands coordination a peer's answer to what it asked.
+    fn coordinated(&mut self, peer: &str, answer: Answered) {
+        let (mut sink, coord) = self.sink();
+        coord.on_answer(peer, answer, &mut sink);
     }
 
     /// A coordinator's announcement (a publication on `servers`): its frames.
