@@ -183,48 +183,47 @@ impl Deletes {
     /// ahead of the disk): this server's records back into the machine, the peers' decisions
     /// learned. Clients still waiting keep waiting.
     pub(super) fn restore(&mut self, now: Instant, rooms: &[Event]) {
-        let mut node = Node::new(self.me.as_str(), Timeouts::default());
-        for e in rooms.iter().filter(|e| e.origin == self.me.as_str()) {
-            let step = match &e.kind {
-                EventKind::Room(room) => room.step(),
-                EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => None,
-            };
-            match step {
-                Some(Step::Prepared {
-                    tx,
-                    channel,
-                    owner,
-                    leader,
-                    participants,
-                }) => node.restore(
-                    now,
-                    Record::Prepared(palaver_core::commit::Tx {
-                        id: tx.to_owned(),
-                        leader: leader.to_string(),
-                        participants: participants.iter().map(Name::to_string).collect(),
-                        payload: Room {
-                            channel: channel.clone(),
-                            owner: owner.clone(),
-                        },
-                    }),
-                ),
-                Some(Step::Decided { tx, commit }) => node.restore_outcome(tx.to_owned(), commit),
-                None => {}
-            }
-        }
-        self.node = node;
-        for e in rooms {
-            self.learn(e);
+        self.node = Node::new(self.me.as_str(), Timeouts::default());
+        let (own, peers): (Vec<&Event>, Vec<&Event>) =
+            rooms.iter().partition(|e| e.origin == self.me.as_str());
+        for e in own.into_iter().chain(peers) {
+            self.learn(now, e);
         }
     }
 
-    /// A room event from the log (a peer's): its commit or abort decides the transaction here.
-    pub(super) fn learn(&mut self, e: &Event) {
+    /// A room event from the log. A peer's commit or abort decides the transaction here. One
+    /// of this server's own records goes back into the machine: read from the disk after a
+    /// restart, or fetched back from the peers when the crash lost it before it reached the
+    /// disk (a prepare that came back that way was never decided; the simulation found it,
+    /// seed 4409).
+    pub(super) fn learn(&mut self, now: Instant, e: &Event) {
         let step = match &e.kind {
             EventKind::Room(room) => room.step(),
             EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => None,
         };
+        let own = e.origin == self.me.as_str();
         match step {
+            Some(Step::Prepared {
+                tx,
+                channel,
+                owner,
+                leader,
+                participants,
+            }) if own => self.node.restore(
+                now,
+                Record::Prepared(palaver_core::commit::Tx {
+                    id: tx.to_owned(),
+                    leader: leader.to_string(),
+                    participants: participants.iter().map(Name::to_string).collect(),
+                    payload: Room {
+                        channel: channel.clone(),
+                        owner: owner.clone(),
+                    },
+                }),
+            ),
+            Some(Step::Decided { tx, commit }) if own => {
+                self.node.restore_outcome(tx.to_owned(), commit);
+            }
             Some(Step::Decided { tx, commit }) => self.node.learn(tx, &e.origin, commit),
             Some(Step::Prepared { .. }) | None => {}
         }

@@ -80,7 +80,7 @@ impl Engine {
                     hidden = %format!("{}:{}", hide.0, hide.1), "a request made twice: the later event is hidden");
                 self.hidden.push(hide);
             }
-            self.deletes.learn(&e);
+            self.deletes.learn(self.now.at, &e);
             self.lamport.observe(e.lamport);
             out.push(e);
         }

@@ -809,3 +809,92 @@ fn a_server_that_was_stopped_takes_clients_again_only_once_caught_up() {
     rig.answer("s2", PeerAsk::Vector, &theirs);
     assert!(joined(&rig.turn()), "caught up: back in the rotation");
 }
+
+/// A prepare of this server's that a crash lost before it reached the disk comes back from a
+/// peer (which it had reached); the server takes it as its own record again, asks the other
+/// participants once it has been prepared too long, and records the decision one of them
+/// knows (taken as a peer's event, it was never decided; the simulation found it, seed 4409).
+#[test]
+fn a_prepare_fetched_back_from_a_peer_is_decided() {
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    let tx = "s2-0000000000000001";
+    let prepare = palaver_proto::Event {
+        origin: "s1".into(),
+        seq: 1,
+        lamport: 3,
+        timestamp: 1.0,
+        kind: palaver_proto::RoomKind::Prepare {
+            tx: tx.into(),
+            channel: name("c1"),
+            owner: name("ana"),
+            leader: name("s2"),
+            participants: vec![name("s1"), name("s2"), name("s3")],
+        }
+        .into(),
+        request: None,
+    };
+    let theirs = PeerReply::Vector {
+        vector: [("s1".to_owned(), 1), ("s2".to_owned(), 0)]
+            .into_iter()
+            .collect(),
+    };
+    let mut out = rig.answer("s2", PeerAsk::Vector, &theirs);
+    out.extend(rig.turn());
+    let fetch = PeerAsk::Fetch {
+        origin: "s1".into(),
+    };
+    assert!(
+        asked(&out, "s2", &fetch).is_some(),
+        "fetches its own: {out:?}"
+    );
+    let fetched = PeerReply::Fetched {
+        origin: name("s1"),
+        events: vec![prepare.clone()],
+        more: false,
+    };
+    out = rig.answer("s2", fetch, &fetched);
+    out.extend(rig.advance(REPLICA_COMMIT_DELAY.as_millis() as u64));
+    let job = one_commit(out);
+    assert_eq!(job.events, vec![prepare]);
+    rig.commit_turn(job);
+    let mut out = rig.answer("s2", PeerAsk::Vector, &theirs);
+    out.extend(rig.turn());
+    assert!(joined(&out), "caught up: serves");
+    let query = palaver_core::commit::Msg::Query { tx: tx.into() };
+    let mut queried = false;
+    for _ in 0..60 {
+        let (jobs, mut out): (Vec<Output>, Vec<Output>) = rig
+            .advance(100)
+            .into_iter()
+            .partition(|o| matches!(o, Output::Commit(_)));
+        for job in commits(jobs) {
+            out.extend(rig.commit_turn(job));
+        }
+        queried |= told(&out, "s2", "twopc")
+            .iter()
+            .any(|r| matches!(r, PeerRequest::TwoPc { msg, .. } if *msg == query));
+        if queried {
+            break;
+        }
+    }
+    assert!(queried, "asks the other participant what it knows");
+    let known = PeerRequest::TwoPc {
+        from: name("s2"),
+        msg: palaver_core::commit::Msg::Known {
+            tx: tx.into(),
+            state: palaver_core::commit::Known::Committed,
+        },
+    };
+    let mut out = rig.hear("s2", &known);
+    out.extend(rig.turn());
+    let job = one_commit(out);
+    assert!(
+        job.events.iter().any(|e| matches!(
+            &e.kind,
+            palaver_proto::EventKind::Room(palaver_proto::RoomKind::Delete { tx: t, .. }) if t == tx
+        )),
+        "records the commit: {:?}",
+        job.events
+    );
+}
