@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palaver_proto::{Conversation, Event, EventKind, MessageKind, Naming, Step};
+use palaver_proto::{Conversation, Event, EventKind, MessageKind, Naming, ReaderKind, Step};
 use palaver_store::Store;
 
 /// A write a client was told succeeded.
@@ -96,6 +96,35 @@ impl View {
             deleted,
             undecided,
         })
+    }
+}
+
+impl View {
+    /// The inbox cursor of `user`'s `device` that this server holds: its `taken` events merged
+    /// (per origin, the larger).
+    pub fn cursor(&self, user: &str, device: &str) -> BTreeMap<String, u64> {
+        let mut cursor = BTreeMap::new();
+        for e in self.events.values() {
+            if let EventKind::Reader(ReaderKind::Taken {
+                user: u,
+                device: d,
+                cursor: c,
+            }) = &e.kind
+            {
+                if u.as_str() == user && d == device {
+                    for (origin, n) in c {
+                        let e: &mut u64 = cursor.entry(origin.clone()).or_default();
+                        *e = (*e).max(*n);
+                    }
+                }
+            }
+        }
+        cursor
+    }
+
+    /// Whether event `id` (`origin:seq`) is hidden here (a request's repeat).
+    pub fn hides(&self, id: &str) -> bool {
+        self.hidden.iter().any(|(o, n)| format!("{o}:{n}") == id)
     }
 }
 

@@ -12,7 +12,10 @@ use palaver_store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::check::{Acked, Checks};
+use crate::check::Checks;
+
+mod people;
+use people::Client;
 
 /// How long faults last, in simulated milliseconds; then everything heals.
 const FAULTS_FOR: u64 = 6_000;
@@ -158,62 +161,6 @@ struct Held {
     asked: u64,
 }
 
-/// What a client asks for, with what its success changes on the client's side.
-#[derive(Debug, Clone)]
-enum Ask {
-    Login,
-    /// Creating this channel.
-    Channel(String),
-    Publish,
-    Message,
-    /// Giving the name this password.
-    Register(String),
-    /// Changing the password to this one.
-    Password(String),
-    /// Deleting this channel (the client's own).
-    Delete(String),
-}
-
-impl Ask {
-    fn service(&self) -> &'static str {
-        match self {
-            Ask::Login => "login",
-            Ask::Channel(_) => "channel",
-            Ask::Publish => "publish",
-            Ask::Message => "message",
-            Ask::Register(_) => "register",
-            Ask::Password(_) => "password",
-            Ask::Delete(_) => "delete",
-        }
-    }
-}
-
-/// A client's request in flight.
-struct Asking {
-    request_id: String,
-    ask: Ask,
-    body: Vec<u8>,
-    /// When it was first sent, and how many times.
-    first: u64,
-    sent: u64,
-    attempts: u32,
-    /// Names the request needs to exist (a post's channel, a message's recipient), with
-    /// when their creation was acknowledged, if it was before this request was first sent.
-    needs: Option<String>,
-}
-
-struct Client {
-    name: String,
-    ops: u32,
-    asking: Option<Asking>,
-    logged_in: bool,
-    /// The password its name has, once registered, and the session's token, once it has one.
-    password: Option<String>,
-    token: Option<String>,
-    /// The channels it created, which it alone may delete.
-    owns: Vec<String>,
-}
-
 pub struct World {
     rng: StdRng,
     base: Instant,
@@ -242,6 +189,8 @@ pub struct World {
     windows: Vec<(u64, usize, Window)>,
     /// Names acknowledged as created (people and channels), and when.
     created: BTreeMap<String, u64>,
+    /// Private messages acknowledged: their ids, and to whom.
+    messages: Vec<(String, String)>,
     channels: Vec<String>,
     /// The reference: the real one's logic, its rank book on the simulated disk.
     reference: palaver_infra::Registry,
@@ -271,7 +220,9 @@ impl World {
             w.at(at, Due::Client { client: c });
         }
         w.run_until(FAULTS_FOR + HEAL_WITHIN)?;
-        w.checks.at_the_end(&w.final_view()?);
+        let views = w.final_view()?;
+        w.checks.at_the_end(&views);
+        w.inbox_settled(&views);
         w.coordination_settled(true);
         w.sessions_agree()?;
         Ok(w.checks.violations.clone())
@@ -309,15 +260,7 @@ impl World {
             });
         }
         let clients = (0..rng.gen_range(2..=5))
-            .map(|c| Client {
-                name: format!("p{c}"),
-                ops: rng.gen_range(5..25),
-                asking: None,
-                logged_in: false,
-                password: None,
-                token: None,
-                owns: Vec::new(),
-            })
+            .map(|c| Client::new(c, rng.gen_range(5..25)))
             .collect();
         let reference_dir = tempfile::tempdir()?;
         let reference =
@@ -344,6 +287,7 @@ impl World {
             broker: BTreeMap::new(),
             token: 1,
             created: BTreeMap::new(),
+            messages: Vec::new(),
             channels: Vec::new(),
             checks: Checks::default(),
             verbose,
@@ -409,6 +353,11 @@ impl World {
             .push(Reverse((when, self.seq, self.slots.len() - 1)));
     }
 
+    /// The simulated time as an instant.
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_millis(self.now)
+    }
+
     /// The time as server `s`'s machine reads it.
     fn now_for(&self, s: usize) -> Now {
         Now {
@@ -447,7 +396,7 @@ impl World {
     /// client is done.
     fn settled(&mut self) -> anyhow::Result<bool> {
         if self.now < FAULTS_FOR
-            || self.clients.iter().any(|c| c.asking.is_some() || c.ops > 0)
+            || self.clients.iter().any(|c| !c.done())
             || self
                 .servers
                 .iter()
@@ -1105,52 +1054,6 @@ impl World {
         self.client_answer(h.client, reply);
     }
 
-    // ---- clients ----
-
-    fn client_step(&mut self, c: usize) {
-        let now = self.now;
-        if let Some(a) = &self.clients[c].asking {
-            if now >= a.sent + CLIENT_TIMEOUT {
-                if a.attempts >= CLIENT_ATTEMPTS {
-                    // Given up: the request may or may not have taken effect.
-                    self.clients[c].asking = None;
-                    self.at(10, Due::Client { client: c });
-                } else {
-                    let body = a.body.clone();
-                    if let Some(a) = self.clients[c].asking.as_mut() {
-                        a.attempts += 1;
-                        a.sent = now;
-                    }
-                    self.submit(c, body);
-                    self.at(CLIENT_TIMEOUT, Due::Client { client: c });
-                }
-            }
-            return;
-        }
-        if now >= FAULTS_FOR || self.clients[c].ops == 0 {
-            self.clients[c].ops = 0;
-            return;
-        }
-        let (ask, env, needs) = self.next_request(c);
-        self.clients[c].ops -= 1;
-        let n = self.clients[c].ops;
-        let request_id = format!("{}-{n}", self.clients[c].name);
-        let mut env = env.with("request_id", request_id.as_str());
-        env.stamp(1.0, 0);
-        let body = env.to_bytes();
-        self.clients[c].asking = Some(Asking {
-            request_id,
-            ask,
-            body: body.clone(),
-            first: now,
-            sent: now,
-            attempts: 1,
-            needs,
-        });
-        self.submit(c, body);
-        self.at(CLIENT_TIMEOUT, Due::Client { client: c });
-    }
-
     fn submit(&mut self, client: usize, body: Vec<u8>) {
         let token = self.token;
         self.token += 1;
@@ -1165,201 +1068,6 @@ impl World {
             },
         );
         self.dispatch(token);
-    }
-
-    /// What client `c` asks next: it logs in first; then creates a channel, posts to one
-    /// that exists, or writes to someone logged in.
-    fn next_request(&mut self, c: usize) -> (Ask, Envelope, Option<String>) {
-        let me = self.clients[c].name.clone();
-        if !self.clients[c].logged_in {
-            return (
-                Ask::Login,
-                Envelope::new("login").with("user", me.as_str()),
-                None,
-            );
-        }
-        let client = &self.clients[c];
-        if let (Some(pw), None) = (&client.password, &client.token) {
-            // A password account logs in with its password for a session.
-            let env = Envelope::new("login")
-                .with("user", me.as_str())
-                .with("password", pw.as_str());
-            return (Ask::Login, env, None);
-        }
-        let people: Vec<String> = self
-            .clients
-            .iter()
-            .filter(|o| o.name != me && self.created.contains_key(&o.name))
-            .map(|o| o.name.clone())
-            .collect();
-        if self.rng.gen_range(0..12) == 0 {
-            let client = &self.clients[c];
-            let next = format!("password-{me}-{}", client.ops);
-            return match (&client.password, &client.token) {
-                (None, _) => (
-                    Ask::Register(next.clone()),
-                    Envelope::new("register")
-                        .with("user", me.as_str())
-                        .with("password", next.as_str()),
-                    None,
-                ),
-                (Some(pw), Some(token)) => (
-                    Ask::Password(next.clone()),
-                    Envelope::new("password")
-                        .with("user", me.as_str())
-                        .with("password", pw.as_str())
-                        .with("new", next.as_str())
-                        .with("token", token.as_str()),
-                    None,
-                ),
-                (Some(_), None) => unreachable!("logged in with the password above"),
-            };
-        }
-        let roll = self.rng.gen_range(0..10);
-        if roll < 2 || self.channels.is_empty() {
-            let channel = format!("c{}", self.rng.gen_range(0..6));
-            let env = Envelope::new("channel").with("channel", channel.as_str());
-            // Half the channels have an owner, who may delete them.
-            let env = if self.rng.gen_bool(0.5) {
-                self.with_token(c, env.with("user", me.as_str()))
-            } else {
-                env
-            };
-            return (Ask::Channel(channel), env, None);
-        }
-        if !self.clients[c].owns.is_empty() && self.rng.gen_range(0..8) == 0 {
-            let owns = &self.clients[c].owns;
-            let channel = owns[self.rng.gen_range(0..owns.len())].clone();
-            let env = Envelope::new("delete")
-                .with("user", me.as_str())
-                .with("channel", channel.as_str());
-            return (Ask::Delete(channel), self.with_token(c, env), None);
-        }
-        let text = format!("{me} says {}", self.clients[c].ops);
-        if roll < 7 || people.is_empty() {
-            let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
-            let env = Envelope::new("publish")
-                .with("user", me.as_str())
-                .with("channel", channel.as_str())
-                .with("message", text.as_str());
-            return (Ask::Publish, self.with_token(c, env), Some(channel));
-        }
-        let to = people[self.rng.gen_range(0..people.len())].clone();
-        let env = Envelope::new("message")
-            .with("src", me.as_str())
-            .with("dst", to.as_str())
-            .with("message", text.as_str());
-        (Ask::Message, self.with_token(c, env), Some(to))
-    }
-
-    /// Clients may post to `channel` from now on.
-    fn worth_posting(&mut self, channel: &str) {
-        if !self.channels.iter().any(|x| x == channel) {
-            self.channels.push(channel.to_owned());
-        }
-    }
-
-    /// `env` with the client's session token, when it has one.
-    fn with_token(&self, c: usize, env: Envelope) -> Envelope {
-        match &self.clients[c].token {
-            Some(t) => env.with("token", t.as_str()),
-            None => env,
-        }
-    }
-
-    fn client_answer(&mut self, c: usize, reply: Envelope) {
-        let Some(a) = self.clients[c].asking.take() else {
-            return;
-        };
-        // As the client core does, an answer is matched to its request by the request id it
-        // repeats: a late answer to an earlier request (sent twice by the broker) is dropped.
-        if let Ok(Some(id)) = reply.data.opt_str("request_id") {
-            if id != a.request_id {
-                self.log(|| format!("{} drops a late answer to {id}", self.clients[c].name));
-                self.clients[c].asking = Some(a);
-                return;
-            }
-        }
-        let ok = Reply::status(&reply) != Status::Error;
-        let why = Reply::error_text(&reply).unwrap_or_default();
-        self.log(|| {
-            format!(
-                "{} {} ({}) → {} {}",
-                self.clients[c].name,
-                a.ask.service(),
-                a.request_id,
-                reply
-                    .data
-                    .opt_str("server")
-                    .ok()
-                    .flatten()
-                    .unwrap_or("broker"),
-                if ok { "ok".to_owned() } else { why.clone() }
-            )
-        });
-        if ok {
-            let id = reply.data.opt_str("id").ok().flatten().map(str::to_owned);
-            if let Some(id) = &id {
-                self.checks.acked.push(Acked {
-                    request_id: a.request_id.clone(),
-                    id: id.clone(),
-                    service: a.ask.service(),
-                });
-            }
-            if let Some(token) = reply.data.opt_str("token").ok().flatten() {
-                self.clients[c].token = Some(token.to_owned());
-                self.sessions
-                    .push((self.clients[c].name.clone(), token.to_owned()));
-            }
-            match &a.ask {
-                Ask::Login => {
-                    self.clients[c].logged_in = true;
-                    let me = self.clients[c].name.clone();
-                    self.created.entry(me).or_insert(self.now);
-                }
-                Ask::Channel(ch) => {
-                    self.created.entry(ch.clone()).or_insert(self.now);
-                    self.worth_posting(ch);
-                    // Created with an owner (the request named one): this client's to delete.
-                    let owned = Envelope::decode(&a.body)
-                        .is_ok_and(|e| matches!(e.data.opt_str("user"), Ok(Some(_))));
-                    if owned && !self.clients[c].owns.contains(ch) {
-                        self.clients[c].owns.push(ch.clone());
-                    }
-                }
-                Ask::Delete(ch) => {
-                    self.checks.deleted.insert(ch.clone());
-                    self.clients[c].owns.retain(|o| o != ch);
-                }
-                Ask::Register(pw) | Ask::Password(pw) => {
-                    self.clients[c].password = Some(pw.clone());
-                }
-                Ask::Publish | Ask::Message => {}
-            }
-        } else if why.contains("token") || why.contains("session") || why.contains("password") {
-            // The session ended (a password change elsewhere, or it was never this
-            // server's to know): log in again with the password.
-            self.clients[c].token = None;
-        } else if let Some(needed) = &a.needs {
-            // Read your writes: what was acknowledged before this request was sent exists
-            // for whichever server answers it.
-            let known_before = self.created.get(needed).is_some_and(|at| *at <= a.first);
-            if self.strict
-                && known_before
-                && (why.contains("has not logged in") || why.contains("does not exist"))
-            {
-                self.checks.violation(format!(
-                    "read your writes: `{}` of {} refused ({why}) though `{needed}` was acknowledged before",
-                    a.ask.service(), a.request_id
-                ));
-            }
-        } else if let (Ask::Channel(ch), true) = (&a.ask, why.contains("already exists")) {
-            // Worth posting to; but whether its creation was acknowledged to anyone, this
-            // answer does not say.
-            self.worth_posting(ch);
-        }
-        let delay = self.rng.gen_range(1..50);
-        self.at(delay, Due::Client { client: c });
     }
 
     // ---- the end ----
