@@ -43,7 +43,7 @@ pub use request::{
     MAX_TEXT_BYTES, MAX_TOKEN_BYTES,
 };
 pub use servers::{endpoint, ServerEntry};
-pub use service::{service, Acts, Effect, Service, SERVICES};
+pub use service::{service, starts_session, Acts, Effect, Service, Session, SERVICES};
 pub use text::printable;
 pub use time::{format_clock_time, now_secs};
 

@@ -1,6 +1,6 @@
 use crate::field::{Device, Flag, Limit, OptText, Required, Text};
 use crate::service::services;
-use crate::{Acts, Effect, Envelope, HistoryQuery, Name, ProtoError};
+use crate::{Acts, Effect, Envelope, HistoryQuery, Name, ProtoError, Session};
 
 /// The longest text of a post or private message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -9,7 +9,7 @@ pub const MAX_TOPIC_BYTES: usize = 390;
 
 services! {
     /// Records a login of `user` (registering the name on first use).
-    Login = "login" (Write, direct: true, acts: Acts::Named) { user: Name },
+    Login = "login" (Write, direct: true, acts: Acts::Named, session: Session::Starts) { user: Name },
     /// Lists registered users.
     Users = "users" (Read, direct: true, acts: Acts::Anyone) {},
     /// Creates a channel; `user`, when given (ours), owns it: only they may delete it.
@@ -39,7 +39,7 @@ services! {
     /// only its sessions may use (ours).
     Register = "register" (Write, direct: true, acts: Acts::Named) { user: Name },
     /// Ends the session whose `token` the request carries (ours).
-    Logout = "logout" (Write, direct: true, acts: Acts::Person("user")) { user: Name },
+    Logout = "logout" (Write, direct: true, acts: Acts::Person("user"), session: Session::Ends) { user: Name },
     /// Changes an account's password from the request's `password` to `new`, ending every
     /// other session (ours).
     Password = "password" (Write, direct: true, acts: Acts::Person("user")) {
@@ -47,7 +47,7 @@ services! {
         new: Secret as Required<MAX_PASSWORD_BYTES>,
     },
     /// Closes an account, proven by the request's `password` (ours).
-    Unregister = "unregister" (Write, direct: true, acts: Acts::Person("user")) { user: Name },
+    Unregister = "unregister" (Write, direct: true, acts: Acts::Person("user"), session: Session::Ends) { user: Name },
     /// A client is alive: `user` is online from `device` (ours). Presence lives in memory and
     /// travels between servers on its own (not in the log).
     Beat = "beat" (Read, direct: true, acts: Acts::FrontEnd) {
@@ -64,13 +64,13 @@ services! {
     },
     /// `user` joins `channel`, and gets its newest `limit` posts (ours): a write whose answer
     /// reads the channel's newest posts once the write is stored.
-    Join = "join" (Write, direct: true, acts: Acts::Person("user")) {
+    Join = "join" (Write, direct: true, acts: Acts::Person("user"), session: Session::Follows("channel")) {
         user: Name,
         channel: Name,
         limit: usize as Limit<0>,
     },
     /// `user` leaves `channel` (ours).
-    Leave = "leave" (Write, direct: true, acts: Acts::Person("user")) {
+    Leave = "leave" (Write, direct: true, acts: Acts::Person("user"), session: Session::Unfollows("channel")) {
         user: Name,
         channel: Name,
     },
@@ -306,6 +306,39 @@ mod tests {
                     ..RequestMeta::default()
                 }
             );
+        }
+    }
+
+    /// The fields a declaration names (whom it acts as, the channel a session follows) are
+    /// fields of its request, and only a service that names a person starts a session.
+    #[test]
+    fn declared_fields_are_the_requests_own() {
+        let all = crate::examples::requests();
+        let mut present = std::collections::BTreeSet::new();
+        for req in &all {
+            for (k, _) in &req.to_envelope().data.0 {
+                if let Some(k) = k.as_str() {
+                    present.insert((req.service(), k.to_owned()));
+                }
+            }
+        }
+        for s in crate::SERVICES {
+            let mut named = Vec::new();
+            if let Acts::Person(f) = s.acts {
+                named.push(f);
+            }
+            match s.session {
+                Session::Follows(f) | Session::Unfollows(f) => named.push(f),
+                Session::Starts => assert_eq!(s.acts, Acts::Named, "{}", s.name),
+                Session::Keeps | Session::Ends => {}
+            }
+            for f in named {
+                assert!(
+                    present.contains(&(s.name, f.to_owned())),
+                    "`{}` declares field `{f}`, which no example of its request holds",
+                    s.name
+                );
+            }
         }
     }
 

@@ -36,6 +36,23 @@ pub enum Acts {
     FrontEnd,
 }
 
+/// What a service's success does to a session that a front end keeps for a person (the web
+/// gateway; IRC will too): declared with the service, so a front end matches this, never
+/// service names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Nothing.
+    Keeps,
+    /// Starts one for the person named (`login`): it carries the session's token and device.
+    Starts,
+    /// Ends it (`logout`, `unregister`).
+    Ends,
+    /// The session follows the channel in this field from now on (`join`).
+    Follows(&'static str),
+    /// It stops following the channel in this field (`leave`).
+    Unfollows(&'static str),
+}
+
 /// One client service, as declared with its request in `request.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
@@ -46,6 +63,8 @@ pub struct Service {
     pub direct: bool,
     /// Who it acts as.
     pub acts: Acts,
+    /// What it does to a front end's session.
+    pub session: Session,
 }
 
 pub use crate::request::SERVICES;
@@ -55,15 +74,34 @@ pub fn service(name: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.name == name)
 }
 
+/// Whether service `name` starts a session (`login`): its answer carries what a new session
+/// needs, and a retry of one that checks a password is never answered as a repeat.
+pub fn starts_session(name: &str) -> bool {
+    service(name).is_some_and(|s| s.session == Session::Starts)
+}
+
 /// Declares the client services: for each, its request (a variant of `Request` and its
 /// fields, each with its codec as in `event_kinds!`), its name, its effect, whether a client
-/// may send it to a server directly, and who it acts as. From it come `Request`, its parsing,
+/// may send it to a server directly, who it acts as, and (when it does anything) what it does
+/// to a front end's session. From it come `Request`, its parsing,
 /// its name, its encoding and the one list `SERVICES`; nothing else names a service's fields.
+/// A service's session effect: the one declared, or `Session::Keeps`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! session_of {
+    () => {
+        $crate::Session::Keeps
+    };
+    ($session:expr) => {
+        $session
+    };
+}
+
 macro_rules! services {
     (
         $(
             $(#[$meta:meta])*
-            $variant:ident = $name:literal ($effect:ident, direct: $direct:literal, acts: $acts:expr) {
+            $variant:ident = $name:literal ($effect:ident, direct: $direct:literal, acts: $acts:expr $(, session: $session:expr)?) {
                 $( $(#[$field_meta:meta])* $field:ident : $ty:ty $(as $codec:ty)? ),* $(,)?
             }
         ),* $(,)?
@@ -86,6 +124,7 @@ macro_rules! services {
                     effect: $crate::Effect::$effect,
                     direct: $direct,
                     acts: $acts,
+                    session: $crate::session_of!($($session)?),
                 },
             )*
         ];
@@ -100,6 +139,7 @@ macro_rules! services {
                             effect: $crate::Effect::$effect,
                             direct: $direct,
                             acts: $acts,
+                            session: $crate::session_of!($($session)?),
                         },
                     )*
                 }

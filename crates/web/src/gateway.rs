@@ -23,7 +23,8 @@ use palaver_client::feed::{position, Feed, SECOND_REPAIR};
 use palaver_client::SharedClock;
 use palaver_core::LogGate;
 use palaver_proto::{
-    now_secs, Acts, Cursor, Envelope, EventRef, HistoryQuery, Map, Name, Publication, Reply, Status,
+    now_secs, Acts, Cursor, Envelope, EventRef, HistoryQuery, Map, Name, Publication, Reply,
+    Session as OnSession, Status,
 };
 use serde_json::{json, Value as Json};
 
@@ -281,71 +282,41 @@ impl Gateway {
         mut data: Map,
     ) -> Result<(Envelope, Option<String>, Then), String> {
         let session = &self.sessions[&sid];
-        // Who each service acts as is declared with it (`palaver_proto::SERVICES`).
-        let acts = match palaver_proto::service(service) {
-            Some(s) => s.acts,
-            None => return Err(format!("unknown service `{service}`")),
+        // Who each service acts as, and what it does to the session, are declared with it
+        // (`palaver_proto::SERVICES`).
+        let Some(declared) = palaver_proto::service(service) else {
+            return Err(format!("unknown service `{service}`"));
         };
-        if data.get("token").is_some() && service != "login" {
-            return Err("the gateway keeps your session: send `token` only with `login`".into());
+        let starts = declared.session == OnSession::Starts;
+        if data.get("token").is_some() && !starts {
+            let starting: Vec<String> = palaver_proto::SERVICES
+                .iter()
+                .filter(|s| s.session == OnSession::Starts)
+                .map(|s| format!("`{}`", s.name))
+                .collect();
+            return Err(format!(
+                "the gateway keeps your session: send `token` only with {}",
+                starting.join(" or ")
+            ));
         }
         let me = session.user.as_ref();
         let login_needed = || "log in first".to_owned();
-        let mut then = Then::Nothing;
         let mut token = session.token.clone();
-        match acts {
+        match declared.acts {
             Acts::FrontEnd => {
                 return Err(format!("`{service}` is the gateway's to send, not yours"))
             }
             Acts::Anyone => {}
             Acts::Named => {
-                let user = Name::parse(
-                    data.opt_str("user")
-                        .map_err(|e| e.to_string())?
-                        .unwrap_or(""),
-                )
-                .map_err(|e| format!("field `user`: {e}"))?;
-                if service == "login" {
-                    let device = match data.take("device") {
-                        None => format!("{:012x}", rand::random::<u64>() >> 16),
-                        Some(v) => v
-                            .as_str()
-                            .filter(|d| valid_device(d))
-                            .ok_or_else(|| {
-                                format!(
-                                    "field `device` must be 1 to {MAX_DEVICE} letters, digits, `-` or `_`"
-                                )
-                            })?
-                            .to_owned(),
-                    };
-                    token = data.opt_str("token").ok().flatten().map(str::to_owned);
-                    then = Then::Login {
-                        user,
-                        device,
-                        token: token.clone(),
-                    };
-                } else {
+                // The person named proves nothing yet; a session they had is not sent.
+                named(&data, "user")?;
+                if !starts {
                     token = None;
                 }
             }
             Acts::Person(field) => {
                 let me = me.ok_or_else(login_needed)?;
                 claim(&mut data, field, me)?;
-                match service {
-                    "logout" | "unregister" => then = Then::Logout,
-                    "join" | "leave" => {
-                        let channel = data.opt_str("channel").ok().flatten().unwrap_or("");
-                        let channel = Name::parse(channel)
-                            .map_err(|e| format!("field `channel`: {e}"))?
-                            .to_string();
-                        then = if service == "join" {
-                            Then::Join(channel)
-                        } else {
-                            Then::Leave(channel)
-                        };
-                    }
-                    _ => {}
-                }
             }
             Acts::Device => {
                 let me = me.ok_or_else(login_needed)?;
@@ -359,6 +330,32 @@ impl Gateway {
                 }
             }
         }
+        let then = match declared.session {
+            OnSession::Keeps => Then::Nothing,
+            OnSession::Starts => {
+                let device = match data.take("device") {
+                    None => format!("{:012x}", rand::random::<u64>() >> 16),
+                    Some(v) => v
+                        .as_str()
+                        .filter(|d| valid_device(d))
+                        .ok_or_else(|| {
+                            format!(
+                                "field `device` must be 1 to {MAX_DEVICE} letters, digits, `-` or `_`"
+                            )
+                        })?
+                        .to_owned(),
+                };
+                token = data.opt_str("token").ok().flatten().map(str::to_owned);
+                Then::Login {
+                    user: named(&data, "user")?,
+                    device,
+                    token: token.clone(),
+                }
+            }
+            OnSession::Ends => Then::Logout,
+            OnSession::Follows(field) => Then::Join(named(&data, field)?.to_string()),
+            OnSession::Unfollows(field) => Then::Leave(named(&data, field)?.to_string()),
+        };
         Ok((
             Envelope {
                 service: service.to_owned(),
@@ -887,6 +884,12 @@ fn valid_device(d: &str) -> bool {
 }
 
 /// Sets `field` to `me`, refusing a request that names someone else there.
+/// The name in `data`'s `field`.
+fn named(data: &Map, field: &'static str) -> Result<Name, String> {
+    let given = data.opt_str(field).map_err(|e| e.to_string())?;
+    Name::parse(given.unwrap_or("")).map_err(|e| format!("field `{field}`: {e}"))
+}
+
 fn claim(data: &mut Map, field: &'static str, me: &Name) -> Result<(), String> {
     if let Some(v) = data.get(field) {
         let named = v.as_str().and_then(|s| Name::parse(s).ok());

@@ -256,7 +256,7 @@ impl Engine {
                     .data
                     .set("server", rmpv::Value::from(self.name.as_str()));
                 // A client learns the coordinator when it logs in (then from `servers`).
-                if reply.service == "login" {
+                if palaver_proto::starts_session(&reply.service) {
                     if let Some(c) = self.coordinator() {
                         let name = rmpv::Value::from(c.name.as_str());
                         reply.data.set("coordinator", name);

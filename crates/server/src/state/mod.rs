@@ -598,7 +598,8 @@ impl State {
         .unwrap_or_else(Outcome::Refused);
         // A login with a password opens a new session each time: a retry must not be answered
         // as "repeated", which would carry no token.
-        let request = request.filter(|_| service != "login" || proofs.password.is_none());
+        let request = request
+            .filter(|_| !palaver_proto::starts_session(service) || proofs.password.is_none());
         let handled = self.decide(service, outcome, request, now, lamport);
         // A refused request moves no clock, so it records no use either; nor does one that
         // waits for password work (the driver sets the clock back until it is decided).
@@ -663,7 +664,7 @@ impl State {
             }
             Pending::Unregister { user } => (unregister::verified(self, user, verdict), None),
         };
-        let request = request.filter(|_| service != "login");
+        let request = request.filter(|_| !palaver_proto::starts_session(service));
         // The same request may have taken effect elsewhere while its password work ran (the
         // broker sent it again when this server was slow): it is not made twice. Made twice,
         // this server remembered its own, later event and never hid it, while every other
