@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use palaver_proto::{Envelope, Event, Name, Reply, Status};
-use palaver_server::engine::{self, Done, Engine, Failure, Input, Job, Now, Output, Route, Setup};
+use palaver_server::engine::{self, Asker, Done, Engine, Failure, Input, Job, Now, Output, Setup};
 use palaver_store::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -645,12 +645,12 @@ impl World {
         let me = self.servers[s].name.clone();
         match o {
             Output::Reply { route, reply } => match route {
-                Route::Broker(token) => {
+                Asker::Broker(token) => {
                     self.check_durable(s, &reply);
                     let delay = self.rng.gen_range(0..2);
                     self.at(delay, Due::Answer { token, reply });
                 }
-                Route::Direct(route) => {
+                Asker::Direct(route) => {
                     let asker = route
                         .first()
                         .and_then(|r| std::str::from_utf8(r).ok())
@@ -660,7 +660,6 @@ impl World {
                         self.send(s, t, Msg::Answer { body });
                     }
                 }
-                Route::Internal | Route::Peer(_) => {}
             },
             Output::Publish { topic, envelope } => {
                 if topic == palaver_proto::TOPIC_SERVERS {
@@ -1092,7 +1091,7 @@ impl World {
                 engine.handle_timeout(now);
                 let answer = std::iter::from_fn(|| engine.poll_output()).find_map(|o| match o {
                     Output::Reply {
-                        route: Route::Direct(_),
+                        route: Asker::Direct(_),
                         reply,
                     } => Some(Reply::status(&reply) != Status::Error),
                     _ => None,

@@ -6,7 +6,9 @@ use palaver_proto::{Envelope, Event, Reply, Status};
 
 use super::aside::RETRY_COMMIT;
 use super::deletes::Crash;
-use super::{Done, Engine, Held, Job, Output, Route, REPLICA_COMMIT_DELAY, REPLICA_COMMIT_EVENTS};
+use super::{
+    Asker, Done, Engine, Held, Job, Output, Route, REPLICA_COMMIT_DELAY, REPLICA_COMMIT_EVENTS,
+};
 use crate::state::Handled;
 
 impl Engine {
@@ -244,7 +246,7 @@ impl Engine {
     /// step to a peer.
     pub(super) fn reply(&mut self, route: Route, mut reply: Envelope) {
         match route {
-            Route::Broker(_) => {
+            Route::Broker(token) => {
                 if !self.accepting {
                     self.dropped_replies += 1;
                     return;
@@ -262,11 +264,13 @@ impl Engine {
                         reply.data.set("coordinator", name);
                     }
                 }
+                let route = Asker::Broker(token);
                 self.outputs.push_back(Output::Reply { route, reply });
             }
-            Route::Direct(_) => {
+            Route::Direct(frames) => {
                 let refused = Reply::status(&reply) == Status::Error;
                 reply.stamp(self.wall(), self.lamport.for_answer(refused));
+                let route = Asker::Direct(frames);
                 self.outputs.push_back(Output::Reply { route, reply });
             }
             Route::Peer(peer) => self.tell_step(&peer, reply),

@@ -104,6 +104,16 @@ pub enum Route {
     Peer(String),
 }
 
+/// Whoever asked, as an answer goes back to them: the two routes of [`Route`] that lead to a
+/// requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asker {
+    /// Through the broker, which named the request by this token.
+    Broker(u64),
+    /// On this server's peer endpoint: the requester's routing frames.
+    Direct(Vec<Vec<u8>>),
+}
+
 /// What the peers sent, for replication, two-phase deletes and presence (read from the peer
 /// endpoint by `endpoint.rs`, or from answers to this server's requests).
 #[derive(Debug)]
@@ -209,8 +219,8 @@ pub enum Input {
 /// What the driver is asked to do, in order.
 #[derive(Debug)]
 pub enum Output {
-    /// Send an answer along its route (to the broker, or on the peer endpoint), stamped.
-    Reply { route: Route, reply: Envelope },
+    /// Send an answer, stamped, to whoever asked.
+    Reply { route: Asker, reply: Envelope },
     /// Publish on `topic`.
     Publish { topic: String, envelope: Envelope },
     /// Commit this batch (the writer is idle); its [`Done`] comes back as

@@ -239,7 +239,7 @@ fn replies(out: &[Output]) -> Vec<(u64, &Envelope)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Reply {
-                route: Route::Broker(t),
+                route: Asker::Broker(t),
                 reply,
             } => Some((*t, reply)),
             _ => None,
@@ -329,7 +329,7 @@ fn a_write_is_answered_once_durable_and_acknowledged_publications_first() {
             matches!(
                 o,
                 Output::Reply {
-                    route: Route::Broker(3),
+                    route: Asker::Broker(3),
                     ..
                 }
             )
@@ -646,7 +646,7 @@ fn an_election_is_answered_from_below_and_refused_from_above_moving_no_clock() {
     let out = rig.hear("s0", &from_below);
     let answer = out.iter().find_map(|o| match o {
         Output::Reply {
-            route: Route::Direct(_),
+            route: Asker::Direct(_),
             reply,
         } => Some(reply.clone()),
         _ => None,
@@ -664,7 +664,7 @@ fn an_election_is_answered_from_below_and_refused_from_above_moving_no_clock() {
         body: env.to_bytes(),
     });
     let refused = out.iter().any(|o| {
-        matches!(o, Output::Reply { route: Route::Direct(_), reply } if Reply::status(reply) == Status::Error)
+        matches!(o, Output::Reply { route: Asker::Direct(_), reply } if Reply::status(reply) == Status::Error)
     });
     assert!(refused, "{out:?}");
     assert_eq!(rig.engine.lamport(), before, "a refusal moves no clock");

@@ -16,7 +16,7 @@ use palaver_core::Shutdown;
 use palaver_store::Store;
 
 use crate::broker_link::{Arrival, BrokerLink};
-use crate::engine::{Engine, Input, Now, Output, Route, Setup};
+use crate::engine::{Asker, Engine, Input, Now, Output, Setup};
 use crate::hasher::Hasher;
 use crate::peers::{Endpoints, Peers};
 use crate::writer::Writer;
@@ -275,9 +275,9 @@ impl Reactor {
         Ok(())
     }
 
-    fn reply(&mut self, route: Route, reply: palaver_proto::Envelope) {
+    fn reply(&mut self, route: Asker, reply: palaver_proto::Envelope) {
         match route {
-            Route::Broker(token) => {
+            Asker::Broker(token) => {
                 if let Err(e) = self.broker.reply(token, &reply.to_bytes()) {
                     self.engine.dropped_replies += 1;
                     if let Some(quiet) = self.fail_log.admit(Instant::now()) {
@@ -285,11 +285,7 @@ impl Reactor {
                     }
                 }
             }
-            Route::Direct(route) => self.peers.answer(&route, &reply),
-            Route::Peer(_) => {
-                tracing::error!("a two-phase step as a reply: the engine sends those itself")
-            }
-            Route::Internal => {}
+            Asker::Direct(route) => self.peers.answer(&route, &reply),
         }
     }
 }
