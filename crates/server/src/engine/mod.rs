@@ -341,7 +341,7 @@ pub struct Engine {
     /// When to take clients even if not caught up with every peer (the peers may be
     /// unreachable): a grace after start-up, or after recovering from failed commits.
     serve_anyway_at: Instant,
-    /// The time of the input being handled, and of the last turn.
+    /// The time of the input being handled, and when the engine last ran (an input or a turn).
     now: Now,
     last_turn: Instant,
     /// Client requests handled since the last turn.
@@ -491,7 +491,18 @@ impl Engine {
     /// Takes in what arrived at `now`.
     pub fn handle(&mut self, now: Now, input: Input) {
         self.now = now;
+        self.stopped(now.at);
         match input {
+            Input::Request { .. } if !self.accepting => {
+                // Out of the broker's rotation (starting, stepped aside, or just back from a
+                // stop): the broker gives what it sent here to another server once it hears
+                // that this one left. Decided here, against memory that may be behind, it
+                // refused a post to a channel whose creation had been acknowledged (a
+                // request that reached a paused server, handled the moment it ran again;
+                // the simulation found it, seed 14795).
+                self.dropped_replies += 1;
+                self.requests += 1;
+            }
             Input::Request { token, body } => {
                 if let Some(q) = self.request(Route::Broker(token), body) {
                     self.batch.push(q);
@@ -516,10 +527,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = now;
         let at = now.at;
-        let since = at.saturating_duration_since(std::mem::replace(&mut self.last_turn, at));
-        if since > STOPPED_AFTER {
-            self.woke(since);
-        }
+        self.stopped(at);
         if self.repl.poll_timeout().is_some_and(|t| t <= at) {
             self.repl.handle_timeout(at);
         }
@@ -557,6 +565,16 @@ impl Engine {
             let n = std::mem::take(&mut self.requests);
             let (mut sink, coord) = self.sink();
             coord.on_client_requests(n, &mut sink);
+        }
+    }
+
+    /// Whether the server was stopped before `at` (nothing ran for longer than the broker
+    /// waits for a silent server): then it steps out of the rotation until caught up, before
+    /// it decides anything.
+    fn stopped(&mut self, at: Instant) {
+        let since = at.saturating_duration_since(std::mem::replace(&mut self.last_turn, at));
+        if since > STOPPED_AFTER {
+            self.woke(since);
         }
     }
 

@@ -898,3 +898,37 @@ fn a_prepare_fetched_back_from_a_peer_is_decided() {
         job.events
     );
 }
+
+/// A request that reached a server while it was stopped, handed over the moment it runs
+/// again, is not decided against memory that is behind: the server leaves the rotation first,
+/// and the broker gives the request to another (answered here, it refused a post to a channel
+/// created meanwhile; the simulation found it, seed 14795).
+#[test]
+fn a_request_that_waited_out_a_stop_is_left_to_the_broker() {
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    rig.ack("s2", 0);
+    rig.serving();
+    rig.ms += 1_500;
+    let mut out = rig.ask(8, login("bob"));
+    out.extend(rig.ask(9, post("ana", "den", "hello")));
+    out.extend(rig.turn());
+    assert!(
+        out.iter().any(|o| matches!(o, Output::LeaveBroker)),
+        "{out:?}"
+    );
+    assert_eq!(rig.engine.dropped_replies, 2);
+    // Caught up again, back in the rotation: neither request was decided here, so neither
+    // is answered, not even once the rotation takes this server back.
+    let theirs = PeerReply::Vector {
+        vector: [("s2".to_owned(), 0)].into_iter().collect(),
+    };
+    for job in commits(std::mem::take(&mut out)) {
+        out.extend(rig.commit_turn(job));
+    }
+    out.extend(rig.answer("s2", PeerAsk::Vector, &theirs));
+    out.extend(rig.turn());
+    assert!(joined(&out), "back in the rotation");
+    out.extend(rig.advance(1_000));
+    assert!(replies(&out).is_empty(), "not answered: {out:?}");
+}
