@@ -36,6 +36,31 @@ pub struct Receipt {
     pub read: Option<f64>,
 }
 
+impl InboxPage {
+    /// Reads an `inbox` answer.
+    ///
+    /// # Errors
+    /// When its messages cannot be read.
+    pub fn parse(reply: &palaver_proto::Envelope) -> Result<InboxPage, palaver_proto::ProtoError> {
+        let (events, more) = HistoryQuery::parse_reply(reply)?;
+        let cursor = reply
+            .data
+            .get("cursor")
+            .and_then(|v| v.as_map())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(InboxPage {
+            events,
+            cursor,
+            more,
+        })
+    }
+}
+
 impl Connection {
     /// The next page of `user`'s inbox for `device` (at most `limit` events).
     ///
@@ -52,22 +77,7 @@ impl Connection {
             device: device.to_owned(),
             limit,
         })?;
-        let (events, more) = HistoryQuery::parse_reply(&reply)?;
-        let cursor = reply
-            .data
-            .get("cursor")
-            .and_then(|v| v.as_map())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(InboxPage {
-            events,
-            cursor,
-            more,
-        })
+        Ok(InboxPage::parse(&reply)?)
     }
 
     /// Confirms that `device` has taken `user`'s inbox up to `cursor`.

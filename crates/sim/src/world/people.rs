@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use palaver_client::calls::{Calls, Due as CallDue};
-use palaver_proto::{Envelope, EventKind, HistoryQuery, MessageKind, Reply, Status};
+use palaver_proto::{Envelope, EventKind, MessageKind, Reply, Status};
 use rand::Rng;
 
 use super::{Due, World, CLIENT_ATTEMPTS, CLIENT_TIMEOUT, FAULTS_FOR};
@@ -438,7 +438,7 @@ impl World {
     /// already covered by a cursor the cluster confirmed must not come again (where read your
     /// writes holds: the `taken` was acknowledged once the live servers held it).
     fn inbox_page(&mut self, c: usize, reply: &Envelope) {
-        let (events, _more) = match HistoryQuery::parse_reply(reply) {
+        let page = match palaver_client::InboxPage::parse(reply) {
             Ok(page) => page,
             Err(e) => {
                 self.checks.violation(format!(
@@ -448,16 +448,7 @@ impl World {
                 return;
             }
         };
-        let cursor: Cursor = reply
-            .data
-            .get("cursor")
-            .and_then(|v| v.as_map())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_u64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (events, cursor) = (page.events, page.cursor);
         let me = self.clients[c].name.clone();
         for e in events {
             let EventKind::Message(MessageKind::Direct { dst, .. }) = &e.kind else {
