@@ -10,6 +10,7 @@
 
 pub mod balance;
 pub mod berkeley;
+pub mod claims;
 pub mod commit;
 pub mod election;
 pub mod guard;

@@ -1,0 +1,769 @@
+//! Claims decided by a majority, as a state machine without I/O: one log of claims (a name
+//! created, a password registered or changed, a channel and its owner, a name retired) whose
+//! every slot is decided once for the whole cluster by Paxos (Multi-Paxos: one leader, many
+//! slots), so no partition can take an acknowledged claim back or give one slot two values.
+//!
+//! ```text
+//!  leader: Prepare(ballot, from slot) ──▶ every member (itself too): promise, or refuse (Nack)
+//!          ◀── Promise(what each accepted from that slot on, what each knows decided)
+//!          a majority promised: re-proposes what they accepted (the highest ballot's, per
+//!          slot; a gap gets a no-op), then new claims in the next slots
+//!  leader: Accept(ballot, slot, entry) ──▶ every member: record it unless it promised higher
+//!          ◀── Accepted(ballot, slot)
+//!          a majority accepted: decided ──Decided(slot, entry)──▶ everyone
+//!  every member hands out the decided slots in order, each once (Apply)
+//! ```
+//!
+//! Safety is Paxos's: a value accepted by a majority under ballot b is seen by every later
+//! leader's majority of promises (two majorities meet), which re-proposes it, so a slot never
+//! takes two values, whoever leads, whatever is lost, duplicated, delayed or crashed. Ballots
+//! order leaders, not the bully election: both sides of a partition may elect a coordinator,
+//! but only one side can hold a majority of promises.
+//!
+//! Who may propose is the driver's choice (Palaver proposes at the coordinator, which the
+//! others forward to); any member may, at the cost of duelling leaders. A proposal's answer:
+//! - `Decided { slot }`: a majority accepted it; it is the log's entry at `slot`;
+//! - `NoMajority`: this member never gathered a majority of promises, so nothing of the
+//!   proposal was sent for acceptance: it will never take effect (a member cut off from the
+//!   majority answers this, within the phase's timeout);
+//! - `Unknown`: it was sent for acceptance, but a majority did not accept in time (the leader
+//!   was cut off, or another took over): a later leader may still decide it, or not. The
+//!   driver says so, and a retry of the same request finds out.
+//!
+//! Records are the driver's to keep: it stores each [`Action::Record`] durably before it sends
+//! anything that comes after it (a promise or an acceptance must survive a crash), and hands
+//! them back through [`Node::restore`] after a restart, with the decided entries through
+//! [`Node::restore_decided`]. Membership is every member that may vote (for Palaver, every
+//! server the reference ranked, live or not): a majority of it, not of the live ones.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Orders leaders: the higher round wins, then the higher name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ballot {
+    pub round: u64,
+    pub node: String,
+}
+
+/// A slot's value: a claim, or nothing (what a new leader puts in a slot that no one in its
+/// majority accepted anything for, below one they did).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry<V> {
+    Claim(V),
+    Noop,
+}
+
+/// The messages between members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg<V> {
+    /// A would-be leader asks for a promise, and for what was accepted from slot `from` on.
+    Prepare {
+        ballot: Ballot,
+        from: u64,
+    },
+    /// The promise, with what this member accepted from the asked slot on (and under which
+    /// ballot), and what it knows was decided there.
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<(u64, Ballot, Entry<V>)>,
+        decided: Vec<(u64, Entry<V>)>,
+    },
+    /// The leader proposes `entry` for `slot`.
+    Accept {
+        ballot: Ballot,
+        slot: u64,
+        entry: Entry<V>,
+    },
+    Accepted {
+        ballot: Ballot,
+        slot: u64,
+    },
+    /// Refused: this member promised `promised`, higher than `ballot`.
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
+    /// `slot` is decided.
+    Decided {
+        slot: u64,
+        entry: Entry<V>,
+    },
+    /// A member that found a gap in what it knows decided asks for the slots from `from` on.
+    Catchup {
+        from: u64,
+    },
+    /// The answer: decided slots, in order (at most [`MAX_CATCHUP`]).
+    Log {
+        entries: Vec<(u64, Entry<V>)>,
+    },
+}
+
+/// The most decided slots one [`Msg::Log`] carries.
+pub const MAX_CATCHUP: usize = 1_000;
+
+/// What a member must store durably before it sends what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<V> {
+    /// It promised to take nothing below `ballot`.
+    Promised(Ballot),
+    /// It accepted `entry` for `slot` under `ballot` (which implies the promise).
+    Accepted {
+        slot: u64,
+        ballot: Ballot,
+        entry: Entry<V>,
+    },
+}
+
+/// What became of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Decided { slot: u64 },
+    NoMajority,
+    Unknown,
+}
+
+/// What the driver should do, in order: a send that follows a record leaves only once the
+/// record is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<V> {
+    Send {
+        to: String,
+        msg: Msg<V>,
+    },
+    Record(Record<V>),
+    /// The next slot of the log is decided: apply it (each slot once, in order).
+    Apply {
+        slot: u64,
+        entry: Entry<V>,
+    },
+    /// The answer to proposal `id`, once it is decided and applied here, or given up.
+    Answer {
+        id: u64,
+        outcome: Outcome,
+    },
+}
+
+/// Timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// How long a phase (promises, or one slot's acceptances) waits for a majority.
+    pub phase: Duration,
+    /// How often unanswered prepares and accepts are sent again.
+    pub resend: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            phase: Duration::from_millis(1_500),
+            resend: Duration::from_millis(250),
+        }
+    }
+}
+
+struct Campaign<V> {
+    ballot: Ballot,
+    from: u64,
+    promises: BTreeMap<String, Vec<(u64, Ballot, Entry<V>)>>,
+    since: Instant,
+    resend_at: Instant,
+}
+
+enum Role<V> {
+    Follower,
+    Campaigning(Campaign<V>),
+    Leading { ballot: Ballot, next_slot: u64 },
+}
+
+/// A slot the leader has proposed and not yet seen decided.
+struct Proposing<V> {
+    entry: Entry<V>,
+    votes: BTreeSet<String>,
+    id: Option<u64>,
+    since: Instant,
+    resend_at: Instant,
+}
+
+/// One member: acceptor and learner always, leader when it proposes.
+pub struct Node<V> {
+    me: String,
+    timeouts: Timeouts,
+    members: BTreeSet<String>,
+    // ---- acceptor (durable) ----
+    promised: Ballot,
+    accepted: BTreeMap<u64, (Ballot, Entry<V>)>,
+    // ---- learner ----
+    decided: BTreeMap<u64, Entry<V>>,
+    /// Slots 1..=applied were handed out.
+    applied: u64,
+    // ---- proposer ----
+    role: Role<V>,
+    /// The highest round seen anywhere, so the next campaign goes above it.
+    highest: u64,
+    proposing: BTreeMap<u64, Proposing<V>>,
+    /// Proposals waiting for this member to lead: id, claim, when asked.
+    waiting: VecDeque<(u64, V, Instant)>,
+    /// Answers held until their slot is applied here.
+    answers: BTreeMap<u64, u64>,
+    /// When to campaign again for the waiting proposals (after another leader refused).
+    retry_at: Option<Instant>,
+    /// A gap in what this member knows decided: whom to ask, when, and the slot it knows of
+    /// (everything below is decided somewhere).
+    behind: Option<(String, Instant, u64)>,
+    actions: VecDeque<Action<V>>,
+}
+
+impl<V: Clone + PartialEq> Node<V> {
+    pub fn new(me: impl Into<String>, timeouts: Timeouts) -> Node<V> {
+        Node {
+            me: me.into(),
+            timeouts,
+            members: BTreeSet::new(),
+            promised: Ballot::default(),
+            accepted: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            applied: 0,
+            role: Role::Follower,
+            highest: 0,
+            proposing: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            answers: BTreeMap::new(),
+            retry_at: None,
+            behind: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Every member that votes, this one included; a majority of them decides.
+    pub fn set_members(&mut self, members: impl IntoIterator<Item = String>) {
+        self.members = members.into_iter().collect();
+        self.members.insert(self.me.clone());
+    }
+
+    fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    /// Takes back a record stored before a restart.
+    pub fn restore(&mut self, record: Record<V>) {
+        match record {
+            Record::Promised(b) => {
+                self.highest = self.highest.max(b.round);
+                self.promised = self.promised.clone().max(b);
+            }
+            Record::Accepted {
+                slot,
+                ballot,
+                entry,
+            } => {
+                self.highest = self.highest.max(ballot.round);
+                self.promised = self.promised.clone().max(ballot.clone());
+                if self.accepted.get(&slot).is_none_or(|(b, _)| *b <= ballot) {
+                    self.accepted.insert(slot, (ballot, entry));
+                }
+            }
+        }
+    }
+
+    /// Takes back a slot known decided and applied before a restart (the driver's log holds
+    /// it): it is not handed out again.
+    pub fn restore_decided(&mut self, slot: u64, entry: Entry<V>) {
+        self.decided.insert(slot, entry);
+        while self.decided.contains_key(&(self.applied + 1)) {
+            self.applied += 1;
+        }
+    }
+
+    /// The slots handed out so far: 1..=applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The decided entry at `slot`, if known.
+    pub fn decided(&self, slot: u64) -> Option<&Entry<V>> {
+        self.decided.get(&slot)
+    }
+
+    /// Whether this member leads (a majority promised it, and none has refused it since).
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leading { .. })
+    }
+
+    /// Proposes `claim`, answered as `id`: at once in the next slot when this member leads,
+    /// otherwise once it has gathered a majority of promises (it campaigns now).
+    pub fn propose(&mut self, now: Instant, id: u64, claim: V) {
+        if let Role::Leading { .. } = self.role {
+            self.start_slot(now, Entry::Claim(claim), Some(id));
+            return;
+        }
+        self.waiting.push_back((id, claim, now));
+        if matches!(self.role, Role::Follower) {
+            self.campaign(now);
+        }
+    }
+
+    /// Handles a message from `from`.
+    pub fn on_message(&mut self, now: Instant, from: &str, msg: Msg<V>) {
+        match msg {
+            Msg::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Msg::Promise {
+                ballot,
+                accepted,
+                decided,
+            } => self.on_promise(now, from, ballot, accepted, decided),
+            Msg::Accept {
+                ballot,
+                slot,
+                entry,
+            } => {
+                self.note_slot(now, from, slot);
+                self.on_accept(from, ballot, slot, entry);
+            }
+            Msg::Accepted { ballot, slot } => self.on_accepted(from, &ballot, slot),
+            Msg::Nack { ballot, promised } => self.on_nack(now, &ballot, &promised),
+            Msg::Decided { slot, entry } => {
+                self.learn(slot, entry);
+                self.note_slot(now, from, slot);
+            }
+            Msg::Catchup { from: slot } => {
+                let entries = self
+                    .decided
+                    .range(slot..)
+                    .take(MAX_CATCHUP)
+                    .map(|(s, e)| (*s, e.clone()))
+                    .collect();
+                self.send(from, Msg::Log { entries });
+            }
+            Msg::Log { entries } => {
+                for (slot, entry) in entries {
+                    self.learn(slot, entry);
+                }
+                if self
+                    .behind
+                    .as_ref()
+                    .is_some_and(|(_, _, s)| self.applied + 1 >= *s)
+                {
+                    self.behind = None;
+                }
+            }
+        }
+    }
+
+    /// `from` knows of `slot`: if this member lacks a decided slot below it, it will ask.
+    fn note_slot(&mut self, now: Instant, from: &str, slot: u64) {
+        if from == self.me || self.behind.is_some() {
+            return;
+        }
+        if slot > self.applied + 1 {
+            self.behind = Some((from.to_owned(), now + self.timeouts.resend, slot));
+        }
+    }
+
+    /// The earliest moment something is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let campaign = match &self.role {
+            Role::Campaigning(c) => Some(c.resend_at.min(c.since + self.timeouts.phase)),
+            Role::Follower | Role::Leading { .. } => None,
+        };
+        let slots = self
+            .proposing
+            .values()
+            .map(|p| p.resend_at.min(p.since + self.timeouts.phase));
+        let waiting = self
+            .waiting
+            .iter()
+            .map(|(_, _, at)| *at + self.timeouts.phase);
+        campaign
+            .into_iter()
+            .chain(slots)
+            .chain(waiting)
+            .chain(self.retry_at)
+            .chain(self.behind.as_ref().map(|(_, at, _)| *at))
+            .min()
+    }
+
+    /// Carries out what is due at `now`: resends, and phases given up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let phase = self.timeouts.phase;
+        let resend = self.timeouts.resend;
+        let mut sends = Vec::new();
+        if let Some((who, at, slot)) = self.behind.clone() {
+            if self.applied + 1 >= slot {
+                self.behind = None;
+            } else if now >= at {
+                // Still behind the slot it heard of a while ago (the slots below it were
+                // decided, or it would not have been proposed): asked again each `resend`.
+                self.behind = Some((who.clone(), now + resend, slot));
+                let from = self.applied + 1;
+                sends.push((who, Msg::Catchup { from }));
+            }
+        }
+        let mut give_up_campaign = false;
+        if let Role::Campaigning(c) = &mut self.role {
+            if now >= c.since + phase {
+                give_up_campaign = true;
+            } else if now >= c.resend_at {
+                c.resend_at = now + resend;
+                for m in self.members.iter().filter(|m| !c.promises.contains_key(*m)) {
+                    let msg = Msg::Prepare {
+                        ballot: c.ballot.clone(),
+                        from: c.from,
+                    };
+                    sends.push((m.clone(), msg));
+                }
+            }
+        }
+        if give_up_campaign {
+            // No majority answered: nothing of the waiting proposals went out.
+            self.role = Role::Follower;
+            for (id, _, _) in std::mem::take(&mut self.waiting) {
+                self.answer(id, Outcome::NoMajority);
+            }
+        }
+        let mut stale = false;
+        if let Role::Leading { ballot, .. } = &self.role {
+            for (slot, p) in &mut self.proposing {
+                if now >= p.since + phase {
+                    stale = true;
+                } else if now >= p.resend_at {
+                    p.resend_at = now + resend;
+                    for m in self.members.iter().filter(|m| !p.votes.contains(*m)) {
+                        let msg = Msg::Accept {
+                            ballot: ballot.clone(),
+                            slot: *slot,
+                            entry: p.entry.clone(),
+                        };
+                        sends.push((m.clone(), msg));
+                    }
+                }
+            }
+        }
+        for (to, msg) in sends {
+            self.send(&to, msg);
+        }
+        if stale {
+            // A majority did not accept in time: this member no longer counts as leading
+            // (it may be cut off); what it sent may still be decided by the next leader.
+            self.step_down();
+        }
+        // Proposals that waited a whole phase without a campaign under way (one refused and
+        // gave up) are answered: nothing of them went out.
+        if matches!(self.role, Role::Follower) {
+            while let Some((id, _, at)) = self.waiting.front() {
+                if now < *at + phase {
+                    break;
+                }
+                let id = *id;
+                self.waiting.pop_front();
+                self.answer(id, Outcome::NoMajority);
+            }
+            if !self.waiting.is_empty() && self.retry_at.is_some_and(|t| now >= t) {
+                self.campaign(now);
+            }
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action<V>> {
+        self.actions.pop_front()
+    }
+
+    // ---- proposer ----
+
+    fn campaign(&mut self, now: Instant) {
+        self.retry_at = None;
+        self.highest = self.highest.max(self.promised.round) + 1;
+        let ballot = Ballot {
+            round: self.highest,
+            node: self.me.clone(),
+        };
+        let from = self.applied + 1;
+        for m in self.members.clone() {
+            let msg = Msg::Prepare {
+                ballot: ballot.clone(),
+                from,
+            };
+            self.send(&m, msg);
+        }
+        self.role = Role::Campaigning(Campaign {
+            ballot,
+            from,
+            promises: BTreeMap::new(),
+            since: now,
+            resend_at: now + self.timeouts.resend,
+        });
+    }
+
+    fn on_promise(
+        &mut self,
+        now: Instant,
+        from: &str,
+        ballot: Ballot,
+        accepted: Vec<(u64, Ballot, Entry<V>)>,
+        decided: Vec<(u64, Entry<V>)>,
+    ) {
+        for (slot, entry) in decided {
+            self.learn(slot, entry);
+        }
+        let majority = self.majority();
+        let member = self.members.contains(from);
+        let Role::Campaigning(c) = &mut self.role else {
+            return;
+        };
+        if c.ballot != ballot || !member {
+            return;
+        }
+        c.promises.insert(from.to_owned(), accepted);
+        if c.promises.len() < majority {
+            return;
+        }
+        // A majority promised: what any of them accepted may have been decided; the highest
+        // ballot's value of each slot is proposed again, gaps below get a no-op.
+        let mut best: BTreeMap<u64, (Ballot, Entry<V>)> = BTreeMap::new();
+        for (slot, b, entry) in c.promises.values().flatten() {
+            if best.get(slot).is_none_or(|(seen, _)| seen < b) {
+                best.insert(*slot, (b.clone(), entry.clone()));
+            }
+        }
+        let from_slot = c.from;
+        let ballot = c.ballot.clone();
+        let top = best
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.decided.keys().next_back().copied().unwrap_or(0));
+        self.role = Role::Leading {
+            ballot,
+            next_slot: top + 1,
+        };
+        for slot in from_slot..=top {
+            if self.decided.contains_key(&slot) {
+                continue;
+            }
+            let entry = best.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
+            self.open_slot(now, slot, entry, None);
+        }
+        for (id, claim, _) in std::mem::take(&mut self.waiting) {
+            self.start_slot(now, Entry::Claim(claim), Some(id));
+        }
+    }
+
+    /// Proposes `entry` in the next free slot.
+    fn start_slot(&mut self, now: Instant, entry: Entry<V>, id: Option<u64>) {
+        let Role::Leading { next_slot, .. } = &mut self.role else {
+            return;
+        };
+        let slot = *next_slot;
+        *next_slot += 1;
+        self.open_slot(now, slot, entry, id);
+    }
+
+    fn open_slot(&mut self, now: Instant, slot: u64, entry: Entry<V>, id: Option<u64>) {
+        let Role::Leading { ballot, .. } = &self.role else {
+            return;
+        };
+        let ballot = ballot.clone();
+        for m in self.members.clone() {
+            let msg = Msg::Accept {
+                ballot: ballot.clone(),
+                slot,
+                entry: entry.clone(),
+            };
+            self.send(&m, msg);
+        }
+        self.proposing.insert(
+            slot,
+            Proposing {
+                entry,
+                votes: BTreeSet::new(),
+                id,
+                since: now,
+                resend_at: now + self.timeouts.resend,
+            },
+        );
+    }
+
+    fn on_accepted(&mut self, from: &str, ballot: &Ballot, slot: u64) {
+        let Role::Leading { ballot: mine, .. } = &self.role else {
+            return;
+        };
+        if mine != ballot || !self.members.contains(from) {
+            return;
+        }
+        let majority = self.majority();
+        let Some(p) = self.proposing.get_mut(&slot) else {
+            return;
+        };
+        p.votes.insert(from.to_owned());
+        if p.votes.len() < majority {
+            return;
+        }
+        let Some(p) = self.proposing.remove(&slot) else {
+            return;
+        };
+        if let Some(id) = p.id {
+            self.answers.insert(slot, id);
+        }
+        let others: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| **m != self.me)
+            .cloned()
+            .collect();
+        for m in others {
+            let msg = Msg::Decided {
+                slot,
+                entry: p.entry.clone(),
+            };
+            self.send(&m, msg);
+        }
+        self.learn(slot, p.entry);
+    }
+
+    fn on_nack(&mut self, now: Instant, ballot: &Ballot, promised: &Ballot) {
+        self.highest = self.highest.max(promised.round);
+        let mine = match &self.role {
+            Role::Campaigning(c) => &c.ballot,
+            Role::Leading { ballot, .. } => ballot,
+            Role::Follower => return,
+        };
+        if mine != ballot {
+            return;
+        }
+        // Another leader is higher. Waiting proposals try again with a higher ballot a little
+        // later (or are answered once their phase is over); the ones sent for acceptance may
+        // still be decided by it.
+        self.step_down();
+        if !self.waiting.is_empty() {
+            self.retry_at = Some(now + self.timeouts.resend);
+        }
+    }
+
+    /// No longer leads: what it proposed and has not seen decided is answered `Unknown`.
+    fn step_down(&mut self) {
+        self.role = Role::Follower;
+        for (_, p) in std::mem::take(&mut self.proposing) {
+            if let Some(id) = p.id {
+                self.answer(id, Outcome::Unknown);
+            }
+        }
+    }
+
+    // ---- acceptor ----
+
+    fn on_prepare(&mut self, from: &str, ballot: Ballot, slot: u64) {
+        self.highest = self.highest.max(ballot.round);
+        if ballot < self.promised {
+            let promised = self.promised.clone();
+            self.send(from, Msg::Nack { ballot, promised });
+            return;
+        }
+        if ballot > self.promised {
+            self.promised = ballot.clone();
+            self.actions
+                .push_back(Action::Record(Record::Promised(ballot.clone())));
+            if ballot.node != self.me {
+                // Someone else leads from now on.
+                if !matches!(self.role, Role::Follower) {
+                    self.step_down();
+                }
+            }
+        }
+        let accepted = self
+            .accepted
+            .range(slot..)
+            .filter(|(s, _)| !self.decided.contains_key(s))
+            .map(|(s, (b, e))| (*s, b.clone(), e.clone()))
+            .collect();
+        let decided = self
+            .decided
+            .range(slot..)
+            .map(|(s, e)| (*s, e.clone()))
+            .collect();
+        self.send(
+            from,
+            Msg::Promise {
+                ballot,
+                accepted,
+                decided,
+            },
+        );
+    }
+
+    fn on_accept(&mut self, from: &str, ballot: Ballot, slot: u64, entry: Entry<V>) {
+        self.highest = self.highest.max(ballot.round);
+        if ballot < self.promised {
+            let promised = self.promised.clone();
+            self.send(from, Msg::Nack { ballot, promised });
+            return;
+        }
+        if let Some(known) = self.decided.get(&slot) {
+            // Decided already: say so (the leader's value is the same, by Paxos).
+            let entry = known.clone();
+            self.send(from, Msg::Decided { slot, entry });
+        }
+        if ballot > self.promised && ballot.node != self.me && !matches!(self.role, Role::Follower)
+        {
+            self.step_down();
+        }
+        self.promised = ballot.clone();
+        let fresh = self.accepted.get(&slot) != Some(&(ballot.clone(), entry.clone()));
+        if fresh {
+            self.accepted.insert(slot, (ballot.clone(), entry.clone()));
+            self.actions.push_back(Action::Record(Record::Accepted {
+                slot,
+                ballot: ballot.clone(),
+                entry,
+            }));
+        }
+        self.send(from, Msg::Accepted { ballot, slot });
+    }
+
+    // ---- learner ----
+
+    /// `slot` is decided as `entry` (from the leader, or from the driver's log).
+    pub fn learn(&mut self, slot: u64, entry: Entry<V>) {
+        if slot <= self.applied || self.decided.contains_key(&slot) {
+            return;
+        }
+        if let Some(p) = self.proposing.remove(&slot) {
+            if p.entry != entry {
+                // Another leader decided this slot: the proposal goes again, elsewhere.
+                if let (Some(id), Entry::Claim(claim)) = (p.id, p.entry) {
+                    self.waiting.push_back((id, claim, p.since));
+                }
+            } else if let Some(id) = p.id {
+                self.answers.insert(slot, id);
+            }
+        }
+        self.decided.insert(slot, entry);
+        self.accepted.remove(&slot);
+        while let Some(entry) = self.decided.get(&(self.applied + 1)) {
+            self.applied += 1;
+            let slot = self.applied;
+            self.actions.push_back(Action::Apply {
+                slot,
+                entry: entry.clone(),
+            });
+            if let Some(id) = self.answers.remove(&slot) {
+                self.answer(id, Outcome::Decided { slot });
+            }
+        }
+    }
+
+    fn answer(&mut self, id: u64, outcome: Outcome) {
+        self.actions.push_back(Action::Answer { id, outcome });
+    }
+
+    fn send(&mut self, to: &str, msg: Msg<V>) {
+        self.actions.push_back(Action::Send {
+            to: to.to_owned(),
+            msg,
+        });
+    }
+}
