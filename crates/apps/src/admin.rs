@@ -200,12 +200,29 @@ fn print_servers(admin: &Admin) -> anyhow::Result<()> {
         "SERVER", "RANK", "ADDRESS", "ALIVE", "COORDINATOR", "USERS", "CHANNELS"
     );
     let mut views = Vec::new();
+    let mut cut = Vec::new();
     for s in &servers {
         let status = if s.alive { admin.status(s) } else { None };
         let field = |k: &'static str| status.as_ref().and_then(|e| e.data.get(k).cloned());
         let coordinator = field("coordinator").and_then(|v| v.as_str().map(str::to_owned));
-        if let Some(c) = &coordinator {
-            views.push(c.clone());
+        let unreachable: Vec<String> = status
+            .as_ref()
+            .and_then(|e| e.data.str_list("unreachable").ok())
+            .unwrap_or_default();
+        if !unreachable.is_empty() {
+            cut.push(format!(
+                "{} cannot reach {}",
+                s.name,
+                unreachable.join(", ")
+            ));
+        }
+        if s.alive {
+            let view = match (&status, &coordinator) {
+                (None, _) => View::Silent,
+                (Some(_), None) => View::NoCoordinator,
+                (Some(_), Some(c)) => View::Coordinator(c.clone()),
+            };
+            views.push((s.name.clone(), view));
         }
         let num = |k: &'static str| {
             field(k)
@@ -229,14 +246,80 @@ fn print_servers(admin: &Admin) -> anyhow::Result<()> {
             num("channels"),
         );
     }
-    views.sort();
-    views.dedup();
-    match views.as_slice() {
-        [one] => println!("coordinator: {one} (all live servers agree)"),
-        [] => println!("coordinator: none yet"),
-        many => println!("coordinator: servers disagree: {}", many.join(", ")),
+    println!("{}", agreement(&views));
+    for line in cut {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// What a live server says of the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum View {
+    Coordinator(String),
+    NoCoordinator,
+    /// It did not answer.
+    Silent,
+}
+
+/// The line under `admin servers`: "agree" only when every live server answered and names
+/// the same coordinator; otherwise each one's view (a partition shows here: each side names
+/// its own, or none).
+fn agreement(views: &[(String, View)]) -> String {
+    let first = views.first().map(|(_, v)| v);
+    let same = views.iter().all(|(_, v)| Some(v) == first);
+    match (same, first) {
+        (true, Some(View::Coordinator(c))) => format!("coordinator: {c} (all live servers agree)"),
+        (true, Some(View::NoCoordinator)) => "coordinator: none yet".to_owned(),
+        (true, None) => "coordinator: no live server".to_owned(),
+        _ => {
+            let each: Vec<String> = views
+                .iter()
+                .map(|(name, v)| match v {
+                    View::Coordinator(c) => format!("{name} says {c}"),
+                    View::NoCoordinator => format!("{name} knows none"),
+                    View::Silent => format!("{name} did not answer"),
+                })
+                .collect();
+            format!(
+                "coordinator: the live servers do not agree: {}",
+                each.join("; ")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod agreement_tests {
+    use super::*;
+
+    fn v(name: &str, view: View) -> (String, View) {
+        (name.to_owned(), view)
+    }
+
+    #[test]
+    fn agree_only_when_every_live_server_names_the_same() {
+        let c = |n: &str| View::Coordinator(n.to_owned());
+        assert_eq!(
+            agreement(&[v("s1", c("s3")), v("s2", c("s3")), v("s3", c("s3"))]),
+            "coordinator: s3 (all live servers agree)"
+        );
+        // Two sides of a partition, each with its own.
+        assert_eq!(
+            agreement(&[v("s1", c("s2")), v("s2", c("s2")), v("s3", c("s3"))]),
+            "coordinator: the live servers do not agree: s1 says s2; s2 says s2; s3 says s3"
+        );
+        // Servers that know none, or did not answer, are not taken for agreement.
+        assert_eq!(
+            agreement(&[v("s1", View::NoCoordinator), v("s2", View::Silent), v("s3", c("s3"))]),
+            "coordinator: the live servers do not agree: s1 knows none; s2 did not answer; s3 says s3"
+        );
+        assert_eq!(
+            agreement(&[v("s1", View::NoCoordinator), v("s2", View::NoCoordinator)]),
+            "coordinator: none yet"
+        );
+        assert_eq!(agreement(&[]), "coordinator: no live server");
+    }
 }
 
 fn print_clocks(admin: &Admin) -> anyhow::Result<()> {

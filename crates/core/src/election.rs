@@ -14,6 +14,13 @@
 //! member start an election of its own ("bully" it). So once messages flow, the highest live
 //! rank leads and everyone knows it.
 //!
+//! Announcements also travel on a topic that every side of a partition may still reach (the
+//! proxy), though the members cannot reach each other. A member that found a higher one
+//! unreachable (its ping or its election went unanswered) does not take it for coordinator
+//! from the topic alone, only once it hears from it directly (an answer, a reminder): else the
+//! two sides of a partition would take each other's coordinator, find it dead, and elect
+//! again, every couple of seconds for as long as the partition lasts.
+//!
 //! The driver feeds inputs with the current time, carries out [`Action`]s from
 //! [`Election::poll_action`], and calls [`Election::handle_timeout`] at
 //! [`Election::poll_timeout`].
@@ -99,6 +106,10 @@ pub struct Election {
     next_remind: Option<Instant>,
     /// When this member last announced itself on the topic.
     last_announce: Option<Instant>,
+    /// Higher members whose ping or election went unanswered, until heard from directly.
+    unreachable: BTreeSet<Member>,
+    /// Higher members that answered the election under way.
+    answered: BTreeSet<Member>,
     actions: VecDeque<Action>,
     /// Elections this member won, for operators.
     wins: u64,
@@ -116,6 +127,8 @@ impl Election {
             ping_sent: None,
             next_remind: None,
             last_announce: None,
+            unreachable: BTreeSet::new(),
+            answered: BTreeSet::new(),
             actions: VecDeque::new(),
             wins: 0,
         }
@@ -160,6 +173,7 @@ impl Election {
             self.win(now);
             return;
         }
+        self.answered.clear();
         self.phase = Phase::Asking {
             deadline: now + self.timeouts.answer,
         };
@@ -187,6 +201,9 @@ impl Election {
     /// OK: only a higher rank answers, and it then runs an election of its own (a coordinator
     /// asked by a member just reminds it; asked by an operator, it runs one all the same).
     pub fn on_election(&mut self, now: Instant, from: Option<&Member>) -> bool {
+        if let Some(f) = from {
+            self.unreachable.remove(f);
+        }
         if from.is_some_and(|f| f.rank > self.me.rank) {
             return false;
         }
@@ -206,6 +223,8 @@ impl Election {
 
     /// A higher member answered our `election`: it will take over.
     pub fn on_answer(&mut self, now: Instant, from: &Member) {
+        self.unreachable.remove(from);
+        self.answered.insert(from.clone());
         if from.rank > self.me.rank && matches!(self.phase, Phase::Asking { .. }) {
             self.phase = Phase::Waiting {
                 deadline: now + self.timeouts.announce,
@@ -213,9 +232,17 @@ impl Election {
         }
     }
 
-    /// Someone announced `who` as coordinator.
+    /// `who` said directly that it is the coordinator (an announcement or a reminder sent to
+    /// this member): it is reachable.
     pub fn on_coordinator(&mut self, now: Instant, who: &Member) {
-        if *who == self.me {
+        self.unreachable.remove(who);
+        self.on_announcement(now, who);
+    }
+
+    /// `who` was announced coordinator on the topic. Not taken from a member this one found
+    /// unreachable (see the module's notes), until it hears from it directly.
+    pub fn on_announcement(&mut self, now: Instant, who: &Member) {
+        if *who == self.me || self.unreachable.contains(who) {
             return;
         }
         if who.rank < self.me.rank {
@@ -237,6 +264,7 @@ impl Election {
 
     /// The coordinator answered a ping, saying whom it takes for coordinator.
     pub fn on_pong(&mut self, now: Instant, from: &Member, their_coordinator: Option<&Member>) {
+        self.unreachable.remove(from);
         if self.coordinator.as_ref() != Some(from) {
             return;
         }
@@ -270,7 +298,16 @@ impl Election {
     /// Moves time forward to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::Asking { deadline } if now >= deadline => self.win(now),
+            Phase::Asking { deadline } if now >= deadline => {
+                let silent: Vec<Member> = self
+                    .peers
+                    .iter()
+                    .filter(|p| p.rank > self.me.rank && !self.answered.contains(*p))
+                    .cloned()
+                    .collect();
+                self.unreachable.extend(silent);
+                self.win(now);
+            }
             Phase::Waiting { deadline } if now >= deadline => self.start(now),
             _ => {}
         }
@@ -288,6 +325,7 @@ impl Election {
         };
         if let Some(sent) = self.ping_sent {
             if now >= sent + self.timeouts.ping_timeout {
+                self.unreachable.insert(coordinator);
                 self.coordinator = None;
                 self.ping_sent = None;
                 self.next_ping = None;

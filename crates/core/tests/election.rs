@@ -31,7 +31,12 @@ enum Msg {
     Coordinator(Member),
     Ping,
     Pong(Option<Member>),
+    /// An announcement on the `servers` topic, through the proxy.
+    Announced(Member),
 }
+
+/// The proxy's name on the wire: in no partition's group, so every side reaches it.
+const PROXY: &str = "proxy";
 
 struct Node {
     member: Member,
@@ -49,6 +54,8 @@ struct Sim {
     next_list: Instant,
     /// Coordinators announced, per member, for the "one winner" checks.
     announcements: BTreeMap<String, u64>,
+    /// Whether announcements are also published on the topic, which every side reaches.
+    topic: bool,
 }
 
 impl Sim {
@@ -70,6 +77,7 @@ impl Sim {
             wire: Wire::new(seed),
             next_list: now,
             announcements: BTreeMap::new(),
+            topic: false,
         }
     }
 
@@ -151,6 +159,12 @@ impl Sim {
                     for peer in to {
                         self.send(&me, &peer, Msg::Coordinator(coordinator.clone()));
                     }
+                    if self.topic {
+                        for n in self.names().into_iter().filter(|n| *n != me.name) {
+                            let msg = Msg::Announced(coordinator.clone());
+                            self.wire.send(self.now, PROXY, &n, msg);
+                        }
+                    }
                 }
                 Action::Remind { coordinator, to } => {
                     for peer in to {
@@ -163,6 +177,14 @@ impl Sim {
 
     fn deliver(&mut self, m: InFlight<Msg>) {
         let i = self.idx(&m.to);
+        if let Msg::Announced(who) = &m.msg {
+            let now = self.now;
+            if let Some(e) = self.nodes[i].election.as_mut() {
+                e.on_announcement(now, who);
+            }
+            self.flush(i);
+            return;
+        }
         let from = self.nodes[self.idx(&m.from)].member.clone();
         let now = self.now;
         let Some(e) = self.nodes[i].election.as_mut() else {
@@ -183,6 +205,7 @@ impl Sim {
                 e.on_pong(now, &from, theirs.as_ref());
                 None
             }
+            Msg::Announced(_) => unreachable!("handled above"),
         };
         if let Some(reply) = reply {
             let me = self.nodes[i].member.clone();
@@ -532,5 +555,37 @@ fn a_cluster_split_in_two_has_one_coordinator_per_side_then_one_after_heal() {
         sim.wire.heal();
         sim.run(QUIET);
         sim.check_agreement(&format!("{what}, then healed"));
+    }
+}
+
+/// Announcements also go out on the topic, which both sides of a partition reach (the proxy,
+/// while the peer links are cut): each side keeps its own coordinator for as long as the
+/// partition lasts, instead of taking the other side's from the topic, finding it dead and
+/// electing again every couple of seconds; after the heal, one again.
+#[test]
+fn a_partition_the_topic_spans_does_not_make_the_coordinator_flap() {
+    for seed in seeds(20) {
+        let mut sim = Sim::new(seed, &[1, 2, 3]);
+        sim.topic = true;
+        sim.wire.delay = (1, 20);
+        for i in 0..3 {
+            sim.boot(i);
+        }
+        sim.run(QUIET);
+        sim.check_agreement("before the cut");
+        // s3 is cut off from s1 and s2; the reference and the proxy reach everyone.
+        let sides = vec![
+            vec!["s1".to_owned(), "s2".to_owned()],
+            vec!["s3".to_owned()],
+        ];
+        sim.wire.partition_names(&sides);
+        sim.run(QUIET);
+        sim.check_one_coordinator_per_side(&sides, "s3 cut off, the topic spanning both");
+        let before = sim.announcements.clone();
+        sim.run(Duration::from_secs(20));
+        sim.check_no_new_term(&before, "s3 cut off for 20 s, the topic spanning both");
+        sim.wire.heal();
+        sim.run(QUIET);
+        sim.check_agreement("s3 cut off, then healed");
     }
 }

@@ -349,6 +349,8 @@ pub struct StatusReport {
     pub offset: f64,
     pub skew: f64,
     pub peers: Vec<String>,
+    /// Live peers whose last request went unanswered (a partition, a cut link).
+    pub unreachable: Vec<String>,
     pub electing: bool,
     pub rounds: u64,
     pub users: u64,
@@ -447,6 +449,10 @@ impl PeerReply {
                     None | Some(Value::Nil) => Vec::new(),
                     Some(_) => d.str_list("peers")?,
                 },
+                unreachable: match d.get("unreachable") {
+                    None | Some(Value::Nil) => Vec::new(),
+                    Some(_) => d.str_list("unreachable")?,
+                },
                 electing: matches!(d.get("electing"), Some(Value::Boolean(true))),
                 rounds: d.opt_counter("rounds")?.unwrap_or(0),
                 users: d.opt_counter("users")?.unwrap_or(0),
@@ -506,6 +512,11 @@ impl PeerReply {
                 .with("offset", *offset),
             PeerReply::Status(s) => {
                 let peers: Vec<Value> = s.peers.iter().map(|p| Value::from(p.as_str())).collect();
+                let unreachable: Vec<Value> = s
+                    .unreachable
+                    .iter()
+                    .map(|p| Value::from(p.as_str()))
+                    .collect();
                 let mut env = Reply::ok("status")
                     .with("name", s.name.as_str())
                     .with("addr", s.addr.as_str())
@@ -513,6 +524,7 @@ impl PeerReply {
                     .with("offset", s.offset)
                     .with("skew", s.skew)
                     .with("peers", peers)
+                    .with("unreachable", unreachable)
                     .with("electing", s.electing)
                     .with("rounds", s.rounds)
                     .with("users", s.users)
@@ -788,7 +800,8 @@ mod tests {
                 time: 5.0,
                 offset: 0.5,
                 skew: 0.0,
-                peers: vec!["s2".into()],
+                peers: vec!["s2".into(), "s3".into()],
+                unreachable: vec!["s3".into()],
                 electing: false,
                 rounds: 4,
                 users: 2,

@@ -13,7 +13,7 @@
 //!   coordinator, adjust, sync)
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use palaver_core::berkeley::{Round, Sample, Settings};
@@ -83,6 +83,9 @@ pub(super) struct Coordination {
     /// caught up with it alone and served without what the others held; the simulation found
     /// it, seed 3798).
     listed: bool,
+    /// Live peers whose last request went unanswered: contact lost (logged once, and again
+    /// when they answer).
+    silent: BTreeSet<String>,
 }
 
 impl Coordination {
@@ -102,6 +105,26 @@ impl Coordination {
             reannounce: None,
             peers_changed: false,
             listed: false,
+            silent: BTreeSet::new(),
+        }
+    }
+
+    /// Live peers whose last request went unanswered.
+    pub(super) fn out_of_reach(&self) -> impl Iterator<Item = &str> {
+        self.silent.iter().map(String::as_str)
+    }
+
+    /// A request to `peer` was answered (`true`) or went unanswered: a live peer this server
+    /// cannot reach (a partition, a cut link) is logged once when contact is lost, and once
+    /// when it is back.
+    pub(super) fn contact(&mut self, peer: &str, answered: bool) {
+        self.silent.retain(|p| self.peers.contains_key(p));
+        if answered {
+            if self.silent.remove(peer) {
+                tracing::info!(server = %self.name, peer, "in contact with the peer again");
+            }
+        } else if self.peers.contains_key(peer) && self.silent.insert(peer.to_owned()) {
+            tracing::warn!(server = %self.name, peer, "lost contact with a live peer: its requests go unanswered");
         }
     }
 
@@ -502,7 +525,7 @@ impl Coordination {
             env.data.opt_counter("rank").ok().flatten(),
         );
         if let (Some(who), Some(e)) = (who, self.election.as_mut()) {
-            e.on_coordinator(s.at, &who);
+            e.on_announcement(s.at, &who);
         }
         self.carry_out(s);
     }

@@ -232,6 +232,7 @@ impl Engine {
             offset: c.clock().offset(),
             skew: c.clock().skew(),
             peers: c.peer_names(),
+            unreachable: self.out_of_reach(),
             electing: c.electing(),
             rounds: c.rounds(),
             users: self.state.user_count() as u64,
@@ -259,6 +260,13 @@ impl Engine {
                 });
             }
         };
+        // Whether the peer is in reach: it answered (even unreadably), or it did not in time;
+        // a request never sent says nothing.
+        match &answer {
+            Ok(_) | Err(Failure::Unreadable(_)) => self.coord.contact(&peer, true),
+            Err(Failure::Timeout) => self.coord.contact(&peer, false),
+            Err(Failure::NotSent) => {}
+        }
         let env = match answer {
             Ok(env) => env,
             Err(failure) => {

@@ -578,6 +578,12 @@ impl Engine {
         }
     }
 
+    /// Live peers (listed by the reference) whose last request went unanswered: a partition
+    /// or a cut link, logged once when it starts and once when it ends.
+    pub fn out_of_reach(&self) -> Vec<String> {
+        self.coord.out_of_reach().map(str::to_owned).collect()
+    }
+
     /// When [`Engine::handle_timeout`] should run next, if anything is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [

@@ -932,3 +932,35 @@ fn a_request_that_waited_out_a_stop_is_left_to_the_broker() {
     out.extend(rig.advance(1_000));
     assert!(replies(&out).is_empty(), "not answered: {out:?}");
 }
+
+/// A live peer whose requests go unanswered is out of reach (logged once), and in reach again
+/// once it answers.
+#[test]
+fn a_live_peer_that_stops_answering_is_out_of_reach_until_it_answers() {
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    assert!(rig.engine.out_of_reach().is_empty());
+    let ask = Ask::Peer {
+        peer: "s2".into(),
+        ask: PeerAsk::Vector,
+    };
+    for _ in 0..2 {
+        let answer = Err(Failure::Timeout);
+        rig.input(Input::Answer {
+            ask: ask.clone(),
+            answer,
+        });
+        assert_eq!(rig.engine.out_of_reach(), vec!["s2".to_owned()]);
+    }
+    // A request that could not even be sent says nothing either way.
+    rig.input(Input::Answer {
+        ask: ask.clone(),
+        answer: Err(Failure::NotSent),
+    });
+    assert_eq!(rig.engine.out_of_reach(), vec!["s2".to_owned()]);
+    let theirs = PeerReply::Vector {
+        vector: [("s2".to_owned(), 0)].into_iter().collect(),
+    };
+    rig.answer("s2", PeerAsk::Vector, &theirs);
+    assert!(rig.engine.out_of_reach().is_empty());
+}
