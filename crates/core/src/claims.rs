@@ -10,7 +10,8 @@
 //!          slot; a gap gets a no-op), then new claims in the next slots
 //!  leader: Accept(ballot, slot, entry) ──▶ every member: record it unless it promised higher
 //!          ◀── Accepted(ballot, slot)
-//!          a majority accepted: decided ──Decided(slot, entry)──▶ everyone
+//!          a majority accepted: decided: Decide (the driver stores it, then `learn`s it)
+//!          ──Decided(slot, entry)──▶ everyone
 //!  every member hands out the decided slots in order, each once (Apply)
 //! ```
 //!
@@ -83,6 +84,8 @@ pub enum Msg<V> {
     Nack {
         ballot: Ballot,
         promised: Ballot,
+        /// The slots the refuser has applied: a stale leader learns that it is behind.
+        applied: u64,
     },
     /// `slot` is decided.
     Decided {
@@ -132,6 +135,14 @@ pub enum Action<V> {
         msg: Msg<V>,
     },
     Record(Record<V>),
+    /// A majority accepted `entry` for `slot` (this member leads): store the decision
+    /// durably and hand it back through [`Node::learn`], which applies it in its turn. (A
+    /// driver whose log replicates the decision to everyone can drop the `Decided` messages
+    /// that follow, and feed `learn` from its log alone.)
+    Decide {
+        slot: u64,
+        entry: Entry<V>,
+    },
     /// The next slot of the log is decided: apply it (each slot once, in order).
     Apply {
         slot: u64,
@@ -208,9 +219,13 @@ pub struct Node<V> {
     answers: BTreeMap<u64, u64>,
     /// When to campaign again for the waiting proposals (after another leader refused).
     retry_at: Option<Instant>,
-    /// A gap in what this member knows decided: whom to ask, when, and the slot it knows of
-    /// (everything below is decided somewhere).
-    behind: Option<(String, Instant, u64)>,
+    /// The highest slot another member spoke of, and who: the slots below it were proposed,
+    /// so this member asks for the decided ones it lacks.
+    heard: u64,
+    ask: Option<String>,
+    /// When to ask next, and how long to wait after an answer that brought nothing.
+    next_ask: Option<Instant>,
+    ask_every: Duration,
     actions: VecDeque<Action<V>>,
 }
 
@@ -230,7 +245,10 @@ impl<V: Clone + PartialEq> Node<V> {
             waiting: VecDeque::new(),
             answers: BTreeMap::new(),
             retry_at: None,
-            behind: None,
+            heard: 0,
+            ask: None,
+            next_ask: None,
+            ask_every: timeouts.resend,
             actions: VecDeque::new(),
         }
     }
@@ -325,7 +343,14 @@ impl<V: Clone + PartialEq> Node<V> {
                 self.on_accept(from, ballot, slot, entry);
             }
             Msg::Accepted { ballot, slot } => self.on_accepted(from, &ballot, slot),
-            Msg::Nack { ballot, promised } => self.on_nack(now, &ballot, &promised),
+            Msg::Nack {
+                ballot,
+                promised,
+                applied,
+            } => {
+                self.note_slot(now, from, applied + 1);
+                self.on_nack(now, &ballot, &promised);
+            }
             Msg::Decided { slot, entry } => {
                 self.learn(slot, entry);
                 self.note_slot(now, from, slot);
@@ -340,27 +365,32 @@ impl<V: Clone + PartialEq> Node<V> {
                 self.send(from, Msg::Log { entries });
             }
             Msg::Log { entries } => {
+                let before = self.applied;
                 for (slot, entry) in entries {
                     self.learn(slot, entry);
                 }
-                if self
-                    .behind
-                    .as_ref()
-                    .is_some_and(|(_, _, s)| self.applied + 1 >= *s)
-                {
-                    self.behind = None;
-                }
+                // An answer that brought nothing (the slots are not decided yet anywhere it
+                // knows): ask less often, up to every few seconds.
+                self.ask_every = if self.applied > before {
+                    self.timeouts.resend
+                } else {
+                    (self.ask_every * 2).min(self.timeouts.resend * 16)
+                };
             }
         }
     }
 
     /// `from` knows of `slot`: if this member lacks a decided slot below it, it will ask.
     fn note_slot(&mut self, now: Instant, from: &str, slot: u64) {
-        if from == self.me || self.behind.is_some() {
+        if from == self.me {
             return;
         }
-        if slot > self.applied + 1 {
-            self.behind = Some((from.to_owned(), now + self.timeouts.resend, slot));
+        if slot > self.heard {
+            self.heard = slot;
+            self.ask = Some(from.to_owned());
+        }
+        if self.applied + 1 < self.heard && self.next_ask.is_none() {
+            self.next_ask = Some(now + self.timeouts.resend);
         }
     }
 
@@ -383,7 +413,7 @@ impl<V: Clone + PartialEq> Node<V> {
             .chain(slots)
             .chain(waiting)
             .chain(self.retry_at)
-            .chain(self.behind.as_ref().map(|(_, at, _)| *at))
+            .chain(self.next_ask)
             .min()
     }
 
@@ -392,15 +422,16 @@ impl<V: Clone + PartialEq> Node<V> {
         let phase = self.timeouts.phase;
         let resend = self.timeouts.resend;
         let mut sends = Vec::new();
-        if let Some((who, at, slot)) = self.behind.clone() {
-            if self.applied + 1 >= slot {
-                self.behind = None;
-            } else if now >= at {
-                // Still behind the slot it heard of a while ago (the slots below it were
-                // decided, or it would not have been proposed): asked again each `resend`.
-                self.behind = Some((who.clone(), now + resend, slot));
-                let from = self.applied + 1;
-                sends.push((who, Msg::Catchup { from }));
+        if self.next_ask.is_some_and(|t| now >= t) {
+            // Still short of a slot it heard of: the ones below were proposed, and are (or
+            // will be) decided somewhere.
+            match self.ask.clone().filter(|_| self.applied + 1 < self.heard) {
+                Some(who) => {
+                    self.next_ask = Some(now + self.ask_every);
+                    let from = self.applied + 1;
+                    sends.push((who, Msg::Catchup { from }));
+                }
+                None => self.next_ask = None,
             }
         }
         let mut give_up_campaign = false;
@@ -615,6 +646,10 @@ impl<V: Clone + PartialEq> Node<V> {
             .filter(|m| **m != self.me)
             .cloned()
             .collect();
+        self.actions.push_back(Action::Decide {
+            slot,
+            entry: p.entry.clone(),
+        });
         for m in others {
             let msg = Msg::Decided {
                 slot,
@@ -622,7 +657,6 @@ impl<V: Clone + PartialEq> Node<V> {
             };
             self.send(&m, msg);
         }
-        self.learn(slot, p.entry);
     }
 
     fn on_nack(&mut self, now: Instant, ballot: &Ballot, promised: &Ballot) {
@@ -660,7 +694,15 @@ impl<V: Clone + PartialEq> Node<V> {
         self.highest = self.highest.max(ballot.round);
         if ballot < self.promised {
             let promised = self.promised.clone();
-            self.send(from, Msg::Nack { ballot, promised });
+            let applied = self.applied;
+            self.send(
+                from,
+                Msg::Nack {
+                    ballot,
+                    promised,
+                    applied,
+                },
+            );
             return;
         }
         if ballot > self.promised {
@@ -699,7 +741,15 @@ impl<V: Clone + PartialEq> Node<V> {
         self.highest = self.highest.max(ballot.round);
         if ballot < self.promised {
             let promised = self.promised.clone();
-            self.send(from, Msg::Nack { ballot, promised });
+            let applied = self.applied;
+            self.send(
+                from,
+                Msg::Nack {
+                    ballot,
+                    promised,
+                    applied,
+                },
+            );
             return;
         }
         if let Some(known) = self.decided.get(&slot) {

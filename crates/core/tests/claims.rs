@@ -176,6 +176,13 @@ impl Sim {
             let me = self.members[i].name.clone();
             match action {
                 Action::Record(r) => self.members[i].records.push(r),
+                Action::Decide { slot, entry } => {
+                    // Stored, then learned (a crash in between: the others' `Decided` and
+                    // catch-up give it back).
+                    if let Some(node) = self.members[i].node.as_mut() {
+                        node.learn(slot, entry);
+                    }
+                }
                 Action::Send { to, msg } => {
                     if self.trace {
                         eprintln!("{:?} {me} → {to}: {msg:?}", self.now - self.start);
@@ -386,15 +393,25 @@ fn run(seed: u64, n: usize, faults: Faults) -> Stats {
         }
     }
     sim.run(Duration::from_secs(5));
+    // A new proposal, sent again (as a client does) while its answer is not `Decided`: a
+    // leader that had not heard it was overtaken answers `Unknown` once.
     let top = n - 1;
-    sim.propose(top);
-    let id = sim.next_id - 1;
-    let done = sim.run_until(Duration::from_secs(30), |s| {
-        matches!(s.proposals[&id].1, Some(Outcome::Decided { .. }))
-            && s.members
+    let mut done = None;
+    let mut id = 0;
+    for _ in 0..3 {
+        sim.propose(top);
+        id = sim.next_id - 1;
+        let answered = sim.run_until(Duration::from_secs(10), |s| s.proposals[&id].1.is_some());
+        if answered.is_none() || !matches!(sim.proposals[&id].1, Some(Outcome::Decided { .. })) {
+            continue;
+        }
+        done = sim.run_until(Duration::from_secs(10), |s| {
+            s.members
                 .iter()
                 .all(|m| m.applied.len() == s.members[top].applied.len())
-    });
+        });
+        break;
+    }
     assert!(
         done.is_some(),
         "{}",
@@ -448,7 +465,9 @@ fn one_member_alone_decides() {
 #[test]
 fn a_slot_never_takes_two_values_under_every_fault() {
     let mut total = Stats::default();
-    for seed in seeds(40) {
+    let seeds = seeds(40);
+    let replay = seeds.len() == 1;
+    for seed in seeds {
         for n in [3, 5] {
             let faults = Faults {
                 drop_rate: 0.1,
@@ -467,6 +486,9 @@ fn a_slot_never_takes_two_values_under_every_fault() {
             total.crashes += s.crashes;
             total.partitions += s.partitions;
         }
+    }
+    if replay {
+        return;
     }
     // The runs went through the protocol's corners.
     assert!(total.decided > 1_000, "{total:?}");
