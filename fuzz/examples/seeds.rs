@@ -556,7 +556,8 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
                 time: 5.0,
                 offset: 0.5,
                 skew: 0.0,
-                peers: vec!["s2".into()],
+                peers: vec!["s2".into(), "s3".into()],
+                unreachable: vec!["s3".into()],
                 electing: false,
                 rounds: 4,
                 users: 2,
@@ -596,6 +597,28 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
                 .map(|(f, r)| (f, r.to_envelope().to_bytes())),
         )
         .collect();
+    // Every step of the messages that decide claims.
+    const CLAIMS: [&str; 10] = [
+        "req-claims-prepare",
+        "req-claims-promise",
+        "req-claims-promise-empty",
+        "req-claims-accept",
+        "req-claims-accept-noop",
+        "req-claims-accepted",
+        "req-claims-nack",
+        "req-claims-decided",
+        "req-claims-catchup",
+        "req-claims-log",
+    ];
+    let steps = palaver_proto::examples::claim_messages();
+    assert_eq!(steps.len(), CLAIMS.len(), "a seed name for every step");
+    out.extend(steps.into_iter().zip(CLAIMS).map(|(msg, f)| {
+        let req = PeerRequest::Claims {
+            from: name("s2"),
+            msg,
+        };
+        (f, req.to_envelope().to_bytes())
+    }));
     out.push((
         "bad-fetch-after",
         Envelope::new("fetch")

@@ -3,9 +3,10 @@
 //! start from here, and a test holds them to the declared kinds, so a new kind cannot be left
 //! out of any of them.
 
+use crate::claim::{Claim, Claimed};
 use crate::{
-    AccountKind, Event, EventKind, EventRef, Family, MessageKind, Name, Place, ReaderKind, Request,
-    RoomKind, Secret,
+    AccountKind, ClaimKind, Event, EventKind, EventRef, Family, MessageKind, Name, Place,
+    ReaderKind, Request, RoomKind, Secret,
 };
 
 fn name(s: &str) -> Name {
@@ -183,6 +184,147 @@ fn variants() -> Vec<EventKind> {
             cursor: crate::peer::Vector::new(),
         }
         .into(),
+        ClaimKind::Vote {
+            slot: 3,
+            round: 2,
+            leader: name("s1"),
+            claim: None,
+        }
+        .into(),
+    ]
+    .into_iter()
+    .chain(claims().into_iter().map(|c| {
+        ClaimKind::Decided {
+            slot: 9,
+            claim: Some(c),
+        }
+        .into()
+    }))
+    .collect()
+}
+
+fn claimed(claim: Claim, server: &str, request: Option<&str>) -> Claimed {
+    Claimed {
+        claim,
+        server: name(server),
+        request: request.map(str::to_owned),
+    }
+}
+
+/// Every form of claim, with its optional fields both set and unset.
+pub fn claims() -> Vec<Claimed> {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+    vec![
+        claimed(Claim::Person { name: name("dee") }, "s1", Some("r-1")),
+        claimed(
+            Claim::Channel {
+                name: name("den"),
+                owner: Some(name("dee")),
+            },
+            "s2",
+            None,
+        ),
+        claimed(
+            Claim::Channel {
+                name: name("hall"),
+                owner: None,
+            },
+            "s3",
+            Some("r-2"),
+        ),
+        claimed(
+            Claim::Password {
+                user: name("dee"),
+                hash: hash.into(),
+                was: None,
+            },
+            "s1",
+            None,
+        ),
+        claimed(
+            Claim::Password {
+                user: name("dee"),
+                hash: format!("{hash}2"),
+                was: Some(hash.into()),
+            },
+            "s1",
+            Some("r-3"),
+        ),
+        claimed(
+            Claim::Retire {
+                user: name("dee"),
+                was: Some(format!("{hash}2")),
+            },
+            "s2",
+            None,
+        ),
+        claimed(
+            Claim::Retire {
+                user: name("eve"),
+                was: None,
+            },
+            "s2",
+            None,
+        ),
+    ]
+}
+
+/// Every step of the messages that decide claims.
+pub fn claim_messages() -> Vec<palaver_core::claims::Msg<Claimed>> {
+    use palaver_core::claims::{Ballot, Entry, Msg};
+    let b = |round: u64, node: &str| Ballot {
+        round,
+        node: node.into(),
+    };
+    let all = claims();
+    let one = || Entry::Claim(all[1].clone());
+    vec![
+        Msg::Prepare {
+            ballot: b(3, "s2"),
+            from: 4,
+        },
+        Msg::Promise {
+            ballot: b(3, "s2"),
+            accepted: vec![(4, b(2, "s1"), one()), (5, b(2, "s1"), Entry::Noop)],
+            decided: vec![(6, Entry::Claim(all[0].clone())), (7, Entry::Noop)],
+        },
+        Msg::Promise {
+            ballot: b(3, "s2"),
+            accepted: Vec::new(),
+            decided: Vec::new(),
+        },
+        Msg::Accept {
+            ballot: b(3, "s2"),
+            slot: 8,
+            entry: one(),
+        },
+        Msg::Accept {
+            ballot: b(3, "s2"),
+            slot: 9,
+            entry: Entry::Noop,
+        },
+        Msg::Accepted {
+            ballot: b(3, "s2"),
+            slot: 8,
+        },
+        Msg::Nack {
+            ballot: b(3, "s2"),
+            promised: b(4, "s3"),
+            applied: 7,
+        },
+        Msg::Decided {
+            slot: 8,
+            entry: one(),
+        },
+        Msg::Catchup { from: 2 },
+        Msg::Log {
+            entries: all
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i as u64 + 1, Entry::Claim(c.clone())))
+                .chain([(99, Entry::Noop)])
+                .collect(),
+        },
     ]
 }
 
@@ -384,6 +526,44 @@ pub fn history() -> Vec<Event> {
         }
         .into(),
     );
+    // Claims: a promise, the acceptances of a slot, its decision, and a no-op slot.
+    add(
+        "s2",
+        ClaimKind::Promise {
+            round: 1,
+            leader: name("s2"),
+        }
+        .into(),
+    );
+    let cy = claimed(Claim::Person { name: name("cy") }, "s1", Some("req-cy"));
+    for origin in ["s1", "s2"] {
+        add(
+            origin,
+            ClaimKind::Vote {
+                slot: 1,
+                round: 1,
+                leader: name("s2"),
+                claim: Some(cy.clone()),
+            }
+            .into(),
+        );
+    }
+    add(
+        "s2",
+        ClaimKind::Decided {
+            slot: 1,
+            claim: Some(cy),
+        }
+        .into(),
+    );
+    add(
+        "s2",
+        ClaimKind::Decided {
+            slot: 2,
+            claim: None,
+        }
+        .into(),
+    );
     events
 }
 
@@ -394,6 +574,7 @@ pub fn held_by_schema(version: u32) -> Vec<Event> {
         0..=4 => ["login", "channel", "post", "message"].contains(&e.kind.name()),
         5..=6 => e.kind.family() <= Family::Account || e.kind.name() == "channel",
         7 => e.kind.family() <= Family::Room,
+        8..=9 => e.kind.family() <= Family::Reader,
         _ => true,
     };
     history().into_iter().take_while(held).collect()
@@ -427,6 +608,7 @@ mod tests {
             .all(|k| ["login", "channel", "post", "message"].contains(k)));
         assert!(names(6).contains(&"unregister") && !names(6).contains(&"join"));
         assert!(names(7).contains(&"delete") && !names(7).contains(&"read"));
-        assert_eq!(held_by_schema(8), history());
+        assert!(names(9).contains(&"settings") && !names(9).contains(&"promise"));
+        assert_eq!(held_by_schema(10), history());
     }
 }

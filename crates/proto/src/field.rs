@@ -297,3 +297,27 @@ macro_rules! codec_of {
         $codec
     };
 }
+
+/// A slot's claim in an event: a map, or absent for a no-op slot.
+pub struct ClaimField;
+
+impl Codec<Option<crate::claim::Claimed>> for ClaimField {
+    fn put(
+        value: &Option<crate::claim::Claimed>,
+        key: &'static str,
+        out: &mut Vec<(Value, Value)>,
+    ) {
+        if let Some(c) = value {
+            out.push((Value::from(key), c.to_value()));
+        }
+    }
+    fn get(m: &Map, key: &'static str) -> Result<Option<crate::claim::Claimed>, ProtoError> {
+        match crate::claim::entry_from(m, key)? {
+            palaver_core::claims::Entry::Claim(c) => Ok(Some(c)),
+            palaver_core::claims::Entry::Noop => Ok(None),
+        }
+    }
+    fn size(value: &Option<crate::claim::Claimed>) -> usize {
+        value.as_ref().map_or(0, crate::claim::Claimed::size)
+    }
+}

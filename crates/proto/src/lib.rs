@@ -10,6 +10,7 @@
 //! oversized frames and invalid names all become a [`ProtoError`] whose text is fit to send
 //! back to the peer as the `description` of an `erro` reply.
 
+pub mod claim;
 mod envelope;
 mod error;
 mod event;
@@ -30,8 +31,8 @@ pub mod work;
 pub use envelope::{Envelope, Map};
 pub use error::ProtoError;
 pub use event::{
-    AccountKind, Event, EventKind, Family, MessageKind, Naming, Notice, Place, ReaderKind,
-    RoomKind, Step, MAX_HASH_BYTES,
+    AccountKind, ClaimKind, Event, EventKind, Family, MessageKind, Naming, Notice, Place,
+    ReaderKind, RoomKind, Step, MAX_HASH_BYTES,
 };
 pub use history::{
     message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,

@@ -79,6 +79,12 @@ pub enum PeerRequest {
         from: Name,
         msg: palaver_core::commit::Msg<crate::room::Room>,
     },
+    /// One way: a message of the majority that decides claims (names, passwords), from
+    /// server `from` (`palaver_core::claims`).
+    Claims {
+        from: Name,
+        msg: palaver_core::claims::Msg<crate::claim::Claimed>,
+    },
 }
 
 /// One client's beat, as servers pass it on to each other.
@@ -136,7 +142,7 @@ pub const MAX_ADJUST: f64 = 86_400.0 * 365.0;
 
 impl PeerRequest {
     /// Every service a peer endpoint takes.
-    pub const SERVICES: [&'static str; 13] = [
+    pub const SERVICES: [&'static str; 14] = [
         "clock",
         "election",
         "coordinator",
@@ -150,6 +156,7 @@ impl PeerRequest {
         "replica",
         "beats",
         "twopc",
+        "claims",
     ];
 
     pub fn service(&self) -> &'static str {
@@ -167,6 +174,7 @@ impl PeerRequest {
             PeerRequest::Replica { .. } => "replica",
             PeerRequest::Beats { .. } => "beats",
             PeerRequest::TwoPc { .. } => "twopc",
+            PeerRequest::Claims { .. } => "claims",
         }
     }
 
@@ -178,6 +186,7 @@ impl PeerRequest {
                 | PeerRequest::Replica { .. }
                 | PeerRequest::Beats { .. }
                 | PeerRequest::TwoPc { .. }
+                | PeerRequest::Claims { .. }
         )
     }
 
@@ -255,6 +264,10 @@ impl PeerRequest {
                 from: d.name("from")?,
                 msg: crate::room::parse_msg(d)?,
             },
+            "claims" => PeerRequest::Claims {
+                from: d.name("from")?,
+                msg: crate::claim::parse_msg(d)?,
+            },
             other => return Err(ProtoError::UnknownService(other.to_owned())),
         })
     }
@@ -322,6 +335,9 @@ impl PeerRequest {
             ),
             PeerRequest::TwoPc { from, msg } => {
                 crate::room::fill_msg(env.with("from", from.as_str()), msg)
+            }
+            PeerRequest::Claims { from, msg } => {
+                crate::claim::fill_msg(env.with("from", from.as_str()), msg)
             }
         }
     }
@@ -752,12 +768,18 @@ mod tests {
                 commit: true,
             },
         ];
-        let all = all
-            .into_iter()
-            .chain(steps.into_iter().map(|msg| PeerRequest::TwoPc {
-                from: name("s1"),
-                msg,
-            }));
+        let all =
+            all.into_iter()
+                .chain(steps.into_iter().map(|msg| PeerRequest::TwoPc {
+                    from: name("s1"),
+                    msg,
+                }))
+                .chain(crate::examples::claim_messages().into_iter().map(|msg| {
+                    PeerRequest::Claims {
+                        from: name("s2"),
+                        msg,
+                    }
+                }));
         for req in all {
             assert!(PeerRequest::SERVICES.contains(&req.service()));
             let back = PeerRequest::parse(through_the_wire(req.to_envelope())).unwrap();

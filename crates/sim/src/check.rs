@@ -57,7 +57,10 @@ impl View {
                             let of = Conversation::Direct(a.clone(), b.clone());
                             conversations.insert(format!("{of:?}"), of);
                         }
-                        EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => {}
+                        EventKind::Account(_)
+                        | EventKind::Room(_)
+                        | EventKind::Reader(_)
+                        | EventKind::Claim(_) => {}
                     }
                     events.insert(e.id(), e);
                 }
@@ -81,7 +84,10 @@ impl View {
                     EventKind::Message(
                         MessageKind::Post { message, .. } | MessageKind::Direct { message, .. },
                     ) => Some(message),
-                    EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => None,
+                    EventKind::Account(_)
+                    | EventKind::Room(_)
+                    | EventKind::Reader(_)
+                    | EventKind::Claim(_) => None,
                 })
                 .collect();
             histories.insert(key, texts);

@@ -18,6 +18,8 @@ mod rows;
 mod store;
 
 pub use error::StoreError;
-pub use palaver_proto::{AccountKind, Event, EventKind, Family, MessageKind, ReaderKind, RoomKind};
+pub use palaver_proto::{
+    AccountKind, ClaimKind, Event, EventKind, Family, MessageKind, ReaderKind, RoomKind,
+};
 pub use ranks::{RankBook, RANKS_FILE};
 pub use store::{Counts, InboxPage, RequestEvent, Snapshot, Store, DB_FILE, RECENT_REQUESTS};

@@ -6,6 +6,7 @@
 //!  6 ── rooms' events indexed (channel creations copied in), deleted channels ──▶ 7
 //!  7 ── readers' events indexed by person (a new, empty table) ──▶ 8
 //!  8 ── posts and private messages name their author (both projections written again) ──▶ 9
+//!  9 ── claims' events indexed (a new, empty table) ──▶ 10
 //! ```
 //!
 //! Up to version 3, request ids lived in a table of their own. Up to version 4, each kind of

@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection};
 
-use crate::{AccountKind, Event, EventKind, MessageKind, ReaderKind, RoomKind};
+use crate::{AccountKind, ClaimKind, Event, EventKind, MessageKind, ReaderKind, RoomKind};
 use palaver_proto::Naming;
 
 /// Stores one event in the log, and its family's projections.
@@ -33,6 +33,7 @@ pub(crate) fn project(tx: &Connection, e: &Event) -> rusqlite::Result<()> {
         EventKind::Account(kind) => account(tx, e, kind),
         EventKind::Room(kind) => room(tx, e, kind),
         EventKind::Reader(kind) => reader(tx, e, kind),
+        EventKind::Claim(kind) => claim(tx, e, kind),
     }
 }
 
@@ -131,6 +132,16 @@ fn reader(tx: &Connection, e: &Event, kind: &ReaderKind) -> rusqlite::Result<()>
         "INSERT INTO reader_events (user, lamport, origin, seq) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![user.as_str(), e.lamport, e.origin, e.seq])?;
+    Ok(())
+}
+
+/// Every claim event (`claim_events`, read at start-up).
+fn claim(tx: &Connection, e: &Event, kind: &ClaimKind) -> rusqlite::Result<()> {
+    match kind {
+        ClaimKind::Promise { .. } | ClaimKind::Vote { .. } | ClaimKind::Decided { .. } => {}
+    }
+    tx.prepare_cached("INSERT INTO claim_events (lamport, origin, seq) VALUES (?1, ?2, ?3)")?
+        .execute(params![e.lamport, e.origin, e.seq])?;
     Ok(())
 }
 

@@ -101,6 +101,16 @@ CREATE TABLE IF NOT EXISTS reader_events (
     PRIMARY KEY (user, lamport, origin, seq)
 ) WITHOUT ROWID;
 
+-- claim_events: every claim event (promises, acceptances, decisions of the log of claims that
+-- a majority decides), in the total order. Servers read them at start-up: their own records
+-- back into the acceptor, every decision back into the log of claims.
+CREATE TABLE IF NOT EXISTS claim_events (
+    lamport INTEGER NOT NULL,
+    origin  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (lamport, origin, seq)
+) WITHOUT ROWID;
+
 -- request: the client's request id (our protocol addition), which makes a request retried
 -- through any server take effect once. Replicated with the event. Servers look requests up in
 -- memory (the most recent ones, loaded at start-up), so no index serves them.

@@ -11,7 +11,7 @@ use crate::{Event, EventKind, Family, MessageKind, StoreError};
 /// The database file inside a server's data directory.
 pub const DB_FILE: &str = "palaver.db";
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 /// How many recent request ids a server remembers across a restart.
 pub const RECENT_REQUESTS: usize = 100_000;
 
@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub rooms: Vec<Event>,
     /// Every event about what people have read (inbox cursors), in the total order.
     pub readers: Vec<Event>,
+    /// Every claim event (promises, acceptances, decisions), in the total order.
+    pub claims: Vec<Event>,
 }
 
 /// A page of a person's inbox, as [`Store::inbox`] reads it.
@@ -178,6 +180,7 @@ impl Store {
             accounts: indexed("account_events")?,
             rooms: indexed("room_events")?,
             readers: indexed("reader_events")?,
+            claims: indexed("claim_events")?,
         })
     }
 

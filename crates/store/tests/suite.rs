@@ -69,7 +69,7 @@ fn conforms(path: Path) {
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     suite(&store);
     let lamport = examples::history().iter().map(|e| e.lamport).max().unwrap();
     appends_fail_alone_and_hidden_events_leave_history(&mut store, lamport);
@@ -154,6 +154,7 @@ fn every_family_projects(store: &Store, all: &[Event]) {
     assert_eq!(snap.accounts, accounts);
     assert_eq!(snap.rooms, of_family(Family::Room, all));
     assert_eq!(snap.readers, of_family(Family::Reader, all));
+    assert_eq!(snap.claims, of_family(Family::Claim, all));
     let readers = store
         .reader_events_after(&name("ana"), (0, "", 0), 100)
         .unwrap();
@@ -337,13 +338,14 @@ fn schema_6(dir: &std::path::Path) -> usize {
     downgraded(
         dir,
         6,
-        "DROP TABLE room_events; DROP TABLE deleted_channels; DROP TABLE reader_events;",
+        "DROP TABLE room_events; DROP TABLE deleted_channels; DROP TABLE reader_events;
+         DROP TABLE claim_events;",
     )
 }
 
 /// Schema 7 had no readers' index.
 fn schema_7(dir: &std::path::Path) -> usize {
-    downgraded(dir, 7, "DROP TABLE reader_events;")
+    downgraded(dir, 7, "DROP TABLE reader_events; DROP TABLE claim_events;")
 }
 
 /// Schema 8's posts and private messages did not name their author.
@@ -352,8 +354,14 @@ fn schema_8(dir: &std::path::Path) -> usize {
         dir,
         8,
         "ALTER TABLE channel_posts DROP COLUMN author;
-         ALTER TABLE direct_messages DROP COLUMN author;",
+         ALTER TABLE direct_messages DROP COLUMN author;
+         DROP TABLE claim_events;",
     )
+}
+
+/// Schema 9 had no claims' index.
+fn schema_9(dir: &std::path::Path) -> usize {
+    downgraded(dir, 9, "DROP TABLE claim_events;")
 }
 
 #[test]
@@ -384,6 +392,11 @@ fn a_store_migrated_from_schema_7_conforms() {
 #[test]
 fn a_store_migrated_from_schema_8_conforms() {
     conforms(schema_8);
+}
+
+#[test]
+fn a_store_migrated_from_schema_9_conforms() {
+    conforms(schema_9);
 }
 
 /// Schema 4's tables are gone once migrated.

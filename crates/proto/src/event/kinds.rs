@@ -2,7 +2,8 @@
 //! derived from this list (see `declare.rs`); a field's codec is [`Plain`](crate::field::Plain)
 //! unless it says otherwise.
 
-use crate::field::{Device, OptText, Participants, Text, TxId};
+use crate::claim::Claimed;
+use crate::field::{ClaimField, Device, OptText, Participants, Text, TxId};
 use crate::peer::Vector;
 use crate::request::MAX_TOPIC_BYTES;
 use crate::{EventRef, Name, MAX_TEXT_BYTES};
@@ -119,6 +120,28 @@ event_kinds! {
         },
         /// `user`'s settings: whether others learn when they have read (`receipts`).
         Settings = "settings" { user: Name, receipts: bool },
+    }
+
+    /// Claims: what makes a name someone's, decided once for the whole cluster by a majority
+    /// (`palaver_core::claims`). A server's promises and acceptances are its own records
+    /// (kept so that they survive a crash); a decision is the leader's record of a slot of
+    /// the log of claims, which every server applies in slot order.
+    Claim(ClaimKind) {
+        /// The origin takes nothing below ballot (`round`, `leader`) from now on.
+        Promise = "promise" { round: u64, leader: Name },
+        /// The origin accepted `claim` (none: a no-op) for `slot` under ballot (`round`,
+        /// `leader`).
+        Vote = "vote" {
+            slot: u64,
+            round: u64,
+            leader: Name,
+            claim: Option<Claimed> as ClaimField,
+        },
+        /// A majority accepted `claim` (none: a no-op) for `slot`.
+        Decided = "decided" {
+            slot: u64,
+            claim: Option<Claimed> as ClaimField,
+        },
     }
 }
 

@@ -6,7 +6,8 @@ mod declare;
 mod kinds;
 
 pub use kinds::{
-    AccountKind, EventKind, Family, MessageKind, Naming, Notice, ReaderKind, RoomKind, Step,
+    AccountKind, ClaimKind, EventKind, Family, MessageKind, Naming, Notice, ReaderKind, RoomKind,
+    Step,
 };
 
 /// Where a read marker stands: a room, or a private conversation with someone.
@@ -43,7 +44,10 @@ impl EventKind {
     pub fn message_topic(&self) -> Option<(&'static str, &Name)> {
         match self {
             EventKind::Message(m) => Some(m.topic()),
-            EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => None,
+            EventKind::Account(_)
+            | EventKind::Room(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => None,
         }
     }
 }

@@ -199,7 +199,10 @@ impl Deletes {
     pub(super) fn learn(&mut self, now: Instant, e: &Event) {
         let step = match &e.kind {
             EventKind::Room(room) => room.step(),
-            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => None,
+            EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => None,
         };
         let own = e.origin == self.me.as_str();
         match step {

@@ -143,6 +143,12 @@ impl Engine {
                 self.inbound(PeerInput::Beats(beats));
                 return None;
             }
+            PeerRequest::Claims { .. } => {
+                // One way. No server proposes claims yet (issue 24's next step: the engine
+                // drives `palaver_core::claims`); one that arrives is refused and counted.
+                self.peer_refused("claims", "this server does not take claims yet");
+                return None;
+            }
             PeerRequest::TwoPc { from, msg } => {
                 // One way: a step of a two-phase delete.
                 if from.as_str() == self.name {

@@ -103,7 +103,8 @@ impl Engine {
                     palaver_proto::EventKind::Message(_)
                     | palaver_proto::EventKind::Account(_)
                     | palaver_proto::EventKind::Room(_)
-                    | palaver_proto::EventKind::Reader(_) => {
+                    | palaver_proto::EventKind::Reader(_)
+                    | palaver_proto::EventKind::Claim(_) => {
                         Reply::error("unseal", &format!("`{user}` has no private message {id}"))
                     }
                 },
@@ -242,7 +243,8 @@ impl Engine {
                     )
                     | EventKind::Message(_)
                     | EventKind::Account(_)
-                    | EventKind::Room(_) => {}
+                    | EventKind::Room(_)
+                    | EventKind::Claim(_) => {}
                 }
             }
             if page.len() < 500 {

@@ -104,7 +104,10 @@ impl Accounts {
     pub fn on_event(&mut self, e: &Event) {
         let kind = match &e.kind {
             EventKind::Account(kind) => kind,
-            EventKind::Message(_) | EventKind::Room(_) | EventKind::Reader(_) => return,
+            EventKind::Message(_)
+            | EventKind::Room(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => return,
         };
         match kind {
             // A name without a password: nothing about accounts (`State` keeps names).

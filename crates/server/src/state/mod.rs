@@ -421,6 +421,9 @@ impl State {
                 self.rooms.on_event(event);
             }
             EventKind::Reader(_) => self.readers.on_event(event),
+            // The log of claims is taken in slot order by the engine (not yet: issue 24's
+            // next step); nothing in memory follows their events here.
+            EventKind::Claim(_) => {}
         }
     }
 
@@ -801,7 +804,8 @@ impl State {
                 user, place, id, ..
             }) => return read_notices(user, place, id, event, self.readers.sends_receipts(user)),
             EventKind::Reader(ReaderKind::Taken { .. } | ReaderKind::Settings { .. })
-            | EventKind::Account(_) => None,
+            | EventKind::Account(_)
+            | EventKind::Claim(_) => None,
         };
         p.map(|p| (p.topic, p.envelope)).into_iter().collect()
     }

@@ -46,7 +46,9 @@ pub(super) fn found(st: &State, user: Name, id: &EventRef, found: Option<&Event>
         EventKind::Message(MessageKind::Direct { .. }) => {
             return Outcome::Refused(format!("message {id} is not in a conversation of `{user}`"))
         }
-        EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) => return nothing(),
+        EventKind::Account(_) | EventKind::Room(_) | EventKind::Reader(_) | EventKind::Claim(_) => {
+            return nothing()
+        }
     };
     if let Some(m) = st.readers.marker(&user, &place) {
         if (e.lamport, e.origin.as_str()) <= (m.at, m.id.origin.as_str()) {

@@ -42,7 +42,10 @@ impl Readers {
     pub(super) fn on_event(&mut self, e: &Event) {
         let kind = match &e.kind {
             EventKind::Reader(kind) => kind,
-            EventKind::Message(_) | EventKind::Account(_) | EventKind::Room(_) => return,
+            EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Room(_)
+            | EventKind::Claim(_) => return,
         };
         let at = (e.lamport, e.origin.clone());
         match kind {

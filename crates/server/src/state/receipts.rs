@@ -69,7 +69,8 @@ impl State {
             EventKind::Message(MessageKind::Direct { .. } | MessageKind::Post { .. })
             | EventKind::Account(_)
             | EventKind::Room(_)
-            | EventKind::Reader(_) => None,
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => None,
         }
     }
 }

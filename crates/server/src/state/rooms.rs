@@ -46,7 +46,10 @@ impl Rooms {
         let stamp = || (e.lamport, e.origin.clone());
         let kind = match &e.kind {
             EventKind::Room(kind) => kind,
-            EventKind::Message(_) | EventKind::Account(_) | EventKind::Reader(_) => return,
+            EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => return,
         };
         match kind {
             RoomKind::Channel { channel, owner } => {
