@@ -598,7 +598,7 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
         )
         .collect();
     // Every step of the messages that decide claims.
-    const CLAIMS: [&str; 10] = [
+    const CLAIMS: [&str; 14] = [
         "req-claims-prepare",
         "req-claims-promise",
         "req-claims-promise-empty",
@@ -606,6 +606,10 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
         "req-claims-accept-noop",
         "req-claims-accepted",
         "req-claims-nack",
+        "req-claims-forward",
+        "req-claims-outcome-decided",
+        "req-claims-outcome-no-majority",
+        "req-claims-outcome-unknown",
         "req-claims-decided",
         "req-claims-catchup",
         "req-claims-log",

@@ -21,8 +21,11 @@
 //! order leaders, not the bully election: both sides of a partition may elect a coordinator,
 //! but only one side can hold a majority of promises.
 //!
-//! Who may propose is the driver's choice (Palaver proposes at the coordinator, which the
-//! others forward to); any member may, at the cost of duelling leaders. A proposal's answer:
+//! Any member may propose. One that does not lead hands the proposal to the member it last
+//! promised to (`Forward`), which proposes it and answers (`Outcome`), so members do not duel
+//! for the lead; the proposal is answered where it was made once applied there. A forward
+//! that goes unanswered (the leader is cut off, or dead) is answered `Unknown`, and the next
+//! proposal campaigns instead. A proposal's answer:
 //! - `Decided { slot }`: a majority accepted it; it is the log's entry at `slot`;
 //! - `NoMajority`: this member never gathered a majority of promises, so nothing of the
 //!   proposal was sent for acceptance: it will never take effect (a member cut off from the
@@ -86,6 +89,17 @@ pub enum Msg<V> {
         promised: Ballot,
         /// The slots the refuser has applied: a stale leader learns that it is behind.
         applied: u64,
+    },
+    /// A member that does not lead hands a proposal (`id` is its own) to the one it takes
+    /// for leader.
+    Forward {
+        id: u64,
+        value: V,
+    },
+    /// The leader's answer to a forwarded proposal.
+    Outcome {
+        id: u64,
+        outcome: Outcome,
     },
     /// `slot` is decided.
     Decided {
@@ -187,11 +201,18 @@ enum Role<V> {
     Leading { ballot: Ballot, next_slot: u64 },
 }
 
+/// Whose a proposal is: this member's driver's (its id), or a member's that forwarded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Asker {
+    Here(u64),
+    Member(String, u64),
+}
+
 /// A slot the leader has proposed and not yet seen decided.
 struct Proposing<V> {
     entry: Entry<V>,
     votes: BTreeSet<String>,
-    id: Option<u64>,
+    id: Option<Asker>,
     since: Instant,
     resend_at: Instant,
 }
@@ -213,10 +234,17 @@ pub struct Node<V> {
     /// The highest round seen anywhere, so the next campaign goes above it.
     highest: u64,
     proposing: BTreeMap<u64, Proposing<V>>,
-    /// Proposals waiting for this member to lead: id, claim, when asked.
-    waiting: VecDeque<(u64, V, Instant)>,
+    /// Proposals waiting for this member to lead: whose, the claim, when asked.
+    waiting: VecDeque<(Asker, V, Instant)>,
     /// Answers held until their slot is applied here.
-    answers: BTreeMap<u64, u64>,
+    answers: BTreeMap<u64, Asker>,
+    /// Proposals handed to the leader, by id: to whom, and when.
+    forwarded: BTreeMap<u64, (String, Instant)>,
+    /// A leader a forward went unanswered to: not forwarded to again until a newer ballot.
+    dead_leader: Option<Ballot>,
+    /// Forwarded proposals taken, and when: a forward that arrives twice (the network
+    /// repeated it) is proposed once.
+    taken: BTreeMap<(String, u64), Instant>,
     /// When to campaign again for the waiting proposals (after another leader refused).
     retry_at: Option<Instant>,
     /// The highest slot another member spoke of, and who: the slots below it were proposed,
@@ -244,6 +272,9 @@ impl<V: Clone + PartialEq> Node<V> {
             proposing: BTreeMap::new(),
             waiting: VecDeque::new(),
             answers: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            dead_leader: None,
+            taken: BTreeMap::new(),
             retry_at: None,
             heard: 0,
             ask: None,
@@ -315,11 +346,30 @@ impl<V: Clone + PartialEq> Node<V> {
     /// Proposes `claim`, answered as `id`: at once in the next slot when this member leads,
     /// otherwise once it has gathered a majority of promises (it campaigns now).
     pub fn propose(&mut self, now: Instant, id: u64, claim: V) {
-        if let Role::Leading { .. } = self.role {
-            self.start_slot(now, Entry::Claim(claim), Some(id));
+        if let (Role::Follower, Some(leader)) = (&self.role, self.leader()) {
+            // Another leads: it proposes, and answers; no duel for the lead.
+            self.forwarded.insert(id, (leader.clone(), now));
+            self.send(&leader, Msg::Forward { id, value: claim });
             return;
         }
-        self.waiting.push_back((id, claim, now));
+        self.take(now, Asker::Here(id), claim);
+    }
+
+    /// The member this one promised to, when it is another that has not gone silent.
+    fn leader(&self) -> Option<String> {
+        let b = &self.promised;
+        (b.round > 0 && b.node != self.me && self.dead_leader.as_ref() != Some(b))
+            .then(|| b.node.clone())
+    }
+
+    /// A proposal to decide here: in the next slot when leading, else once a majority
+    /// promised (campaigning now).
+    fn take(&mut self, now: Instant, asker: Asker, claim: V) {
+        if let Role::Leading { .. } = self.role {
+            self.start_slot(now, Entry::Claim(claim), Some(asker));
+            return;
+        }
+        self.waiting.push_back((asker, claim, now));
         if matches!(self.role, Role::Follower) {
             self.campaign(now);
         }
@@ -355,6 +405,17 @@ impl<V: Clone + PartialEq> Node<V> {
                 self.learn(slot, entry);
                 self.note_slot(now, from, slot);
             }
+            Msg::Forward { id, value } => {
+                let key = (from.to_owned(), id);
+                if self.members.contains(from) && !self.taken.contains_key(&key) {
+                    // Remembered for a while: a repeat comes within the network's delays.
+                    let keep = self.forward_wait() * 4;
+                    self.taken.retain(|_, at| now < *at + keep);
+                    self.taken.insert(key, now);
+                    self.take(now, Asker::Member(from.to_owned(), id), value);
+                }
+            }
+            Msg::Outcome { id, outcome } => self.on_outcome(now, from, id, outcome),
             Msg::Catchup { from: slot } => {
                 let entries = self
                     .decided
@@ -394,6 +455,28 @@ impl<V: Clone + PartialEq> Node<V> {
         }
     }
 
+    /// The leader's answer to a proposal this member forwarded to it.
+    fn on_outcome(&mut self, now: Instant, from: &str, id: u64, outcome: Outcome) {
+        if self.forwarded.get(&id).is_none_or(|(to, _)| to != from) {
+            return;
+        }
+        self.forwarded.remove(&id);
+        match outcome {
+            // Answered once decided here too (it may not have heard yet).
+            Outcome::Decided { slot } if slot > self.applied => {
+                self.answers.insert(slot, Asker::Here(id));
+                self.note_slot(now, from, slot + 1);
+            }
+            _ => self.answer(Asker::Here(id), outcome),
+        }
+    }
+
+    /// How long a forwarded proposal waits for the leader's answer: its campaign, then its
+    /// slot's acceptances.
+    fn forward_wait(&self) -> Duration {
+        self.timeouts.phase * 2
+    }
+
     /// The earliest moment something is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let campaign = match &self.role {
@@ -408,10 +491,15 @@ impl<V: Clone + PartialEq> Node<V> {
             .waiting
             .iter()
             .map(|(_, _, at)| *at + self.timeouts.phase);
+        let forwarded = self
+            .forwarded
+            .values()
+            .map(|(_, at)| *at + self.forward_wait());
         campaign
             .into_iter()
             .chain(slots)
             .chain(waiting)
+            .chain(forwarded)
             .chain(self.retry_at)
             .chain(self.next_ask)
             .min()
@@ -449,11 +537,25 @@ impl<V: Clone + PartialEq> Node<V> {
                 }
             }
         }
+        let wait = self.forward_wait();
+        let late: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (_, at))| now >= *at + wait)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            // The leader did not answer: it may be cut off, or dead (it may also have decided
+            // the proposal). The next proposal campaigns here instead of forwarding to it.
+            self.forwarded.remove(&id);
+            self.dead_leader = Some(self.promised.clone());
+            self.answer(Asker::Here(id), Outcome::Unknown);
+        }
         if give_up_campaign {
             // No majority answered: nothing of the waiting proposals went out.
             self.role = Role::Follower;
-            for (id, _, _) in std::mem::take(&mut self.waiting) {
-                self.answer(id, Outcome::NoMajority);
+            for (asker, _, _) in std::mem::take(&mut self.waiting) {
+                self.answer(asker, Outcome::NoMajority);
             }
         }
         let mut stale = false;
@@ -485,13 +587,13 @@ impl<V: Clone + PartialEq> Node<V> {
         // Proposals that waited a whole phase without a campaign under way (one refused and
         // gave up) are answered: nothing of them went out.
         if matches!(self.role, Role::Follower) {
-            while let Some((id, _, at)) = self.waiting.front() {
+            while let Some((_, _, at)) = self.waiting.front() {
                 if now < *at + phase {
                     break;
                 }
-                let id = *id;
-                self.waiting.pop_front();
-                self.answer(id, Outcome::NoMajority);
+                if let Some((asker, _, _)) = self.waiting.pop_front() {
+                    self.answer(asker, Outcome::NoMajority);
+                }
             }
             if !self.waiting.is_empty() && self.retry_at.is_some_and(|t| now >= t) {
                 self.campaign(now);
@@ -579,13 +681,13 @@ impl<V: Clone + PartialEq> Node<V> {
             let entry = best.remove(&slot).map_or(Entry::Noop, |(_, e)| e);
             self.open_slot(now, slot, entry, None);
         }
-        for (id, claim, _) in std::mem::take(&mut self.waiting) {
-            self.start_slot(now, Entry::Claim(claim), Some(id));
+        for (asker, claim, _) in std::mem::take(&mut self.waiting) {
+            self.start_slot(now, Entry::Claim(claim), Some(asker));
         }
     }
 
     /// Proposes `entry` in the next free slot.
-    fn start_slot(&mut self, now: Instant, entry: Entry<V>, id: Option<u64>) {
+    fn start_slot(&mut self, now: Instant, entry: Entry<V>, id: Option<Asker>) {
         let Role::Leading { next_slot, .. } = &mut self.role else {
             return;
         };
@@ -594,7 +696,7 @@ impl<V: Clone + PartialEq> Node<V> {
         self.open_slot(now, slot, entry, id);
     }
 
-    fn open_slot(&mut self, now: Instant, slot: u64, entry: Entry<V>, id: Option<u64>) {
+    fn open_slot(&mut self, now: Instant, slot: u64, entry: Entry<V>, id: Option<Asker>) {
         let Role::Leading { ballot, .. } = &self.role else {
             return;
         };
@@ -806,8 +908,11 @@ impl<V: Clone + PartialEq> Node<V> {
         }
     }
 
-    fn answer(&mut self, id: u64, outcome: Outcome) {
-        self.actions.push_back(Action::Answer { id, outcome });
+    fn answer(&mut self, asker: Asker, outcome: Outcome) {
+        match asker {
+            Asker::Here(id) => self.actions.push_back(Action::Answer { id, outcome }),
+            Asker::Member(to, id) => self.send(&to, Msg::Outcome { id, outcome }),
+        }
     }
 
     fn send(&mut self, to: &str, msg: Msg<V>) {

@@ -57,6 +57,8 @@ struct Stats {
     unknown: u64,
     crashes: u64,
     partitions: u64,
+    prepares: u64,
+    forwards: u64,
 }
 
 struct Sim {
@@ -184,6 +186,11 @@ impl Sim {
                     }
                 }
                 Action::Send { to, msg } => {
+                    match &msg {
+                        Msg::Prepare { .. } => self.stats.prepares += 1,
+                        Msg::Forward { .. } => self.stats.forwards += 1,
+                        _ => {}
+                    }
                     if self.trace {
                         eprintln!("{:?} {me} → {to}: {msg:?}", self.now - self.start);
                     }
@@ -485,6 +492,7 @@ fn a_slot_never_takes_two_values_under_every_fault() {
             total.unknown += s.unknown;
             total.crashes += s.crashes;
             total.partitions += s.partitions;
+            total.forwards += s.forwards;
         }
     }
     if replay {
@@ -494,6 +502,7 @@ fn a_slot_never_takes_two_values_under_every_fault() {
     assert!(total.decided > 1_000, "{total:?}");
     assert!(total.no_majority > 0 && total.unknown > 0, "{total:?}");
     assert!(total.crashes > 50 && total.partitions > 50, "{total:?}");
+    assert!(total.forwards > 100, "{total:?}");
 }
 
 /// A member cut off from the majority answers its proposals `NoMajority` within the phase
@@ -536,9 +545,48 @@ fn the_minority_refuses_and_the_majority_decides() {
         assert!(
             matches!(sim.proposals[&after].1, Some(Outcome::Decided { .. })),
             "{}",
-            sim.at("healed, s3 leads again")
+            sim.at("healed, s3's proposal is decided")
         );
         sim.run(Duration::from_secs(2));
+        sim.check_end();
+    }
+}
+
+/// Once a member leads, a proposal made at another is forwarded to it and decided there,
+/// without a campaign of its own (no duel for the lead); answered where it was made, once
+/// applied there.
+#[test]
+fn a_proposal_elsewhere_goes_to_the_leader() {
+    for seed in seeds(5) {
+        let mut sim = Sim::new(seed, 3, calm());
+        sim.propose(2);
+        let first = sim.next_id - 1;
+        sim.run_until(Duration::from_secs(3), |s| s.proposals[&first].1.is_some());
+        let prepares = sim.stats.prepares;
+        for at in [0, 1, 0, 1] {
+            sim.propose(at);
+            let id = sim.next_id - 1;
+            sim.run_until(Duration::from_secs(3), |s| s.proposals[&id].1.is_some());
+            let Some(Outcome::Decided { slot }) = sim.proposals[&id].1 else {
+                panic!(
+                    "{}",
+                    sim.at(&format!("{id} decided: {:?}", sim.proposals[&id].1))
+                );
+            };
+            assert!(
+                sim.members[at].applied.len() as u64 >= slot,
+                "{}",
+                sim.at("answered once applied where it was made")
+            );
+        }
+        assert_eq!(
+            sim.stats.prepares,
+            prepares,
+            "{}",
+            sim.at("no new campaign")
+        );
+        assert_eq!(sim.stats.forwards, 4, "{}", sim.at("forwarded"));
+        sim.run(Duration::from_secs(1));
         sim.check_end();
     }
 }

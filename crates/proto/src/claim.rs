@@ -7,7 +7,7 @@
 //!                                     ◀──parse_msg──
 //! ```
 
-use palaver_core::claims::{Ballot, Entry, Msg};
+use palaver_core::claims::{Ballot, Entry, Msg, Outcome};
 use rmpv::Value;
 
 use crate::MAX_HASH_BYTES;
@@ -259,6 +259,27 @@ pub(crate) fn parse_msg(m: &Map) -> Result<Msg<Claimed>, ProtoError> {
             slot: slot(m)?,
             entry: entry_from(m, "claim")?,
         },
+        "forward" => Msg::Forward {
+            id: m.counter("id")?,
+            value: match entry_from(m, "claim")? {
+                Entry::Claim(c) => c,
+                Entry::Noop => return Err(ProtoError::Missing("claim")),
+            },
+        },
+        "outcome" => Msg::Outcome {
+            id: m.counter("id")?,
+            outcome: match m.str("outcome")? {
+                "decided" => Outcome::Decided { slot: slot(m)? },
+                "no-majority" => Outcome::NoMajority,
+                "unknown" => Outcome::Unknown,
+                _ => {
+                    return Err(ProtoError::WrongType {
+                        field: "outcome",
+                        expected: "decided, no-majority or unknown",
+                    })
+                }
+            },
+        },
         "catchup" => Msg::Catchup {
             from: m.counter("from_slot")?,
         },
@@ -271,7 +292,8 @@ pub(crate) fn parse_msg(m: &Map) -> Result<Msg<Claimed>, ProtoError> {
         _ => {
             return Err(ProtoError::WrongType {
                 field: "step",
-                expected: "prepare, promise, accept, accepted, nack, decided, catchup or log",
+                expected: "prepare, promise, accept, accepted, nack, forward, outcome, decided, \
+                           catchup or log",
             })
         }
     })
@@ -326,6 +348,18 @@ pub(crate) fn fill_msg(env: Envelope, msg: &Msg<Claimed>) -> Envelope {
             .with("step", "decided")
             .with("slot", *slot)
             .with("claim", entry_value(entry)),
+        Msg::Forward { id, value } => env
+            .with("step", "forward")
+            .with("id", *id)
+            .with("claim", value.to_value()),
+        Msg::Outcome { id, outcome } => {
+            let env = env.with("step", "outcome").with("id", *id);
+            match outcome {
+                Outcome::Decided { slot } => env.with("outcome", "decided").with("slot", *slot),
+                Outcome::NoMajority => env.with("outcome", "no-majority"),
+                Outcome::Unknown => env.with("outcome", "unknown"),
+            }
+        }
         Msg::Catchup { from } => env.with("step", "catchup").with("from_slot", *from),
         Msg::Log { entries } => env.with("step", "log").with(
             "entries",

@@ -271,7 +271,7 @@ pub fn claims() -> Vec<Claimed> {
 
 /// Every step of the messages that decide claims.
 pub fn claim_messages() -> Vec<palaver_core::claims::Msg<Claimed>> {
-    use palaver_core::claims::{Ballot, Entry, Msg};
+    use palaver_core::claims::{Ballot, Entry, Msg, Outcome};
     let b = |round: u64, node: &str| Ballot {
         round,
         node: node.into(),
@@ -311,6 +311,22 @@ pub fn claim_messages() -> Vec<palaver_core::claims::Msg<Claimed>> {
             ballot: b(3, "s2"),
             promised: b(4, "s3"),
             applied: 7,
+        },
+        Msg::Forward {
+            id: 12,
+            value: all[2].clone(),
+        },
+        Msg::Outcome {
+            id: 12,
+            outcome: Outcome::Decided { slot: 8 },
+        },
+        Msg::Outcome {
+            id: 13,
+            outcome: Outcome::NoMajority,
+        },
+        Msg::Outcome {
+            id: 14,
+            outcome: Outcome::Unknown,
         },
         Msg::Decided {
             slot: 8,
