@@ -792,19 +792,23 @@ impl<V: Clone + PartialEq> Node<V> {
 
     // ---- acceptor ----
 
-    fn on_prepare(&mut self, from: &str, ballot: Ballot, slot: u64) {
+    /// Refuses `ballot` (telling `from`) when this member promised a higher one.
+    fn refused(&mut self, from: &str, ballot: &Ballot) -> bool {
         self.highest = self.highest.max(ballot.round);
-        if ballot < self.promised {
-            let promised = self.promised.clone();
-            let applied = self.applied;
-            self.send(
-                from,
-                Msg::Nack {
-                    ballot,
-                    promised,
-                    applied,
-                },
-            );
+        if *ballot >= self.promised {
+            return false;
+        }
+        let msg = Msg::Nack {
+            ballot: ballot.clone(),
+            promised: self.promised.clone(),
+            applied: self.applied,
+        };
+        self.send(from, msg);
+        true
+    }
+
+    fn on_prepare(&mut self, from: &str, ballot: Ballot, slot: u64) {
+        if self.refused(from, &ballot) {
             return;
         }
         if ballot > self.promised {
@@ -840,18 +844,7 @@ impl<V: Clone + PartialEq> Node<V> {
     }
 
     fn on_accept(&mut self, from: &str, ballot: Ballot, slot: u64, entry: Entry<V>) {
-        self.highest = self.highest.max(ballot.round);
-        if ballot < self.promised {
-            let promised = self.promised.clone();
-            let applied = self.applied;
-            self.send(
-                from,
-                Msg::Nack {
-                    ballot,
-                    promised,
-                    applied,
-                },
-            );
+        if self.refused(from, &ballot) {
             return;
         }
         if let Some(known) = self.decided.get(&slot) {
