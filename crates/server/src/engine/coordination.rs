@@ -86,6 +86,10 @@ pub(super) struct Coordination {
     /// Live peers whose last request went unanswered: contact lost (logged once, and again
     /// when they answer).
     silent: BTreeSet<String>,
+    /// Every server the reference ranked, live or not: those that vote on claims. Changed
+    /// since the engine last looked?
+    voters: BTreeSet<String>,
+    voters_changed: bool,
 }
 
 impl Coordination {
@@ -106,7 +110,14 @@ impl Coordination {
             peers_changed: false,
             listed: false,
             silent: BTreeSet::new(),
+            voters: BTreeSet::new(),
+            voters_changed: false,
         }
+    }
+
+    /// The servers that vote on claims, when they changed since the last call.
+    pub(super) fn take_voters_changed(&mut self) -> Option<Vec<String>> {
+        std::mem::take(&mut self.voters_changed).then(|| self.voters.iter().cloned().collect())
     }
 
     /// Live peers whose last request went unanswered.
@@ -234,7 +245,13 @@ impl Coordination {
                         .with("addr", self.addr.as_str());
                     self.ask_reference(RefAsk::Heartbeat, env, s);
                 }
-                Duty::ListPeers => self.ask_reference(RefAsk::List, Envelope::new("list"), s),
+                // Every server the reference ranked, live or not (`all`): the live ones are the
+                // peers; all of them vote on claims. A reference that ignores `all` lists the
+                // live ones only, and they are the voters then.
+                Duty::ListPeers => {
+                    let ask = Envelope::new("list").with("all", true);
+                    self.ask_reference(RefAsk::List, ask, s);
+                }
                 Duty::StartRound => self.start_round(s),
                 Duty::AskSync => {
                     if let Some(c) = self.coordinator().cloned() {
@@ -304,8 +321,16 @@ impl Coordination {
             RefAsk::Heartbeat => {}
             RefAsk::List => match ServerEntry::parse_list(&env) {
                 Ok(list) => {
+                    let voters: BTreeSet<String> =
+                        list.iter().map(|e| e.name.to_string()).collect();
+                    if voters != self.voters {
+                        tracing::info!(voters = ?voters, "the servers that vote on claims");
+                        self.voters = voters;
+                        self.voters_changed = true;
+                    }
                     let list = list
                         .into_iter()
+                        .filter(|e| e.alive != Some(false))
                         .map(|e| (Member::new(e.name.as_str(), e.rank), e.addr))
                         .collect();
                     self.set_peers(list, s);

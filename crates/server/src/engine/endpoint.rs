@@ -41,6 +41,9 @@ impl Engine {
         if let Some(names) = self.coord.take_peers_changed() {
             self.inbound(PeerInput::Peers(names));
         }
+        if let Some(voters) = self.coord.take_voters_changed() {
+            self.claims.set_members(voters);
+        }
     }
 
     /// A frame on the peer endpoint, from `route`.
@@ -143,10 +146,13 @@ impl Engine {
                 self.inbound(PeerInput::Beats(beats));
                 return None;
             }
-            PeerRequest::Claims { .. } => {
-                // One way. No server proposes claims yet (issue 24's next step: the engine
-                // drives `palaver_core::claims`); one that arrives is refused and counted.
-                self.peer_refused("claims", "this server does not take claims yet");
+            PeerRequest::Claims { from, msg } => {
+                // One way: a step of the majority that decides claims.
+                if from.as_str() == self.name {
+                    self.peer_refused("claims", "a message in this server's own name");
+                    return None;
+                }
+                self.claims.on_message(self.now.at, from.as_str(), msg);
                 return None;
             }
             PeerRequest::TwoPc { from, msg } => {
@@ -450,13 +456,18 @@ impl Engine {
         }
     }
 
-    /// Sends a step of a two-phase delete (an envelope made by `deletes`) to `peer`.
+    /// Sends a step of a two-phase delete or of the claims' majority (an envelope made by
+    /// `deletes` or `claims`) to `peer`.
     pub(super) fn tell_step(&mut self, peer: &str, mut env: Envelope) {
         env.stamp(self.wall(), self.lamport.tick());
+        let what = PeerRequest::SERVICES
+            .into_iter()
+            .find(|s| *s == env.service)
+            .unwrap_or("peer message");
         self.outputs.push_back(Output::Tell {
             peer: peer.to_owned(),
             body: env.to_bytes(),
-            what: "twopc",
+            what,
         });
     }
 

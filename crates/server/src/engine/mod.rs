@@ -41,6 +41,7 @@ pub use crate::writer::{Done, Job};
 use crate::{Policy, State};
 
 mod aside;
+mod claims;
 mod commits;
 mod coordination;
 mod deletes;
@@ -53,6 +54,7 @@ mod replicas;
 mod tests;
 
 use aside::Failing;
+use claims::Claims;
 use coordination::Coordination;
 use deletes::{Crash, Deletes};
 pub use endpoint::MAX_FETCH;
@@ -308,6 +310,8 @@ pub struct Engine {
     store: Store,
     /// Two-phase deletes: the commit machine and the client deletes waiting for it.
     deletes: Deletes,
+    /// Claims decided by a majority: this server's part in the log of claims.
+    claims: Claims,
     /// A fault test's crash after a prepare, when asked for.
     crash: Option<Crash>,
     /// Password work: the limits, and the requests that wait for it.
@@ -372,7 +376,7 @@ impl Engine {
     /// # Errors
     /// When the store cannot be read.
     pub fn new(setup: &Setup, store: Store, now: Now) -> Result<Engine, StoreError> {
-        let snapshot = store.snapshot()?;
+        let mut snapshot = store.snapshot()?;
         tracing::info!(
             server = %setup.name,
             users = snapshot.users.len(),
@@ -387,6 +391,8 @@ impl Engine {
             .collect();
         let mut deletes = Deletes::new(&setup.name, setup.seed);
         deletes.restore(now.at, &snapshot.rooms);
+        let mut claims = Claims::new(&setup.name);
+        claims.restore(&setup.name, &std::mem::take(&mut snapshot.claims));
         let state = State::with_policy(setup.name.as_str(), snapshot, setup.policy);
         let repl = Replication::new(setup.name.as_str(), vector, replication::Config::default());
         Ok(Engine {
@@ -394,6 +400,7 @@ impl Engine {
             state,
             store,
             deletes,
+            claims,
             crash: setup.crash_after_prepare.then_some(Crash::Armed),
             passwords: Passwords::new(),
             coord: Coordination::new(&setup.name, &setup.addr, setup.skew, now.at),
@@ -553,6 +560,7 @@ impl Engine {
             // took the number of one the peers held, and one id named two events; the
             // simulation found it, seed 41 with deletes). The protocol waits meanwhile.
             self.two_phase(at);
+            self.claims_turn(at);
         }
         // Acks for what just arrived leave before this server's own fsync.
         self.replicate();
@@ -578,6 +586,11 @@ impl Engine {
         }
     }
 
+    /// The slots of the log of claims applied here (1..=n).
+    pub fn claims_applied(&self) -> u64 {
+        self.claims.applied()
+    }
+
     /// Live peers (listed by the reference) whose last request went unanswered: a partition
     /// or a cut link, logged once when it starts and once when it ends.
     pub fn out_of_reach(&self) -> Vec<String> {
@@ -593,6 +606,7 @@ impl Engine {
                 .filter(|_| !self.writing)
                 .map(|t| t + REPLICA_COMMIT_DELAY),
             self.deletes.deadline(),
+            self.claims.deadline(),
             self.failing.as_ref().map(|f| f.next_try),
             (!self.accepting).then_some(self.serve_anyway_at),
             Some(self.coord.poll_timeout()),

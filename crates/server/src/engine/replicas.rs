@@ -81,6 +81,7 @@ impl Engine {
                 self.hidden.push(hide);
             }
             self.deletes.learn(self.now.at, &e);
+            self.claims.learn(&e);
             self.lamport.observe(e.lamport);
             out.push(e);
         }

@@ -964,3 +964,118 @@ fn a_live_peer_that_stops_answering_is_out_of_reach_until_it_answers() {
     rig.answer("s2", PeerAsk::Vector, &theirs);
     assert!(rig.engine.out_of_reach().is_empty());
 }
+
+/// This server takes part in deciding claims as an acceptor and learner: it promises a
+/// leader's ballot and accepts its slot once each record is stored (and only then answers),
+/// and learns the leader's decision from the log.
+#[test]
+fn a_server_promises_accepts_and_learns_claims_once_its_records_are_stored() {
+    use palaver_core::claims::{Ballot, Entry, Msg};
+    use palaver_proto::claim::{Claim, Claimed};
+    let mut rig = Rig::new();
+    rig.peers(&["s2"]);
+    rig.ack("s2", 0);
+    rig.serving();
+    let ballot = Ballot {
+        round: 1,
+        node: "s2".into(),
+    };
+    let claimed = Claimed {
+        claim: Claim::Person { name: name("cy") },
+        server: name("s2"),
+        request: Some("r-1".into()),
+    };
+    let step = |msg| PeerRequest::Claims {
+        from: name("s2"),
+        msg,
+    };
+    let said = |out: &[Output]| -> Vec<Msg<Claimed>> {
+        told(out, "s2", "claims")
+            .into_iter()
+            .filter_map(|r| match r {
+                PeerRequest::Claims { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .collect()
+    };
+    // The promise: recorded, stored, then said.
+    let mut out = rig.hear(
+        "s2",
+        &step(Msg::Prepare {
+            ballot: ballot.clone(),
+            from: 1,
+        }),
+    );
+    out.extend(rig.turn());
+    assert!(said(&out).is_empty(), "not before the record is stored");
+    let job = one_commit(out);
+    assert!(matches!(
+        &job.events[..],
+        [e] if matches!(&e.kind, palaver_proto::EventKind::Claim(palaver_proto::ClaimKind::Promise { round: 1, .. }))
+    ));
+    let mut out = rig.commit_turn(job);
+    out.extend(rig.ack("s2", 1));
+    assert!(
+        said(&out)
+            .iter()
+            .any(|m| matches!(m, Msg::Promise { ballot: b, .. } if *b == ballot)),
+        "{out:?}"
+    );
+    // The vote, the same way.
+    let mut out = rig.hear(
+        "s2",
+        &step(Msg::Accept {
+            ballot: ballot.clone(),
+            slot: 1,
+            entry: Entry::Claim(claimed.clone()),
+        }),
+    );
+    out.extend(rig.turn());
+    let job = one_commit(out);
+    let mut out = rig.commit_turn(job);
+    out.extend(rig.ack("s2", 2));
+    assert!(
+        said(&out)
+            .iter()
+            .any(|m| matches!(m, Msg::Accepted { slot: 1, .. })),
+        "{out:?}"
+    );
+    // A refusal for a lower ballot, with no record.
+    let mut out = rig.hear(
+        "s2",
+        &step(Msg::Prepare {
+            ballot: Ballot {
+                round: 0,
+                node: "s2".into(),
+            },
+            from: 1,
+        }),
+    );
+    out.extend(rig.turn());
+    for job in commits(std::mem::take(&mut out)) {
+        assert!(job.events.is_empty(), "a refusal records nothing");
+        out.extend(rig.commit_turn(job));
+    }
+    // The decision, learned from the leader's event.
+    assert_eq!(rig.engine.claims_applied(), 0);
+    let decided = palaver_proto::Event {
+        origin: "s2".into(),
+        seq: 1,
+        lamport: 9,
+        timestamp: 1.0,
+        kind: palaver_proto::ClaimKind::Decided {
+            slot: 1,
+            claim: Some(claimed),
+        }
+        .into(),
+        request: None,
+    };
+    rig.hear(
+        "s2",
+        &PeerRequest::Replica {
+            origin: name("s2"),
+            events: vec![decided],
+        },
+    );
+    assert_eq!(rig.engine.claims_applied(), 1);
+}
