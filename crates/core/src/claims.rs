@@ -467,7 +467,9 @@ impl<V: Clone + PartialEq> Node<V> {
                 self.answers.insert(slot, Asker::Here(id));
                 self.note_slot(now, from, slot + 1);
             }
-            _ => self.answer(Asker::Here(id), outcome),
+            Outcome::Decided { .. } | Outcome::NoMajority | Outcome::Unknown => {
+                self.answer(Asker::Here(id), outcome);
+            }
         }
     }
 

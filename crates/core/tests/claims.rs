@@ -189,7 +189,14 @@ impl Sim {
                     match &msg {
                         Msg::Prepare { .. } => self.stats.prepares += 1,
                         Msg::Forward { .. } => self.stats.forwards += 1,
-                        _ => {}
+                        Msg::Promise { .. }
+                        | Msg::Accept { .. }
+                        | Msg::Accepted { .. }
+                        | Msg::Nack { .. }
+                        | Msg::Outcome { .. }
+                        | Msg::Decided { .. }
+                        | Msg::Catchup { .. }
+                        | Msg::Log { .. } => {}
                     }
                     if self.trace {
                         eprintln!("{:?} {me} → {to}: {msg:?}", self.now - self.start);

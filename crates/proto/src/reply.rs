@@ -99,8 +99,13 @@ impl Publication {
     /// person, and `delete`. A delete notice's `id` is its transaction's, the same from every
     /// server that records the delete, so a client shows it once. `None` for every other event.
     pub fn notice(event: &crate::Event) -> Option<Publication> {
-        let crate::EventKind::Room(room) = &event.kind else {
-            return None;
+        use crate::EventKind;
+        let room = match &event.kind {
+            EventKind::Room(room) => room,
+            EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => return None,
         };
         let notice = room.notice()?;
         let mut env = Envelope::new(notice.service).with("channel", notice.channel.as_str());

@@ -68,10 +68,18 @@ impl View {
         }
         let mut deleted = BTreeSet::new();
         for e in events.values() {
-            if let EventKind::Room(room) = &e.kind {
-                if let Naming::Deletes(c) = room.naming() {
+            let room = match &e.kind {
+                EventKind::Room(room) => room,
+                EventKind::Message(_)
+                | EventKind::Account(_)
+                | EventKind::Reader(_)
+                | EventKind::Claim(_) => continue,
+            };
+            match room.naming() {
+                Naming::Deletes(c) => {
                     deleted.insert(c.to_string());
                 }
+                Naming::Creates(_) | Naming::Nothing => {}
             }
         }
         let undecided = undecided(name, events.values());
@@ -111,18 +119,25 @@ impl View {
     pub fn cursor(&self, user: &str, device: &str) -> BTreeMap<String, u64> {
         let mut cursor = BTreeMap::new();
         for e in self.events.values() {
-            if let EventKind::Reader(ReaderKind::Taken {
-                user: u,
-                device: d,
-                cursor: c,
-            }) = &e.kind
-            {
-                if u.as_str() == user && d == device {
-                    for (origin, n) in c {
-                        let e: &mut u64 = cursor.entry(origin.clone()).or_default();
-                        *e = (*e).max(*n);
-                    }
-                }
+            let c = match &e.kind {
+                EventKind::Reader(ReaderKind::Taken {
+                    user: u,
+                    device: d,
+                    cursor: c,
+                }) if u.as_str() == user && d == device => c,
+                EventKind::Reader(
+                    ReaderKind::Taken { .. }
+                    | ReaderKind::Read { .. }
+                    | ReaderKind::Settings { .. },
+                )
+                | EventKind::Message(_)
+                | EventKind::Account(_)
+                | EventKind::Room(_)
+                | EventKind::Claim(_) => continue,
+            };
+            for (origin, n) in c {
+                let e: &mut u64 = cursor.entry(origin.clone()).or_default();
+                *e = (*e).max(*n);
             }
         }
         cursor
@@ -138,8 +153,12 @@ impl View {
 pub fn undecided<'a>(name: &str, events: impl Iterator<Item = &'a Event>) -> BTreeSet<String> {
     let (mut prepared, mut decided) = (BTreeSet::new(), BTreeSet::new());
     for e in events.filter(|e| e.origin == name) {
-        let EventKind::Room(room) = &e.kind else {
-            continue;
+        let room = match &e.kind {
+            EventKind::Room(room) => room,
+            EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Reader(_)
+            | EventKind::Claim(_) => continue,
         };
         match room.step() {
             Some(Step::Prepared { tx, .. }) => prepared.insert(tx.to_owned()),

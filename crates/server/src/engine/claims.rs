@@ -45,8 +45,12 @@ impl Claims {
         let mut node = Node::new(me.as_str(), Timeouts::default());
         let mut decided = std::collections::BTreeMap::new();
         for e in events {
-            let EventKind::Claim(kind) = &e.kind else {
-                continue;
+            let kind = match &e.kind {
+                EventKind::Claim(kind) => kind,
+                EventKind::Message(_)
+                | EventKind::Account(_)
+                | EventKind::Room(_)
+                | EventKind::Reader(_) => continue,
             };
             match kind {
                 ClaimKind::Promise { round, leader } if e.origin == me.as_str() => {
@@ -82,8 +86,15 @@ impl Claims {
 
     /// A claim event from the log, a peer's or this server's: a decision is learned.
     pub(super) fn learn(&mut self, e: &Event) {
-        if let EventKind::Claim(ClaimKind::Decided { slot, claim }) = &e.kind {
-            self.node.learn(*slot, entry(claim.clone()));
+        match &e.kind {
+            EventKind::Claim(ClaimKind::Decided { slot, claim }) => {
+                self.node.learn(*slot, entry(claim.clone()));
+            }
+            EventKind::Claim(ClaimKind::Promise { .. } | ClaimKind::Vote { .. })
+            | EventKind::Message(_)
+            | EventKind::Account(_)
+            | EventKind::Room(_)
+            | EventKind::Reader(_) => {}
         }
     }
 

@@ -451,11 +451,13 @@ impl World {
         let (events, cursor) = (page.events, page.cursor);
         let me = self.clients[c].name.clone();
         for e in events {
-            let EventKind::Message(MessageKind::Direct { dst, .. }) = &e.kind else {
-                continue;
-            };
-            if dst.as_str() != me {
-                continue;
+            match &e.kind {
+                EventKind::Message(MessageKind::Direct { dst, .. }) if dst.as_str() == me => {}
+                EventKind::Message(MessageKind::Direct { .. } | MessageKind::Post { .. })
+                | EventKind::Account(_)
+                | EventKind::Room(_)
+                | EventKind::Reader(_)
+                | EventKind::Claim(_) => continue,
             }
             let id = e.id();
             if self.strict && covers(&self.clients[c].confirmed, &id) {
