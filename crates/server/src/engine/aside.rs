@@ -118,10 +118,7 @@ impl Engine {
             Ok(mut snap) => {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
                 self.deletes.restore(self.now.at, &snap.rooms);
-                let me = palaver_proto::Name::parse(&self.name).ok();
-                if let Some(me) = me {
-                    self.claims.restore(&me, &std::mem::take(&mut snap.claims));
-                }
+                self.claims.restore(&std::mem::take(&mut snap.claims));
                 self.state.reload(snap);
                 self.deletes
                     .set_peers(self.repl.peers().map(str::to_owned).collect());

@@ -26,6 +26,7 @@ use super::{Engine, Handled, Queued, Route};
 
 /// This server's part in deciding claims.
 pub(super) struct Claims {
+    me: Name,
     node: Node<Claimed>,
     /// The servers that vote (kept for a restore, which starts a new machine).
     members: Vec<String>,
@@ -34,6 +35,7 @@ pub(super) struct Claims {
 impl Claims {
     pub(super) fn new(me: &Name) -> Claims {
         Claims {
+            me: me.clone(),
             node: Node::new(me.as_str(), Timeouts::default()),
             members: Vec::new(),
         }
@@ -41,7 +43,8 @@ impl Claims {
 
     /// Starts again from the log's claim events: this server's promises and votes back into
     /// the acceptor, every decision back into the log (already applied).
-    pub(super) fn restore(&mut self, me: &Name, events: &[Event]) {
+    pub(super) fn restore(&mut self, events: &[Event]) {
+        let me = &self.me;
         let mut node = Node::new(me.as_str(), Timeouts::default());
         let mut decided = std::collections::BTreeMap::new();
         for e in events {
@@ -185,10 +188,7 @@ impl Engine {
                         continue;
                     }
                     let env = PeerRequest::Claims {
-                        from: match name(&self.name) {
-                            Some(n) => n,
-                            None => continue,
-                        },
+                        from: self.claims.me.clone(),
                         msg,
                     }
                     .to_envelope();

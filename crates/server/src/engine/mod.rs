@@ -392,7 +392,7 @@ impl Engine {
         let mut deletes = Deletes::new(&setup.name, setup.seed);
         deletes.restore(now.at, &snapshot.rooms);
         let mut claims = Claims::new(&setup.name);
-        claims.restore(&setup.name, &std::mem::take(&mut snapshot.claims));
+        claims.restore(&std::mem::take(&mut snapshot.claims));
         let state = State::with_policy(setup.name.as_str(), snapshot, setup.policy);
         let repl = Replication::new(setup.name.as_str(), vector, replication::Config::default());
         Ok(Engine {
