@@ -617,13 +617,13 @@ impl<V: Clone + PartialEq> Node<V> {
             node: self.me.clone(),
         };
         let from = self.applied + 1;
-        for m in self.members.clone() {
-            let msg = Msg::Prepare {
+        self.broadcast(
+            &Msg::Prepare {
                 ballot: ballot.clone(),
                 from,
-            };
-            self.send(&m, msg);
-        }
+            },
+            true,
+        );
         self.role = Role::Campaigning(Campaign {
             ballot,
             from,
@@ -703,14 +703,14 @@ impl<V: Clone + PartialEq> Node<V> {
             return;
         };
         let ballot = ballot.clone();
-        for m in self.members.clone() {
-            let msg = Msg::Accept {
-                ballot: ballot.clone(),
+        self.broadcast(
+            &Msg::Accept {
+                ballot,
                 slot,
                 entry: entry.clone(),
-            };
-            self.send(&m, msg);
-        }
+            },
+            true,
+        );
         self.proposing.insert(
             slot,
             Proposing {
@@ -744,23 +744,17 @@ impl<V: Clone + PartialEq> Node<V> {
         if let Some(id) = p.id {
             self.answers.insert(slot, id);
         }
-        let others: Vec<String> = self
-            .members
-            .iter()
-            .filter(|m| **m != self.me)
-            .cloned()
-            .collect();
         self.actions.push_back(Action::Decide {
             slot,
             entry: p.entry.clone(),
         });
-        for m in others {
-            let msg = Msg::Decided {
+        self.broadcast(
+            &Msg::Decided {
                 slot,
                 entry: p.entry.clone(),
-            };
-            self.send(&m, msg);
-        }
+            },
+            false,
+        );
     }
 
     fn on_nack(&mut self, now: Instant, ballot: &Ballot, promised: &Ballot) {
@@ -907,6 +901,16 @@ impl<V: Clone + PartialEq> Node<V> {
         match asker {
             Asker::Here(id) => self.actions.push_back(Action::Answer { id, outcome }),
             Asker::Member(to, id) => self.send(&to, Msg::Outcome { id, outcome }),
+        }
+    }
+
+    /// Sends `msg` to every member, this one too when `me`.
+    fn broadcast(&mut self, msg: &Msg<V>, me: bool) {
+        for m in self.members.iter().filter(|m| me || **m != self.me) {
+            self.actions.push_back(Action::Send {
+                to: m.clone(),
+                msg: msg.clone(),
+            });
         }
     }
 
