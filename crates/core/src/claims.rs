@@ -254,6 +254,8 @@ pub struct Node<V> {
     /// When to ask next, and how long to wait after an answer that brought nothing.
     next_ask: Option<Instant>,
     ask_every: Duration,
+    /// When each other member was last heard from (any message, or what the driver saw).
+    contact: BTreeMap<String, Instant>,
     actions: VecDeque<Action<V>>,
 }
 
@@ -280,6 +282,7 @@ impl<V: Clone + PartialEq> Node<V> {
             ask: None,
             next_ask: None,
             ask_every: timeouts.resend,
+            contact: BTreeMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -362,12 +365,42 @@ impl<V: Clone + PartialEq> Node<V> {
             .then(|| b.node.clone())
     }
 
+    /// `member` was heard from at `now` (the driver may say so of any traffic it sees).
+    pub fn heard(&mut self, member: &str, now: Instant) {
+        if member != self.me && self.members.contains(member) {
+            self.contact.insert(member.to_owned(), now);
+        }
+    }
+
+    /// Whether a majority (this member included) was heard from within a phase.
+    fn in_contact(&self, now: Instant) -> bool {
+        let recent = self
+            .members
+            .iter()
+            .filter(|m| **m != self.me)
+            .filter(|m| {
+                self.contact
+                    .get(*m)
+                    .is_some_and(|t| now < *t + self.timeouts.phase)
+            })
+            .count();
+        recent + 1 >= self.majority()
+    }
+
     /// A proposal to decide here: in the next slot when leading, else once a majority
     /// promised (campaigning now).
+    ///
+    /// A leader that has not heard from a majority within a phase (cut off, or only idle)
+    /// campaigns again first rather than send the proposal for acceptance: cut off, it then
+    /// never gathers the promises, and the proposal is refused as `NoMajority`, knowing that
+    /// nothing of it can take effect, instead of left in doubt.
     fn take(&mut self, now: Instant, asker: Asker, claim: V) {
         if let Role::Leading { .. } = self.role {
-            self.start_slot(now, Entry::Claim(claim), Some(asker));
-            return;
+            if self.in_contact(now) || !self.proposing.is_empty() {
+                self.start_slot(now, Entry::Claim(claim), Some(asker));
+                return;
+            }
+            self.role = Role::Follower;
         }
         self.waiting.push_back((asker, claim, now));
         if matches!(self.role, Role::Follower) {
@@ -377,6 +410,7 @@ impl<V: Clone + PartialEq> Node<V> {
 
     /// Handles a message from `from`.
     pub fn on_message(&mut self, now: Instant, from: &str, msg: Msg<V>) {
+        self.heard(from, now);
         match msg {
             Msg::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
             Msg::Promise {

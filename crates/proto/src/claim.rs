@@ -24,15 +24,26 @@ pub enum Claim {
     /// `name` becomes a channel, owned by `owner` when the request named one.
     Channel { name: Name, owner: Option<Name> },
     /// `user`'s password becomes `hash` (argon2id, PHC), if it still is `was` (none: the name
-    /// has no password yet): a change made against a password that another change replaced
-    /// meanwhile takes no effect.
+    /// has no password yet, and this registers it): a change made against a password that
+    /// another change replaced meanwhile takes no effect. A change ends every session of the
+    /// account but `keep` (the SHA-256 of the token it came with).
     Password {
         user: Name,
         hash: String,
         was: Option<String>,
+        keep: Option<String>,
     },
     /// `user`'s account is closed and the name retired, if its password still is `was`.
     Retire { user: Name, was: Option<String> },
+    /// A session (the SHA-256 of its token) opens on `user`'s account, if its password still
+    /// is `was` (the one the login was checked against), at `at_ms` (the proposing server's
+    /// time in milliseconds since the Unix epoch, from which the session's idle time counts).
+    Session {
+        user: Name,
+        session: String,
+        was: String,
+        at_ms: u64,
+    },
 }
 
 /// A claim as proposed: with the server that took the request and the request's id, so
@@ -61,12 +72,20 @@ impl Claimed {
                     put("owner", o.as_str().into());
                 }
             }
-            Claim::Password { user, hash, was } => {
+            Claim::Password {
+                user,
+                hash,
+                was,
+                keep,
+            } => {
                 put("what", "password".into());
                 put("user", user.as_str().into());
                 put("hash", hash.as_str().into());
                 if let Some(w) = was {
                     put("was", w.as_str().into());
+                }
+                if let Some(k) = keep {
+                    put("keep", k.as_str().into());
                 }
             }
             Claim::Retire { user, was } => {
@@ -75,6 +94,18 @@ impl Claimed {
                 if let Some(w) = was {
                     put("was", w.as_str().into());
                 }
+            }
+            Claim::Session {
+                user,
+                session,
+                was,
+                at_ms,
+            } => {
+                put("what", "session".into());
+                put("user", user.as_str().into());
+                put("session", session.as_str().into());
+                put("was", was.as_str().into());
+                put("at_ms", (*at_ms).into());
             }
         }
         put("server", self.server.as_str().into());
@@ -111,15 +142,22 @@ impl Claimed {
                 user: m.name("user")?,
                 hash: hash("hash")?,
                 was: opt_hash("was")?,
+                keep: opt_hash("keep")?,
             },
             "retire" => Claim::Retire {
                 user: m.name("user")?,
                 was: opt_hash("was")?,
             },
+            "session" => Claim::Session {
+                user: m.name("user")?,
+                session: hash("session")?,
+                was: hash("was")?,
+                at_ms: m.counter("at_ms")?,
+            },
             _ => {
                 return Err(ProtoError::WrongType {
                     field: "what",
-                    expected: "person, channel, password or retire",
+                    expected: "person, channel, password, retire or session",
                 })
             }
         };
@@ -137,9 +175,20 @@ impl Claimed {
             Claim::Channel { name, owner } => {
                 name.as_str().len() + owner.as_ref().map_or(0, |o| o.as_str().len())
             }
-            Claim::Password { user, hash, was } => {
-                user.as_str().len() + hash.len() + was.as_ref().map_or(0, String::len)
+            Claim::Password {
+                user,
+                hash,
+                was,
+                keep,
+            } => {
+                user.as_str().len()
+                    + hash.len()
+                    + was.as_ref().map_or(0, String::len)
+                    + keep.as_ref().map_or(0, String::len)
             }
+            Claim::Session {
+                user, session, was, ..
+            } => user.as_str().len() + session.len() + was.len() + 9,
             Claim::Retire { user, was } => {
                 user.as_str().len() + was.as_ref().map_or(0, String::len)
             }

@@ -237,6 +237,7 @@ pub fn claims() -> Vec<Claimed> {
                 user: name("dee"),
                 hash: hash.into(),
                 was: None,
+                keep: None,
             },
             "s1",
             None,
@@ -246,6 +247,7 @@ pub fn claims() -> Vec<Claimed> {
                 user: name("dee"),
                 hash: format!("{hash}2"),
                 was: Some(hash.into()),
+                keep: Some("5e5510a".into()),
             },
             "s1",
             Some("r-3"),
@@ -265,6 +267,16 @@ pub fn claims() -> Vec<Claimed> {
             },
             "s2",
             None,
+        ),
+        claimed(
+            Claim::Session {
+                user: name("dee"),
+                session: "5e5510a".into(),
+                was: hash.into(),
+                at_ms: 1_733_000_000_500,
+            },
+            "s3",
+            Some("r-4"),
         ),
     ]
 }
@@ -407,6 +419,7 @@ pub fn history() -> Vec<Event> {
         AccountKind::Session {
             user: bob(),
             session: session('a'),
+            slot: Some(1),
         }
         .into(),
     );

@@ -85,6 +85,21 @@ impl Codec<u64> for Plain {
     }
 }
 
+/// An optional counter: absent and nil both read as `None`.
+impl Codec<Option<u64>> for Plain {
+    fn put(value: &Option<u64>, key: &'static str, out: &mut Vec<(Value, Value)>) {
+        if let Some(v) = value {
+            out.push(entry(key, *v));
+        }
+    }
+    fn get(m: &Map, key: &'static str) -> Result<Option<u64>, ProtoError> {
+        m.opt_counter(key)
+    }
+    fn size(_: &Option<u64>) -> usize {
+        0
+    }
+}
+
 /// A required flag.
 impl Codec<bool> for Plain {
     fn put(value: &bool, key: &'static str, out: &mut Vec<(Value, Value)>) {

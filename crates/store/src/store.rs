@@ -853,6 +853,7 @@ mod tests {
                         EventKind::Account(AccountKind::Session {
                             user: name("cy"),
                             session: "t".into(),
+                            slot: None,
                         }),
                     ),
                 ])

@@ -38,10 +38,12 @@ event_kinds! {
             hash: String as Text<MAX_HASH_BYTES>,
         },
         /// `user` logged in with the password, opening the session whose token hashes to
-        /// `session` (it also records the login, as `Login` does).
+        /// `session` (it also records the login, as `Login` does). `slot`: the slot of the
+        /// log of claims that opened it (none in data written before claims).
         Session = "session" {
             user: Name,
             session: String as Text<MAX_HASH_BYTES>,
+            slot: Option<u64>,
         },
         /// The session ended.
         Logout = "logout" {

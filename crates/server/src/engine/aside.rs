@@ -115,11 +115,12 @@ impl Engine {
         self.take_pending();
         self.hidden.clear();
         match self.store.snapshot() {
-            Ok(mut snap) => {
+            Ok(snap) => {
                 let vector = snap.progress.iter().map(|(o, s)| (o.clone(), *s)).collect();
                 self.deletes.restore(self.now.at, &snap.rooms);
-                self.claims.restore(&std::mem::take(&mut snap.claims));
+                self.claims.restore(&snap.claims);
                 self.state.reload(snap);
+                self.claims_forgotten();
                 self.deletes
                     .set_peers(self.repl.peers().map(str::to_owned).collect());
                 self.compare_again(vector);

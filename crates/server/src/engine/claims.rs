@@ -13,16 +13,45 @@
 //! ```
 //!
 //! This server is an acceptor and a learner: it promises, accepts and learns what a leader
-//! asks. It proposes nothing yet: no service makes a claim (issue 24's next step).
+//! asks. It also proposes the claims its requests make (`register`, a new name's `login`, a
+//! session, `channel`…): each request waits, with no clock moved, until its claim is decided
+//! and applied here; then the state finishes it (the event that records it joins the next
+//! batch, and the answer leaves once the live peers hold it, as for any write). A claim that
+//! found no majority is refused with a clear error; nothing of it can take effect later.
+//!
+//! ```text
+//!  request ──State: Outcome::Claim──▶ propose(id) ──▶ … ──▶ Apply(slot): State::apply_claim
+//!                                                          Answer(id) ──▶ State::claimed ──▶ batch
+//! ```
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use palaver_core::claims::{Action, Ballot, Entry, Msg, Node, Record, Timeouts};
-use palaver_proto::claim::Claimed;
+use palaver_core::claims::{Action, Ballot, Entry, Msg, Node, Outcome, Record, Timeouts};
+use palaver_proto::claim::{Claim, Claimed};
 use palaver_proto::peer::PeerRequest;
-use palaver_proto::{ClaimKind, Event, EventKind, Name};
+use palaver_proto::{ClaimKind, Event, EventKind, Name, Reply, Status};
 
 use super::{Engine, Handled, Queued, Route};
+use crate::state::After;
+
+/// What a request whose claim no majority took hears.
+pub const NO_MAJORITY: &str = "cannot reach a majority of servers; try again";
+/// What a request whose claim was sent for acceptance, but not confirmed in time, hears.
+pub const UNKNOWN: &str = "a majority of servers did not confirm in time; the request may \
+                           still take effect: send it again (the same request_id) to find out";
+/// How many results of this server's claims are kept for their answers.
+const RESULTS_KEPT: usize = 1_024;
+
+/// A request that waits for its claim.
+pub(super) struct Proposing {
+    pub route: Route,
+    pub echo: Option<String>,
+    pub request: Option<String>,
+    pub after: After,
+    /// The request's Lamport clock, taken in only if the request takes effect.
+    pub clock: Option<u64>,
+}
 
 /// This server's part in deciding claims.
 pub(super) struct Claims {
@@ -30,6 +59,11 @@ pub(super) struct Claims {
     node: Node<Claimed>,
     /// The servers that vote (kept for a restore, which starts a new machine).
     members: Vec<String>,
+    /// Requests waiting for their claims, by proposal id.
+    waiting: HashMap<u64, Proposing>,
+    next_id: u64,
+    /// What each of this server's claims did when applied, by slot, until answered.
+    results: BTreeMap<u64, Result<(), String>>,
 }
 
 impl Claims {
@@ -38,6 +72,9 @@ impl Claims {
             me: me.clone(),
             node: Node::new(me.as_str(), Timeouts::default()),
             members: Vec::new(),
+            waiting: HashMap::new(),
+            next_id: 0,
+            results: BTreeMap::new(),
         }
     }
 
@@ -103,6 +140,12 @@ impl Claims {
 
     pub(super) fn on_message(&mut self, now: Instant, from: &str, msg: Msg<Claimed>) {
         self.node.on_message(now, from, msg);
+    }
+
+    /// Traffic from `peer`: it is in contact (a leader out of contact with a majority
+    /// campaigns again before it proposes).
+    pub(super) fn heard(&mut self, peer: &str, now: Instant) {
+        self.node.heard(peer, now);
     }
 
     pub(super) fn deadline(&self) -> Option<Instant> {
@@ -187,6 +230,14 @@ impl Engine {
                     if matches!(msg, Msg::Decided { .. }) {
                         continue;
                     }
+                    // To itself: taken at once. Whatever it leads to outside (a message to a
+                    // peer, an answer, a decision) joins the batch after the records before
+                    // it, so nothing leaves before they are durable.
+                    if to == self.claims.me.as_str() {
+                        let me = self.claims.me.clone();
+                        self.claims.node.on_message(now, me.as_str(), msg);
+                        continue;
+                    }
                     let env = PeerRequest::Claims {
                         from: self.claims.me.clone(),
                         msg,
@@ -198,13 +249,93 @@ impl Engine {
                         echo: None,
                     });
                 }
-                Action::Apply { slot, .. } => {
-                    tracing::debug!(server = %self.name, slot, "claim applied");
-                }
-                Action::Answer { id, outcome } => {
-                    tracing::warn!(server = %self.name, id, ?outcome, "an answer for a claim nobody here proposed");
-                }
+                Action::Apply { slot, entry } => match entry {
+                    Entry::Claim(c) => {
+                        let result = self.state.apply_claim(slot, &c);
+                        tracing::debug!(server = %self.name, slot, ?result, "claim applied");
+                        if c.server == self.claims.me {
+                            self.claims.results.insert(slot, result);
+                            while self.claims.results.len() > RESULTS_KEPT {
+                                self.claims.results.pop_first();
+                            }
+                        }
+                    }
+                    Entry::Noop => {}
+                },
+                Action::Answer { id, outcome } => self.claim_answered(id, outcome),
             }
+        }
+    }
+
+    /// A request waits for `claim` to be decided.
+    pub(super) fn propose(&mut self, waiting: Proposing, claim: Claim) {
+        let id = self.claims.next_id;
+        self.claims.next_id += 1;
+        let claimed = Claimed {
+            claim,
+            server: self.claims.me.clone(),
+            request: waiting.request.clone(),
+        };
+        self.claims.waiting.insert(id, waiting);
+        self.claims.node.propose(self.now.at, id, claimed);
+    }
+
+    /// Proposal `id` is decided (and applied here), refused, or given up: its request is
+    /// finished and joins the batch.
+    fn claim_answered(&mut self, id: u64, outcome: Outcome) {
+        let Some(w) = self.claims.waiting.remove(&id) else {
+            tracing::error!(server = %self.name, id, ?outcome, "an answer for a claim nobody here waits for");
+            return;
+        };
+        let decided = match outcome {
+            Outcome::Decided { slot } => match self.claims.results.remove(&slot) {
+                Some(result) => result.map(|()| slot),
+                None => {
+                    tracing::error!(server = %self.name, id, slot, "a claim decided without its result");
+                    Err(
+                        "the claim was decided, but its effect is unknown here; send it again"
+                            .into(),
+                    )
+                }
+            },
+            Outcome::NoMajority => {
+                tracing::info!(server = %self.name, "a claim found no majority: refused");
+                Err(NO_MAJORITY.to_owned())
+            }
+            Outcome::Unknown => {
+                tracing::warn!(server = %self.name, "a claim was not confirmed in time");
+                Err(UNKNOWN.to_owned())
+            }
+        };
+        self.finish_claimed(w, decided);
+    }
+
+    fn finish_claimed(&mut self, w: Proposing, decided: Result<u64, String>) {
+        let before = self.lamport;
+        if let Some(clock) = w.clock {
+            self.lamport.observe(clock);
+        }
+        let handled =
+            self.state
+                .claimed(w.after, decided, w.request, self.wall(), &mut self.lamport);
+        if Reply::status(&handled.reply) == Status::Error {
+            self.lamport = before;
+        }
+        self.batch.push(Queued {
+            envelope: w.route,
+            handled,
+            echo: w.echo,
+        });
+    }
+
+    /// After a reload the machine starts again from the store: the requests that waited for
+    /// their claims hear that they may try again (a retry with the same id finds out whether
+    /// the claim took effect).
+    pub(super) fn claims_forgotten(&mut self) {
+        let waiting: Vec<Proposing> = self.claims.waiting.drain().map(|(_, w)| w).collect();
+        self.claims.results.clear();
+        for w in waiting {
+            self.finish_claimed(w, Err(UNKNOWN.to_owned()));
         }
     }
 

@@ -138,6 +138,7 @@ impl Engine {
                 verify: _,
                 delete: _,
                 lookup: _,
+                claim: _,
                 repeat,
             } = q.handled;
             if repeat || read.is_some() {

@@ -90,14 +90,14 @@ impl Engine {
                     channel,
                     failed,
                 } => {
-                    if matches!(kind, EventKind::Room(RoomKind::Prepare { .. }))
+                    if matches!(*kind, EventKind::Room(RoomKind::Prepare { .. }))
                         && self.crash == Some(Crash::Armed)
                     {
                         self.crash = Some(Crash::Due);
                     }
                     let mut handled =
                         self.state
-                            .record(kind, request, self.wall(), &mut self.lamport);
+                            .record(*kind, request, self.wall(), &mut self.lamport);
                     if let Some(c) = channel {
                         handled.reply = handled.reply.with("channel", c.as_str());
                     }
@@ -139,7 +139,7 @@ pub(super) enum Out {
     /// A record of the machine's, as an event of this server's, with the client's route
     /// when it answers a waiting delete (`reply`, then, is what the client gets).
     Record {
-        kind: EventKind,
+        kind: Box<EventKind>,
         request: Option<String>,
         route: Route,
         echo: Option<String>,
@@ -378,6 +378,7 @@ impl Deletes {
                 Some((tx, false)),
             ),
         };
+        let kind = Box::new(kind);
         let internal = |kind| Out::Record {
             kind,
             request: None,

@@ -123,6 +123,7 @@ impl Engine {
                     self.peer_refused("ack", "an ack for another origin");
                     return refuse("ack", "this server is not the origin");
                 }
+                self.claims.heard(from.as_str(), self.now.at);
                 self.inbound(PeerInput::Ack {
                     peer: from.to_string(),
                     seq,
@@ -135,6 +136,7 @@ impl Engine {
                     self.peer_refused("replica", "a batch of this server's own events");
                     return refuse("replica", "a batch holds only its sender's own events");
                 }
+                self.claims.heard(origin.as_str(), self.now.at);
                 self.inbound(PeerInput::Replica {
                     origin: origin.to_string(),
                     events,

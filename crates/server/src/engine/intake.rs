@@ -5,6 +5,7 @@
 
 use palaver_proto::{work, Envelope, Event, ProtoError, Reply, Request, Status, MAX_FRAME_BYTES};
 
+use super::claims::Proposing;
 use super::deletes::Waiting;
 use super::{Awaiting, Engine, Output, Queued, Route};
 use crate::state::{presence_notice, Handled, Proofs, Verdict};
@@ -78,6 +79,19 @@ impl Engine {
                     self.start_delete(waiting);
                     return None;
                 }
+                if let Some(p) = handled.claim.take() {
+                    // Undecided until the log of claims decides: no clock moves meanwhile.
+                    self.lamport = before;
+                    let waiting = Proposing {
+                        route: envelope,
+                        echo,
+                        request: p.request,
+                        after: p.after,
+                        clock: env.clock(),
+                    };
+                    self.propose(waiting, p.claim);
+                    return None;
+                }
                 if let Some(v) = handled.verify.take() {
                     // Undecided until the password work is done: no clock moves meanwhile (a
                     // wrong password must not push the clock).
@@ -128,13 +142,25 @@ impl Engine {
         if let Some(clock) = w.clock {
             self.lamport.observe(clock);
         }
-        let handled = self.state.verified(
+        let mut handled = self.state.verified(
             w.pending,
             verdict,
             w.request,
             self.wall(),
             &mut self.lamport,
         );
+        if let Some(p) = handled.claim.take() {
+            self.lamport = before;
+            let waiting = Proposing {
+                route: w.route,
+                echo: w.echo,
+                request: p.request,
+                after: p.after,
+                clock: w.clock,
+            };
+            self.propose(waiting, p.claim);
+            return;
+        }
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }

@@ -376,7 +376,7 @@ impl Engine {
     /// # Errors
     /// When the store cannot be read.
     pub fn new(setup: &Setup, store: Store, now: Now) -> Result<Engine, StoreError> {
-        let mut snapshot = store.snapshot()?;
+        let snapshot = store.snapshot()?;
         tracing::info!(
             server = %setup.name,
             users = snapshot.users.len(),
@@ -392,7 +392,7 @@ impl Engine {
         let mut deletes = Deletes::new(&setup.name, setup.seed);
         deletes.restore(now.at, &snapshot.rooms);
         let mut claims = Claims::new(&setup.name);
-        claims.restore(&std::mem::take(&mut snapshot.claims));
+        claims.restore(&snapshot.claims);
         let state = State::with_policy(setup.name.as_str(), snapshot, setup.policy);
         let repl = Replication::new(setup.name.as_str(), vector, replication::Config::default());
         Ok(Engine {

@@ -247,6 +247,42 @@ fn replies(out: &[Output]) -> Vec<(u64, &Envelope)> {
         .collect()
 }
 
+/// Makes `users` and `channels` names this server knows, as if `s2` had written them before
+/// claims existed: logins and creations of these names need no claim (the tests that are not
+/// about claims are not held up by them). `s2` must be a peer.
+fn known(rig: &mut Rig, users: &[&str], channels: &[&str]) {
+    let mut events: Vec<palaver_proto::Event> = users
+        .iter()
+        .map(|u| login_event("s2", 0, 1, u, None))
+        .collect();
+    events.extend(channels.iter().map(|c| {
+        palaver_proto::Event {
+            origin: "s2".into(),
+            seq: 0,
+            lamport: 1,
+            timestamp: 1.0,
+            kind: palaver_proto::RoomKind::Channel {
+                channel: name(c),
+                owner: None,
+            }
+            .into(),
+            request: None,
+        }
+    }));
+    for (seq, e) in (1..).zip(events.iter_mut()) {
+        e.seq = seq;
+    }
+    rig.hear(
+        "s2",
+        &PeerRequest::Replica {
+            origin: name("s2"),
+            events,
+        },
+    );
+    let job = one_commit(rig.advance(20));
+    rig.commit_turn(job);
+}
+
 fn login(user: &str) -> Envelope {
     Envelope::new("login").with("user", user)
 }
@@ -271,7 +307,15 @@ fn requests_that_arrive_while_the_writer_works_share_the_next_commit() {
         );
     }
     let first = one_commit(rig.turn());
-    assert_eq!(first.events.len(), 3);
+    // The three logins, with the records of the claims that made their names (a lone
+    // server decides them itself, in the same commit).
+    let logins = |job: &Job| {
+        job.events
+            .iter()
+            .filter(|e| matches!(e.kind, palaver_proto::EventKind::Account(_)))
+            .count()
+    };
+    assert_eq!(logins(&first), 3);
     for (t, user) in [(4, "dee"), (5, "eve")] {
         rig.ask(t, login(user));
     }
@@ -284,7 +328,7 @@ fn requests_that_arrive_while_the_writer_works_share_the_next_commit() {
         "a lone server answers once its batch is durable"
     );
     let second = one_commit(out);
-    assert_eq!(second.events.len(), 2);
+    assert_eq!(logins(&second), 2);
 }
 
 /// A write is answered only once it is durable and the live peers hold it, and its
@@ -296,7 +340,8 @@ fn a_write_is_answered_once_durable_and_acknowledged_publications_first() {
     // s2 holds all we had when it joined (nothing): trusted, so waited for.
     rig.ack("s2", 0);
     rig.serving();
-    rig.ask(1, Envelope::new("channel").with("channel", "general"));
+    known(&mut rig, &["ana", "bob"], &["general"]);
+    rig.ask(1, login("bob"));
     let job = one_commit(rig.turn());
     rig.commit(job);
     rig.ask(2, login("ana"));
@@ -370,7 +415,8 @@ fn the_brokers_token_makes_a_request_take_effect_once() {
     rig.serving();
     rig.ask(9, login("ana"));
     let job = one_commit(rig.turn());
-    assert_eq!(job.events[0].request.as_deref(), Some("~0000000000000009"));
+    let made = job.events.iter().find(|e| e.request.is_some()).unwrap();
+    assert_eq!(made.request.as_deref(), Some("~0000000000000009"));
     assert_eq!(replies(&rig.commit_turn(job)).len(), 1);
     rig.ask(9, login("ana"));
     let out = rig.turn();
@@ -561,7 +607,10 @@ fn a_reload_forgets_the_repeats_found_against_the_memory_it_drops() {
         "s2",
         &PeerRequest::Replica {
             origin: name("s2"),
-            events: vec![login_event("s2", 1, 1, "bob", Some("b-1"))],
+            events: vec![
+                login_event("s2", 1, 1, "bob", Some("b-1")),
+                login_event("s2", 2, 1, "ana", None),
+            ],
         },
     );
     let job = one_commit(rig.advance(20));
@@ -572,7 +621,7 @@ fn a_reload_forgets_the_repeats_found_against_the_memory_it_drops() {
         "s2",
         &PeerRequest::Replica {
             origin: name("s2"),
-            events: vec![login_event("s2", 2, 900, "ana", Some("r-1"))],
+            events: vec![login_event("s2", 3, 900, "ana", Some("r-1"))],
         },
     );
     assert!(!rig.engine.hidden.is_empty());
@@ -688,6 +737,7 @@ fn the_coordinator_is_learned_from_its_announcement_and_named_on_login() {
     );
     rig.ack("s2", 0);
     rig.serving();
+    known(&mut rig, &["ana"], &[]);
     rig.ask(1, login("ana"));
     let job = one_commit(rig.turn());
     rig.commit_turn(job);
@@ -1077,5 +1127,158 @@ fn a_server_promises_accepts_and_learns_claims_once_its_records_are_stored() {
             events: vec![decided],
         },
     );
+    assert_eq!(rig.engine.claims_applied(), 1);
+}
+
+/// Plays `node`'s part (a peer) in deciding claims: takes what this server told it in `out`,
+/// and hands its answers back. Its records are not kept: a peer's disk is not under test.
+fn vote(
+    rig: &mut Rig,
+    node: &mut palaver_core::claims::Node<palaver_proto::claim::Claimed>,
+    out: &[Output],
+) -> Vec<Output> {
+    let me = node.me().to_owned();
+    for req in told(out, &me, "claims") {
+        if let PeerRequest::Claims { from, msg } = req {
+            node.on_message(rig.now().at, from.as_str(), msg);
+        }
+    }
+    let mut more = Vec::new();
+    while let Some(action) = node.poll_action() {
+        if let palaver_core::claims::Action::Send { to, msg } = action {
+            if to == "s1" {
+                let req = PeerRequest::Claims {
+                    from: name(&me),
+                    msg,
+                };
+                more.extend(rig.hear(&me, &req));
+            }
+        }
+    }
+    more
+}
+
+/// Runs the turns of a claim until its request is answered: commits what is to commit, has
+/// `voters` answer what they are told, and the peers acknowledge every event (unless cut
+/// off: `voters` empty).
+fn until_answered(
+    rig: &mut Rig,
+    voters: &mut [palaver_core::claims::Node<palaver_proto::claim::Claimed>],
+    mut out: Vec<Output>,
+    jobs: &mut Vec<Job>,
+) -> Envelope {
+    let cut_off = voters.is_empty();
+    for _ in 0..50 {
+        if let Some((_, reply)) = replies(&out).first() {
+            return (*reply).clone();
+        }
+
+        let mut next = Vec::new();
+        for v in voters.iter_mut() {
+            next.extend(vote(rig, v, &out));
+        }
+        next.extend(rig.turn());
+        let (to_commit, rest): (Vec<Output>, Vec<Output>) = next
+            .into_iter()
+            .partition(|o| matches!(o, Output::Commit(_)));
+        next = rest;
+        for job in commits(to_commit) {
+            jobs.push(job.clone());
+            next.extend(rig.commit_turn(job));
+        }
+        if !cut_off {
+            for peer in ["s2", "s3"] {
+                next.extend(rig.ack(peer, 1_000));
+            }
+        }
+        out = next;
+        if replies(&out).is_empty() {
+            out.extend(rig.advance(100));
+        }
+    }
+    panic!("never answered");
+}
+
+/// A brand-new name is a claim: it is answered only once a majority of the servers (here s1
+/// and s2 of three) accepted it, and the login that records it is written after that; with
+/// no peer answering, the request is refused within the phase's timeout and nothing that
+/// could take effect is written.
+#[test]
+fn a_new_name_waits_for_a_majority_and_a_server_cut_off_refuses_it() {
+    use palaver_core::claims::{Node, Timeouts};
+    let mut rig = Rig::new();
+    rig.peers(&["s2", "s3"]);
+    rig.ack("s2", 0);
+    rig.ack("s3", 0);
+    rig.serving();
+    let mut s2 = Node::new("s2", Timeouts::default());
+    s2.set_members(["s1".to_owned(), "s2".to_owned(), "s3".to_owned()]);
+    let out = rig.ask(1, login("zed"));
+    let mut jobs = Vec::new();
+    let reply = until_answered(&mut rig, std::slice::from_mut(&mut s2), out, &mut jobs);
+    assert_eq!(Reply::status(&reply), Status::Success, "{reply:?}");
+    let kinds: Vec<&palaver_proto::EventKind> = jobs
+        .iter()
+        .flat_map(|j| &j.events)
+        .map(|e| &e.kind)
+        .collect();
+    let decided = kinds
+        .iter()
+        .position(|k| {
+            matches!(
+                k,
+                palaver_proto::EventKind::Claim(palaver_proto::ClaimKind::Decided { .. })
+            )
+        })
+        .expect("the decision is stored");
+    let recorded = kinds
+        .iter()
+        .position(|k| {
+            matches!(
+                k,
+                palaver_proto::EventKind::Account(palaver_proto::AccountKind::Login { .. })
+            )
+        })
+        .expect("the login is stored");
+    assert!(
+        decided <= recorded,
+        "the login follows its decision: {kinds:?}"
+    );
+    assert_eq!(rig.engine.claims_applied(), 1);
+    let users = rig.ask(2, Envelope::new("users"));
+    let users = until_answered(&mut rig, std::slice::from_mut(&mut s2), users, &mut jobs);
+    assert_eq!(users.data.str_list("users").unwrap(), vec!["zed"]);
+
+    // Cut off: nobody answers any more. This server led, but has heard from no one for a
+    // moment: it campaigns again, finds no majority, and refuses within the phase's timeout
+    // (1.5 s), having written nothing but its own promise.
+    for _ in 0..16 {
+        rig.advance(100);
+    }
+    let before = jobs.len();
+    let out = rig.ask(3, login("amy"));
+    let mut quiet = Vec::new();
+    let start = rig.ms;
+    let reply = until_answered(&mut rig, &mut quiet, out, &mut jobs);
+    assert_eq!(
+        reply.data.str("description").unwrap(),
+        super::claims::NO_MAJORITY,
+        "{reply:?}"
+    );
+    let waited = rig.ms - start;
+    assert!(waited <= 2_000, "refused after {waited} ms");
+    for e in jobs[before..].iter().flat_map(|j| &j.events) {
+        assert!(
+            !matches!(e.kind, palaver_proto::EventKind::Account(_)),
+            "nothing but claim records: {e:?}"
+        );
+        assert!(
+            !matches!(
+                e.kind,
+                palaver_proto::EventKind::Claim(palaver_proto::ClaimKind::Decided { .. })
+            ),
+            "no decision: {e:?}"
+        );
+    }
     assert_eq!(rig.engine.claims_applied(), 1);
 }

@@ -11,6 +11,14 @@
 //!   from), and it was used within the idle time. Its last use is the latest of its opening and
 //!   its `touch` events, so every server measures the same idle time.
 //! - A closed account's name is retired: it never logs in or registers again.
+//!
+//! Since claims exist, registering, changing a password, closing an account and opening a
+//! session are decided by the log of claims first (`claim_*`, in the log's order, the same on
+//! every server), and only then written as the events above. What the log decided for an
+//! account overrides the fold of its events: the password in force, whether it is closed,
+//! and which sessions stand. The fold still answers for accounts the log never saw (data
+//! written before claims) and for the events of a decision that has not reached this server
+//! yet (they agree with it).
 
 use std::collections::{HashMap, HashSet};
 
@@ -47,6 +55,24 @@ impl Account {
             .filter(|(o, _, _)| o > at)
             .max_by(|a, b| a.0.cmp(&b.0));
         Some(latest.map_or(hash.as_str(), |(_, h, _)| h.as_str()))
+    }
+}
+
+/// An account as the log of claims decided it.
+#[derive(Debug, Default)]
+struct Decided {
+    hash: Option<String>,
+    closed: bool,
+    /// Password changes: the slot of each, and the session it kept.
+    changes: Vec<(u64, Option<String>)>,
+}
+
+impl Decided {
+    /// Whether a change decided after `slot` ended session `hash`.
+    fn replaced(&self, slot: u64, hash: &str) -> bool {
+        self.changes
+            .iter()
+            .any(|(at, keep)| *at > slot && keep.as_deref() != Some(hash))
     }
 }
 
@@ -97,6 +123,10 @@ pub(super) struct Accounts {
     used: HashMap<String, f64>,
     /// Sessions logged out, known or not yet (a logout may arrive before its session).
     ended: HashSet<String>,
+    /// Accounts as the log of claims decided them.
+    decided: HashMap<Name, Decided>,
+    /// Sessions the log of claims opened: whose, and the slot.
+    claimed_sessions: HashMap<String, (Name, u64)>,
 }
 
 impl Accounts {
@@ -116,7 +146,16 @@ impl Accounts {
                 let a = self.people.entry(user.clone()).or_default();
                 a.registers.push((order(e), hash.clone()));
             }
-            AccountKind::Session { user, session } => {
+            AccountKind::Session {
+                user,
+                session,
+                slot,
+            } => {
+                // Written once the log of claims opened it at `slot`: it stands as the log's.
+                if let Some(slot) = slot {
+                    self.claimed_sessions
+                        .insert(session.clone(), (user.clone(), *slot));
+                }
                 self.sessions.insert(
                     session.clone(),
                     Session {
@@ -145,8 +184,95 @@ impl Accounts {
         *u = u.max(at);
     }
 
+    /// The log of claims decided, at `slot`, that `user`'s password becomes `hash` if it
+    /// still is `was` (none: registering), ending every other session but `keep`.
+    ///
+    /// # Errors
+    /// Why it takes no effect (the same on every server).
+    pub fn claim_password(
+        &mut self,
+        slot: u64,
+        user: &Name,
+        hash: &str,
+        was: Option<&str>,
+        keep: Option<&str>,
+    ) -> Result<(), String> {
+        self.check(user, was, || match was {
+            None => format!("`{user}` is already registered"),
+            Some(_) => format!("the password of `{user}` was changed meanwhile; log in again"),
+        })?;
+        let d = self.decided.entry(user.clone()).or_default();
+        if was.is_some() {
+            d.changes.push((slot, keep.map(str::to_owned)));
+        }
+        d.hash = Some(hash.to_owned());
+        Ok(())
+    }
+
+    /// The log of claims decided that `user`'s account closes, if its password still is
+    /// `was`.
+    ///
+    /// # Errors
+    /// Why it takes no effect.
+    pub fn claim_retire(&mut self, user: &Name, was: Option<&str>) -> Result<(), String> {
+        self.check(user, was, || {
+            format!("the password of `{user}` was changed meanwhile; log in again")
+        })?;
+        let d = self.decided.entry(user.clone()).or_default();
+        d.hash = None;
+        d.closed = true;
+        Ok(())
+    }
+
+    /// The log of claims decided, at `slot`, that session `session` opens on `user`'s
+    /// account at `at`, if its password still is `was`.
+    ///
+    /// # Errors
+    /// Why it takes no effect.
+    pub fn claim_session(
+        &mut self,
+        slot: u64,
+        user: &Name,
+        session: &str,
+        was: &str,
+        at: f64,
+    ) -> Result<(), String> {
+        self.check(user, Some(was), || {
+            format!("the password of `{user}` was changed meanwhile; log in again")
+        })?;
+        self.decided.entry(user.clone()).or_default().hash = Some(was.to_owned());
+        self.claimed_sessions
+            .insert(session.to_owned(), (user.clone(), slot));
+        self.use_at(session, at);
+        Ok(())
+    }
+
+    /// Whether a claim made against password `was` of `user` holds: the account is open and
+    /// its password, as the log decided it, still is `was`. An account the log never saw (its
+    /// events predate claims) is taken as the claim's server found it.
+    fn check(
+        &self,
+        user: &Name,
+        was: Option<&str>,
+        changed: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        match self.decided.get(user) {
+            Some(d) if d.closed => Err(format!("`{user}` has closed their account")),
+            Some(d) if d.hash.as_deref() != was => Err(changed()),
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// Whether the log of claims closed `user`'s account.
+    pub fn closed_by_claim(&self, user: &Name) -> bool {
+        self.decided.get(user).is_some_and(|d| d.closed)
+    }
+
     /// The password hash of `user`, if the name is an open account.
     pub fn password(&self, user: &Name) -> Option<&str> {
+        if let Some(d) = self.decided.get(user) {
+            return d.hash.as_deref().filter(|_| !d.closed);
+        }
         self.people
             .get(user)
             .filter(|a| !a.closed)
@@ -160,12 +286,10 @@ impl Accounts {
 
     /// Whether `user` closed their account (the name is retired).
     pub fn closed(&self, user: &Name) -> bool {
-        self.people.get(user).is_some_and(|a| a.closed)
-    }
-
-    /// The names whose accounts are closed.
-    pub fn retired(&self) -> impl Iterator<Item = &Name> {
-        self.people.iter().filter(|(_, a)| a.closed).map(|(n, _)| n)
+        match self.decided.get(user) {
+            Some(d) => d.closed,
+            None => self.people.get(user).is_some_and(|a| a.closed),
+        }
     }
 
     /// Whether a request that names `user` and carries `token` may act as `user`, at `now`:
@@ -194,6 +318,37 @@ impl Accounts {
 
     /// Whether the session `hash` lets `user` in at `now`.
     fn valid(&self, hash: &str, user: &Name, now: f64, idle: f64) -> Result<(), Denied> {
+        if let Some((owner, slot)) = self.claimed_sessions.get(hash) {
+            // Opened by the log of claims: only the log's later changes end it.
+            if owner != user {
+                return Err(Denied::NotYours);
+            }
+            if self.ended.contains(hash) {
+                return Err(Denied::LoggedOut);
+            }
+            // (Its event may arrive before the decision: the log's changes then come later.)
+            if let Some(d) = self.decided.get(user) {
+                if d.closed {
+                    return Err(Denied::Closed);
+                }
+                if d.replaced(*slot, hash) {
+                    return Err(Denied::Replaced);
+                }
+            }
+            if now - self.last_use(hash) > idle {
+                return Err(Denied::Expired);
+            }
+            return Ok(());
+        }
+        // Opened before claims: every change the log decided came after it.
+        if let Some(d) = self.decided.get(user) {
+            if d.closed {
+                return Err(Denied::Closed);
+            }
+            if d.replaced(0, hash) {
+                return Err(Denied::Replaced);
+            }
+        }
         let s = self.sessions.get(hash).ok_or(Denied::Unknown)?;
         if &s.user != user {
             return Err(Denied::NotYours);
@@ -277,6 +432,7 @@ mod tests {
                 EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t1"),
+                    slot: None,
                 }),
             ),
             ev(
@@ -286,6 +442,7 @@ mod tests {
                 EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t2"),
+                    slot: None,
                 }),
             ),
             ev(
@@ -295,6 +452,7 @@ mod tests {
                 EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t3"),
+                    slot: None,
                 }),
             ),
             ev(
@@ -314,6 +472,7 @@ mod tests {
                 EventKind::Account(AccountKind::Session {
                     user: ana(),
                     session: token_hash("t4"),
+                    slot: None,
                 }),
             ),
             ev(

@@ -3,10 +3,14 @@
 //!
 //! With `user` (ours), that person owns the channel: only they may `delete` it. A name with a
 //! password names itself owner only with its session's `token`.
+//!
+//! The name and its owner are a claim: the log of claims decides them (a majority of the
+//! servers) before the `channel` event is written and answered.
 
-use palaver_proto::{EventKind, Name, RoomKind};
+use palaver_proto::claim::Claim;
+use palaver_proto::Name;
 
-use super::{Decision, Outcome, Proofs, State};
+use super::{After, Decision, Outcome, Proofs, State};
 
 pub(super) fn apply(
     st: &mut State,
@@ -20,26 +24,20 @@ pub(super) fn apply(
             "channel `{channel}` was deleted; its name is not used again"
         ));
     }
-    if st.channels.contains(&channel) {
+    if st.names.is_channel(&channel) {
         return Err(format!("channel `{channel}` already exists"));
     }
-    if st.users.contains(&channel) {
+    if st.names.is_user(&channel) || st.accounts.closed(&channel) {
         return Err(format!("`{channel}` is a user's name"));
     }
     if let Some(user) = &owner {
         st.person(user, proofs, now)?;
     }
-    st.channels.insert(channel.clone());
-    Ok(Outcome::Event(EventKind::Room(RoomKind::Channel {
-        channel,
-        owner,
-    })))
-}
-
-/// A `channel` event from any server: the name is a channel's, unless this server knew it as
-/// a user first.
-pub(super) fn on_event(st: &mut State, channel: &Name) {
-    if !st.users.contains(channel) {
-        st.channels.insert(channel.clone());
-    }
+    Ok(Outcome::Claim(
+        Claim::Channel {
+            name: channel.clone(),
+            owner: owner.clone(),
+        },
+        After::Channel { channel, owner },
+    ))
 }

@@ -5,13 +5,18 @@
 //! thread, and opens a session (a `session` event; the answer carries its token); or a valid
 //! `token`, which records a login in that session. Without either it is refused: nobody else
 //! can log in as an account.
+//!
+//! A brand-new name, and every session, is a claim: the log of claims decides it (a majority
+//! of the servers) before the login is written and answered. A login of a name already used,
+//! without a password, is written at once, on any side of a partition.
 
+use palaver_proto::claim::Claim;
 use palaver_proto::{AccountKind, EventKind, Name};
 
-use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
+use super::{After, HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
 pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Outcome {
-    if st.channels.contains(&user) {
+    if st.names.is_channel(&user) {
         return Outcome::Refused(format!("`{user}` is a channel, not a user"));
     }
     let Some(phc) = st.accounts.password(&user).map(str::to_owned) else {
@@ -21,12 +26,17 @@ pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Ou
         if proofs.password.is_some() {
             return Outcome::Refused(format!("`{user}` has no password; `register` gives it one"));
         }
-        st.users.insert(user.clone());
+        if !st.names.is_user(&user) {
+            return Outcome::Claim(Claim::Person { name: user.clone() }, After::Login { user });
+        }
         return Outcome::Event(EventKind::Account(AccountKind::Login { user }));
     };
     if let Some(password) = &proofs.password {
         return Outcome::Verify(Verify {
-            pending: Pending::Login { user },
+            pending: Pending::Login {
+                user,
+                was: phc.clone(),
+            },
             job: HashJob::Check {
                 phc,
                 password: password.clone(),
@@ -39,31 +49,44 @@ pub(super) fn apply(st: &mut State, user: Name, proofs: &Proofs, now: f64) -> Ou
     }
 }
 
-/// The password was checked: a match opens a session. Returns the outcome and the token.
-pub(super) fn verified(st: &mut State, user: Name, verdict: Verdict) -> (Outcome, Option<String>) {
+/// The password `was` was checked: a match opens a session, once the log of claims decides
+/// that `was` is still the password in force.
+pub(super) fn verified(
+    st: &mut State,
+    user: Name,
+    was: String,
+    verdict: Verdict,
+    now: f64,
+) -> Outcome {
     match verdict.token {
         Some(token) if verdict.ok && st.accounts.protected(&user) => {
             let session = palaver_auth::token::token_hash(&token);
-            (
-                Outcome::Event(EventKind::Account(AccountKind::Session { user, session })),
-                Some(token),
+            Outcome::Claim(
+                Claim::Session {
+                    user: user.clone(),
+                    session: session.clone(),
+                    was,
+                    at_ms: millis(now),
+                },
+                After::Session {
+                    user,
+                    session,
+                    token,
+                },
             )
         }
-        _ if st.accounts.closed(&user) => (
-            Outcome::Refused(format!("`{user}` has closed their account")),
-            None,
-        ),
-        _ => (
-            Outcome::Refused(format!("wrong password for `{user}`")),
-            None,
-        ),
+        _ if st.accounts.closed(&user) => {
+            Outcome::Refused(format!("`{user}` has closed their account"))
+        }
+        _ => Outcome::Refused(format!("wrong password for `{user}`")),
     }
 }
 
-/// A `login` event from any server: the name is a user's, unless this server knew it as a
-/// channel first (see docs/replication.md).
-pub(super) fn on_event(st: &mut State, user: &Name) {
-    if !st.channels.contains(user) {
-        st.users.insert(user.clone());
+/// A time in seconds as whole milliseconds (a time before the epoch, or absurd, as 0).
+fn millis(t: f64) -> u64 {
+    if t.is_finite() && t > 0.0 {
+        (t * 1000.0).min(palaver_proto::MAX_COUNTER as f64) as u64
+    } else {
+        0
     }
 }

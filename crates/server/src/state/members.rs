@@ -12,7 +12,7 @@ pub(super) fn apply(st: &State, channel: Name) -> Decision {
     let members: BTreeSet<Name> = st
         .rooms
         .members(&channel)
-        .filter(|u| st.users.contains(*u))
+        .filter(|u| st.names.is_user(u))
         .cloned()
         .collect();
     let reply = list("members", &members, &["members"]).with("channel", channel.as_str());

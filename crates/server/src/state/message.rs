@@ -19,7 +19,7 @@ pub(super) fn apply(
     if st.accounts.closed(&dst) {
         return Err(format!("`{dst}` has closed their account"));
     }
-    if !st.users.contains(&dst) {
+    if !st.names.is_user(&dst) {
         return Err(format!("user `{dst}` does not exist"));
     }
     Ok(Outcome::Event(EventKind::Message(MessageKind::Direct {

@@ -27,6 +27,7 @@ mod login;
 mod logout;
 mod members;
 mod message;
+mod names;
 mod password;
 mod publish;
 mod read;
@@ -43,6 +44,8 @@ mod unseal;
 mod users;
 
 use accounts::Accounts;
+use names::{Kind, Names, Standing};
+use palaver_proto::claim::{Claim, Claimed};
 use palaver_proto::room::Room;
 use readers::Readers;
 use rooms::Rooms;
@@ -114,6 +117,90 @@ enum Outcome {
     /// Hash or check a password first (slow work, done on a thread of its own), then decide
     /// with [`State::verified`].
     Verify(Verify),
+    /// Have the log of claims decide this first (a majority of the servers), then finish
+    /// with [`State::claimed`].
+    Claim(Claim, After),
+}
+
+/// A claim a request waits for, and what the request does once it is decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub claim: Claim,
+    pub after: After,
+    /// The request's id (none for a login with a password, which opens a new session each
+    /// time).
+    pub request: Option<String>,
+}
+
+/// What a request does once its claim took effect: the event that records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    Login {
+        user: Name,
+    },
+    /// A session opened: the token goes back to the client (only its hash is kept).
+    Session {
+        user: Name,
+        session: String,
+        token: String,
+    },
+    Register {
+        user: Name,
+        hash: String,
+    },
+    Password {
+        user: Name,
+        hash: String,
+        keep: Option<String>,
+    },
+    Unregister {
+        user: Name,
+    },
+    Channel {
+        channel: Name,
+        owner: Option<Name>,
+    },
+}
+
+impl After {
+    fn service(&self) -> &'static str {
+        match self {
+            After::Login { .. } | After::Session { .. } => "login",
+            After::Register { .. } => "register",
+            After::Password { .. } => "password",
+            After::Unregister { .. } => "unregister",
+            After::Channel { .. } => "channel",
+        }
+    }
+
+    /// The event that records the decided claim (at `slot`), and a session's token.
+    fn made(self, slot: u64) -> (EventKind, Option<String>) {
+        let account = |k| (EventKind::Account(k), None);
+        match self {
+            After::Login { user } => account(AccountKind::Login { user }),
+            After::Session {
+                user,
+                session,
+                token,
+            } => (
+                EventKind::Account(AccountKind::Session {
+                    user,
+                    session,
+                    slot: Some(slot),
+                }),
+                Some(token),
+            ),
+            After::Register { user, hash } => account(AccountKind::Register { user, hash }),
+            After::Password { user, hash, keep } => {
+                account(AccountKind::Password { user, hash, keep })
+            }
+            After::Unregister { user } => account(AccountKind::Unregister { user }),
+            After::Channel { channel, owner } => (
+                EventKind::Room(palaver_proto::RoomKind::Channel { channel, owner }),
+                None,
+            ),
+        }
+    }
 }
 
 /// A read of the store, answered after the batch it arrived in commits so that it sees every
@@ -160,29 +247,34 @@ pub struct Verify {
 /// The request that waits for password work.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
+    /// `was`: the password hash the login is checked against.
     Login {
         user: Name,
+        was: String,
     },
     Register {
         user: Name,
     },
-    /// `keep`: the session the request came with, which the change leaves open.
+    /// `keep`: the session the request came with, which the change leaves open; `was`: the
+    /// password hash it is checked against.
     Password {
         user: Name,
         keep: Option<String>,
+        was: String,
     },
     Unregister {
         user: Name,
+        was: String,
     },
 }
 
 impl Pending {
     pub fn user(&self) -> &Name {
         match self {
-            Pending::Login { user }
+            Pending::Login { user, .. }
             | Pending::Register { user }
             | Pending::Password { user, .. }
-            | Pending::Unregister { user } => user,
+            | Pending::Unregister { user, .. } => user,
         }
     }
 
@@ -231,9 +323,14 @@ pub struct Verdict {
 pub struct State {
     origin: String,
     policy: Policy,
-    users: BTreeSet<Name>,
-    channels: BTreeSet<Name>,
+    /// Whose each name is.
+    names: Names,
     accounts: Accounts,
+    /// The request ids of the claims that took effect: a claim made again by a retried
+    /// request is a repeat, not a conflict.
+    claim_requests: std::collections::HashSet<String>,
+    /// The last slot of the log of claims applied.
+    claims_applied: u64,
     rooms: Rooms,
     readers: Readers,
     /// Per origin, the highest sequence number taken in (what a confirmed cursor may reach).
@@ -269,6 +366,8 @@ pub struct Handled {
     pub delete: Option<Room>,
     /// A message to look up in the store; then [`State::marked`] decides.
     pub lookup: Option<(Name, EventRef)>,
+    /// A claim for the log of claims to decide; then [`State::claimed`] finishes.
+    pub claim: Option<Proposal>,
     /// An answer that repeats an earlier one (the request id is known): the event it names
     /// may have come from a peer and wait in memory, so the answer waits for the commit that
     /// stores what waits.
@@ -286,6 +385,7 @@ impl Handled {
             verify: None,
             delete: None,
             lookup: None,
+            claim: None,
             repeat: false,
         }
     }
@@ -302,9 +402,10 @@ impl State {
         let mut st = State {
             origin: origin.to_owned(),
             policy,
-            users: BTreeSet::new(),
-            channels: BTreeSet::new(),
+            names: Names::default(),
             accounts: Accounts::default(),
+            claim_requests: std::collections::HashSet::new(),
+            claims_applied: 0,
             rooms: Rooms::new(origin),
             readers: Readers::default(),
             held: std::collections::BTreeMap::new(),
@@ -325,18 +426,46 @@ impl State {
 
     /// Forgets whatever was accepted but not stored, and starts again from `snap`.
     pub fn reload(&mut self, snap: Snapshot) {
-        self.users = snap.users.into_iter().collect();
-        self.channels = snap.channels.into_iter().collect();
+        self.names = Names::from_used(snap.users, snap.channels);
         self.accounts = Accounts::default();
         for e in &snap.accounts {
             self.accounts.on_event(e);
         }
-        for closed in self.accounts.retired() {
-            self.users.remove(closed);
-        }
         self.rooms = Rooms::new(&self.origin);
         for e in &snap.rooms {
             self.rooms.on_event(e);
+        }
+        // The log of claims, applied again in its order, as far as it has no gap.
+        self.claim_requests.clear();
+        self.claims_applied = 0;
+        let mut decided = std::collections::BTreeMap::new();
+        for e in &snap.claims {
+            if let EventKind::Claim(palaver_proto::ClaimKind::Decided {
+                slot,
+                claim: Some(c),
+            }) = &e.kind
+            {
+                decided.insert(*slot, Some(c));
+            } else if let EventKind::Claim(palaver_proto::ClaimKind::Decided {
+                slot,
+                claim: None,
+            }) = &e.kind
+            {
+                decided.insert(*slot, None);
+            }
+        }
+        let mut next = 1;
+        while let Some(c) = decided.get(&next) {
+            if let Some(c) = c {
+                if let Err(why) = self.apply_claim(next, c) {
+                    tracing::debug!(slot = next, why, "a decided claim took no effect");
+                }
+            }
+            next += 1;
+        }
+        for name in self.names.all() {
+            let standing = self.standing(&name);
+            self.names.settle(&name, standing);
         }
         self.readers = Readers::default();
         for e in &snap.readers {
@@ -404,31 +533,162 @@ impl State {
                 match kind {
                     AccountKind::Login { user }
                     | AccountKind::Register { user, .. }
-                    | AccountKind::Session { user, .. } => login::on_event(self, user),
-                    AccountKind::Unregister { user } => {
-                        self.users.remove(user);
+                    | AccountKind::Session { user, .. } => {
+                        self.names.used_as_person(user);
+                        self.settle(user);
                     }
-                    AccountKind::Logout { .. }
-                    | AccountKind::Password { .. }
-                    | AccountKind::Touch { .. } => {}
+                    AccountKind::Unregister { user } | AccountKind::Password { user, .. } => {
+                        self.settle(user);
+                    }
+                    AccountKind::Logout { .. } | AccountKind::Touch { .. } => {}
                 }
             }
             EventKind::Room(kind) => {
                 match kind.naming() {
-                    Naming::Creates(channel) => channel::on_event(self, channel),
+                    Naming::Creates(channel) => {
+                        self.names.used_as_channel(channel);
+                        self.settle(channel);
+                    }
                     Naming::Deletes(_) | Naming::Nothing => {}
                 }
                 self.rooms.on_event(event);
             }
             EventKind::Reader(_) => self.readers.on_event(event),
-            // The log of claims is taken in slot order by the engine (not yet: issue 24's
-            // next step); nothing in memory follows their events here.
+            // The log of claims is taken in its order: the engine hands each decided slot to
+            // [`State::apply_claim`].
             EventKind::Claim(_) => {}
         }
     }
 
+    /// What the account rules say of `name`, for whose it is.
+    fn standing(&self, name: &Name) -> Standing {
+        Standing {
+            protected: self.accounts.protected(name),
+            closed: self.accounts.closed(name),
+        }
+    }
+
+    /// Applies the naming rules to `name` again.
+    fn settle(&mut self, name: &Name) {
+        let standing = self.standing(name);
+        self.names.settle(name, standing);
+    }
+
+    /// Slot `slot` of the log of claims, decided: what it does to names and accounts, the
+    /// same on every server, judged by what earlier slots decided alone (never by what this
+    /// server happens to hold besides). `Err` says why it took no effect; a claim its own
+    /// request already made is a repeat, and takes effect once.
+    pub fn apply_claim(&mut self, slot: u64, c: &Claimed) -> Result<(), String> {
+        self.claims_applied = self.claims_applied.max(slot);
+        if c.request
+            .as_ref()
+            .is_some_and(|r| self.claim_requests.contains(r))
+        {
+            return Ok(());
+        }
+        let (name, result) = match &c.claim {
+            Claim::Person { name } => (
+                name,
+                match self.names.claimed(name) {
+                    Some(Kind::Channel) => Err(format!("`{name}` is a channel, not a user")),
+                    Some(Kind::Person) | None if self.accounts.closed_by_claim(name) => {
+                        Err(format!("`{name}` has closed their account"))
+                    }
+                    Some(Kind::Person) | None => Ok(Kind::Person),
+                },
+            ),
+            Claim::Channel { name, owner } => (
+                name,
+                match self.names.claimed(name) {
+                    Some(Kind::Channel) => Err(format!("channel `{name}` already exists")),
+                    Some(Kind::Person) => Err(format!("`{name}` is a user's name")),
+                    None => {
+                        self.rooms.claimed(name, owner.as_ref());
+                        Ok(Kind::Channel)
+                    }
+                },
+            ),
+            Claim::Password {
+                user,
+                hash,
+                was,
+                keep,
+            } => (
+                user,
+                match self.names.claimed(user) {
+                    Some(Kind::Channel) => Err(format!("`{user}` is a channel, not a user")),
+                    Some(Kind::Person) | None => self
+                        .accounts
+                        .claim_password(slot, user, hash, was.as_deref(), keep.as_deref())
+                        .map(|()| Kind::Person),
+                },
+            ),
+            Claim::Retire { user, was } => (
+                user,
+                self.accounts
+                    .claim_retire(user, was.as_deref())
+                    .map(|()| Kind::Person),
+            ),
+            Claim::Session {
+                user,
+                session,
+                was,
+                at_ms,
+            } => (
+                user,
+                self.accounts
+                    .claim_session(slot, user, session, was, *at_ms as f64 / 1000.0)
+                    .map(|()| Kind::Person),
+            ),
+        };
+        let kind = result?;
+        self.names.claim(name, kind);
+        self.settle(&name.clone());
+        if let Some(r) = &c.request {
+            self.claim_requests.insert(r.clone());
+        }
+        Ok(())
+    }
+
+    /// The last slot of the log of claims applied here.
+    pub fn claims_applied(&self) -> u64 {
+        self.claims_applied
+    }
+
+    /// Finishes a request whose claim the log of claims decided (at `decided`'s slot), or
+    /// refused, or could not decide (`Err`: why, for the client).
+    pub fn claimed(
+        &mut self,
+        after: After,
+        decided: Result<u64, String>,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        let service = after.service();
+        // Made already, here or elsewhere (a retry that another server answered first).
+        if let Some(repeated) = request.as_ref().and_then(|r| self.repeated(service, r)) {
+            return repeated;
+        }
+        let (outcome, token) = match decided {
+            Ok(slot) => {
+                let (kind, token) = after.made(slot);
+                (Outcome::Event(kind), token)
+            }
+            Err(why) => (Outcome::Refused(why), None),
+        };
+        let mut handled = self.decide(service, outcome, request, now, lamport);
+        if let Some(token) = token.filter(|_| handled.event.is_some()) {
+            handled.reply = handled
+                .reply
+                .with("token", token)
+                .with("idle", self.policy.session_idle);
+        }
+        handled
+    }
+
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.names.users().len()
     }
 
     pub fn channel_count(&self) -> usize {
@@ -437,7 +697,10 @@ impl State {
 
     /// The channels that exist (deleted ones left out).
     fn live_channels(&self) -> impl Iterator<Item = &Name> {
-        self.channels.iter().filter(|c| !self.rooms.is_deleted(c))
+        self.names
+            .channels()
+            .iter()
+            .filter(|c| !self.rooms.is_deleted(c))
     }
 
     /// `channel` exists and is not deleted; otherwise why not, as a client should read it.
@@ -445,7 +708,7 @@ impl State {
         if self.rooms.is_deleted(channel) {
             return Err(format!("channel `{channel}` was deleted"));
         }
-        if !self.channels.contains(channel) {
+        if !self.names.is_channel(channel) {
             return Err(format!("channel `{channel}` does not exist"));
         }
         Ok(())
@@ -659,13 +922,13 @@ impl State {
         lamport: &mut Lamport,
     ) -> Handled {
         let service = pending.service();
-        let (outcome, token) = match pending {
-            Pending::Login { user } => login::verified(self, user, verdict),
-            Pending::Register { user } => (register::verified(self, user, verdict), None),
-            Pending::Password { user, keep } => {
-                (password::verified(self, user, keep, verdict), None)
+        let outcome = match pending {
+            Pending::Login { user, was } => login::verified(self, user, was, verdict, now),
+            Pending::Register { user } => register::verified(self, user, verdict),
+            Pending::Password { user, keep, was } => {
+                password::verified(self, user, keep, was, verdict)
             }
-            Pending::Unregister { user } => (unregister::verified(self, user, verdict), None),
+            Pending::Unregister { user, was } => unregister::verified(self, user, was, verdict),
         };
         let request = request.filter(|_| !palaver_proto::starts_session(service));
         // The same request may have taken effect elsewhere while its password work ran (the
@@ -675,14 +938,7 @@ impl State {
         if let Some(repeated) = request.as_ref().and_then(|r| self.repeated(service, r)) {
             return repeated;
         }
-        let mut handled = self.decide(service, outcome, request, now, lamport);
-        if let Some(token) = token.filter(|_| handled.event.is_some()) {
-            handled.reply = handled
-                .reply
-                .with("token", token)
-                .with("idle", self.policy.session_idle);
-        }
-        handled
+        self.decide(service, outcome, request, now, lamport)
     }
 
     /// The answer to a request whose id made an event already: the same answer as the first
@@ -735,6 +991,16 @@ impl State {
                     ..Handled::reply(Reply::ok(service))
                 }
             }
+            Outcome::Claim(claim, after) => {
+                return Handled {
+                    claim: Some(Proposal {
+                        claim,
+                        after,
+                        request,
+                    }),
+                    ..Handled::reply(Reply::ok(service))
+                }
+            }
             Outcome::Event(kind) => (kind, None),
             Outcome::EventThenRead(kind, read) => (kind, Some(read)),
         };
@@ -752,6 +1018,7 @@ impl State {
             verify: None,
             delete: None,
             lookup: None,
+            claim: None,
             repeat: false,
         }
     }
@@ -832,7 +1099,7 @@ impl State {
 
     /// `user` has logged in (or registered); otherwise the refusal every service gives.
     fn logged_in(&self, user: &Name) -> Result<(), String> {
-        if self.users.contains(user) {
+        if self.names.is_user(user) {
             Ok(())
         } else {
             Err(format!("user `{user}` has not logged in"))

@@ -3,9 +3,10 @@
 //! request came with (if it carried a valid `token`).
 
 use palaver_auth::password;
-use palaver_proto::{AccountKind, EventKind, Name, Secret};
+use palaver_proto::claim::Claim;
+use palaver_proto::{Name, Secret};
 
-use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
+use super::{After, HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
 pub(super) fn apply(st: &mut State, user: Name, new: Secret, proofs: &Proofs, now: f64) -> Outcome {
     let Some(phc) = st.accounts.password(&user).map(str::to_owned) else {
@@ -25,7 +26,11 @@ pub(super) fn apply(st: &mut State, user: Name, new: Secret, proofs: &Proofs, no
         None => None,
     };
     Outcome::Verify(Verify {
-        pending: Pending::Password { user, keep },
+        pending: Pending::Password {
+            user,
+            keep,
+            was: phc.clone(),
+        },
         job: HashJob::Change {
             phc,
             password: current.clone(),
@@ -34,16 +39,28 @@ pub(super) fn apply(st: &mut State, user: Name, new: Secret, proofs: &Proofs, no
     })
 }
 
-pub(super) fn verified(st: &State, user: Name, keep: Option<String>, verdict: Verdict) -> Outcome {
+/// The current password `was` matched: the log of claims decides the change, if `was` is
+/// still the password in force then.
+pub(super) fn verified(
+    st: &State,
+    user: Name,
+    keep: Option<String>,
+    was: String,
+    verdict: Verdict,
+) -> Outcome {
     if !st.accounts.protected(&user) {
         return Outcome::Refused(format!("`{user}` has no password"));
     }
     match verdict.hash {
-        Some(hash) if verdict.ok => Outcome::Event(EventKind::Account(AccountKind::Password {
-            user,
-            hash,
-            keep,
-        })),
+        Some(hash) if verdict.ok => Outcome::Claim(
+            Claim::Password {
+                user: user.clone(),
+                hash: hash.clone(),
+                was: Some(was),
+                keep: keep.clone(),
+            },
+            After::Password { user, hash, keep },
+        ),
         _ => Outcome::Refused(format!("wrong password for `{user}`")),
     }
 }

@@ -4,13 +4,14 @@
 //! anyone could use it anyway); a name with a password, a retired one, or a channel's cannot.
 
 use palaver_auth::password;
-use palaver_proto::{AccountKind, EventKind, Name};
+use palaver_proto::claim::Claim;
+use palaver_proto::Name;
 
-use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
+use super::{After, HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
 /// Why `user` cannot be registered now, if it cannot.
 fn taken(st: &State, user: &Name) -> Option<String> {
-    if st.channels.contains(user) {
+    if st.names.is_channel(user) {
         Some(format!("`{user}` is a channel, not a user"))
     } else if st.accounts.closed(user) {
         Some(format!(
@@ -41,13 +42,22 @@ pub(super) fn apply(st: &State, user: Name, proofs: &Proofs) -> Outcome {
     })
 }
 
-/// The password is hashed: unless someone registered the name meanwhile, the account is made.
+/// The password is hashed: unless someone registered the name meanwhile, the log of claims
+/// decides the account (the first registration decided wins, everywhere).
 pub(super) fn verified(st: &State, user: Name, verdict: Verdict) -> Outcome {
     if let Some(why) = taken(st, &user) {
         return Outcome::Refused(why);
     }
     match verdict.hash {
-        Some(hash) => Outcome::Event(EventKind::Account(AccountKind::Register { user, hash })),
+        Some(hash) => Outcome::Claim(
+            Claim::Password {
+                user: user.clone(),
+                hash: hash.clone(),
+                was: None,
+                keep: None,
+            },
+            After::Register { user, hash },
+        ),
         None => Outcome::Refused("the password could not be hashed".into()),
     }
 }

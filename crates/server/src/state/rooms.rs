@@ -3,7 +3,8 @@
 //! (`channel`, `join`, `leave`, `prepare`, `abort`, `delete`) with rules that give the same
 //! result in any order, so every server that holds the same events agrees (docs/rooms.md):
 //!
-//! - the owner is the one named by the channel's first creation in the total order;
+//! - the owner is the one the log of claims decided with the channel; for a channel created
+//!   before claims, the one named by its first creation in the total order;
 //! - whether someone is in a room is what their latest `join` or `leave` in the total order
 //!   says (concurrent joins and leaves through different servers end the same everywhere);
 //! - a `delete` from any server deletes the channel for good;
@@ -23,6 +24,8 @@ pub(super) struct Rooms {
     origin: String,
     /// Each channel's first creation, and the owner it names.
     owners: BTreeMap<Name, (Stamp, Option<Name>)>,
+    /// Each channel's owner as the log of claims decided it, which overrides `owners`.
+    claimed: BTreeMap<Name, Option<Name>>,
     /// Per channel, per person: the latest join or leave (true: in the room).
     members: BTreeMap<Name, BTreeMap<Name, (Stamp, bool)>>,
     /// Per person, the rooms they are in (kept with `members`).
@@ -40,6 +43,11 @@ impl Rooms {
             origin: origin.to_owned(),
             ..Rooms::default()
         }
+    }
+
+    /// The log of claims decided that `channel` is a channel, owned by `owner`.
+    pub(super) fn claimed(&mut self, channel: &Name, owner: Option<&Name>) {
+        self.claimed.insert(channel.clone(), owner.cloned());
     }
 
     pub(super) fn on_event(&mut self, e: &Event) {
@@ -111,6 +119,9 @@ impl Rooms {
 
     /// Who may delete `channel`: the person its first creation named, if it named one.
     pub(super) fn owner(&self, channel: &Name) -> Option<&Name> {
+        if let Some(owner) = self.claimed.get(channel) {
+            return owner.as_ref();
+        }
         self.owners.get(channel).and_then(|(_, o)| o.as_ref())
     }
 

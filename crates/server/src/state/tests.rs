@@ -20,12 +20,80 @@ pub(super) fn event(origin: &str, seq: u64, lamport: u64, kind: EventKind) -> Ev
     }
 }
 
+/// The services, with every claim decided on the spot as a cluster of one server decides
+/// it: in the next slot of the log of claims, applied, then the request finished.
+trait Decides {
+    fn handle_now(&mut self, req: Request, now: f64, lamport: &mut Lamport) -> Handled;
+    fn request_now(
+        &mut self,
+        req: Request,
+        request: Option<String>,
+        proofs: &Proofs,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled;
+    fn verified_now(
+        &mut self,
+        pending: Pending,
+        verdict: Verdict,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled;
+    fn settle_claim(&mut self, h: Handled, now: f64, lamport: &mut Lamport) -> Handled;
+}
+
+impl Decides for State {
+    fn handle_now(&mut self, req: Request, now: f64, lamport: &mut Lamport) -> Handled {
+        let h = self.handle(req, now, lamport);
+        self.settle_claim(h, now, lamport)
+    }
+
+    fn request_now(
+        &mut self,
+        req: Request,
+        request: Option<String>,
+        proofs: &Proofs,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        let h = self.handle_request(req, request, proofs, now, lamport);
+        self.settle_claim(h, now, lamport)
+    }
+
+    fn verified_now(
+        &mut self,
+        pending: Pending,
+        verdict: Verdict,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        let h = self.verified(pending, verdict, request, now, lamport);
+        self.settle_claim(h, now, lamport)
+    }
+
+    fn settle_claim(&mut self, mut h: Handled, now: f64, lamport: &mut Lamport) -> Handled {
+        let Some(p) = h.claim.take() else {
+            return h;
+        };
+        let slot = self.claims_applied() + 1;
+        let claimed = Claimed {
+            claim: p.claim,
+            server: name("s1"),
+            request: p.request.clone(),
+        };
+        let decided = self.apply_claim(slot, &claimed).map(|()| slot);
+        self.claimed(p.after, decided, p.request, now, lamport)
+    }
+}
+
 fn state() -> State {
     State::new("s1", Snapshot::default())
 }
 
 fn run(st: &mut State, req: Request) -> Envelope {
-    st.handle(req, 1.0, &mut Lamport::default()).reply
+    st.handle_now(req, 1.0, &mut Lamport::default()).reply
 }
 
 fn ok(env: &Envelope) -> bool {
@@ -54,7 +122,7 @@ fn the_standard_flow_works() {
         channel: name("general"),
         message: "hi".into(),
     };
-    let h = st.handle(post, 2.0, &mut Lamport::default());
+    let h = st.handle_now(post, 2.0, &mut Lamport::default());
     assert_eq!(h.reply.data.str("status").unwrap(), "OK");
     let ev = h.event.expect("a post is stored");
     let (topic, env) = h
@@ -70,7 +138,7 @@ fn the_standard_flow_works() {
         dst: name("bob"),
         message: "psst".into(),
     };
-    let h = st.handle(dm, 3.0, &mut Lamport::default());
+    let h = st.handle_now(dm, 3.0, &mut Lamport::default());
     assert!(ok(&h.reply));
     assert_eq!(h.publication.into_iter().next().unwrap().0, "bob");
 }
@@ -133,7 +201,7 @@ fn refusals_say_why_and_change_nothing() {
         ),
     ];
     for (req, want) in cases {
-        let h = st.handle(req, 1.0, &mut Lamport::default());
+        let h = st.handle_now(req, 1.0, &mut Lamport::default());
         assert!(h.event.is_none() && h.publication.is_empty());
         assert_eq!(h.reply.data.str("status").unwrap(), "erro");
         assert!(
@@ -168,14 +236,14 @@ fn a_repeated_request_takes_effect_once() {
         channel: name("general"),
         message: "hi".into(),
     };
-    let first = st.handle_request(
+    let first = st.request_now(
         post(),
         Some("r1".into()),
         &Proofs::default(),
         1.0,
         &mut clock,
     );
-    let again = st.handle_request(
+    let again = st.request_now(
         post(),
         Some("r1".into()),
         &Proofs::default(),
@@ -195,7 +263,7 @@ fn a_repeated_request_takes_effect_once() {
     let cursor = palaver_proto::Cursor::of(event).to_string();
     assert_eq!(first.reply.data.str("cursor").unwrap(), cursor);
     assert_eq!(again.reply.data.str("cursor").unwrap(), cursor);
-    let other = st.handle_request(
+    let other = st.request_now(
         post(),
         Some("r2".into()),
         &Proofs::default(),
@@ -209,7 +277,7 @@ fn a_repeated_request_takes_effect_once() {
         user: None,
     };
     assert!(st
-        .handle_request(
+        .request_now(
             make(),
             Some("c1".into()),
             &Proofs::default(),
@@ -218,7 +286,7 @@ fn a_repeated_request_takes_effect_once() {
         )
         .event
         .is_some());
-    let retry = st.handle_request(
+    let retry = st.request_now(
         make(),
         Some("c1".into()),
         &Proofs::default(),
@@ -254,7 +322,7 @@ fn a_request_made_twice_on_two_servers_hides_the_later_event_everywhere() {
         Some(("s2".into(), 7)),
         "the same event is hidden on both"
     );
-    let again = b.handle_request(
+    let again = b.request_now(
         Request::Publish {
             user: name("ana"),
             channel: name("general"),
@@ -284,7 +352,7 @@ fn own_events_back_from_a_peer_take_their_numbers() {
         request: None,
     };
     st.apply(&mine);
-    let next = st.handle(
+    let next = st.handle_now(
         Request::Login { user: name("bob") },
         2.0,
         &mut Lamport::starting_at(20),
@@ -300,7 +368,7 @@ fn own_events_back_from_a_peer_take_their_numbers() {
 fn reload_forgets_what_was_not_stored() {
     let mut st = state();
     let mut clock = Lamport::default();
-    let h = st.handle(
+    let h = st.handle_now(
         Request::Channel {
             channel: name("c"),
             user: None,
@@ -312,7 +380,7 @@ fn reload_forgets_what_was_not_stored() {
     st.reload(Snapshot::default());
     let listed = run(&mut st, Request::Channels {});
     assert!(listed.data.str_list("channels").unwrap().is_empty());
-    let again = st.handle(
+    let again = st.handle_now(
         Request::Channel {
             channel: name("c"),
             user: None,
@@ -335,8 +403,8 @@ fn events_get_consecutive_ids_and_rising_clocks() {
     let mut st = State::new("s1", snap);
     let mut clock = Lamport::starting_at(100);
     clock.observe(500);
-    let a = st.handle(Request::Login { user: name("a") }, 1.0, &mut clock);
-    let b = st.handle(Request::Login { user: name("b") }, 1.0, &mut clock);
+    let a = st.handle_now(Request::Login { user: name("a") }, 1.0, &mut clock);
+    let b = st.handle_now(Request::Login { user: name("b") }, 1.0, &mut clock);
     let (a, b) = (a.event.unwrap(), b.event.unwrap());
     assert_eq!((a.seq, b.seq), (42, 43));
     assert!(a.lamport > 500 && b.lamport > a.lamport);
@@ -346,11 +414,11 @@ fn events_get_consecutive_ids_and_rising_clocks() {
 /// Lamport clock follows `now`, so later calls make later events.
 fn with_proofs(st: &mut State, req: Request, proofs: Proofs, now: f64) -> Handled {
     let mut clock = Lamport::starting_at((now * 1000.0) as u64);
-    let h = st.handle_request(req, None, &proofs, now, &mut clock);
+    let h = st.request_now(req, None, &proofs, now, &mut clock);
     match h.verify {
         Some(v) => {
             let verdict = crate::hasher::work(v.job);
-            st.verified(v.pending, verdict, None, now, &mut clock)
+            st.verified_now(v.pending, verdict, None, now, &mut clock)
         }
         None => h,
     }
@@ -771,9 +839,9 @@ fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
             0.0,
         ),
     ] {
-        let h = fresh.handle_request(req, None, &p, now, &mut clock);
+        let h = fresh.request_now(req, None, &p, now, &mut clock);
         let v = h.verify.unwrap();
-        let h = fresh.verified(v.pending, crate::hasher::work(v.job), None, now, &mut clock);
+        let h = fresh.verified_now(v.pending, crate::hasher::work(v.job), None, now, &mut clock);
         events.push(h.event.unwrap());
     }
     for e in &events {
@@ -790,7 +858,7 @@ fn a_request_done_elsewhere_during_its_password_work_is_not_made_twice() {
     let mut st = state();
     let mut clock = Lamport::starting_at(10);
     let proofs = password("correct horse");
-    let h = st.handle_request(
+    let h = st.request_now(
         Request::Register { user: name("ana") },
         Some("r-7".into()),
         &proofs,
@@ -811,7 +879,7 @@ fn a_request_done_elsewhere_during_its_password_work_is_not_made_twice() {
     );
     there.request = Some("r-7".into());
     assert_eq!(st.apply(&there), None);
-    let done = st.verified(
+    let done = st.verified_now(
         v.pending,
         crate::hasher::work(v.job),
         Some("r-7".into()),
@@ -830,7 +898,7 @@ fn a_member_sets_the_topic_which_members_shows_and_the_room_hears() {
     let mut st = state();
     // One clock for the whole story, as a server has.
     let mut clock = Lamport::default();
-    let mut run = |st: &mut State, req: Request| st.handle(req, 1.0, &mut clock).reply;
+    let mut run = |st: &mut State, req: Request| st.handle_now(req, 1.0, &mut clock).reply;
     for user in ["ana", "bob"] {
         run(&mut st, Request::Login { user: name(user) });
     }
@@ -863,7 +931,7 @@ fn a_member_sets_the_topic_which_members_shows_and_the_room_hears() {
         limit: 0,
     };
     assert!(ok(&run(&mut st, join)));
-    let h = st.handle(
+    let h = st.handle_now(
         set("bob", Some("plans")),
         3.0,
         &mut Lamport::starting_at(100),
@@ -883,7 +951,7 @@ fn a_member_sets_the_topic_which_members_shows_and_the_room_hears() {
     assert_eq!(members.data.str("topic").unwrap(), "plans");
     assert_eq!(members.data.str("topic_by").unwrap(), "bob");
     assert_eq!(members.data.str("owner").unwrap(), "ana");
-    let cleared = st.handle(set("bob", None), 4.0, &mut Lamport::starting_at(200));
+    let cleared = st.handle_now(set("bob", None), 4.0, &mut Lamport::starting_at(200));
     assert!(ok(&cleared.reply));
     let members = run(
         &mut st,

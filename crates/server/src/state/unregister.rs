@@ -4,9 +4,10 @@
 //! their channels, and their private messages stay readable by the other person in each
 //! conversation (docs/accounts.md).
 
-use palaver_proto::{AccountKind, EventKind, Name};
+use palaver_proto::claim::Claim;
+use palaver_proto::Name;
 
-use super::{HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
+use super::{After, HashJob, Outcome, Pending, Proofs, State, Verdict, Verify};
 
 pub(super) fn apply(st: &State, user: Name, proofs: &Proofs) -> Outcome {
     let Some(phc) = st.accounts.password(&user).map(str::to_owned) else {
@@ -16,7 +17,10 @@ pub(super) fn apply(st: &State, user: Name, proofs: &Proofs) -> Outcome {
         return Outcome::Refused("`unregister` needs the account's `password`".into());
     };
     Outcome::Verify(Verify {
-        pending: Pending::Unregister { user },
+        pending: Pending::Unregister {
+            user,
+            was: phc.clone(),
+        },
         job: HashJob::Check {
             phc,
             password: password.clone(),
@@ -24,12 +28,20 @@ pub(super) fn apply(st: &State, user: Name, proofs: &Proofs) -> Outcome {
     })
 }
 
-pub(super) fn verified(st: &State, user: Name, verdict: Verdict) -> Outcome {
+/// The password `was` matched: the log of claims decides the closing, if `was` is still the
+/// password in force then.
+pub(super) fn verified(st: &State, user: Name, was: String, verdict: Verdict) -> Outcome {
     if !st.accounts.protected(&user) {
         return Outcome::Refused(format!("`{user}` has no account to close"));
     }
     if verdict.ok {
-        Outcome::Event(EventKind::Account(AccountKind::Unregister { user }))
+        Outcome::Claim(
+            Claim::Retire {
+                user: user.clone(),
+                was: Some(was),
+            },
+            After::Unregister { user },
+        )
     } else {
         Outcome::Refused(format!("wrong password for `{user}`"))
     }

@@ -17,5 +17,5 @@ pub(super) fn apply(st: &State) -> Outcome {
             ])
         })
         .collect();
-    Outcome::Reply(list("users", &st.users, &["users"]).with("online", online))
+    Outcome::Reply(list("users", st.names.users(), &["users"]).with("online", online))
 }
