@@ -222,6 +222,8 @@ pub struct Node<V> {
     me: String,
     timeouts: Timeouts,
     members: BTreeSet<String>,
+    /// How many members the cluster has at least, known or not yet.
+    floor: usize,
     // ---- acceptor (durable) ----
     promised: Ballot,
     accepted: BTreeMap<u64, (Ballot, Entry<V>)>,
@@ -265,6 +267,7 @@ impl<V: Clone + PartialEq> Node<V> {
             me: me.into(),
             timeouts,
             members: BTreeSet::new(),
+            floor: 1,
             promised: Ballot::default(),
             accepted: BTreeMap::new(),
             decided: BTreeMap::new(),
@@ -297,8 +300,16 @@ impl<V: Clone + PartialEq> Node<V> {
         self.members.insert(self.me.clone());
     }
 
+    /// The cluster has at least `n` members, whether or not this one knows them all yet: a
+    /// majority is one of the larger of `n` and the members known. (A member that starts
+    /// before the others are known would otherwise take itself for the whole cluster and
+    /// decide alone; the simulation found it, seed 691.)
+    pub fn expect(&mut self, n: usize) {
+        self.floor = n.max(1);
+    }
+
     fn majority(&self) -> usize {
-        self.members.len() / 2 + 1
+        self.members.len().max(self.floor) / 2 + 1
     }
 
     /// Takes back a record stored before a restart.
@@ -641,6 +652,24 @@ impl<V: Clone + PartialEq> Node<V> {
         self.actions.pop_front()
     }
 
+    /// Takes the decided slots to apply out of the actions, in order, leaving the rest in
+    /// place: applying a decision stands on nothing else (a driver that may not record or
+    /// send yet can still apply what it learned).
+    pub fn take_applies(&mut self) -> Vec<(u64, Entry<V>)> {
+        let mut applies = Vec::new();
+        self.actions.retain(|a| match a {
+            Action::Apply { slot, entry } => {
+                applies.push((*slot, entry.clone()));
+                false
+            }
+            Action::Send { .. }
+            | Action::Record(_)
+            | Action::Decide { .. }
+            | Action::Answer { .. } => true,
+        });
+        applies
+    }
+
     // ---- proposer ----
 
     fn campaign(&mut self, now: Instant) {
@@ -878,9 +907,11 @@ impl<V: Clone + PartialEq> Node<V> {
             return;
         }
         if let Some(known) = self.decided.get(&slot) {
-            // Decided already: say so (the leader's value is the same, by Paxos).
+            // Decided already: say so, and take nothing more for it (a leader that asks is
+            // behind: it learns the slot instead).
             let entry = known.clone();
             self.send(from, Msg::Decided { slot, entry });
+            return;
         }
         if ballot > self.promised && ballot.node != self.me && !matches!(self.role, Role::Follower)
         {

@@ -268,6 +268,11 @@ struct ServerArgs {
     /// Seconds after a client's last beat when its person counts as offline.
     #[arg(long, env = "PALAVER_PRESENCE_TIMEOUT", default_value_t = palaver_server::Policy::default().presence_timeout)]
     presence_timeout: f64,
+    /// How many servers the cluster has at least. Names, passwords and channels are decided
+    /// by a majority of the larger of this and the servers the reference has ranked, so a
+    /// server that starts before the others are known never decides alone.
+    #[arg(long, env = "PALAVER_CLUSTER_SIZE", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    cluster_size: u16,
     /// For fault tests: die (abort) right after this server's first prepare of a two-phase
     /// delete is stored and the messages that follow it are sent.
     #[arg(long, hide = true)]
@@ -572,6 +577,7 @@ fn main() -> anyhow::Result<()> {
                     presence_timeout: positive(a.presence_timeout, "--presence-timeout")?,
                 },
                 crash_after_prepare: a.crash_after_prepare,
+                cluster_size: usize::from(a.cluster_size),
             };
             palaver_server::run(&cfg, &on_signal()?).context("server failed")
         }

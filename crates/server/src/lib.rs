@@ -59,6 +59,9 @@ pub struct Config {
     pub clock_skew_ms: i64,
     /// Session idle time and presence timeout.
     pub policy: Policy,
+    /// How many servers the cluster has at least (claims need a majority of the larger of
+    /// this and the servers the reference has ranked).
+    pub cluster_size: usize,
     /// For fault tests: abort once the first prepare of a two-phase delete is stored and the
     /// messages after it are sent (a server killed between prepare and commit).
     pub crash_after_prepare: bool,

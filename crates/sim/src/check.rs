@@ -114,6 +114,15 @@ impl View {
 }
 
 impl View {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channels deleted here.
+    pub fn deleted(&self) -> &BTreeSet<String> {
+        &self.deleted
+    }
+
     /// The inbox cursor of `user`'s `device` that this server holds: its `taken` events merged
     /// (per origin, the larger).
     pub fn cursor(&self, user: &str, device: &str) -> BTreeMap<String, u64> {
@@ -175,9 +184,51 @@ pub struct Checks {
     pub acked: Vec<Acked>,
     /// Channels whose delete was acknowledged.
     pub deleted: BTreeSet<String>,
+    /// Channels whose creation was acknowledged, and names whose login was.
+    pub channels: BTreeSet<String>,
+    pub people: BTreeSet<String>,
+    /// Per name, the request whose creation of it (a channel) or registration was
+    /// acknowledged: a second request told the same is a claim given twice.
+    pub claimed_by: BTreeMap<String, String>,
 }
 
 impl Checks {
+    /// A claim is decided once: every decision of a slot, on every server, names the same
+    /// claim (two leaders may each store one).
+    fn one_log_of_claims(&mut self, views: &[View]) {
+        let mut decided: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        for v in views {
+            for (id, e) in &v.events {
+                let (slot, claim) = match &e.kind {
+                    EventKind::Claim(palaver_proto::ClaimKind::Decided { slot, claim }) => {
+                        (slot, claim)
+                    }
+                    EventKind::Claim(
+                        palaver_proto::ClaimKind::Promise { .. }
+                        | palaver_proto::ClaimKind::Vote { .. },
+                    )
+                    | EventKind::Message(_)
+                    | EventKind::Account(_)
+                    | EventKind::Room(_)
+                    | EventKind::Reader(_) => continue,
+                };
+                let value = format!("{claim:?}");
+                match decided.get(slot) {
+                    Some((first, was)) if *was != value => {
+                        let why = format!(
+                            "a claim decided once: slot {slot} is {was} by {first} but {value} by {id}"
+                        );
+                        self.violation(why);
+                    }
+                    Some(_) => {}
+                    None => {
+                        decided.insert(*slot, (id.clone(), value));
+                    }
+                }
+            }
+        }
+    }
+
     pub fn violation(&mut self, what: String) {
         if self.violations.len() < 20 {
             self.violations.push(what);
@@ -240,6 +291,7 @@ impl Checks {
                 ));
             }
         }
+        self.one_log_of_claims(views);
         let acked = std::mem::take(&mut self.acked);
         for a in &acked {
             for v in views {

@@ -225,6 +225,7 @@ impl World {
         w.inbox_settled(&views);
         w.coordination_settled(true);
         w.sessions_agree()?;
+        w.names_agree(&views);
         Ok(w.checks.violations.clone())
     }
 
@@ -538,6 +539,7 @@ impl World {
         if self.alive(s) {
             return Ok(());
         }
+        let cluster = self.servers.len();
         let server = &mut self.servers[s];
         server.epoch += 1;
         server.writing = None;
@@ -551,6 +553,7 @@ impl World {
             seed: server.epoch << 32,
             addr: format!("sim://{}", server.name),
             skew: 0.0,
+            cluster,
         };
         let store = Store::open(server.dir.path())?;
         let now = self.now_for(s);
@@ -1071,32 +1074,36 @@ impl World {
 
     // ---- the end ----
 
+    /// Asks server `s`'s engine `env` directly (as an operator's tool would), at the end;
+    /// its answer, if it is up and answers.
+    fn ask_at_the_end(&mut self, s: usize, mut env: Envelope) -> Option<Envelope> {
+        let now = self.now_for(s);
+        let engine = self.servers[s].engine.as_mut()?;
+        env.stamp(1.0, 0);
+        let body = env.to_bytes();
+        let route = vec![b"end".to_vec()];
+        engine.handle(now, Input::Peer { route, body });
+        engine.handle_timeout(now);
+        std::iter::from_fn(|| engine.poll_output()).find_map(|o| match o {
+            Output::Reply {
+                route: Asker::Direct(_),
+                reply,
+            } => Some(reply),
+            _ => None,
+        })
+    }
+
     /// Every session a client was given is valid on every server, or on none (a password
     /// change or a logout ends it everywhere).
     fn sessions_agree(&mut self) -> anyhow::Result<()> {
         for (user, token) in self.sessions.clone() {
             let mut verdicts = Vec::new();
             for s in 0..self.servers.len() {
-                let now = self.now_for(s);
-                let Some(engine) = self.servers[s].engine.as_mut() else {
-                    continue;
-                };
-                let mut env = Envelope::new("joined")
+                let env = Envelope::new("joined")
                     .with("user", user.as_str())
                     .with("token", token.as_str());
-                env.stamp(1.0, 0);
-                let body = env.to_bytes();
-                let route = vec![b"end".to_vec()];
-                engine.handle(now, Input::Peer { route, body });
-                engine.handle_timeout(now);
-                let answer = std::iter::from_fn(|| engine.poll_output()).find_map(|o| match o {
-                    Output::Reply {
-                        route: Asker::Direct(_),
-                        reply,
-                    } => Some(Reply::status(&reply) != Status::Error),
-                    _ => None,
-                });
-                if let Some(valid) = answer {
+                if let Some(reply) = self.ask_at_the_end(s, env) {
+                    let valid = Reply::status(&reply) != Status::Error;
                     verdicts.push((self.servers[s].name.clone(), valid));
                 }
             }
@@ -1109,6 +1116,82 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// A name is claimed once: every server lists the same people and the same channels,
+    /// no name is both, every acknowledged login's name is a person's and every acknowledged
+    /// channel a channel (or deleted) on every server, and every password a client was told
+    /// is in force (unless a change of it was left in doubt) is the one every server holds.
+    fn names_agree(&mut self, views: &[crate::check::View]) {
+        let mut lists: Vec<(String, BTreeSet<String>, BTreeSet<String>)> = Vec::new();
+        for s in 0..self.servers.len() {
+            let list = |reply: Option<Envelope>| -> Option<BTreeSet<String>> {
+                let reply = reply?;
+                Some(reply.data.str_list("users").ok()?.into_iter().collect())
+            };
+            let users = list(self.ask_at_the_end(s, Envelope::new("users")));
+            let channels = list(self.ask_at_the_end(s, Envelope::new("channels")));
+            if let (Some(users), Some(channels)) = (users, channels) {
+                lists.push((self.servers[s].name.clone(), users, channels));
+            }
+        }
+        for (server, users, channels) in &lists {
+            if let Some((first, u, c)) = lists.first() {
+                if u != users || c != channels {
+                    self.checks.violation(format!(
+                        "one answer for every name: {first} lists people {u:?} and channels {c:?}, \
+                         {server} lists {users:?} and {channels:?}"
+                    ));
+                }
+            }
+            if let Some(both) = users.intersection(channels).next() {
+                self.checks.violation(format!(
+                    "a name is claimed once: `{both}` is a person's and a channel on {server}"
+                ));
+            }
+            for p in &self.checks.people.clone() {
+                if !users.contains(p) {
+                    self.checks.violation(format!(
+                        "a name is claimed once: `{p}` logged in (acknowledged), but {server} \
+                         does not list them"
+                    ));
+                }
+            }
+            let deleted = views
+                .iter()
+                .find(|v| v.name() == server)
+                .map(crate::check::View::deleted)
+                .cloned()
+                .unwrap_or_default();
+            for ch in &self.checks.channels.clone() {
+                if !channels.contains(ch) && !deleted.contains(ch) {
+                    self.checks.violation(format!(
+                        "a name is claimed once: channel `{ch}` was created (acknowledged), but \
+                         {server} does not have it"
+                    ));
+                }
+            }
+        }
+        for c in 0..self.clients.len() {
+            let (Some(pw), false) = (&self.clients[c].password, self.clients[c].unsure) else {
+                continue;
+            };
+            let want = format!("sim${pw}");
+            let Ok(user) = palaver_proto::Name::parse(&self.clients[c].name) else {
+                continue;
+            };
+            for s in &self.servers {
+                let Some(engine) = &s.engine else { continue };
+                let held = engine.password_of(&user);
+                if held != Some(want.as_str()) {
+                    self.checks.violation(format!(
+                        "a name is claimed once: {user}'s password, acknowledged as {want}, is \
+                         {held:?} on {}",
+                        s.name
+                    ));
+                }
+            }
+        }
     }
 
     fn final_view(&self) -> anyhow::Result<Vec<crate::check::View>> {

@@ -162,6 +162,7 @@ impl Layout {
                 ]),
             ),
         ];
+        let cluster = self.servers.to_string();
         for i in 1..=self.servers {
             let name = format!("s{i}");
             let server_data = data.join(&name).display().to_string();
@@ -186,6 +187,8 @@ impl Layout {
                     &self.peer(i),
                     "--clock-skew-ms",
                     &skew,
+                    "--cluster-size",
+                    &cluster,
                     "--key",
                     &key,
                 ]),

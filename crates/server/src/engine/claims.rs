@@ -57,8 +57,10 @@ pub(super) struct Proposing {
 pub(super) struct Claims {
     me: Name,
     node: Node<Claimed>,
-    /// The servers that vote (kept for a restore, which starts a new machine).
+    /// The servers that vote (kept for a restore, which starts a new machine), and how many
+    /// the cluster has at least.
     members: Vec<String>,
+    cluster: usize,
     /// Requests waiting for their claims, by proposal id.
     waiting: HashMap<u64, Proposing>,
     next_id: u64,
@@ -67,11 +69,14 @@ pub(super) struct Claims {
 }
 
 impl Claims {
-    pub(super) fn new(me: &Name) -> Claims {
+    pub(super) fn new(me: &Name, cluster: usize) -> Claims {
+        let mut node = Node::new(me.as_str(), Timeouts::default());
+        node.expect(cluster);
         Claims {
             me: me.clone(),
-            node: Node::new(me.as_str(), Timeouts::default()),
+            node,
             members: Vec::new(),
+            cluster,
             waiting: HashMap::new(),
             next_id: 0,
             results: BTreeMap::new(),
@@ -83,6 +88,7 @@ impl Claims {
     pub(super) fn restore(&mut self, events: &[Event]) {
         let me = &self.me;
         let mut node = Node::new(me.as_str(), Timeouts::default());
+        node.expect(self.cluster);
         let mut decided = std::collections::BTreeMap::new();
         for e in events {
             let kind = match &e.kind {
@@ -249,21 +255,33 @@ impl Engine {
                         echo: None,
                     });
                 }
-                Action::Apply { slot, entry } => match entry {
-                    Entry::Claim(c) => {
-                        let result = self.state.apply_claim(slot, &c);
-                        tracing::debug!(server = %self.name, slot, ?result, "claim applied");
-                        if c.server == self.claims.me {
-                            self.claims.results.insert(slot, result);
-                            while self.claims.results.len() > RESULTS_KEPT {
-                                self.claims.results.pop_first();
-                            }
-                        }
-                    }
-                    Entry::Noop => {}
-                },
+                Action::Apply { slot, entry } => self.claim_applied(slot, entry),
                 Action::Answer { id, outcome } => self.claim_answered(id, outcome),
             }
+        }
+    }
+
+    /// While this server makes no records (it has not caught up): the decided slots are
+    /// applied, the rest of the machine's actions wait for its turn.
+    pub(super) fn claims_learned(&mut self) {
+        for (slot, entry) in self.claims.node.take_applies() {
+            self.claim_applied(slot, entry);
+        }
+    }
+
+    fn claim_applied(&mut self, slot: u64, entry: Entry<Claimed>) {
+        match entry {
+            Entry::Claim(c) => {
+                let result = self.state.apply_claim(slot, &c);
+                tracing::debug!(server = %self.name, slot, ?result, "claim applied");
+                if c.server == self.claims.me {
+                    self.claims.results.insert(slot, result);
+                    while self.claims.results.len() > RESULTS_KEPT {
+                        self.claims.results.pop_first();
+                    }
+                }
+            }
+            Entry::Noop => {}
         }
     }
 

@@ -215,8 +215,18 @@ impl Engine {
         }
         match published.last().map(|e| e.seq) {
             Some(seq) if !lost => {
+                // Steps of the protocols between servers (claims, two-phase deletes) stand on
+                // this server's own records alone: they leave once the commit is durable, not
+                // held for the peers' acks as answers to clients are (a claim takes one
+                // commit per step, not one commit and a replication round trip).
+                let (steps, answers): (Vec<_>, Vec<_>) = replies
+                    .into_iter()
+                    .partition(|(route, _)| matches!(route, Route::Peer(_)));
+                if !steps.is_empty() {
+                    self.release((0, steps, Vec::new()));
+                }
                 self.repl.on_own_commit(self.now.at, seq);
-                self.held.push_back((seq, replies, publications));
+                self.held.push_back((seq, answers, publications));
             }
             _ => self.release((0, replies, publications)),
         }

@@ -301,6 +301,9 @@ pub struct Setup {
     pub addr: String,
     /// Seconds this server's clock is skewed by, on purpose (demonstrations and tests).
     pub skew: f64,
+    /// How many servers the cluster has at least: claims need a majority of the larger of
+    /// this and the servers the reference has ranked.
+    pub cluster: usize,
 }
 
 pub struct Engine {
@@ -391,7 +394,7 @@ impl Engine {
             .collect();
         let mut deletes = Deletes::new(&setup.name, setup.seed);
         deletes.restore(now.at, &snapshot.rooms);
-        let mut claims = Claims::new(&setup.name);
+        let mut claims = Claims::new(&setup.name, setup.cluster);
         claims.restore(&snapshot.claims);
         let state = State::with_policy(setup.name.as_str(), snapshot, setup.policy);
         let repl = Replication::new(setup.name.as_str(), vector, replication::Config::default());
@@ -473,6 +476,12 @@ impl Engine {
 
     pub fn user_count(&self) -> usize {
         self.state.user_count()
+    }
+
+    /// The password hash in force for `user` here, if the name is an open account (for
+    /// checks that every server holds the same one).
+    pub fn password_of(&self, user: &palaver_proto::Name) -> Option<&str> {
+        self.state.password_of(user)
     }
 
     pub fn channel_count(&self) -> usize {
@@ -561,6 +570,9 @@ impl Engine {
             // simulation found it, seed 41 with deletes). The protocol waits meanwhile.
             self.two_phase(at);
             self.claims_turn(at);
+        } else {
+            // Decisions learned meanwhile still take effect, as the events they came with do.
+            self.claims_learned();
         }
         // Acks for what just arrived leave before this server's own fsync.
         self.replicate();

@@ -28,6 +28,7 @@ fn setup(name: &str) -> Setup {
         seed: 7,
         addr: format!("tcp://{name}:1"),
         skew: 0.0,
+        cluster: 1,
     }
 }
 

@@ -69,6 +69,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
         seed: rand_seed(),
         addr: peers.addr().to_owned(),
         skew: cfg.clock_skew_ms as f64 / 1000.0,
+        cluster: cfg.cluster_size,
     };
     let engine = Engine::new(&setup, store, now())?;
     tracing::info!(

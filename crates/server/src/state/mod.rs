@@ -650,6 +650,11 @@ impl State {
         Ok(())
     }
 
+    /// The password hash in force for `user`, if the name is an open account.
+    pub fn password_of(&self, user: &Name) -> Option<&str> {
+        self.accounts.password(user)
+    }
+
     /// The last slot of the log of claims applied here.
     pub fn claims_applied(&self) -> u64 {
         self.claims_applied
@@ -666,8 +671,12 @@ impl State {
         lamport: &mut Lamport,
     ) -> Handled {
         let service = after.service();
-        // Made already, here or elsewhere (a retry that another server answered first).
-        if let Some(repeated) = request.as_ref().and_then(|r| self.repeated(service, r)) {
+        // Its event made already, here or elsewhere (a retry that another server answered
+        // first).
+        if let Some(repeated) = request
+            .as_ref()
+            .and_then(|r| self.repeated_event(service, r))
+        {
             return repeated;
         }
         let (outcome, token) = match decided {
@@ -944,6 +953,20 @@ impl State {
     /// The answer to a request whose id made an event already: the same answer as the first
     /// time, with the same event id.
     fn repeated(&self, service: &str, request: &str) -> Option<Handled> {
+        self.repeated_event(service, request).or_else(|| {
+            // A claim the request made took effect, and its event is not here (yet, or ever:
+            // the server that proposed it may have died before writing it): it is not made
+            // again, nor refused against what it changed (a password change retried
+            // elsewhere would meet the new password and hear "wrong password").
+            self.claim_requests.contains(request).then(|| Handled {
+                repeat: true,
+                ..Handled::reply(Reply::ok(service).with("repeated", true))
+            })
+        })
+    }
+
+    /// The answer to a request whose id made an event already.
+    fn repeated_event(&self, service: &str, request: &str) -> Option<Handled> {
         let id = self.requests.get(request)?;
         let reply = Reply::ok(service)
             .with("id", id.id())

@@ -84,7 +84,7 @@ pub(super) struct Client {
     asking: Option<Asking>,
     logged_in: bool,
     /// The password its name has, once registered, and the session's token, once it has one.
-    password: Option<String>,
+    pub(super) password: Option<String>,
     token: Option<String>,
     /// The channels it created, which it alone may delete.
     owns: Vec<String>,
@@ -93,6 +93,9 @@ pub(super) struct Client {
     pub(super) confirmed: Cursor,
     to_confirm: Option<Cursor>,
     pub(super) handed: BTreeMap<String, u32>,
+    /// A password change or registration of its was left in doubt (given up, or not
+    /// confirmed in time): the password in force is not known to it.
+    pub(super) unsure: bool,
 }
 
 impl Client {
@@ -108,6 +111,7 @@ impl Client {
             ops,
             asking: None,
             logged_in: false,
+            unsure: false,
             password: None,
             token: None,
             owns: Vec::new(),
@@ -140,7 +144,11 @@ impl World {
                     CallDue::Resend(frame) => self.submit(c, frame),
                     CallDue::GaveUp(_) => {
                         // Given up: the request may or may not have taken effect.
-                        self.clients[c].asking = None;
+                        if let Some(a) = self.clients[c].asking.take() {
+                            if matches!(a.ask, Ask::Register(_) | Ask::Password(_)) {
+                                self.clients[c].unsure = true;
+                            }
+                        }
                         self.at(10, Due::Client { client: c });
                         return;
                     }
@@ -348,6 +356,12 @@ impl World {
                 if ok { "ok".to_owned() } else { why.clone() }
             )
         });
+        // A claim's refusal for want of a majority speaks for the attempt that server made;
+        // the same request sent again to another (the client core resends a late one) may
+        // have taken effect there: the password in force is unknown to this client.
+        if !ok && why.contains("majority") && matches!(a.ask, Ask::Register(_) | Ask::Password(_)) {
+            self.clients[c].unsure = true;
+        }
         if ok {
             self.succeeded(c, &a, &reply);
         } else if why.contains("token") || why.contains("session") || why.contains("password") {
@@ -380,6 +394,29 @@ impl World {
         self.at(delay, Due::Client { client: c });
     }
 
+    /// A name is claimed once: a creation or registration acknowledged as new (not as a
+    /// repeat of the same request) is the only one acknowledged for that name.
+    fn claimed_once(&mut self, what: &str, a: &Asking, reply: &Envelope) {
+        if reply.data.opt_bool("repeated").ok().flatten() == Some(true) {
+            return;
+        }
+        match self.checks.claimed_by.get(what) {
+            Some(first) if *first != a.request_id => {
+                let why = format!(
+                    "a name is claimed once: the {what} was acknowledged to {first} and again to {}",
+                    a.request_id
+                );
+                self.checks.violation(why);
+            }
+            Some(_) => {}
+            None => {
+                self.checks
+                    .claimed_by
+                    .insert(what.to_owned(), a.request_id.clone());
+            }
+        }
+    }
+
     /// What a success changes for client `c`, and what it is checked against.
     fn succeeded(&mut self, c: usize, a: &Asking, reply: &Envelope) {
         let id = reply.data.opt_str("id").ok().flatten().map(str::to_owned);
@@ -399,10 +436,13 @@ impl World {
             Ask::Login => {
                 self.clients[c].logged_in = true;
                 let me = self.clients[c].name.clone();
-                self.created.entry(me).or_insert(self.now);
+                self.created.entry(me.clone()).or_insert(self.now);
+                self.checks.people.insert(me);
             }
             Ask::Channel(ch) => {
                 self.created.entry(ch.clone()).or_insert(self.now);
+                self.checks.channels.insert(ch.clone());
+                self.claimed_once(&format!("channel {ch}"), a, reply);
                 self.worth_posting(ch);
                 // Created with an owner (the request named one): this client's to delete.
                 if a.owned && !self.clients[c].owns.contains(ch) {
@@ -414,6 +454,10 @@ impl World {
                 self.clients[c].owns.retain(|o| o != ch);
             }
             Ask::Register(pw) | Ask::Password(pw) => {
+                if let Ask::Register(_) = a.ask {
+                    let me = self.clients[c].name.clone();
+                    self.claimed_once(&format!("account {me}"), a, reply);
+                }
                 self.clients[c].password = Some(pw.clone());
             }
             Ask::Message(to) => {
