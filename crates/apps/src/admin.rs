@@ -18,6 +18,7 @@ pub enum Command {
     Status,
     Digest,
     Verify,
+    Forget { server: String },
 }
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -186,6 +187,22 @@ pub fn run(reference: &str, credentials: &Credentials, command: &Command) -> any
             Ok(())
         }
         Command::Verify => verify(&admin),
+        Command::Forget { server } => {
+            let reply = admin
+                .call(
+                    &admin.reference,
+                    Envelope::new("forget").with("user", server.as_str()),
+                )
+                .context("cannot reach the reference")?;
+            if let Some(why) = Reply::error_text(&reply) {
+                bail!("{why}");
+            }
+            println!(
+                "{server} is removed from the cluster for good: it no longer votes on claims, \
+                 and its name is never ranked again"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! A server that misses [`HEARTBEAT_TIMEOUT`] worth of heartbeats drops out of `list` until it
-//! beats again.
+//! beats again. `forget {user}` (an operator's `palaver admin forget`) removes a server that is
+//! gone for good: it no longer votes on claims, and its name is never ranked again.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,6 +81,15 @@ impl Registry {
             "rank" => {
                 let name = d.name("user")?;
                 let addr = palaver_proto::endpoint(d)?;
+                if self.book.is_forgotten(name.as_str()).unwrap_or(false) {
+                    return Ok(Reply::error(
+                        "rank",
+                        &format!(
+                            "`{name}` was removed from the cluster for good; start the server \
+                             under a new name, with an empty data directory"
+                        ),
+                    ));
+                }
                 let rank = match self.book.rank(name.as_str()) {
                     Ok(rank) => rank,
                     Err(e) => {
@@ -143,6 +153,34 @@ impl Registry {
                     })
                     .collect();
                 Ok(Reply::ok("list").with("list", list))
+            }
+            "forget" => {
+                let name = d.name("user")?;
+                let Some(entry) = self.servers.get(name.as_str()) else {
+                    return Ok(Reply::error(
+                        "forget",
+                        &format!("the reference knows no server `{name}`"),
+                    ));
+                };
+                if entry
+                    .seen
+                    .is_some_and(|t| now.duration_since(t) <= self.timeout)
+                {
+                    return Ok(Reply::error(
+                        "forget",
+                        &format!("`{name}` is alive: stop it for good first"),
+                    ));
+                }
+                if let Err(e) = self.book.forget(name.as_str()) {
+                    tracing::error!(error = %e, "cannot forget a server");
+                    return Ok(Reply::error(
+                        "forget",
+                        "the reference could not store that the server is gone",
+                    ));
+                }
+                self.servers.remove(name.as_str());
+                tracing::warn!(server = %name, "server removed from the cluster for good");
+                Ok(Reply::ok("forget"))
             }
             other => Err(ProtoError::UnknownService(other.to_owned())),
         }
@@ -229,6 +267,28 @@ mod tests {
 
     fn registry(dir: &Path) -> Registry {
         Registry::open(dir, HEARTBEAT_TIMEOUT).unwrap()
+    }
+
+    #[test]
+    fn a_server_gone_for_good_is_forgotten_and_never_ranked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = registry(dir.path());
+        let t0 = Instant::now();
+        for name in ["s1", "s2", "s3"] {
+            reg.handle(&Envelope::new("rank").with("user", name), t0);
+        }
+        let alive = reg.handle(&Envelope::new("forget").with("user", "s3"), t0);
+        assert!(Reply::error_text(&alive).unwrap().contains("alive"));
+        let later = t0 + HEARTBEAT_TIMEOUT * 2;
+        let gone = reg.handle(&Envelope::new("forget").with("user", "s3"), later);
+        assert_eq!(Reply::status(&gone), Status::Success);
+        let all = parse_list(&reg.handle(&Envelope::new("list").with("all", true), later)).unwrap();
+        let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["s1", "s2"]);
+        let again = reg.handle(&Envelope::new("rank").with("user", "s3"), later);
+        assert!(Reply::error_text(&again).unwrap().contains("new name"));
+        let unknown = reg.handle(&Envelope::new("forget").with("user", "s9"), later);
+        assert_eq!(Reply::status(&unknown), Status::Error);
     }
 
     #[test]

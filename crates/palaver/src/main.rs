@@ -483,6 +483,12 @@ enum AdminCommand {
     /// Exit 0 only when every live server holds the same events (reading again for up to 3 s
     /// while they differ); otherwise say how they differ.
     Verify,
+    /// Remove a server that is gone for good (stopped, its disk lost): it no longer votes on
+    /// claims, so the others' majority is counted without it. Refused while it is alive.
+    Forget {
+        /// The server's name.
+        server: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -695,6 +701,7 @@ fn main() -> anyhow::Result<()> {
                 AdminCommand::Status => admin::Command::Status,
                 AdminCommand::Digest => admin::Command::Digest,
                 AdminCommand::Verify => admin::Command::Verify,
+                AdminCommand::Forget { server } => admin::Command::Forget { server },
             };
             admin::run(&a.reference, &a.key.load()?, &command)
         }

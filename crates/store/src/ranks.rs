@@ -30,9 +30,43 @@ impl RankBook {
             "CREATE TABLE IF NOT EXISTS ranks (
                  name TEXT PRIMARY KEY,
                  rank INTEGER NOT NULL UNIQUE
-             )",
+             );
+             CREATE TABLE IF NOT EXISTS forgotten (name TEXT PRIMARY KEY)",
         )?;
         Ok(RankBook { conn })
+    }
+
+    /// Removes `name` from the cluster for good: it keeps no rank, is listed no more, and is
+    /// never ranked again (a server by that name would come back with no memory of what it
+    /// promised; it joins under a new name). On disk before this returns.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn forget(&mut self, name: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM ranks WHERE name = ?1", params![name])?;
+        tx.execute(
+            "INSERT OR IGNORE INTO forgotten (name) VALUES (?1)",
+            params![name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether `name` was removed from the cluster for good.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn is_forgotten(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM forgotten WHERE name = ?1",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// The rank of `name`, given now (the next free rank, from 1) if it has none. The new rank
@@ -88,6 +122,21 @@ impl RankBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forgotten_name_is_never_ranked_again_even_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut book = RankBook::open(dir.path()).unwrap();
+            book.rank("s1").unwrap();
+            book.rank("s2").unwrap();
+            book.forget("s2").unwrap();
+            assert_eq!(book.all().unwrap(), vec![("s1".to_owned(), 1)]);
+        }
+        let book = RankBook::open(dir.path()).unwrap();
+        assert!(book.is_forgotten("s2").unwrap());
+        assert!(!book.is_forgotten("s1").unwrap());
+    }
 
     #[test]
     fn ranks_are_stable_and_survive_a_reopen() {
