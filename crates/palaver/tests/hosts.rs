@@ -341,103 +341,139 @@ fn writes_go_on(writer: &Proc, more: usize, after: &str) {
     );
 }
 
-#[test]
-fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
-    let hosts = Hosts::new(7);
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cluster.key");
-    palaver_auth::Credentials::generate()
-        .unwrap()
-        .save(&key)
-        .unwrap();
-    let key_arg = key.display().to_string();
-    let log = |what: &str| dir.path().join(format!("{what}.log"));
-    let at = |i: usize, port: u16| format!("tcp://{}:{port}", hosts.addr(i));
+/// A cluster on hosts 1–6: the reference, the broker, the proxy, then servers s1–s3 on hosts
+/// 4–6, each started with the flags a multi-host deployment uses, all serving and agreeing.
+struct OnHosts {
+    // Dropped in this order: the processes end, then their hosts, then their files.
+    _servers: Vec<Proc>,
+    _roles: Vec<Proc>,
+    hosts: Hosts,
+    dir: tempfile::TempDir,
+    key: std::path::PathBuf,
+}
 
-    // Host 1: the reference; 2: the broker; 3: the proxy. Each binds every interface of its
-    // host, as on a machine of its own.
-    let reference_data = dir.path().join("reference");
-    let mut roles = vec![
-        hosts.spawn(
-            1,
-            "reference",
-            &s(&[
-                "reference",
-                "--bind",
-                "tcp://*:5560",
-                "--data",
-                &reference_data.display().to_string(),
-                "--key",
-                &key_arg,
-            ]),
-            &log("reference"),
-        ),
-        hosts.spawn(
-            2,
-            "broker",
-            &s(&[
-                "broker",
-                "--frontend",
-                "tcp://*:5555",
-                "--backend",
-                "tcp://*:5556",
-                "--key",
-                &key_arg,
-            ]),
-            &log("broker"),
-        ),
-        hosts.spawn(
-            3,
-            "proxy",
-            &s(&[
-                "proxy",
-                "--xsub",
-                "tcp://*:5557",
-                "--xpub",
-                "tcp://*:5558",
-                "--key",
-                &key_arg,
-            ]),
-            &log("proxy"),
-        ),
-    ];
-    await_ready(&mut roles, Duration::from_secs(20));
+impl OnHosts {
+    fn start() -> OnHosts {
+        let hosts = Hosts::new(7);
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cluster.key");
+        palaver_auth::Credentials::generate()
+            .unwrap()
+            .save(&key)
+            .unwrap();
+        let key_arg = key.display().to_string();
+        let log = |what: &str| dir.path().join(format!("{what}.log"));
+        let at = |i: usize, port: u16| format!("tcp://{}:{port}", hosts.addr(i));
 
-    // Hosts 4, 5, 6: the servers, each telling the others the address of its own host.
-    let server_dir = |n: usize| dir.path().join(format!("s{n}"));
-    let mut servers: Vec<Proc> = (1..=3)
-        .map(|n| {
-            let host = 3 + n;
+        // Host 1: the reference; 2: the broker; 3: the proxy. Each binds every interface of
+        // its host, as on a machine of its own.
+        let reference_data = dir.path().join("reference");
+        let mut roles = vec![
             hosts.spawn(
-                host,
-                &format!("s{n}"),
+                1,
+                "reference",
                 &s(&[
-                    "server",
-                    "--name",
-                    &format!("s{n}"),
+                    "reference",
+                    "--bind",
+                    "tcp://*:5560",
                     "--data",
-                    &server_dir(n).display().to_string(),
-                    "--reference",
-                    &at(1, 5560),
-                    "--broker",
-                    &at(2, 5556),
-                    "--pub",
-                    &at(3, 5557),
-                    "--sub",
-                    &at(3, 5558),
-                    "--peer",
-                    "tcp://*:5570",
-                    "--advertise",
-                    &at(host, 5570),
+                    &reference_data.display().to_string(),
                     "--key",
                     &key_arg,
                 ]),
-                &log(&format!("s{n}")),
-            )
-        })
-        .collect();
-    await_ready(&mut servers, Duration::from_secs(30));
-    verify_within(&hosts, &key, Duration::from_secs(30), "start");
+                &log("reference"),
+            ),
+            hosts.spawn(
+                2,
+                "broker",
+                &s(&[
+                    "broker",
+                    "--frontend",
+                    "tcp://*:5555",
+                    "--backend",
+                    "tcp://*:5556",
+                    "--key",
+                    &key_arg,
+                ]),
+                &log("broker"),
+            ),
+            hosts.spawn(
+                3,
+                "proxy",
+                &s(&[
+                    "proxy",
+                    "--xsub",
+                    "tcp://*:5557",
+                    "--xpub",
+                    "tcp://*:5558",
+                    "--key",
+                    &key_arg,
+                ]),
+                &log("proxy"),
+            ),
+        ];
+        await_ready(&mut roles, Duration::from_secs(20));
+
+        // Hosts 4, 5, 6: the servers, each telling the others the address of its own host.
+        let mut servers: Vec<Proc> = (1..=3)
+            .map(|n| {
+                let host = 3 + n;
+                hosts.spawn(
+                    host,
+                    &format!("s{n}"),
+                    &s(&[
+                        "server",
+                        "--name",
+                        &format!("s{n}"),
+                        "--data",
+                        &server_dir(dir.path(), n).display().to_string(),
+                        "--reference",
+                        &at(1, 5560),
+                        "--broker",
+                        &at(2, 5556),
+                        "--pub",
+                        &at(3, 5557),
+                        "--sub",
+                        &at(3, 5558),
+                        "--peer",
+                        "tcp://*:5570",
+                        "--advertise",
+                        &at(host, 5570),
+                        "--key",
+                        &key_arg,
+                    ]),
+                    &log(&format!("s{n}")),
+                )
+            })
+            .collect();
+        await_ready(&mut servers, Duration::from_secs(30));
+        verify_within(&hosts, &key, Duration::from_secs(30), "start");
+        OnHosts {
+            _servers: servers,
+            _roles: roles,
+            hosts,
+            dir,
+            key,
+        }
+    }
+
+    /// `ip`'s address of role `port` on host `i`.
+    fn at(&self, i: usize, port: u16) -> String {
+        format!("tcp://{}:{port}", self.hosts.addr(i))
+    }
+}
+
+fn server_dir(dir: &Path, n: usize) -> std::path::PathBuf {
+    dir.join(format!("s{n}"))
+}
+
+#[test]
+fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
+    let cluster = OnHosts::start();
+    let (hosts, dir, key) = (&cluster.hosts, &cluster.dir, &cluster.key);
+    let log = |what: &str| dir.path().join(format!("{what}.log"));
+    let at = |i: usize, port: u16| cluster.at(i, port);
+    let server_dir = |n: usize| server_dir(dir.path(), n);
 
     // Host 7: a client that writes all along, through the broker's and the proxy's addresses.
     let mut writer = hosts.spawn(
@@ -463,7 +499,7 @@ fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
     std::thread::sleep(Duration::from_secs(10)); // the fault's length, not a wait
     writes_go_on(&writer, 20, "a server cut off");
     hosts.link(5, true);
-    verify_within(&hosts, &key, Duration::from_secs(30), "the link came back");
+    verify_within(hosts, key, Duration::from_secs(30), "the link came back");
     writes_go_on(&writer, 20, "the link came back");
 
     // Server s3 (host 6) gets 50 ms of delay and 5 % loss each way for the rest of the test.
@@ -475,13 +511,242 @@ fn a_cluster_on_seven_hosts_survives_a_cut_link_and_a_slow_lossy_one() {
     // readings taken one after another: while 20 posts a second flow over a link 100 ms long,
     // some are always on their way.)
     writer.stop(Duration::from_secs(5));
-    verify_within(&hosts, &key, Duration::from_secs(30), "delay and loss");
+    verify_within(hosts, key, Duration::from_secs(30), "delay and loss");
     let acked = deploy::acknowledged(&writer.log());
     let dirs: Vec<_> = (1..=3).map(server_dir).collect();
     let kept = deploy::all_on_disk(&dirs, &acked);
     assert!(kept >= 160, "{kept} posts");
     drop(impaired);
     eprintln!("{kept} acknowledged posts, all on every server");
-    drop(servers);
-    drop(roles);
+}
+
+/// Runs `f` on a thread of this test that lives on host `i` (its network namespace): the
+/// ZeroMQ sockets it opens, and the I/O threads their context starts, reach what host `i`
+/// reaches.
+fn on_host<T: Send + 'static>(
+    hosts: &Hosts,
+    i: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(format!("/var/run/netns/{}", hosts.ns(i))).expect("the host");
+    std::thread::spawn(move || {
+        // SAFETY: setns with a namespace file this thread holds open.
+        let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("the host's thread")
+}
+
+/// Cuts host `i` off from `others` (each way), leaving its link to the rest: with `others`
+/// empty, the cut heals.
+fn cut_between(hosts: &Hosts, i: usize, others: &[usize]) {
+    let ns = hosts.ns(i);
+    run("ip", &["netns", "exec", &ns, "iptables", "-F"]);
+    for j in others {
+        let peer = hosts.addr(*j);
+        for (chain, way) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+            run(
+                "ip",
+                &[
+                    "netns", "exec", &ns, "iptables", "-A", chain, way, &peer, "-j", "DROP",
+                ],
+            );
+        }
+    }
+}
+
+/// `f` again while the server says it is busy checking passwords (each server hashes 10 a
+/// second at most, and this test asks for more).
+fn unless_busy<T>(
+    mut f: impl FnMut() -> Result<T, palaver_client::ClientError>,
+) -> Result<T, palaver_client::ClientError> {
+    for _ in 0..30 {
+        match f() {
+            Err(palaver_client::ClientError::Refused(why)) if why.contains("busy") => {
+                std::thread::sleep(Duration::from_millis(500)); // the server's own pace
+            }
+            other => return other,
+        }
+    }
+    f()
+}
+
+/// What became of one registration through the broker, and how long its answer took.
+#[derive(Debug)]
+struct Registered {
+    name: String,
+    password: String,
+    answer: Result<(), String>,
+    took: Duration,
+}
+
+/// A name is claimed once, whichever side of a partition took it (issue 24's scenario): s3 is
+/// cut off from s1 and s2 for 20 s while the broker still reaches all three, and 30 fresh
+/// names are each registered twice, with two passwords, through the broker. A registration
+/// that s3 takes is refused within 2 s ("cannot reach a majority"); at most one registration
+/// of each name is acknowledged; and after healing, the acknowledged password, and only it,
+/// opens the account on every server. Posts go on meanwhile on both sides.
+#[test]
+fn a_server_cut_off_from_its_peers_refuses_claims_and_none_is_taken_back() {
+    let cluster = OnHosts::start();
+    let hosts = &cluster.hosts;
+    let broker = cluster.at(2, 5555);
+
+    cut_between(hosts, 6, &[4, 5]);
+    // Long enough for s3 to notice that it hears from no majority (a claim's phase, 1.5 s).
+    std::thread::sleep(Duration::from_secs(2)); // the fault's onset, not a wait
+    let began = std::time::Instant::now();
+    let run_id = std::process::id();
+    let results: Vec<Registered> = on_host(hosts, 7, move || {
+        let ctx = zmq::Context::new();
+        let mut out = Vec::new();
+        for i in 0..30 {
+            let name = format!("n{run_id}x{i}");
+            for pw in ["password-a", "password-b"] {
+                let mut c = palaver_client::Connection::open(
+                    &ctx,
+                    &broker,
+                    palaver_client::SharedClock::new(),
+                )
+                .unwrap();
+                let user = palaver_proto::Name::parse(&name).unwrap();
+                // The time of the last attempt (one the server was too busy for is tried
+                // again).
+                let mut took = Duration::ZERO;
+                let answer = unless_busy(|| {
+                    let at = std::time::Instant::now();
+                    let r = c.register(&user, pw);
+                    took = at.elapsed();
+                    r
+                })
+                .map_err(|e| e.to_string());
+                out.push(Registered {
+                    name: name.clone(),
+                    password: pw.to_owned(),
+                    answer,
+                    took,
+                });
+            }
+        }
+        out
+    });
+    let cut_for = began.elapsed();
+    // The cut lasts 20 s at least.
+    if let Some(rest) = Duration::from_secs(20).checked_sub(cut_for) {
+        std::thread::sleep(rest); // the fault's length, not a wait
+    }
+    cut_between(hosts, 6, &[]);
+    verify_within(
+        hosts,
+        &cluster.key,
+        Duration::from_secs(30),
+        "the cut healed",
+    );
+
+    let refused_minority: Vec<&Registered> = results
+        .iter()
+        .filter(|r| matches!(&r.answer, Err(e) if e.contains("majority")))
+        .collect();
+    let slowest = refused_minority.iter().map(|r| r.took).max();
+    eprintln!(
+        "{} registrations: {} acknowledged, {} refused for want of a majority (slowest {:?}), {} refused otherwise",
+        results.len(),
+        results.iter().filter(|r| r.answer.is_ok()).count(),
+        refused_minority.len(),
+        slowest,
+        results
+            .iter()
+            .filter(|r| matches!(&r.answer, Err(e) if !e.contains("majority")))
+            .count()
+    );
+    assert!(
+        !refused_minority.is_empty(),
+        "the broker gave s3 some of 60 registrations: {results:?}"
+    );
+    for r in &refused_minority {
+        assert!(
+            r.took <= Duration::from_secs(2),
+            "a refusal for want of a majority took {:?}: {r:?}",
+            r.took
+        );
+    }
+    for r in results.iter().filter(|r| r.answer.is_err()) {
+        let e = r.answer.as_ref().unwrap_err();
+        assert!(
+            e.contains("majority") || e.contains("already registered"),
+            "a registration refused for another reason: {r:?}"
+        );
+    }
+    // At most one acknowledged registration per name; after healing, its password and no
+    // other opens the account, on every server.
+    let key = palaver_auth::Credentials::load(&cluster.key).unwrap();
+    let servers: Vec<String> = (4..=6).map(|h| cluster.at(h, 5570)).collect();
+    let mut checks = Vec::new();
+    for pair in results.chunks(2) {
+        let acked: Vec<&Registered> = pair.iter().filter(|r| r.answer.is_ok()).collect();
+        assert!(acked.len() <= 1, "one name registered twice: {pair:?}");
+        if let Some(won) = acked.first() {
+            let lost = pair.iter().find(|r| r.password != won.password).unwrap();
+            checks.push((
+                won.name.clone(),
+                won.password.clone(),
+                lost.password.clone(),
+            ));
+        }
+    }
+    assert!(!checks.is_empty(), "some registrations were acknowledged");
+    let n = checks.len();
+    let (failures, settling): (Vec<String>, usize) = on_host(hosts, 7, move || {
+        let ctx = zmq::Context::new();
+        let mut failures = Vec::new();
+        let mut settling = 0;
+        for server in &servers {
+            let mut c = palaver_client::Connection::open_internal(
+                &ctx,
+                server,
+                palaver_client::SharedClock::new(),
+                &key,
+            )
+            .unwrap();
+            for (name, won, lost) in &checks {
+                let user = palaver_proto::Name::parse(name).unwrap();
+                // Claims may be refused for a moment after the heal, while the servers settle
+                // who leads them (each refusal says so); then the password opens the account.
+                let opened =
+                    (0..20).find_map(
+                        |_| match unless_busy(|| c.login_with_password(&user, won)) {
+                            Ok(_) => Some(Ok(())),
+                            Err(palaver_client::ClientError::Refused(why))
+                                if why.contains("majority") =>
+                            {
+                                settling += 1;
+                                None
+                            }
+                            Err(e) => Some(Err(e)),
+                        },
+                    );
+                match opened {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        failures.push(format!("{server}: {name}'s acknowledged password: {e}"))
+                    }
+                    None => failures.push(format!(
+                        "{server}: {name}'s acknowledged password: no majority, 20 times"
+                    )),
+                }
+                if unless_busy(|| c.login_with_password(&user, lost)).is_ok() {
+                    failures.push(format!("{server}: {name}'s refused password opens it"));
+                }
+            }
+        }
+        (failures, settling)
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+    eprintln!(
+        "{n} acknowledged registrations, each the only one that opens its account on every \
+         server ({settling} logins refused for want of a majority after the heal, then taken)"
+    );
 }
