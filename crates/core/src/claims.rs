@@ -191,6 +191,8 @@ struct Campaign<V> {
     ballot: Ballot,
     from: u64,
     promises: BTreeMap<String, Vec<(u64, Ballot, Entry<V>)>>,
+    /// Members that refused it (they promised a higher ballot).
+    refusals: BTreeSet<String>,
     since: Instant,
     resend_at: Instant,
 }
@@ -198,7 +200,12 @@ struct Campaign<V> {
 enum Role<V> {
     Follower,
     Campaigning(Campaign<V>),
-    Leading { ballot: Ballot, next_slot: u64 },
+    /// `refusals`: the members that refused this ballot since.
+    Leading {
+        ballot: Ballot,
+        next_slot: u64,
+        refusals: BTreeSet<String>,
+    },
 }
 
 /// Whose a proposal is: this member's driver's (its id), or a member's that forwarded it.
@@ -444,7 +451,7 @@ impl<V: Clone + PartialEq> Node<V> {
                 applied,
             } => {
                 self.note_slot(now, from, applied + 1);
-                self.on_nack(now, &ballot, &promised);
+                self.on_nack(now, from, &ballot, &promised);
             }
             Msg::Decided { slot, entry } => {
                 self.learn(slot, entry);
@@ -691,6 +698,7 @@ impl<V: Clone + PartialEq> Node<V> {
             ballot,
             from,
             promises: BTreeMap::new(),
+            refusals: BTreeSet::new(),
             since: now,
             resend_at: now + self.timeouts.resend,
         });
@@ -738,6 +746,7 @@ impl<V: Clone + PartialEq> Node<V> {
         self.role = Role::Leading {
             ballot,
             next_slot: top + 1,
+            refusals: BTreeSet::new(),
         };
         for slot in from_slot..=top {
             if self.decided.contains_key(&slot) {
@@ -820,19 +829,31 @@ impl<V: Clone + PartialEq> Node<V> {
         );
     }
 
-    fn on_nack(&mut self, now: Instant, ballot: &Ballot, promised: &Ballot) {
+    /// `from` refused `ballot`, having promised `promised`. One refusal does not end a
+    /// campaign or a lead: the others may still make a majority (a member that comes back
+    /// from a partition with a high ballot of its own, from campaigns that could not win,
+    /// would otherwise depose a leader that still has its majority). A campaign or a lead
+    /// ends when so many refused that no majority is left (a lead also when a higher
+    /// ballot's prepare reaches it, or a slot finds no majority in time).
+    fn on_nack(&mut self, now: Instant, from: &str, ballot: &Ballot, promised: &Ballot) {
         self.highest = self.highest.max(promised.round);
-        let mine = match &self.role {
-            Role::Campaigning(c) => &c.ballot,
-            Role::Leading { ballot, .. } => ballot,
-            Role::Follower => return,
+        let majority = self.majority();
+        let members = self.members.len().max(self.floor);
+        let refusals = match &mut self.role {
+            Role::Campaigning(c) if c.ballot == *ballot => &mut c.refusals,
+            Role::Leading {
+                ballot: mine,
+                refusals,
+                ..
+            } if mine == ballot => refusals,
+            Role::Campaigning(_) | Role::Leading { .. } | Role::Follower => return,
         };
-        if mine != ballot {
+        refusals.insert(from.to_owned());
+        if members.saturating_sub(refusals.len()) >= majority {
             return;
         }
-        // Another leader is higher. Waiting proposals try again with a higher ballot a little
-        // later (or are answered once their phase is over); the ones sent for acceptance may
-        // still be decided by it.
+        // Too many promised higher. Waiting proposals try again with a higher ballot a little
+        // later (or are answered once their phase is over).
         self.step_down();
         if !self.waiting.is_empty() {
             self.retry_at = Some(now + self.timeouts.resend);
