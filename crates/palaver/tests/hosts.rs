@@ -592,7 +592,7 @@ struct Registered {
     took: Duration,
 }
 
-/// A name is claimed once, whichever side of a partition took it (issue 24's scenario): s3 is
+/// A name is claimed once, whichever side of a partition took it: s3 is
 /// cut off from s1 and s2 for 20 s while the broker still reaches all three, and 30 fresh
 /// names are each registered twice, with two passwords, through the broker. A registration
 /// that s3 takes is refused within 2 s ("cannot reach a majority"); at most one registration

@@ -54,7 +54,7 @@ fn tell_socket(
         // and made again, each attempt bounded to a second: otherwise what is sent after the
         // cut heals waits for TCP's retransmissions, backed off to many seconds by then (a
         // server back from a partition could not decide claims for 15 s; found by the hosts
-        // test of issue 24).
+        // test's partition).
         s.set_heartbeat_ivl(1_000)?;
         s.set_heartbeat_timeout(3_000)?;
         s.set_connect_timeout(1_000)?;
