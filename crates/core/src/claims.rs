@@ -367,7 +367,15 @@ impl<V: Clone + PartialEq> Node<V> {
     /// Proposes `claim`, answered as `id`: at once in the next slot when this member leads,
     /// otherwise once it has gathered a majority of promises (it campaigns now).
     pub fn propose(&mut self, now: Instant, id: u64, claim: V) {
-        if let (Role::Follower, Some(leader)) = (&self.role, self.leader()) {
+        // The leader is forwarded to while it is heard from; one silent for a phase (cut
+        // off, or dead) is not waited for: this member campaigns instead, and the side that
+        // holds a majority goes on deciding.
+        let leader = self.leader().filter(|l| {
+            self.contact
+                .get(l)
+                .is_some_and(|t| now < *t + self.timeouts.phase)
+        });
+        if let (Role::Follower, Some(leader)) = (&self.role, leader) {
             // Another leads: it proposes, and answers; no duel for the lead.
             self.forwarded.insert(id, (leader.clone(), now));
             self.send(&leader, Msg::Forward { id, value: claim });

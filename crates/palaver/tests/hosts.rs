@@ -604,11 +604,50 @@ fn a_server_cut_off_from_its_peers_refuses_claims_and_none_is_taken_back() {
     let hosts = &cluster.hosts;
     let broker = cluster.at(2, 5555);
 
+    let run_id = std::process::id();
+    let veteran = format!("v{run_id}");
+    let to_broker = broker.clone();
+    let known = veteran.clone();
+    on_host(hosts, 7, move || {
+        let ctx = zmq::Context::new();
+        let mut c =
+            palaver_client::Connection::open(&ctx, &to_broker, palaver_client::SharedClock::new())
+                .unwrap();
+        c.login(&palaver_proto::Name::parse(&known).unwrap())
+            .expect("a name made before the cut");
+    });
+
     cut_between(hosts, 6, &[4, 5]);
     // Long enough for s3 to notice that it hears from no majority (a claim's phase, 1.5 s).
     std::thread::sleep(Duration::from_secs(2)); // the fault's onset, not a wait
+
+    // On s3's side, as the standard expects: a name already used logs in again; only a
+    // brand-new one waits for a majority, and is refused.
+    let s3 = cluster.at(6, 5570);
+    let credentials = palaver_auth::Credentials::load(&cluster.key).unwrap();
+    let (again, fresh) = on_host(hosts, 7, move || {
+        let ctx = zmq::Context::new();
+        let mut c = palaver_client::Connection::open_internal(
+            &ctx,
+            &s3,
+            palaver_client::SharedClock::new(),
+            &credentials,
+        )
+        .unwrap();
+        let again = c.login(&palaver_proto::Name::parse(&veteran).unwrap());
+        let fresh = c.login(&palaver_proto::Name::parse(&format!("f{run_id}")).unwrap());
+        (
+            again.map_err(|e| e.to_string()),
+            fresh.map_err(|e| e.to_string()),
+        )
+    });
+    assert_eq!(again, Ok(()), "a known name logs in on the minority side");
+    assert!(
+        matches!(&fresh, Err(e) if e.contains("cannot reach a majority")),
+        "a new name on the minority side: {fresh:?}"
+    );
+
     let began = std::time::Instant::now();
-    let run_id = std::process::id();
     let results: Vec<Registered> = on_host(hosts, 7, move || {
         let ctx = zmq::Context::new();
         let mut out = Vec::new();

@@ -277,7 +277,10 @@ impl Engine {
         // Whether the peer is in reach: it answered (even unreadably), or it did not in time;
         // a request never sent says nothing.
         match &answer {
-            Ok(_) | Err(Failure::Unreadable(_)) => self.coord.contact(&peer, true),
+            Ok(_) | Err(Failure::Unreadable(_)) => {
+                self.coord.contact(&peer, true);
+                self.claims.heard(&peer, self.now.at);
+            }
             Err(Failure::Timeout) => self.coord.contact(&peer, false),
             Err(Failure::NotSent) => {}
         }
