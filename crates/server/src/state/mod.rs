@@ -440,18 +440,18 @@ impl State {
         self.claims_applied = 0;
         let mut decided = std::collections::BTreeMap::new();
         for e in &snap.claims {
-            if let EventKind::Claim(palaver_proto::ClaimKind::Decided {
-                slot,
-                claim: Some(c),
-            }) = &e.kind
-            {
-                decided.insert(*slot, Some(c));
-            } else if let EventKind::Claim(palaver_proto::ClaimKind::Decided {
-                slot,
-                claim: None,
-            }) = &e.kind
-            {
-                decided.insert(*slot, None);
+            match &e.kind {
+                EventKind::Claim(palaver_proto::ClaimKind::Decided { slot, claim }) => {
+                    decided.insert(*slot, claim.as_ref());
+                }
+                EventKind::Claim(
+                    palaver_proto::ClaimKind::Promise { .. }
+                    | palaver_proto::ClaimKind::Vote { .. },
+                )
+                | EventKind::Message(_)
+                | EventKind::Account(_)
+                | EventKind::Room(_)
+                | EventKind::Reader(_) => {}
             }
         }
         let mut next = 1;
