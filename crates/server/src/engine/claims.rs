@@ -30,7 +30,7 @@ use std::time::Instant;
 use palaver_core::claims::{Action, Ballot, Entry, Msg, Node, Outcome, Record, Timeouts};
 use palaver_proto::claim::{Claim, Claimed};
 use palaver_proto::peer::PeerRequest;
-use palaver_proto::{ClaimKind, Event, EventKind, Name, Reply, Status};
+use palaver_proto::{ClaimKind, Event, EventKind, Name};
 
 use super::{Engine, Handled, Queued, Route};
 use crate::state::After;
@@ -329,20 +329,8 @@ impl Engine {
     }
 
     fn finish_claimed(&mut self, w: Proposing, decided: Result<u64, String>) {
-        let before = self.lamport;
-        if let Some(clock) = w.clock {
-            self.lamport.observe(clock);
-        }
-        let handled =
-            self.state
-                .claimed(w.after, decided, w.request, self.wall(), &mut self.lamport);
-        if Reply::status(&handled.reply) == Status::Error {
-            self.lamport = before;
-        }
-        self.batch.push(Queued {
-            envelope: w.route,
-            handled,
-            echo: w.echo,
+        self.finish_later(w.route, w.echo, w.clock, |state, wall, lamport| {
+            state.claimed(w.after, decided, w.request, wall, lamport)
         });
     }
 

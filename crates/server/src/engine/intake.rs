@@ -82,14 +82,7 @@ impl Engine {
                 if let Some(p) = handled.claim.take() {
                     // Undecided until the log of claims decides: no clock moves meanwhile.
                     self.lamport = before;
-                    let waiting = Proposing {
-                        route: envelope,
-                        echo,
-                        request: p.request,
-                        after: p.after,
-                        clock: env.clock(),
-                    };
-                    self.propose(waiting, p.claim);
+                    self.await_claim(envelope, echo, env.clock(), p);
                     return None;
                 }
                 if let Some(v) = handled.verify.take() {
@@ -138,37 +131,58 @@ impl Engine {
         let Some(w) = self.passwords.finished(self.now.at, ticket, &verdict) else {
             return;
         };
+        self.finish_later(w.route, w.echo, w.clock, |state, wall, lamport| {
+            state.verified(w.pending, verdict, w.request, wall, lamport)
+        });
+    }
+
+    /// Finishes a request that waited (for password work, or for its claim): its clock
+    /// (`clock`) is taken in only if `decide` accepts it; one that now makes a claim waits for
+    /// it in turn; the rest joins the next batch.
+    pub(super) fn finish_later(
+        &mut self,
+        route: Route,
+        echo: Option<String>,
+        clock: Option<u64>,
+        decide: impl FnOnce(&mut crate::State, f64, &mut palaver_core::Lamport) -> Handled,
+    ) {
         let before = self.lamport;
-        if let Some(clock) = w.clock {
+        if let Some(clock) = clock {
             self.lamport.observe(clock);
         }
-        let mut handled = self.state.verified(
-            w.pending,
-            verdict,
-            w.request,
-            self.wall(),
-            &mut self.lamport,
-        );
+        let wall = self.wall();
+        let mut handled = decide(&mut self.state, wall, &mut self.lamport);
         if let Some(p) = handled.claim.take() {
             self.lamport = before;
-            let waiting = Proposing {
-                route: w.route,
-                echo: w.echo,
-                request: p.request,
-                after: p.after,
-                clock: w.clock,
-            };
-            self.propose(waiting, p.claim);
+            self.await_claim(route, echo, clock, p);
             return;
         }
         if Reply::status(&handled.reply) == Status::Error {
             self.lamport = before;
         }
         self.batch.push(Queued {
-            envelope: w.route,
+            envelope: route,
             handled,
-            echo: w.echo,
+            echo,
         });
+    }
+
+    /// A request waits for its claim to be decided.
+    fn await_claim(
+        &mut self,
+        route: Route,
+        echo: Option<String>,
+        clock: Option<u64>,
+        p: crate::state::Proposal,
+    ) {
+        let waiting = Proposing {
+            route,
+            echo,
+            request: p.request,
+            after: p.after,
+            clock,
+        };
+        self.propose(waiting, p.claim);
     }
 
     /// Each turn: the events the state made of itself join the batch, clients' beats go to
