@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let credentials = Credentials::load(&key)?;
     let ctx = zmq::Context::new();
     let worker = ctx.socket(zmq::DEALER)?;
-    credentials.connect(&worker)?;
+    credentials.connect(&worker, &endpoint)?;
     worker.connect(&endpoint)?;
     let ready = ToBroker::Ready {
         name: "echo",

@@ -21,6 +21,8 @@ pub struct Options {
     pub skew_ms: Vec<i64>,
     /// Where to serve the web client and its WebSocket gateway, if anywhere.
     pub web: Option<std::net::SocketAddr>,
+    /// Internal sockets on TCP with CURVE rather than `ipc://` (see [`Layout::local`]).
+    pub tcp_inside: bool,
 }
 
 /// The cluster's credentials, in the data directory.
@@ -49,6 +51,11 @@ struct Proc {
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the palaver binary")?;
     let layout = Layout::new(&opts.host, opts.base_port, opts.servers.max(1));
+    let layout = if opts.tcp_inside {
+        layout
+    } else {
+        layout.local(&opts.data.join("sockets"))
+    };
     // The cluster's credentials, made on first start and kept with the data: every process
     // gets the file, and `palaver admin` finds it there too.
     let key_file = opts.data.join(KEY_FILE);

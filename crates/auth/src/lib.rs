@@ -50,6 +50,8 @@ pub enum AuthError {
     Malformed(&'static str),
     #[error("this build of ZeroMQ has no CURVE security")]
     NoCurve,
+    #[error("the local socket {path} cannot be private: {why}")]
+    Ipc { path: String, why: String },
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
 }
@@ -184,23 +186,33 @@ impl Credentials {
         f.sync_all().map_err(err)
     }
 
-    /// Makes `socket` (before it binds) one that only the cluster may use. The context must run
-    /// a ZAP handler ([`Credentials::guard`]), or libzmq would admit any CURVE client.
+    /// Makes `socket` (before it binds `endpoint`) one that only the cluster may use. Over TCP
+    /// that is CURVE, and the context must run a ZAP handler ([`Credentials::guard`]), or
+    /// libzmq would admit any CURVE client. An `ipc://` endpoint is guarded by the operating
+    /// system instead ([`local_endpoint`]): its directory must be the process owner's alone,
+    /// and nothing is encrypted on the way from one process to another of the same host.
     ///
     /// # Errors
-    /// When an option cannot be set.
-    pub fn serve(&self, socket: &zmq::Socket) -> Result<(), AuthError> {
+    /// When an option cannot be set, or an `ipc://` endpoint's directory is open to others.
+    pub fn serve(&self, socket: &zmq::Socket, endpoint: &str) -> Result<(), AuthError> {
+        if let Some(path) = local_endpoint(endpoint) {
+            return private_directory(path);
+        }
         socket.set_zap_domain(DOMAIN)?;
         socket.set_curve_server(true)?;
         socket.set_curve_secretkey(&self.secret)?;
         Ok(())
     }
 
-    /// Makes `socket` (before it connects) present the cluster's key to an internal socket.
+    /// Makes `socket` (before it connects to `endpoint`) present the cluster's key to an
+    /// internal socket; an `ipc://` endpoint needs no key (see [`Credentials::serve`]).
     ///
     /// # Errors
     /// When an option cannot be set.
-    pub fn connect(&self, socket: &zmq::Socket) -> Result<(), AuthError> {
+    pub fn connect(&self, socket: &zmq::Socket, endpoint: &str) -> Result<(), AuthError> {
+        if local_endpoint(endpoint).is_some() {
+            return Ok(());
+        }
         socket.set_curve_serverkey(&self.public)?;
         socket.set_curve_publickey(&self.public)?;
         socket.set_curve_secretkey(&self.secret)?;
@@ -224,6 +236,64 @@ impl Credentials {
             .map_err(|_| AuthError::Zmq(zmq::Error::EFAULT))?;
         Ok(())
     }
+}
+
+/// The socket file of an `ipc://` endpoint: a socket on this host that only processes of the
+/// cluster's user can open (see [`private_directory`]).
+pub fn local_endpoint(endpoint: &str) -> Option<&Path> {
+    endpoint.strip_prefix("ipc://").map(Path::new)
+}
+
+/// Longest path an `ipc://` socket may have (`sun_path` holds 108 bytes with its NUL).
+pub const MAX_IPC_PATH: usize = 107;
+
+/// Makes sure the directory of the socket file `path` exists and is open to its owner only
+/// (mode 0700, owned by this process's user): then the kernel lets no other user connect, and
+/// a process of the cluster's user could read the cluster's key file anyway. A directory that
+/// others may enter is refused rather than repaired, so a mistyped path never opens a socket
+/// to the whole machine.
+///
+/// # Errors
+/// When the path is too long for a socket, or its directory cannot be made or is not private.
+pub fn private_directory(path: &Path) -> Result<(), AuthError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let refuse = |why: String| AuthError::Ipc {
+        path: path.display().to_string(),
+        why,
+    };
+    if path.as_os_str().len() > MAX_IPC_PATH {
+        return Err(refuse(format!("longer than {MAX_IPC_PATH} bytes")));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| refuse(format!("cannot create its directory: {e}")))?;
+        // `recursive` applies the mode to the last directory only after the umask: set it.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| refuse(format!("cannot restrict its directory: {e}")))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| refuse(format!("its directory: {e}")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "its directory belongs to uid {}, not to this process (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "its directory has mode {:o}; other users could connect (make it 0700)",
+            meta.mode() & 0o777
+        )));
+    }
+    Ok(())
 }
 
 fn z85(key: &[u8; 32]) -> String {
@@ -318,7 +388,7 @@ mod tests {
         let req = ctx.socket(zmq::REQ).unwrap();
         req.set_linger(0).unwrap();
         if let Some(c) = client {
-            c.connect(&req).unwrap();
+            c.connect(&req, endpoint).unwrap();
         }
         req.connect(endpoint).unwrap();
         req.send(text, 0).unwrap();
@@ -331,7 +401,7 @@ mod tests {
         let ctx = zmq::Context::new();
         cluster.guard(&ctx, "test").unwrap();
         let rep = ctx.socket(zmq::REP).unwrap();
-        cluster.serve(&rep).unwrap();
+        cluster.serve(&rep, "tcp://127.0.0.1:*").unwrap();
         rep.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = rep.get_last_endpoint().unwrap().unwrap();
         let server = std::thread::spawn(move || {
@@ -362,5 +432,100 @@ mod tests {
             "the cluster"
         );
         assert_eq!(server.join().unwrap(), 1);
+    }
+
+    /// Whether a process of user `nobody` can connect to the Unix socket at `path` (a child
+    /// made with `fork` that gives up root first, using nothing but system calls).
+    fn nobody_connects(path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: the child calls only async-signal-safe functions and leaves with _exit.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork");
+            if pid == 0 {
+                let ok = libc::setgid(65534) == 0 && libc::setuid(65534) == 0;
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                let connected = libc::connect(fd, std::ptr::addr_of!(addr).cast(), len) == 0;
+                libc::_exit(match (ok, connected) {
+                    (false, _) => 2,
+                    (true, true) => 0,
+                    (true, false) => 1,
+                });
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            let code = libc::WEXITSTATUS(status);
+            assert_ne!(code, 2, "the child could not become nobody");
+            code == 0
+        }
+    }
+
+    #[test]
+    fn a_local_socket_lives_in_a_directory_of_its_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let cluster = Credentials::generate().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        // A directory the role makes for itself is 0700, and the socket in it serves the
+        // cluster's processes without any key.
+        let path = tmp.path().join("sockets").join("proxy");
+        let endpoint = format!("ipc://{}", path.display());
+        let ctx = zmq::Context::new();
+        let rep = ctx.socket(zmq::REP).unwrap();
+        cluster.serve(&rep, &endpoint).unwrap();
+        rep.bind(&endpoint).unwrap();
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let server = std::thread::spawn(move || {
+            if rep.poll(zmq::POLLIN, 5_000).unwrap() > 0 {
+                rep.recv_bytes(0).unwrap();
+                rep.send("pong", 0).unwrap();
+            }
+        });
+        assert!(
+            answered(&ctx, &endpoint, Some(&cluster), "last"),
+            "the cluster"
+        );
+        server.join().unwrap();
+        // Another user cannot even reach the socket file (root would: checked as nobody).
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(
+                !nobody_connects(&path),
+                "nobody connected to a private socket"
+            );
+            // The check itself can fail: in a directory open to all, nobody gets through.
+            let open = tmp.path().join("open");
+            std::fs::create_dir(&open).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let open_rep = ctx.socket(zmq::REP).unwrap();
+            open_rep
+                .bind(&format!("ipc://{}/s", open.display()))
+                .unwrap();
+            std::fs::set_permissions(open.join("s"), std::fs::Permissions::from_mode(0o777))
+                .unwrap();
+            assert!(nobody_connects(&open.join("s")), "the probe works");
+        }
+        // A directory others may enter is refused, not repaired; so is a path too long.
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = ctx.socket(zmq::REP).unwrap();
+        let err = cluster
+            .serve(&s, &format!("ipc://{}/broker", shared.display()))
+            .unwrap_err();
+        assert!(err.to_string().contains("mode 755"), "{err}");
+        let long = format!("ipc://{}/{}", tmp.path().display(), "x".repeat(120));
+        assert!(cluster.serve(&s, &long).is_err());
+        // Over TCP nothing changed: the socket is a CURVE server.
+        cluster.serve(&s, "tcp://127.0.0.1:*").unwrap();
+        assert!(s.is_curve_server().unwrap());
     }
 }

@@ -72,7 +72,7 @@ impl Connection {
         let socket = ctx.socket(zmq::DEALER)?;
         socket.set_linger(0)?;
         if let Some(c) = credentials {
-            c.connect(&socket)?;
+            c.connect(&socket, endpoint)?;
         }
         socket.connect(endpoint)?;
         Ok(Connection {

@@ -71,7 +71,7 @@ pub fn run_broker(
     back.set_router_mandatory(true)?;
     // Answers can be far larger than requests (the longest history page is about 8 MiB).
     back.set_maxmsgsize(i64::try_from(MAX_WORK_BYTES).unwrap_or(i64::MAX))?;
-    credentials.serve(&back)?;
+    credentials.serve(&back, backend)?;
     bind(&back, "broker backend", backend)?;
     tracing::info!(frontend, backend, "broker ready");
     palaver_supervise::notify_ready();

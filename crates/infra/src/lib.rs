@@ -73,7 +73,7 @@ pub fn run_proxy(
     credentials.guard(&ctx, "proxy")?;
     let sub = ctx.socket(zmq::XSUB)?;
     sub.set_rcvhwm(PUBLISHER_HWM)?;
-    credentials.serve(&sub)?;
+    credentials.serve(&sub, xsub)?;
     bind(&sub, "proxy XSUB", xsub)?;
     let publ = ctx.socket(zmq::XPUB)?;
     publ.set_sndhwm(subscriber_hwm)?;

@@ -201,7 +201,7 @@ pub fn run_reference(
     let ctx = zmq::Context::new();
     credentials.guard(&ctx, "reference")?;
     let socket = ctx.socket(zmq::ROUTER)?;
-    credentials.serve(&socket)?;
+    credentials.serve(&socket, endpoint)?;
     socket.set_linger(0)?;
     socket.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
     socket.bind(endpoint).map_err(|source| InfraError::Bind {

@@ -138,6 +138,10 @@ struct UpArgs {
     /// without one).
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080", value_name = "ADDR")]
     web: Option<std::net::SocketAddr>,
+    /// Keep the internal sockets on TCP with CURVE, as between hosts, instead of `ipc://`
+    /// sockets in `<data>/sockets` (a directory only this user can open).
+    #[arg(long)]
+    tcp_inside: bool,
 }
 
 /// Where the cluster's credentials are: every process that uses an internal socket needs them.
@@ -515,6 +519,7 @@ fn main() -> anyhow::Result<()> {
                 base_port: a.base_port,
                 skew_ms: a.skew_ms,
                 web: a.web,
+                tcp_inside: a.tcp_inside,
             },
             &on_signal()?,
         ),

@@ -62,7 +62,9 @@ fn forged_events(origin: &str, from: u64) -> Vec<rmpv::Value> {
 
 #[test]
 fn outsiders_cannot_write_read_serve_or_publish() {
-    let mut cluster = Cluster::start(&bin(), 3);
+    // Internal sockets on TCP, as between hosts: CURVE and the ZAP handler are what guard them.
+    let mut cluster = Cluster::start_over_tcp(&bin(), 3);
+    assert!(cluster.proxy_xsub_endpoint().starts_with("tcp://"));
     let mut c = cluster.connection();
     c.login(&name("ana")).unwrap();
     c.create_channel(&name("general")).unwrap();
@@ -178,4 +180,44 @@ fn outsiders_cannot_write_read_serve_or_publish() {
         log.contains("refused a connection without the cluster's credentials"),
         "refusals are logged"
     );
+}
+
+/// On one host the internal sockets are `ipc://` files in a directory of the cluster's user
+/// alone (the kernel's check is tested in `palaver-auth`), and the cluster works through them.
+#[test]
+fn a_cluster_on_one_host_keeps_its_internal_sockets_in_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cluster = Cluster::start(&bin(), 3);
+    let internal = [
+        cluster.proxy_xsub_endpoint(),
+        cluster.broker_backend_endpoint(),
+        cluster.peer_addr(0).unwrap(),
+    ];
+    let dir = cluster.dir().join("sockets");
+    for endpoint in &internal {
+        let path = endpoint.strip_prefix("ipc://").expect("an ipc:// endpoint");
+        assert_eq!(std::path::Path::new(path).parent(), Some(dir.as_path()));
+    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the sockets' directory is private");
+    // The open sides stay on TCP, for everyone.
+    assert!(cluster.broker_endpoint().starts_with("tcp://"));
+    assert!(cluster.sub_endpoint().starts_with("tcp://"));
+    let mut c = cluster.connection();
+    c.login(&name("ana")).unwrap();
+    c.create_channel(&name("general")).unwrap();
+    let mut sub = cluster.subscriber();
+    sub.subscribe("general").unwrap();
+    let mut probe = cluster.connection();
+    cluster.await_subscription(&mut probe, &mut sub, &name("ana"), &name("general"));
+    c.publish(&name("ana"), &name("general"), "through ipc")
+        .unwrap();
+    let held = wait_until(Duration::from_secs(5), || {
+        (0..3).all(|i| {
+            common::store(&cluster.data_dir(i))
+                .has_post("general", "through ipc")
+                .unwrap()
+        })
+    });
+    assert!(held, "every server took the post over the local sockets");
 }

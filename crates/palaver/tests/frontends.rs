@@ -410,8 +410,9 @@ fn the_listener_sees_a_new_channels_first_post_and_says_once_what_it_cannot_read
     // Two publications nobody can read, on a channel's topic, pushed in by a cluster process.
     let ctx = zmq::Context::new();
     let publ = ctx.socket(zmq::PUB).unwrap();
-    cluster.credentials().connect(&publ).unwrap();
-    publ.connect(&cluster.proxy_xsub_endpoint()).unwrap();
+    let xsub = cluster.proxy_xsub_endpoint();
+    cluster.credentials().connect(&publ, &xsub).unwrap();
+    publ.connect(&xsub).unwrap();
     let mut first = None;
     let seen = wait_until(Duration::from_secs(10), || {
         publ.send_multipart([&b"fresh"[..], b"\xc1 not messagepack"], 0)

@@ -58,7 +58,7 @@ impl BrokerLink {
         socket.set_rcvhwm(100_000)?;
         socket.set_sndhwm(100_000)?;
         socket.set_linger(2000)?;
-        credentials.connect(&socket)?;
+        credentials.connect(&socket, endpoint)?;
         Ok(BrokerLink {
             socket,
             endpoint: endpoint.to_owned(),

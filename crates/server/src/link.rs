@@ -146,7 +146,7 @@ fn dealer(
     credentials: &palaver_auth::Credentials,
 ) -> Result<zmq::Socket, crate::ServerError> {
     let socket = ctx.socket(zmq::DEALER)?;
-    credentials.connect(&socket)?;
+    credentials.connect(&socket, endpoint)?;
     socket.set_linger(0)?;
     socket.set_sndhwm(1000)?;
     socket.connect(endpoint)?;

@@ -42,7 +42,7 @@ fn tell_socket(
 ) -> Option<zmq::Socket> {
     let open = || -> Result<zmq::Socket, ServerError> {
         let s = ctx.socket(zmq::DEALER)?;
-        credentials.connect(&s)?;
+        credentials.connect(&s, addr)?;
         s.set_linger(0)?;
         // Queued while the connection is being made (a CURVE handshake takes a moment, and a
         // new peer's first batches must not be lost), and while a dead peer is still listed
@@ -131,7 +131,7 @@ impl Peers {
         let router = ctx.socket(zmq::ROUTER)?;
         router.set_linger(0)?;
         router.set_maxmsgsize(palaver_proto::MAX_SOCKET_BYTES)?;
-        ep.credentials.serve(&router)?;
+        ep.credentials.serve(&router, &ep.peer_bind)?;
         router
             .bind(&ep.peer_bind)
             .map_err(|source| ServerError::Listen {

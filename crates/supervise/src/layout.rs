@@ -6,6 +6,12 @@
 //!  base+1 broker, servers     base+3 proxy, subscribers  base+5 reference
 //!  base+10+i server i's peer endpoint (i from 1)
 //! ```
+//!
+//! A cluster on one host ([`Layout::local`]) puts the sockets only the cluster uses (the
+//! broker's server side, the proxy's publisher side, the peer endpoints) in a directory of its
+//! own as `ipc://` endpoints: the kernel lets only the cluster's user open them, and no frame
+//! is encrypted between two processes of one machine. The reference stays on TCP, where
+//! `palaver admin` finds it.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -21,6 +27,8 @@ pub struct Layout {
     pub host: String,
     pub base: u16,
     pub servers: usize,
+    /// Where the internal sockets live when the cluster is on one host; `None`: TCP.
+    pub sockets: Option<std::path::PathBuf>,
 }
 
 impl Layout {
@@ -29,6 +37,26 @@ impl Layout {
             host: host.to_owned(),
             base,
             servers,
+            sockets: None,
+        }
+    }
+
+    /// The same layout with its internal sockets in `dir` (made private when they bind; see
+    /// `palaver_auth::private_directory`), or on TCP as before when `dir`'s socket paths would
+    /// be too long for a Unix socket.
+    pub fn local(mut self, dir: &std::path::Path) -> Layout {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+        // The longest name below ("s" and a server's number) must fit a socket's path.
+        let longest = dir.join(format!("s{}", self.servers)).as_os_str().len();
+        self.sockets = (longest <= palaver_auth::MAX_IPC_PATH).then_some(dir);
+        self
+    }
+
+    /// An internal socket: `ipc://` in the sockets directory when there is one, else TCP.
+    fn internal(&self, name: &str, offset: u16) -> String {
+        match &self.sockets {
+            Some(dir) => format!("ipc://{}", dir.join(name).display()),
+            None => self.endpoint(offset),
         }
     }
 
@@ -86,12 +114,12 @@ impl Layout {
 
     /// The broker's server side.
     pub fn broker_backend(&self) -> String {
-        self.endpoint(1)
+        self.internal("broker", 1)
     }
 
     /// The proxy's publisher side (servers publish here).
     pub fn proxy_xsub(&self) -> String {
-        self.endpoint(2)
+        self.internal("proxy", 2)
     }
 
     /// The proxy's subscriber side: what subscribers connect to.
@@ -110,7 +138,7 @@ impl Layout {
 
     /// Server `i`'s peer endpoint, `i` from 1.
     pub fn peer(&self, i: usize) -> String {
-        self.endpoint(10 + i as u16)
+        self.internal(&format!("s{i}"), 10 + i as u16)
     }
 
     /// The arguments of each role, in the order they start: reference, broker, proxy, then the
@@ -289,5 +317,21 @@ mod tests {
         assert_eq!(listening_range((1_024, 40_000), 13), (40_001, 65_522));
         // A range over everything leaves no choice.
         assert_eq!(listening_range((1_024, 65_000), 13), (10_000, 65_522));
+    }
+
+    #[test]
+    fn a_local_layout_puts_the_internal_sockets_in_its_directory_and_nothing_else() {
+        let l = Layout::new("h", 5555, 2).local(std::path::Path::new("/run/p/sockets"));
+        assert_eq!(l.broker_backend(), "ipc:///run/p/sockets/broker");
+        assert_eq!(l.proxy_xsub(), "ipc:///run/p/sockets/proxy");
+        assert_eq!(l.peer(2), "ipc:///run/p/sockets/s2");
+        // What clients, subscribers and `palaver admin` open stays on TCP.
+        assert_eq!(l.broker(), "tcp://h:5555");
+        assert_eq!(l.proxy_xpub(), "tcp://h:5558");
+        assert_eq!(l.reference(), "tcp://h:5560");
+        // A directory too deep for a socket's path keeps everything on TCP.
+        let deep = format!("/{}", "d".repeat(120));
+        let l = Layout::new("h", 5555, 2).local(std::path::Path::new(&deep));
+        assert_eq!(l.peer(2), "tcp://h:5567");
     }
 }

@@ -47,7 +47,7 @@ impl Cluster {
     /// # Panics
     /// As [`Cluster::start`].
     pub fn start_skewed(bin: &Path, skews_ms: &[i64]) -> Cluster {
-        Cluster::start_configured(bin, skews_ms, &[])
+        Cluster::start_configured(bin, skews_ms, &[], false)
     }
 
     /// Starts a cluster of `servers` servers, each given `server_args` besides its own (say
@@ -56,10 +56,24 @@ impl Cluster {
     /// # Panics
     /// As [`Cluster::start`].
     pub fn start_with(bin: &Path, servers: usize, server_args: &[&str]) -> Cluster {
-        Cluster::start_configured(bin, &vec![0; servers], server_args)
+        Cluster::start_configured(bin, &vec![0; servers], server_args, false)
     }
 
-    fn start_configured(bin: &Path, skews_ms: &[i64], server_args: &[&str]) -> Cluster {
+    /// Starts a cluster whose internal sockets are on TCP with CURVE, as between hosts,
+    /// instead of the `ipc://` sockets of a cluster on one host.
+    ///
+    /// # Panics
+    /// As [`Cluster::start`].
+    pub fn start_over_tcp(bin: &Path, servers: usize) -> Cluster {
+        Cluster::start_configured(bin, &vec![0; servers], &[], true)
+    }
+
+    fn start_configured(
+        bin: &Path,
+        skews_ms: &[i64],
+        server_args: &[&str],
+        over_tcp: bool,
+    ) -> Cluster {
         // Another process may take a port between the layout's check and our bind: then the
         // process says it exited instead of ready, and the cluster starts afresh on new ports.
         for _ in 0..5 {
@@ -70,6 +84,11 @@ impl Cluster {
                 .save(&key_file)
                 .expect("write the cluster credentials");
             let layout = Layout::free(skews_ms.len()).expect("free ports");
+            let layout = if over_tcp {
+                layout
+            } else {
+                layout.local(&dir.path().join("sockets"))
+            };
             let mut roles = layout.roles(dir.path(), &key_file, skews_ms);
             for (name, args) in &mut roles {
                 if name.starts_with('s') && name[1..].parse::<usize>().is_ok() {

@@ -51,7 +51,7 @@ pub fn run(cfg: &Config, shutdown: &Shutdown) -> Result<(), ServerError> {
     // server's memory while the proxy is down.
     publisher.set_sndhwm(10_000)?;
     publisher.set_linger(2000)?;
-    cfg.credentials.connect(&publisher)?;
+    cfg.credentials.connect(&publisher, &cfg.proxy_xsub)?;
     connect(&publisher, &cfg.proxy_xsub)?;
     let endpoints = Endpoints {
         peer_bind: cfg.peer.clone(),
