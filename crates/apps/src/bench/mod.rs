@@ -13,6 +13,7 @@
 //! its name and its channels).
 
 mod plan;
+mod ready;
 mod receive;
 mod send;
 mod spawn;

@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::plan::{Action, Plan};
+use super::ready::Ready;
 use super::{now_ns, Live, Span};
 
 /// How long clients wait for their last replies once they stop sending.
@@ -97,6 +98,23 @@ struct Client {
     next: Instant,
 }
 
+/// Reads every reply waiting on `c`'s socket (its signal descriptor signals edges: read until
+/// the socket says it has nothing).
+fn read_replies(
+    c: &mut Client,
+    span: Span,
+    clock: &SharedClock,
+    tally: &mut Tally,
+    live: &Live,
+) -> anyhow::Result<()> {
+    while c.socket.get_events()?.contains(zmq::POLLIN) {
+        while let Ok(frames) = c.socket.recv_multipart(zmq::DONTWAIT) {
+            answered(c, &frames, span, clock, tally, live);
+        }
+    }
+    Ok(())
+}
+
 /// Runs the clients `indices` of `plan` until the span ends (or each has sent its count).
 pub(crate) fn run(
     ctx: &zmq::Context,
@@ -140,11 +158,21 @@ pub(crate) fn run(
     // nothing: they carry this run's start.
     let run = now_ns();
     let mut tally = Tally::new(plan.topic_count())?;
+    let ready = Ready::new(clients.iter().map(|c| &c.socket))?;
+    // Sockets to read: those signalled, and those sent on (a send may take in the signal).
+    let mut to_read: Vec<usize> = (0..clients.len()).collect();
     loop {
         let now = Instant::now();
         let sending = now < span.end && !live.stopped();
         let mut wake = now + POLL;
-        for c in &mut clients {
+        for (i, c) in clients.iter_mut().enumerate() {
+            if sending
+                && c.in_flight.len() < pace.window
+                && pace.count.is_none_or(|n| c.sent < n)
+                && c.next <= now
+            {
+                to_read.push(i);
+            }
             while sending
                 && c.in_flight.len() < pace.window
                 && pace.count.is_none_or(|n| c.sent < n)
@@ -173,7 +201,10 @@ pub(crate) fn run(
             }
             for due in c.calls.on_timeout(now) {
                 match due {
-                    Due::Resend(frame) => c.socket.send_multipart([&[][..], &frame[..]], 0)?,
+                    Due::Resend(frame) => {
+                        c.socket.send_multipart([&[][..], &frame[..]], 0)?;
+                        to_read.push(i);
+                    }
                     Due::GaveUp(token) => {
                         if let Some(p) = c.in_flight.remove(&token) {
                             if p.due >= span.measure_from {
@@ -193,22 +224,16 @@ pub(crate) fn run(
         if done || now >= span.end + DRAIN {
             break;
         }
-        let readable = {
-            let mut items: Vec<zmq::PollItem> = clients
-                .iter()
-                .map(|c| c.socket.as_poll_item(zmq::POLLIN))
-                .collect();
-            let ms = wake.saturating_duration_since(now).as_millis().max(1);
-            zmq::poll(&mut items, ms as i64)?;
-            items
-                .iter()
-                .map(zmq::PollItem::is_readable)
-                .collect::<Vec<_>>()
-        };
-        for (c, _) in clients.iter_mut().zip(readable).filter(|(_, r)| *r) {
-            while let Ok(frames) = c.socket.recv_multipart(zmq::DONTWAIT) {
-                answered(c, &frames, span, &clock, &mut tally, live);
-            }
+        // Read what the sends may have taken in the signal of, wait, read what woke.
+        for i in std::mem::take(&mut to_read) {
+            read_replies(&mut clients[i], span, &clock, &mut tally, live)?;
+        }
+        let ms = wake
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .max(1);
+        for i in ready.wait(i32::try_from(ms).unwrap_or(i32::MAX))? {
+            read_replies(&mut clients[i], span, &clock, &mut tally, live)?;
         }
     }
     // What never came back counts as failed.
