@@ -24,6 +24,26 @@ struct Topic {
     last: Option<Cursor>,
     seen: HashSet<String>,
     order: VecDeque<String>,
+    /// The proxy's number on the last publication of this topic (see [`Feed::sequence`]).
+    seq: Option<u64>,
+    /// The positions of the last posts seen, in the order they arrived: publications from
+    /// different servers arrive out of order, so a gap is repaired from the oldest of these.
+    recent: VecDeque<Cursor>,
+}
+
+/// Positions kept per topic to repair a gap from.
+const RECENT: usize = 64;
+
+/// What a publication's number says about the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// The next one, or the first seen on the topic.
+    Next,
+    /// This many publications of the topic never arrived: the proxy dropped them for a
+    /// subscriber that fell too far behind.
+    Gap(u64),
+    /// The numbers started again: the proxy restarted (the reconnect repairs the topic).
+    Restarted,
 }
 
 /// What a subscriber has seen, per topic.
@@ -32,6 +52,8 @@ pub struct Feed {
     remembered: usize,
     /// Repeats dropped.
     pub repeats: u64,
+    /// Publications the proxy numbered that never arrived.
+    pub missed: u64,
 }
 
 impl Default for Feed {
@@ -73,7 +95,31 @@ impl Feed {
             topics: HashMap::new(),
             remembered: remembered.max(1),
             repeats: 0,
+            missed: 0,
         }
+    }
+
+    /// Takes in the proxy's number `seq` on a publication of `topic` (before the publication
+    /// is admitted): whether some were skipped.
+    pub fn sequence(&mut self, topic: &str, seq: u64) -> Sequence {
+        let t = self.topics.entry(topic.to_owned()).or_default();
+        let before = t.seq.replace(seq);
+        match before {
+            None => Sequence::Next,
+            Some(last) if seq == last.saturating_add(1) => Sequence::Next,
+            Some(last) if seq > last => {
+                let gap = seq - last - 1;
+                self.missed += gap;
+                Sequence::Gap(gap)
+            }
+            Some(_) => Sequence::Restarted,
+        }
+    }
+
+    /// Where to read `topic`'s history from after a gap: after the oldest of the last posts
+    /// seen there (what went missing may sort before the newest seen); `None` when none was.
+    pub fn gap_repair(&self, topic: &str) -> Option<Cursor> {
+        self.topics.get(topic)?.recent.iter().min().cloned()
     }
 
     /// Whether to show a publication on `topic` with this `id` and `cursor`: not when the id
@@ -94,6 +140,10 @@ impl Feed {
             }
         }
         if let Some(c) = cursor {
+            if t.recent.len() == RECENT {
+                t.recent.pop_front();
+            }
+            t.recent.push_back(c.clone());
             if t.last.as_ref().is_none_or(|l| c > *l) {
                 t.last = Some(c);
             }
@@ -182,6 +232,27 @@ mod tests {
         assert_eq!(repairs, want);
         let req = Feed::repair_request(&repairs[0].0, Some(repairs[0].1.clone())).to_envelope();
         assert_eq!(req.data.opt_str("after").unwrap(), Some("9:s2"));
+    }
+
+    #[test]
+    fn a_skipped_number_is_a_gap_repaired_from_before_it() {
+        let mut f = Feed::default();
+        assert_eq!(f.sequence("general", 41), Sequence::Next, "the first seen");
+        f.admit("general", Some("s1:1"), cur(9, "s1"));
+        assert_eq!(f.sequence("general", 42), Sequence::Next);
+        // Out of order across servers: the repair starts before the older one.
+        f.admit("general", Some("s2:1"), cur(7, "s2"));
+        assert_eq!(f.sequence("general", 45), Sequence::Gap(2));
+        assert_eq!(f.gap_repair("general"), cur(7, "s2"));
+        assert_eq!(f.missed, 2);
+        // Another topic counts on its own.
+        assert_eq!(f.sequence("random", 9), Sequence::Next);
+        assert_eq!(f.sequence("random", 10), Sequence::Next);
+        assert_eq!(f.gap_repair("random"), None);
+        // Numbers that go back: the proxy started again, nothing counted.
+        assert_eq!(f.sequence("general", 1), Sequence::Restarted);
+        assert_eq!(f.sequence("general", 2), Sequence::Next);
+        assert_eq!(f.missed, 2);
     }
 
     #[test]

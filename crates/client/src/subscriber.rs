@@ -1,9 +1,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use palaver_core::LogGate;
 use palaver_proto::{now_secs, Cursor, Event, HistoryQuery, Name, Publication};
 
-use crate::feed::{position, Feed, SECOND_REPAIR};
+use crate::feed::{position, Feed, Sequence, SECOND_REPAIR};
 use crate::reconnects::Reconnects;
 use crate::{ClientError, Connection, SharedClock};
 
@@ -49,6 +50,8 @@ pub struct Subscriber {
     /// Whose sealed private messages to open (through the repair connection, which carries
     /// the person's session).
     unseal_as: Option<palaver_proto::Name>,
+    /// Gaps are logged at most once a second.
+    gaps_logged: Option<LogGate>,
 }
 
 impl Subscriber {
@@ -77,6 +80,7 @@ impl Subscriber {
             repair: None,
             backlog: VecDeque::new(),
             unseal_as: None,
+            gaps_logged: None,
         })
     }
 
@@ -161,6 +165,14 @@ impl Subscriber {
         self.feed.repeats
     }
 
+    /// Publications the proxy dropped for this subscriber (it fell too far behind), counted
+    /// from the gaps in their numbers. A channel's missed posts are read from `history` and
+    /// handed out in order; a person's private messages are not (their inbox and `history`
+    /// of the conversation hold them), but are counted here and logged.
+    pub fn missed(&self) -> u64 {
+        self.feed.missed
+    }
+
     /// How many publications could not be read, per topic.
     pub fn unreadable(&self) -> &BTreeMap<String, u64> {
         &self.unreadable
@@ -239,6 +251,10 @@ impl Subscriber {
             if !self.everything && !self.topics.contains(&publication.topic) {
                 continue;
             }
+            let gap = frames
+                .get(1)
+                .and_then(|body| palaver_proto::stamped_seq(body))
+                .map(|seq| (self.feed.sequence(&publication.topic, seq), seq));
             if let Some(clock) = publication.envelope.clock() {
                 self.clock.observe(clock);
             }
@@ -254,14 +270,23 @@ impl Subscriber {
                     "publish" | "message" | "sealed"
                 )
             });
+            if let Some((Sequence::Gap(missed), seq)) = gap {
+                self.fill_gap(&publication, missed, seq);
+            }
             if !self.feed.admit(&publication.topic, id.as_deref(), cursor) {
                 continue;
             }
             let publication = self.open_sealed(publication);
-            return Ok(Some(Received {
+            let received = Received {
                 publication,
                 received_at,
-            }));
+            };
+            // After what a gap repair queued, in order.
+            if !self.backlog.is_empty() {
+                self.backlog.push_back(received);
+                continue;
+            }
+            return Ok(Some(received));
         }
     }
 
@@ -293,6 +318,40 @@ impl Subscriber {
                 tracing::warn!(%id, error = %e, "cannot open a private message");
                 p
             }
+        }
+    }
+
+    /// The proxy skipped `missed` publications of `p`'s topic before this one (numbered
+    /// `seq`): a channel's are read from `history` now, from before the gap, and queued.
+    fn fill_gap(&mut self, p: &Publication, missed: u64, seq: u64) {
+        let channel = (p.envelope.service == "publish")
+            .then(|| Name::parse(&p.topic).ok())
+            .flatten();
+        let repaired = match (&channel, self.repair.as_mut()) {
+            (Some(channel), Some(r)) => {
+                let after = self.feed.gap_repair(&p.topic);
+                fill(
+                    &mut r.conn,
+                    &mut self.feed,
+                    &mut self.backlog,
+                    channel,
+                    after,
+                );
+                true
+            }
+            _ => false,
+        };
+        let gate = self.gaps_logged.get_or_insert_with(LogGate::every_second);
+        if let Some(quiet) = gate.admit(Instant::now()) {
+            tracing::warn!(
+                topic = %p.topic,
+                missed,
+                seq,
+                total = self.feed.missed,
+                unlogged = quiet,
+                repaired,
+                "the proxy dropped publications for this subscriber, which fell behind"
+            );
         }
     }
 
@@ -353,8 +412,12 @@ impl Subscriber {
     }
 }
 
+/// Pages of `history` one repair reads at most (500 posts each).
+const REPAIR_PAGES: usize = 20;
+
 /// Reads `channel`'s posts after `after` (the newest ones, without it) through `history` on
-/// `conn`, and queues what was not seen yet, in order.
+/// `conn`, page after page while pages come back full, and queues what was not seen yet, in
+/// order.
 fn fill(
     conn: &mut Connection,
     feed: &mut Feed,
@@ -362,23 +425,37 @@ fn fill(
     channel: &Name,
     after: Option<Cursor>,
 ) {
-    let reply = match conn.request(&Feed::repair_request(channel, after)) {
-        Ok(reply) => reply,
-        Err(e) => {
-            tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
+    let mut after = after;
+    for _ in 0..REPAIR_PAGES {
+        let reply = match conn.request(&Feed::repair_request(channel, after.clone())) {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "cannot fill in missed posts");
+                return;
+            }
+        };
+        let events = match HistoryQuery::parse_reply(&reply) {
+            Ok((events, _)) => events,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "cannot read missed posts");
+                return;
+            }
+        };
+        let now = now_secs();
+        for event in &events {
+            admit_post(feed, backlog, channel, event, now);
+        }
+        // Without a cursor the newest page was read: nothing after it yet.
+        let (Some(_), Some(last)) = (&after, events.last()) else {
+            return;
+        };
+        if events.len() < palaver_proto::MAX_HISTORY {
             return;
         }
-    };
-    let events = match HistoryQuery::parse_reply(&reply) {
-        Ok((events, _)) => events,
-        Err(e) => {
-            tracing::warn!(%channel, error = %e, "cannot read missed posts");
-            return;
-        }
-    };
-    let now = now_secs();
-    for event in &events {
-        admit_post(feed, backlog, channel, event, now);
+        after = Some(Cursor {
+            lamport: last.lamport,
+            origin: last.origin.clone(),
+        });
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! The broker knows its servers (see [`broker`]): it sends a request only to a live server
 //! with room, and sends what a silent server held to another. The proxy is a
-//! `zmq::proxy_steerable` loop. Neither keeps anything on disk, so a restart loses nothing but
+//! loop of its own that numbers each topic's publications. Neither keeps anything on disk, so a restart loses nothing but
 //! the messages in flight, which clients retry.
 
 mod broker;
@@ -29,13 +29,18 @@ pub const BROKER_MAX_MSG: i64 = palaver_proto::MAX_SOCKET_BYTES;
 
 /// Publications queued per subscriber before the proxy drops that subscriber's excess: a slow
 /// subscriber loses messages instead of slowing everyone else, and costs the proxy at most this
-/// many messages. ZeroMQ counts messages, not bytes, so one depth serves two needs badly: an
-/// idle subscriber to everything while 16 KB posts flow kept the proxy at 82–83 MB here (95–100
-/// MB at 4,000: too close to the 100 MB it must stay under), while subscribers that read but
-/// lag in bursts on a busy machine lost 100-byte posts in the fan-out benchmark at 2,000 and
-/// 3,000 (none at 4,000 in two runs; at 3,500, none in one run and 83,475 of 3 M in another).
-/// `palaver proxy --subscriber-hwm` sets it; a bound in bytes needs a proxy loop of our own.
-pub const SUBSCRIBER_HWM: i32 = 3_500;
+/// many publications. What it misses is not silent: every publication carries its topic's
+/// sequence number (`palaver_proto::stamp`), so the subscriber sees the gap and reads what it
+/// missed from `history`.
+///
+/// ZeroMQ counts messages, not bytes, and a writer learns of its reader's progress only every
+/// half a queue, so a queue must be twice as deep as the bursts it absorbs: at 379 (a byte
+/// budget of 6 MiB over the largest post) the fan-out benchmark, held to 500 publications ahead
+/// of its slowest subscriber, lost 0.2 % to gaps; at 1,000 (ZeroMQ's default, and the raw
+/// ZeroMQ row's) none. A subscriber that never reads then holds at most 1,000 publications:
+/// about 1.5 MB of 1 KB posts, 17 MB of the longest (16 KiB) ones. `palaver proxy
+/// --subscriber-hwm` sets it; a bound in bytes needs a subscriber side of our own.
+pub const SUBSCRIBER_HWM: i32 = 1_000;
 
 /// Publications queued from the servers: the proxy reads them as fast as they come, so this
 /// only bounds its memory while it cannot (say, it was paused).
@@ -60,6 +65,10 @@ pub enum InfraError {
 /// Runs the publication proxy until `shutdown` is triggered. Its subscriber side is open to
 /// anyone; its publisher side admits only processes holding the cluster's `credentials`.
 ///
+/// The loop is Palaver's own rather than `zmq::proxy`: each publication leaves with its
+/// topic's next sequence number (`palaver_proto::stamp`), subscriptions go the other way, and memory freed
+/// by subscribers that leave is handed back to the system.
+///
 /// # Errors
 /// When an endpoint cannot be bound.
 pub fn run_proxy(
@@ -78,9 +87,104 @@ pub fn run_proxy(
     let publ = ctx.socket(zmq::XPUB)?;
     publ.set_sndhwm(subscriber_hwm)?;
     bind(&publ, "proxy XPUB", xpub)?;
-    tracing::info!(xsub, xpub, "proxy ready");
+    tracing::info!(xsub, xpub, subscriber_hwm, "proxy ready");
     palaver_supervise::notify_ready();
-    steer(&ctx, sub, publ, shutdown, "proxy")
+    let mut proxy = Proxy::default();
+    let mut trimmed = std::time::Instant::now();
+    while !shutdown.is_triggered() {
+        let mut items = [
+            sub.as_poll_item(zmq::POLLIN),
+            publ.as_poll_item(zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, 50) {
+            Ok(_) | Err(zmq::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (publications, subscriptions) = (items[0].is_readable(), items[1].is_readable());
+        if publications {
+            proxy.forward(&sub, &publ)?;
+        }
+        if subscriptions {
+            // Subscribe and unsubscribe messages, to the publishers (XSUB passes them on).
+            while let Ok(frames) = publ.recv_multipart(zmq::DONTWAIT) {
+                for frame in frames {
+                    sub.send(frame, zmq::DONTWAIT)?;
+                }
+            }
+        }
+        if trimmed.elapsed() >= TRIM_EVERY {
+            trimmed = std::time::Instant::now();
+            give_back_memory();
+        }
+    }
+    tracing::info!(forwarded = proxy.forwarded, "proxy stopped");
+    Ok(())
+}
+
+/// How often the proxy hands freed memory back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Returns the heap's free pages to the system. libzmq allocates every queued publication
+/// with the C allocator, which keeps freed memory for reuse: after a subscriber that never
+/// read leaves, its megabytes would stay with the proxy.
+fn give_back_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The proxy's one piece of state: each topic's last sequence number.
+#[derive(Default)]
+struct Proxy {
+    topics: std::collections::HashMap<Vec<u8>, u64>,
+    forwarded: u64,
+    unstamped: u64,
+    gate: Option<palaver_core::LogGate>,
+}
+
+/// Publications forwarded before the proxy looks at its other socket again.
+const BURST: usize = 1024;
+
+impl Proxy {
+    /// Forwards what the publishers sent, each publication stamped.
+    fn forward(&mut self, sub: &zmq::Socket, publ: &zmq::Socket) -> Result<(), InfraError> {
+        for _ in 0..BURST {
+            let frames = match sub.recv_multipart(zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let [topic, body] = frames.as_slice() else {
+                // Not a publication of ours: passed on as it came.
+                publ.send_multipart(frames, 0)?;
+                continue;
+            };
+            let seq = self.topics.entry(topic.clone()).or_insert(0);
+            *seq += 1;
+            let body = match palaver_proto::stamp(body, *seq) {
+                Some(stamped) => stamped,
+                None => {
+                    self.unstamped += 1;
+                    let gate = self
+                        .gate
+                        .get_or_insert_with(palaver_core::LogGate::every_second);
+                    if let Some(quiet) = gate.admit(std::time::Instant::now()) {
+                        tracing::warn!(
+                            unstamped = self.unstamped,
+                            unlogged = quiet,
+                            "a publication that is not a MessagePack map went out unstamped"
+                        );
+                    }
+                    body.clone()
+                }
+            };
+            publ.send(&topic[..], zmq::SNDMORE)?;
+            publ.send(body, 0)?;
+            self.forwarded += 1;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn bind(
@@ -94,37 +198,4 @@ pub(crate) fn bind(
         endpoint: endpoint.to_owned(),
         source,
     })
-}
-
-/// Runs `zmq::proxy_steerable` on its own thread and stops it with `TERMINATE` when asked.
-fn steer(
-    ctx: &zmq::Context,
-    mut a: zmq::Socket,
-    mut b: zmq::Socket,
-    shutdown: &Shutdown,
-    name: &'static str,
-) -> Result<(), InfraError> {
-    let endpoint = format!("inproc://{name}-control");
-    let mut control = ctx.socket(zmq::PAIR)?;
-    control.bind(&endpoint)?;
-    let steer = ctx.socket(zmq::PAIR)?;
-    steer.connect(&endpoint)?;
-    let thread = std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || zmq::proxy_steerable(&mut a, &mut b, &mut control))
-        .map_err(|_| InfraError::Zmq(zmq::Error::EFAULT))?;
-    while !shutdown.is_triggered() && !thread.is_finished() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if thread.is_finished() {
-        // The proxy only returns on its own when the context is torn down.
-        return match thread.join() {
-            Ok(r) => r.map_err(InfraError::from),
-            Err(_) => Err(InfraError::Zmq(zmq::Error::EFAULT)),
-        };
-    }
-    steer.send("TERMINATE", 0)?;
-    let _ = thread.join();
-    tracing::info!("{name} stopped");
-    Ok(())
 }

@@ -157,7 +157,8 @@ impl Envelope {
     pub fn peek<'a>(bytes: &'a [u8], field: &str) -> Option<(&'a str, &'a str)> {
         use rmp::decode::{read_map_len, read_str_from_slice};
         let mut rd = bytes;
-        if read_map_len(&mut rd).ok()? != 2 {
+        // `service` and `data` first; what follows them (the proxy's `seq`) is not read.
+        if read_map_len(&mut rd).ok()? < 2 {
             return None;
         }
         let ("service", rd) = read_str_from_slice(rd).ok()? else {

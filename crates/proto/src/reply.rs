@@ -157,6 +157,68 @@ impl Publication {
     }
 }
 
+/// The key each publication carries its topic's sequence number under, beside `service` and
+/// `data`.
+pub const SEQ_KEY: &str = "seq";
+
+/// `body` (a MessagePack map) with one more entry, [`SEQ_KEY`]: `seq`. Per topic, the proxy
+/// numbers publications 1, 2, 3… from its start, so a subscriber that sees a number skipped
+/// knows it missed something there; numbers that go back mean the proxy started again. `None`
+/// when `body` is not a map, or already has 65,535 entries.
+pub fn stamp(body: &[u8], seq: u64) -> Option<Vec<u8>> {
+    let (len, header) = match *body.first()? {
+        b @ 0x80..=0x8f => (usize::from(b & 0x0f), 1),
+        0xde => (
+            usize::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?])),
+            3,
+        ),
+        _ => return None,
+    };
+    let len = u16::try_from(len + 1).ok()?;
+    let mut out = Vec::with_capacity(body.len() + 16);
+    if len <= 15 {
+        out.push(0x80 | len as u8);
+    } else {
+        out.push(0xde);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(&body[header..]);
+    rmp::encode::write_str(&mut out, SEQ_KEY).ok()?;
+    rmp::encode::write_uint(&mut out, seq).ok()?;
+    Some(out)
+}
+
+/// The sequence number the proxy stamped on a publication's `body` ([`stamp`]): read from the
+/// last entry of a top-level map of three or more, without decoding the rest.
+pub fn stamped_seq(body: &[u8]) -> Option<u64> {
+    let entries = match *body.first()? {
+        b @ 0x80..=0x8f => usize::from(b & 0x0f),
+        0xde => usize::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?])),
+        _ => return None,
+    };
+    if entries < 3 {
+        return None;
+    }
+    // The number is the last thing in the frame, in one of MessagePack's unsigned forms,
+    // right after the key.
+    let key: &[u8] = &[0xa3, b's', b'e', b'q'];
+    for width in [1usize, 2, 3, 5, 9] {
+        let Some(at) = body.len().checked_sub(width) else {
+            continue;
+        };
+        if at < key.len() || &body[at - key.len()..at] != key {
+            continue;
+        }
+        let mut rd = &body[at..];
+        if let Ok(n) = rmp::decode::read_int::<u64, _>(&mut rd) {
+            if rd.is_empty() {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +243,51 @@ mod tests {
         let frames = p.to_frames().to_vec();
         assert_eq!(Publication::from_frames(&frames).unwrap(), p);
         assert!(Publication::from_frames(&frames[..1]).is_err());
+    }
+    #[test]
+    fn a_stamped_publication_keeps_every_field_and_gains_its_number() {
+        let body = Envelope::new("publish")
+            .with("user", "ana")
+            .with("channel", "general")
+            .with("message", "hi")
+            .to_bytes();
+        let stamped = stamp(&body, 7).unwrap();
+        let v = rmpv::decode::read_value(&mut &stamped[..]).unwrap();
+        let map = v.as_map().unwrap();
+        assert_eq!(map.len(), 3);
+        let get = |k: &str| {
+            map.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|e| &e.1)
+        };
+        assert_eq!(get("seq").and_then(rmpv::Value::as_u64), Some(7));
+        assert_eq!(
+            get("service").and_then(rmpv::Value::as_str),
+            Some("publish")
+        );
+        assert_eq!(stamped_seq(&stamped), Some(7));
+        assert_eq!(
+            stamped_seq(&body),
+            None,
+            "a publication the proxy did not number"
+        );
+        for n in [0, 200, 70_000, 5_000_000_000, u64::MAX] {
+            assert_eq!(stamped_seq(&stamp(&body, n).unwrap()), Some(n));
+        }
+        let env = Envelope::decode(&stamped).unwrap();
+        assert_eq!(env.data.str("message").unwrap(), "hi");
+        // Envelope::peek, which subscribers use to read in place, still finds the text.
+        assert_eq!(Envelope::peek(&stamped, "message").unwrap().1, "hi");
+        // Maps past 15 entries take the longer header; what is not a map is left alone.
+        let mut wide = vec![0x8f];
+        for i in 0..15u8 {
+            rmp::encode::write_str(&mut wide, &format!("k{i}")).unwrap();
+            rmp::encode::write_uint(&mut wide, u64::from(i)).unwrap();
+        }
+        let v = rmpv::decode::read_value(&mut &stamp(&wide, u64::MAX).unwrap()[..]).unwrap();
+        assert_eq!(v.as_map().unwrap().len(), 16);
+        assert_eq!(stamp(&[0x92, 0x01, 0x02], 1), None);
+        assert_eq!(stamp(&[], 1), None);
+        assert_eq!(stamp(&[0xde, 0xff, 0xff], 1), None);
     }
 }

@@ -98,6 +98,10 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Default)]
 pub(crate) struct Live {
     pub ok: AtomicU64,
+    /// Posts sent, by every client.
+    pub posts: AtomicU64,
+    /// Per subscriber thread, 1 + the deliveries of its slowest socket (0: no such thread).
+    pub floors: [AtomicU64; FLOORS],
     /// Deliveries of messages sent after the warm-up.
     pub delivered: AtomicU64,
     /// Every delivery but repeats.
@@ -110,7 +114,20 @@ pub(crate) struct Live {
     stop_listening: AtomicBool,
 }
 
+/// Subscriber threads that can report their slowest socket (at most [`RECEIVER_THREADS`] run).
+pub(crate) const FLOORS: usize = 16;
+
 impl Live {
+    /// Deliveries of the slowest subscriber socket (`None` before any thread reports).
+    pub fn slowest(&self) -> Option<u64> {
+        self.floors
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .filter(|f| *f > 0)
+            .min()
+            .map(|f| f - 1)
+    }
+
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -203,7 +220,8 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
     let per_receiver = receive::SOCKETS_PER_THREAD.max(listeners.len().div_ceil(RECEIVER_THREADS));
     let receivers: Vec<_> = listeners
         .chunks(per_receiver)
-        .map(|chunk| {
+        .enumerate()
+        .map(|(slot, chunk)| {
             let (ctx, sub, plan, live, chunk) = (
                 context(&ctx),
                 sub.to_owned(),
@@ -211,7 +229,7 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
                 live.clone(),
                 chunk.to_vec(),
             );
-            std::thread::spawn(move || receive::run(&ctx, &sub, &plan, &chunk, &live))
+            std::thread::spawn(move || receive::run(&ctx, &sub, &plan, &chunk, &live, slot))
         })
         .collect();
     if let Err(e) = await_subscriptions(&ctx, broker, &plan, &live) {
@@ -242,6 +260,10 @@ pub fn measure(opts: &Options, broker: &str, sub: &str) -> anyhow::Result<Report
             Length::Count(n) => Some(n.max(1)),
             Length::Duration(_) => None,
         },
+        // A fan-out's window also bounds how far the posts run ahead of the slowest
+        // subscriber, as the raw ZeroMQ fan-out it is measured beside does.
+        ahead: (opts.workload == Workload::Fanout)
+            .then(|| (opts.window.max(1) as u64, plan.channels.len().max(1) as u64)),
     };
     let clients: Vec<usize> = (0..plan.users.len()).collect();
     let per_thread = clients.len().div_ceil(SENDER_THREADS);
@@ -424,6 +446,7 @@ fn print(opts: &Options, r: &Report) {
             v["deliveries_per_second"] = deliveries_per_second.into();
             v["missed"] = missed.into();
             v["repeated"] = r.heard.repeated.into();
+            v["gaps"] = r.heard.gaps.into();
             v["end_to_end_us"] = serde_json::json!({"p50": us(e2e, 0.5), "p90": us(e2e, 0.9),
                 "p99": us(e2e, 0.99), "p999": us(e2e, 0.999), "max": e2e.max()});
         }
@@ -458,12 +481,13 @@ fn print(opts: &Options, r: &Report) {
     if r.subscribers > 0 {
         let e2e = &r.heard.latency;
         println!(
-            "{} subscribers: {:.0} deliveries/s; delivered {} of {} expected, missed {}, repeated {}",
+            "{} subscribers: {:.0} deliveries/s; delivered {} of {} expected, missed {} ({} seen as gaps), repeated {}",
             r.subscribers,
             deliveries_per_second,
             r.heard.deliveries,
             r.expected,
             missed,
+            r.heard.gaps,
             r.heard.repeated
         );
         println!(

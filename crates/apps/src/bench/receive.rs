@@ -25,6 +25,9 @@ pub(crate) struct Heard {
     pub measured: u64,
     /// Messages a socket received a second time.
     pub repeated: u64,
+    /// Publications the proxy numbered that a socket never received: dropped by the proxy
+    /// for a socket too far behind (what was lost before the proxy shows in no gap).
+    pub gaps: u64,
     /// End-to-end latency of the measured ones, in microseconds.
     pub latency: Histogram<u64>,
 }
@@ -35,6 +38,7 @@ impl Heard {
             deliveries: 0,
             measured: 0,
             repeated: 0,
+            gaps: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         })
     }
@@ -43,6 +47,7 @@ impl Heard {
         self.deliveries += other.deliveries;
         self.measured += other.measured;
         self.repeated += other.repeated;
+        self.gaps += other.gaps;
         self.latency.add(&other.latency)?;
         Ok(())
     }
@@ -57,6 +62,11 @@ struct Socket {
     /// Per sender, which sequence numbers arrived (a bit each). One sender's messages go
     /// through different servers, so they may arrive out of order.
     seen: Vec<Vec<u64>>,
+    /// Messages of this run received, repeats excepted.
+    delivered: u64,
+    /// Per topic followed, the proxy's number on the last publication (see
+    /// `palaver_proto::stamped_seq`).
+    seqs: Vec<Option<u64>>,
 }
 
 /// Follows the topics of `plan.listeners[i]` for each `i` in `indices` until told to stop.
@@ -66,6 +76,7 @@ pub(crate) fn run(
     plan: &Plan,
     indices: &[usize],
     live: &Live,
+    slot: usize,
 ) -> anyhow::Result<Heard> {
     let mut sockets = Vec::with_capacity(indices.len());
     for &i in indices {
@@ -85,6 +96,8 @@ pub(crate) fn run(
             topics,
             ready: false,
             seen: vec![Vec::new(); plan.users.len()],
+            delivered: 0,
+            seqs: vec![None; plan.listeners[i].len()],
         });
     }
     let mut heard = Heard::new()?;
@@ -115,6 +128,12 @@ pub(crate) fn run(
                 }
             }
         }
+        if let (Some(floor), Some(slowest)) = (
+            live.floors.get(slot),
+            sockets.iter().map(|s| s.delivered).min(),
+        ) {
+            floor.store(slowest + 1, Ordering::Relaxed);
+        }
         due = ready.wait(50)?;
     }
     Ok(heard)
@@ -136,6 +155,11 @@ fn received(s: &mut Socket, topic: &[u8], body: &[u8], live: &Live, heard: &mut 
     let Some(at) = s.topics.iter().position(|t| t.as_bytes() == topic) else {
         return;
     };
+    if let (Some(seq), Some(last)) = (palaver_proto::stamped_seq(body), s.seqs.get_mut(at)) {
+        if let Some(before) = last.replace(seq) {
+            heard.gaps += seq.saturating_sub(before + 1);
+        }
+    }
     if !s.ready && at + 1 == s.topics.len() {
         s.ready = true;
         live.ready.fetch_add(1, Ordering::SeqCst);
@@ -163,6 +187,7 @@ fn received(s: &mut Socket, topic: &[u8], body: &[u8], live: &Live, heard: &mut 
         heard.repeated += 1;
     } else {
         bits[word] |= 1 << bit;
+        s.delivered += 1;
         live.unique.fetch_add(1, Ordering::Relaxed);
     }
     let sent: u64 = sent.trim_end_matches('.').parse().unwrap_or(0);

@@ -38,6 +38,9 @@ pub(crate) struct Pace {
     pub size: usize,
     /// Requests per client when the run is counted rather than timed.
     pub count: Option<u64>,
+    /// Posts at most this far ahead of the slowest subscriber's deliveries, over this many
+    /// channels (each subscriber follows one): `None`, no bound.
+    pub ahead: Option<(u64, u64)>,
 }
 
 /// What a thread's clients measured.
@@ -165,8 +168,21 @@ pub(crate) fn run(
         let now = Instant::now();
         let sending = now < span.end && !live.stopped();
         let mut wake = now + POLL;
+        // How many more posts the slowest subscriber allows now.
+        let mut allowed = match pace.ahead {
+            None => u64::MAX,
+            Some((window, channels)) => {
+                let floor = live.slowest().unwrap_or(0).saturating_mul(channels);
+                let posts = live.posts.load(Ordering::Relaxed);
+                (floor + window * channels).saturating_sub(posts)
+            }
+        };
+        if allowed == 0 {
+            wake = wake.min(now + Duration::from_millis(1));
+        }
         for (i, c) in clients.iter_mut().enumerate() {
             if sending
+                && allowed > 0
                 && c.in_flight.len() < pace.window
                 && pace.count.is_none_or(|n| c.sent < n)
                 && c.next <= now
@@ -174,6 +190,7 @@ pub(crate) fn run(
                 to_read.push(i);
             }
             while sending
+                && allowed > 0
                 && c.in_flight.len() < pace.window
                 && pace.count.is_none_or(|n| c.sent < n)
                 && c.next <= now
@@ -185,7 +202,11 @@ pub(crate) fn run(
                 c.socket.send_multipart([&[][..], frame], 0)?;
                 let due = if pace.rate > 0.0 { c.next } else { now };
                 let topic = match action {
-                    Action::Post(t) => Some(t),
+                    Action::Post(t) => {
+                        allowed -= 1;
+                        live.posts.fetch_add(1, Ordering::Relaxed);
+                        Some(t)
+                    }
                     Action::Direct(to) => Some(plan.user_topic(to)),
                     _ => None,
                 };
