@@ -33,6 +33,8 @@ pub struct Connection {
     answered: std::collections::BTreeMap<u64, Result<Envelope, ClientError>>,
     /// The session token from `login`, sent with every request (it proves who is asking).
     token: Option<String>,
+    /// The coordinator the last `login` answer named.
+    coordinator: Option<String>,
 }
 
 impl Connection {
@@ -82,6 +84,7 @@ impl Connection {
             calls: Calls::new(DEFAULT_TIMEOUT, DEFAULT_RETRIES, &new_prefix()),
             answered: std::collections::BTreeMap::new(),
             token: None,
+            coordinator: None,
         })
     }
 
@@ -101,7 +104,16 @@ impl Connection {
     /// On timeout after every attempt, or a reply that does not decode.
     pub fn call(&mut self, env: Envelope) -> Result<Envelope, ClientError> {
         let token = self.send_request(env)?;
-        self.wait(token)
+        let reply = self.wait(token)?;
+        if let Ok(Some(c)) = reply.data.opt_str("coordinator") {
+            self.coordinator = Some(c.to_owned());
+        }
+        Ok(reply)
+    }
+
+    /// The coordinator that the last answer naming one (a `login`'s) named.
+    pub fn coordinator(&self) -> Option<&str> {
+        self.coordinator.as_deref()
     }
 
     /// Sends `env` (stamped, and given a request id when it has none) without waiting for its

@@ -147,23 +147,47 @@ struct Proxy {
 const BURST: usize = 1024;
 
 impl Proxy {
-    /// Forwards what the publishers sent, each publication stamped.
+    /// Forwards what the publishers sent, each publication stamped. What is queued for
+    /// subscribers is copied into memory of libzmq's own (the C allocator's, which
+    /// [`give_back_memory`] trims), never handed over from Rust's allocator.
     fn forward(&mut self, sub: &zmq::Socket, publ: &zmq::Socket) -> Result<(), InfraError> {
+        let (mut topic, mut body) = (zmq::Message::new(), zmq::Message::new());
         for _ in 0..BURST {
-            let frames = match sub.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) => frames,
+            match sub.recv(&mut topic, zmq::DONTWAIT) {
+                Ok(()) => {}
                 Err(zmq::Error::EAGAIN) => return Ok(()),
                 Err(e) => return Err(e.into()),
-            };
-            let [topic, body] = frames.as_slice() else {
+            }
+            if !topic.get_more() {
                 // Not a publication of ours: passed on as it came.
-                publ.send_multipart(frames, 0)?;
+                publ.send(std::mem::replace(&mut topic, zmq::Message::new()), 0)?;
                 continue;
-            };
-            let seq = self.topics.entry(topic.clone()).or_insert(0);
+            }
+            sub.recv(&mut body, 0)?;
+            if body.get_more() {
+                publ.send(
+                    std::mem::replace(&mut topic, zmq::Message::new()),
+                    zmq::SNDMORE,
+                )?;
+                publ.send(
+                    std::mem::replace(&mut body, zmq::Message::new()),
+                    zmq::SNDMORE,
+                )?;
+                loop {
+                    let mut part = zmq::Message::new();
+                    sub.recv(&mut part, 0)?;
+                    let more = part.get_more();
+                    publ.send(part, if more { zmq::SNDMORE } else { 0 })?;
+                    if !more {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let seq = self.topics.entry(topic.to_vec()).or_insert(0);
             *seq += 1;
-            let body = match palaver_proto::stamp(body, *seq) {
-                Some(stamped) => stamped,
+            let out = match palaver_proto::stamp(&body, *seq) {
+                Some(stamped) => zmq::Message::from(&stamped[..]),
                 None => {
                     self.unstamped += 1;
                     let gate = self
@@ -176,11 +200,14 @@ impl Proxy {
                             "a publication that is not a MessagePack map went out unstamped"
                         );
                     }
-                    body.clone()
+                    std::mem::replace(&mut body, zmq::Message::new())
                 }
             };
-            publ.send(&topic[..], zmq::SNDMORE)?;
-            publ.send(body, 0)?;
+            publ.send(
+                std::mem::replace(&mut topic, zmq::Message::new()),
+                zmq::SNDMORE,
+            )?;
+            publ.send(out, 0)?;
             self.forwarded += 1;
         }
         Ok(())

@@ -158,6 +158,10 @@ impl Session {
     /// What the screen needs first: the places with their unread counts and markers, who is
     /// online, the coordinator, then what arrived while away.
     fn start(&mut self) {
+        // The login answer named the coordinator; later elections come on `servers`.
+        if let Some(c) = self.conn.coordinator() {
+            self.tell(Net::Coordinator(c.to_owned()));
+        }
         let me = self.me();
         let t = Instant::now();
         match self.conn.request(&Request::Unread { user: me.clone() }) {

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use palaver_client::calls::{Calls, Due};
-use palaver_client::feed::{position, Feed, SECOND_REPAIR};
+use palaver_client::feed::{position, Feed, Sequence, SECOND_REPAIR};
 use palaver_client::SharedClock;
 use palaver_core::LogGate;
 use palaver_proto::{
@@ -526,15 +526,42 @@ impl Gateway {
         out
     }
 
+    /// The proxy's number `seq` on a publication of `topic`, taken in before the publication
+    /// itself: when numbers were skipped (the proxy dropped what this gateway fell too far
+    /// behind on), a room's missed posts are read from `history`, from before the gap.
+    pub fn on_sequence(&mut self, now: Instant, topic: &str, seq: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.followers.contains_key(topic) {
+            return out;
+        }
+        if let Sequence::Gap(_) = self.feed.sequence(topic, seq) {
+            self.note(
+                now,
+                "the proxy dropped publications for this gateway, which fell behind",
+            );
+            let room = self
+                .is_room(topic)
+                .then(|| Name::parse(topic).ok())
+                .flatten();
+            if let (Some(channel), Some(after)) = (room, self.feed.gap_repair(topic)) {
+                self.repair_room(now, channel, after, 1, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Whether `topic` is a room followed (not a person's own topic or a shared one).
+    fn is_room(&self, topic: &str) -> bool {
+        self.followers.contains_key(topic)
+            && !SHARED_TOPICS.contains(&topic)
+            && !self
+                .sessions
+                .values()
+                .any(|s| s.user.as_ref().is_some_and(|u| u.as_str() == topic))
+    }
+
     fn repair(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let people: BTreeSet<&str> = self
-            .sessions
-            .values()
-            .filter_map(|s| s.user.as_ref().map(Name::as_str))
-            .collect();
-        let rooms = self.feed.repairs(|t| {
-            self.followers.contains_key(t) && !SHARED_TOPICS.contains(&t) && !people.contains(t)
-        });
+        let rooms = self.feed.repairs(|t| self.is_room(t));
         for (channel, after) in rooms {
             self.repair_room(now, channel, after, 1, out);
         }

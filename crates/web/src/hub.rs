@@ -286,6 +286,10 @@ impl Driver {
             };
             match Publication::from_frames(&frames) {
                 Ok(p) => {
+                    if let Some(seq) = frames.get(1).and_then(|b| palaver_proto::stamped_seq(b)) {
+                        let actions = self.gateway.on_sequence(Instant::now(), &p.topic, seq);
+                        self.carry_out(actions);
+                    }
                     let actions = self.gateway.on_publication(Instant::now(), p);
                     self.carry_out(actions);
                 }

@@ -413,3 +413,51 @@ fn after_a_reconnect_the_rooms_followed_are_read_again_from_their_last_post() {
     // Nothing more is due for the repair.
     assert!(histories(&g.on_timeout(t1 + SECOND_REPAIR * 5)).is_empty());
 }
+
+#[test]
+fn a_gap_in_a_rooms_numbers_is_read_from_history_from_before_it() {
+    let t0 = Instant::now();
+    let mut g = roomy();
+    g.open(t0, 1);
+    log_in(&mut g, t0, 1, "ana");
+    let text = json!({"re": 2, "service": "join", "data": {"channel": "den"}}).to_string();
+    let join = sent(&g.request(t0, 1, &text)).remove(0);
+    g.on_reply(t0, &answer(&join, &[]));
+    assert!(
+        g.on_sequence(t0, "den", 7).is_empty(),
+        "the first number seen"
+    );
+    let live = Publication::of_event(&post(1, 10, "one")).unwrap();
+    assert_eq!(told(&g.on_publication(t0, live), 1).len(), 1);
+    assert!(g.on_sequence(t0, "den", 8).is_empty(), "the next one");
+    g.on_publication(t0, Publication::of_event(&post(2, 11, "two")).unwrap());
+    // 9 and 10 never came: den is read from before the gap.
+    let asked = histories(&g.on_sequence(t0, "den", 11));
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].data.opt_str("channel").unwrap(), Some("den"));
+    assert_eq!(asked[0].data.opt_str("after").unwrap(), Some("10:s1"));
+    let a = g.on_reply(
+        t0,
+        &history(
+            &asked[0],
+            &[
+                post(2, 11, "two"),
+                post(3, 12, "three"),
+                post(4, 13, "four"),
+            ],
+            false,
+        ),
+    );
+    let texts: Vec<_> = told(&a, 1)
+        .iter()
+        .map(|j| j["data"]["message"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![json!("three"), json!("four")],
+        "what was missed, once"
+    );
+    // A person's own topic has no history to read: a gap there asks for nothing.
+    assert!(histories(&g.on_sequence(t0, "ana", 1)).is_empty());
+    assert!(histories(&g.on_sequence(t0, "ana", 5)).is_empty());
+}
