@@ -150,6 +150,16 @@ struct Proxy {
 const BURST: usize = 1024;
 
 impl Proxy {
+    /// `topic`'s next number; the topic's bytes are copied only the first time it is seen.
+    fn next_seq(&mut self, topic: &[u8]) -> u64 {
+        if let Some(seq) = self.topics.get_mut(topic) {
+            *seq += 1;
+            return *seq;
+        }
+        self.topics.insert(topic.to_vec(), 1);
+        1
+    }
+
     /// Forwards what the publishers sent, each publication stamped. What is queued for
     /// subscribers is copied into memory of libzmq's own (the C allocator's, which
     /// [`give_back_memory`] trims), never handed over from Rust's allocator.
@@ -187,9 +197,8 @@ impl Proxy {
                 }
                 continue;
             }
-            let seq = self.topics.entry(topic.to_vec()).or_insert(0);
-            *seq += 1;
-            let out = match palaver_proto::stamp(&body, *seq) {
+            let seq = self.next_seq(&topic);
+            let out = match palaver_proto::stamp(&body, seq) {
                 Some(stamped) => zmq::Message::from(&stamped[..]),
                 None => {
                     self.unstamped += 1;

@@ -21,16 +21,9 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// One subscriber to everything that never reads grew the proxy to 179 MB with 16 KB posts,
-/// never given back.
-#[test]
-fn a_subscriber_that_never_reads_does_not_grow_the_proxy_past_100_mb() {
-    let mut cluster = Cluster::start(&bin(), 3);
-    let ctx = zmq::Context::new();
-    let idle = ctx.socket(zmq::SUB).unwrap();
-    idle.set_rcvbuf(64 * 1024).unwrap();
-    idle.set_subscribe(b"").unwrap();
-    idle.connect(&cluster.sub_endpoint()).unwrap();
+/// Runs `palaver bench --workload fanout <args> --json` against `cluster` while sampling the
+/// proxy's resident memory: the bench's report and the proxy's peak.
+fn fanout_with_peak(cluster: &mut Cluster, args: &[&str]) -> (serde_json::Value, u64) {
     let pid = cluster.proxy().pid();
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
@@ -43,19 +36,9 @@ fn a_subscriber_that_never_reads_does_not_grow_the_proxy_past_100_mb() {
             }
         })
     };
-    // 12,000 posts of 16 KB: 192 MB through the proxy, all to the idle subscriber.
     let out = Command::new(bin())
-        .args(["bench", "--workload", "fanout", "--subscribers", "1"])
-        .args([
-            "--clients",
-            "4",
-            "--window",
-            "16",
-            "--size",
-            "16000",
-            "--count",
-            "3000",
-        ])
+        .args(["bench", "--workload", "fanout"])
+        .args(args)
         .args([
             "--broker",
             &cluster.broker_endpoint(),
@@ -72,12 +55,40 @@ fn a_subscriber_that_never_reads_does_not_grow_the_proxy_past_100_mb() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["requests"].as_u64(), Some(12_000), "{v}");
-    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
     let peak = peak.load(Ordering::SeqCst);
     eprintln!("proxy peak RSS {} MB", peak >> 20);
     assert!(peak > 0, "the proxy's memory was read");
+    (serde_json::from_slice(&out.stdout).unwrap(), peak)
+}
+
+/// One subscriber to everything that never reads grew the proxy to 179 MB with 16 KB posts,
+/// never given back.
+#[test]
+fn a_subscriber_that_never_reads_does_not_grow_the_proxy_past_100_mb() {
+    let mut cluster = Cluster::start(&bin(), 3);
+    let ctx = zmq::Context::new();
+    let idle = ctx.socket(zmq::SUB).unwrap();
+    idle.set_rcvbuf(64 * 1024).unwrap();
+    idle.set_subscribe(b"").unwrap();
+    idle.connect(&cluster.sub_endpoint()).unwrap();
+    // 12,000 posts of 16 KB: 192 MB through the proxy, all to the idle subscriber.
+    let (v, peak) = fanout_with_peak(
+        &mut cluster,
+        &[
+            "--subscribers",
+            "1",
+            "--clients",
+            "4",
+            "--window",
+            "16",
+            "--size",
+            "16000",
+            "--count",
+            "3000",
+        ],
+    );
+    assert_eq!(v["requests"].as_u64(), Some(12_000), "{v}");
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
     assert!(peak < 100 << 20, "the proxy grew to {} MB", peak >> 20);
     drop(idle);
 }
@@ -179,40 +190,25 @@ fn ten_subscribers_that_never_read_cost_the_proxy_under_100_mb_and_are_told_what
         })
         .collect();
     let pid = cluster.proxy().pid();
-    let done = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (done, peak) = (done.clone(), peak.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                peak.fetch_max(rss(pid), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
     // 28,000 posts of 4 KB over ten channels: 2,800 each, far more than a stalled
     // subscriber's queue (1,000) and its kernel buffers hold.
-    let out = Command::new(bin())
-        .args(["bench", "--workload", "fanout", "--subscribers", "10"])
-        .args(["--channels", "10", "--clients", "4", "--window", "32"])
-        .args(["--size", "4000", "--count", "7000"])
-        .args([
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ])
-        .arg("--json")
-        .output()
-        .unwrap();
-    done.store(true, Ordering::SeqCst);
-    sampler.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (v, peak) = fanout_with_peak(
+        &mut cluster,
+        &[
+            "--subscribers",
+            "10",
+            "--channels",
+            "10",
+            "--clients",
+            "4",
+            "--window",
+            "32",
+            "--size",
+            "4000",
+            "--count",
+            "7000",
+        ],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["requests"].as_u64(), Some(28_000), "{v}");
     assert_eq!(
         v["missed"].as_u64(),
@@ -220,9 +216,6 @@ fn ten_subscribers_that_never_read_cost_the_proxy_under_100_mb_and_are_told_what
         "the readers lost nothing: {v}"
     );
     assert_eq!(v["gaps"].as_u64(), Some(0), "{v}");
-    let peak = peak.load(Ordering::SeqCst);
-    eprintln!("proxy peak RSS {} MB", peak >> 20);
-    assert!(peak > 0, "the proxy's memory was read");
     assert!(peak < 100 << 20, "the proxy grew to {} MB", peak >> 20);
     // Each stalled subscriber reads again what it holds; then one more post on its channel
     // reaches it, numbered past what the proxy dropped for it. (A gap shows with the next

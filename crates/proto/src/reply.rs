@@ -166,36 +166,27 @@ pub const SEQ_KEY: &str = "seq";
 /// knows it missed something there; numbers that go back mean the proxy started again. `None`
 /// when `body` is not a map, or already has 65,535 entries.
 pub fn stamp(body: &[u8], seq: u64) -> Option<Vec<u8>> {
-    let (len, header) = match *body.first()? {
-        b @ 0x80..=0x8f => (usize::from(b & 0x0f), 1),
-        0xde => (
-            usize::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?])),
-            3,
-        ),
-        _ => return None,
-    };
+    let (len, entries) = top_map(body)?;
     let len = u16::try_from(len + 1).ok()?;
     let mut out = Vec::with_capacity(body.len() + 16);
-    if len <= 15 {
-        out.push(0x80 | len as u8);
-    } else {
-        out.push(0xde);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    out.extend_from_slice(&body[header..]);
+    rmp::encode::write_map_len(&mut out, u32::from(len)).ok()?;
+    out.extend_from_slice(entries);
     rmp::encode::write_str(&mut out, SEQ_KEY).ok()?;
     rmp::encode::write_uint(&mut out, seq).ok()?;
     Some(out)
 }
 
+/// A top-level map's length and the bytes of its entries.
+fn top_map(body: &[u8]) -> Option<(usize, &[u8])> {
+    let mut entries = body;
+    let len = rmp::decode::read_map_len(&mut entries).ok()?;
+    Some((usize::try_from(len).ok()?, entries))
+}
+
 /// The sequence number the proxy stamped on a publication's `body` ([`stamp`]): read from the
 /// last entry of a top-level map of three or more, without decoding the rest.
 pub fn stamped_seq(body: &[u8]) -> Option<u64> {
-    let entries = match *body.first()? {
-        b @ 0x80..=0x8f => usize::from(b & 0x0f),
-        0xde => usize::from(u16::from_be_bytes([*body.get(1)?, *body.get(2)?])),
-        _ => return None,
-    };
+    let (entries, _) = top_map(body)?;
     if entries < 3 {
         return None;
     }
