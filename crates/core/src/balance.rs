@@ -11,13 +11,16 @@
 //!
 //! Every request is known by a token that the broker gives it; servers carry it in their reply
 //! and take it as the request's id when the client gave none, so a request sent again to a
-//! second server takes effect once. The queue is bounded in requests and in bytes; a request
+//! second server takes effect once. A client that sends a request again (same connection, same
+//! request id) while the first copy is still held, waiting or at a server, is answered by the
+//! first copy: the copy is dropped, so no second server makes a second event of it while the
+//! first one's is on its way. The queue is bounded in requests and in bytes; a request
 //! that finds it full is refused at once, and one that waits longer than `queue_deadline` for
 //! any server is given back to be answered with an error.
 //!
 //! The same machine, like the rest of this crate, is tested on simulated time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How the broker balances.
@@ -64,6 +67,18 @@ pub struct Counts {
     pub busy: u64,
     /// Requests that waited for a server past the deadline.
     pub expired: u64,
+    /// Copies of a request still held (a client's retry), left for the first copy to answer.
+    pub repeats: u64,
+}
+
+/// What became of a client's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// It waits for a server under this token.
+    Queued(u64),
+    /// The same client sent it before and the first copy is still held: that one's answer
+    /// answers both.
+    Repeat,
 }
 
 struct Server<S> {
@@ -80,6 +95,8 @@ struct Entry<R> {
     server: Option<usize>,
     /// When it joined the queue (again).
     queued: Instant,
+    /// Its client's key (see [`Balancer::submit_keyed`]).
+    key: Option<Vec<u8>>,
 }
 
 /// The broker's state: servers, the queue, and the requests in flight.
@@ -89,6 +106,8 @@ pub struct Balancer<S, R> {
     servers: Vec<Option<Server<S>>>,
     next_token: u64,
     entries: BTreeMap<u64, Entry<R>>,
+    /// The tokens of held requests that came with a key.
+    keys: HashMap<Vec<u8>, u64>,
     queue: VecDeque<u64>,
     bytes: usize,
     /// Where the round robin starts next.
@@ -106,6 +125,7 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
             servers: Vec::new(),
             next_token: first_token,
             entries: BTreeMap::new(),
+            keys: HashMap::new(),
             queue: VecDeque::new(),
             bytes: 0,
             turn: 0,
@@ -180,6 +200,37 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
     /// # Errors
     /// The request back, when the queue is full (in requests or in bytes): answer it as busy.
     pub fn submit(&mut self, now: Instant, request: R, bytes: usize) -> Result<u64, R> {
+        self.enqueue(now, request, bytes, None)
+    }
+
+    /// A client's request that names itself by `key` (its client's connection and the
+    /// request id the client gave it): while a request with the same key is held, this one is
+    /// a [`Submitted::Repeat`] and is dropped, and the held one's answer answers the client.
+    ///
+    /// # Errors
+    /// As [`Balancer::submit`].
+    pub fn submit_keyed(
+        &mut self,
+        now: Instant,
+        request: R,
+        bytes: usize,
+        key: Vec<u8>,
+    ) -> Result<Submitted, R> {
+        if self.keys.contains_key(&key) {
+            self.counts.repeats += 1;
+            return Ok(Submitted::Repeat);
+        }
+        self.enqueue(now, request, bytes, Some(key))
+            .map(Submitted::Queued)
+    }
+
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        request: R,
+        bytes: usize,
+        key: Option<Vec<u8>>,
+    ) -> Result<u64, R> {
         if self.queue.len() >= self.config.max_queued
             || self.bytes.saturating_add(bytes) > self.config.max_bytes
         {
@@ -189,6 +240,9 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1);
         self.bytes += bytes;
+        if let Some(k) = &key {
+            self.keys.insert(k.clone(), token);
+        }
         self.entries.insert(
             token,
             Entry {
@@ -196,10 +250,21 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
                 bytes,
                 server: None,
                 queued: now,
+                key,
             },
         );
         self.queue.push_back(token);
         Ok(token)
+    }
+
+    /// Forgets a held request: answered, or given back.
+    fn remove(&mut self, token: u64) -> Option<Entry<R>> {
+        let e = self.entries.remove(&token)?;
+        self.bytes -= e.bytes;
+        if let Some(k) = &e.key {
+            self.keys.remove(k);
+        }
+        Some(e)
     }
 
     /// A server answered `token`: the request, if that server held it. A reply to a request
@@ -217,11 +282,10 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
                 return None;
             }
         }
-        let e = self.entries.remove(&token)?;
+        let e = self.remove(token)?;
         if let Some(s) = slot.and_then(|i| self.servers[i].as_mut()) {
             s.in_flight = s.in_flight.saturating_sub(1);
         }
-        self.bytes -= e.bytes;
         Some(e.request)
     }
 
@@ -252,8 +316,7 @@ impl<S: Clone + PartialEq, R> Balancer<S, R> {
                 break;
             }
             self.queue.pop_front();
-            if let Some(e) = self.entries.remove(&t) {
-                self.bytes -= e.bytes;
+            if let Some(e) = self.remove(t) {
                 self.counts.expired += 1;
                 expired.push(e.request);
             }
@@ -491,6 +554,60 @@ mod tests {
         assert_eq!(b.queued(), 1);
         assert_eq!(b.tick(lost + ms(9_000)), Vec::<u32>::new());
         assert_eq!(b.tick(lost + ms(10_000)), [2]);
+    }
+
+    /// Under overload a client's retry (same request id, 2.5 s on) went to a second server
+    /// while the first copy still waited: two events, and every reader got the post twice.
+    #[test]
+    fn a_clients_retry_of_a_request_still_held_is_answered_by_the_first_copy() {
+        let (mut b, t0) = balancer();
+        let key = |client: &str, id: &str| format!("{client}/{id}").into_bytes();
+        assert_eq!(
+            b.submit_keyed(t0, 1, 1, key("c1", "r1")),
+            Ok(Submitted::Queued(100))
+        );
+        // Waiting in the queue: the copy is dropped.
+        assert_eq!(
+            b.submit_keyed(t0, 2, 1, key("c1", "r1")),
+            Ok(Submitted::Repeat)
+        );
+        // Another client's request with the same id is its own.
+        assert_eq!(
+            b.submit_keyed(t0, 3, 1, key("c2", "r1")),
+            Ok(Submitted::Queued(101))
+        );
+        b.on_beat(t0, "s1", 10);
+        b.on_beat(t0, "s2", 10);
+        assert_eq!(sends(&mut b), [("s1", 100, 1), ("s2", 101, 3)]);
+        // At a server: still dropped, and nothing more is sent.
+        assert_eq!(
+            b.submit_keyed(t0, 4, 1, key("c1", "r1")),
+            Ok(Submitted::Repeat)
+        );
+        assert_eq!(sends(&mut b), []);
+        assert_eq!(b.counts().repeats, 2);
+        // The server holding it goes silent: the first copy goes elsewhere, and a retry
+        // meanwhile is still the same request.
+        b.on_leave(t0, &"s1");
+        assert_eq!(
+            b.submit_keyed(t0, 5, 1, key("c1", "r1")),
+            Ok(Submitted::Repeat)
+        );
+        assert_eq!(sends(&mut b), [("s2", 100, 1)]);
+        // Answered: a later copy is a new request (the servers know the id and answer it
+        // without a second event).
+        assert_eq!(b.on_reply(t0, &"s2", 100), Some(1));
+        assert_eq!(b.on_reply(t0, &"s2", 101), Some(3));
+        assert_eq!(
+            b.submit_keyed(t0, 6, 1, key("c1", "r1")),
+            Ok(Submitted::Queued(102))
+        );
+        // Given back unanswered: forgotten too.
+        assert_eq!(b.tick(t0 + ms(10_000)), [6]);
+        assert_eq!(
+            b.submit_keyed(t0 + ms(10_000), 7, 1, key("c1", "r1")),
+            Ok(Submitted::Queued(103))
+        );
     }
 
     #[test]

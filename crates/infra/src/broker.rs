@@ -9,13 +9,14 @@
 //! `palaver_core::balance`; this is its driver. Servers speak `palaver_proto::work` to it.
 //! What the broker refuses itself, with an `erro` the client can read: a frame larger than
 //! [`MAX_FRAME_BYTES`], a request that finds the queue full, and one that waited
-//! [`Config::queue_deadline`] without any server to take it.
+//! [`Config::queue_deadline`] without any server to take it. What it drops: a client's copy of
+//! a request it still holds (same connection, same `request_id`), which the first copy answers.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use palaver_auth::Credentials;
-use palaver_core::balance::{Balancer, Change, Config};
+use palaver_core::balance::{Balancer, Change, Config, Submitted};
 use palaver_core::{LogGate, Shutdown};
 use palaver_proto::work::{ToBroker, ToServer, MAX_WORK_BYTES};
 use palaver_proto::{now_secs, Envelope, ProtoError, Reply, MAX_FRAME_BYTES};
@@ -41,6 +42,7 @@ struct Broker {
     /// Each server's name, by its connection, for the log.
     names: HashMap<Vec<u8>, String>,
     bad_log: LogGate,
+    repeat_log: LogGate,
     bad: u64,
     dropped: u64,
 }
@@ -81,6 +83,7 @@ pub fn run_broker(
         balancer: Balancer::new(Config::default(), rand::random()),
         names: HashMap::new(),
         bad_log: LogGate::every_second(),
+        repeat_log: LogGate::every_second(),
         bad: 0,
         dropped: 0,
     };
@@ -120,6 +123,19 @@ pub fn run_broker(
     Ok(())
 }
 
+/// What names a request to the balancer when its client sent it again: the client's route
+/// (its connection) and the request id it gave, when it gave one.
+fn client_key(held: &Held) -> Option<Vec<u8>> {
+    let (_, id) = Envelope::peek(&held.body, "request_id")?;
+    let mut key = Vec::with_capacity(id.len() + 16);
+    for frame in &held.route {
+        key.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        key.extend_from_slice(frame);
+    }
+    key.extend_from_slice(id.as_bytes());
+    Some(key)
+}
+
 impl Broker {
     fn read_clients(&mut self, now: Instant) {
         for _ in 0..READ_BURST {
@@ -155,10 +171,31 @@ impl Broker {
                 continue;
             }
             let bytes = held.body.len();
-            if let Err(held) = self.balancer.submit(now, held, bytes) {
-                self.note_busy(now);
-                self.refuse(&held, "the cluster is busy; try again");
+            let submitted = match client_key(&held) {
+                Some(key) => self.balancer.submit_keyed(now, held, bytes, key),
+                None => self
+                    .balancer
+                    .submit(now, held, bytes)
+                    .map(Submitted::Queued),
+            };
+            match submitted {
+                Ok(Submitted::Queued(_)) => {}
+                Ok(Submitted::Repeat) => self.note_repeat(now),
+                Err(held) => {
+                    self.note_busy(now);
+                    self.refuse(&held, "the cluster is busy; try again");
+                }
             }
+        }
+    }
+
+    fn note_repeat(&mut self, now: Instant) {
+        if let Some(quiet) = self.repeat_log.admit(now) {
+            tracing::info!(
+                repeats = self.balancer.counts().repeats,
+                unlogged = quiet,
+                "a client sent a request again while its first copy was held: the first answers it"
+            );
         }
     }
 

@@ -434,7 +434,7 @@ fn print(opts: &Options, r: &Report) {
             "workload": opts.workload.name(), "clients": opts.clients, "window": opts.window,
             "rate": opts.rate, "size": opts.size, "channels": opts.channels.max(1),
             "subscribers": r.subscribers, "seconds": r.seconds,
-            "requests": r.tally.ok, "errors": r.tally.errors,
+            "requests": r.tally.ok, "errors": r.tally.errors, "resent": r.tally.resent,
             "requests_per_second": r.requests_per_second(),
             "by_service": r.tally.by_service,
             "latency_us": {"p50": us(lat, 0.5), "p90": us(lat, 0.9), "p99": us(lat, 0.99),
@@ -459,7 +459,7 @@ fn print(opts: &Options, r: &Report) {
         String::new()
     };
     println!(
-        "{}: {} clients x {} in flight{pacing}, {} B, {} channel(s): {:.0} req/s ({} ok, {} errors in {:.1} s)",
+        "{}: {} clients x {} in flight{pacing}, {} B, {} channel(s): {:.0} req/s ({} ok, {} errors in {:.1} s; {} sent again)",
         opts.workload.name(),
         opts.clients,
         opts.window,
@@ -468,7 +468,8 @@ fn print(opts: &Options, r: &Report) {
         r.requests_per_second(),
         r.tally.ok,
         r.tally.errors,
-        r.seconds
+        r.seconds,
+        r.tally.resent
     );
     println!(
         "latency: p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",

@@ -48,6 +48,9 @@ pub(crate) struct Tally {
     /// Requests answered with success, and with an error, after the warm-up.
     pub ok: u64,
     pub errors: u64,
+    /// Requests sent again (same id) after a reply took longer than the timeout, warm-up
+    /// included.
+    pub resent: u64,
     /// Latency of the successful ones, in microseconds.
     pub latency: Histogram<u64>,
     /// Successful requests per service.
@@ -62,6 +65,7 @@ impl Tally {
         Ok(Tally {
             ok: 0,
             errors: 0,
+            resent: 0,
             latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
             by_service: HashMap::new(),
             written: vec![0; topics],
@@ -71,6 +75,7 @@ impl Tally {
     pub fn add(&mut self, other: &Tally) -> anyhow::Result<()> {
         self.ok += other.ok;
         self.errors += other.errors;
+        self.resent += other.resent;
         self.latency.add(&other.latency)?;
         for (s, n) in &other.by_service {
             *self.by_service.entry(s).or_default() += n;
@@ -224,6 +229,7 @@ pub(crate) fn run(
                 match due {
                     Due::Resend(frame) => {
                         c.socket.send_multipart([&[][..], &frame[..]], 0)?;
+                        tally.resent += 1;
                         to_read.push(i);
                     }
                     Due::GaveUp(token) => {
