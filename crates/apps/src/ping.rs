@@ -28,6 +28,8 @@ pub enum Target {
     Server { endpoint: String },
     /// The web gateway's HTTP address (`host:port`).
     Web { addr: String },
+    /// The IRC gateway's address (`host:port`).
+    Irc { addr: String },
 }
 
 /// How long a check may take before it fails.
@@ -53,24 +55,54 @@ pub fn run(target: &Target, credentials: Option<&Credentials>) -> anyhow::Result
         Target::Reference { endpoint } => ask(&ctx, &local(endpoint), "list", credentials),
         Target::Server { endpoint } => ask(&ctx, &local(endpoint), "status", credentials),
         Target::Web { addr } => health(addr),
+        Target::Irc { addr } => irc_ping(addr),
     }
 }
 
-/// `GET /health` over plain HTTP/1.1: the gateway's own answer, `200` and `ok`.
-fn health(addr: &str) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
+/// Connects to `addr` with a plain IP address of loopback form and its port.
+fn connect(addr: &str) -> anyhow::Result<(std::net::TcpStream, String)> {
     use std::net::ToSocketAddrs;
     let addr = local(&format!("tcp://{addr}"));
-    let addr = addr.trim_start_matches("tcp://");
+    let addr = addr.trim_start_matches("tcp://").to_owned();
     let to = addr
         .to_socket_addrs()
         .with_context(|| format!("{addr} is not an address"))?
         .next()
         .with_context(|| format!("{addr} names no address"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&to, TIMEOUT)
+    let stream = std::net::TcpStream::connect_timeout(&to, TIMEOUT)
         .with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok((stream, addr))
+}
+
+/// `PING` before registration (which IRC allows) and the gateway's `PONG` with the token.
+fn irc_ping(addr: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (mut stream, addr) = connect(addr)?;
+    let token = format!("health{:08x}", rand::random::<u32>());
+    stream
+        .write_all(format!("PING {token}\r\nQUIT\r\n").as_bytes())
+        .with_context(|| format!("cannot send PING to {addr}"))?;
+    let mut lines = BufReader::new(stream.take(4096)).lines();
+    let first = lines
+        .next()
+        .transpose()
+        .with_context(|| format!("no answer from {addr}"))?
+        .unwrap_or_default();
+    let words: Vec<&str> = first.split(' ').collect();
+    if words.get(1) == Some(&"PONG")
+        && words.last().map(|w| w.trim_start_matches(':')) == Some(&token)
+    {
+        return Ok(());
+    }
+    bail!("{addr} is not a healthy IRC gateway: it answered `{first}`")
+}
+
+/// `GET /health` over plain HTTP/1.1: the gateway's own answer, `200` and `ok`.
+fn health(addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let (mut stream, addr) = connect(addr)?;
     // One write: a server that answers after its first read sees the whole request.
     let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream

@@ -21,6 +21,8 @@ pub struct Options {
     pub skew_ms: Vec<i64>,
     /// Where to serve the web client and its WebSocket gateway, if anywhere.
     pub web: Option<std::net::SocketAddr>,
+    /// Where to serve the IRC gateway, if anywhere.
+    pub irc: Option<std::net::SocketAddr>,
     /// Internal sockets on TCP with CURVE rather than `ipc://` (see [`Layout::local`]).
     pub tcp_inside: bool,
 }
@@ -75,6 +77,20 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         .collect();
         roles.push(("web".to_owned(), args));
     }
+    if let Some(addr) = opts.irc {
+        let args = [
+            "irc",
+            "--listen",
+            &addr.to_string(),
+            "--broker",
+            &layout.broker(),
+        ]
+        .into_iter()
+        .chain(["--sub", &layout.proxy_xpub()])
+        .map(str::to_owned)
+        .collect();
+        roles.push(("irc".to_owned(), args));
+    }
     let mut procs: Vec<Proc> = roles
         .into_iter()
         .map(|(name, args)| Proc {
@@ -88,7 +104,10 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let count = procs.len();
     for (i, p) in procs.iter_mut().enumerate() {
         start(&exe, p, i, color)?;
-        if p.args.first().is_some_and(|a| a == "server" || a == "web") {
+        if p.args
+            .first()
+            .is_some_and(|a| a == "server" || a == "web" || a == "irc")
+        {
             if i + 1 < count {
                 // The reference ranks servers in the order they first ask: a moment between
                 // starts makes a fresh cluster's ranks follow the names (s1 lowest).
@@ -117,6 +136,9 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     );
     if let Some(addr) = opts.web {
         println!("chat in a browser: http://{addr}/");
+    }
+    if let Some(addr) = opts.irc {
+        println!("chat from an IRC client: server {addr}, your nick is your Palaver name");
     }
     println!(
         "try `palaver chat --user ana` or `palaver admin status` in another terminal; Ctrl-C stops the cluster"

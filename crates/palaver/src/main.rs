@@ -45,6 +45,8 @@ enum Command {
     Chat(ChatArgs),
     /// Chat from a browser: serve the web client and a WebSocket gateway to the cluster.
     Web(WebArgs),
+    /// Chat from any IRC client: serve an IRC gateway to the cluster's rooms and people.
+    Irc(IrcArgs),
     /// Make traffic like a person would: create channels, follow them, post.
     Bot(BotArgs),
     /// Print every publication on some topics, one per line.
@@ -102,6 +104,11 @@ enum PingRole {
         #[arg(long, env = "PALAVER_WEB_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
     },
+    /// The IRC gateway answers `PING` with `PONG`.
+    Irc {
+        #[arg(long, env = "PALAVER_IRC_LISTEN", default_value = "127.0.0.1:6667")]
+        listen: String,
+    },
 }
 
 #[derive(Args)]
@@ -138,6 +145,9 @@ struct UpArgs {
     /// without one).
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080", value_name = "ADDR")]
     web: Option<std::net::SocketAddr>,
+    /// Also serve the IRC gateway, on this address (127.0.0.1:6667 when given without one).
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:6667", value_name = "ADDR")]
+    irc: Option<std::net::SocketAddr>,
     /// Keep the internal sockets on TCP with CURVE, as between hosts, instead of `ipc://`
     /// sockets in `<data>/sockets` (a directory only this user can open).
     #[arg(long)]
@@ -320,6 +330,33 @@ struct WebArgs {
     #[arg(long, default_value_t = 40.0)]
     burst: f64,
     /// Messages waiting for one browser before it is dropped as too slow.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
+}
+
+#[derive(Args)]
+struct IrcArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Address and port to take IRC connections on.
+    #[arg(long, env = "PALAVER_IRC_LISTEN", default_value = "127.0.0.1:6667")]
+    listen: std::net::SocketAddr,
+    /// The name the gateway gives itself in its replies.
+    #[arg(long, env = "PALAVER_IRC_NAME", default_value = "palaver")]
+    name: String,
+    /// IRC connections from one address at once.
+    #[arg(long, default_value_t = 16)]
+    per_address: usize,
+    /// Lines one client may send in a second before it is cut off.
+    #[arg(long, default_value_t = 100)]
+    flood: usize,
+    /// Requests a second from one client.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Requests one client may make at once, beyond the rate.
+    #[arg(long, default_value_t = 40.0)]
+    burst: f64,
+    /// Lines waiting for one client before it is dropped as too slow.
     #[arg(long, default_value_t = 4096)]
     queue: usize,
 }
@@ -519,6 +556,7 @@ fn main() -> anyhow::Result<()> {
                 base_port: a.base_port,
                 skew_ms: a.skew_ms,
                 web: a.web,
+                irc: a.irc,
                 tcp_inside: a.tcp_inside,
             },
             &on_signal()?,
@@ -617,6 +655,29 @@ fn main() -> anyhow::Result<()> {
             opts.queue = a.queue;
             palaver_web::run(&opts, &on_signal()?)
         }
+        Command::Irc(a) => {
+            let mut opts =
+                palaver_irc::Options::new(a.listen, &a.endpoints.broker, &a.endpoints.sub);
+            anyhow::ensure!(
+                !a.name.is_empty() && !a.name.contains([' ', ':', '!', '@']),
+                "--name must be one word without `:`, `!` or `@`"
+            );
+            opts.server_name = a.name;
+            opts.per_address = a.per_address;
+            opts.flood = a.flood.max(1);
+            for (value, flag) in [(a.rate, "--rate"), (a.burst, "--burst")] {
+                anyhow::ensure!(
+                    value.is_finite() && value > 0.0,
+                    "{flag} must be a positive number"
+                );
+            }
+            opts.rate = palaver_web::Rate {
+                per_second: a.rate,
+                burst: a.burst.max(1.0),
+            };
+            opts.queue = a.queue;
+            palaver_irc::run(&opts, &on_signal()?)
+        }
         Command::Chat(a) => {
             if a.demo {
                 return palaver_tui::demo();
@@ -693,6 +754,7 @@ fn main() -> anyhow::Result<()> {
                 PingRole::Reference { bind } => (ping::Target::Reference { endpoint: bind }, true),
                 PingRole::Server { peer } => (ping::Target::Server { endpoint: peer }, true),
                 PingRole::Web { listen } => (ping::Target::Web { addr: listen }, false),
+                PingRole::Irc { listen } => (ping::Target::Irc { addr: listen }, false),
             };
             let credentials = if internal { Some(a.key.load()?) } else { None };
             ping::run(&target, credentials.as_ref())

@@ -18,7 +18,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+pub use axum::extract::ws::Utf8Bytes;
 use palaver_client::reconnects::Reconnects;
 use palaver_core::{LogGate, Shutdown};
 use palaver_proto::{Publication, MAX_SOCKET_BYTES};

@@ -1,0 +1,229 @@
+//! The TCP side: one task per IRC connection, reading lines under the limits, handing them to
+//! its [`Session`], and writing what the session and the hub have for the client.
+//!
+//! Limits, each with what a client sees:
+//! - more than `per_address` connections from one address: `ERROR :Too many connections…`;
+//! - a line over 512 bytes (8,191 more for tags): `417 :Input line was too long`, not read;
+//! - invalid UTF-8: `FAIL * INVALID_UTF8`, not read;
+//! - more than `flood` lines in a second: `ERROR :Flooding…`, closed;
+//! - no registration within [`REGISTER_WITHIN`]: `ERROR :Registration timed out`, closed;
+//! - a client that does not read (the hub's queue for it full, or one write stuck for
+//!   [`WRITE_STUCK`]): dropped, and nobody else waits for it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use palaver_core::Shutdown;
+use palaver_web::hub::{Ended, Hub, Utf8Bytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::line::{LineError, Message, MAX_CLIENT_TAGS, MAX_LINE};
+use crate::session::{Out, Session};
+use crate::Options;
+
+/// How long a connection may take to register.
+pub const REGISTER_WITHIN: Duration = Duration::from_secs(60);
+/// A write that takes longer than this means the client is not reading.
+pub const WRITE_STUCK: Duration = Duration::from_secs(10);
+/// The most bytes one line may take, tags and CR LF included.
+const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
+
+type Addresses = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Accepts connections until `shutdown`.
+pub async fn serve(listener: TcpListener, hub: Hub, opts: Options, shutdown: Shutdown) {
+    let addresses: Addresses = Arc::default();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stopped(&shutdown) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let (hub, opts, addresses) = (hub.clone(), opts.clone(), addresses.clone());
+                tokio::spawn(connection(stream, peer, hub, opts, addresses));
+            }
+            Err(e) => {
+                // Out of descriptors, most often: wait a little rather than spin.
+                tracing::warn!(error = %e, "cannot accept an IRC connection");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn stopped(shutdown: &Shutdown) {
+    while !shutdown.is_triggered() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A connection counted against its address while it lives.
+struct Admitted {
+    ip: IpAddr,
+    addresses: Addresses,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = a.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                a.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn admit(addresses: &Addresses, ip: IpAddr, most: usize) -> Option<Admitted> {
+    let mut a = addresses.lock().unwrap_or_else(|p| p.into_inner());
+    let n = a.entry(ip).or_insert(0);
+    if *n >= most {
+        return None;
+    }
+    *n += 1;
+    Some(Admitted {
+        ip,
+        addresses: addresses.clone(),
+    })
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: Hub,
+    opts: Options,
+    addresses: Addresses,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::new(writer);
+    let Some(_admitted) = admit(&addresses, peer.ip(), opts.per_address.max(1)) else {
+        let line = format!(
+            "ERROR :Too many connections from {} (at most {} at once)\r\n",
+            peer.ip(),
+            opts.per_address
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = writer.write_all(line.as_bytes()).await;
+            let _ = writer.flush().await;
+        })
+        .await;
+        return;
+    };
+    let (queue, mut rx) = tokio::sync::mpsc::channel::<Utf8Bytes>(opts.queue.max(1));
+    let ended: Ended = Arc::new(OnceLock::new());
+    let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
+    let sid = hub.open(queue, ended.clone(), hello);
+    let mut session = Session::new(&opts.server_name);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Skipping the rest of a line that was too long.
+    let mut skipping = false;
+    let mut window = (tokio::time::Instant::now(), 0usize);
+    let deadline = tokio::time::Instant::now() + REGISTER_WITHIN;
+    let mut chunk = [0u8; 4096];
+    let goodbye: Option<String> = 'conn: loop {
+        let mut outs = Vec::new();
+        tokio::select! {
+            read = reader.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break 'conn None,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                    let mut line: Vec<u8> = buf.drain(..=end).collect();
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    if std::mem::take(&mut skipping) {
+                        continue;
+                    }
+                    if window.0.elapsed() >= Duration::from_secs(1) {
+                        window = (tokio::time::Instant::now(), 0);
+                    }
+                    window.1 += 1;
+                    if window.1 > opts.flood {
+                        break 'conn Some(format!("Flooding: over {} lines in a second", opts.flood));
+                    }
+                    match Message::parse(&line) {
+                        Ok(m) => outs.extend(session.on_line(&m)),
+                        Err(LineError::Empty) => {}
+                        Err(LineError::TooLong) => outs.push(numeric(&session, &opts, "417", "Input line was too long")),
+                        Err(LineError::NotUtf8) => outs.push(Out::Line(format!(
+                            ":{} FAIL * INVALID_UTF8 :Your line was not UTF-8 and was not read",
+                            opts.server_name
+                        ))),
+                        Err(e @ LineError::Malformed(_)) => outs.push(numeric(&session, &opts, "421", &e.to_string())),
+                    }
+                }
+                if buf.len() > MAX_BYTES {
+                    // No end of line in sight: the rest of this line is dropped unread.
+                    buf.clear();
+                    skipping = true;
+                    outs.push(numeric(&session, &opts, "417", "Input line was too long"));
+                }
+            }
+            text = rx.recv() => match text {
+                Some(text) => outs.extend(session.on_gateway(text.as_str())),
+                None => break 'conn ended.get().map(|(_, why)| why.clone()),
+            },
+            () = tokio::time::sleep_until(deadline), if session.nick().is_none() => {
+                break 'conn Some("Registration timed out".to_owned());
+            }
+        }
+        let mut close = false;
+        for out in outs {
+            match out {
+                Out::Line(l) => {
+                    let write = async {
+                        writer.write_all(l.as_bytes()).await?;
+                        writer.write_all(b"\r\n").await
+                    };
+                    match tokio::time::timeout(WRITE_STUCK, write).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break 'conn None,
+                        Err(_) => break 'conn Some("too slow: a write was stuck".to_owned()),
+                    }
+                }
+                Out::Gateway(text) => hub.text(sid, text),
+                Out::Close => close = true,
+            }
+        }
+        match tokio::time::timeout(WRITE_STUCK, writer.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break 'conn None,
+            Err(_) => break 'conn Some("too slow: a write was stuck".to_owned()),
+        }
+        if close {
+            break 'conn None;
+        }
+    };
+    hub.close(sid);
+    if let Some(why) = goodbye {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = writer
+                .write_all(format!("ERROR :{why}\r\n").as_bytes())
+                .await;
+            let _ = writer.flush().await;
+        })
+        .await;
+    }
+}
+
+fn numeric(session: &Session, opts: &Options, code: &str, text: &str) -> Out {
+    let me = session.nick().unwrap_or("*");
+    Out::Line(
+        Message::new(code, &[me, text])
+            .from(&opts.server_name)
+            .line(),
+    )
+}

@@ -1,0 +1,1154 @@
+//! One IRC connection, free of I/O: IRC lines in, the web gateway's JSON requests out, and
+//! the gateway's answers and publications turned back into IRC lines. The gateway core
+//! (`palaver_web::gateway`) keeps the person's session, rate, subscriptions and gap repair;
+//! this only speaks IRC.
+//!
+//! ```text
+//!  client line ──on_line()──▶ registration (CAP, SASL PLAIN, PASS/NICK/USER) · commands
+//!                               │ Out::Gateway({"re": n, "service": …, "data": …})
+//!                               ▼
+//!  gateway JSON ──on_gateway()──▶ an answer (by `re`) or a publication ──▶ Out::Line(…)
+//! ```
+//!
+//! Palaver's names are IRC's: a person's name is their nick, and a room `den` is `#den`. A nick
+//! is an account: it cannot change after registration.
+
+use std::collections::{BTreeSet, HashMap};
+
+use base64::Engine as _;
+use serde_json::{json, Value as Json};
+
+use crate::line::{pieces, Message};
+
+/// The host part of every person's mask.
+const HOST: &str = "palaver";
+/// The capabilities offered, in `CAP LS` order.
+const CAPS: [Cap; 4] = [
+    Cap::Sasl,
+    Cap::ServerTime,
+    Cap::MessageTags,
+    Cap::EchoMessage,
+];
+/// Posts a JOIN plays back.
+const JOIN_HISTORY: u64 = 20;
+/// Bytes of text per PRIVMSG line, so that the whole line stays under 512 with any source.
+const TEXT_PER_LINE: usize = 350;
+/// Own posts remembered until their publication arrives.
+const OWN_REMEMBERED: usize = 256;
+/// The longest SASL payload (decoded `authzid \0 authcid \0 password`).
+const MAX_SASL: usize = 1024;
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// A line for the IRC client (without CR LF).
+    Line(String),
+    /// A request text for the gateway core.
+    Gateway(String),
+    /// Close the connection once the lines before this are written.
+    Close,
+}
+
+/// IRCv3 capabilities Palaver has the substance for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cap {
+    Sasl,
+    ServerTime,
+    MessageTags,
+    EchoMessage,
+}
+
+impl Cap {
+    fn name(self) -> &'static str {
+        match self {
+            Cap::Sasl => "sasl",
+            Cap::ServerTime => "server-time",
+            Cap::MessageTags => "message-tags",
+            Cap::EchoMessage => "echo-message",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Cap> {
+        CAPS.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// What an answer from the gateway is for.
+#[derive(Debug)]
+enum Pending {
+    /// A login for registration, by PASS/NICK or by SASL.
+    Login {
+        sasl: bool,
+    },
+    /// The rooms the person is in, to join on the client at registration.
+    Rooms,
+    Join {
+        channel: String,
+        created: bool,
+    },
+    Create {
+        channel: String,
+    },
+    Part {
+        channel: String,
+    },
+    /// A post or private message; `echoed` once its own publication arrived before its
+    /// answer (and was not shown).
+    Say {
+        target: String,
+        text: String,
+        notice: bool,
+        echoed: bool,
+    },
+    Names {
+        channel: String,
+    },
+    List,
+    ShowTopic {
+        channel: String,
+    },
+    SetTopic {
+        channel: String,
+    },
+    Who {
+        channel: String,
+    },
+    Whois {
+        nick: String,
+    },
+    Lusers,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Sasl {
+    /// `AUTHENTICATE PLAIN` taken: the payload comes next, in pieces of 400.
+    Plain(String),
+}
+
+/// One connection's state.
+pub struct Session {
+    server: String,
+    nick: Option<String>,
+    user: Option<String>,
+    pass: Option<String>,
+    /// CAP LS or REQ seen, END not yet: registration waits.
+    negotiating: bool,
+    caps: BTreeSet<Cap>,
+    sasl: Option<Sasl>,
+    /// The account the session is logged in as (after SASL or registration).
+    account: Option<String>,
+    /// A login is on its way: registration waits for it.
+    logging_in: bool,
+    /// The welcome was sent.
+    registered: bool,
+    channels: BTreeSet<String>,
+    away: bool,
+    next_re: u64,
+    pending: HashMap<u64, Pending>,
+    /// Ids of this connection's own posts whose publication has not arrived yet.
+    own: std::collections::VecDeque<String>,
+}
+
+impl Session {
+    /// A new connection to the gateway called `server`.
+    pub fn new(server: &str) -> Session {
+        Session {
+            server: server.to_owned(),
+            nick: None,
+            user: None,
+            pass: None,
+            negotiating: false,
+            caps: BTreeSet::new(),
+            sasl: None,
+            account: None,
+            logging_in: false,
+            registered: false,
+            channels: BTreeSet::new(),
+            away: false,
+            next_re: 1,
+            pending: HashMap::new(),
+            own: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The nick, once registered.
+    pub fn nick(&self) -> Option<&str> {
+        self.registered.then_some(self.nick.as_deref()).flatten()
+    }
+
+    fn me(&self) -> &str {
+        self.nick.as_deref().unwrap_or("*")
+    }
+
+    fn mask(nick: &str) -> String {
+        format!("{nick}!{nick}@{HOST}")
+    }
+
+    /// A numeric reply to this client.
+    fn numeric(&self, code: &str, params: &[&str]) -> Out {
+        let mut all = vec![self.me()];
+        all.extend_from_slice(params);
+        Out::Line(Message::new(code, &all).from(&self.server).line())
+    }
+
+    fn line(&self, m: Message) -> Out {
+        Out::Line(m.line())
+    }
+
+    fn request(&mut self, service: &str, data: Json, pending: Pending) -> Out {
+        let re = self.next_re;
+        self.next_re += 1;
+        self.pending.insert(re, pending);
+        Out::Gateway(json!({"re": re, "service": service, "data": data}).to_string())
+    }
+
+    /// A line the client sent, parsed.
+    pub fn on_line(&mut self, m: &Message) -> Vec<Out> {
+        let mut out = Vec::new();
+        match m.command.as_str() {
+            "CAP" => self.cap(m, &mut out),
+            "AUTHENTICATE" => self.authenticate(m, &mut out),
+            "PASS" => match (self.registered, m.param(0)) {
+                (true, _) => out.push(self.numeric("462", &["You may not reregister"])),
+                (false, None) => out.push(self.numeric("461", &["PASS", "Not enough parameters"])),
+                (false, Some(p)) => self.pass = Some(p.to_owned()),
+            },
+            "NICK" => self.nick_command(m, &mut out),
+            "USER" => match (self.registered, m.params.len()) {
+                (true, _) => out.push(self.numeric("462", &["You may not reregister"])),
+                (false, 0..=3) => out.push(self.numeric("461", &["USER", "Not enough parameters"])),
+                (false, _) => {
+                    self.user = m.param(0).map(str::to_owned);
+                    self.try_register(&mut out);
+                }
+            },
+            "PING" => match m.param(0) {
+                Some(token) => out.push(
+                    self.line(Message::new("PONG", &[&self.server, token]).from(&self.server)),
+                ),
+                None => out.push(self.numeric("409", &["No origin specified"])),
+            },
+            "PONG" => {}
+            "QUIT" => {
+                let why = m.param(0).unwrap_or("Client quit");
+                out.push(self.line(Message::new("ERROR", &[&format!("Closing link: {why}")])));
+                out.push(Out::Close);
+            }
+            _ if !self.registered => out.push(self.numeric("451", &["You have not registered"])),
+            "JOIN" => self.join(m, &mut out),
+            "PART" => self.part(m, &mut out),
+            "PRIVMSG" | "NOTICE" => self.say(m, &mut out),
+            "NAMES" => match m.param(0) {
+                Some(list) => {
+                    for chan in list.split(',') {
+                        self.ask_room(
+                            chan,
+                            "members",
+                            |channel| Pending::Names { channel },
+                            &mut out,
+                        );
+                    }
+                }
+                None => out.push(self.numeric("366", &["*", "End of /NAMES list"])),
+            },
+            "TOPIC" => self.topic(m, &mut out),
+            "LIST" => {
+                let p = self.request("channels", json!({}), Pending::List);
+                out.push(p);
+            }
+            "WHO" => match m.param(0) {
+                Some(target) if target.starts_with('#') => {
+                    self.ask_room(
+                        target,
+                        "members",
+                        |channel| Pending::Who { channel },
+                        &mut out,
+                    );
+                }
+                Some(nick) => {
+                    let nick = nick.to_owned();
+                    out.push(self.request("users", json!({}), Pending::Whois { nick }));
+                }
+                None => out.push(self.numeric("315", &["*", "End of WHO list"])),
+            },
+            "WHOIS" => match m.params.last() {
+                Some(nick) => {
+                    let nick = nick.clone();
+                    out.push(self.request("users", json!({}), Pending::Whois { nick }));
+                }
+                None => out.push(self.numeric("431", &["No nickname given"])),
+            },
+            "AWAY" => {
+                self.away = m.param(0).is_some_and(|t| !t.is_empty());
+                out.push(if self.away {
+                    self.numeric("306", &["You have been marked as being away"])
+                } else {
+                    self.numeric("305", &["You are no longer marked as being away"])
+                });
+            }
+            "MOTD" => self.motd(&mut out),
+            "LUSERS" => {
+                let p = self.request("users", json!({}), Pending::Lusers);
+                out.push(p);
+            }
+            "MODE" => self.mode(m, &mut out),
+            other => out.push(self.numeric("421", &[other, "Unknown command"])),
+        }
+        out
+    }
+
+    fn cap(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let me = self.me().to_owned();
+        let reply = |params: &[&str]| {
+            let mut all = vec![me.as_str()];
+            all.extend_from_slice(params);
+            Out::Line(Message::new("CAP", &all).from(&self.server).line())
+        };
+        match m.param(0).map(str::to_ascii_uppercase).as_deref() {
+            Some("LS") => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                let v302 = m.param(1).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) >= 302;
+                let list: Vec<String> = CAPS
+                    .iter()
+                    .map(|c| match c {
+                        Cap::Sasl if v302 => "sasl=PLAIN".to_owned(),
+                        c => c.name().to_owned(),
+                    })
+                    .collect();
+                out.push(reply(&["LS", &list.join(" ")]));
+            }
+            Some("LIST") => {
+                let list: Vec<&str> = self.caps.iter().map(|c| c.name()).collect();
+                out.push(reply(&["LIST", &list.join(" ")]));
+            }
+            Some("REQ") => {
+                if !self.registered {
+                    self.negotiating = true;
+                }
+                let asked = m.param(1).unwrap_or("");
+                let mut add = Vec::new();
+                let mut remove = Vec::new();
+                let mut ok = true;
+                for name in asked.split_whitespace() {
+                    let (off, name) = match name.strip_prefix('-') {
+                        Some(n) => (true, n),
+                        None => (false, name),
+                    };
+                    match Cap::parse(name) {
+                        Some(c) if off => remove.push(c),
+                        Some(c) => add.push(c),
+                        None => ok = false,
+                    }
+                }
+                if ok {
+                    self.caps.extend(add);
+                    for c in remove {
+                        self.caps.remove(&c);
+                    }
+                    out.push(reply(&["ACK", asked]));
+                } else {
+                    out.push(reply(&["NAK", asked]));
+                }
+            }
+            Some("END") => {
+                self.negotiating = false;
+                self.try_register(out);
+            }
+            _ => out.push(self.numeric("410", &[m.param(0).unwrap_or(""), "Invalid CAP command"])),
+        }
+    }
+
+    fn authenticate(&mut self, m: &Message, out: &mut Vec<Out>) {
+        if self.registered || self.account.is_some() {
+            out.push(self.numeric("907", &["You have already authenticated using SASL"]));
+            return;
+        }
+        let Some(arg) = m.param(0) else {
+            out.push(self.numeric("461", &["AUTHENTICATE", "Not enough parameters"]));
+            return;
+        };
+        if arg == "*" {
+            self.sasl = None;
+            out.push(self.numeric("906", &["SASL authentication aborted"]));
+            return;
+        }
+        match self.sasl.take() {
+            None if arg.eq_ignore_ascii_case("PLAIN") => {
+                self.sasl = Some(Sasl::Plain(String::new()));
+                out.push(Out::Line(Message::new("AUTHENTICATE", &["+"]).line()));
+            }
+            None => {
+                out.push(self.numeric("908", &["PLAIN", "are available SASL mechanisms"]));
+                out.push(self.numeric("904", &["SASL authentication failed"]));
+            }
+            Some(Sasl::Plain(mut got)) => {
+                if arg != "+" {
+                    got.push_str(arg);
+                }
+                if arg.len() == 400 && got.len() < MAX_SASL * 2 {
+                    // More pieces follow.
+                    self.sasl = Some(Sasl::Plain(got));
+                    return;
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(got.as_bytes())
+                    .ok()
+                    .filter(|d| d.len() <= MAX_SASL)
+                    .and_then(|d| String::from_utf8(d).ok());
+                let Some(plain) = decoded else {
+                    out.push(self.numeric(
+                        "904",
+                        &["SASL authentication failed: not base64 of UTF-8 text"],
+                    ));
+                    return;
+                };
+                let mut parts = plain.split('\0');
+                let (Some(_authzid), Some(user), Some(password), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    out.push(self.numeric(
+                        "904",
+                        &["SASL authentication failed: expected authzid, authcid and password"],
+                    ));
+                    return;
+                };
+                self.logging_in = true;
+                let login = json!({"user": user, "password": password, "device": "irc"});
+                out.push(self.request("login", login, Pending::Login { sasl: true }));
+            }
+        }
+    }
+
+    fn nick_command(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let Some(nick) = m.param(0).filter(|n| !n.is_empty()) else {
+            out.push(self.numeric("431", &["No nickname given"]));
+            return;
+        };
+        if self.registered {
+            if Some(nick) != self.nick.as_deref() {
+                out.push(self.numeric(
+                    "432",
+                    &[
+                        nick,
+                        "On Palaver your nick is your account: reconnect to use another",
+                    ],
+                ));
+            }
+            return;
+        }
+        if nick.starts_with('#')
+            || nick.starts_with(':')
+            || nick.contains(['!', '@', ',', '*', '?'])
+        {
+            out.push(self.numeric("432", &[nick, "Erroneous nickname"]));
+            return;
+        }
+        self.nick = Some(nick.to_owned());
+        self.try_register(out);
+    }
+
+    /// Registers once NICK and USER are in, CAP negotiation is over and no login is on its
+    /// way: with the SASL account, or by logging in as the nick (with PASS, if given).
+    fn try_register(&mut self, out: &mut Vec<Out>) {
+        if self.registered || self.negotiating || self.logging_in {
+            return;
+        }
+        let (Some(nick), Some(_)) = (self.nick.clone(), &self.user) else {
+            return;
+        };
+        if let Some(account) = self.account.clone() {
+            if account != nick {
+                out.push(Out::Line(
+                    Message::new("NICK", &[&account])
+                        .from(&Self::mask(&nick))
+                        .line(),
+                ));
+                self.nick = Some(account);
+            }
+            self.welcome(out);
+            return;
+        }
+        self.logging_in = true;
+        let mut login = json!({"user": nick, "device": "irc"});
+        if let Some(p) = &self.pass {
+            login["password"] = json!(p);
+        }
+        out.push(self.request("login", login, Pending::Login { sasl: false }));
+    }
+
+    fn welcome(&mut self, out: &mut Vec<Out>) {
+        self.registered = true;
+        let nick = self.me().to_owned();
+        let version = concat!("palaver-", env!("CARGO_PKG_VERSION"));
+        out.push(self.numeric(
+            "001",
+            &[&format!("Welcome to Palaver, {}", Self::mask(&nick))],
+        ));
+        out.push(self.numeric(
+            "002",
+            &[&format!(
+                "Your host is {}, running version {version}",
+                self.server
+            )],
+        ));
+        out.push(self.numeric(
+            "003",
+            &["This server keeps every room on every one of its servers"],
+        ));
+        out.push(self.numeric("004", &[&self.server.clone(), version, "i", "nt"]));
+        out.push(self.numeric(
+            "005",
+            &[
+                "CASEMAPPING=ascii",
+                "CHANTYPES=#",
+                "CHANMODES=,,,nt",
+                "PREFIX=(o)@",
+                "NICKLEN=64",
+                "CHANNELLEN=64",
+                "TOPICLEN=512",
+                "NETWORK=Palaver",
+                "UTF8ONLY",
+                "are supported by this server",
+            ],
+        ));
+        self.motd(out);
+        // The rooms the person is in already join on the client too.
+        let rooms = self.request("joined", json!({}), Pending::Rooms);
+        out.push(rooms);
+    }
+
+    fn motd(&self, out: &mut Vec<Out>) {
+        out.push(self.numeric("375", &[&format!("- {} Message of the day -", self.server)]));
+        for l in [
+            "- Palaver: rooms, private messages and history, kept on every server.",
+            "- Your nick is your Palaver account. JOIN #room creates a room you own.",
+            "- Names are Unicode, compared in NFC; rooms are #name.",
+        ] {
+            out.push(self.numeric("372", &[l]));
+        }
+        out.push(self.numeric("376", &["End of /MOTD command"]));
+    }
+
+    fn mode(&self, m: &Message, out: &mut Vec<Out>) {
+        match m.param(0) {
+            Some(t) if t.starts_with('#') && m.params.len() == 1 => {
+                out.push(self.numeric("324", &[t, "+nt"]));
+            }
+            Some(t) if t.starts_with('#') => {
+                out.push(self.numeric("482", &[t, "Room modes are not changed over IRC"]));
+            }
+            Some(t) if t == self.me() => out.push(self.numeric("221", &["+i"])),
+            Some(t) => out.push(self.numeric("502", &[t, "Can't change mode for other users"])),
+            None => out.push(self.numeric("461", &["MODE", "Not enough parameters"])),
+        }
+    }
+
+    /// A room's name without its `#`, or the numeric that says why it is not one.
+    fn room<'a>(&self, target: &'a str) -> Result<&'a str, Out> {
+        match target.strip_prefix('#') {
+            Some(name) if !name.is_empty() => Ok(name),
+            _ => Err(self.numeric("403", &[target, "No such channel"])),
+        }
+    }
+
+    fn ask_room(
+        &mut self,
+        target: &str,
+        service: &str,
+        pending: impl FnOnce(String) -> Pending,
+        out: &mut Vec<Out>,
+    ) {
+        match self.room(target) {
+            Ok(name) => {
+                let p = pending(name.to_owned());
+                out.push(self.request(service, json!({"channel": name}), p));
+            }
+            Err(e) => out.push(e),
+        }
+    }
+
+    fn join(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let Some(list) = m.param(0) else {
+            out.push(self.numeric("461", &["JOIN", "Not enough parameters"]));
+            return;
+        };
+        if list == "0" {
+            for channel in std::mem::take(&mut self.channels) {
+                let data = json!({"channel": channel});
+                out.push(self.request("leave", data, Pending::Part { channel }));
+            }
+            return;
+        }
+        for target in list.split(',') {
+            match self.room(target) {
+                Ok(name) if self.channels.contains(name) => {}
+                Ok(name) => {
+                    let data = json!({"channel": name, "limit": JOIN_HISTORY});
+                    let channel = name.to_owned();
+                    out.push(self.request(
+                        "join",
+                        data,
+                        Pending::Join {
+                            channel,
+                            created: false,
+                        },
+                    ));
+                }
+                Err(e) => out.push(e),
+            }
+        }
+    }
+
+    fn part(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let Some(list) = m.param(0) else {
+            out.push(self.numeric("461", &["PART", "Not enough parameters"]));
+            return;
+        };
+        for target in list.split(',') {
+            match self.room(target) {
+                Ok(name) if !self.channels.contains(name) => {
+                    out.push(self.numeric("442", &[target, "You're not on that channel"]));
+                }
+                Ok(name) => {
+                    let channel = name.to_owned();
+                    let data = json!({"channel": name});
+                    out.push(self.request("leave", data, Pending::Part { channel }));
+                }
+                Err(e) => out.push(e),
+            }
+        }
+    }
+
+    fn say(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let notice = m.command == "NOTICE";
+        let (Some(targets), Some(text)) = (m.param(0), m.param(1)) else {
+            if !notice {
+                out.push(self.numeric(
+                    if m.params.is_empty() { "411" } else { "412" },
+                    &[if m.params.is_empty() {
+                        "No recipient given (PRIVMSG)"
+                    } else {
+                        "No text to send"
+                    }],
+                ));
+            }
+            return;
+        };
+        if text.is_empty() {
+            if !notice {
+                out.push(self.numeric("412", &["No text to send"]));
+            }
+            return;
+        }
+        // A CTCP ACTION is kept as the text a person would type.
+        let text = match text.strip_prefix("\u{1}ACTION ") {
+            Some(action) => format!("* {} {}", self.me(), action.trim_end_matches('\u{1}')),
+            None if text.starts_with('\u{1}') => return, // other CTCP: not stored
+            None => text.to_owned(),
+        };
+        for target in targets.split(',') {
+            let (service, data) = match target.strip_prefix('#') {
+                Some(room) => ("publish", json!({"channel": room, "message": text})),
+                None => ("message", json!({"dst": target, "message": text})),
+            };
+            let pending = Pending::Say {
+                target: target.to_owned(),
+                text: text.clone(),
+                notice,
+                echoed: false,
+            };
+            out.push(self.request(service, data, pending));
+        }
+    }
+
+    fn topic(&mut self, m: &Message, out: &mut Vec<Out>) {
+        let Some(target) = m.param(0) else {
+            out.push(self.numeric("461", &["TOPIC", "Not enough parameters"]));
+            return;
+        };
+        match m.param(1) {
+            None => self.ask_room(
+                target,
+                "members",
+                |channel| Pending::ShowTopic { channel },
+                out,
+            ),
+            Some(text) => match self.room(target) {
+                Ok(name) => {
+                    let data = json!({"channel": name, "topic": text});
+                    let channel = name.to_owned();
+                    out.push(self.request("topic", data, Pending::SetTopic { channel }));
+                }
+                Err(e) => out.push(e),
+            },
+        }
+    }
+
+    /// A text from the gateway: an answer to one of this session's requests, or a
+    /// publication for it.
+    pub fn on_gateway(&mut self, text: &str) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Ok(Json::Object(msg)) = serde_json::from_str::<Json>(text) else {
+            return out;
+        };
+        let data = msg.get("data").cloned().unwrap_or(Json::Null);
+        let service = msg.get("service").and_then(Json::as_str).unwrap_or("");
+        if let Some(topic) = msg.get("topic").and_then(Json::as_str) {
+            self.publication(topic, service, &data, &mut out);
+            return out;
+        }
+        let Some(pending) = msg
+            .get("re")
+            .and_then(Json::as_u64)
+            .and_then(|re| self.pending.remove(&re))
+        else {
+            // A refusal with no `re`: the gateway could not read what it was sent.
+            if let Some(why) = str_of(&data, "description") {
+                out.push(
+                    self.line(
+                        Message::new("NOTICE", &[self.me(), &format!("gateway: {why}")])
+                            .from(&self.server),
+                    ),
+                );
+            }
+            return out;
+        };
+        let ok = matches!(str_of(&data, "status"), Some("OK" | "sucesso"))
+            || (data.get("status").is_none() && data.get("description").is_none());
+        let why = str_of(&data, "description").unwrap_or("refused").to_owned();
+        self.answer(pending, ok, &why, &data, &mut out);
+        out
+    }
+
+    fn answer(&mut self, pending: Pending, ok: bool, why: &str, data: &Json, out: &mut Vec<Out>) {
+        match pending {
+            Pending::Login { sasl } => {
+                self.logging_in = false;
+                if ok {
+                    let account = str_of(data, "user")
+                        .or(self.nick.as_deref())
+                        .unwrap_or("*")
+                        .to_owned();
+                    self.account = Some(account.clone());
+                    if sasl {
+                        let mask = Self::mask(self.nick.as_deref().unwrap_or(&account));
+                        out.push(self.numeric(
+                            "900",
+                            &[
+                                &mask,
+                                &account,
+                                &format!("You are now logged in as {account}"),
+                            ],
+                        ));
+                        out.push(self.numeric("903", &["SASL authentication successful"]));
+                    }
+                    self.try_register(out);
+                } else if sasl {
+                    out.push(self.numeric("904", &[&format!("SASL authentication failed: {why}")]));
+                } else if self.pass.is_some() {
+                    out.push(self.numeric("464", &[&format!("Password incorrect: {why}")]));
+                } else {
+                    // Most often a name with a password: another nick, or SASL/PASS.
+                    let nick = self.nick.take().unwrap_or_default();
+                    out.push(self.numeric("433", &[&nick, &format!("Nickname is unavailable: {why}; log in with SASL or PASS, or choose another")]));
+                }
+            }
+            Pending::Rooms => {
+                for room in strings(data, "channels") {
+                    if self.channels.insert(room.clone()) {
+                        let me = self.me().to_owned();
+                        out.push(self.line(
+                            Message::new("JOIN", &[&format!("#{room}")]).from(&Self::mask(&me)),
+                        ));
+                        let p = self.request(
+                            "members",
+                            json!({"channel": room}),
+                            Pending::Names {
+                                channel: room.clone(),
+                            },
+                        );
+                        out.push(p);
+                    }
+                }
+            }
+            Pending::Join { channel, created } => {
+                if ok {
+                    self.joined(&channel, data, out);
+                } else if !created && why.contains("does not exist") {
+                    let data = json!({"channel": channel});
+                    out.push(self.request("channel", data, Pending::Create { channel }));
+                } else {
+                    out.push(self.numeric("403", &[&format!("#{channel}"), why]));
+                }
+            }
+            Pending::Create { channel } => {
+                // Created, or created by someone else meanwhile: join it either way.
+                if ok || why.contains("exists") {
+                    let data = json!({"channel": channel, "limit": JOIN_HISTORY});
+                    out.push(self.request(
+                        "join",
+                        data,
+                        Pending::Join {
+                            channel,
+                            created: true,
+                        },
+                    ));
+                } else {
+                    out.push(self.numeric("403", &[&format!("#{channel}"), why]));
+                }
+            }
+            Pending::Part { channel } => {
+                if ok {
+                    self.channels.remove(&channel);
+                    let me = self.me().to_owned();
+                    out.push(self.line(
+                        Message::new("PART", &[&format!("#{channel}")]).from(&Self::mask(&me)),
+                    ));
+                } else {
+                    out.push(self.numeric("442", &[&format!("#{channel}"), why]));
+                }
+            }
+            Pending::Say {
+                target,
+                text,
+                notice,
+                echoed,
+            } => {
+                if ok && !echoed && target.starts_with('#') {
+                    // Its publication is still to come: known by its id then.
+                    if let Some(id) = str_of(data, "id") {
+                        self.own.push_back(id.to_owned());
+                        if self.own.len() > OWN_REMEMBERED {
+                            self.own.pop_front();
+                        }
+                    }
+                }
+                if ok {
+                    if self.caps.contains(&Cap::EchoMessage) {
+                        let me = self.me().to_owned();
+                        let command = if notice { "NOTICE" } else { "PRIVMSG" };
+                        self.text_lines(command, &me, &target, &text, data, out);
+                    }
+                } else if !notice {
+                    let code = if target.starts_with('#') {
+                        "404"
+                    } else {
+                        "401"
+                    };
+                    out.push(self.numeric(code, &[&target, why]));
+                }
+            }
+            Pending::Names { channel } => {
+                if ok {
+                    self.names(&channel, data, out);
+                } else {
+                    out.push(self.numeric("403", &[&format!("#{channel}"), why]));
+                }
+            }
+            Pending::List => {
+                out.push(self.numeric("321", &["Channel", "Users  Name"]));
+                for room in strings(data, "channels") {
+                    out.push(self.numeric("322", &[&format!("#{room}"), "0", ""]));
+                }
+                out.push(self.numeric("323", &["End of /LIST"]));
+            }
+            Pending::ShowTopic { channel } => {
+                if ok {
+                    self.show_topic(&channel, data, true, out);
+                } else {
+                    out.push(self.numeric("403", &[&format!("#{channel}"), why]));
+                }
+            }
+            Pending::SetTopic { channel } => {
+                if !ok {
+                    out.push(self.numeric("482", &[&format!("#{channel}"), why]));
+                }
+                // Done: the topic's publication shows it to everyone in the room, this
+                // client included.
+            }
+            Pending::Who { channel } => {
+                if ok {
+                    let chan = format!("#{channel}");
+                    for member in strings(data, "members") {
+                        out.push(self.numeric(
+                            "352",
+                            &[
+                                &chan,
+                                &member,
+                                HOST,
+                                &self.server.clone(),
+                                &member,
+                                "H",
+                                &format!("0 {member}"),
+                            ],
+                        ));
+                    }
+                }
+                out.push(self.numeric("315", &[&format!("#{channel}"), "End of WHO list"]));
+            }
+            Pending::Whois { nick } => {
+                let known = strings(data, "users").iter().any(|u| u == &nick);
+                if known {
+                    out.push(self.numeric("311", &[&nick, &nick, HOST, "*", &nick]));
+                    out.push(self.numeric("312", &[&nick, &self.server.clone(), "Palaver"]));
+                } else {
+                    out.push(self.numeric("401", &[&nick, "No such nick"]));
+                }
+                out.push(self.numeric("318", &[&nick, "End of /WHOIS list"]));
+            }
+            Pending::Lusers => {
+                let n = strings(data, "users").len();
+                out.push(self.numeric(
+                    "251",
+                    &[&format!("There are {n} users and 0 invisible on 1 servers")],
+                ));
+            }
+        }
+    }
+
+    /// A join answered: JOIN, the topic, the recent posts, and the names.
+    fn joined(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
+        self.channels.insert(channel.to_owned());
+        let chan = format!("#{channel}");
+        let me = self.me().to_owned();
+        out.push(self.line(Message::new("JOIN", &[&chan]).from(&Self::mask(&me))));
+        self.show_topic(channel, data, false, out);
+        if let Some(posts) = data.get("messages").and_then(Json::as_array) {
+            for p in posts {
+                if let (Some(user), Some(text)) = (str_of(p, "user"), str_of(p, "message")) {
+                    self.text_lines("PRIVMSG", user, &chan, text, p, out);
+                }
+            }
+        }
+        let p = self.request(
+            "members",
+            json!({"channel": channel}),
+            Pending::Names {
+                channel: channel.to_owned(),
+            },
+        );
+        out.push(p);
+    }
+
+    fn show_topic(&self, channel: &str, data: &Json, always: bool, out: &mut Vec<Out>) {
+        let chan = format!("#{channel}");
+        match str_of(data, "topic").filter(|t| !t.is_empty()) {
+            Some(topic) => {
+                out.push(self.numeric("332", &[&chan, topic]));
+                if let Some(by) = str_of(data, "topic_by") {
+                    out.push(self.numeric("333", &[&chan, by, "0"]));
+                }
+            }
+            None if always => out.push(self.numeric("331", &[&chan, "No topic is set"])),
+            None => {}
+        }
+    }
+
+    fn names(&self, channel: &str, data: &Json, out: &mut Vec<Out>) {
+        let chan = format!("#{channel}");
+        let owner = str_of(data, "owner");
+        let mut line = String::new();
+        for member in strings(data, "members") {
+            let name = if Some(member.as_str()) == owner {
+                format!("@{member}")
+            } else {
+                member
+            };
+            if line.len() + name.len() > 400 {
+                out.push(self.numeric("353", &["=", &chan, &line]));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(&name);
+        }
+        if !line.is_empty() {
+            out.push(self.numeric("353", &["=", &chan, &line]));
+        }
+        out.push(self.numeric("366", &[&chan, "End of /NAMES list"]));
+    }
+
+    /// PRIVMSG (or NOTICE) lines for one post or private message, cut to fit, with its time
+    /// and id as tags for the clients that asked for them.
+    fn text_lines(
+        &self,
+        command: &str,
+        from: &str,
+        target: &str,
+        text: &str,
+        data: &Json,
+        out: &mut Vec<Out>,
+    ) {
+        for piece in pieces(text, TEXT_PER_LINE) {
+            let mut m = Message::new(command, &[target, piece]).from(&Self::mask(from));
+            if self.caps.contains(&Cap::ServerTime) {
+                if let Some(ts) = data.get("timestamp").and_then(Json::as_f64) {
+                    m = m.tag("time", Some(&iso_time(ts)));
+                }
+            }
+            if self.caps.contains(&Cap::MessageTags) {
+                if let Some(id) = str_of(data, "id") {
+                    m = m.tag("msgid", Some(id));
+                }
+            }
+            out.push(self.line(m));
+        }
+    }
+
+    fn publication(&mut self, topic: &str, service: &str, data: &Json, out: &mut Vec<Out>) {
+        if !self.registered {
+            return;
+        }
+        let me = self.me().to_owned();
+        match service {
+            "publish" => {
+                let (Some(user), Some(channel), Some(text)) = (
+                    str_of(data, "user"),
+                    str_of(data, "channel"),
+                    str_of(data, "message"),
+                ) else {
+                    return;
+                };
+                if topic != channel || !self.channels.contains(channel) {
+                    return;
+                }
+                // This connection's own post is echoed by its answer (echo-message), not by
+                // its publication; the person's posts from elsewhere show like anyone's.
+                if user == me && self.is_own(data, &format!("#{channel}"), text) {
+                    return;
+                }
+                self.text_lines("PRIVMSG", user, &format!("#{channel}"), text, data, out);
+            }
+            "message" => {
+                let (Some(src), Some(dst), Some(text)) = (
+                    str_of(data, "src"),
+                    str_of(data, "dst"),
+                    str_of(data, "message"),
+                ) else {
+                    return;
+                };
+                if src != me && dst == me {
+                    self.text_lines("PRIVMSG", src, &me, text, data, out);
+                }
+            }
+            "join" | "leave" => {
+                let (Some(user), Some(channel)) = (str_of(data, "user"), str_of(data, "channel"))
+                else {
+                    return;
+                };
+                if user != me && self.channels.contains(channel) {
+                    let command = if service == "join" { "JOIN" } else { "PART" };
+                    out.push(self.line(
+                        Message::new(command, &[&format!("#{channel}")]).from(&Self::mask(user)),
+                    ));
+                }
+            }
+            "topic" => {
+                let (Some(user), Some(channel)) = (str_of(data, "user"), str_of(data, "channel"))
+                else {
+                    return;
+                };
+                if self.channels.contains(channel) {
+                    let text = str_of(data, "topic").unwrap_or("");
+                    out.push(
+                        self.line(
+                            Message::new("TOPIC", &[&format!("#{channel}"), text])
+                                .from(&Self::mask(user)),
+                        ),
+                    );
+                }
+            }
+            "delete" => {
+                if let Some(channel) = str_of(data, "channel").map(str::to_owned) {
+                    if self.channels.remove(&channel) {
+                        out.push(
+                            self.line(
+                                Message::new(
+                                    "PART",
+                                    &[&format!("#{channel}"), "the room was deleted"],
+                                )
+                                .from(&Self::mask(&me)),
+                            ),
+                        );
+                    }
+                }
+            }
+            // The gateway's greeting, elections, presence, receipts, read markers: nothing
+            // an IRC client shows yet.
+            _ => {}
+        }
+    }
+}
+
+impl Session {
+    /// Whether a publication of the person's is this connection's own: a post whose answer
+    /// named its id, or one still waiting for its answer with the same target and text.
+    fn is_own(&mut self, data: &Json, target: &str, text: &str) -> bool {
+        if let Some(id) = str_of(data, "id") {
+            if let Some(i) = self.own.iter().position(|o| o == id) {
+                self.own.remove(i);
+                return true;
+            }
+        }
+        for p in self.pending.values_mut() {
+            if let Pending::Say {
+                target: t,
+                text: x,
+                echoed,
+                ..
+            } = p
+            {
+                if !*echoed && t == target && x == text {
+                    *echoed = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn str_of<'a>(data: &'a Json, key: &str) -> Option<&'a str> {
+    data.get(key).and_then(Json::as_str)
+}
+
+fn strings(data: &Json, key: &str) -> Vec<String> {
+    data.get(key)
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Seconds since the epoch as IRCv3 `server-time`: `YYYY-MM-DDThh:mm:ss.sssZ`.
+pub fn iso_time(secs: f64) -> String {
+    let ms = (secs * 1000.0).round().max(0.0) as u64;
+    let (days, rem) = (ms / 86_400_000, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,344 @@
+use super::*;
+
+fn parse(line: &str) -> Message {
+    Message::parse(line.as_bytes()).expect("a valid line")
+}
+
+/// Feeds lines; returns what came out.
+fn feed(s: &mut Session, lines: &[&str]) -> Vec<Out> {
+    lines.iter().flat_map(|l| s.on_line(&parse(l))).collect()
+}
+
+fn lines(out: &[Out]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Line(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The gateway requests among `out`, as JSON.
+fn requests(out: &[Out]) -> Vec<Json> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Gateway(t) => Some(serde_json::from_str(t).expect("JSON")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer(s: &mut Session, req: &Json, data: Json) -> Vec<Out> {
+    let text = json!({"re": req["re"], "service": req["service"], "data": data}).to_string();
+    s.on_gateway(&text)
+}
+
+/// A session registered as `ana`, with `caps` acknowledged.
+fn registered(caps: &str) -> Session {
+    let mut s = Session::new("irc.test");
+    let mut out = feed(
+        &mut s,
+        &[
+            "CAP LS 302",
+            &format!("CAP REQ :{caps}"),
+            "NICK ana",
+            "USER ana 0 * :Ana",
+        ],
+    );
+    out.extend(feed(&mut s, &["CAP END"]));
+    let login = requests(&out).pop().expect("a login");
+    let out = answer(&mut s, &login, json!({"status": "sucesso", "user": "ana"}));
+    let rooms = requests(&out).pop().expect("the rooms");
+    answer(&mut s, &rooms, json!({"status": "OK", "channels": []}));
+    s
+}
+
+#[test]
+fn registration_logs_in_as_the_nick_and_welcomes_once_answered() {
+    let mut s = Session::new("irc.test");
+    assert!(requests(&feed(&mut s, &["NICK ana"])).is_empty());
+    let out = feed(&mut s, &["USER ana 0 * :Ana Lima"]);
+    let reqs = requests(&out);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0]["service"], "login");
+    assert_eq!(reqs[0]["data"], json!({"user": "ana", "device": "irc"}));
+    assert_eq!(s.nick(), None, "not registered before the answer");
+    let out = answer(
+        &mut s,
+        &reqs[0],
+        json!({"status": "sucesso", "user": "ana"}),
+    );
+    let l = lines(&out);
+    assert!(
+        l[0].starts_with(":irc.test 001 ana :Welcome to Palaver, ana!ana@palaver"),
+        "{l:?}"
+    );
+    assert!(l
+        .iter()
+        .any(|x| x.contains(" 005 ana ") && x.contains("CASEMAPPING=ascii")));
+    assert!(l.iter().any(|x| x.contains(" 376 ana ")));
+    assert_eq!(requests(&out)[0]["service"], "joined");
+    assert_eq!(s.nick(), Some("ana"));
+}
+
+#[test]
+fn a_nick_with_a_password_is_refused_without_one_and_another_can_be_chosen() {
+    let mut s = Session::new("irc.test");
+    let out = feed(&mut s, &["NICK ana", "USER ana 0 * :Ana"]);
+    let out = answer(
+        &mut s,
+        &requests(&out)[0],
+        json!({"status": "erro", "description": "`ana` has a password"}),
+    );
+    let l = lines(&out);
+    assert_eq!(l.len(), 1);
+    assert!(
+        l[0].starts_with(":irc.test 433 * ana :Nickname is unavailable: `ana` has a password"),
+        "{l:?}"
+    );
+    let out = feed(&mut s, &["NICK bea"]);
+    assert_eq!(requests(&out)[0]["data"]["user"], "bea");
+}
+
+#[test]
+fn pass_goes_with_the_login_and_a_wrong_one_is_464() {
+    let mut s = Session::new("irc.test");
+    let out = feed(&mut s, &["PASS secret", "NICK ana", "USER ana 0 * :Ana"]);
+    let req = &requests(&out)[0];
+    assert_eq!(req["data"]["password"], "secret");
+    let out = answer(
+        &mut s,
+        req,
+        json!({"status": "erro", "description": "wrong password"}),
+    );
+    assert!(lines(&out)[0].contains(" 464 ana :Password incorrect: wrong password"));
+}
+
+#[test]
+fn sasl_plain_logs_in_before_registration_ends() {
+    let mut s = Session::new("irc.test");
+    let out = feed(&mut s, &["CAP LS 302", "NICK guest", "USER guest 0 * :G"]);
+    assert!(lines(&out)[0].contains("CAP * LS :sasl=PLAIN server-time message-tags echo-message"));
+    assert!(requests(&out).is_empty(), "registration waits for CAP END");
+    let out = feed(&mut s, &["CAP REQ :sasl", "AUTHENTICATE PLAIN"]);
+    assert_eq!(
+        lines(&out),
+        [":irc.test CAP guest ACK :sasl", "AUTHENTICATE +"]
+    );
+    let payload = base64::engine::general_purpose::STANDARD.encode("\0ana\0correct horse");
+    let out = feed(&mut s, &[&format!("AUTHENTICATE {payload}")]);
+    let req = &requests(&out)[0];
+    assert_eq!(
+        req["data"],
+        json!({"user": "ana", "password": "correct horse", "device": "irc"})
+    );
+    let out = answer(&mut s, req, json!({"status": "sucesso", "user": "ana"}));
+    let l = lines(&out);
+    assert!(
+        l[0].contains(" 900 guest guest!guest@palaver ana :You are now logged in as ana"),
+        "{l:?}"
+    );
+    assert!(l[1].contains(" 903 "));
+    let out = feed(&mut s, &["CAP END"]);
+    let l = lines(&out);
+    // The nick becomes the account's, then the welcome.
+    assert_eq!(l[0], ":guest!guest@palaver NICK ana");
+    assert!(l[1].contains(" 001 ana "));
+    assert!(
+        requests(&out).iter().all(|r| r["service"] != "login"),
+        "no second login"
+    );
+}
+
+#[test]
+fn sasl_failures_and_aborts_are_numerics() {
+    let mut s = Session::new("irc.test");
+    let out = feed(&mut s, &["AUTHENTICATE EXTERNAL"]);
+    assert!(lines(&out)[1].contains(" 904 "));
+    let out = feed(&mut s, &["AUTHENTICATE PLAIN", "AUTHENTICATE %%%notbase64"]);
+    assert!(lines(&out)[1].contains(" 904 * :SASL authentication failed: not base64"));
+    let out = feed(&mut s, &["AUTHENTICATE PLAIN", "AUTHENTICATE *"]);
+    assert!(lines(&out)[1].contains(" 906 "));
+    let out = feed(&mut s, &["AUTHENTICATE PLAIN", "AUTHENTICATE +"]);
+    assert!(lines(&out)[1].contains("expected authzid, authcid and password"));
+}
+
+#[test]
+fn commands_before_registration_are_451_and_unknown_ones_421() {
+    let mut s = Session::new("irc.test");
+    let l = lines(&feed(&mut s, &["JOIN #den", "PING x"]));
+    assert_eq!(
+        l,
+        [
+            ":irc.test 451 * :You have not registered",
+            ":irc.test PONG irc.test :x"
+        ]
+    );
+    let mut s = registered("");
+    let l = lines(&feed(&mut s, &["FROB x"]));
+    assert_eq!(l, [":irc.test 421 ana FROB :Unknown command"]);
+    let l = lines(&feed(&mut s, &["NICK bob"]));
+    assert!(l[0].contains(" 432 ana bob :On Palaver your nick is your account"));
+}
+
+#[test]
+fn joining_a_room_that_does_not_exist_creates_it_then_joins() {
+    let mut s = registered("");
+    let out = feed(&mut s, &["JOIN #den"]);
+    let join = &requests(&out)[0];
+    assert_eq!(
+        (join["service"].as_str(), &join["data"]["channel"]),
+        (Some("join"), &json!("den"))
+    );
+    let out = answer(
+        &mut s,
+        join,
+        json!({"status": "erro", "description": "channel `den` does not exist"}),
+    );
+    let create = &requests(&out)[0];
+    assert_eq!(create["service"], "channel");
+    let out = answer(&mut s, create, json!({"status": "sucesso"}));
+    let join = &requests(&out)[0];
+    assert_eq!(join["service"], "join");
+    let posts = json!([{"user": "cy", "message": "earlier", "id": "s1:3", "timestamp": 1.5}]);
+    let out = answer(
+        &mut s,
+        join,
+        json!({"status": "OK", "topic": "plans", "topic_by": "cy", "messages": posts}),
+    );
+    let l = lines(&out);
+    assert_eq!(l[0], ":ana!ana@palaver JOIN #den");
+    assert_eq!(l[1], ":irc.test 332 ana #den :plans");
+    assert_eq!(l[3], ":cy!cy@palaver PRIVMSG #den :earlier");
+    let names = &requests(&out)[0];
+    let out = answer(
+        &mut s,
+        names,
+        json!({"status": "OK", "members": ["ana", "cy"], "owner": "ana"}),
+    );
+    assert_eq!(
+        lines(&out),
+        [
+            ":irc.test 353 ana = #den :@ana cy",
+            ":irc.test 366 ana #den :End of /NAMES list"
+        ]
+    );
+}
+
+#[test]
+fn messages_go_to_rooms_and_people_and_failures_say_why() {
+    let mut s = registered("");
+    let out = feed(&mut s, &["PRIVMSG #den,bob :hi there"]);
+    let reqs = requests(&out);
+    assert_eq!(reqs[0]["service"], "publish");
+    assert_eq!(
+        reqs[0]["data"],
+        json!({"channel": "den", "message": "hi there"})
+    );
+    assert_eq!(reqs[1]["service"], "message");
+    assert_eq!(
+        reqs[1]["data"],
+        json!({"dst": "bob", "message": "hi there"})
+    );
+    let out = answer(
+        &mut s,
+        &reqs[1],
+        json!({"status": "erro", "description": "no such user `bob`"}),
+    );
+    assert_eq!(lines(&out), [":irc.test 401 ana bob :no such user `bob`"]);
+    // A NOTICE's failure is silent, as IRC wants.
+    let out = feed(&mut s, &["NOTICE bob :psst"]);
+    let out = answer(
+        &mut s,
+        &requests(&out)[0],
+        json!({"status": "erro", "description": "no"}),
+    );
+    assert!(lines(&out).is_empty());
+    // An ACTION is kept as text.
+    let out = feed(&mut s, &["PRIVMSG #den :\u{1}ACTION waves\u{1}"]);
+    assert_eq!(requests(&out)[0]["data"]["message"], "* ana waves");
+}
+
+#[test]
+fn publications_become_lines_with_time_and_id_when_asked() {
+    let mut s = registered("server-time message-tags");
+    let out = feed(&mut s, &["JOIN #den"]);
+    answer(&mut s, &requests(&out)[0], json!({"status": "OK"}));
+    let post = json!({"topic": "den", "service": "publish",
+        "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "timestamp": 1_795_379_525.25}});
+    let l = lines(&s.on_gateway(&post.to_string()));
+    assert_eq!(
+        l,
+        ["@time=2026-11-22T20:32:05.250Z;msgid=s2:9 :cy!cy@palaver PRIVMSG #den :hello"]
+    );
+    // One's own post is not repeated without echo-message, whether its publication comes
+    // before its answer or after; the person's post from another client shows.
+    let out = feed(&mut s, &["PRIVMSG #den :first", "PRIVMSG #den :second"]);
+    let reqs = requests(&out);
+    let own = |text: &str, id: &str| {
+        json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": text, "id": id}}).to_string()
+    };
+    assert!(lines(&s.on_gateway(&own("first", "s1:1"))).is_empty());
+    assert!(lines(&answer(
+        &mut s,
+        &reqs[0],
+        json!({"status": "OK", "id": "s1:1"})
+    ))
+    .is_empty());
+    assert!(lines(&answer(
+        &mut s,
+        &reqs[1],
+        json!({"status": "OK", "id": "s1:2"})
+    ))
+    .is_empty());
+    assert!(lines(&s.on_gateway(&own("second", "s1:2"))).is_empty());
+    assert_eq!(
+        lines(&s.on_gateway(&own("from my phone", "s2:5"))),
+        ["@msgid=s2:5 :ana!ana@palaver PRIVMSG #den :from my phone"]
+    );
+    let dm = json!({"topic": "ana", "service": "message", "data": {"src": "bob", "dst": "ana", "message": "psst"}});
+    assert_eq!(
+        lines(&s.on_gateway(&dm.to_string())),
+        [":bob!bob@palaver PRIVMSG ana :psst"]
+    );
+    let join =
+        json!({"topic": "den", "service": "join", "data": {"user": "bob", "channel": "den"}});
+    assert_eq!(
+        lines(&s.on_gateway(&join.to_string())),
+        [":bob!bob@palaver JOIN #den"]
+    );
+    // Rooms not joined on IRC show nothing.
+    let elsewhere = json!({"topic": "hall", "service": "publish", "data": {"user": "cy", "channel": "hall", "message": "x"}});
+    assert!(lines(&s.on_gateway(&elsewhere.to_string())).is_empty());
+}
+
+#[test]
+fn echo_message_repeats_ones_own_text_once_accepted() {
+    let mut s = registered("echo-message");
+    let out = feed(&mut s, &["PRIVMSG #den :mine"]);
+    let out = answer(
+        &mut s,
+        &requests(&out)[0],
+        json!({"status": "OK", "id": "s1:7"}),
+    );
+    assert_eq!(lines(&out), [":ana!ana@palaver PRIVMSG #den :mine"]);
+}
+
+#[test]
+fn a_long_post_is_cut_into_lines_that_fit() {
+    let mut s = registered("");
+    let out = feed(&mut s, &["JOIN #den"]);
+    answer(&mut s, &requests(&out)[0], json!({"status": "OK"}));
+    let text = "word ".repeat(200);
+    let post = json!({"topic": "den", "service": "publish", "data": {"user": "cy", "channel": "den", "message": text}});
+    let l = lines(&s.on_gateway(&post.to_string()));
+    assert!(l.len() >= 3);
+    assert!(l.iter().all(|x| x.len() + 2 <= crate::line::MAX_LINE));
+}
+
+#[test]
+fn server_time_is_iso_8601_in_utc_with_milliseconds() {
+    assert_eq!(iso_time(0.0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso_time(951_782_400.5), "2000-02-29T00:00:00.500Z");
+    assert_eq!(iso_time(1_795_379_525.25), "2026-11-22T20:32:05.250Z");
+}

@@ -1,0 +1,394 @@
+//! `palaver irc` against a real cluster, over real TCP: registration (plain, PASS, SASL PLAIN),
+//! rooms and private messages in both directions with a person on the client core, and the
+//! answers IRC clients expect to bad input and abuse.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{bin, name, Cluster};
+use palaver_proto::Name;
+use palaver_testkit::Proc;
+
+const WAIT: Duration = Duration::from_secs(15);
+const PASSWORD: &str = "correct horse battery";
+
+/// A `palaver irc` process for a cluster.
+struct Irc {
+    _proc: Proc,
+    addr: String,
+}
+
+impl Irc {
+    fn start(cluster: &Cluster, extra: &[&str]) -> Irc {
+        let log = cluster
+            .dir()
+            .join(format!("irc-{}.log", rand::random::<u32>()));
+        let mut args: Vec<String> = [
+            "irc",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "irc.test",
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut proc = Proc::spawn("irc", &bin(), &args, &log);
+        assert!(
+            proc.await_ready(WAIT),
+            "the gateway did not start:\n{}",
+            proc.log()
+        );
+        let addr = proc
+            .log()
+            .split("connect an IRC client to ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("the gateway did not say where it listens:\n{}", proc.log()));
+        Irc { _proc: proc, addr }
+    }
+}
+
+/// One IRC client connection: lines written, lines read and kept.
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    seen: Vec<String>,
+}
+
+impl Client {
+    fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+            seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write");
+    }
+
+    /// The next line, if one comes within the read timeout; `None` at the end too.
+    fn line(&mut self) -> Option<String> {
+        let mut l = String::new();
+        match self.reader.read_line(&mut l) {
+            Ok(0) => None,
+            Ok(_) => Some(l.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// Reads until a line satisfies `pred`; panics with what was read when none does in time.
+    fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(l) = self.line() {
+                self.seen.push(l.clone());
+                if pred(&l) {
+                    return l;
+                }
+            }
+        }
+        panic!("no line {what}; read:\n{}", self.seen.join("\n"));
+    }
+
+    /// Reads until the server closes the connection; the lines read.
+    fn until_closed(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            let mut l = String::new();
+            match self.reader.read_line(&mut l) {
+                Ok(0) => return got,
+                Ok(_) => got.push(l.trim_end().to_owned()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return got,
+            }
+        }
+        panic!(
+            "the server kept the connection open; read:\n{}",
+            got.join("\n")
+        );
+    }
+
+    /// Registers as `nick` (with `pass`, if any) and waits for the end of the MOTD.
+    fn register(addr: &str, nick: &str, pass: Option<&str>) -> Client {
+        let mut c = Client::connect(addr);
+        if let Some(p) = pass {
+            c.send(&format!("PASS :{p}"));
+        }
+        c.send(&format!("NICK {nick}"));
+        c.send(&format!("USER {nick} 0 * :{nick}"));
+        c.expect("welcoming", |l| l.contains(&format!(" 001 {nick} ")));
+        c.expect("ending the MOTD", |l| l.contains(" 376 "));
+        c
+    }
+
+    fn join(&mut self, room: &str) {
+        self.send(&format!("JOIN #{room}"));
+        self.expect("ending NAMES", |l| {
+            l.contains(" 366 ") && l.contains(&format!("#{room} "))
+        });
+    }
+}
+
+/// A person on the client core, following their own topic and `rooms`.
+struct Person {
+    conn: palaver_client::Connection,
+    sub: palaver_client::Subscriber,
+    name: Name,
+}
+
+impl Person {
+    fn login(cluster: &Cluster, who: &str, rooms: &[&str]) -> Person {
+        let mut conn = cluster.connection();
+        let me = name(who);
+        conn.login(&me).expect("login");
+        let mut sub = cluster.subscriber();
+        sub.subscribe(who).expect("subscribe");
+        for r in rooms {
+            sub.subscribe(r).expect("subscribe");
+        }
+        Person {
+            conn,
+            sub,
+            name: me,
+        }
+    }
+
+    /// The next publication whose text is `text`, within the wait.
+    fn receive(&mut self, text: &str) -> palaver_proto::Envelope {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(r) = self
+                .sub
+                .recv_timeout(Duration::from_millis(100))
+                .expect("receive")
+            {
+                if r.publication
+                    .envelope
+                    .data
+                    .opt_str("message")
+                    .ok()
+                    .flatten()
+                    == Some(text)
+                {
+                    return r.publication.envelope;
+                }
+            }
+        }
+        panic!("`{text}` never arrived");
+    }
+}
+
+#[test]
+fn an_irc_person_and_a_client_core_person_chat_in_a_room_and_privately_both_ways() {
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &[]);
+    let mut bob = Person::login(&cluster, "bob", &[]);
+    let mut ana = Client::register(&irc.addr, "ana", None);
+    // A room that does not exist is created by joining it, owned by the joiner.
+    ana.join("den");
+    assert!(
+        ana.seen.iter().any(|l| l.contains(" 353 ana = #den :@ana")),
+        "{:?}",
+        ana.seen
+    );
+    let den = name("den");
+    bob.sub.subscribe("den").unwrap();
+    let joined = bob.conn.call(
+        palaver_proto::Envelope::new("join")
+            .with("user", "bob")
+            .with("channel", "den"),
+    );
+    assert!(joined.is_ok(), "{joined:?}");
+    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    // The client core posts; the IRC client sees it live.
+    cluster.await_subscription(&mut bob.conn, &mut bob.sub, &bob.name, &den);
+    bob.conn
+        .publish(&bob.name, &den, "hello from the terminal")
+        .unwrap();
+    ana.expect("with bob's post", |l| {
+        l == ":bob!bob@palaver PRIVMSG #den :hello from the terminal"
+    });
+    // The IRC client posts; the client core sees it.
+    ana.send("PRIVMSG #den :hello from irc");
+    let post = bob.receive("hello from irc");
+    assert_eq!(post.data.opt_str("user").unwrap(), Some("ana"));
+    // Private messages, both ways.
+    ana.send("PRIVMSG bob :psst, bob");
+    let pm = bob.receive("psst, bob");
+    assert_eq!(pm.data.opt_str("src").unwrap(), Some("ana"));
+    bob.conn
+        .message(&bob.name, &name("ana"), "psst, ana")
+        .unwrap();
+    ana.expect("with bob's private message", |l| {
+        l == ":bob!bob@palaver PRIVMSG ana :psst, ana"
+    });
+    // A private message to nobody is a 401 with the cluster's reason.
+    ana.send("PRIVMSG nobody-here :hello?");
+    ana.expect("refusing a message to nobody", |l| {
+        l.starts_with(":irc.test 401 ana nobody-here :")
+    });
+    // Topic, names, list, whois, part.
+    ana.send("TOPIC #den :plans for the week");
+    ana.expect("with the new topic", |l| {
+        l == ":ana!ana@palaver TOPIC #den :plans for the week"
+    });
+    ana.send("LIST");
+    ana.expect("listing den", |l| l.contains(" 322 ana #den "));
+    ana.send("WHOIS bob");
+    ana.expect("knowing bob", |l| l.contains(" 311 ana bob bob palaver "));
+    ana.send("PART #den");
+    ana.expect("parting", |l| l == ":ana!ana@palaver PART #den");
+    // Joining again plays the recent posts back, the terminal's included.
+    ana.send("JOIN #den");
+    ana.expect("with the post played back", |l| {
+        l.ends_with("PRIVMSG #den :hello from the terminal")
+    });
+    ana.send("QUIT :bye");
+    let last = ana.until_closed();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("ERROR :Closing link: bye")),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn sasl_and_pass_log_in_to_a_password_account_and_nobody_else_can_take_its_nick() {
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &[]);
+    let mut conn = cluster.connection();
+    conn.register(&name("cy"), PASSWORD).expect("register");
+    // Without the password the nick is refused, and another one can be chosen.
+    let mut c = Client::connect(&irc.addr);
+    c.send("NICK cy");
+    c.send("USER cy 0 * :Cy");
+    c.expect("refusing the nick", |l| {
+        l.starts_with(":irc.test 433 * cy :")
+    });
+    c.send("NICK cy-guest");
+    c.expect("welcoming the other nick", |l| l.contains(" 001 cy-guest "));
+    // SASL PLAIN with the right password.
+    let mut s = Client::connect(&irc.addr);
+    s.send("CAP LS 302");
+    s.expect("offering SASL", |l| {
+        l.contains("CAP * LS :") && l.contains("sasl=PLAIN")
+    });
+    s.send("NICK whoever");
+    s.send("USER whoever 0 * :W");
+    s.send("CAP REQ :sasl server-time");
+    s.expect("acknowledging", |l| l.contains(" ACK :sasl server-time"));
+    s.send("AUTHENTICATE PLAIN");
+    s.expect("asking for the payload", |l| l == "AUTHENTICATE +");
+    let wrong = base64::engine::general_purpose::STANDARD.encode("\0cy\0not it");
+    s.send(&format!("AUTHENTICATE {wrong}"));
+    s.expect("refusing the wrong password", |l| l.contains(" 904 "));
+    s.send("AUTHENTICATE PLAIN");
+    let right = base64::engine::general_purpose::STANDARD.encode(format!("\0cy\0{PASSWORD}"));
+    s.send(&format!("AUTHENTICATE {right}"));
+    s.expect("logging in", |l| {
+        l.contains(" 900 whoever ") && l.ends_with("You are now logged in as cy")
+    });
+    s.expect("succeeding", |l| l.contains(" 903 "));
+    s.send("CAP END");
+    s.expect("taking the account's nick", |l| {
+        l == ":whoever!whoever@palaver NICK cy"
+    });
+    s.expect("welcoming cy", |l| l.contains(" 001 cy "));
+    // PASS works too.
+    let mut p = Client::register(&irc.addr, "cy", Some(PASSWORD));
+    p.join("hall");
+    // Both of cy's connections are cy: a post from one reaches the other's room.
+    s.join("hall");
+    p.send("PRIVMSG #hall :from my other client");
+    s.expect("with the other client's post", |l| {
+        l.ends_with("PRIVMSG #hall :from my other client")
+    });
+}
+
+#[test]
+fn bad_input_gets_the_replies_irc_clients_expect_and_changes_nothing() {
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &["--per-address", "4", "--flood", "30"]);
+    let mut c = Client::connect(&irc.addr);
+    c.send("JOIN #den");
+    c.expect("refusing before registration", |l| {
+        l == ":irc.test 451 * :You have not registered"
+    });
+    c.send("NICK #bad");
+    c.expect("refusing the nick", |l| {
+        l.starts_with(":irc.test 432 * #bad ")
+    });
+    c.send("NICK ana");
+    c.send("USER ana 0 * :Ana");
+    c.expect("welcoming", |l| l.contains(" 001 ana "));
+    c.send("FROBNICATE now");
+    c.expect("not knowing it", |l| {
+        l == ":irc.test 421 ana FROBNICATE :Unknown command"
+    });
+    c.send(&format!("PRIVMSG #den :{}", "x".repeat(600)));
+    c.expect("refusing the long line", |l| {
+        l.contains(" 417 ana :Input line was too long")
+    });
+    // A line with no end in sight is skipped to its end, and the next one is read.
+    c.send_raw(&vec![b'y'; 10_000]);
+    c.send_raw(b"\r\nPING after\r\n");
+    c.expect("answering after the long line", |l| {
+        l.ends_with("PONG irc.test :after")
+    });
+    c.send_raw(b"PRIVMSG #den :\xff\xfe\r\n");
+    c.expect("refusing invalid UTF-8", |l| {
+        l.contains("FAIL * INVALID_UTF8")
+    });
+    c.send("PRIVMSG #nowhere :hello");
+    c.expect("refusing a post to a room that does not exist", |l| {
+        l.starts_with(":irc.test 404 ana #nowhere :")
+    });
+    // Nothing of it was stored: no such room, no post.
+    let mut conn = cluster.connection();
+    assert!(!conn
+        .channels()
+        .unwrap()
+        .iter()
+        .any(|ch| ch == "nowhere" || ch == "den"));
+    // Too many connections from one address.
+    let _others: Vec<Client> = (0..3).map(|_| Client::connect(&irc.addr)).collect();
+    let mut fifth = Client::connect(&irc.addr);
+    let last = fifth.until_closed();
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("ERROR :Too many connections")),
+        "{last:?}"
+    );
+    // A flood is cut off.
+    let lines: String = (0..60).map(|i| format!("PING f{i}\r\n")).collect();
+    c.send_raw(lines.as_bytes());
+    let last = c.until_closed();
+    assert!(
+        last.iter().any(|l| l.starts_with("ERROR :Flooding")),
+        "{last:?}"
+    );
+}
