@@ -61,6 +61,7 @@ struct Deployment {
     broker_port: u16,
     sub_port: u16,
     web_port: u16,
+    irc_port: u16,
 }
 
 impl Deployment {
@@ -79,6 +80,7 @@ impl Deployment {
             broker_port: port(layout.broker()),
             sub_port: port(layout.proxy_xpub()),
             web_port: port(layout.web()),
+            irc_port: port(layout.irc()),
         }
     }
 
@@ -88,6 +90,7 @@ impl Deployment {
             ("PALAVER_BROKER_PORT".into(), self.broker_port.to_string()),
             ("PALAVER_SUB_PORT".into(), self.sub_port.to_string()),
             ("PALAVER_WEB_PORT".into(), self.web_port.to_string()),
+            ("PALAVER_IRC_PORT".into(), self.irc_port.to_string()),
         ];
         for k in ["DOCKER_HOST", "PATH"] {
             if let Ok(v) = std::env::var(k) {
@@ -294,6 +297,10 @@ fn the_compose_deployment_comes_up_heals_from_faults_and_keeps_its_data() {
         page.starts_with("HTTP/1.1 200") && page.contains("<html"),
         "{page}"
     );
+    // The IRC gateway, on this host's published port: it answers a PING before registration.
+    let irc = std::net::SocketAddr::from(([127, 0, 0, 1], d.irc_port));
+    let pong = common::irc_ping(irc, "compose");
+    assert!(pong.ends_with("PONG palaver :compose"), "{pong}");
 
     // The bots post; the listener sees their posts. (Its hearing the coordinator's
     // announcement is checked below, when the coordinator is killed and another elected.)

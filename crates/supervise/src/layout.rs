@@ -100,7 +100,7 @@ impl Layout {
     /// Every port the layout uses.
     pub fn ports(&self) -> Vec<u16> {
         let servers = (1..=self.servers).map(|i| self.base + 10 + i as u16);
-        [0, 1, 2, 3, 4, 5]
+        [0, 1, 2, 3, 4, 5, 6]
             .into_iter()
             .map(|o| self.base + o)
             .chain(servers)
@@ -134,6 +134,11 @@ impl Layout {
 
     pub fn reference(&self) -> String {
         self.endpoint(5)
+    }
+
+    /// Where an IRC gateway may listen (`host:port`).
+    pub fn irc(&self) -> String {
+        format!("{}:{}", self.host, self.base + 6)
     }
 
     /// Server `i`'s peer endpoint, `i` from 1.

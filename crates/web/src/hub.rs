@@ -329,7 +329,7 @@ impl Driver {
                             Ok(()) => continue,
                             Err(TrySendError::Closed(_)) => None,
                             Err(TrySendError::Full(_)) => Some(format!(
-                                "too slow: {} messages waiting for this browser",
+                                "too slow: {} messages waiting for this client",
                                 queue.max_capacity()
                             )),
                         };

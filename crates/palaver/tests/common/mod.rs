@@ -251,3 +251,15 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Sends `PING token` to an IRC gateway at `addr` before registering; its first line back.
+pub fn irc_ping(addr: std::net::SocketAddr, token: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "PING {token}\r\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
