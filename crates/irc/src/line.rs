@@ -323,6 +323,34 @@ mod tests {
         assert_eq!(m.params[14], "14 15 16 17 18 19");
     }
 
+    /// Any bytes at all: an error or a message, never a panic; and a message written back
+    /// parses to itself.
+    #[test]
+    fn random_lines_never_panic_and_what_parses_writes_back_the_same() {
+        use rand::{Rng, SeedableRng};
+        let seed: u64 = std::env::var("PALAVER_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let alphabet = b"@:; =\\#!abcAB01 \xff\xc3\xa9\x01\r";
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let line: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
+            if let Ok(m) = Message::parse(&line) {
+                let again = Message::parse(m.line().as_bytes());
+                assert_eq!(
+                    again.as_ref(),
+                    Ok(&m),
+                    "seed {seed}: {line:?} wrote {:?}",
+                    m.line()
+                );
+            }
+        }
+    }
+
     #[test]
     fn long_texts_are_cut_on_characters_and_preferably_spaces() {
         assert_eq!(pieces("", 10), [""]);
