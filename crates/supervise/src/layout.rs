@@ -285,8 +285,12 @@ mod tests {
         assert_eq!(l.proxy_xpub(), "tcp://h:5558");
         assert_eq!(l.reference(), "tcp://h:5560");
         assert_eq!(l.peer(2), "tcp://h:5567");
-        assert_eq!(l.ports(), [5555, 5556, 5557, 5558, 5559, 5560, 5566, 5567]);
+        assert_eq!(
+            l.ports(),
+            [5555, 5556, 5557, 5558, 5559, 5560, 5561, 5566, 5567]
+        );
         assert_eq!(l.web(), "h:5559");
+        assert_eq!(l.irc(), "h:5561");
         let roles = l.roles(
             std::path::Path::new("/d"),
             std::path::Path::new("/k"),
