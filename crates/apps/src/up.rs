@@ -63,33 +63,22 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let key_file = opts.data.join(KEY_FILE);
     palaver_auth::Credentials::load_or_create(&key_file)?;
     let mut roles = layout.roles(&opts.data, &key_file, &opts.skew_ms);
-    if let Some(addr) = opts.web {
-        let args = [
-            "web",
-            "--listen",
-            &addr.to_string(),
-            "--broker",
-            &layout.broker(),
-        ]
-        .into_iter()
-        .chain(["--sub", &layout.proxy_xpub()])
-        .map(str::to_owned)
-        .collect();
-        roles.push(("web".to_owned(), args));
-    }
-    if let Some(addr) = opts.irc {
-        let args = [
-            "irc",
-            "--listen",
-            &addr.to_string(),
-            "--broker",
-            &layout.broker(),
-        ]
-        .into_iter()
-        .chain(["--sub", &layout.proxy_xpub()])
-        .map(str::to_owned)
-        .collect();
-        roles.push(("irc".to_owned(), args));
+    // The gateways, each a client of the cluster like any other.
+    for (role, addr) in [("web", opts.web), ("irc", opts.irc)] {
+        if let Some(addr) = addr {
+            let args = [
+                role,
+                "--listen",
+                &addr.to_string(),
+                "--broker",
+                &layout.broker(),
+            ]
+            .into_iter()
+            .chain(["--sub", &layout.proxy_xpub()])
+            .map(str::to_owned)
+            .collect();
+            roles.push((role.to_owned(), args));
+        }
     }
     let mut procs: Vec<Proc> = roles
         .into_iter()

@@ -67,21 +67,14 @@ impl Options {
 /// # Errors
 /// When the address cannot be listened on or the sockets cannot be made.
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let ctx = zmq::Context::new();
-    let (hub, thread) = palaver_web::hub::spawn(
-        &ctx,
-        &opts.broker,
-        &opts.sub,
-        opts.rate,
-        opts.timeout,
-        shutdown.clone(),
-    )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("irc")
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(async {
+    let gateway = palaver_web::Gateway {
+        name: "irc",
+        broker: &opts.broker,
+        sub: &opts.sub,
+        rate: opts.rate,
+        timeout: opts.timeout,
+    };
+    palaver_web::with_hub(&gateway, shutdown, |hub| async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -92,9 +85,6 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         );
         palaver_supervise::notify_ready();
         listen::serve(listener, hub, opts.clone(), shutdown.clone()).await;
-        anyhow::Ok(())
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let _ = thread.join();
-    result
+        Ok(())
+    })
 }

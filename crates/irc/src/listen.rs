@@ -45,8 +45,16 @@ pub async fn serve(listener: TcpListener, hub: Hub, opts: Options, shutdown: Shu
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                let (hub, opts, addresses) = (hub.clone(), opts.clone(), addresses.clone());
-                tokio::spawn(connection(stream, peer, hub, opts, addresses));
+                // Counted here, in the order connections arrive, not in the order their
+                // tasks first run.
+                let admitted = admit(&addresses, peer.ip(), opts.per_address.max(1));
+                tokio::spawn(connection(
+                    stream,
+                    peer,
+                    hub.clone(),
+                    opts.clone(),
+                    admitted,
+                ));
             }
             Err(e) => {
                 // Out of descriptors, most often: wait a little rather than spin.
@@ -100,12 +108,12 @@ async fn connection(
     peer: SocketAddr,
     hub: Hub,
     opts: Options,
-    addresses: Addresses,
+    admitted: Option<Admitted>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
-    let Some(_admitted) = admit(&addresses, peer.ip(), opts.per_address.max(1)) else {
+    let Some(_admitted) = admitted else {
         let line = format!(
             "ERROR :Too many connections from {} (at most {} at once)\r\n",
             peer.ip(),

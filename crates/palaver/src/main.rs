@@ -642,16 +642,7 @@ fn main() -> anyhow::Result<()> {
                 palaver_web::Options::new(a.listen, &a.endpoints.broker, &a.endpoints.sub);
             opts.per_address = a.per_address;
             opts.max_message = a.max_message.clamp(1, 1 << 20);
-            for (value, flag) in [(a.rate, "--rate"), (a.burst, "--burst")] {
-                anyhow::ensure!(
-                    value.is_finite() && value > 0.0,
-                    "{flag} must be a positive number"
-                );
-            }
-            opts.rate = palaver_web::Rate {
-                per_second: a.rate,
-                burst: a.burst.max(1.0),
-            };
+            opts.rate = gateway_rate(a.rate, a.burst)?;
             opts.queue = a.queue;
             palaver_web::run(&opts, &on_signal()?)
         }
@@ -665,16 +656,7 @@ fn main() -> anyhow::Result<()> {
             opts.server_name = a.name;
             opts.per_address = a.per_address;
             opts.flood = a.flood.max(1);
-            for (value, flag) in [(a.rate, "--rate"), (a.burst, "--burst")] {
-                anyhow::ensure!(
-                    value.is_finite() && value > 0.0,
-                    "{flag} must be a positive number"
-                );
-            }
-            opts.rate = palaver_web::Rate {
-                per_second: a.rate,
-                burst: a.burst.max(1.0),
-            };
+            opts.rate = gateway_rate(a.rate, a.burst)?;
             opts.queue = a.queue;
             palaver_irc::run(&opts, &on_signal()?)
         }
@@ -800,4 +782,18 @@ fn positive(secs: f64, flag: &str) -> anyhow::Result<f64> {
     } else {
         anyhow::bail!("{flag} must be a positive number of seconds")
     }
+}
+
+/// A gateway's `--rate` and `--burst`, checked.
+fn gateway_rate(rate: f64, burst: f64) -> anyhow::Result<palaver_web::Rate> {
+    for (value, flag) in [(rate, "--rate"), (burst, "--burst")] {
+        anyhow::ensure!(
+            value.is_finite() && value > 0.0,
+            "{flag} must be a positive number"
+        );
+    }
+    Ok(palaver_web::Rate {
+        per_second: rate,
+        burst: burst.max(1.0),
+    })
 }

@@ -24,37 +24,19 @@ struct Irc {
 
 impl Irc {
     fn start(cluster: &Cluster, extra: &[&str]) -> Irc {
-        let log = cluster
-            .dir()
-            .join(format!("irc-{}.log", rand::random::<u32>()));
-        let mut args: Vec<String> = [
+        let extra: Vec<&str> = ["--name", "irc.test"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let (proc, addr) = common::gateway(
+            cluster,
             "irc",
-            "--listen",
             "127.0.0.1:0",
-            "--name",
-            "irc.test",
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut proc = Proc::spawn("irc", &bin(), &args, &log);
-        assert!(
-            proc.await_ready(WAIT),
-            "the gateway did not start:\n{}",
-            proc.log()
+            &extra,
+            "connect an IRC client to ",
+            ' ',
         );
-        let addr = proc
-            .log()
-            .split("connect an IRC client to ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("the gateway did not say where it listens:\n{}", proc.log()));
         Irc { _proc: proc, addr }
     }
 }

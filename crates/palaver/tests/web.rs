@@ -30,35 +30,7 @@ struct Web {
 impl Web {
     /// Starts a gateway on `listen` (port 0: any free one) with extra flags.
     fn start(cluster: &Cluster, listen: &str, extra: &[&str]) -> Web {
-        let log = cluster
-            .dir()
-            .join(format!("web-{}.log", rand::random::<u32>()));
-        let mut args: Vec<String> = [
-            "web",
-            "--listen",
-            listen,
-            "--broker",
-            &cluster.broker_endpoint(),
-            "--sub",
-            &cluster.sub_endpoint(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut proc = Proc::spawn("web", &bin(), &args, &log);
-        assert!(
-            proc.await_ready(WAIT),
-            "the gateway did not start:\n{}",
-            proc.log()
-        );
-        let addr = proc
-            .log()
-            .split("open http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("the gateway did not say where it listens:\n{}", proc.log()));
+        let (proc, addr) = common::gateway(cluster, "web", listen, extra, "open http://", '/');
         Web { proc, addr }
     }
 

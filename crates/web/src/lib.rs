@@ -64,21 +64,14 @@ impl Options {
 /// # Errors
 /// When the address cannot be listened on or the sockets cannot be made.
 pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let ctx = zmq::Context::new();
-    let (hub, thread) = hub::spawn(
-        &ctx,
-        &opts.broker,
-        &opts.sub,
-        opts.rate,
-        opts.timeout,
-        shutdown.clone(),
-    )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("web")
-        .enable_all()
-        .build()?;
-    let served = runtime.block_on(async {
+    let gateway = Gateway {
+        name: "web",
+        broker: &opts.broker,
+        sub: &opts.sub,
+        rate: opts.rate,
+        timeout: opts.timeout,
+    };
+    with_hub(&gateway, shutdown, |hub| async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -101,8 +94,45 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         })
         .await
         .context("serving HTTP")
-    });
-    // Open WebSockets end with the runtime; the browsers reconnect to the next gateway.
+    })
+}
+
+/// What a gateway front door needs of its hub: its name (for its threads) and the cluster.
+pub struct Gateway<'a> {
+    pub name: &'static str,
+    pub broker: &'a str,
+    pub sub: &'a str,
+    pub rate: Rate,
+    pub timeout: Duration,
+}
+
+/// Runs `serve` on a two-thread tokio runtime beside a hub on the cluster, for a front door
+/// (the web's, IRC's) whose sessions share the hub. When `serve` ends, for whatever reason,
+/// open sessions end with the runtime and the hub stops too.
+///
+/// # Errors
+/// When the hub's sockets or the runtime cannot be made, or `serve` fails.
+pub fn with_hub<F, Fut>(gateway: &Gateway<'_>, shutdown: &Shutdown, serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(hub::Hub) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let ctx = zmq::Context::new();
+    let (hub, thread) = hub::spawn(
+        &ctx,
+        gateway.broker,
+        gateway.sub,
+        gateway.rate,
+        gateway.timeout,
+        shutdown.clone(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(gateway.name)
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(serve(hub));
+    // Open connections end with the runtime; their people reconnect to the next gateway.
     runtime.shutdown_timeout(Duration::from_secs(1));
     shutdown.trigger();
     let _ = thread.join();

@@ -263,3 +263,46 @@ pub fn irc_ping(addr: std::net::SocketAddr, token: &str) -> String {
     std::io::BufReader::new(s).read_line(&mut line).unwrap();
     line.trim_end().to_owned()
 }
+
+/// Starts gateway `role` (`web`, `irc`) for `cluster` on `listen` (port 0: any free one) with
+/// extra flags, waits for it to be ready, and reads where it listens from its log: the word
+/// after `marker`, up to `end`.
+pub fn gateway(
+    cluster: &Cluster,
+    role: &str,
+    listen: &str,
+    extra: &[&str],
+    marker: &str,
+    end: char,
+) -> (palaver_testkit::Proc, String) {
+    let log = cluster
+        .dir()
+        .join(format!("{role}-{}.log", rand::random::<u32>()));
+    let args: Vec<String> = [
+        role,
+        "--listen",
+        listen,
+        "--broker",
+        &cluster.broker_endpoint(),
+        "--sub",
+        &cluster.sub_endpoint(),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut proc = palaver_testkit::Proc::spawn(role, &bin(), &args, &log);
+    assert!(
+        proc.await_ready(std::time::Duration::from_secs(15)),
+        "the gateway did not start:\n{}",
+        proc.log()
+    );
+    let addr = proc
+        .log()
+        .split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split(end).next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the gateway did not say where it listens:\n{}", proc.log()));
+    (proc, addr)
+}
