@@ -477,6 +477,7 @@ impl Session {
             limit: limit.clamp(1, palaver_proto::MAX_HISTORY),
             before: None,
             after: None,
+            window: Default::default(),
         };
         let reply = self
             .conn

@@ -173,6 +173,7 @@ impl Feed {
                 limit: MAX_HISTORY,
                 before: None,
                 after,
+                window: Default::default(),
             },
         }
     }

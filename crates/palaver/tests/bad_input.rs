@@ -411,6 +411,7 @@ fn absurd_clocks_are_refused_and_move_no_clock() {
             limit: 50,
             before: None,
             after: None,
+            window: Default::default(),
         };
         let ok = palaver_testkit::wait_until(std::time::Duration::from_secs(5), || {
             store

@@ -92,6 +92,7 @@ fn a_counted_run_sends_exactly_its_count_over_the_channels() {
             limit: 500,
             before: None,
             after: None,
+            window: Default::default(),
         };
         let (posts, _) = store.history(&q).unwrap();
         assert_eq!(posts.len(), 30, "room {c} has its share");

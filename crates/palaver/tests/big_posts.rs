@@ -136,6 +136,7 @@ fn the_largest_history_answer_passes_the_broker() {
         limit: palaver_proto::MAX_HISTORY,
         before: None,
         after: None,
+        window: Default::default(),
     };
     let reply = c
         .request(&palaver_proto::Request::History { query })

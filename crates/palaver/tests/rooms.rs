@@ -206,6 +206,7 @@ fn room_services_refuse_what_is_wrong_and_change_nothing() {
             limit: 10,
             before: None,
             after: None,
+            window: Default::default(),
         },
     });
     refused(history, "was deleted");

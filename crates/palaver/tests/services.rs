@@ -184,6 +184,7 @@ fn one_connection_keeps_many_requests_in_flight_each_answer_matched() {
         limit: palaver_proto::MAX_HISTORY,
         before: None,
         after: None,
+        window: Default::default(),
     };
     let reply = c
         .request(&palaver_proto::Request::History { query })

@@ -60,6 +60,7 @@ pub fn requests() -> Vec<Request> {
                     origin: "s2".into(),
                 }),
                 after: None,
+                window: Default::default(),
             },
         },
         Request::History {
@@ -71,6 +72,7 @@ pub fn requests() -> Vec<Request> {
                     lamport: 3,
                     origin: "s1".into(),
                 }),
+                window: Default::default(),
             },
         },
         Request::Register { user: name("ana") },

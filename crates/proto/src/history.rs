@@ -55,13 +55,78 @@ impl fmt::Display for Cursor {
 }
 
 /// A `history` request (our addition): a conversation's messages, the newest `limit`, or the
-/// `limit` just before or just after a cursor.
+/// `limit` just before or just after a cursor, within a window of time if asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryQuery {
     pub of: Conversation,
     pub limit: usize,
     pub before: Option<Cursor>,
     pub after: Option<Cursor>,
+    pub window: Window,
+}
+
+/// A `history` request's bounds in time (the servers' clock, in microseconds since the
+/// epoch), and which end of what lies within its bounds a page is taken from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Only messages stamped at or after this (`since`).
+    pub since: Option<u64>,
+    /// Only messages stamped before this (`until`).
+    pub until: Option<u64>,
+    /// The newest `limit` within the bounds, even when `after` or `since` is given
+    /// (`latest`).
+    pub latest: bool,
+}
+
+impl Window {
+    /// Whether a page is taken from the oldest end of its bounds: paging forward.
+    pub fn forward(&self, after: Option<&Cursor>) -> bool {
+        !self.latest && (after.is_some() || self.since.is_some())
+    }
+
+    fn read(d: &crate::Map) -> Result<Window, ProtoError> {
+        let time = |field: &'static str| -> Result<Option<u64>, ProtoError> {
+            match d.get(field) {
+                None | Some(Value::Nil) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e13)
+                    .map(|t| Some((t * 1e6).round() as u64))
+                    .ok_or(ProtoError::WrongType {
+                        field,
+                        expected: "a time in seconds since the Unix epoch",
+                    }),
+            }
+        };
+        let latest = match d.get("latest") {
+            None | Some(Value::Nil) => false,
+            Some(Value::Boolean(b)) => *b,
+            Some(_) => {
+                return Err(ProtoError::WrongType {
+                    field: "latest",
+                    expected: "true or false",
+                })
+            }
+        };
+        Ok(Window {
+            since: time("since")?,
+            until: time("until")?,
+            latest,
+        })
+    }
+
+    fn put(&self, out: &mut Vec<(Value, Value)>) {
+        let secs = |us: u64| Value::from(us as f64 / 1e6);
+        if let Some(t) = self.since {
+            out.push((Value::from("since"), secs(t)));
+        }
+        if let Some(t) = self.until {
+            out.push((Value::from("until"), secs(t)));
+        }
+        if self.latest {
+            out.push((Value::from("latest"), Value::from(true)));
+        }
+    }
 }
 
 /// A request's `limit`: [`DEFAULT_HISTORY`] when absent, at most [`MAX_HISTORY`] (a larger
@@ -89,8 +154,8 @@ impl HistoryQuery {
     /// Reads a `history` request.
     ///
     /// # Errors
-    /// When neither `channel` nor `user` and `with` are given, a name or cursor is invalid, the
-    /// limit is not a positive number, or both `before` and `after` are given.
+    /// When neither `channel` nor `user` and `with` are given, a name, cursor or time is
+    /// invalid, or the limit is not a positive number.
     pub fn parse(env: &Envelope) -> Result<HistoryQuery, ProtoError> {
         HistoryQuery::read(&env.data)
     }
@@ -113,17 +178,12 @@ impl HistoryQuery {
             .opt_str("after")?
             .map(|s| Cursor::parse("after", s))
             .transpose()?;
-        if before.is_some() && after.is_some() {
-            return Err(ProtoError::WrongType {
-                field: "after",
-                expected: "absent when `before` is given",
-            });
-        }
         Ok(HistoryQuery {
             of,
             limit,
             before,
             after,
+            window: Window::read(d)?,
         })
     }
 
@@ -235,6 +295,7 @@ impl crate::field::Codec<HistoryQuery> for crate::field::Plain {
         if let Some(c) = &q.after {
             add("after", c.to_string().into());
         }
+        q.window.put(out);
     }
     fn get(m: &crate::Map, _: &'static str) -> Result<HistoryQuery, ProtoError> {
         HistoryQuery::read(m)
@@ -316,10 +377,45 @@ mod tests {
                 .with("before", "x"),
             Envelope::new("history")
                 .with("channel", "general")
-                .with("before", "1:s1")
-                .with("after", "2:s1"),
+                .with("since", "yesterday"),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("until", -1.0),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("until", f64::NAN),
+            Envelope::new("history")
+                .with("channel", "general")
+                .with("latest", 1),
         ] {
             assert!(HistoryQuery::parse(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_range_and_a_window_read_back_as_written() {
+        let q = HistoryQuery::parse(
+            &Envelope::new("history")
+                .with("channel", "general")
+                .with("after", "1:s1")
+                .with("before", "9:s2")
+                .with("since", 1795379524.5)
+                .with("until", 1795379600_u64)
+                .with("latest", true),
+        )
+        .unwrap();
+        let window = Window {
+            since: Some(1_795_379_524_500_000),
+            until: Some(1_795_379_600_000_000),
+            latest: true,
+        };
+        assert_eq!(q.window, window);
+        assert!(!window.forward(q.after.as_ref()));
+        assert!(Window::default().forward(q.after.as_ref()));
+        assert!(!Window::default().forward(None));
+        let mut fields = Vec::new();
+        <crate::field::Plain as crate::field::Codec<HistoryQuery>>::put(&q, "", &mut fields);
+        let again = HistoryQuery::read(&crate::Map(fields)).unwrap();
+        assert_eq!(again, q);
     }
 }

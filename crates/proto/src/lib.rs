@@ -35,7 +35,7 @@ pub use event::{
     ReaderKind, RoomKind, Step, MAX_HASH_BYTES,
 };
 pub use history::{
-    message_event, Conversation, Cursor, HistoryQuery, DEFAULT_HISTORY, MAX_HISTORY,
+    message_event, Conversation, Cursor, HistoryQuery, Window, DEFAULT_HISTORY, MAX_HISTORY,
 };
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{stamp, stamped_seq, Publication, Reply, Status, SEQ_KEY};

@@ -402,6 +402,7 @@ impl Store {
                 limit: palaver_proto::MAX_HISTORY,
                 before: None,
                 after: Some(after),
+                window: Default::default(),
             };
             let (page, more) = self.history(&q)?;
             let Some(last) = page.last() else { break };
@@ -415,46 +416,54 @@ impl Store {
     }
 
     /// A conversation's messages in the one order every server shows (Lamport time, then
-    /// origin): the newest `limit`, or the `limit` just before or after a cursor. Returns them
-    /// oldest first, and whether more lie beyond.
+    /// origin): the newest `limit`, or the `limit` just after `after` (or from `since`), within
+    /// whichever of `before`, `after`, `since` and `until` are given (the newest within them
+    /// when the window says `latest`). Returns them oldest first, and whether more lie beyond
+    /// (in the direction the page was taken).
     ///
     /// # Errors
     /// On a database error, or a stored row that no longer passes validation.
     pub fn history(&self, q: &HistoryQuery) -> Result<(Vec<Event>, bool), StoreError> {
-        let forward = q.after.is_some();
-        let (lamport, origin) = match (&q.before, &q.after) {
-            (Some(c), _) | (_, Some(c)) => (c.lamport, c.origin.clone()),
-            // Past every stored time (counters are at most 2^53−1).
-            (None, None) => (u64::MAX >> 1, String::new()),
+        use rusqlite::types::Value as Sql;
+        let forward = q.window.forward(q.after.as_ref());
+        let dir = if forward { "ASC" } else { "DESC" };
+        let mut args: Vec<Sql> = Vec::new();
+        let mut arg = |v: Sql| {
+            args.push(v);
+            format!("?{}", args.len())
         };
-        let (cmp, dir) = if forward { (">", "ASC") } else { ("<", "DESC") };
-        let (from, filter, a, b) = match &q.of {
-            Conversation::Channel(c) => (
-                "channel_posts p",
-                "p.channel = ?1",
-                c.to_string(),
-                String::new(),
-            ),
+        let mut filter = match &q.of {
+            Conversation::Channel(c) => {
+                format!("FROM channel_posts p JOIN events e ON e.origin = p.origin AND e.seq = p.seq WHERE p.channel = {}", arg(Sql::Text(c.to_string())))
+            }
             Conversation::Direct(x, y) => {
                 let (a, b) = sorted(x.as_str(), y.as_str());
-                (
-                    "direct_messages p",
-                    "p.a = ?1 AND p.b = ?2",
-                    a.to_owned(),
-                    b.to_owned(),
-                )
+                let (a, b) = (arg(Sql::Text(a.to_owned())), arg(Sql::Text(b.to_owned())));
+                format!("FROM direct_messages p JOIN events e ON e.origin = p.origin AND e.seq = p.seq WHERE p.a = {a} AND p.b = {b}")
             }
         };
+        let counter = |n: u64| Sql::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        for (cursor, cmp) in [(&q.before, "<"), (&q.after, ">")] {
+            if let Some(c) = cursor {
+                let (l, o) = (arg(counter(c.lamport)), arg(Sql::Text(c.origin.clone())));
+                filter.push_str(&format!(" AND (p.lamport, p.origin) {cmp} ({l}, {o})"));
+            }
+        }
+        let secs = |us: u64| Sql::Real(us as f64 / 1e6);
+        if let Some(t) = q.window.since {
+            filter.push_str(&format!(" AND e.ts >= {}", arg(secs(t))));
+        }
+        if let Some(t) = q.window.until {
+            filter.push_str(&format!(" AND e.ts < {}", arg(secs(t))));
+        }
+        let limit = arg(counter(q.limit.saturating_add(1) as u64));
         let sql = format!(
-            "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, NULL, e.body
-             FROM {from} JOIN events e ON e.origin = p.origin AND e.seq = p.seq
-             WHERE {filter} AND (p.lamport, p.origin) {cmp} (?3, ?4)
+            "SELECT e.origin, e.seq, e.lamport, e.ts, e.kind, NULL, e.body {filter}
                AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)
-             ORDER BY p.lamport {dir}, p.origin {dir} LIMIT ?5"
+             ORDER BY p.lamport {dir}, p.origin {dir} LIMIT {limit}"
         );
-        let limit = q.limit.saturating_add(1);
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![a, b, lamport, origin, limit], read_event)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), read_event)?;
         let mut out = rows
             .map(|row| row?)
             .collect::<Result<Vec<Event>, StoreError>>()?;

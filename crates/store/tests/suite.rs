@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use palaver_proto::{examples, Conversation, Cursor, HistoryQuery, Name};
+use palaver_proto::{examples, Conversation, Cursor, HistoryQuery, Name, Window};
 use palaver_store::{Event, EventKind, Family, MessageKind, Store};
 use rusqlite::Connection;
 
@@ -34,6 +34,7 @@ fn channel(c: &str, limit: usize) -> HistoryQuery {
         limit,
         before: None,
         after: None,
+        window: Default::default(),
     }
 }
 
@@ -192,11 +193,53 @@ fn history_and_unread(store: &Store) {
     };
     let (next, more) = store.history(&after).unwrap();
     assert_eq!((texts(&next), more), (vec!["two".into()], true));
+    // A range between two cursors, from either end; windows of time.
+    let range = |latest: bool| HistoryQuery {
+        after: Some(Cursor::of(&h[0])),
+        before: Some(Cursor::of(&h[2])),
+        window: Window {
+            latest,
+            ..Window::default()
+        },
+        ..channel("general", 5)
+    };
+    assert_eq!(texts(&store.history(&range(false)).unwrap().0), ["two"]);
+    assert_eq!(texts(&store.history(&range(true)).unwrap().0), ["two"]);
+    let us = |e: &Event| (e.timestamp * 1e6).round() as u64;
+    assert!(h[0].timestamp < h[1].timestamp && h[1].timestamp < h[2].timestamp);
+    let window = |since: Option<u64>, until: Option<u64>, latest: bool, limit: usize| {
+        let q = HistoryQuery {
+            window: Window {
+                since,
+                until,
+                latest,
+            },
+            ..channel("general", limit)
+        };
+        let (page, more) = store.history(&q).unwrap();
+        (texts(&page), more)
+    };
+    let s = |v: &[&str]| v.iter().map(|t| (*t).to_owned()).collect::<Vec<String>>();
+    assert_eq!(window(Some(us(&h[1])), None, false, 1), (s(&["two"]), true));
+    assert_eq!(
+        window(Some(us(&h[1])), None, true, 5),
+        (s(&["two", "three"]), false)
+    );
+    assert_eq!(
+        window(None, Some(us(&h[1])), false, 5),
+        (s(&["one"]), false)
+    );
+    assert_eq!(
+        window(Some(us(&h[0]) + 1), Some(us(&h[2])), false, 5),
+        (s(&["two"]), false)
+    );
+    assert_eq!(window(Some(us(&h[2]) + 1), None, false, 5), (s(&[]), false));
     let conversation = |x: &str, y: &str| HistoryQuery {
         of: Conversation::Direct(name(x), name(y)),
         limit: 10,
         before: None,
         after: None,
+        window: Default::default(),
     };
     let both = ["psst".to_owned(), "hi bob".to_owned()];
     assert_eq!(

@@ -249,6 +249,7 @@ impl Session {
                     limit: PAGE,
                     before: before.map(|(lamport, origin)| Cursor { lamport, origin }),
                     after: None,
+                    window: Default::default(),
                 };
                 if let Some(reply) = self.ask(&Request::History { query: q }) {
                     match HistoryQuery::parse_reply(&reply) {

@@ -321,6 +321,7 @@ fn request(
                 limit: 20,
                 before: None,
                 after: None,
+                window: Default::default(),
             },
         }
         .to_envelope(),

@@ -61,6 +61,7 @@ impl Engine {
                     limit: *limit,
                     before: None,
                     after: None,
+                    window: Default::default(),
                 };
                 let page = if *limit == 0 {
                     Ok((Vec::new(), false))

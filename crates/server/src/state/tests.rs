@@ -513,6 +513,7 @@ fn an_account_is_used_only_with_its_session() {
             limit: 10,
             before: None,
             after: None,
+            window: Default::default(),
         },
     };
     // The standard services, without a token: refused, nothing stored.
