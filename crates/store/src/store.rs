@@ -661,6 +661,51 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// When a conversation's newest visible message was stamped, and when the message at
+    /// `marker` (a cursor) was: what `unread` shows beside its counts.
+    ///
+    /// # Errors
+    /// On a database error.
+    pub fn times(
+        &self,
+        of: &Conversation,
+        marker: Option<(u64, &str)>,
+    ) -> Result<(Option<f64>, Option<f64>), StoreError> {
+        let (from, filter, a, b) = match of {
+            Conversation::Channel(c) => ("channel_posts", "p.channel = ?1", c.as_str(), ""),
+            Conversation::Direct(x, y) => {
+                let (a, b) = sorted(x.as_str(), y.as_str());
+                ("direct_messages", "p.a = ?1 AND p.b = ?2", a, b)
+            }
+        };
+        let visible =
+            "NOT EXISTS (SELECT 1 FROM hidden h WHERE h.origin = p.origin AND h.seq = p.seq)";
+        // `?2 = ?2` keeps the second parameter in a room's queries too, so both shapes take
+        // the same parameters.
+        let joined =
+            format!("FROM {from} p JOIN events e ON e.origin = p.origin AND e.seq = p.seq");
+        let last: Option<f64> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT e.ts {joined} WHERE {filter} AND (?2 = ?2) AND {visible}
+                 ORDER BY p.lamport DESC, p.origin DESC LIMIT 1"
+            ))?
+            .query_row(params![a, b], |r| r.get(0))
+            .optional()?;
+        let marked = match marker {
+            None => None,
+            Some((lamport, origin)) => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT e.ts {joined} WHERE {filter} AND (?2 = ?2)
+                       AND p.lamport = ?3 AND p.origin = ?4"
+                ))?
+                .query_row(params![a, b, lamport, origin], |r| r.get(0))
+                .optional()?,
+        };
+        Ok((last, marked))
+    }
+
     /// How many visible messages of a conversation, written by anyone but `reader`, lie after
     /// `after` (a position in the total order: Lamport time, then origin), or in all of it
     /// without one. What a person wrote is never unread to them.

@@ -273,6 +273,17 @@ fn history_and_unread(store: &Store) {
     assert_eq!(count(&pair, None, "ana"), 1, "psst");
     assert_eq!(count(&pair, Some(&at(&dms[0])), "bob"), 1, "hi bob");
     assert_eq!(count(&pair, Some(&at(&dms[1])), "bob"), 0);
+    // Beside the counts: when the newest message and the one at a marker were stamped.
+    assert_eq!(
+        store.times(&general, Some((two.0, &two.1))).unwrap(),
+        (Some(h[2].timestamp), Some(h[1].timestamp))
+    );
+    assert_eq!(
+        store.times(&pair, None).unwrap(),
+        (Some(dms[1].timestamp), None)
+    );
+    let nobody = Conversation::Direct(name("ana"), name("cid"));
+    assert_eq!(store.times(&nobody, Some((1, "s1"))).unwrap(), (None, None));
     assert!(store.has_post("general", "two").unwrap());
     assert!(!store.has_post("general", "psst").unwrap());
 }

@@ -263,32 +263,46 @@ impl Engine {
     ) -> Result<(Vec<rmpv::Value>, Vec<rmpv::Value>), palaver_store::StoreError> {
         use palaver_proto::{Conversation, Place};
         use rmpv::Value;
-        let entry = |key: &str, name: &str, n: u64, upto: Option<&(u64, String)>| {
+        let entry = |key: &str,
+                     of: &Conversation,
+                     marker: Option<&(u64, String)>|
+         -> Result<Value, palaver_store::StoreError> {
+            let name = match of {
+                Conversation::Channel(c) => c,
+                Conversation::Direct(_, with) => with,
+            };
+            let after = marker.map(|(at, o)| (*at, o.as_str()));
+            let n = self.store.count_after(of, after, user)?;
+            let (last, marked) = self.store.times(of, after)?;
             let mut m = vec![
-                (Value::from(key), Value::from(name)),
+                (Value::from(key), Value::from(name.as_str())),
                 (Value::from("unread"), Value::from(n)),
             ];
-            if let Some((at, origin)) = upto {
+            if let Some((at, origin)) = marker {
                 m.push((Value::from("marker"), Value::from(format!("{at}:{origin}"))));
             }
-            Value::Map(m)
+            if let Some(t) = marked {
+                m.push((Value::from("marker_at"), Value::from(t)));
+            }
+            if let Some(t) = last {
+                m.push((Value::from("last_at"), Value::from(t)));
+            }
+            Ok(Value::Map(m))
         };
         let mut rooms = Vec::new();
         for (place, marker) in self.state.unread_places(user) {
             let Place::Channel(c) = place else { continue };
-            let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
-            let n = self
-                .store
-                .count_after(&Conversation::Channel(c.clone()), after, user)?;
-            rooms.push(entry("channel", c.as_str(), n, marker.as_ref()));
+            rooms.push(entry(
+                "channel",
+                &Conversation::Channel(c),
+                marker.as_ref(),
+            )?);
         }
         let mut people = Vec::new();
         for with in self.store.partners(user)? {
             let marker = self.state.marker_with(user, &with);
-            let after = marker.as_ref().map(|(at, o)| (*at, o.as_str()));
-            let of = Conversation::Direct(user.clone(), with.clone());
-            let n = self.store.count_after(&of, after, user)?;
-            people.push(entry("with", with.as_str(), n, marker.as_ref()));
+            let of = Conversation::Direct(user.clone(), with);
+            people.push(entry("with", &of, marker.as_ref())?);
         }
         Ok((rooms, people))
     }
