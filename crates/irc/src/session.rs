@@ -23,11 +23,15 @@ use crate::line::{pieces, Message};
 /// The host part of every person's mask.
 const HOST: &str = "palaver";
 /// The capabilities offered, in `CAP LS` order.
-const CAPS: [Cap; 4] = [
+const CAPS: [Cap; 8] = [
     Cap::Sasl,
     Cap::ServerTime,
     Cap::MessageTags,
     Cap::EchoMessage,
+    Cap::Batch,
+    Cap::LabeledResponse,
+    Cap::ChatHistory,
+    Cap::StandardReplies,
 ];
 /// Posts a JOIN plays back.
 const JOIN_HISTORY: u64 = 20;
@@ -56,6 +60,10 @@ pub enum Cap {
     ServerTime,
     MessageTags,
     EchoMessage,
+    Batch,
+    LabeledResponse,
+    ChatHistory,
+    StandardReplies,
 }
 
 impl Cap {
@@ -65,6 +73,10 @@ impl Cap {
             Cap::ServerTime => "server-time",
             Cap::MessageTags => "message-tags",
             Cap::EchoMessage => "echo-message",
+            Cap::Batch => "batch",
+            Cap::LabeledResponse => "labeled-response",
+            Cap::ChatHistory => "draft/chathistory",
+            Cap::StandardReplies => "standard-replies",
         }
     }
 
@@ -117,6 +129,19 @@ enum Pending {
         nick: String,
     },
     Lusers,
+    /// A page of history for `CHATHISTORY`.
+    History {
+        sub: String,
+        target: String,
+        step: history::Step,
+    },
+    /// The conversations with messages between two times (milliseconds), for
+    /// `CHATHISTORY TARGETS`.
+    Targets {
+        from: u64,
+        to: u64,
+        limit: u64,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -144,9 +169,15 @@ pub struct Session {
     channels: BTreeSet<String>,
     away: bool,
     next_re: u64,
-    pending: HashMap<u64, Pending>,
+    /// Requests in flight, with the label of the command they are for.
+    pending: HashMap<u64, (Pending, Option<u64>)>,
     /// Ids of this connection's own posts whose publication has not arrived yet.
     own: std::collections::VecDeque<String>,
+    /// The label of what is being handled (requests made now are for it).
+    ctx: Option<u64>,
+    labels: HashMap<u64, labels::Label>,
+    next_label: u64,
+    next_batch: u64,
 }
 
 impl Session {
@@ -168,6 +199,10 @@ impl Session {
             next_re: 1,
             pending: HashMap::new(),
             own: std::collections::VecDeque::new(),
+            ctx: None,
+            labels: HashMap::new(),
+            next_label: 0,
+            next_batch: 0,
         }
     }
 
@@ -211,12 +246,25 @@ impl Session {
     fn request(&mut self, service: &str, data: Json, pending: Pending) -> Out {
         let re = self.next_re;
         self.next_re += 1;
-        self.pending.insert(re, pending);
+        if let Some(label) = self.ctx.and_then(|l| self.labels.get_mut(&l)) {
+            label.outstanding += 1;
+        }
+        self.pending.insert(re, (pending, self.ctx));
         Out::Gateway(json!({"re": re, "service": service, "data": data}).to_string())
     }
 
     /// A line the client sent, parsed.
     pub fn on_line(&mut self, m: &Message) -> Vec<Out> {
+        let Some(label) = self.begin_label(m) else {
+            return self.command(m);
+        };
+        self.ctx = Some(label);
+        let out = self.command(m);
+        self.ctx = None;
+        self.hold(label, out)
+    }
+
+    fn command(&mut self, m: &Message) -> Vec<Out> {
         let mut out = Vec::new();
         match m.command.as_str() {
             "CAP" => self.cap(m, &mut out),
@@ -305,6 +353,7 @@ impl Session {
                 out.push(p);
             }
             "MODE" => self.mode(m, &mut out),
+            "CHATHISTORY" => self.chathistory(m, &mut out),
             other => out.push(self.numeric("421", &[other, "Unknown command"])),
         }
         out
@@ -526,6 +575,15 @@ impl Session {
                 "are supported by this server",
             ],
         ));
+        let most = format!("CHATHISTORY={}", history::MAX_CHATHISTORY);
+        out.push(self.numeric(
+            "005",
+            &[
+                &most,
+                "MSGREFTYPES=msgid,timestamp",
+                "are supported by this server",
+            ],
+        ));
         self.motd(out);
         // The rooms the person is in already join on the client too.
         let rooms = self.request("joined", json!({}), Pending::Rooms);
@@ -712,7 +770,7 @@ impl Session {
             self.publication(topic, service, &data, &mut out);
             return out;
         }
-        let Some(pending) = msg
+        let Some((pending, label)) = msg
             .get("re")
             .and_then(Json::as_u64)
             .and_then(|re| self.pending.remove(&re))
@@ -731,8 +789,17 @@ impl Session {
         let ok = matches!(str_of(&data, "status"), Some("OK" | "sucesso"))
             || (data.get("status").is_none() && data.get("description").is_none());
         let why = str_of(&data, "description").unwrap_or("refused").to_owned();
+        let Some(label) = label else {
+            self.answer(pending, ok, &why, &data, &mut out);
+            return out;
+        };
+        self.ctx = Some(label);
         self.answer(pending, ok, &why, &data, &mut out);
-        out
+        self.ctx = None;
+        if let Some(held) = self.labels.get_mut(&label) {
+            held.outstanding = held.outstanding.saturating_sub(1);
+        }
+        self.hold(label, out)
     }
 
     fn answer(&mut self, pending: Pending, ok: bool, why: &str, data: &Json, out: &mut Vec<Out>) {
@@ -898,6 +965,16 @@ impl Session {
                 }
                 out.push(self.numeric("318", &[&nick, "End of /WHOIS list"]));
             }
+            Pending::History { sub, target, step } => {
+                self.history_page((sub, target, step), ok, why, data, out);
+            }
+            Pending::Targets { from, to, limit } => {
+                if ok {
+                    self.targets(from, to, limit, data, out);
+                } else {
+                    out.push(self.fail("MESSAGE_ERROR", &["TARGETS"], why));
+                }
+            }
             Pending::Lusers => {
                 let n = strings(data, "users").len();
                 out.push(self.numeric(
@@ -974,6 +1051,21 @@ impl Session {
         data: &Json,
         out: &mut Vec<Out>,
     ) {
+        for m in self.text_messages(command, from, target, text, data) {
+            out.push(self.line(m));
+        }
+    }
+
+    /// As [`Session::text_lines`], the messages before they are written.
+    fn text_messages(
+        &self,
+        command: &str,
+        from: &str,
+        target: &str,
+        text: &str,
+        data: &Json,
+    ) -> Vec<Message> {
+        let mut out = Vec::new();
         for piece in pieces(text, TEXT_PER_LINE) {
             let mut m = Message::new(command, &[target, piece]).from(&Self::mask(from));
             if self.caps.contains(&Cap::ServerTime) {
@@ -982,12 +1074,13 @@ impl Session {
                 }
             }
             if self.caps.contains(&Cap::MessageTags) {
-                if let Some(id) = str_of(data, "id") {
-                    m = m.tag("msgid", Some(id));
+                if let Some(id) = history::msgid(data) {
+                    m = m.tag("msgid", Some(&id));
                 }
             }
-            out.push(self.line(m));
+            out.push(m);
         }
+        out
     }
 
     fn publication(&mut self, topic: &str, service: &str, data: &Json, out: &mut Vec<Out>) {
@@ -1083,7 +1176,7 @@ impl Session {
                 return true;
             }
         }
-        for p in self.pending.values_mut() {
+        for (p, _) in self.pending.values_mut() {
             if let Pending::Say {
                 target: t,
                 text: x,
@@ -1139,6 +1232,9 @@ pub fn iso_time(secs: f64) -> String {
         rem % 1000
     )
 }
+
+mod history;
+mod labels;
 
 #[cfg(test)]
 mod tests;

@@ -265,18 +265,18 @@ fn publications_become_lines_with_time_and_id_when_asked() {
     let out = feed(&mut s, &["JOIN #den"]);
     answer(&mut s, &requests(&out)[0], json!({"status": "OK"}));
     let post = json!({"topic": "den", "service": "publish",
-        "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "timestamp": 1_795_379_525.25}});
+        "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "clock": 40, "timestamp": 1_795_379_525.25}});
     let l = lines(&s.on_gateway(&post.to_string()));
     assert_eq!(
         l,
-        ["@time=2026-11-22T20:32:05.250Z;msgid=s2:9 :cy!cy@palaver PRIVMSG #den :hello"]
+        ["@time=2026-11-22T20:32:05.250Z;msgid=s2:9@40 :cy!cy@palaver PRIVMSG #den :hello"]
     );
     // One's own post is not repeated without echo-message, whether its publication comes
     // before its answer or after; the person's post from another client shows.
     let out = feed(&mut s, &["PRIVMSG #den :first", "PRIVMSG #den :second"]);
     let reqs = requests(&out);
     let own = |text: &str, id: &str| {
-        json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": text, "id": id}}).to_string()
+        json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": text, "id": id, "clock": 7}}).to_string()
     };
     assert!(lines(&s.on_gateway(&own("first", "s1:1"))).is_empty());
     assert!(lines(&answer(
@@ -294,7 +294,7 @@ fn publications_become_lines_with_time_and_id_when_asked() {
     assert!(lines(&s.on_gateway(&own("second", "s1:2"))).is_empty());
     assert_eq!(
         lines(&s.on_gateway(&own("from my phone", "s2:5"))),
-        ["@msgid=s2:5 :ana!ana@palaver PRIVMSG #den :from my phone"]
+        ["@msgid=s2:5@7 :ana!ana@palaver PRIVMSG #den :from my phone"]
     );
     let dm = json!({"topic": "ana", "service": "message", "data": {"src": "bob", "dst": "ana", "message": "psst"}});
     assert_eq!(
@@ -341,4 +341,216 @@ fn server_time_is_iso_8601_in_utc_with_milliseconds() {
     assert_eq!(iso_time(0.0), "1970-01-01T00:00:00.000Z");
     assert_eq!(iso_time(951_782_400.5), "2000-02-29T00:00:00.500Z");
     assert_eq!(iso_time(1_795_379_525.25), "2026-11-22T20:32:05.250Z");
+}
+
+/// The one request among `out`.
+fn request(out: &[Out]) -> Json {
+    let mut r = requests(out);
+    assert_eq!(r.len(), 1, "{out:?}");
+    r.pop().unwrap()
+}
+
+fn post(seq: u64, lamport: u64, text: &str, secs: f64) -> Json {
+    json!({"id": format!("s1:{seq}"), "cursor": format!("{lamport}:s1"), "clock": lamport,
+        "timestamp": secs, "user": "bob", "channel": "den", "message": text})
+}
+
+#[test]
+fn chathistory_pages_by_msgid_and_by_time_in_a_batch() {
+    let mut s = registered("batch server-time message-tags draft/chathistory");
+    let r = request(&feed(&mut s, &["CHATHISTORY LATEST #den * 2"]));
+    assert_eq!(r["service"], "history");
+    assert_eq!(r["data"], json!({"channel": "den", "limit": 2}));
+    let page = json!({"status": "OK", "more": true, "messages": [
+        post(4, 16, "one", 1_795_379_525.25), post(5, 17, "two", 1_795_379_526.0)]});
+    assert_eq!(
+        lines(&answer(&mut s, &r, page)),
+        [
+            ":irc.test BATCH +b1 chathistory :#den",
+            "@time=2026-11-22T20:32:05.250Z;msgid=s1:4@16;batch=b1 :bob!bob@palaver PRIVMSG #den :one",
+            "@time=2026-11-22T20:32:06.000Z;msgid=s1:5@17;batch=b1 :bob!bob@palaver PRIVMSG #den :two",
+            ":irc.test BATCH -b1",
+        ]
+    );
+    let ask = |s: &mut Session, line: &str| request(&feed(s, &[line]))["data"].clone();
+    // Each reference becomes the page's bounds.
+    assert_eq!(
+        ask(&mut s, "CHATHISTORY BEFORE #den msgid=s1:4@16 100"),
+        json!({"channel": "den", "limit": 100, "before": "16:s1"})
+    );
+    assert_eq!(
+        ask(
+            &mut s,
+            "CHATHISTORY AFTER bob timestamp=2026-11-22T20:32:05.250Z 9999"
+        ),
+        json!({"with": "bob", "limit": 500, "since": 1_795_379_525.250_5})
+    );
+    assert_eq!(
+        ask(&mut s, "CHATHISTORY LATEST #den msgid=s1:4@16 10"),
+        json!({"channel": "den", "limit": 10, "after": "16:s1", "latest": true})
+    );
+    assert_eq!(
+        ask(
+            &mut s,
+            "CHATHISTORY BETWEEN #den msgid=s1:4@16 msgid=s2:1@30 10"
+        ),
+        json!({"channel": "den", "limit": 10, "after": "16:s1", "before": "30:s2"})
+    );
+    assert_eq!(
+        ask(&mut s, "CHATHISTORY BETWEEN #den timestamp=2026-11-22T20:32:06.000Z timestamp=2026-11-22T20:32:05.000Z 10"),
+        json!({"channel": "den", "limit": 10, "until": 1_795_379_525.999_5, "since": 1_795_379_525.000_5, "latest": true})
+    );
+    // AROUND: the messages before the reference, then from it on.
+    let r = request(&feed(&mut s, &["CHATHISTORY AROUND #den msgid=s1:5@17 3"]));
+    assert_eq!(
+        r["data"],
+        json!({"channel": "den", "limit": 1, "before": "17:s1", "latest": true})
+    );
+    let before = json!({"status": "OK", "messages": [post(4, 16, "one", 1.0)]});
+    let r2 = request(&answer(&mut s, &r, before));
+    assert_eq!(
+        r2["data"],
+        json!({"channel": "den", "limit": 2, "after": "16:s1"})
+    );
+    let rest =
+        json!({"status": "OK", "messages": [post(5, 17, "two", 2.0), post(6, 18, "three", 3.0)]});
+    let texts: Vec<String> = lines(&answer(&mut s, &r2, rest))
+        .iter()
+        .map(|l| parse(l))
+        .filter(|m| m.command == "PRIVMSG")
+        .filter_map(|m| m.params.last().cloned())
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    // A room that cannot be read, and bad requests, fail in the standard way.
+    let r = request(&feed(&mut s, &["CHATHISTORY LATEST #nope * 5"]));
+    let out = answer(
+        &mut s,
+        &r,
+        json!({"status": "erro", "description": "channel `nope` does not exist"}),
+    );
+    assert_eq!(
+        lines(&out),
+        [":irc.test FAIL CHATHISTORY INVALID_TARGET LATEST #nope :channel `nope` does not exist"]
+    );
+    for (bad, reply) in [
+        (
+            "CHATHISTORY SIDEWAYS #den * 5",
+            "FAIL CHATHISTORY INVALID_PARAMS SIDEWAYS :Unknown subcommand",
+        ),
+        (
+            "CHATHISTORY LATEST #den",
+            "FAIL CHATHISTORY NEED_MORE_PARAMS LATEST :Missing parameters",
+        ),
+        (
+            "CHATHISTORY LATEST #den * many",
+            "FAIL CHATHISTORY INVALID_PARAMS LATEST many :Invalid limit",
+        ),
+        (
+            "CHATHISTORY BEFORE #den msgid=nonsense 5",
+            "FAIL CHATHISTORY INVALID_PARAMS BEFORE :Invalid message reference",
+        ),
+        (
+            "CHATHISTORY BEFORE #den * 5",
+            "FAIL CHATHISTORY INVALID_PARAMS BEFORE :`*` is only for LATEST",
+        ),
+        (
+            "CHATHISTORY LATEST a,b * 5",
+            "FAIL CHATHISTORY INVALID_TARGET LATEST a,b :Not a room or a person's nick",
+        ),
+        (
+            "CHATHISTORY TARGETS * * 5",
+            "FAIL CHATHISTORY INVALID_PARAMS TARGETS :TARGETS takes two timestamps",
+        ),
+    ] {
+        let out = feed(&mut s, &[bad]);
+        assert!(requests(&out).is_empty(), "{bad}");
+        assert_eq!(lines(&out), [format!(":irc.test {reply}")], "{bad}");
+    }
+}
+
+#[test]
+fn chathistory_targets_lists_conversations_by_their_newest_message() {
+    let mut s = registered("batch draft/chathistory");
+    let r = request(&feed(
+        &mut s,
+        &["CHATHISTORY TARGETS timestamp=2026-11-22T20:32:10.000Z timestamp=2026-11-22T20:00:00.000Z 2"],
+    ));
+    assert_eq!(r["service"], "unread");
+    let unread = json!({"status": "OK",
+        "channels": [{"channel": "den", "unread": 0, "last_at": 1_795_379_526.0},
+                     {"channel": "old", "unread": 0, "last_at": 1_700_000_000.0},
+                     {"channel": "quiet", "unread": 0}],
+        "conversations": [{"with": "bob", "unread": 1, "last_at": 1_795_379_525.25},
+                          {"with": "cy", "unread": 1, "last_at": 1_795_379_529.0}]});
+    assert_eq!(
+        lines(&answer(&mut s, &r, unread)),
+        [
+            ":irc.test BATCH +b1 :draft/chathistory-targets",
+            "@batch=b1 :irc.test CHATHISTORY TARGETS bob :2026-11-22T20:32:05.250Z",
+            "@batch=b1 :irc.test CHATHISTORY TARGETS #den :2026-11-22T20:32:06.000Z",
+            ":irc.test BATCH -b1",
+        ]
+    );
+}
+
+#[test]
+fn a_labelled_command_is_answered_under_its_label_once_everything_it_asked_is_back() {
+    let mut s = registered("batch labeled-response echo-message");
+    // One line: labelled itself; none: an ACK.
+    assert_eq!(
+        lines(&feed(&mut s, &["@label=p1 PING x"])),
+        ["@label=p1 :irc.test PONG irc.test :x"]
+    );
+    assert_eq!(
+        lines(&feed(&mut s, &["@label=p2 PONG x"])),
+        ["@label=p2 :irc.test ACK"]
+    );
+    // A JOIN waits for the room and its names; then every line goes in one labelled batch.
+    let out = feed(&mut s, &["@label=j JOIN #den"]);
+    assert!(lines(&out).is_empty());
+    let join = request(&out);
+    let out = answer(&mut s, &join, json!({"status": "OK", "topic": "plans"}));
+    assert!(
+        lines(&out).is_empty(),
+        "held until the names are back: {out:?}"
+    );
+    let names = request(&out);
+    let out = answer(
+        &mut s,
+        &names,
+        json!({"status": "OK", "members": ["ana", "bob"], "owner": "bob"}),
+    );
+    assert_eq!(
+        lines(&out),
+        [
+            "@label=j :irc.test BATCH +b1 :labeled-response",
+            "@batch=b1 :ana!ana@palaver JOIN #den",
+            "@batch=b1 :irc.test 332 ana #den :plans",
+            "@batch=b1 :irc.test 353 ana = #den :ana @bob",
+            "@batch=b1 :irc.test 366 ana #den :End of /NAMES list",
+            ":irc.test BATCH -b1",
+        ]
+    );
+    // A publication meanwhile is not held; an echo is the labelled answer.
+    let out = feed(&mut s, &["@label=m PRIVMSG #den :hi"]);
+    let say = request(&out);
+    let other = json!({"topic": "den", "service": "publish", "data": {"user": "bob", "channel": "den", "message": "yo", "id": "s2:1", "clock": 3}});
+    assert_eq!(
+        lines(&s.on_gateway(&other.to_string())),
+        [":bob!bob@palaver PRIVMSG #den :yo"]
+    );
+    assert_eq!(
+        lines(&answer(
+            &mut s,
+            &say,
+            json!({"status": "OK", "id": "s1:9", "cursor": "4:s1"})
+        )),
+        ["@label=m :ana!ana@palaver PRIVMSG #den :hi"]
+    );
+    // Without the capabilities, a label is ignored.
+    let mut plain = registered("echo-message");
+    assert_eq!(
+        lines(&feed(&mut plain, &["@label=x PING y"])),
+        [":irc.test PONG irc.test :y"]
+    );
 }
