@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{bin, name, Cluster};
+use palaver_irc::line::Message;
 use palaver_proto::Name;
 use palaver_testkit::Proc;
 
@@ -127,12 +128,34 @@ impl Client {
         c
     }
 
+    /// Reads the next `chathistory` batch (after any other lines): its messages, parsed.
+    fn history_batch(&mut self) -> Vec<Message> {
+        let start = self.expect("starting a chathistory batch", |l| {
+            l.contains(" BATCH +") && l.contains(" chathistory ")
+        });
+        let id = parse(&start).params[0][1..].to_owned();
+        let mut got = Vec::new();
+        loop {
+            let l = self.expect("in the batch", |_| true);
+            let m = parse(&l);
+            if m.command == "BATCH" && m.params[0] == format!("-{id}") {
+                return got;
+            }
+            assert_eq!(m.tag_value("batch"), Some(Some(id.as_str())), "{l}");
+            got.push(m);
+        }
+    }
+
     fn join(&mut self, room: &str) {
         self.send(&format!("JOIN #{room}"));
         self.expect("ending NAMES", |l| {
             l.contains(" 366 ") && l.contains(&format!("#{room} "))
         });
     }
+}
+
+fn parse(line: &str) -> Message {
+    Message::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 /// A person on the client core, following their own topic and `rooms`.
@@ -373,4 +396,155 @@ fn bad_input_gets_the_replies_irc_clients_expect_and_changes_nothing() {
         last.iter().any(|l| l.starts_with("ERROR :Flooding")),
         "{last:?}"
     );
+}
+
+/// Posts that `CHATHISTORY` pages through: three groups twelve hours apart (the servers' clocks
+/// are moved), read back by msgid from the newest to the oldest, by time, between two times,
+/// around a message, and as targets, each compared with what the servers hold.
+#[test]
+fn chathistory_pages_through_a_day_of_posts_by_msgid_and_by_time() {
+    const HALF_DAY_MS: i64 = 12 * 3_600_000;
+    const GROUP: usize = 250;
+    let cluster = Cluster::start_skewed(&bin(), &[-2 * HALF_DAY_MS; 3]);
+    let irc = Irc::start(&cluster, &[]);
+    let mut bob = Person::login(&cluster, "bob", &[]);
+    let diary = name("diary");
+    for (service, ok) in [("channel", "sucesso"), ("join", "OK")] {
+        let r = bob.conn.call(
+            palaver_proto::Envelope::new(service)
+                .with("user", "bob")
+                .with("channel", "diary"),
+        );
+        assert_eq!(r.unwrap().data.opt_str("status").unwrap(), Some(ok));
+    }
+    for group in 0..3 {
+        if group > 0 {
+            for i in 0..3 {
+                let shift = HALF_DAY_MS.to_string();
+                let (ok, out) =
+                    common::admin(&cluster, &["set-clock", &Cluster::server_name(i), &shift]);
+                assert!(ok, "{out}");
+            }
+        }
+        for n in 0..GROUP {
+            common::post(
+                &mut bob.conn,
+                &bob.name,
+                &diary,
+                &format!("g{group} post {n}"),
+            );
+        }
+    }
+    let of = palaver_proto::Conversation::Channel(diary.clone());
+    let deadline = Instant::now() + WAIT;
+    let held = loop {
+        let held = common::store(&cluster.data_dir(0)).whole_history(&of).unwrap();
+        if held.len() == 3 * GROUP || Instant::now() > deadline {
+            break held;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(held.len(), 3 * GROUP);
+    let text = |e: &palaver_proto::Event| match &e.kind {
+        palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post { message, .. }) => {
+            message.clone()
+        }
+        other => panic!("not a post: {other:?}"),
+    };
+    let ms = |e: &palaver_proto::Event| (e.timestamp * 1000.0).round() as u64;
+    let span = ms(&held[held.len() - 1]).saturating_sub(ms(&held[0]));
+    assert!(span > 20 * 3_600_000, "the posts span {span} ms");
+    let all: Vec<String> = held.iter().map(text).collect();
+    let iso = |e: &palaver_proto::Event| palaver_irc::session::iso_time(ms(e) as f64 / 1000.0);
+
+    let mut ana = Client::connect(&irc.addr);
+    ana.send("CAP LS 302");
+    ana.send("CAP REQ :batch server-time message-tags draft/chathistory labeled-response");
+    ana.send("NICK ana");
+    ana.send("USER ana 0 * :Ana");
+    ana.expect("acknowledging", |l| l.contains(" CAP * ACK "));
+    ana.send("CAP END");
+    ana.expect("offering history", |l| l.contains(" CHATHISTORY=500 "));
+    ana.expect("ending the MOTD", |l| l.contains(" 376 "));
+    ana.join("diary");
+    let texts =
+        |page: &[Message]| -> Vec<String> { page.iter().map(|m| m.params[1].clone()).collect() };
+    // From the newest back to the oldest, 100 at a time, by msgid.
+    ana.send("CHATHISTORY LATEST #diary * 100");
+    let mut pages = vec![ana.history_batch()];
+    loop {
+        let oldest = pages
+            .last()
+            .unwrap()
+            .first()
+            .map(|m| m.tag_value("msgid").flatten().expect("a msgid").to_owned());
+        let Some(oldest) = oldest else { break };
+        ana.send(&format!("CHATHISTORY BEFORE #diary msgid={oldest} 100"));
+        pages.push(ana.history_batch());
+    }
+    assert_eq!(
+        pages.len(),
+        3 * GROUP / 100 + 2,
+        "pages of 100, then the rest, then none"
+    );
+    let mut paged = Vec::new();
+    for page in pages.iter().rev() {
+        for m in page {
+            assert_eq!(m.source.as_deref(), Some("bob!bob@palaver"));
+            assert_eq!(m.params[0], "#diary");
+            assert!(m.tag_value("time").flatten().is_some(), "{m:?}");
+        }
+        paged.extend(texts(page));
+    }
+    assert_eq!(paged, all, "every post once, in the servers' order");
+    // After the first group's last post, by time: the day's other posts, from the oldest.
+    let last_of_first = &held[GROUP - 1];
+    ana.send(&format!(
+        "CHATHISTORY AFTER #diary timestamp={} 300",
+        iso(last_of_first)
+    ));
+    let want: Vec<String> = held
+        .iter()
+        .filter(|e| ms(e) > ms(last_of_first))
+        .take(300)
+        .map(text)
+        .collect();
+    assert_eq!(want.len(), 300);
+    assert_eq!(texts(&ana.history_batch()), want);
+    // Between the first and the third group: the second, whole.
+    let first_of_third = &held[2 * GROUP];
+    ana.send(&format!(
+        "CHATHISTORY BETWEEN #diary timestamp={} timestamp={} 500",
+        iso(last_of_first),
+        iso(first_of_third)
+    ));
+    let between: Vec<String> = held
+        .iter()
+        .filter(|e| ms(e) > ms(last_of_first) && ms(e) < ms(first_of_third))
+        .map(text)
+        .collect();
+    assert!(between.iter().all(|t| t.starts_with("g1 ")), "{between:?}");
+    assert_eq!(texts(&ana.history_batch()), between);
+    // Around a message: two before it, it, and two after.
+    let m = paged.iter().position(|t| t == "g1 post 100").unwrap();
+    let around_id = pages
+        .iter()
+        .flatten()
+        .find(|x| x.params[1] == "g1 post 100")
+        .and_then(|x| x.tag_value("msgid").flatten().map(str::to_owned))
+        .unwrap();
+    ana.send(&format!("CHATHISTORY AROUND #diary msgid={around_id} 5"));
+    assert_eq!(texts(&ana.history_batch()), all[m - 2..m + 3]);
+    // The rooms with posts in the day, labelled.
+    ana.send(&format!(
+        "@label=t1 CHATHISTORY TARGETS timestamp={} timestamp={} 10",
+        iso(&held[0]),
+        iso(&held[held.len() - 1])
+    ));
+    ana.expect("labelling the answer", |l| {
+        l.starts_with("@label=t1 ") && l.contains(" BATCH +") && l.ends_with("labeled-response")
+    });
+    ana.expect("listing the diary", |l| {
+        l.contains(" CHATHISTORY TARGETS #diary ") && l.ends_with(&iso(&held[held.len() - 1]))
+    });
 }
