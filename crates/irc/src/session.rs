@@ -39,6 +39,12 @@ const JOIN_HISTORY: u64 = 20;
 const TEXT_PER_LINE: usize = 350;
 /// Own posts remembered until their publication arrives.
 const OWN_REMEMBERED: usize = 256;
+/// Messages per page of the inbox read at registration.
+const INBOX_PAGE: u64 = 100;
+/// Pages of the inbox read at most per connection.
+const INBOX_PAGES: u64 = 10;
+/// Ids of messages shown, remembered so that one both in the inbox and published is shown once.
+const SHOWN_REMEMBERED: usize = 1024;
 /// The longest SASL payload (decoded `authzid \0 authcid \0 password`).
 const MAX_SASL: usize = 1024;
 
@@ -129,6 +135,12 @@ enum Pending {
         nick: String,
     },
     Lusers,
+    /// A page of what arrived while this device was away.
+    Inbox,
+    /// The page taken; another follows when there is `more`.
+    Taken {
+        more: bool,
+    },
     /// A page of history for `CHATHISTORY`.
     History {
         sub: String,
@@ -173,6 +185,10 @@ pub struct Session {
     pending: HashMap<u64, (Pending, Option<u64>)>,
     /// Ids of this connection's own posts whose publication has not arrived yet.
     own: std::collections::VecDeque<String>,
+    /// Ids of the messages shown lately.
+    shown: std::collections::VecDeque<String>,
+    /// Pages of the inbox taken by this connection.
+    inbox_pages: u64,
     /// The label of what is being handled (requests made now are for it).
     ctx: Option<u64>,
     labels: HashMap<u64, labels::Label>,
@@ -199,6 +215,8 @@ impl Session {
             next_re: 1,
             pending: HashMap::new(),
             own: std::collections::VecDeque::new(),
+            shown: std::collections::VecDeque::new(),
+            inbox_pages: 0,
             ctx: None,
             labels: HashMap::new(),
             next_label: 0,
@@ -213,6 +231,72 @@ impl Session {
 
     fn me(&self) -> &str {
         self.nick.as_deref().unwrap_or("*")
+    }
+
+    /// The device this connection is, for its inbox cursor: `irc-` and the USER name, so that
+    /// each of a person's IRC clients (given different user names) takes what it missed.
+    fn device(&self) -> String {
+        let user: String = self
+            .user
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(32)
+            .collect();
+        if user.is_empty() {
+            "irc".to_owned()
+        } else {
+            format!("irc-{user}")
+        }
+    }
+
+    /// A NOTICE from the gateway to this client.
+    fn notice(&self, text: &str) -> Out {
+        Out::Line(
+            Message::new("NOTICE", &[self.me(), text])
+                .from(&self.server)
+                .line(),
+        )
+    }
+
+    /// Whether the message with this id was shown already; remembers it if not.
+    fn seen(&mut self, data: &Json) -> bool {
+        let Some(id) = str_of(data, "id") else {
+            return false;
+        };
+        if self.shown.iter().any(|s| s == id) {
+            return true;
+        }
+        self.shown.push_back(id.to_owned());
+        if self.shown.len() > SHOWN_REMEMBERED {
+            self.shown.pop_front();
+        }
+        false
+    }
+
+    /// A message from the inbox: a post of a room the client is in, or a private message to
+    /// or from the person, unless it was shown already.
+    fn missed(&mut self, m: &Json, out: &mut Vec<Out>) {
+        let me = self.me().to_owned();
+        let (from, to) = match (str_of(m, "channel"), str_of(m, "user")) {
+            (Some(channel), Some(user)) if self.channels.contains(channel) => {
+                (user.to_owned(), format!("#{channel}"))
+            }
+            (Some(_), _) => return,
+            _ => match (str_of(m, "src"), str_of(m, "dst")) {
+                (Some(src), Some(dst)) if src == me => (me.clone(), dst.to_owned()),
+                (Some(src), Some(_)) => (src.to_owned(), me.clone()),
+                _ => return,
+            },
+        };
+        let Some(text) = str_of(m, "message") else {
+            return;
+        };
+        if self.seen(m) {
+            return;
+        }
+        self.text_lines("PRIVMSG", &from, &to, text, m, out);
     }
 
     fn mask(nick: &str) -> String {
@@ -477,7 +561,7 @@ impl Session {
                     return;
                 };
                 self.logging_in = true;
-                let login = json!({"user": user, "password": password, "device": "irc"});
+                let login = json!({"user": user, "password": password, "device": self.device()});
                 out.push(self.request("login", login, Pending::Login { sasl: true }));
             }
         }
@@ -533,7 +617,7 @@ impl Session {
             return;
         }
         self.logging_in = true;
-        let mut login = json!({"user": nick, "device": "irc"});
+        let mut login = json!({"user": nick, "device": self.device()});
         if let Some(p) = &self.pass {
             login["password"] = json!(p);
         }
@@ -777,12 +861,7 @@ impl Session {
         else {
             // A refusal with no `re`: the gateway could not read what it was sent.
             if let Some(why) = str_of(&data, "description") {
-                out.push(
-                    self.line(
-                        Message::new("NOTICE", &[self.me(), &format!("gateway: {why}")])
-                            .from(&self.server),
-                    ),
-                );
+                out.push(self.notice(&format!("gateway: {why}")));
             }
             return out;
         };
@@ -841,6 +920,45 @@ impl Session {
                         out.push(self.mine(Message::new("JOIN", &[&format!("#{room}")])));
                         out.push(self.ask_names(&room));
                     }
+                }
+                // Then what arrived while this device was away, in the rooms just joined.
+                out.push(self.request("inbox", json!({"limit": INBOX_PAGE}), Pending::Inbox));
+            }
+            Pending::Inbox => {
+                if !ok {
+                    tracing::warn!(why, "an IRC client's inbox could not be read");
+                    out.push(self.notice(&format!(
+                        "What arrived while you were away cannot be read now: {why}"
+                    )));
+                    return;
+                }
+                let page = data.get("messages").and_then(Json::as_array);
+                for m in page.into_iter().flatten() {
+                    self.missed(m, out);
+                }
+                match data.get("cursor") {
+                    Some(cursor) if page.is_some_and(|p| !p.is_empty()) => {
+                        let more = data.get("more").and_then(Json::as_bool) == Some(true);
+                        let taken = json!({"cursor": cursor});
+                        out.push(self.request("taken", taken, Pending::Taken { more }));
+                    }
+                    _ => {}
+                }
+            }
+            Pending::Taken { more } => {
+                self.inbox_pages += 1;
+                if !ok {
+                    tracing::warn!(why, "an IRC client's inbox could not be confirmed");
+                } else if more && self.inbox_pages >= INBOX_PAGES {
+                    // More than a client's queue should take at once: the rest waits for the
+                    // next connection, and history has it meanwhile.
+                    out.push(self.notice(&format!(
+                        "More arrived while you were away than is shown at once ({}): it comes \
+                         when you reconnect, and CHATHISTORY or the web client has it now",
+                        INBOX_PAGES * INBOX_PAGE
+                    )));
+                } else if more {
+                    out.push(self.request("inbox", json!({"limit": INBOX_PAGE}), Pending::Inbox));
                 }
             }
             Pending::Join { channel, created } => {
@@ -1105,6 +1223,9 @@ impl Session {
                 if user == me && self.is_own(data, &format!("#{channel}"), text) {
                     return;
                 }
+                if self.seen(data) {
+                    return;
+                }
                 self.text_lines("PRIVMSG", user, &format!("#{channel}"), text, data, out);
             }
             "message" => {
@@ -1115,7 +1236,7 @@ impl Session {
                 ) else {
                     return;
                 };
-                if src != me && dst == me {
+                if src != me && dst == me && !self.seen(data) {
                     self.text_lines("PRIVMSG", src, &me, text, data, out);
                 }
             }

@@ -438,7 +438,9 @@ fn chathistory_pages_through_a_day_of_posts_by_msgid_and_by_time() {
     let of = palaver_proto::Conversation::Channel(diary.clone());
     let deadline = Instant::now() + WAIT;
     let held = loop {
-        let held = common::store(&cluster.data_dir(0)).whole_history(&of).unwrap();
+        let held = common::store(&cluster.data_dir(0))
+            .whole_history(&of)
+            .unwrap();
         if held.len() == 3 * GROUP || Instant::now() > deadline {
             break held;
         }
@@ -547,4 +549,71 @@ fn chathistory_pages_through_a_day_of_posts_by_msgid_and_by_time() {
     ana.expect("listing the diary", |l| {
         l.contains(" CHATHISTORY TARGETS #diary ") && l.ends_with(&iso(&held[held.len() - 1]))
     });
+}
+
+/// What arrives while an IRC person is away (posts in their rooms, private messages) is shown
+/// when they come back, with its time, and only that once.
+#[test]
+fn what_was_missed_while_away_reaches_the_irc_client_once() {
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &[]);
+    let mut bob = Person::login(&cluster, "bob", &[]);
+    let mut ana = Client::register(&irc.addr, "ana", None);
+    ana.join("den");
+    let joined = bob.conn.call(
+        palaver_proto::Envelope::new("join")
+            .with("user", "bob")
+            .with("channel", "den"),
+    );
+    assert!(joined.is_ok(), "{joined:?}");
+    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    ana.send("QUIT :later");
+    ana.until_closed();
+    common::post(&mut bob.conn, &bob.name, &name("den"), "while you were out");
+    bob.conn
+        .message(&bob.name, &name("ana"), "call me")
+        .unwrap();
+    let back = |caps: bool| {
+        let mut c = Client::connect(&irc.addr);
+        if caps {
+            c.send("CAP REQ :server-time");
+        }
+        c.send("NICK ana");
+        c.send("USER ana 0 * :Ana");
+        if caps {
+            c.send("CAP END");
+        }
+        c.expect("rejoining den", |l| l == ":ana!ana@palaver JOIN #den");
+        c
+    };
+    let mut ana = back(true);
+    ana.expect("with the post missed", |l| {
+        l.starts_with("@time=") && l.ends_with(" :bob!bob@palaver PRIVMSG #den :while you were out")
+    });
+    ana.expect("with the private message missed", |l| {
+        l.starts_with("@time=") && l.ends_with(" :bob!bob@palaver PRIVMSG ana :call me")
+    });
+    ana.send("QUIT");
+    ana.until_closed();
+    // Taken: the next connection is not shown them again.
+    let mut ana = back(false);
+    ana.expect("ending den's names", |l| l.contains(" 366 ana #den "));
+    // The inbox is asked for with the rooms' names, before NAMES ends; two round trips
+    // later (a history read, a PING) its answer, were anything still in it, would be shown.
+    ana.send("CHATHISTORY LATEST #den * 5");
+    ana.expect("answering history", |l| {
+        l.contains("PRIVMSG #den :while you were out")
+    });
+    ana.send("PING :done");
+    ana.expect("ponging", |l| l.ends_with(" :done"));
+    let shown: Vec<&String> = ana
+        .seen
+        .iter()
+        .filter(|l| l.contains("call me") || l.contains("PRIVMSG #den"))
+        .collect();
+    assert_eq!(
+        shown.len(),
+        1,
+        "only CHATHISTORY's copy of the post: {shown:?}"
+    );
 }

@@ -61,7 +61,7 @@ fn registration_logs_in_as_the_nick_and_welcomes_once_answered() {
     let reqs = requests(&out);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0]["service"], "login");
-    assert_eq!(reqs[0]["data"], json!({"user": "ana", "device": "irc"}));
+    assert_eq!(reqs[0]["data"], json!({"user": "ana", "device": "irc-ana"}));
     assert_eq!(s.nick(), None, "not registered before the answer");
     let out = answer(
         &mut s,
@@ -130,7 +130,7 @@ fn sasl_plain_logs_in_before_registration_ends() {
     let req = &requests(&out)[0];
     assert_eq!(
         req["data"],
-        json!({"user": "ana", "password": "correct horse", "device": "irc"})
+        json!({"user": "ana", "password": "correct horse", "device": "irc-guest"})
     );
     let out = answer(&mut s, req, json!({"status": "sucesso", "user": "ana"}));
     let l = lines(&out);
@@ -553,4 +553,53 @@ fn a_labelled_command_is_answered_under_its_label_once_everything_it_asked_is_ba
         lines(&feed(&mut plain, &["@label=x PING y"])),
         [":irc.test PONG irc.test :y"]
     );
+}
+
+#[test]
+fn what_arrived_while_away_is_shown_once_after_the_rooms_then_taken() {
+    let mut s = Session::new("irc.test");
+    let out = feed(&mut s, &["NICK ana", "USER ana 0 * :Ana"]);
+    let out = answer(
+        &mut s,
+        &request(&out),
+        json!({"status": "sucesso", "user": "ana"}),
+    );
+    let rooms = requests(&out).pop().unwrap();
+    let out = answer(&mut s, &rooms, json!({"status": "OK", "channels": ["den"]}));
+    let reqs = requests(&out);
+    assert_eq!(
+        reqs[1]["service"], "inbox",
+        "after the rooms' names: {reqs:?}"
+    );
+    // A post shown live before the inbox is read is not shown again.
+    let live = json!({"topic": "den", "service": "publish", "data": {"user": "bob", "channel": "den", "message": "live", "id": "s1:3", "clock": 5}});
+    assert_eq!(lines(&s.on_gateway(&live.to_string())).len(), 1);
+    let page = json!({"status": "OK", "more": true, "cursor": {"s1": 4}, "messages": [
+        {"id": "s1:1", "cursor": "2:s1", "src": "bob", "dst": "ana", "message": "psst", "timestamp": 1.0},
+        {"id": "s1:2", "cursor": "3:s1", "src": "ana", "dst": "bob", "message": "hey", "timestamp": 2.0},
+        {"id": "s1:3", "cursor": "5:s1", "user": "bob", "channel": "den", "message": "live", "timestamp": 3.0},
+        {"id": "s1:4", "cursor": "6:s1", "user": "cy", "channel": "elsewhere", "message": "not joined", "timestamp": 4.0},
+    ]});
+    let out = answer(&mut s, &reqs[1], page);
+    assert_eq!(
+        lines(&out),
+        [
+            ":bob!bob@palaver PRIVMSG ana :psst",
+            ":ana!ana@palaver PRIVMSG bob :hey",
+        ]
+    );
+    let taken = request(&out);
+    assert_eq!(
+        (taken["service"].as_str(), &taken["data"]),
+        (Some("taken"), &json!({"cursor": {"s1": 4}}))
+    );
+    // More pending: the next page is read once this one is taken.
+    let next = request(&answer(&mut s, &taken, json!({"status": "OK"})));
+    assert_eq!(next["service"], "inbox");
+    let out = answer(
+        &mut s,
+        &next,
+        json!({"status": "OK", "more": false, "cursor": {"s1": 4}, "messages": []}),
+    );
+    assert!(out.is_empty(), "nothing more to take: {out:?}");
 }
