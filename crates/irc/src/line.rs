@@ -110,8 +110,11 @@ impl Message {
                     Some((k, v)) => (k, Some(unescape(v))),
                     None => (tag, None),
                 };
-                msg.tags
-                    .push((key.to_owned(), value.filter(|v| !v.is_empty())));
+                // A tag without a name carries nothing a reader could ask for.
+                if !key.is_empty() {
+                    msg.tags
+                        .push((key.to_owned(), value.filter(|v| !v.is_empty())));
+                }
             }
             rest = after.trim_start_matches(' ');
         }
@@ -265,6 +268,9 @@ mod tests {
         assert_eq!(m.command, "PRIVMSG");
         assert_eq!(m.params, ["#den", "hello there"]);
         assert_eq!(m.line(), line);
+        // A tag without a name is dropped (found by the property test below).
+        let m = Message::parse(b"@c;=\\ C").unwrap();
+        assert_eq!(m.tags, [("c".to_owned(), None)]);
     }
 
     #[test]

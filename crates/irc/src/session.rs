@@ -23,7 +23,7 @@ use crate::line::{pieces, Message};
 /// The host part of every person's mask.
 const HOST: &str = "palaver";
 /// The capabilities offered, in `CAP LS` order.
-const CAPS: [Cap; 8] = [
+const CAPS: [Cap; 9] = [
     Cap::Sasl,
     Cap::ServerTime,
     Cap::MessageTags,
@@ -32,6 +32,7 @@ const CAPS: [Cap; 8] = [
     Cap::LabeledResponse,
     Cap::ChatHistory,
     Cap::StandardReplies,
+    Cap::ReadMarker,
 ];
 /// Posts a JOIN plays back.
 const JOIN_HISTORY: u64 = 20;
@@ -70,6 +71,7 @@ pub enum Cap {
     LabeledResponse,
     ChatHistory,
     StandardReplies,
+    ReadMarker,
 }
 
 impl Cap {
@@ -83,6 +85,7 @@ impl Cap {
             Cap::LabeledResponse => "labeled-response",
             Cap::ChatHistory => "draft/chathistory",
             Cap::StandardReplies => "standard-replies",
+            Cap::ReadMarker => "draft/read-marker",
         }
     }
 
@@ -137,6 +140,19 @@ enum Pending {
     Lusers,
     /// A page of what arrived while this device was away.
     Inbox,
+    /// Where the person's markers stand, for `targets`; then their names, when `names`.
+    Markers {
+        targets: Vec<String>,
+        names: bool,
+    },
+    /// The message a MARKREAD's time names.
+    MarkFind {
+        target: String,
+    },
+    /// The marker moved (or not: it never moves back).
+    MarkMoved {
+        target: String,
+    },
     /// The page taken; another follows when there is `more`.
     Taken {
         more: bool,
@@ -249,6 +265,14 @@ impl Session {
         } else {
             format!("irc-{user}")
         }
+    }
+
+    /// A standard reply (IRCv3 `standard-replies`): `FAIL`, `WARN` or `NOTE`.
+    fn standard(&self, kind: &str, command: &str, code: &str, context: &[&str], text: &str) -> Out {
+        let mut params = vec![command, code];
+        params.extend_from_slice(context);
+        params.push(text);
+        Out::Line(Message::new(kind, &params).from(&self.server).line())
     }
 
     /// A NOTICE from the gateway to this client.
@@ -438,6 +462,7 @@ impl Session {
             }
             "MODE" => self.mode(m, &mut out),
             "CHATHISTORY" => self.chathistory(m, &mut out),
+            "MARKREAD" => self.markread(m, &mut out),
             other => out.push(self.numeric("421", &[other, "Unknown command"])),
         }
         out
@@ -915,12 +940,14 @@ impl Session {
                 }
             }
             Pending::Rooms => {
+                let mut joined = Vec::new();
                 for room in strings(data, "channels") {
                     if self.channels.insert(room.clone()) {
                         out.push(self.mine(Message::new("JOIN", &[&format!("#{room}")])));
-                        out.push(self.ask_names(&room));
+                        joined.push(room);
                     }
                 }
+                self.after_join(joined, out);
                 // Then what arrived while this device was away, in the rooms just joined.
                 out.push(self.request("inbox", json!({"limit": INBOX_PAGE}), Pending::Inbox));
             }
@@ -943,6 +970,23 @@ impl Session {
                         out.push(self.request("taken", taken, Pending::Taken { more }));
                     }
                     _ => {}
+                }
+            }
+            Pending::Markers { targets, names } => {
+                self.markers(&targets, ok, why, data, out);
+                if names {
+                    for target in targets {
+                        let room = target.trim_start_matches('#').to_owned();
+                        out.push(self.ask_names(&room));
+                    }
+                }
+            }
+            Pending::MarkFind { target } => self.mark_found(target, ok, why, data, out),
+            Pending::MarkMoved { target } => {
+                if ok {
+                    out.push(self.ask_markers(vec![target]));
+                } else {
+                    out.push(self.standard("FAIL", "MARKREAD", "INVALID_PARAMS", &[&target], why));
                 }
             }
             Pending::Taken { more } => {
@@ -1116,7 +1160,27 @@ impl Session {
                 }
             }
         }
-        out.push(self.ask_names(channel));
+        self.after_join(vec![channel.to_owned()], out);
+    }
+
+    /// Rooms just joined on the client: their read markers (for clients that asked), then
+    /// their names.
+    fn after_join(&mut self, rooms: Vec<String>, out: &mut Vec<Out>) {
+        if rooms.is_empty() {
+            return;
+        }
+        if self.caps.contains(&Cap::ReadMarker) {
+            let targets = rooms.iter().map(|r| format!("#{r}")).collect();
+            let pending = Pending::Markers {
+                targets,
+                names: true,
+            };
+            out.push(self.request("unread", json!({}), pending));
+        } else {
+            for room in rooms {
+                out.push(self.ask_names(&room));
+            }
+        }
     }
 
     fn show_topic(&self, channel: &str, data: &Json, always: bool, out: &mut Vec<Out>) {
@@ -1276,10 +1340,10 @@ impl Session {
                     }
                 }
             }
-            // The gateway's greeting, elections, presence, receipts, read markers and sealed
-            // notices (the gateway hands those on opened, as `message`): nothing an IRC client
+            // The gateway's greeting, elections, presence, receipts and sealed notices (the gateway hands those on opened, as `message`): nothing an IRC client
             // shows yet.
-            "hello" | "election" | "presence" | "read" | "receipt" | "sealed" => {}
+            "read" => self.marker_moved(data, out),
+            "hello" | "election" | "presence" | "receipt" | "sealed" => {}
             // A service the cluster does not publish today: a newer cluster's, shown once it
             // has a line of its own here.
             other => tracing::debug!(service = other, topic, "a publication IRC does not show"),
@@ -1356,6 +1420,7 @@ pub fn iso_time(secs: f64) -> String {
 
 mod history;
 mod labels;
+mod markers;
 
 #[cfg(test)]
 mod tests;

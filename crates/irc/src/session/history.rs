@@ -176,10 +176,7 @@ pub(super) enum Step {
 
 impl Session {
     pub(super) fn fail(&self, code: &str, context: &[&str], text: &str) -> Out {
-        let mut params = vec!["CHATHISTORY", code];
-        params.extend_from_slice(context);
-        params.push(text);
-        Out::Line(Message::new("FAIL", &params).from(&self.server).line())
+        self.standard("FAIL", "CHATHISTORY", code, context, text)
     }
 
     /// `CHATHISTORY <subcommand> …`.
@@ -296,7 +293,7 @@ impl Session {
     }
 
     /// Whether `target` names a room or a nick.
-    fn history_target(&self, target: &str) -> bool {
+    pub(super) fn history_target(&self, target: &str) -> bool {
         let name = target.strip_prefix('#').unwrap_or(target);
         !name.is_empty()
             && !name.starts_with('#')

@@ -603,3 +603,66 @@ fn what_arrived_while_away_is_shown_once_after_the_rooms_then_taken() {
     );
     assert!(out.is_empty(), "nothing more to take: {out:?}");
 }
+
+#[test]
+fn read_markers_are_times_set_by_markread_and_told_when_moved_anywhere() {
+    let mut s = registered("draft/read-marker");
+    // Joining: the room's marker comes before its names.
+    let join = request(&feed(&mut s, &["JOIN #den"]));
+    let unread = request(&answer(&mut s, &join, json!({"status": "OK"})));
+    assert_eq!(unread["service"], "unread");
+    let marked = json!({"status": "OK", "channels": [
+        {"channel": "den", "unread": 2, "marker": "16:s1", "marker_at": 1_795_379_525.25}],
+        "conversations": []});
+    let out = answer(&mut s, &unread, marked.clone());
+    assert_eq!(
+        lines(&out),
+        [":irc.test MARKREAD #den :timestamp=2026-11-22T20:32:05.250Z"]
+    );
+    assert_eq!(request(&out)["service"], "members");
+    // Asking, for a conversation with no marker: `*`.
+    let ask = request(&feed(&mut s, &["MARKREAD bob"]));
+    assert_eq!(
+        lines(&answer(&mut s, &ask, marked.clone())),
+        [":irc.test MARKREAD bob :*"]
+    );
+    // Setting: the newest message at or before that time becomes the marker.
+    let find = request(&feed(
+        &mut s,
+        &["MARKREAD #den timestamp=2026-11-22T20:32:06.000Z"],
+    ));
+    assert_eq!(
+        (find["service"].as_str(), &find["data"]),
+        (
+            Some("history"),
+            &json!({"channel": "den", "until": 1_795_379_526.000_5, "limit": 1})
+        )
+    );
+    let page = json!({"status": "OK", "messages": [{"id": "s1:5", "cursor": "17:s1", "user": "bob", "channel": "den", "message": "two", "timestamp": 1_795_379_526.0}]});
+    let read = request(&answer(&mut s, &find, page));
+    assert_eq!(
+        (read["service"].as_str(), &read["data"]),
+        (Some("read"), &json!({"id": "s1:5"}))
+    );
+    let again = request(&answer(
+        &mut s,
+        &read,
+        json!({"status": "OK", "id": "s3:9"}),
+    ));
+    assert_eq!(again["service"], "unread");
+    // Moved on another client: told too.
+    let moved = json!({"topic": "ana", "service": "read", "data": {"user": "ana", "upto": "s1:5", "channel": "den"}});
+    assert_eq!(
+        request(&s.on_gateway(&moved.to_string()))["service"],
+        "unread"
+    );
+    // Bad requests.
+    for (bad, reply) in [
+        ("MARKREAD", "FAIL MARKREAD NEED_MORE_PARAMS :Missing parameters"),
+        ("MARKREAD #den yesterday", "FAIL MARKREAD INVALID_PARAMS #den yesterday :Expected timestamp=YYYY-MM-DDThh:mm:ss.sssZ"),
+    ] {
+        let out = feed(&mut s, &[bad]);
+        assert!(requests(&out).is_empty(), "{bad}");
+        assert_eq!(lines(&out), [format!(":irc.test {reply}")], "{bad}");
+    }
+}
