@@ -55,6 +55,7 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
+        stream.set_nodelay(true).unwrap();
         Client {
             writer: stream.try_clone().unwrap(),
             reader: BufReader::new(stream),
@@ -616,4 +617,141 @@ fn what_was_missed_while_away_reaches_the_irc_client_once() {
         1,
         "only CHATHISTORY's copy of the post: {shown:?}"
     );
+}
+
+/// A browser's WebSocket to `palaver web`, driven synchronously: requests answered by `re`.
+struct Browser {
+    ws: tokio_tungstenite::tungstenite::WebSocket<TcpStream>,
+    next: u64,
+    kept: Vec<serde_json::Value>,
+}
+
+impl Browser {
+    fn connect(addr: &str) -> Browser {
+        use tokio_tungstenite::tungstenite;
+        let stream = TcpStream::connect(addr).expect("connect to the web gateway");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://{addr}/ws"), stream).expect("handshake");
+        Browser {
+            ws,
+            next: 1,
+            kept: Vec::new(),
+        }
+    }
+
+    fn next_text(&mut self) -> serde_json::Value {
+        loop {
+            let msg = self.ws.read().expect("a WebSocket message");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                return serde_json::from_str(&t).expect("JSON");
+            }
+        }
+    }
+
+    fn call(&mut self, service: &str, data: serde_json::Value) -> serde_json::Value {
+        let re = self.next;
+        self.next += 1;
+        let text = serde_json::json!({"re": re, "service": service, "data": data}).to_string();
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .expect("send");
+        loop {
+            let v = self.next_text();
+            if v["re"] == re {
+                return v;
+            }
+            self.kept.push(v);
+        }
+    }
+
+    /// Waits for a publication that `pred` accepts.
+    fn publication(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        if let Some(i) = self.kept.iter().position(&pred) {
+            return self.kept.remove(i);
+        }
+        loop {
+            let v = self.next_text();
+            if pred(&v) {
+                return v;
+            }
+            self.kept.push(v);
+        }
+    }
+}
+
+/// The `time` tag of the line whose text is `text`, among those read.
+fn time_of(c: &Client, text: &str) -> String {
+    let line = c
+        .seen
+        .iter()
+        .find(|l| l.ends_with(&format!(" :{text}")))
+        .unwrap_or_else(|| panic!("`{text}` was not shown"));
+    parse(line)
+        .tag_value("time")
+        .flatten()
+        .expect("a time tag")
+        .to_owned()
+}
+
+/// A read marker moved on the web is told to the person's IRC client, and one moved from IRC
+/// reaches the web: both are Palaver's one marker.
+#[test]
+fn a_read_marker_moved_on_the_web_is_seen_on_irc_and_the_other_way() {
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &[]);
+    let (_web, web_addr) =
+        common::gateway(&cluster, "web", "127.0.0.1:0", &[], "open http://", '/');
+    let mut bob = Person::login(&cluster, "bob", &[]);
+    let mut ana = Client::connect(&irc.addr);
+    ana.send("CAP REQ :server-time draft/read-marker");
+    ana.send("NICK ana");
+    ana.send("USER ana 0 * :Ana");
+    ana.send("CAP END");
+    ana.expect("ending the MOTD", |l| l.contains(" 376 "));
+    ana.send("JOIN #den");
+    ana.expect("with no marker yet", |l| l == ":irc.test MARKREAD #den :*");
+    ana.expect("ending NAMES", |l| l.contains(" 366 ana #den "));
+    let den = name("den");
+    let joined = bob.conn.call(
+        palaver_proto::Envelope::new("join")
+            .with("user", "bob")
+            .with("channel", "den"),
+    );
+    assert!(joined.is_ok(), "{joined:?}");
+    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    common::post(&mut bob.conn, &bob.name, &den, "first");
+    let second = common::post(&mut bob.conn, &bob.name, &den, "second");
+    ana.expect("with the second post", |l| {
+        l.ends_with("PRIVMSG #den :second")
+    });
+    let (t1, t2) = (time_of(&ana, "first"), time_of(&ana, "second"));
+    // Ana reads on the web, up to the second post: her IRC client is told.
+    let mut web = Browser::connect(&web_addr);
+    assert_eq!(web.next_text()["service"], "hello");
+    let r = web.call(
+        "login",
+        serde_json::json!({"user": "ana", "device": "laptop"}),
+    );
+    assert_eq!(r["data"]["status"], "sucesso", "{r}");
+    let r = web.call("read", serde_json::json!({"id": second.to_string()}));
+    assert_eq!(r["data"]["status"], "OK", "{r}");
+    ana.expect("with the marker moved on the web", |l| {
+        l == format!(":irc.test MARKREAD #den :timestamp={t2}")
+    });
+    // A marker never moves back: MARKREAD to the first post leaves it at the second.
+    ana.send(&format!("MARKREAD #den timestamp={t1}"));
+    let stands = ana.expect("with where the marker stands", |l| l.contains(" MARKREAD "));
+    assert_eq!(stands, format!(":irc.test MARKREAD #den :timestamp={t2}"));
+    let third = common::post(&mut bob.conn, &bob.name, &den, "third");
+    ana.expect("with the third post", |l| {
+        l.ends_with("PRIVMSG #den :third")
+    });
+    let t3 = time_of(&ana, "third");
+    // From IRC, up to the third: the web is told, and `unread` agrees.
+    ana.send(&format!("MARKREAD #den timestamp={t3}"));
+    let moved =
+        web.publication(|v| v["service"] == "read" && v["data"]["upto"] == third.to_string());
+    assert_eq!(moved["data"]["channel"], "den");
+    let r = web.call("unread", serde_json::json!({}));
+    assert_eq!(r["data"]["channels"][0]["unread"], 0, "{r}");
 }
