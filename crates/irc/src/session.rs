@@ -23,7 +23,7 @@ use crate::line::{pieces, Message};
 /// The host part of every person's mask.
 const HOST: &str = "palaver";
 /// The capabilities offered, in `CAP LS` order.
-const CAPS: [Cap; 9] = [
+const CAPS: [Cap; 14] = [
     Cap::Sasl,
     Cap::ServerTime,
     Cap::MessageTags,
@@ -33,6 +33,11 @@ const CAPS: [Cap; 9] = [
     Cap::ChatHistory,
     Cap::StandardReplies,
     Cap::ReadMarker,
+    Cap::AccountTag,
+    Cap::AccountNotify,
+    Cap::ExtendedJoin,
+    Cap::AwayNotify,
+    Cap::NoImplicitNames,
 ];
 /// Posts a JOIN plays back.
 const JOIN_HISTORY: u64 = 20;
@@ -72,6 +77,11 @@ pub enum Cap {
     ChatHistory,
     StandardReplies,
     ReadMarker,
+    AccountTag,
+    AccountNotify,
+    ExtendedJoin,
+    AwayNotify,
+    NoImplicitNames,
 }
 
 impl Cap {
@@ -86,6 +96,11 @@ impl Cap {
             Cap::ChatHistory => "draft/chathistory",
             Cap::StandardReplies => "standard-replies",
             Cap::ReadMarker => "draft/read-marker",
+            Cap::AccountTag => "account-tag",
+            Cap::AccountNotify => "account-notify",
+            Cap::ExtendedJoin => "extended-join",
+            Cap::AwayNotify => "away-notify",
+            Cap::NoImplicitNames => "no-implicit-names",
         }
     }
 
@@ -205,6 +220,8 @@ pub struct Session {
     shown: std::collections::VecDeque<String>,
     /// Pages of the inbox taken by this connection.
     inbox_pages: u64,
+    /// The members of each room the client is in, as NAMES and joins and parts tell them.
+    members: HashMap<String, BTreeSet<String>>,
     /// The label of what is being handled (requests made now are for it).
     ctx: Option<u64>,
     labels: HashMap<u64, labels::Label>,
@@ -233,6 +250,7 @@ impl Session {
             own: std::collections::VecDeque::new(),
             shown: std::collections::VecDeque::new(),
             inbox_pages: 0,
+            members: HashMap::new(),
             ctx: None,
             labels: HashMap::new(),
             next_label: 0,
@@ -943,7 +961,8 @@ impl Session {
                 let mut joined = Vec::new();
                 for room in strings(data, "channels") {
                     if self.channels.insert(room.clone()) {
-                        out.push(self.mine(Message::new("JOIN", &[&format!("#{room}")])));
+                        let me = self.me().to_owned();
+                        out.push(self.join_line(&me, &room));
                         joined.push(room);
                     }
                 }
@@ -1034,6 +1053,7 @@ impl Session {
             Pending::Part { channel } => {
                 if ok {
                     self.channels.remove(&channel);
+                    self.members.remove(&channel);
                     out.push(self.mine(Message::new("PART", &[&format!("#{channel}")])));
                 } else {
                     out.push(self.numeric("442", &[&format!("#{channel}"), why]));
@@ -1151,7 +1171,8 @@ impl Session {
     fn joined(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
         self.channels.insert(channel.to_owned());
         let chan = format!("#{channel}");
-        out.push(self.mine(Message::new("JOIN", &[&chan])));
+        let me = self.me().to_owned();
+        out.push(self.join_line(&me, channel));
         self.show_topic(channel, data, false, out);
         if let Some(posts) = data.get("messages").and_then(Json::as_array) {
             for p in posts {
@@ -1164,23 +1185,56 @@ impl Session {
     }
 
     /// Rooms just joined on the client: their read markers (for clients that asked), then
-    /// their names.
+    /// their names (unless the client asked for none).
     fn after_join(&mut self, rooms: Vec<String>, out: &mut Vec<Out>) {
         if rooms.is_empty() {
             return;
         }
+        let names = !self.caps.contains(&Cap::NoImplicitNames);
         if self.caps.contains(&Cap::ReadMarker) {
             let targets = rooms.iter().map(|r| format!("#{r}")).collect();
-            let pending = Pending::Markers {
-                targets,
-                names: true,
-            };
+            let pending = Pending::Markers { targets, names };
             out.push(self.request("unread", json!({}), pending));
-        } else {
+        } else if names {
             for room in rooms {
                 out.push(self.ask_names(&room));
             }
         }
+    }
+
+    /// `nick` joining `room`, with their account and name for clients that asked
+    /// (`extended-join`: on Palaver a nick is its account).
+    fn join_line(&self, nick: &str, room: &str) -> Out {
+        let chan = format!("#{room}");
+        let m = if self.caps.contains(&Cap::ExtendedJoin) {
+            Message::new("JOIN", &[&chan, nick, nick])
+        } else {
+            Message::new("JOIN", &[&chan])
+        };
+        self.line(m.from(&Self::mask(nick)))
+    }
+
+    /// Someone online or offline: `AWAY` to clients that asked (`away-notify`), for the people
+    /// in their rooms.
+    fn presence(&mut self, data: &Json, out: &mut Vec<Out>) {
+        let (Some(user), Some(online)) = (
+            str_of(data, "user"),
+            data.get("online").and_then(Json::as_bool),
+        ) else {
+            return;
+        };
+        if !self.caps.contains(&Cap::AwayNotify)
+            || user == self.me()
+            || !self.members.values().any(|m| m.contains(user))
+        {
+            return;
+        }
+        let away = if online {
+            Message::new("AWAY", &[])
+        } else {
+            Message::new("AWAY", &["Offline"])
+        };
+        out.push(self.line(away.from(&Self::mask(user))));
     }
 
     fn show_topic(&self, channel: &str, data: &Json, always: bool, out: &mut Vec<Out>) {
@@ -1197,7 +1251,11 @@ impl Session {
         }
     }
 
-    fn names(&self, channel: &str, data: &Json, out: &mut Vec<Out>) {
+    fn names(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
+        if self.channels.contains(channel) {
+            let members = strings(data, "members").into_iter().collect();
+            self.members.insert(channel.to_owned(), members);
+        }
         let chan = format!("#{channel}");
         let owner = str_of(data, "owner");
         let mut line = String::new();
@@ -1260,6 +1318,9 @@ impl Session {
                     m = m.tag("msgid", Some(&id));
                 }
             }
+            if self.caps.contains(&Cap::AccountTag) {
+                m = m.tag("account", Some(from));
+            }
             out.push(m);
         }
         out
@@ -1310,10 +1371,15 @@ impl Session {
                     return;
                 };
                 if user != me && self.channels.contains(channel) {
-                    let command = if service == "join" { "JOIN" } else { "PART" };
-                    out.push(self.line(
-                        Message::new(command, &[&format!("#{channel}")]).from(&Self::mask(user)),
-                    ));
+                    let known = self.members.entry(channel.to_owned()).or_default();
+                    if service == "join" {
+                        known.insert(user.to_owned());
+                        out.push(self.join_line(user, channel));
+                    } else {
+                        known.remove(user);
+                        let part = Message::new("PART", &[&format!("#{channel}")]);
+                        out.push(self.line(part.from(&Self::mask(user))));
+                    }
                 }
             }
             "topic" => {
@@ -1333,6 +1399,7 @@ impl Session {
             }
             "delete" => {
                 if let Some(channel) = str_of(data, "channel").map(str::to_owned) {
+                    self.members.remove(&channel);
                     if self.channels.remove(&channel) {
                         let part =
                             Message::new("PART", &[&format!("#{channel}"), "the room was deleted"]);
@@ -1340,10 +1407,11 @@ impl Session {
                     }
                 }
             }
-            // The gateway's greeting, elections, presence, receipts and sealed notices (the gateway hands those on opened, as `message`): nothing an IRC client
+            // The gateway's greeting, elections, receipts and sealed notices (the gateway hands those on opened, as `message`): nothing an IRC client
             // shows yet.
             "read" => self.marker_moved(data, out),
-            "hello" | "election" | "presence" | "receipt" | "sealed" => {}
+            "presence" => self.presence(data, out),
+            "hello" | "election" | "receipt" | "sealed" => {}
             // A service the cluster does not publish today: a newer cluster's, shown once it
             // has a line of its own here.
             other => tracing::debug!(service = other, topic, "a publication IRC does not show"),

@@ -666,3 +666,57 @@ fn read_markers_are_times_set_by_markread_and_told_when_moved_anywhere() {
         assert_eq!(lines(&out), [format!(":irc.test {reply}")], "{bad}");
     }
 }
+
+#[test]
+fn accounts_joins_and_presence_show_as_the_capabilities_asked_for_them() {
+    let mut s = registered("account-tag extended-join away-notify no-implicit-names");
+    // No NAMES after a JOIN: the client asks when it wants them.
+    let join = request(&feed(&mut s, &["JOIN #den"]));
+    let out = answer(&mut s, &join, json!({"status": "OK"}));
+    assert_eq!(lines(&out), [":ana!ana@palaver JOIN #den ana :ana"]);
+    assert!(requests(&out).is_empty(), "{out:?}");
+    let names = request(&feed(&mut s, &["NAMES #den"]));
+    answer(
+        &mut s,
+        &names,
+        json!({"status": "OK", "members": ["ana", "bob"]}),
+    );
+    let publish = |service: &str, data: Json| {
+        json!({"topic": "den", "service": service, "data": data}).to_string()
+    };
+    let joined = publish("join", json!({"user": "cy", "channel": "den"}));
+    assert_eq!(
+        lines(&s.on_gateway(&joined)),
+        [":cy!cy@palaver JOIN #den cy :cy"]
+    );
+    let post = publish(
+        "publish",
+        json!({"user": "cy", "channel": "den", "message": "hi", "id": "s1:1", "clock": 2}),
+    );
+    assert_eq!(
+        lines(&s.on_gateway(&post)),
+        ["@account=cy :cy!cy@palaver PRIVMSG #den :hi"]
+    );
+    // Presence of people in one's rooms (bob from NAMES, cy from the join); not of others.
+    let presence = |user: &str, online: bool| {
+        json!({"topic": "presence", "service": "presence", "data": {"user": user, "online": online}}).to_string()
+    };
+    assert_eq!(
+        lines(&s.on_gateway(&presence("bob", false))),
+        [":bob!bob@palaver AWAY Offline"]
+    );
+    assert_eq!(
+        lines(&s.on_gateway(&presence("cy", true))),
+        [":cy!cy@palaver AWAY"]
+    );
+    assert!(lines(&s.on_gateway(&presence("stranger", false))).is_empty());
+    let left = publish("leave", json!({"user": "cy", "channel": "den"}));
+    assert_eq!(lines(&s.on_gateway(&left)), [":cy!cy@palaver PART #den"]);
+    assert!(
+        lines(&s.on_gateway(&presence("cy", false))).is_empty(),
+        "cy left every room"
+    );
+    // Without the capabilities: none of it.
+    let mut plain = registered("");
+    assert!(lines(&plain.on_gateway(&presence("bob", false))).is_empty());
+}
