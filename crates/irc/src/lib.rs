@@ -18,6 +18,8 @@ mod listen;
 pub mod session;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,6 +42,50 @@ pub struct Options {
     pub rate: palaver_web::Rate,
     /// How long a request waits for each attempt's answer.
     pub timeout: Duration,
+    /// A second listener, for TLS.
+    pub tls: Option<Tls>,
+}
+
+/// Where TLS connections are taken, and the certificate chain and key they are served with
+/// (PEM files).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// The server's TLS settings, from its PEM files.
+    ///
+    /// # Errors
+    /// When a file cannot be read, holds no certificate or key, or the key does not go with
+    /// the certificate.
+    pub fn config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .with_context(|| format!("cannot read certificates from {}", self.cert.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "{} holds no certificate (PEM, BEGIN CERTIFICATE)",
+            self.cert.display()
+        );
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .with_context(|| format!("cannot read a private key from {}", self.key.display()))?;
+        // ring, not aws-lc-rs: it builds with cargo alone on every machine Palaver runs on.
+        // rustls marks it deprecated because its key exchange is not post-quantum; IRC's
+        // TLS has no long-lived secrets for that to matter more than a simple build.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("the key does not go with the certificate")?;
+        Ok(Arc::new(config))
+    }
 }
 
 impl Options {
@@ -58,6 +104,7 @@ impl Options {
                 burst: 40.0,
             },
             timeout: palaver_client::DEFAULT_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -74,17 +121,55 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         rate: opts.rate,
         timeout: opts.timeout,
     };
+    // A certificate that cannot be used is said before anything listens.
+    let tls = match &opts.tls {
+        Some(t) => Some((t.listen, tokio_rustls::TlsAcceptor::from(t.config()?))),
+        None => None,
+    };
     palaver_web::with_hub(&gateway, shutdown, |hub| async move {
-        let listener = tokio::net::TcpListener::bind(opts.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        let bind = |at: SocketAddr| async move {
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at}"))
+        };
+        let listener = bind(opts.listen).await?;
         let addr = listener.local_addr()?;
+        let secure = match tls {
+            Some((at, acceptor)) => Some((bind(at).await?, acceptor)),
+            None => None,
+        };
+        let with_tls = match &secure {
+            Some((l, _)) => format!(", or with TLS to {}", l.local_addr()?),
+            None => String::new(),
+        };
         println!(
-            "palaver irc: connect an IRC client to {addr} (cluster at {})",
+            "palaver irc: connect an IRC client to {addr}{with_tls} (cluster at {})",
             opts.broker
         );
         palaver_supervise::notify_ready();
-        listen::serve(listener, hub, opts.clone(), shutdown.clone()).await;
+        let addresses = listen::Addresses::default();
+        let plain = listen::serve(
+            listener,
+            None,
+            addresses.clone(),
+            hub.clone(),
+            opts.clone(),
+            shutdown.clone(),
+        );
+        match secure {
+            Some((l, acceptor)) => {
+                let secure = listen::serve(
+                    l,
+                    Some(acceptor),
+                    addresses,
+                    hub,
+                    opts.clone(),
+                    shutdown.clone(),
+                );
+                tokio::join!(plain, secure);
+            }
+            None => plain.await,
+        }
         Ok(())
     })
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use palaver_core::Shutdown;
 use palaver_web::hub::{Ended, Hub, Utf8Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::line::{LineError, Message, MAX_CLIENT_TAGS, MAX_LINE};
 use crate::session::{Out, Session};
@@ -28,14 +29,23 @@ use crate::Options;
 pub const REGISTER_WITHIN: Duration = Duration::from_secs(60);
 /// A write that takes longer than this means the client is not reading.
 pub const WRITE_STUCK: Duration = Duration::from_secs(10);
+/// A TLS handshake that takes longer than this is given up.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 /// The most bytes one line may take, tags and CR LF included.
 const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
 
-type Addresses = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// Connections open per address, over every listener of the gateway.
+pub type Addresses = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
-/// Accepts connections until `shutdown`.
-pub async fn serve(listener: TcpListener, hub: Hub, opts: Options, shutdown: Shutdown) {
-    let addresses: Addresses = Arc::default();
+/// Accepts connections until `shutdown`, over TLS when there is an acceptor.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    addresses: Addresses,
+    hub: Hub,
+    opts: Options,
+    shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -48,13 +58,26 @@ pub async fn serve(listener: TcpListener, hub: Hub, opts: Options, shutdown: Shu
                 // Counted here, in the order connections arrive, not in the order their
                 // tasks first run.
                 let admitted = admit(&addresses, peer.ip(), opts.per_address.max(1));
-                tokio::spawn(connection(
-                    stream,
-                    peer,
-                    hub.clone(),
-                    opts.clone(),
-                    admitted,
-                ));
+                let _ = stream.set_nodelay(true);
+                let (hub, opts) = (hub.clone(), opts.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(connection(stream, peer, hub, opts, admitted));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            let shake =
+                                tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(stream));
+                            match shake.await {
+                                Ok(Ok(tls)) => connection(tls, peer, hub, opts, admitted).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "a TLS handshake failed");
+                                }
+                                Err(_) => tracing::debug!(%peer, "a TLS handshake took too long"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of descriptors, most often: wait a little rather than spin.
@@ -103,15 +126,16 @@ fn admit(addresses: &Addresses, ip: IpAddr, most: usize) -> Option<Admitted> {
     })
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     hub: Hub,
     opts: Options,
     admitted: Option<Admitted>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::new(writer);
     let Some(_admitted) = admitted else {
         let line = format!(

@@ -47,6 +47,8 @@ const TEXT_PER_LINE: usize = 350;
 const OWN_REMEMBERED: usize = 256;
 /// Messages per page of the inbox read at registration.
 const INBOX_PAGE: u64 = 100;
+/// Commands kept waiting for the ones before them; past this, they run at once.
+const MAX_WAITING: usize = 64;
 /// Pages of the inbox read at most per connection.
 const INBOX_PAGES: u64 = 10;
 /// Ids of messages shown, remembered so that one both in the inbox and published is shown once.
@@ -212,14 +214,21 @@ pub struct Session {
     channels: BTreeSet<String>,
     away: bool,
     next_re: u64,
-    /// Requests in flight, with the label of the command they are for.
-    pending: HashMap<u64, (Pending, Option<u64>)>,
+    /// Requests in flight, with the label of the command they are for, and whether later
+    /// commands wait for them.
+    pending: HashMap<u64, (Pending, Option<u64>, bool)>,
     /// Ids of this connection's own posts whose publication has not arrived yet.
     own: std::collections::VecDeque<String>,
     /// Ids of the messages shown lately.
     shown: std::collections::VecDeque<String>,
     /// Pages of the inbox taken by this connection.
     inbox_pages: u64,
+    /// Commands that wait for the registration, or a JOIN or PART, before them to be done.
+    waiting: std::collections::VecDeque<Message>,
+    /// Requests in flight for a JOIN or PART (or what their answers asked next).
+    ordering: usize,
+    /// What is being handled is a JOIN's or PART's: requests made now are counted.
+    in_order: bool,
     /// The members of each room the client is in, as NAMES and joins and parts tell them.
     members: HashMap<String, BTreeSet<String>>,
     /// The label of what is being handled (requests made now are for it).
@@ -250,6 +259,9 @@ impl Session {
             own: std::collections::VecDeque::new(),
             shown: std::collections::VecDeque::new(),
             inbox_pages: 0,
+            waiting: std::collections::VecDeque::new(),
+            ordering: 0,
+            in_order: false,
             members: HashMap::new(),
             ctx: None,
             labels: HashMap::new(),
@@ -375,19 +387,59 @@ impl Session {
         if let Some(label) = self.ctx.and_then(|l| self.labels.get_mut(&l)) {
             label.outstanding += 1;
         }
-        self.pending.insert(re, (pending, self.ctx));
+        if self.in_order {
+            self.ordering += 1;
+        }
+        self.pending.insert(re, (pending, self.ctx, self.in_order));
         Out::Gateway(json!({"re": re, "service": service, "data": data}).to_string())
     }
 
     /// A line the client sent, parsed.
+    ///
+    /// Commands run in the order they are sent, as on a server that does each at once: one
+    /// sent on the heels of NICK and USER waits for the login's answer, and one sent after a
+    /// JOIN or PART waits until the room is joined or left (so that `JOIN #new` then
+    /// `PRIVMSG #new` posts to the room the JOIN made).
     pub fn on_line(&mut self, m: &Message) -> Vec<Out> {
-        let Some(label) = self.begin_label(m) else {
-            return self.command(m);
+        let waits = !matches!(
+            m.command.as_str(),
+            "CAP" | "AUTHENTICATE" | "PASS" | "NICK" | "USER" | "PING" | "PONG" | "QUIT"
+        ) && (self.ordering > 0
+            || (!self.registered && self.nick.is_some() && self.user.is_some()));
+        if waits && self.waiting.len() < MAX_WAITING {
+            self.waiting.push_back(m.clone());
+            return Vec::new();
+        }
+        let mut out = self.run(m);
+        self.run_waiting(&mut out);
+        out
+    }
+
+    /// Runs one command, under its label if it has one.
+    fn run(&mut self, m: &Message) -> Vec<Out> {
+        let ordered = self.registered && matches!(m.command.as_str(), "JOIN" | "PART");
+        self.in_order = ordered;
+        let out = match self.begin_label(m) {
+            None => self.command(m),
+            Some(label) => {
+                let outer = self.ctx.replace(label);
+                let out = self.command(m);
+                self.ctx = outer;
+                self.hold(label, out)
+            }
         };
-        self.ctx = Some(label);
-        let out = self.command(m);
-        self.ctx = None;
-        self.hold(label, out)
+        self.in_order = false;
+        out
+    }
+
+    /// Runs the commands that waited, once nothing before them is left to finish.
+    fn run_waiting(&mut self, out: &mut Vec<Out>) {
+        while self.registered && self.ordering == 0 {
+            let Some(m) = self.waiting.pop_front() else {
+                return;
+            };
+            out.extend(self.run(&m));
+        }
     }
 
     fn command(&mut self, m: &Message) -> Vec<Out> {
@@ -897,7 +949,7 @@ impl Session {
             self.publication(topic, service, &data, &mut out);
             return out;
         }
-        let Some((pending, label)) = msg
+        let Some((pending, label, ordered)) = msg
             .get("re")
             .and_then(Json::as_u64)
             .and_then(|re| self.pending.remove(&re))
@@ -911,17 +963,23 @@ impl Session {
         let ok = matches!(str_of(&data, "status"), Some("OK" | "sucesso"))
             || (data.get("status").is_none() && data.get("description").is_none());
         let why = str_of(&data, "description").unwrap_or("refused").to_owned();
-        let Some(label) = label else {
-            self.answer(pending, ok, &why, &data, &mut out);
-            return out;
-        };
-        self.ctx = Some(label);
+        // What the answer asks next is part of the same command.
+        self.in_order = ordered;
+        self.ctx = label;
         self.answer(pending, ok, &why, &data, &mut out);
         self.ctx = None;
-        if let Some(held) = self.labels.get_mut(&label) {
-            held.outstanding = held.outstanding.saturating_sub(1);
+        self.in_order = false;
+        if ordered {
+            self.ordering = self.ordering.saturating_sub(1);
         }
-        self.hold(label, out)
+        if let Some(label) = label {
+            if let Some(held) = self.labels.get_mut(&label) {
+                held.outstanding = held.outstanding.saturating_sub(1);
+            }
+            out = self.hold(label, out);
+        }
+        self.run_waiting(&mut out);
+        out
     }
 
     fn answer(&mut self, pending: Pending, ok: bool, why: &str, data: &Json, out: &mut Vec<Out>) {
@@ -1429,7 +1487,7 @@ impl Session {
                 return true;
             }
         }
-        for (p, _) in self.pending.values_mut() {
+        for (p, _, _) in self.pending.values_mut() {
             if let Pending::Say {
                 target: t,
                 text: x,

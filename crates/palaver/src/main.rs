@@ -359,6 +359,15 @@ struct IrcArgs {
     /// Lines waiting for one client before it is dropped as too slow.
     #[arg(long, default_value_t = 4096)]
     queue: usize,
+    /// A certificate chain (PEM) for TLS connections; with --tls-key.
+    #[arg(long, env = "PALAVER_IRC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "PALAVER_IRC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Address and port to take TLS connections on, once --tls-cert and --tls-key are given.
+    #[arg(long, env = "PALAVER_IRC_TLS_LISTEN", default_value = "127.0.0.1:6697")]
+    tls_listen: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -658,6 +667,13 @@ fn main() -> anyhow::Result<()> {
             opts.flood = a.flood.max(1);
             opts.rate = gateway_rate(a.rate, a.burst)?;
             opts.queue = a.queue;
+            if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+                opts.tls = Some(palaver_irc::Tls {
+                    listen: a.tls_listen,
+                    cert,
+                    key,
+                });
+            }
             palaver_irc::run(&opts, &on_signal()?)
         }
         Command::Chat(a) => {

@@ -38,7 +38,15 @@ impl Irc {
             "connect an IRC client to ",
             ' ',
         );
+        let addr = addr.trim_end_matches(',').to_owned();
         Irc { _proc: proc, addr }
+    }
+
+    /// Where it takes TLS connections, when it does.
+    fn tls_addr(&self) -> String {
+        let log = self._proc.log();
+        let rest = log.split("with TLS to ").nth(1).expect("a TLS listener");
+        rest.split(' ').next().unwrap().to_owned()
     }
 }
 
@@ -754,4 +762,104 @@ fn a_read_marker_moved_on_the_web_is_seen_on_irc_and_the_other_way() {
     assert_eq!(moved["data"]["channel"], "den");
     let r = web.call("unread", serde_json::json!({}));
     assert_eq!(r["data"]["channels"][0]["unread"], 0, "{r}");
+}
+
+/// `--tls-cert`/`--tls-key`: IRC over TLS on a second listener, with a certificate the test
+/// makes; plain text on the TLS port gets nowhere, and a key that is not the certificate's
+/// stops the gateway before it listens.
+#[test]
+fn irc_over_tls_with_a_certificate_the_test_makes() {
+    use std::sync::Arc;
+    let cluster = Cluster::start(&bin(), 3);
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (cluster.dir().join("irc.crt"), cluster.dir().join("irc.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let irc = Irc::start(
+        &cluster,
+        &[
+            "--tls-cert",
+            c,
+            "--tls-key",
+            k,
+            "--tls-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(irc.tls_addr()).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"NICK ana\r\nUSER ana 0 * :Ana\r\nJOIN #den\r\nPRIVMSG #den :over tls\r\n")
+        .unwrap();
+    tls.flush().unwrap();
+    let mut lines = BufReader::new(tls);
+    let mut read = Vec::new();
+    let mut l = String::new();
+    while !read.iter().any(|x: &String| x.contains(" 366 ana #den ")) {
+        l.clear();
+        let n = lines
+            .read_line(&mut l)
+            .unwrap_or_else(|e| panic!("{e}; read {read:?}"));
+        assert!(n > 0, "closed; read {read:?}");
+        read.push(l.trim_end().to_owned());
+    }
+    assert!(read.iter().any(|x| x.contains(" 001 ana ")), "{read:?}");
+    let stored = common::history(
+        &cluster,
+        0,
+        &palaver_proto::Conversation::Channel(name("den")),
+    );
+    let deadline = Instant::now() + WAIT;
+    let mut stored = stored;
+    while stored.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        stored = common::history(
+            &cluster,
+            0,
+            &palaver_proto::Conversation::Channel(name("den")),
+        );
+    }
+    assert_eq!(stored, ["over tls"]);
+    // Plain text on the TLS port: no IRC comes back.
+    let mut plain = Client::connect(&irc.tls_addr());
+    plain.send("NICK bob");
+    plain.send("USER bob 0 * :Bob");
+    let got = plain.until_closed();
+    assert!(got.iter().all(|l| !l.contains(" 001 ")), "{got:?}");
+    // The plain listener still takes IRC.
+    Client::register(&irc.addr, "cy", None);
+    // A key that is not the certificate's: said, and nothing listens.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let wrong = cluster.dir().join("other.key");
+    std::fs::write(&wrong, other.signing_key.serialize_pem()).unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "irc",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            &cluster.broker_endpoint(),
+            "--sub",
+            &cluster.sub_endpoint(),
+        ])
+        .args(["--tls-cert", c, "--tls-key", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("does not go with the certificate"),
+        "{said}"
+    );
 }

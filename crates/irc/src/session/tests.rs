@@ -33,6 +33,15 @@ fn answer(s: &mut Session, req: &Json, data: Json) -> Vec<Out> {
     s.on_gateway(&text)
 }
 
+/// Joins `#den`, answering the join and the names it asks for.
+fn join_den(s: &mut Session) {
+    let out = feed(s, &["JOIN #den"]);
+    let out = answer(s, &requests(&out)[0], json!({"status": "OK"}));
+    for r in requests(&out) {
+        answer(s, &r, json!({"status": "OK", "members": ["ana"]}));
+    }
+}
+
 /// A session registered as `ana`, with `caps` acknowledged.
 fn registered(caps: &str) -> Session {
     let mut s = Session::new("irc.test");
@@ -262,8 +271,7 @@ fn messages_go_to_rooms_and_people_and_failures_say_why() {
 #[test]
 fn publications_become_lines_with_time_and_id_when_asked() {
     let mut s = registered("server-time message-tags");
-    let out = feed(&mut s, &["JOIN #den"]);
-    answer(&mut s, &requests(&out)[0], json!({"status": "OK"}));
+    join_den(&mut s);
     let post = json!({"topic": "den", "service": "publish",
         "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "clock": 40, "timestamp": 1_795_379_525.25}});
     let l = lines(&s.on_gateway(&post.to_string()));
@@ -327,8 +335,7 @@ fn echo_message_repeats_ones_own_text_once_accepted() {
 #[test]
 fn a_long_post_is_cut_into_lines_that_fit() {
     let mut s = registered("");
-    let out = feed(&mut s, &["JOIN #den"]);
-    answer(&mut s, &requests(&out)[0], json!({"status": "OK"}));
+    join_den(&mut s);
     let text = "word ".repeat(200);
     let post = json!({"topic": "den", "service": "publish", "data": {"user": "cy", "channel": "den", "message": text}});
     let l = lines(&s.on_gateway(&post.to_string()));
@@ -619,7 +626,9 @@ fn read_markers_are_times_set_by_markread_and_told_when_moved_anywhere() {
         lines(&out),
         [":irc.test MARKREAD #den :timestamp=2026-11-22T20:32:05.250Z"]
     );
-    assert_eq!(request(&out)["service"], "members");
+    let names = request(&out);
+    assert_eq!(names["service"], "members");
+    answer(&mut s, &names, json!({"status": "OK", "members": ["ana"]}));
     // Asking, for a conversation with no marker: `*`.
     let ask = request(&feed(&mut s, &["MARKREAD bob"]));
     assert_eq!(
@@ -719,4 +728,48 @@ fn accounts_joins_and_presence_show_as_the_capabilities_asked_for_them() {
     // Without the capabilities: none of it.
     let mut plain = registered("");
     assert!(lines(&plain.on_gateway(&presence("bob", false))).is_empty());
+}
+
+#[test]
+fn commands_sent_on_the_heels_of_registration_wait_for_the_login() {
+    let mut s = Session::new("irc.test");
+    let out = feed(
+        &mut s,
+        &[
+            "NICK ana",
+            "USER ana 0 * :Ana",
+            "JOIN #den",
+            "PRIVMSG #den :hi",
+        ],
+    );
+    assert!(lines(&out).is_empty(), "no 451: {out:?}");
+    let login = request(&out);
+    let out = answer(&mut s, &login, json!({"status": "sucesso", "user": "ana"}));
+    let services: Vec<Json> = requests(&out)
+        .iter()
+        .map(|r| r["service"].clone())
+        .collect();
+    assert_eq!(
+        services,
+        ["joined", "join"],
+        "the post waits for the room to be joined"
+    );
+    assert!(lines(&out).iter().any(|l| l.contains(" 001 ana ")));
+    let out = answer(&mut s, &requests(&out)[1], json!({"status": "OK"}));
+    let names = request(&out);
+    let out = answer(&mut s, &names, json!({"status": "OK", "members": ["ana"]}));
+    assert_eq!(request(&out)["service"], "publish");
+    // A PING does not wait.
+    let out = feed(
+        &mut s,
+        &["JOIN #elsewhere", "PRIVMSG #elsewhere :x", "PING :y"],
+    );
+    assert_eq!(lines(&out), [":irc.test PONG irc.test :y"]);
+    assert_eq!(request(&out)["service"], "join");
+    // Before NICK and USER, a command is still refused.
+    let mut fresh = Session::new("irc.test");
+    assert_eq!(
+        lines(&feed(&mut fresh, &["JOIN #den"])),
+        [":irc.test 451 * :You have not registered"]
+    );
 }
