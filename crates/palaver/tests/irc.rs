@@ -19,7 +19,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// A `palaver irc` process for a cluster.
 struct Irc {
-    _proc: Proc,
+    proc: Proc,
     addr: String,
 }
 
@@ -39,12 +39,12 @@ impl Irc {
             ' ',
         );
         let addr = addr.trim_end_matches(',').to_owned();
-        Irc { _proc: proc, addr }
+        Irc { proc: proc, addr }
     }
 
     /// Where it takes TLS connections, when it does.
     fn tls_addr(&self) -> String {
-        let log = self._proc.log();
+        let log = self.proc.log();
         let rest = log.split("with TLS to ").nth(1).expect("a TLS listener");
         rest.split(' ').next().unwrap().to_owned()
     }
@@ -862,4 +862,84 @@ fn irc_over_tls_with_a_certificate_the_test_makes() {
         !out.status.success() && said.contains("does not go with the certificate"),
         "{said}"
     );
+}
+
+/// Two gateways against one cluster; the one ana is on is killed mid-conversation. She
+/// reconnects to the other and misses nothing: what was posted and sent to her meanwhile is
+/// played back from her inbox, and the room's history has the rest.
+#[test]
+fn a_gateway_killed_mid_conversation_loses_nothing_for_its_people() {
+    let cluster = Cluster::start(&bin(), 3);
+    let mut first = Irc::start(&cluster, &[]);
+    let second = Irc::start(&cluster, &[]);
+    let mut bob = Person::login(&cluster, "bob", &[]);
+    let mut ana = Client::register(&first.addr, "ana", None);
+    ana.join("den");
+    let den = name("den");
+    let joined = bob.conn.call(
+        palaver_proto::Envelope::new("join")
+            .with("user", "bob")
+            .with("channel", "den"),
+    );
+    assert!(joined.is_ok(), "{joined:?}");
+    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    common::post(&mut bob.conn, &bob.name, &den, "before");
+    ana.expect("with bob's post", |l| l.ends_with("PRIVMSG #den :before"));
+    let of = palaver_proto::Conversation::Channel(den.clone());
+    let stored = |text: &str| {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if common::history(&cluster, 0, &of).iter().any(|t| t == text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("`{text}` was never stored");
+    };
+    ana.send("PRIVMSG #den :are you there?");
+    stored("are you there?");
+    first.proc.kill();
+    ana.until_closed();
+    // Meanwhile, posts and a private message she is not connected to see.
+    for text in ["during one", "during two"] {
+        common::post(&mut bob.conn, &bob.name, &den, text);
+    }
+    bob.conn
+        .message(&bob.name, &name("ana"), "ping me")
+        .unwrap();
+    let mut ana = Client::connect(&second.addr);
+    ana.send("NICK ana");
+    ana.send("USER ana 0 * :Ana");
+    ana.expect("rejoining den", |l| l == ":ana!ana@palaver JOIN #den");
+    for text in ["during one", "during two"] {
+        ana.expect("with a post made while away", |l| {
+            l.ends_with(&format!("PRIVMSG #den :{text}"))
+        });
+    }
+    ana.expect("with the private message", |l| {
+        l.ends_with("PRIVMSG ana :ping me")
+    });
+    // The conversation goes on through the second gateway, both ways.
+    ana.send("PRIVMSG #den :back");
+    stored("back");
+    common::post(&mut bob.conn, &bob.name, &den, "welcome back");
+    ana.expect("with bob's post", |l| {
+        l.ends_with("PRIVMSG #den :welcome back")
+    });
+    // And the room's history holds everything once, in one order.
+    let want = [
+        "before",
+        "are you there?",
+        "during one",
+        "during two",
+        "back",
+        "welcome back",
+    ];
+    let deadline = Instant::now() + WAIT;
+    let mut held = common::history(&cluster, 0, &of);
+    while held.len() < want.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        held = common::history(&cluster, 0, &of);
+    }
+    assert_eq!(held, want);
 }
