@@ -39,7 +39,7 @@ impl Irc {
             ' ',
         );
         let addr = addr.trim_end_matches(',').to_owned();
-        Irc { proc: proc, addr }
+        Irc { proc, addr }
     }
 
     /// Where it takes TLS connections, when it does.
