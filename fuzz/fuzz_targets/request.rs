@@ -101,6 +101,15 @@ fn check_history(q: &HistoryQuery) {
     if let Some(c) = &q.after {
         env = env.with("after", c.to_string());
     }
+    if let Some(ms) = q.window.since {
+        env = env.with("since", ms as f64 / 1e3);
+    }
+    if let Some(ms) = q.window.until {
+        env = env.with("until", ms as f64 / 1e3);
+    }
+    if q.window.latest {
+        env = env.with("latest", true);
+    }
     let env = Envelope::decode(&env.to_bytes()).expect("an encoded query decodes");
     assert_eq!(
         &HistoryQuery::parse(&env).expect("an encoded query parses"),

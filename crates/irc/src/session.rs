@@ -1523,7 +1523,9 @@ fn strings(data: &Json, key: &str) -> Vec<String> {
 
 /// Seconds since the epoch as IRCv3 `server-time`: `YYYY-MM-DDThh:mm:ss.sssZ`.
 pub fn iso_time(secs: f64) -> String {
-    let ms = (secs * 1000.0).round().max(0.0) as u64;
+    // Down to the millisecond, never up: a message shown at T was stamped within [T, T+1 ms),
+    // which is how history's bounds read a time back.
+    let ms = (secs * 1000.0).floor().max(0.0) as u64;
     let (days, rem) = (ms / 86_400_000, ms % 86_400_000);
     // Days to a civil date (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

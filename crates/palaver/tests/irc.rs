@@ -462,7 +462,8 @@ fn chathistory_pages_through_a_day_of_posts_by_msgid_and_by_time() {
         }
         other => panic!("not a post: {other:?}"),
     };
-    let ms = |e: &palaver_proto::Event| (e.timestamp * 1000.0).round() as u64;
+    // As the gateway shows times: down to the millisecond.
+    let ms = |e: &palaver_proto::Event| (e.timestamp * 1000.0).floor() as u64;
     let span = ms(&held[held.len() - 1]).saturating_sub(ms(&held[0]));
     assert!(span > 20 * 3_600_000, "the posts span {span} ms");
     let all: Vec<String> = held.iter().map(text).collect();

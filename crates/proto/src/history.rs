@@ -65,8 +65,9 @@ pub struct HistoryQuery {
     pub window: Window,
 }
 
-/// A `history` request's bounds in time (the servers' clock, in microseconds since the
-/// epoch), and which end of what lies within its bounds a page is taken from.
+/// A `history` request's bounds in time (the servers' clock, in milliseconds since the epoch:
+/// a time given in seconds is read to the nearest millisecond, so that it writes back the
+/// same), and which end of what lies within its bounds a page is taken from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
     /// Only messages stamped at or after this (`since`).
@@ -90,8 +91,10 @@ impl Window {
                 None | Some(Value::Nil) => Ok(None),
                 Some(v) => v
                     .as_f64()
-                    .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e13)
-                    .map(|t| Some((t * 1e6).round() as u64))
+                    // Up to 10^12 s (the year 33658): every millisecond to then is exact as a
+                    // float of seconds, and reads back as itself.
+                    .filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e12)
+                    .map(|t| Some((t * 1e3).round() as u64))
                     .ok_or(ProtoError::WrongType {
                         field,
                         expected: "a time in seconds since the Unix epoch",
@@ -116,7 +119,7 @@ impl Window {
     }
 
     fn put(&self, out: &mut Vec<(Value, Value)>) {
-        let secs = |us: u64| Value::from(us as f64 / 1e6);
+        let secs = |ms: u64| Value::from(ms as f64 / 1e3);
         if let Some(t) = self.since {
             out.push((Value::from("since"), secs(t)));
         }
@@ -405,8 +408,8 @@ mod tests {
         )
         .unwrap();
         let window = Window {
-            since: Some(1_795_379_524_500_000),
-            until: Some(1_795_379_600_000_000),
+            since: Some(1_795_379_524_500),
+            until: Some(1_795_379_600_000),
             latest: true,
         };
         assert_eq!(q.window, window);

@@ -449,7 +449,7 @@ impl Store {
                 filter.push_str(&format!(" AND (p.lamport, p.origin) {cmp} ({l}, {o})"));
             }
         }
-        let secs = |us: u64| Sql::Real(us as f64 / 1e6);
+        let secs = |ms: u64| Sql::Real(ms as f64 / 1e3);
         if let Some(t) = q.window.since {
             filter.push_str(&format!(" AND e.ts >= {}", arg(secs(t))));
         }

@@ -205,7 +205,7 @@ fn history_and_unread(store: &Store) {
     };
     assert_eq!(texts(&store.history(&range(false)).unwrap().0), ["two"]);
     assert_eq!(texts(&store.history(&range(true)).unwrap().0), ["two"]);
-    let us = |e: &Event| (e.timestamp * 1e6).round() as u64;
+    let ms = |e: &Event| (e.timestamp * 1e3).floor() as u64;
     assert!(h[0].timestamp < h[1].timestamp && h[1].timestamp < h[2].timestamp);
     let window = |since: Option<u64>, until: Option<u64>, latest: bool, limit: usize| {
         let q = HistoryQuery {
@@ -220,20 +220,20 @@ fn history_and_unread(store: &Store) {
         (texts(&page), more)
     };
     let s = |v: &[&str]| v.iter().map(|t| (*t).to_owned()).collect::<Vec<String>>();
-    assert_eq!(window(Some(us(&h[1])), None, false, 1), (s(&["two"]), true));
+    assert_eq!(window(Some(ms(&h[1])), None, false, 1), (s(&["two"]), true));
     assert_eq!(
-        window(Some(us(&h[1])), None, true, 5),
+        window(Some(ms(&h[1])), None, true, 5),
         (s(&["two", "three"]), false)
     );
     assert_eq!(
-        window(None, Some(us(&h[1])), false, 5),
+        window(None, Some(ms(&h[1])), false, 5),
         (s(&["one"]), false)
     );
     assert_eq!(
-        window(Some(us(&h[0]) + 1), Some(us(&h[2])), false, 5),
+        window(Some(ms(&h[0]) + 1), Some(ms(&h[2])), false, 5),
         (s(&["two"]), false)
     );
-    assert_eq!(window(Some(us(&h[2]) + 1), None, false, 5), (s(&[]), false));
+    assert_eq!(window(Some(ms(&h[2]) + 1), None, false, 5), (s(&[]), false));
     let conversation = |x: &str, y: &str| HistoryQuery {
         of: Conversation::Direct(name(x), name(y)),
         limit: 10,

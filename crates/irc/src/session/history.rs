@@ -101,23 +101,23 @@ pub(super) fn parse_iso(s: &str) -> Option<u64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
-/// A page's bounds, as `history` takes them.
+/// A page's bounds, as `history` takes them (times in milliseconds).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(super) struct Bounds {
     after: Option<String>,
     before: Option<String>,
-    since: Option<f64>,
-    until: Option<f64>,
+    since: Option<u64>,
+    until: Option<u64>,
     latest: bool,
 }
 
 impl Bounds {
     /// Only what comes after `r` (not `r` itself: a time is compared as IRC shows it, to the
-    /// millisecond).
+    /// millisecond, so what is shown at that time is not after it).
     fn above(mut self, r: &Ref) -> Bounds {
         match r {
             Ref::Star => {}
-            Ref::Time(ms) => self.since = Some((*ms as f64 + 0.5) / 1000.0),
+            Ref::Time(ms) => self.since = Some(ms + 1),
             Ref::Id { lamport, origin } => self.after = Some(format!("{lamport}:{origin}")),
         }
         self
@@ -127,7 +127,7 @@ impl Bounds {
     fn below(mut self, r: &Ref) -> Bounds {
         match r {
             Ref::Star => {}
-            Ref::Time(ms) => self.until = Some((*ms as f64 - 0.5) / 1000.0),
+            Ref::Time(ms) => self.until = Some(*ms),
             Ref::Id { lamport, origin } => self.before = Some(format!("{lamport}:{origin}")),
         }
         self
@@ -151,8 +151,8 @@ impl Bounds {
             }
         }
         for (key, v) in [("since", self.since), ("until", self.until)] {
-            if let Some(t) = v {
-                d[key] = json!(t.max(0.0));
+            if let Some(ms) = v {
+                d[key] = json!(ms as f64 / 1000.0);
             }
         }
         if self.latest {
@@ -183,15 +183,9 @@ impl Session {
     pub(super) fn chathistory(&mut self, m: &Message, out: &mut Vec<Out>) {
         let sub = m.param(0).unwrap_or("").to_ascii_uppercase();
         let args = &m.params[1.min(m.params.len())..];
-        let needs = if sub == "BETWEEN" || sub == "TARGETS" {
-            if sub == "TARGETS" {
-                3
-            } else {
-                4
-            }
-        } else {
-            3
-        };
+        // Parameters after the subcommand: two references and a limit for BETWEEN (after its
+        // target) and TARGETS (which has none); one and a limit for the others.
+        let needs = if sub == "BETWEEN" { 4 } else { 3 };
         if !matches!(
             sub.as_str(),
             "BEFORE" | "AFTER" | "LATEST" | "AROUND" | "BETWEEN" | "TARGETS"
@@ -269,7 +263,7 @@ impl Session {
                 let r = &refs[0];
                 let before = match r {
                     Ref::Time(ms) => Bounds {
-                        until: Some((*ms as f64 + 0.5) / 1000.0),
+                        until: Some(ms + 1),
                         ..Bounds::default()
                     },
                     _ => Bounds::default().below(r),
@@ -340,7 +334,7 @@ impl Session {
                         ..Bounds::default()
                     },
                     None => Bounds {
-                        since: Some(0.0),
+                        since: Some(0),
                         ..Bounds::default()
                     },
                 };
@@ -397,7 +391,7 @@ impl Session {
                 ) else {
                     continue;
                 };
-                let ms = (last * 1000.0).round().max(0.0) as u64;
+                let ms = (last * 1000.0).floor().max(0.0) as u64;
                 if (from..=to).contains(&ms) {
                     found.push((ms, format!("{prefix}{name}")));
                 }

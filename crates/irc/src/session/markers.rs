@@ -51,7 +51,7 @@ impl Session {
             Some(room) => json!({"channel": room}),
             None => json!({"with": target}),
         };
-        data["until"] = json!((ms as f64 + 0.5) / 1000.0);
+        data["until"] = json!((ms + 1) as f64 / 1000.0);
         data["limit"] = json!(1);
         out.push(self.request("history", data, Pending::MarkFind { target }));
     }
