@@ -51,8 +51,9 @@ const INBOX_PAGE: u64 = 100;
 const MAX_WAITING: usize = 64;
 /// Pages of the inbox read at most per connection.
 const INBOX_PAGES: u64 = 10;
-/// Ids of messages shown, remembered so that one both in the inbox and published is shown once.
-const SHOWN_REMEMBERED: usize = 1024;
+/// Ids of messages shown while the inbox is played back, remembered so that one both in the
+/// inbox and published meanwhile is shown once.
+const SHOWN_REMEMBERED: usize = 2048;
 /// The longest SASL payload (decoded `authzid \0 authcid \0 password`).
 const MAX_SASL: usize = 1024;
 
@@ -176,7 +177,7 @@ enum Pending {
     },
     /// A page of history for `CHATHISTORY`.
     History {
-        sub: String,
+        sub: history::Sub,
         target: String,
         step: history::Step,
     },
@@ -219,8 +220,9 @@ pub struct Session {
     pending: HashMap<u64, (Pending, Option<u64>, bool)>,
     /// Ids of this connection's own posts whose publication has not arrived yet.
     own: std::collections::VecDeque<String>,
-    /// Ids of the messages shown lately.
-    shown: std::collections::VecDeque<String>,
+    /// Ids of the messages shown while the inbox is played back (`None` once it is done:
+    /// nothing is looked up or kept for a message after that).
+    shown: Option<std::collections::HashSet<String>>,
     /// Pages of the inbox taken by this connection.
     inbox_pages: u64,
     /// Commands that wait for the registration, or a JOIN or PART, before them to be done.
@@ -257,7 +259,7 @@ impl Session {
             next_re: 1,
             pending: HashMap::new(),
             own: std::collections::VecDeque::new(),
-            shown: std::collections::VecDeque::new(),
+            shown: Some(std::collections::HashSet::new()),
             inbox_pages: 0,
             waiting: std::collections::VecDeque::new(),
             ordering: 0,
@@ -314,17 +316,17 @@ impl Session {
         )
     }
 
-    /// Whether the message with this id was shown already; remembers it if not.
+    /// Whether the message with this id was shown already while the inbox is played back;
+    /// remembers it if not.
     fn seen(&mut self, data: &Json) -> bool {
-        let Some(id) = str_of(data, "id") else {
+        let (Some(shown), Some(id)) = (self.shown.as_mut(), str_of(data, "id")) else {
             return false;
         };
-        if self.shown.iter().any(|s| s == id) {
+        if shown.contains(id) {
             return true;
         }
-        self.shown.push_back(id.to_owned());
-        if self.shown.len() > SHOWN_REMEMBERED {
-            self.shown.pop_front();
+        if shown.len() < SHOWN_REMEMBERED {
+            shown.insert(id.to_owned());
         }
         false
     }
@@ -1034,19 +1036,23 @@ impl Session {
                     out.push(self.notice(&format!(
                         "What arrived while you were away cannot be read now: {why}"
                     )));
+                    self.shown = None;
                     return;
                 }
                 let page = data.get("messages").and_then(Json::as_array);
                 for m in page.into_iter().flatten() {
                     self.missed(m, out);
                 }
-                match data.get("cursor") {
-                    Some(cursor) if page.is_some_and(|p| !p.is_empty()) => {
+                let cursor = data
+                    .get("cursor")
+                    .filter(|_| page.is_some_and(|p| !p.is_empty()));
+                match cursor {
+                    Some(cursor) => {
                         let more = data.get("more").and_then(Json::as_bool) == Some(true);
                         let taken = json!({"cursor": cursor});
                         out.push(self.request("taken", taken, Pending::Taken { more }));
                     }
-                    _ => {}
+                    None => self.shown = None,
                 }
             }
             Pending::Markers { targets, names } => {
@@ -1068,6 +1074,10 @@ impl Session {
             }
             Pending::Taken { more } => {
                 self.inbox_pages += 1;
+                if !ok || !more || self.inbox_pages >= INBOX_PAGES {
+                    // Played back: nothing more comes from the inbox on this connection.
+                    self.shown = None;
+                }
                 if !ok {
                     tracing::warn!(why, "an IRC client's inbox could not be confirmed");
                 } else if more && self.inbox_pages >= INBOX_PAGES {

@@ -163,6 +163,14 @@ impl Client {
     }
 }
 
+/// Waits until server 0's posts of `room` are `done` (a write is acknowledged once the live
+/// servers have it, so this is brief); its posts then.
+fn stored_in(cluster: &Cluster, room: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let of = palaver_proto::Conversation::Channel(name(room));
+    palaver_testkit::wait_until(WAIT, || done(&common::history(cluster, 0, &of)));
+    common::history(cluster, 0, &of)
+}
+
 fn parse(line: &str) -> Message {
     Message::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
@@ -189,6 +197,19 @@ impl Person {
             sub,
             name: me,
         }
+    }
+
+    /// Joins `den` (which `ana` is in), and waits until `ana` sees it: her subscription to
+    /// the room is then live.
+    fn join_den_seen_by(&mut self, ana: &mut Client) {
+        let joined = self.conn.call(
+            palaver_proto::Envelope::new("join")
+                .with("user", self.name.as_str())
+                .with("channel", "den"),
+        );
+        assert!(joined.is_ok(), "{joined:?}");
+        let line = format!(":{0}!{0}@palaver JOIN #den", self.name);
+        ana.expect("with the join", |l| l == line);
     }
 
     /// The next publication whose text is `text`, within the wait.
@@ -231,13 +252,7 @@ fn an_irc_person_and_a_client_core_person_chat_in_a_room_and_privately_both_ways
     );
     let den = name("den");
     bob.sub.subscribe("den").unwrap();
-    let joined = bob.conn.call(
-        palaver_proto::Envelope::new("join")
-            .with("user", "bob")
-            .with("channel", "den"),
-    );
-    assert!(joined.is_ok(), "{joined:?}");
-    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    bob.join_den_seen_by(&mut ana);
     // The client core posts; the IRC client sees it live.
     cluster.await_subscription(&mut bob.conn, &mut bob.sub, &bob.name, &den);
     bob.conn
@@ -444,17 +459,11 @@ fn chathistory_pages_through_a_day_of_posts_by_msgid_and_by_time() {
             );
         }
     }
+    stored_in(&cluster, "diary", |posts| posts.len() == 3 * GROUP);
     let of = palaver_proto::Conversation::Channel(diary.clone());
-    let deadline = Instant::now() + WAIT;
-    let held = loop {
-        let held = common::store(&cluster.data_dir(0))
-            .whole_history(&of)
-            .unwrap();
-        if held.len() == 3 * GROUP || Instant::now() > deadline {
-            break held;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let held = common::store(&cluster.data_dir(0))
+        .whole_history(&of)
+        .unwrap();
     assert_eq!(held.len(), 3 * GROUP);
     let text = |e: &palaver_proto::Event| match &e.kind {
         palaver_proto::EventKind::Message(palaver_proto::MessageKind::Post { message, .. }) => {
@@ -570,13 +579,7 @@ fn what_was_missed_while_away_reaches_the_irc_client_once() {
     let mut bob = Person::login(&cluster, "bob", &[]);
     let mut ana = Client::register(&irc.addr, "ana", None);
     ana.join("den");
-    let joined = bob.conn.call(
-        palaver_proto::Envelope::new("join")
-            .with("user", "bob")
-            .with("channel", "den"),
-    );
-    assert!(joined.is_ok(), "{joined:?}");
-    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    bob.join_den_seen_by(&mut ana);
     ana.send("QUIT :later");
     ana.until_closed();
     common::post(&mut bob.conn, &bob.name, &name("den"), "while you were out");
@@ -721,13 +724,7 @@ fn a_read_marker_moved_on_the_web_is_seen_on_irc_and_the_other_way() {
     ana.expect("with no marker yet", |l| l == ":irc.test MARKREAD #den :*");
     ana.expect("ending NAMES", |l| l.contains(" 366 ana #den "));
     let den = name("den");
-    let joined = bob.conn.call(
-        palaver_proto::Envelope::new("join")
-            .with("user", "bob")
-            .with("channel", "den"),
-    );
-    assert!(joined.is_ok(), "{joined:?}");
-    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    bob.join_den_seen_by(&mut ana);
     common::post(&mut bob.conn, &bob.name, &den, "first");
     let second = common::post(&mut bob.conn, &bob.name, &den, "second");
     ana.expect("with the second post", |l| {
@@ -817,21 +814,7 @@ fn irc_over_tls_with_a_certificate_the_test_makes() {
         read.push(l.trim_end().to_owned());
     }
     assert!(read.iter().any(|x| x.contains(" 001 ana ")), "{read:?}");
-    let stored = common::history(
-        &cluster,
-        0,
-        &palaver_proto::Conversation::Channel(name("den")),
-    );
-    let deadline = Instant::now() + WAIT;
-    let mut stored = stored;
-    while stored.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        stored = common::history(
-            &cluster,
-            0,
-            &palaver_proto::Conversation::Channel(name("den")),
-        );
-    }
+    let stored = stored_in(&cluster, "den", |posts| !posts.is_empty());
     assert_eq!(stored, ["over tls"]);
     // Plain text on the TLS port: no IRC comes back.
     let mut plain = Client::connect(&irc.tls_addr());
@@ -877,25 +860,15 @@ fn a_gateway_killed_mid_conversation_loses_nothing_for_its_people() {
     let mut ana = Client::register(&first.addr, "ana", None);
     ana.join("den");
     let den = name("den");
-    let joined = bob.conn.call(
-        palaver_proto::Envelope::new("join")
-            .with("user", "bob")
-            .with("channel", "den"),
-    );
-    assert!(joined.is_ok(), "{joined:?}");
-    ana.expect("with bob joining", |l| l == ":bob!bob@palaver JOIN #den");
+    bob.join_den_seen_by(&mut ana);
     common::post(&mut bob.conn, &bob.name, &den, "before");
     ana.expect("with bob's post", |l| l.ends_with("PRIVMSG #den :before"));
-    let of = palaver_proto::Conversation::Channel(den.clone());
     let stored = |text: &str| {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if common::history(&cluster, 0, &of).iter().any(|t| t == text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("`{text}` was never stored");
+        let posts = stored_in(&cluster, "den", |posts| posts.iter().any(|t| t == text));
+        assert!(
+            posts.iter().any(|t| t == text),
+            "`{text}` was never stored: {posts:?}"
+        );
     };
     ana.send("PRIVMSG #den :are you there?");
     stored("are you there?");
@@ -936,11 +909,6 @@ fn a_gateway_killed_mid_conversation_loses_nothing_for_its_people() {
         "back",
         "welcome back",
     ];
-    let deadline = Instant::now() + WAIT;
-    let mut held = common::history(&cluster, 0, &of);
-    while held.len() < want.len() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        held = common::history(&cluster, 0, &of);
-    }
+    let held = stored_in(&cluster, "den", |posts| posts.len() >= want.len());
     assert_eq!(held, want);
 }

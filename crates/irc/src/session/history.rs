@@ -17,6 +17,45 @@ use crate::line::Message;
 /// The most messages one `CHATHISTORY` answers with (`history`'s page).
 pub(super) const MAX_CHATHISTORY: u64 = 500;
 
+/// A `CHATHISTORY` subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sub {
+    Before,
+    After,
+    Latest,
+    Around,
+    Between,
+    Targets,
+}
+
+impl Sub {
+    const ALL: [Sub; 6] = [
+        Sub::Before,
+        Sub::After,
+        Sub::Latest,
+        Sub::Around,
+        Sub::Between,
+        Sub::Targets,
+    ];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Sub::Before => "BEFORE",
+            Sub::After => "AFTER",
+            Sub::Latest => "LATEST",
+            Sub::Around => "AROUND",
+            Sub::Between => "BETWEEN",
+            Sub::Targets => "TARGETS",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Sub> {
+        Sub::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+}
+
 /// A message reference: `*`, `timestamp=` (milliseconds since the epoch) or `msgid=` (the
 /// cursor it stands for).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,20 +220,18 @@ impl Session {
 
     /// `CHATHISTORY <subcommand> …`.
     pub(super) fn chathistory(&mut self, m: &Message, out: &mut Vec<Out>) {
-        let sub = m.param(0).unwrap_or("").to_ascii_uppercase();
+        let given = m.param(0).unwrap_or("").to_ascii_uppercase();
+        let Some(sub) = Sub::parse(&given) else {
+            out.push(self.fail("INVALID_PARAMS", &[&given], "Unknown subcommand"));
+            return;
+        };
         let args = &m.params[1.min(m.params.len())..];
         // Parameters after the subcommand: two references and a limit for BETWEEN (after its
         // target) and TARGETS (which has none); one and a limit for the others.
-        let needs = if sub == "BETWEEN" { 4 } else { 3 };
-        if !matches!(
-            sub.as_str(),
-            "BEFORE" | "AFTER" | "LATEST" | "AROUND" | "BETWEEN" | "TARGETS"
-        ) {
-            out.push(self.fail("INVALID_PARAMS", &[&sub], "Unknown subcommand"));
-            return;
-        }
+        let needs = if sub == Sub::Between { 4 } else { 3 };
+        let name = sub.name();
         if args.len() < needs {
-            out.push(self.fail("NEED_MORE_PARAMS", &[&sub], "Missing parameters"));
+            out.push(self.fail("NEED_MORE_PARAMS", &[name], "Missing parameters"));
             return;
         }
         let Some(limit) = args[needs - 1]
@@ -202,49 +239,51 @@ impl Session {
             .ok()
             .map(|l| l.clamp(1, MAX_CHATHISTORY))
         else {
-            out.push(self.fail("INVALID_PARAMS", &[&sub, &args[needs - 1]], "Invalid limit"));
+            out.push(self.fail("INVALID_PARAMS", &[name, &args[needs - 1]], "Invalid limit"));
             return;
         };
-        let refs: Vec<Option<Ref>> = args[if sub == "TARGETS" { 0 } else { 1 }..needs - 1]
+        let refs: Vec<Option<Ref>> = args[if sub == Sub::Targets { 0 } else { 1 }..needs - 1]
             .iter()
             .map(|r| Ref::parse(r))
             .collect();
         let Some(refs) = refs.into_iter().collect::<Option<Vec<Ref>>>() else {
-            out.push(self.fail("INVALID_PARAMS", &[&sub], "Invalid message reference"));
+            out.push(self.fail("INVALID_PARAMS", &[name], "Invalid message reference"));
             return;
         };
-        if sub == "TARGETS" {
-            let (Ref::Time(a), Ref::Time(b)) = (&refs[0], &refs[1]) else {
-                out.push(self.fail("INVALID_PARAMS", &[&sub], "TARGETS takes two timestamps"));
-                return;
-            };
-            let (from, to) = ((*a).min(*b), (*a).max(*b));
-            let pending = Pending::Targets { from, to, limit };
-            out.push(self.request("unread", json!({}), pending));
-            return;
-        }
         let target = args[0].clone();
-        if !self.history_target(&target) {
-            out.push(self.fail(
-                "INVALID_TARGET",
-                &[&sub, &target],
-                "Not a room or a person's nick",
-            ));
-            return;
+        if sub != Sub::Targets {
+            if !self.history_target(&target) {
+                out.push(self.fail(
+                    "INVALID_TARGET",
+                    &[name, &target],
+                    "Not a room or a person's nick",
+                ));
+                return;
+            }
+            if matches!(refs[0], Ref::Star) && sub != Sub::Latest {
+                out.push(self.fail("INVALID_PARAMS", &[name], "`*` is only for LATEST"));
+                return;
+            }
         }
-        if matches!(refs[0], Ref::Star) && sub != "LATEST" {
-            out.push(self.fail("INVALID_PARAMS", &[&sub], "`*` is only for LATEST"));
-            return;
-        }
-        let (bounds, step) = match sub.as_str() {
-            "BEFORE" => (Bounds::default().below(&refs[0]), Step::Page),
-            "AFTER" => (Bounds::default().above(&refs[0]), Step::Page),
-            "LATEST" if refs[0] == Ref::Star => (Bounds::default(), Step::Page),
-            "LATEST" => (Bounds::default().above(&refs[0]).latest(), Step::Page),
-            "BETWEEN" => {
+        let (bounds, step) = match sub {
+            Sub::Targets => {
+                let (Ref::Time(a), Ref::Time(b)) = (&refs[0], &refs[1]) else {
+                    out.push(self.fail("INVALID_PARAMS", &[name], "TARGETS takes two timestamps"));
+                    return;
+                };
+                let (from, to) = ((*a).min(*b), (*a).max(*b));
+                let pending = Pending::Targets { from, to, limit };
+                out.push(self.request("unread", json!({}), pending));
+                return;
+            }
+            Sub::Before => (Bounds::default().below(&refs[0]), Step::Page),
+            Sub::After => (Bounds::default().above(&refs[0]), Step::Page),
+            Sub::Latest if refs[0] == Ref::Star => (Bounds::default(), Step::Page),
+            Sub::Latest => (Bounds::default().above(&refs[0]).latest(), Step::Page),
+            Sub::Between => {
                 let (a, b) = (&refs[0], &refs[1]);
                 if matches!(b, Ref::Star) {
-                    out.push(self.fail("INVALID_PARAMS", &[&sub], "`*` is only for LATEST"));
+                    out.push(self.fail("INVALID_PARAMS", &[name], "`*` is only for LATEST"));
                     return;
                 }
                 // From the first reference towards the second: forward when it comes first,
@@ -256,8 +295,8 @@ impl Session {
                     _ => (Bounds::default().above(a).below(b), Step::Page),
                 }
             }
-            _ => {
-                // AROUND: half before the reference (with it, for a time), the rest from it.
+            Sub::Around => {
+                // Half before the reference (with it, for a time), the rest from it.
                 // With a limit of 1 the page before is read only to find where the rest
                 // starts.
                 let r = &refs[0];
@@ -297,7 +336,7 @@ impl Session {
     /// A `history` page for a `CHATHISTORY` answered.
     pub(super) fn history_page(
         &mut self,
-        (sub, target, step): (String, String, Step),
+        (sub, target, step): (Sub, String, Step),
         ok: bool,
         why: &str,
         data: &Json,
@@ -311,7 +350,7 @@ impl Session {
             } else {
                 "INVALID_TARGET"
             };
-            out.push(self.fail(code, &[&sub, &target], why));
+            out.push(self.fail(code, &[sub.name(), &target], why));
             return;
         }
         let page: Vec<Json> = data
