@@ -75,6 +75,9 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
             ]
             .into_iter()
             .chain(["--sub", &layout.proxy_xpub()])
+            // The broker takes requests from this machine without limits: the IRC gateway's
+            // limits would only hold back bouncers and bots beside it.
+            .chain((role == "irc").then_some("--trust-loopback"))
             .map(str::to_owned)
             .collect();
             roles.push((role.to_owned(), args));

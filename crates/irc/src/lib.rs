@@ -44,6 +44,10 @@ pub struct Options {
     pub timeout: Duration,
     /// A second listener, for TLS.
     pub tls: Option<Tls>,
+    /// Connections from a loopback address (this machine) are held to none of the limits
+    /// above but the queue: for bouncers, bridges and bots beside a gateway, and for `palaver
+    /// up`, whose cluster takes requests from this machine without limits anyway.
+    pub trust_loopback: bool,
 }
 
 /// Where TLS connections are taken, and the certificate chain and key they are served with
@@ -105,6 +109,7 @@ impl Options {
             },
             timeout: palaver_client::DEFAULT_TIMEOUT,
             tls: None,
+            trust_loopback: false,
         }
     }
 }

@@ -6,9 +6,15 @@
 //! - a line over 512 bytes (8,191 more for tags): `417 :Input line was too long`, not read;
 //! - invalid UTF-8: `FAIL * INVALID_UTF8`, not read;
 //! - more than `flood` lines in a second: `ERROR :Flooding…`, closed;
+//! - commands sent faster than they are answered: read no further while too many wait for
+//!   the ones before them (the client is held back by TCP, its lines kept in order);
 //! - no registration within [`REGISTER_WITHIN`]: `ERROR :Registration timed out`, closed;
 //! - a client that does not read (the hub's queue for it full, or one write stuck for
 //!   [`WRITE_STUCK`]): dropped, and nobody else waits for it.
+//!
+//! A gateway told to trust loopback (`Options::trust_loopback`) holds connections from this
+//! machine (bouncers, bridges, bots beside it) to none of the connection, flood or request
+//! limits; they are still dropped when they do not read.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -57,7 +63,11 @@ pub async fn serve(
                 backoff = Duration::from_millis(10);
                 // Counted here, in the order connections arrive, not in the order their
                 // tasks first run.
-                let admitted = admit(&addresses, peer.ip(), opts.per_address.max(1));
+                let admitted = if opts.trust_loopback && peer.ip().is_loopback() {
+                    Admission::Trusted
+                } else {
+                    admit(&addresses, peer.ip(), opts.per_address.max(1))
+                };
                 let _ = stream.set_nodelay(true);
                 let (hub, opts) = (hub.clone(), opts.clone());
                 match tls.clone() {
@@ -113,17 +123,31 @@ impl Drop for Admitted {
     }
 }
 
-fn admit(addresses: &Addresses, ip: IpAddr, most: usize) -> Option<Admitted> {
+/// Whether a connection may stay.
+enum Admission {
+    /// From this machine, with the gateway told to trust it: no limit on connections, lines
+    /// or requests.
+    Trusted,
+    /// Counted against its address while `_held` lives, and held to the flood and request
+    /// limits.
+    Counted { _held: Admitted },
+    /// Its address has too many connections already.
+    Refused,
+}
+
+fn admit(addresses: &Addresses, ip: IpAddr, most: usize) -> Admission {
     let mut a = addresses.lock().unwrap_or_else(|p| p.into_inner());
     let n = a.entry(ip).or_insert(0);
     if *n >= most {
-        return None;
+        return Admission::Refused;
     }
     *n += 1;
-    Some(Admitted {
-        ip,
-        addresses: addresses.clone(),
-    })
+    Admission::Counted {
+        _held: Admitted {
+            ip,
+            addresses: addresses.clone(),
+        },
+    }
 }
 
 async fn connection<S>(
@@ -131,13 +155,14 @@ async fn connection<S>(
     peer: SocketAddr,
     hub: Hub,
     opts: Options,
-    admitted: Option<Admitted>,
+    admitted: Admission,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::new(writer);
-    let Some(_admitted) = admitted else {
+    let trusted = matches!(admitted, Admission::Trusted);
+    if let Admission::Refused = admitted {
         let line = format!(
             "ERROR :Too many connections from {} (at most {} at once)\r\n",
             peer.ip(),
@@ -149,11 +174,11 @@ async fn connection<S>(
         })
         .await;
         return;
-    };
+    }
     let (queue, mut rx) = tokio::sync::mpsc::channel::<Utf8Bytes>(opts.queue.max(1));
     let ended: Ended = Arc::new(OnceLock::new());
     let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
-    let sid = hub.open(queue, ended.clone(), hello);
+    let sid = hub.open(queue, ended.clone(), hello, !trusted);
     let mut session = Session::new(&opts.server_name);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     // Skipping the rest of a line that was too long.
@@ -164,44 +189,12 @@ async fn connection<S>(
     let goodbye: Option<String> = 'conn: loop {
         let mut outs = Vec::new();
         tokio::select! {
-            read = reader.read(&mut chunk) => {
-                let n = match read {
+            // While the session has too many commands waiting, the socket is not read: the
+            // client is held back by TCP, as an IRC server holds back a client that floods.
+            read = reader.read(&mut chunk), if !session.saturated() => {
+                match read {
                     Ok(0) | Err(_) => break 'conn None,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                    let mut line: Vec<u8> = buf.drain(..=end).collect();
-                    line.pop();
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    if std::mem::take(&mut skipping) {
-                        continue;
-                    }
-                    if window.0.elapsed() >= Duration::from_secs(1) {
-                        window = (tokio::time::Instant::now(), 0);
-                    }
-                    window.1 += 1;
-                    if window.1 > opts.flood {
-                        break 'conn Some(format!("Flooding: over {} lines in a second", opts.flood));
-                    }
-                    match Message::parse(&line) {
-                        Ok(m) => outs.extend(session.on_line(&m)),
-                        Err(LineError::Empty) => {}
-                        Err(LineError::TooLong) => outs.push(numeric(&session, &opts, "417", "Input line was too long")),
-                        Err(LineError::NotUtf8) => outs.push(Out::Line(format!(
-                            ":{} FAIL * INVALID_UTF8 :Your line was not UTF-8 and was not read",
-                            opts.server_name
-                        ))),
-                        Err(e @ LineError::Malformed(_)) => outs.push(numeric(&session, &opts, "421", &e.to_string())),
-                    }
-                }
-                if buf.len() > MAX_BYTES {
-                    // No end of line in sight: the rest of this line is dropped unread.
-                    buf.clear();
-                    skipping = true;
-                    outs.push(numeric(&session, &opts, "417", "Input line was too long"));
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
             text = rx.recv() => match text {
@@ -210,6 +203,43 @@ async fn connection<S>(
             },
             () = tokio::time::sleep_until(deadline), if session.nick().is_none() => {
                 break 'conn Some("Registration timed out".to_owned());
+            }
+        }
+        // The lines read so far, as far as the session takes them.
+        while !session.saturated() {
+            let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > MAX_BYTES {
+                    // No end of line in sight: the rest of this line is dropped unread.
+                    buf.clear();
+                    skipping = true;
+                    outs.push(numeric(&session, &opts, "417", "Input line was too long"));
+                }
+                break;
+            };
+            let mut line: Vec<u8> = buf.drain(..=end).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if std::mem::take(&mut skipping) {
+                continue;
+            }
+            if window.0.elapsed() >= Duration::from_secs(1) {
+                window = (tokio::time::Instant::now(), 0);
+            }
+            window.1 += 1;
+            if window.1 > opts.flood && !trusted {
+                break 'conn Some(format!("Flooding: over {} lines in a second", opts.flood));
+            }
+            match Message::parse(&line) {
+                Ok(m) => outs.extend(session.on_line(&m)),
+                Err(LineError::Empty) => {}
+                Err(LineError::TooLong) => outs.push(numeric(&session, &opts, "417", "Input line was too long")),
+                Err(LineError::NotUtf8) => outs.push(Out::Line(format!(
+                    ":{} FAIL * INVALID_UTF8 :Your line was not UTF-8 and was not read",
+                    opts.server_name
+                ))),
+                Err(e @ LineError::Malformed(_)) => outs.push(numeric(&session, &opts, "421", &e.to_string())),
             }
         }
         let mut close = false;

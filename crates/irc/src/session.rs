@@ -47,7 +47,8 @@ const TEXT_PER_LINE: usize = 350;
 const OWN_REMEMBERED: usize = 256;
 /// Messages per page of the inbox read at registration.
 const INBOX_PAGE: u64 = 100;
-/// Commands kept waiting for the ones before them; past this, they run at once.
+/// Commands kept waiting for the ones before them: the driver reads no more lines while this
+/// many wait ([`Session::saturated`]).
 const MAX_WAITING: usize = 64;
 /// Pages of the inbox read at most per connection.
 const INBOX_PAGES: u64 = 10;
@@ -400,15 +401,23 @@ impl Session {
     ///
     /// Commands run in the order they are sent, as on a server that does each at once: one
     /// sent on the heels of NICK and USER waits for the login's answer, and one sent after a
-    /// JOIN or PART waits until the room is joined or left (so that `JOIN #new` then
-    /// `PRIVMSG #new` posts to the room the JOIN made).
+    /// JOIN, PART, PRIVMSG, NOTICE or TOPIC waits until it is done (so that `JOIN #new` then
+    /// `PRIVMSG #new` posts to the room the JOIN made, and pasted lines are posted in the
+    /// order they were pasted, whichever server takes each). The driver stops reading while
+    /// the session is [`saturated`](Session::saturated); a command that comes anyway is
+    /// refused rather than run out of order.
     pub fn on_line(&mut self, m: &Message) -> Vec<Out> {
         let waits = !matches!(
             m.command.as_str(),
             "CAP" | "AUTHENTICATE" | "PASS" | "NICK" | "USER" | "PING" | "PONG" | "QUIT"
         ) && (self.ordering > 0
             || (!self.registered && self.nick.is_some() && self.user.is_some()));
-        if waits && self.waiting.len() < MAX_WAITING {
+        if waits {
+            if self.saturated() {
+                let text = "Too many commands are waiting for the ones before them";
+                let code = "TEMPORARILY_UNAVAILABLE";
+                return vec![self.standard("FAIL", &m.command, code, &[], text)];
+            }
             self.waiting.push_back(m.clone());
             return Vec::new();
         }
@@ -417,9 +426,19 @@ impl Session {
         out
     }
 
+    /// Whether so many commands wait for the ones before them that the client must be read
+    /// no further until some are done.
+    pub fn saturated(&self) -> bool {
+        self.waiting.len() >= MAX_WAITING
+    }
+
     /// Runs one command, under its label if it has one.
     fn run(&mut self, m: &Message) -> Vec<Out> {
-        let ordered = self.registered && matches!(m.command.as_str(), "JOIN" | "PART");
+        let ordered = self.registered
+            && matches!(
+                m.command.as_str(),
+                "JOIN" | "PART" | "PRIVMSG" | "NOTICE" | "TOPIC"
+            );
         self.in_order = ordered;
         let out = match self.begin_label(m) {
             None => self.command(m),

@@ -345,20 +345,25 @@ struct IrcArgs {
     #[arg(long, env = "PALAVER_IRC_NAME", default_value = "palaver")]
     name: String,
     /// IRC connections from one address at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "PALAVER_IRC_PER_ADDRESS", default_value_t = 16)]
     per_address: usize,
     /// Lines one client may send in a second before it is cut off.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "PALAVER_IRC_FLOOD", default_value_t = 100)]
     flood: usize,
     /// Requests a second from one client.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, env = "PALAVER_IRC_RATE", default_value_t = 20.0)]
     rate: f64,
     /// Requests one client may make at once, beyond the rate.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, env = "PALAVER_IRC_BURST", default_value_t = 40.0)]
     burst: f64,
     /// Lines waiting for one client before it is dropped as too slow.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, env = "PALAVER_IRC_QUEUE", default_value_t = 4096)]
     queue: usize,
+    /// Hold connections from this machine (a loopback address) to none of the limits above
+    /// but --queue: for bouncers, bridges and bots beside the gateway. `palaver up` sets it,
+    /// since its cluster takes requests from this machine without limits anyway.
+    #[arg(long, env = "PALAVER_IRC_TRUST_LOOPBACK")]
+    trust_loopback: bool,
     /// A certificate chain (PEM) for TLS connections; with --tls-key.
     #[arg(long, env = "PALAVER_IRC_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -455,7 +460,9 @@ struct BenchArgs {
     /// What to measure: `publish` (clients post, nobody listens), `fanout` (clients post to
     /// channels that `--subscribers` sockets follow), `dm` (pairs of clients write to each
     /// other, each following its own name), `chat` (paced bots posting, writing privately and
-    /// reading, each following its name and three channels).
+    /// reading, each following its name and three channels), `irc-idle` (starts an IRC
+    /// gateway, opens --clients idle connections to it, default 1,000, each registered and in
+    /// one room, and says what they cost the gateway in memory).
     #[arg(long, value_enum, default_value_t = Workload::Publish)]
     workload: Workload,
     /// Start a local cluster with this many servers for the run (free ports, temporary data)
@@ -498,6 +505,7 @@ enum Workload {
     Fanout,
     Dm,
     Chat,
+    IrcIdle,
 }
 
 #[derive(Args)]
@@ -667,6 +675,7 @@ fn main() -> anyhow::Result<()> {
             opts.flood = a.flood.max(1);
             opts.rate = gateway_rate(a.rate, a.burst)?;
             opts.queue = a.queue;
+            opts.trust_loopback = a.trust_loopback;
             if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
                 opts.tls = Some(palaver_irc::Tls {
                     listen: a.tls_listen,
@@ -716,6 +725,15 @@ fn main() -> anyhow::Result<()> {
                 Workload::Fanout => bench::Workload::Fanout,
                 Workload::Dm => bench::Workload::Dm,
                 Workload::Chat => bench::Workload::Chat,
+                Workload::IrcIdle => {
+                    return bench::idle::run(
+                        &a.endpoints.broker,
+                        &a.endpoints.sub,
+                        a.spawn,
+                        a.clients.unwrap_or(1000).max(1),
+                        a.json,
+                    )
+                }
             };
             let chat = workload == bench::Workload::Chat;
             bench::run(&bench::Options {

@@ -93,7 +93,8 @@ struct Session {
     /// Rises with each login and logout: answers to an earlier login's requests are stale.
     generation: u64,
     topics: BTreeSet<String>,
-    bucket: Bucket,
+    /// What is left of its request rate (none for a session that is not rated).
+    bucket: Option<Bucket>,
 }
 
 /// What an answer is for.
@@ -186,8 +187,8 @@ impl Gateway {
         }
     }
 
-    /// A browser connected.
-    pub fn open(&mut self, now: Instant, sid: Sid) {
+    /// A browser connected; one that is not `rated` may make requests as fast as it likes.
+    pub fn open(&mut self, now: Instant, sid: Sid, rated: bool) {
         self.sessions.insert(
             sid,
             Session {
@@ -196,10 +197,10 @@ impl Gateway {
                 device: String::new(),
                 generation: 0,
                 topics: BTreeSet::new(),
-                bucket: Bucket {
+                bucket: rated.then_some(Bucket {
                     tokens: self.rate.burst,
                     at: now,
-                },
+                }),
             },
         );
     }
@@ -255,7 +256,7 @@ impl Gateway {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return out;
         };
-        if !session.bucket.take(now, self.rate) {
+        if session.bucket.as_mut().is_some_and(|b| !b.take(now, self.rate)) {
             let why = format!(
                 "too many requests: at most {} a second ({} at once); wait a moment",
                 self.rate.per_second, self.rate.burst

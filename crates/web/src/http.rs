@@ -179,7 +179,7 @@ async fn upgrade(
 async fn session(socket: WebSocket, app: App, _admitted: Admitted) {
     let (queue, rx) = tokio::sync::mpsc::channel(app.queue);
     let ended: Ended = Arc::new(OnceLock::new());
-    let sid = app.hub.open(queue, ended.clone(), app.hello.clone());
+    let sid = app.hub.open(queue, ended.clone(), app.hello.clone(), true);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write(sink, rx, ended.clone()));
     let mut window = (tokio::time::Instant::now(), 0usize);

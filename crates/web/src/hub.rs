@@ -44,6 +44,7 @@ enum Command {
         queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
         ended: Ended,
         hello: String,
+        rated: bool,
     },
     Text {
         sid: Sid,
@@ -69,12 +70,14 @@ pub struct Hub {
 
 impl Hub {
     /// A new session: its number. What the gateway has for it arrives on `queue`; when the
-    /// gateway ends it, `ended` says why and `queue` closes.
+    /// gateway ends it, `ended` says why and `queue` closes. A session that is not `rated`
+    /// may make requests as fast as it likes (a trusted client on the gateway's own machine).
     pub fn open(
         &self,
         queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
         ended: Ended,
         hello: String,
+        rated: bool,
     ) -> Sid {
         let sid = self.next.fetch_add(1, Ordering::Relaxed);
         self.command(Command::Open {
@@ -82,6 +85,7 @@ impl Hub {
             queue,
             ended,
             hello,
+            rated,
         });
         sid
     }
@@ -241,8 +245,9 @@ impl Driver {
                 queue,
                 ended,
                 hello,
+                rated,
             } => {
-                self.gateway.open(now, sid);
+                self.gateway.open(now, sid, rated);
                 self.queues.insert(sid, (queue, ended));
                 self.carry_out(vec![Action::Deliver(vec![sid], hello)]);
             }

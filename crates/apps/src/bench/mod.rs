@@ -10,8 +10,10 @@
 //! Workloads: `publish` (clients post to channels, nobody listens), `fanout` (clients post,
 //! many subscribers follow the channels), `dm` (pairs of clients write to each other, each
 //! follows its own name), `chat` (paced bots: posts, private messages and reads, each following
-//! its name and its channels).
+//! its name and its channels), `irc-idle` (what idle IRC connections cost a gateway, in
+//! memory: [`idle`]).
 
+pub mod idle;
 mod plan;
 mod ready;
 mod receive;

@@ -249,6 +249,7 @@ fn messages_go_to_rooms_and_people_and_failures_say_why() {
         reqs[1]["data"],
         json!({"dst": "bob", "message": "hi there"})
     );
+    answer(&mut s, &reqs[0], json!({"status": "OK", "id": "s1:1"}));
     let out = answer(
         &mut s,
         &reqs[1],
@@ -281,21 +282,17 @@ fn publications_become_lines_with_time_and_id_when_asked() {
     );
     // One's own post is not repeated without echo-message, whether its publication comes
     // before its answer or after; the person's post from another client shows.
-    let out = feed(&mut s, &["PRIVMSG #den :first", "PRIVMSG #den :second"]);
-    let reqs = requests(&out);
+    let first = request(&feed(&mut s, &["PRIVMSG #den :first", "PRIVMSG #den :second"]));
     let own = |text: &str, id: &str| {
         json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": text, "id": id, "clock": 7}}).to_string()
     };
     assert!(lines(&s.on_gateway(&own("first", "s1:1"))).is_empty());
+    let out = answer(&mut s, &first, json!({"status": "OK", "id": "s1:1"}));
+    assert!(lines(&out).is_empty());
+    let second = request(&out);
     assert!(lines(&answer(
         &mut s,
-        &reqs[0],
-        json!({"status": "OK", "id": "s1:1"})
-    ))
-    .is_empty());
-    assert!(lines(&answer(
-        &mut s,
-        &reqs[1],
+        &second,
         json!({"status": "OK", "id": "s1:2"})
     ))
     .is_empty());
@@ -758,7 +755,9 @@ fn commands_sent_on_the_heels_of_registration_wait_for_the_login() {
     let out = answer(&mut s, &requests(&out)[1], json!({"status": "OK"}));
     let names = request(&out);
     let out = answer(&mut s, &names, json!({"status": "OK", "members": ["ana"]}));
-    assert_eq!(request(&out)["service"], "publish");
+    let post = request(&out);
+    assert_eq!(post["service"], "publish");
+    answer(&mut s, &post, json!({"status": "OK", "id": "s1:1"}));
     // A PING does not wait.
     let out = feed(
         &mut s,
@@ -771,5 +770,34 @@ fn commands_sent_on_the_heels_of_registration_wait_for_the_login() {
     assert_eq!(
         lines(&feed(&mut fresh, &["JOIN #den"])),
         [":irc.test 451 * :You have not registered"]
+    );
+}
+
+#[test]
+fn pasted_lines_are_posted_one_after_another_in_the_order_sent() {
+    // Regression: a client's lines went to the cluster at once, each to whichever server the
+    // broker chose, and a paste reached the room shuffled.
+    let mut s = registered("");
+    let paste: Vec<String> = (0..70).map(|i| format!("PRIVMSG #den :line {i}")).collect();
+    let paste: Vec<&str> = paste.iter().map(String::as_str).collect();
+    let mut req = request(&feed(&mut s, &paste[..65]));
+    assert_eq!(req["data"]["message"], "line 0");
+    // 64 wait behind the first: the driver reads no further, and a line sent anyway is
+    // refused rather than posted out of order.
+    assert!(s.saturated());
+    assert_eq!(
+        lines(&feed(&mut s, &paste[65..66])),
+        [":irc.test FAIL PRIVMSG TEMPORARILY_UNAVAILABLE :Too many commands are waiting for the ones before them"]
+    );
+    for i in 1..65 {
+        let out = answer(&mut s, &req, json!({"status": "OK", "id": format!("s1:{i}")}));
+        req = request(&out);
+        assert_eq!(req["data"]["message"], format!("line {i}"));
+        assert!(!s.saturated());
+    }
+    // A PING is answered at once, even behind a post.
+    assert_eq!(
+        lines(&feed(&mut s, &["PING :t"])),
+        [":irc.test PONG irc.test :t"]
     );
 }

@@ -74,7 +74,7 @@ fn log_in(g: &mut Gateway, now: Instant, sid: Sid, user: &str) -> Vec<Action> {
 fn a_login_follows_the_persons_topics_and_beats_for_them() {
     let t0 = Instant::now();
     let mut g = gateway();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     let actions = log_in(&mut g, t0, 1, "ana");
     let subscribed: Vec<&str> = actions
         .iter()
@@ -114,7 +114,7 @@ fn a_login_follows_the_persons_topics_and_beats_for_them() {
 fn requests_act_as_the_sessions_person_and_nobody_else() {
     let t0 = Instant::now();
     let mut g = roomy();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     let ask = |g: &mut Gateway, data: Json| {
         let text = json!({"re": 5, "service": data["s"], "data": data["d"]}).to_string();
         g.request(t0, 1, &text)
@@ -180,7 +180,7 @@ fn requests_act_as_the_sessions_person_and_nobody_else() {
 fn requests_beyond_the_rate_are_refused_until_the_bucket_refills() {
     let t0 = Instant::now();
     let mut g = gateway();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     let users = r#"{"re": 1, "service": "users"}"#;
     let passed = |a: &[Action]| !sent(a).is_empty();
     for _ in 0..3 {
@@ -197,6 +197,13 @@ fn requests_beyond_the_rate_are_refused_until_the_bucket_refills() {
     let t1 = t0 + Duration::from_millis(500);
     assert!(passed(&g.request(t1, 1, users)));
     assert!(!passed(&g.request(t1, 1, users)));
+    // A session that is not rated (a trusted client on the gateway's machine) is never held
+    // back, while the rated one beside it still is.
+    g.open(t1, 2, false);
+    for _ in 0..100 {
+        assert!(passed(&g.request(t1, 2, users)));
+    }
+    assert!(!passed(&g.request(t1, 1, users)));
 }
 
 #[test]
@@ -204,7 +211,7 @@ fn private_publications_reach_only_their_person_and_repeats_are_dropped() {
     let t0 = Instant::now();
     let mut g = gateway();
     for (sid, user) in [(1, "ana"), (2, "bob"), (3, "ana")] {
-        g.open(t0, sid);
+        g.open(t0, sid, true);
         log_in(&mut g, t0, sid, user);
     }
     let message = Publication {
@@ -240,7 +247,7 @@ fn private_publications_reach_only_their_person_and_repeats_are_dropped() {
 fn a_sealed_message_is_opened_with_the_recipients_session() {
     let t0 = Instant::now();
     let mut g = gateway();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     log_in(&mut g, t0, 1, "bob");
     let sealed = Publication {
         topic: "bob".into(),
@@ -276,7 +283,7 @@ fn a_sealed_message_is_opened_with_the_recipients_session() {
 fn a_request_the_cluster_never_answers_is_reported_to_its_browser() {
     let t0 = Instant::now();
     let mut g = gateway();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     let first = g.request(t0, 1, r#"{"re": 8, "service": "channels"}"#);
     let resent = g.on_timeout(t0 + Duration::from_millis(100));
     assert_eq!(sent(&resent), sent(&first), "sent again, the same request");
@@ -295,7 +302,7 @@ fn joining_and_leaving_a_room_follow_and_unfollow_it() {
     let t0 = Instant::now();
     let mut g = roomy();
     for (sid, user) in [(1, "ana"), (2, "bob")] {
-        g.open(t0, sid);
+        g.open(t0, sid, true);
         log_in(&mut g, t0, sid, user);
     }
     let join = |g: &mut Gateway, sid: Sid, service: &str| {
@@ -361,7 +368,7 @@ fn after_a_reconnect_the_rooms_followed_are_read_again_from_their_last_post() {
     let t0 = Instant::now();
     let mut g = roomy();
     for (sid, user) in [(1, "ana"), (2, "bob")] {
-        g.open(t0, sid);
+        g.open(t0, sid, true);
         log_in(&mut g, t0, sid, user);
     }
     let text = json!({"re": 2, "service": "join", "data": {"channel": "den"}}).to_string();
@@ -418,7 +425,7 @@ fn after_a_reconnect_the_rooms_followed_are_read_again_from_their_last_post() {
 fn a_gap_in_a_rooms_numbers_is_read_from_history_from_before_it() {
     let t0 = Instant::now();
     let mut g = roomy();
-    g.open(t0, 1);
+    g.open(t0, 1, true);
     log_in(&mut g, t0, 1, "ana");
     let text = json!({"re": 2, "service": "join", "data": {"channel": "den"}}).to_string();
     let join = sent(&g.request(t0, 1, &text)).remove(0);
