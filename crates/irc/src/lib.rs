@@ -152,11 +152,11 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
             opts.broker
         );
         palaver_supervise::notify_ready();
-        let addresses = listen::Addresses::default();
+        let shared = listen::Shared::default();
         let plain = listen::serve(
             listener,
             None,
-            addresses.clone(),
+            shared.clone(),
             hub.clone(),
             opts.clone(),
             shutdown.clone(),
@@ -166,7 +166,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
                 let secure = listen::serve(
                     l,
                     Some(acceptor),
-                    addresses,
+                    shared,
                     hub,
                     opts.clone(),
                     shutdown.clone(),

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::line::{LineError, Message, MAX_CLIENT_TAGS, MAX_LINE};
-use crate::session::{Out, Session};
+use crate::session::{Out, Rooms, Session};
 use crate::Options;
 
 /// How long a connection may take to register.
@@ -37,17 +37,28 @@ pub const REGISTER_WITHIN: Duration = Duration::from_secs(60);
 pub const WRITE_STUCK: Duration = Duration::from_secs(10);
 /// A TLS handshake that takes longer than this is given up.
 const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+/// Bytes read from a client at a time, at most.
+const READ_CHUNK: usize = 2048;
+/// Bytes written to a client at a time, at most: a few dozen lines.
+const WRITE_BUFFER: usize = 4096;
 /// The most bytes one line may take, tags and CR LF included.
 const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
 
 /// Connections open per address, over every listener of the gateway.
 pub type Addresses = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
+/// What every listener of a gateway shares.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub addresses: Addresses,
+    pub rooms: Rooms,
+}
+
 /// Accepts connections until `shutdown`, over TLS when there is an acceptor.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    addresses: Addresses,
+    shared: Shared,
     hub: Hub,
     opts: Options,
     shutdown: Shutdown,
@@ -66,20 +77,22 @@ pub async fn serve(
                 let admitted = if opts.trust_loopback && peer.ip().is_loopback() {
                     Admission::Trusted
                 } else {
-                    admit(&addresses, peer.ip(), opts.per_address.max(1))
+                    admit(&shared.addresses, peer.ip(), opts.per_address.max(1))
                 };
                 let _ = stream.set_nodelay(true);
-                let (hub, opts) = (hub.clone(), opts.clone());
+                let (hub, opts, rooms) = (hub.clone(), opts.clone(), shared.rooms.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(connection(stream, peer, hub, opts, admitted));
+                        tokio::spawn(connection(stream, peer, hub, opts, admitted, rooms));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
                             let shake =
                                 tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(stream));
                             match shake.await {
-                                Ok(Ok(tls)) => connection(tls, peer, hub, opts, admitted).await,
+                                Ok(Ok(tls)) => {
+                                    connection(tls, peer, hub, opts, admitted, rooms).await;
+                                }
                                 Ok(Err(e)) => {
                                     tracing::debug!(%peer, error = %e, "a TLS handshake failed");
                                 }
@@ -156,11 +169,12 @@ async fn connection<S>(
     hub: Hub,
     opts: Options,
     admitted: Admission,
+    rooms: Rooms,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(stream);
-    let mut writer = BufWriter::new(writer);
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     let trusted = matches!(admitted, Admission::Trusted);
     if let Admission::Refused = admitted {
         let line = format!(
@@ -179,22 +193,25 @@ async fn connection<S>(
     let ended: Ended = Arc::new(OnceLock::new());
     let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
     let sid = hub.open(queue, ended.clone(), hello, !trusted);
-    let mut session = Session::new(&opts.server_name);
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut session = Session::sharing(&opts.server_name, rooms);
+    let mut buf: Vec<u8> = Vec::new();
     // Skipping the rest of a line that was too long.
     let mut skipping = false;
     let mut window = (tokio::time::Instant::now(), 0usize);
     let deadline = tokio::time::Instant::now() + REGISTER_WITHIN;
-    let mut chunk = [0u8; 4096];
     let goodbye: Option<String> = 'conn: loop {
         let mut outs = Vec::new();
+        // Room to read into; what a burst grew is given back once it is read.
+        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+            buf = Vec::new();
+        }
+        buf.reserve(READ_CHUNK);
         tokio::select! {
             // While the session has too many commands waiting, the socket is not read: the
             // client is held back by TCP, as an IRC server holds back a client that floods.
-            read = reader.read(&mut chunk), if !session.saturated() => {
-                match read {
-                    Ok(0) | Err(_) => break 'conn None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            read = reader.read_buf(&mut buf), if !session.saturated() => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    break 'conn None;
                 }
             }
             text = rx.recv() => match text {

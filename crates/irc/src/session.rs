@@ -232,8 +232,9 @@ pub struct Session {
     ordering: usize,
     /// What is being handled is a JOIN's or PART's: requests made now are counted.
     in_order: bool,
-    /// The members of each room the client is in, as NAMES and joins and parts tell them.
-    members: HashMap<String, BTreeSet<String>>,
+    /// The members of the gateway's rooms, as NAMES and joins and parts tell them (shared by
+    /// every session of the gateway).
+    rooms: Rooms,
     /// The label of what is being handled (requests made now are for it).
     ctx: Option<u64>,
     labels: HashMap<u64, labels::Label>,
@@ -242,8 +243,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new connection to the gateway called `server`.
+    /// A new connection to the gateway called `server`, on its own.
     pub fn new(server: &str) -> Session {
+        Session::sharing(server, Rooms::default())
+    }
+
+    /// A new connection to the gateway called `server`, sharing what the gateway knows of
+    /// its rooms' members with its other connections.
+    pub fn sharing(server: &str, rooms: Rooms) -> Session {
         Session {
             server: server.to_owned(),
             nick: None,
@@ -265,7 +272,7 @@ impl Session {
             waiting: std::collections::VecDeque::new(),
             ordering: 0,
             in_order: false,
-            members: HashMap::new(),
+            rooms,
             ctx: None,
             labels: HashMap::new(),
             next_label: 0,
@@ -280,6 +287,24 @@ impl Session {
 
     fn me(&self) -> &str {
         self.nick.as_deref().unwrap_or("*")
+    }
+
+    /// The client is now in `room`; `false` if it was already.
+    fn enter(&mut self, room: &str) -> bool {
+        let new = self.channels.insert(room.to_owned());
+        if new {
+            self.rooms.enter(room);
+        }
+        new
+    }
+
+    /// The client is no longer in `room`; `false` if it was not.
+    fn leave_room(&mut self, room: &str) -> bool {
+        let was = self.channels.remove(room);
+        if was {
+            self.rooms.leave(room);
+        }
+        was
     }
 
     /// The device this connection is, for its inbox cursor: `irc-` and the USER name, so that
@@ -1039,7 +1064,7 @@ impl Session {
             Pending::Rooms => {
                 let mut joined = Vec::new();
                 for room in strings(data, "channels") {
-                    if self.channels.insert(room.clone()) {
+                    if self.enter(&room) {
                         let me = self.me().to_owned();
                         out.push(self.join_line(&me, &room));
                         joined.push(room);
@@ -1139,8 +1164,7 @@ impl Session {
             }
             Pending::Part { channel } => {
                 if ok {
-                    self.channels.remove(&channel);
-                    self.members.remove(&channel);
+                    self.leave_room(&channel);
                     out.push(self.mine(Message::new("PART", &[&format!("#{channel}")])));
                 } else {
                     out.push(self.numeric("442", &[&format!("#{channel}"), why]));
@@ -1256,7 +1280,7 @@ impl Session {
 
     /// A join answered: JOIN, the topic, the recent posts, and the names.
     fn joined(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
-        self.channels.insert(channel.to_owned());
+        self.enter(channel);
         let chan = format!("#{channel}");
         let me = self.me().to_owned();
         out.push(self.join_line(&me, channel));
@@ -1312,7 +1336,7 @@ impl Session {
         };
         if !self.caps.contains(&Cap::AwayNotify)
             || user == self.me()
-            || !self.members.values().any(|m| m.contains(user))
+            || !self.rooms.shares(self.channels.iter(), user)
         {
             return;
         }
@@ -1340,8 +1364,7 @@ impl Session {
 
     fn names(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
         if self.channels.contains(channel) {
-            let members = strings(data, "members").into_iter().collect();
-            self.members.insert(channel.to_owned(), members);
+            self.rooms.listed(channel, strings(data, "members"));
         }
         let chan = format!("#{channel}");
         let owner = str_of(data, "owner");
@@ -1458,12 +1481,10 @@ impl Session {
                     return;
                 };
                 if user != me && self.channels.contains(channel) {
-                    let known = self.members.entry(channel.to_owned()).or_default();
+                    self.rooms.moved(channel, user, service == "join");
                     if service == "join" {
-                        known.insert(user.to_owned());
                         out.push(self.join_line(user, channel));
                     } else {
-                        known.remove(user);
                         let part = Message::new("PART", &[&format!("#{channel}")]);
                         out.push(self.line(part.from(&Self::mask(user))));
                     }
@@ -1486,8 +1507,7 @@ impl Session {
             }
             "delete" => {
                 if let Some(channel) = str_of(data, "channel").map(str::to_owned) {
-                    self.members.remove(&channel);
-                    if self.channels.remove(&channel) {
+                    if self.leave_room(&channel) {
                         let part =
                             Message::new("PART", &[&format!("#{channel}"), "the room was deleted"]);
                         out.push(self.mine(part));
@@ -1575,9 +1595,21 @@ pub fn iso_time(secs: f64) -> String {
     )
 }
 
+impl Drop for Session {
+    /// The connection's rooms lose a session: the gateway forgets a room nobody is in.
+    fn drop(&mut self) {
+        for room in &self.channels {
+            self.rooms.leave(room);
+        }
+    }
+}
+
 mod history;
 mod labels;
 mod markers;
+mod rooms;
+
+pub use rooms::Rooms;
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! The gateway is started here, so that its memory is its own and known: with one connection
-//! (made first, until the cluster decides names), and once every other connection has registered, joined a room and been sent its
-//! names. Every connection stays open until the second reading.
+//! (made first, until the cluster decides names), and once every other connection has
+//! registered, joined a room, been sent its names and been idle for ten seconds. Every
+//! connection stays open until the second reading. The peak is reported too.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -22,6 +23,8 @@ use palaver_supervise::{Child, Output};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long every connection together may take to register and join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the connections stay idle before the gateway's memory is read, in seconds.
+const IDLE_SECONDS: u32 = 10;
 /// How long to wait before asking again for a nick the cluster could not decide yet.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 /// How long the gateway may take to stop before it is killed.
@@ -32,7 +35,7 @@ pub struct Idle {
     pub connections: usize,
     /// The gateway's resident memory before any connection, in bytes.
     pub before: u64,
-    /// With every connection registered and in the room, in bytes.
+    /// With every connection registered, in the room, and idle for [`IDLE_SECONDS`], in bytes.
     pub after: u64,
     /// The most it held at any moment, in bytes.
     pub peak: u64,
@@ -127,7 +130,13 @@ pub fn measure(broker: &str, sub: &str, listen: &str, connections: usize) -> any
         retried += await_names(s, deadline).with_context(|| format!("connection {i}"))?;
     }
     let joined_in = start.elapsed();
-    let after = memory(pid, "VmRSS")?;
+    // Idle for a while: what registering and joining used for a moment (lines for every
+    // member about every other, answers) is given back by the allocator within seconds.
+    let mut after = memory(pid, "VmRSS")?;
+    for _ in 0..IDLE_SECONDS {
+        std::thread::sleep(Duration::from_secs(1));
+        after = memory(pid, "VmRSS")?;
+    }
     let peak = memory(pid, "VmHWM")?;
     drop((open, probe));
     gateway.stop(STOP_TIMEOUT);
