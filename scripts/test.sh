@@ -3,7 +3,8 @@
 # processes on free loopback ports. The interoperability tests install what they need under
 # target/ on first use: a Python virtual environment (pyzmq, msgpack) and Node.js packages
 # (zeromq, @msgpack/msgpack from npm); python3, node/npm, tmux (for the terminal client's
-# end-to-end test) and Chromium (for the web client's) come from the system's packages,
+# end-to-end test), irssi and WeeChat (for the IRC gateway's) and Chromium (for the web
+# client's) come from the system's packages,
 # installed here when missing. It then runs 3,000 seeds of the whole-cluster simulation. In CI
 # (CI=true) it then runs each fuzz target of
 # fuzz/ for 20 s (scripts/fuzz.sh), keeping the whole CI run under 20 minutes.
@@ -17,8 +18,11 @@ source scripts/need.sh
 need python3 python3 python3-venv
 need node nodejs
 need npm npm
-# The full-screen client's end-to-end test drives it in a pseudo-terminal.
+# The full-screen client's end-to-end test drives it in a pseudo-terminal, and so does the
+# test of real IRC clients, irssi and WeeChat.
 need tmux tmux
+need_lean irssi irssi
+need_lean weechat weechat-curses
 # The web client's end-to-end test runs Debian's Chromium, driven by Playwright: playwright-core
 # from npm (pinned in crates/web/e2e/package-lock.json), which never downloads a browser.
 need chromium chromium fonts-dejavu-core

@@ -251,12 +251,16 @@ async fn connection<S>(
             match Message::parse(&line) {
                 Ok(m) => outs.extend(session.on_line(&m)),
                 Err(LineError::Empty) => {}
-                Err(LineError::TooLong) => outs.push(numeric(&session, &opts, "417", "Input line was too long")),
+                Err(LineError::TooLong) => {
+                    outs.push(numeric(&session, &opts, "417", "Input line was too long"))
+                }
                 Err(LineError::NotUtf8) => outs.push(Out::Line(format!(
                     ":{} FAIL * INVALID_UTF8 :Your line was not UTF-8 and was not read",
                     opts.server_name
                 ))),
-                Err(e @ LineError::Malformed(_)) => outs.push(numeric(&session, &opts, "421", &e.to_string())),
+                Err(e @ LineError::Malformed(_)) => {
+                    outs.push(numeric(&session, &opts, "421", &e.to_string()))
+                }
             }
         }
         let mut close = false;

@@ -832,6 +832,21 @@ impl Session {
             Some(t) if t.starts_with('#') && m.params.len() == 1 => {
                 out.push(self.numeric("324", &[t, "+nt"]));
             }
+            // A list asked for (clients ask for the ban list on joining): Palaver keeps none.
+            Some(t) if t.starts_with('#') && m.params.len() == 2 => {
+                let end = match m.params[1].trim_start_matches('+') {
+                    "b" => Some(("368", "End of channel ban list")),
+                    "e" => Some(("349", "End of channel exception list")),
+                    "I" => Some(("347", "End of channel invite list")),
+                    _ => None,
+                };
+                match end {
+                    Some((code, text)) => out.push(self.numeric(code, &[t, text])),
+                    None => {
+                        out.push(self.numeric("482", &[t, "Room modes are not changed over IRC"]));
+                    }
+                }
+            }
             Some(t) if t.starts_with('#') => {
                 out.push(self.numeric("482", &[t, "Room modes are not changed over IRC"]));
             }

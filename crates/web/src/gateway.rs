@@ -256,7 +256,11 @@ impl Gateway {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return out;
         };
-        if session.bucket.as_mut().is_some_and(|b| !b.take(now, self.rate)) {
+        if session
+            .bucket
+            .as_mut()
+            .is_some_and(|b| !b.take(now, self.rate))
+        {
             let why = format!(
                 "too many requests: at most {} a second ({} at once); wait a moment",
                 self.rate.per_second, self.rate.burst

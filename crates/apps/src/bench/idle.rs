@@ -110,8 +110,11 @@ pub fn measure(broker: &str, sub: &str, listen: &str, connections: usize) -> any
     // One connection first, until the cluster decides names (a cluster just started may
     // not yet), so that the rest measures connections rather than a cluster warming up.
     let mut probe = TcpStream::connect(listen).context("the IRC gateway refused a connection")?;
-    probe.write_all(format!("NICK idle{tag}probe\r\nUSER idle 0 * :idle\r\nJOIN #idle\r\n").as_bytes())?;
-    let warm_up = await_names(&mut probe, Instant::now() + JOIN_TIMEOUT).context("the first connection")?;
+    probe.write_all(
+        format!("NICK idle{tag}probe\r\nUSER idle 0 * :idle\r\nJOIN #idle\r\n").as_bytes(),
+    )?;
+    let warm_up =
+        await_names(&mut probe, Instant::now() + JOIN_TIMEOUT).context("the first connection")?;
     let before = memory(pid, "VmRSS")?;
     let start = Instant::now();
     let mut open = Vec::with_capacity(connections);

@@ -57,7 +57,11 @@ impl Rooms {
     }
 
     /// Whether `user` is in one of `rooms`.
-    pub(super) fn shares<'a>(&self, mut rooms: impl Iterator<Item = &'a String>, user: &str) -> bool {
+    pub(super) fn shares<'a>(
+        &self,
+        mut rooms: impl Iterator<Item = &'a String>,
+        user: &str,
+    ) -> bool {
         let known = self.lock();
         rooms.any(|r| known.get(r).is_some_and(|r| r.members.contains(user)))
     }

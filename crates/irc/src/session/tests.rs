@@ -44,7 +44,12 @@ fn join_den(s: &mut Session) {
 
 /// A session registered as `ana`, with `caps` acknowledged.
 fn registered(caps: &str) -> Session {
-    let mut s = Session::new("irc.test");
+    registered_in(caps, Rooms::default())
+}
+
+/// A session registered as `ana`, with `caps` acknowledged, on a gateway that knows `rooms`.
+fn registered_in(caps: &str, rooms: Rooms) -> Session {
+    let mut s = Session::sharing("irc.test", rooms);
     let mut out = feed(
         &mut s,
         &[
@@ -282,7 +287,10 @@ fn publications_become_lines_with_time_and_id_when_asked() {
     );
     // One's own post is not repeated without echo-message, whether its publication comes
     // before its answer or after; the person's post from another client shows.
-    let first = request(&feed(&mut s, &["PRIVMSG #den :first", "PRIVMSG #den :second"]));
+    let first = request(&feed(
+        &mut s,
+        &["PRIVMSG #den :first", "PRIVMSG #den :second"],
+    ));
     let own = |text: &str, id: &str| {
         json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": text, "id": id, "clock": 7}}).to_string()
     };
@@ -790,7 +798,11 @@ fn pasted_lines_are_posted_one_after_another_in_the_order_sent() {
         [":irc.test FAIL PRIVMSG TEMPORARILY_UNAVAILABLE :Too many commands are waiting for the ones before them"]
     );
     for i in 1..65 {
-        let out = answer(&mut s, &req, json!({"status": "OK", "id": format!("s1:{i}")}));
+        let out = answer(
+            &mut s,
+            &req,
+            json!({"status": "OK", "id": format!("s1:{i}")}),
+        );
         req = request(&out);
         assert_eq!(req["data"]["message"], format!("line {i}"));
         assert!(!s.saturated());
@@ -800,4 +812,48 @@ fn pasted_lines_are_posted_one_after_another_in_the_order_sent() {
         lines(&feed(&mut s, &["PING :t"])),
         [":irc.test PONG irc.test :t"]
     );
+}
+
+#[test]
+fn mode_queries_are_answered_and_changes_refused() {
+    // Regression: irssi asks for the ban list on joining and was told modes cannot change.
+    let mut s = registered("");
+    assert_eq!(
+        lines(&feed(&mut s, &["MODE #den"])),
+        [":irc.test 324 ana #den :+nt"]
+    );
+    assert_eq!(
+        lines(&feed(&mut s, &["MODE #den b"])),
+        [":irc.test 368 ana #den :End of channel ban list"]
+    );
+    assert_eq!(
+        lines(&feed(&mut s, &["MODE #den +o bob"])),
+        [":irc.test 482 ana #den :Room modes are not changed over IRC"]
+    );
+}
+
+#[test]
+fn a_gateways_connections_keep_one_copy_of_a_rooms_members() {
+    // Regression: each connection kept its own copy of every member of its rooms, so a room
+    // of 1,000 people all on one gateway held a million names.
+    let rooms = Rooms::default();
+    let mut first = registered_in("away-notify", rooms.clone());
+    let mut second = registered_in("away-notify", rooms.clone());
+    join_den(&mut first);
+    join_den(&mut second);
+    assert_eq!(rooms.len(), 1);
+    let joined =
+        json!({"topic": "den", "service": "join", "data": {"user": "cy", "channel": "den"}});
+    first.on_gateway(&joined.to_string());
+    // The second connection has not been told of cy's join yet, and knows her all the same.
+    let presence = json!({"topic": "presence", "service": "presence", "data": {"user": "cy", "online": false}});
+    assert_eq!(
+        lines(&second.on_gateway(&presence.to_string())),
+        [":cy!cy@palaver AWAY Offline"]
+    );
+    // The room is forgotten once no connection is in it.
+    drop(first);
+    assert_eq!(rooms.len(), 1);
+    drop(second);
+    assert_eq!(rooms.len(), 0);
 }
