@@ -26,16 +26,7 @@ fn spawn_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
 
 /// Runs `palaver client` with `script` on stdin and returns what it printed.
 fn client(cluster: &Cluster, user: &str, script: &str) -> String {
-    let mut child = command(cluster, "client", &["--user", user])
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_input(&mut command(cluster, "client", &["--user", user]), script);
     assert!(
         out.status.success(),
         "client failed: {}",

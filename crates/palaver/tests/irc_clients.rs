@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::bin;
@@ -28,21 +27,14 @@ fn line_client(layout: &Layout, user: &str) -> String {
 
 /// Makes `user` an account with `password`, with the line client.
 fn register(layout: &Layout, user: &str, password: &str) {
-    let mut child = Command::new("sh")
-        .args(["-c", &line_client(layout, user)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let script = format!("/register {password}\n/quit\n");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["client", "--broker", &layout.broker()]).args([
+        "--sub",
+        &layout.proxy_xpub(),
+        "--user",
+        user,
+    ]);
+    let out = common::run_with_input(&mut cmd, &format!("/register {password}\n/quit\n"));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && said.contains(&format!("{user} is yours now")),
@@ -66,6 +58,39 @@ settings = {{ core = {{ real_name = "{nick}"; user_name = "{nick}"; nick = "{nic
 "#
     );
     std::fs::write(home.join("config"), config).unwrap();
+}
+
+/// `session`, logged in as `nick`, joins `#den` and is shown its first post, then chats both
+/// ways with cy on the line client. `said` is how the client shows a line of someone's.
+fn join_and_chat(tmux: &Tmux, session: &str, nick: &str, said: &dyn Fn(&str, &str) -> String) {
+    tmux.type_line(session, "/join #den");
+    tmux.expect(session, &said("cy", "a post from before anyone came"));
+    tmux.expect("cy", &format!("{nick} joined"));
+    let hello = format!("hello to {nick} from the line client");
+    tmux.type_line("cy", &hello);
+    tmux.expect(session, &said("cy", &hello));
+    tmux.type_line(session, &format!("hello from {session}"));
+    tmux.expect("cy", &format!("#den <{nick}> hello from {session}"));
+}
+
+/// `session`, logged in as `nick`, writes privately with cy both ways, then parts `#den` and
+/// quits.
+fn write_privately_and_leave(
+    tmux: &Tmux,
+    session: &str,
+    nick: &str,
+    said: &dyn Fn(&str, &str) -> String,
+) {
+    tmux.type_line(session, &format!("/msg cy psst from {session}"));
+    tmux.expect("cy", &format!("*{nick} → cy* psst from {session}"));
+    tmux.type_line("cy", &format!("/msg {nick} psst back to {session}"));
+    tmux.expect("cy", &format!("sent to {nick}"));
+    // A private message opens a query window (a buffer); the client shows it once chosen.
+    tmux.type_line(session, "/query cy");
+    tmux.expect(session, &said("cy", &format!("psst back to {session}")));
+    tmux.type_line(session, "/part #den");
+    tmux.expect("cy", &format!("#den: {nick} left"));
+    tmux.type_line(session, "/quit");
 }
 
 #[test]
@@ -113,23 +138,10 @@ fn irssi_and_weechat_chat_with_the_line_client_through_palaver_up_irc() {
     tmux.start("irssi", &format!("irssi --home={}", home.display()), &[]);
     tmux.expect("irssi", "SASL authentication succeeded");
     tmux.expect("irssi", "Welcome to Palaver, ana");
-    tmux.type_line("irssi", "/join #den");
-    tmux.expect("irssi", "cy> a post from before anyone came");
-    tmux.expect("cy", "ana joined");
-    tmux.type_line("cy", "hello from the line client");
-    tmux.expect("irssi", "cy> hello from the line client");
-    tmux.type_line("irssi", "hello from irssi");
-    tmux.expect("cy", "#den <ana> hello from irssi");
-    tmux.type_line("irssi", "/msg cy psst from irssi");
-    tmux.expect("cy", "*ana → cy* psst from irssi");
-    tmux.type_line("cy", "/msg ana psst back to irssi");
-    tmux.expect("cy", "sent to ana");
-    // A private message opens a query window; irssi shows it once the window is chosen.
-    tmux.type_line("irssi", "/query cy");
-    tmux.expect("irssi", "<cy> psst back to irssi");
-    tmux.type_line("irssi", "/part #den");
-    tmux.expect("cy", "#den: ana left");
-    tmux.type_line("irssi", "/quit");
+    // irssi shows `<cy>`, or `<@cy>` in the room cy owns.
+    let irssi = |who: &str, text: &str| format!("{who}> {text}");
+    join_and_chat(&tmux, "irssi", "ana", &irssi);
+    write_privately_and_leave(&tmux, "irssi", "ana", &irssi);
 
     // WeeChat, the same way, as bea.
     let wee = dir.path().join("weechat");
@@ -144,27 +156,14 @@ fn irssi_and_weechat_chat_with_the_line_client_through_palaver_up_irc() {
         &[],
     );
     tmux.expect("weechat", "You are now logged in as bea");
-    tmux.type_line("weechat", "/join #den");
+    let weechat = |who: &str, text: &str| format!("{who} | {text}");
+    join_and_chat(&tmux, "weechat", "bea", &weechat);
     // The room's recent posts, irssi's among them.
-    tmux.expect("weechat", "cy | a post from before anyone came");
     tmux.expect("weechat", "ana | hello from irssi");
-    tmux.expect("cy", "bea joined");
-    tmux.type_line("cy", "hi bea from the line client");
-    tmux.expect("weechat", "cy | hi bea from the line client");
-    tmux.type_line("weechat", "hello from weechat");
-    tmux.expect("cy", "#den <bea> hello from weechat");
     tmux.expect("weechat", "bea | hello from weechat");
     // What the README shows (cargo test … -- --nocapture prints it).
     println!("{}", tmux.screen("weechat"));
-    tmux.type_line("weechat", "/msg cy psst from weechat");
-    tmux.expect("cy", "*bea → cy* psst from weechat");
-    tmux.type_line("cy", "/msg bea psst back to weechat");
-    tmux.expect("cy", "sent to bea");
-    tmux.type_line("weechat", "/query cy");
-    tmux.expect("weechat", "cy | psst back to weechat");
-    tmux.type_line("weechat", "/part #den");
-    tmux.expect("cy", "#den: bea left");
-    tmux.type_line("weechat", "/quit");
+    write_privately_and_leave(&tmux, "weechat", "bea", &weechat);
     assert!(
         up.stop(Duration::from_secs(15)),
         "up stops cleanly:\n{}",

@@ -53,6 +53,20 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Runs `cmd` (its stdin piped) with `input` written to its stdin, to its end.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).expect("write its input");
+    drop(stdin);
+    child.wait_with_output().expect("run the command")
+}
+
 /// `palaver admin <args…>` against the cluster: whether it succeeded, and what it said.
 pub fn admin(cluster: &Cluster, args: &[&str]) -> (bool, String) {
     run(Command::new(bin())
