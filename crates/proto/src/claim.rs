@@ -164,7 +164,7 @@ impl Claimed {
         Ok(Claimed {
             claim,
             server: m.name("server")?,
-            request: crate::request::request_id(m, "request")?,
+            request: crate::request::request_id(m, "request", crate::request::MAX_REQUEST_ID)?,
         })
     }
 

@@ -34,6 +34,8 @@ pub enum ProtoError {
     TextTooLong { field: &'static str, max: usize },
     #[error("field `{field}` must not be empty")]
     Empty { field: &'static str },
+    #[error("field `{field}` holds more than {max} items")]
+    TooMany { field: &'static str, max: usize },
     #[error("unknown service `{0}`")]
     UnknownService(String),
 }

@@ -46,6 +46,11 @@ pub fn requests() -> Vec<Request> {
             channel: name("general"),
             message: "hi".into(),
         },
+        Request::Posts {
+            user: name("ana"),
+            channel: name("general"),
+            messages: vec!["first line".into(), "second line".into()],
+        },
         Request::Message {
             src: name("ana"),
             dst: name("bob"),

@@ -179,6 +179,52 @@ impl<const MAX: usize> Codec<String> for Text<MAX> {
     }
 }
 
+/// A list of 1 to `COUNT` non-blank texts of at most `MAX` bytes each.
+pub struct Texts<const MAX: usize, const COUNT: usize>;
+
+impl<const MAX: usize, const COUNT: usize> Codec<Vec<String>> for Texts<MAX, COUNT> {
+    fn put(value: &Vec<String>, key: &'static str, out: &mut Vec<(Value, Value)>) {
+        let list = value.iter().map(|t| Value::from(t.as_str())).collect();
+        out.push((Value::from(key), Value::Array(list)));
+    }
+    fn get(m: &Map, key: &'static str) -> Result<Vec<String>, ProtoError> {
+        let wrong = ProtoError::WrongType {
+            field: key,
+            expected: "a list of texts",
+        };
+        let items = match m.get(key) {
+            None | Some(Value::Nil) => return Err(ProtoError::Missing(key)),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(wrong),
+        };
+        if items.is_empty() {
+            return Err(ProtoError::Empty { field: key });
+        }
+        if items.len() > COUNT {
+            return Err(ProtoError::TooMany {
+                field: key,
+                max: COUNT,
+            });
+        }
+        items
+            .iter()
+            .map(|v| match v.as_str() {
+                None => Err(wrong.clone()),
+                Some(s) if s.trim().is_empty() => Err(ProtoError::Empty { field: key }),
+                Some(s) if s.len() > MAX => Err(ProtoError::TextTooLong {
+                    field: key,
+                    max: MAX,
+                }),
+                Some(s) => Ok(s.to_owned()),
+            })
+            .collect()
+    }
+    /// Each text: its bytes and a string header of at most 5.
+    fn size(value: &Vec<String>) -> usize {
+        value.iter().map(|t| t.len() + 5).sum()
+    }
+}
+
 /// An optional, non-blank text of at most `MAX` bytes.
 pub struct OptText<const MAX: usize>;
 

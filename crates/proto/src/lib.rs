@@ -40,8 +40,8 @@ pub use history::{
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
 pub use reply::{stamp, stamped_seq, Publication, Reply, Status, SEQ_KEY};
 pub use request::{
-    request_id_of, EventRef, Request, RequestMeta, Secret, MAX_DEVICE_BYTES, MAX_PASSWORD_BYTES,
-    MAX_TEXT_BYTES, MAX_TOKEN_BYTES,
+    post_request, request_id_of, EventRef, Request, RequestMeta, Secret, MAX_DEVICE_BYTES,
+    MAX_PASSWORD_BYTES, MAX_POSTS, MAX_TEXT_BYTES, MAX_TOKEN_BYTES,
 };
 pub use servers::{endpoint, ServerEntry};
 pub use service::{service, starts_session, Acts, Effect, Service, Session, SERVICES};

@@ -1,9 +1,11 @@
-use crate::field::{Device, Flag, Limit, OptText, Required, Text};
+use crate::field::{Device, Flag, Limit, OptText, Required, Text, Texts};
 use crate::service::services;
 use crate::{Acts, Effect, Envelope, HistoryQuery, Name, ProtoError, Session};
 
 /// The longest text of a post or private message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// The most posts one `posts` request makes.
+pub const MAX_POSTS: usize = 256;
 /// The longest topic of a room, in bytes (what IRC networks commonly allow).
 pub const MAX_TOPIC_BYTES: usize = 390;
 
@@ -24,6 +26,14 @@ services! {
         user: Name,
         channel: Name,
         message: String as Text<MAX_TEXT_BYTES>,
+    },
+    /// Posts each of `messages` to `channel` as `user`, one after another, in the order given
+    /// (ours): a front end sends what a person pasted in one request, and no server can take
+    /// its lines out of order. Each is a post of its own, as if published.
+    Posts = "posts" (Write, direct: true, acts: Acts::Person("user")) {
+        user: Name,
+        channel: Name,
+        messages: Vec<String> as Texts<MAX_TEXT_BYTES, MAX_POSTS>,
     },
     /// Sends a private message.
     Message = "message" (Write, direct: true, acts: Acts::Person("src")) {
@@ -216,24 +226,37 @@ pub(crate) fn secret(
 
 /// The longest request id, in bytes.
 pub const MAX_REQUEST_ID: usize = 64;
+/// The longest request id an event carries: a client's, or one of the posts a `posts` request
+/// makes (see [`post_request`]).
+pub const MAX_EVENT_REQUEST: usize = MAX_REQUEST_ID + 4;
+
+/// The request id that the `i`th of the `n` posts made by a `posts` request with id `request`
+/// carries: the last carries the request's own (holding it means holding them all, as each
+/// origin's events are taken in in order), each other one its own, so that a retry that
+/// reaches a server holding only some of them makes the others alone.
+pub fn post_request(request: &str, i: usize, n: usize) -> String {
+    if i + 1 == n {
+        request.to_owned()
+    } else {
+        format!("{request}#{i}")
+    }
+}
 
 /// The `request_id` a message carries, if it is a well-formed one: what an answer repeats.
 pub fn request_id_of(m: &crate::Map) -> Option<String> {
-    request_id(m, "request_id").ok().flatten()
+    request_id(m, "request_id", MAX_REQUEST_ID).ok().flatten()
 }
 
-/// An optional request id field: a non-empty string of at most [`MAX_REQUEST_ID`] bytes.
+/// An optional request id field: a non-empty string of at most `max` bytes.
 pub(crate) fn request_id(
     m: &crate::Map,
     field: &'static str,
+    max: usize,
 ) -> Result<Option<String>, ProtoError> {
     match m.opt_str(field)? {
         None => Ok(None),
         Some("") => Err(ProtoError::Empty { field }),
-        Some(s) if s.len() > MAX_REQUEST_ID => Err(ProtoError::TextTooLong {
-            field,
-            max: MAX_REQUEST_ID,
-        }),
+        Some(s) if s.len() > max => Err(ProtoError::TextTooLong { field, max }),
         Some(s) => Ok(Some(s.to_owned())),
     }
 }
@@ -248,7 +271,7 @@ impl Request {
         let meta = RequestMeta {
             timestamp: d.timestamp(),
             clock: d.clock()?.unwrap_or(0),
-            request_id: request_id(d, "request_id")?,
+            request_id: request_id(d, "request_id", MAX_REQUEST_ID)?,
             token: secret(d, "token", MAX_TOKEN_BYTES)?,
             password: secret(d, "password", MAX_PASSWORD_BYTES)?,
         };
@@ -342,6 +365,13 @@ mod tests {
         }
     }
 
+    fn posts(messages: Value) -> Envelope {
+        Envelope::new("posts")
+            .with("user", "ana")
+            .with("channel", "c")
+            .with("messages", messages)
+    }
+
     #[test]
     fn says_what_is_wrong() {
         let cases: Vec<(Envelope, &str)> = vec![
@@ -371,6 +401,32 @@ mod tests {
                     .with("dst", "bob")
                     .with("message", "x".repeat(MAX_TEXT_BYTES + 1)),
                 "longer than",
+            ),
+            (
+                posts(Value::from("one line")),
+                "field `messages` must be a list of texts",
+            ),
+            (
+                posts(Value::Array(vec![])),
+                "field `messages` must not be empty",
+            ),
+            (
+                posts(Value::Array(vec![Value::from("ok"), Value::from(5)])),
+                "field `messages` must be a list of texts",
+            ),
+            (
+                posts(Value::Array(vec![Value::from("ok"), Value::from(" ")])),
+                "field `messages` must not be empty",
+            ),
+            (
+                posts(Value::Array(vec![Value::from(
+                    "x".repeat(MAX_TEXT_BYTES + 1),
+                )])),
+                "longer than",
+            ),
+            (
+                posts(Value::Array(vec![Value::from("x"); MAX_POSTS + 1])),
+                "holds more than 256 items",
             ),
             (Envelope::new("dance"), "unknown service `dance`"),
             (

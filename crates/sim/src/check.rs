@@ -187,6 +187,8 @@ pub struct Checks {
     /// Channels whose creation was acknowledged, and names whose login was.
     pub channels: BTreeSet<String>,
     pub people: BTreeSet<String>,
+    /// Lines posted in one request (`posts`), acknowledged: per channel, in the order sent.
+    pub pasted: Vec<(String, Vec<String>)>,
     /// Per name, the request whose creation of it (a channel) or registration was
     /// acknowledged: a second request told the same is a claim given twice.
     pub claimed_by: BTreeMap<String, String>,
@@ -227,6 +229,37 @@ impl Checks {
                 }
             }
         }
+    }
+
+    /// One request's posts stand in its channel's history in the order sent, on every server:
+    /// all of them, or none when the channel was deleted since (every acknowledged event is
+    /// held, by the check above, deleted or not).
+    fn pasted_in_order(&mut self, views: &[View]) {
+        let pasted = std::mem::take(&mut self.pasted);
+        for v in views {
+            for (channel, lines) in &pasted {
+                let of = Conversation::Channel(
+                    palaver_proto::Name::parse(channel).expect("a channel the simulation named"),
+                );
+                let history = v
+                    .histories
+                    .get(&format!("{of:?}"))
+                    .map_or(&[][..], Vec::as_slice);
+                let at: Vec<Option<usize>> = lines
+                    .iter()
+                    .map(|l| history.iter().position(|t| t == l))
+                    .collect();
+                let shown: Vec<usize> = at.iter().flatten().copied().collect();
+                let whole = shown.len() == lines.len() || shown.is_empty();
+                if !whole || shown.windows(2).any(|w| w[0] >= w[1]) {
+                    self.violation(format!(
+                        "posts in order: {} shows {lines:?} of `{channel}` at {at:?}",
+                        v.name
+                    ));
+                }
+            }
+        }
+        self.pasted = pasted;
     }
 
     pub fn violation(&mut self, what: String) {
@@ -326,6 +359,7 @@ impl Checks {
                 ));
             }
         }
+        self.pasted_in_order(views);
         for v in views {
             for (of, texts) in &v.histories {
                 let mut seen = BTreeSet::new();

@@ -152,7 +152,7 @@ impl Event {
             lamport: m.counter("lamport")?,
             timestamp: m.timestamp().unwrap_or(0.0),
             kind,
-            request: crate::request::request_id(&m, "request")?,
+            request: crate::request::request_id(&m, "request", crate::request::MAX_EVENT_REQUEST)?,
         })
     }
 }
@@ -230,7 +230,7 @@ mod tests {
                 lamport: crate::MAX_COUNTER,
                 timestamp: f64::MAX,
                 kind,
-                request: Some("r".repeat(crate::request::MAX_REQUEST_ID)),
+                request: Some("r".repeat(crate::request::MAX_EVENT_REQUEST)),
             };
             let mut bytes = Vec::new();
             rmpv::encode::write_value(&mut bytes, &e.to_value()).unwrap();

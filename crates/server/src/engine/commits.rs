@@ -31,7 +31,7 @@ impl Engine {
         let writes = self
             .batch
             .iter()
-            .any(|q| q.handled.event.is_some() || q.handled.read.is_some() || q.handled.repeat);
+            .any(|q| !q.handled.events.is_empty() || q.handled.read.is_some() || q.handled.repeat);
         let pending_due = force
             || self.pending.len() >= REPLICA_COMMIT_EVENTS
             || self
@@ -73,7 +73,7 @@ impl Engine {
         let mut events: Vec<Event> = self
             .committing
             .iter()
-            .filter_map(|q| q.handled.event.clone())
+            .flat_map(|q| q.handled.events.iter().cloned())
             .collect();
         if events.is_empty() && incoming.is_empty() {
             // Every earlier batch is committed (the writer is idle): answer now.
@@ -101,11 +101,7 @@ impl Engine {
     /// The writer committed the batch: publishes, and answers (at once for a batch without
     /// writes, after the peers' acks otherwise).
     pub(super) fn complete(&mut self, done: Done) {
-        let own = self
-            .committing
-            .iter()
-            .filter(|q| q.handled.event.is_some())
-            .count();
+        let own: usize = self.committing.iter().map(|q| q.handled.events.len()).sum();
         if let (Some(why), true) = (&done.failed, own > 0) {
             // The peers hold (or may hold) this batch's events already: keep them, numbers and
             // all, and commit the same batch again once the disk takes writes; its requests
@@ -132,7 +128,7 @@ impl Engine {
         for q in batch {
             let Handled {
                 reply,
-                event,
+                events,
                 publication,
                 read,
                 verify: _,
@@ -145,20 +141,22 @@ impl Engine {
                 standing.push(replies.len());
             }
             let (reply, told) = match &read {
-                Some(r) => self.read_stored(r, reply, event.as_ref()),
+                Some(r) => self.read_stored(r, reply, events.first()),
                 None => (reply, Vec::new()),
             };
-            let stored = match &event {
-                None => true,
-                Some(ev) => match results.next() {
-                    Some(Ok(())) => true,
+            // Every event of the request stored, or the request refused (each result taken,
+            // so that the next request's line up with its own events).
+            let mut stored = true;
+            for ev in &events {
+                match results.next() {
+                    Some(Ok(())) => {}
                     other => {
                         let why = other.and_then(Result::err).unwrap_or_default();
                         first_error.get_or_insert_with(|| format!("{}: {why}", ev.id()));
-                        false
+                        stored = false;
                     }
-                },
-            };
+                }
+            }
             if !stored {
                 lost = true;
                 let service = reply.service.clone();
@@ -169,9 +167,7 @@ impl Engine {
             replies.push((q.envelope, echoed(reply, q.echo)));
             publications.extend(publication);
             publications.extend(told);
-            if let Some(ev) = event {
-                published.push(ev);
-            }
+            published.extend(events);
         }
         for (e, r) in incoming.iter().zip(results) {
             if let Err(why) = r {

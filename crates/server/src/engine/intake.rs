@@ -193,7 +193,7 @@ impl Engine {
             self.batch.push(Queued {
                 envelope: Route::Internal,
                 handled: Handled {
-                    event: Some(event),
+                    events: vec![event],
                     ..Handled::reply(Reply::ok("touch"))
                 },
                 echo: None,

@@ -29,6 +29,7 @@ mod members;
 mod message;
 mod names;
 mod password;
+mod posts;
 mod publish;
 mod read;
 mod readers;
@@ -106,6 +107,9 @@ enum Outcome {
     Refused(String),
     /// Make this event: stored, replicated, published, then answered with its id.
     Event(EventKind),
+    /// Make these events, one after another, each with a request id of its own
+    /// ([`palaver_proto::post_request`]); answered with their ids once all are stored.
+    Events(Vec<EventKind>),
     /// Make this event, then answer from the store after the batch's commit.
     EventThenRead(EventKind, StoredRead),
     /// Delete a channel on every server (the reactor runs the two-phase commit).
@@ -350,11 +354,12 @@ pub struct State {
 /// What a request did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Handled {
-    /// The answer, to send once `event` (if any) is durable.
+    /// The answer, to send once `events` (if any) are durable.
     pub reply: Envelope,
-    /// The state change to store.
-    pub event: Option<Event>,
-    /// What to publish once `event` is durable and the live peers have it: topic and message.
+    /// The state changes to store, in order (most requests make one, or none).
+    pub events: Vec<Event>,
+    /// What to publish once `events` are durable and the live peers have them: topic and
+    /// message.
     pub publication: Vec<(String, Envelope)>,
     /// A read of the store to answer with instead of `reply`, after the batch's commit, so
     /// that it sees every event acknowledged before it (`history`, `unseal`).
@@ -379,7 +384,7 @@ impl Handled {
     pub fn reply(reply: Envelope) -> Handled {
         Handled {
             reply,
-            event: None,
+            events: Vec::new(),
             publication: Vec::new(),
             read: None,
             verify: None,
@@ -687,7 +692,7 @@ impl State {
             Err(why) => (Outcome::Refused(why), None),
         };
         let mut handled = self.decide(service, outcome, request, now, lamport);
-        if let Some(token) = token.filter(|_| handled.event.is_some()) {
+        if let Some(token) = token.filter(|_| !handled.events.is_empty()) {
             handled.reply = handled
                 .reply
                 .with("token", token)
@@ -803,9 +808,11 @@ impl State {
         lamport: &mut Lamport,
     ) -> Handled {
         let service = req.service();
+        // `posts` finds its own repeats, post by post (see `make_all`).
+        let whole = !matches!(req, Request::Posts { .. });
         if let Some(mut handled) = request
             .as_ref()
-            .filter(|_| req.writes())
+            .filter(|_| req.writes() && whole)
             .and_then(|r| self.repeated(service, r))
         {
             // A join asked again still gets the channel's posts.
@@ -825,6 +832,11 @@ impl State {
                 channel,
                 message,
             } => publish::apply(self, user, channel, message, proofs, now),
+            Request::Posts {
+                user,
+                channel,
+                messages,
+            } => posts::apply(self, user, channel, messages, proofs, now),
             Request::Message { src, dst, message } => {
                 message::apply(self, src, dst, message, proofs, now)
             }
@@ -1026,6 +1038,7 @@ impl State {
             }
             Outcome::Event(kind) => (kind, None),
             Outcome::EventThenRead(kind, read) => (kind, Some(read)),
+            Outcome::Events(kinds) => return self.make_all(service, kinds, request, now, lamport),
         };
         let (kind, read) = kind;
         let event = self.make(kind, request, now, lamport);
@@ -1035,7 +1048,7 @@ impl State {
         let publication = self.publication(&event);
         Handled {
             reply,
-            event: Some(event),
+            events: vec![event],
             publication,
             read,
             verify: None,
@@ -1044,6 +1057,71 @@ impl State {
             claim: None,
             repeat: false,
         }
+    }
+
+    /// Several events of one request, one after another (`posts`): each that its own request
+    /// id shows held already (an earlier attempt's, on this server or through replication) is
+    /// not made again. Answered with every id, in order, and the last one's id and cursor.
+    fn make_all(
+        &mut self,
+        service: &'static str,
+        kinds: Vec<EventKind>,
+        request: Option<String>,
+        now: f64,
+        lamport: &mut Lamport,
+    ) -> Handled {
+        let n = kinds.len();
+        let mut handled = Handled::reply(Reply::ok(service));
+        let (mut ids, mut last) = (Vec::with_capacity(n), None);
+        let own = |i| {
+            request
+                .as_deref()
+                .map(|r| palaver_proto::post_request(r, i, n))
+        };
+        if let Some(last) = own(n - 1).as_deref().and_then(|r| self.requests.get(r)) {
+            // The last is held, so all are: answered as the first time (without the list of
+            // ids if the oldest have been forgotten meanwhile).
+            let mut reply = Reply::ok(service)
+                .with("id", last.id())
+                .with("cursor", last.cursor().to_string())
+                .with("repeated", true);
+            let held: Option<Vec<rmpv::Value>> = (0..n)
+                .map(|i| {
+                    let r = own(i)?;
+                    self.requests.get(&r).map(|e| rmpv::Value::from(e.id()))
+                })
+                .collect();
+            if let Some(ids) = held {
+                reply = reply.with("ids", rmpv::Value::Array(ids));
+            }
+            return Handled {
+                repeat: true,
+                ..Handled::reply(reply)
+            };
+        }
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let own = own(i);
+            if let Some(held) = own.as_deref().and_then(|r| self.requests.get(r)) {
+                // It may wait in memory for a commit: the answer waits for the one after it.
+                handled.repeat = true;
+                ids.push(rmpv::Value::from(held.id()));
+                last = Some((held.id(), held.cursor().to_string()));
+                continue;
+            }
+            let event = self.make(kind, own, now, lamport);
+            ids.push(rmpv::Value::from(event.id()));
+            last = Some((event.id(), palaver_proto::Cursor::of(&event).to_string()));
+            handled.publication.extend(self.publication(&event));
+            handled.events.push(event);
+        }
+        if let Some((id, cursor)) = last {
+            handled.reply = handled
+                .reply
+                .with("id", id)
+                .with("cursor", cursor)
+                .with("ids", rmpv::Value::Array(ids));
+        }
+        handled
     }
 
     /// A new event of this server's, taken in at once.

@@ -124,7 +124,7 @@ fn the_standard_flow_works() {
     };
     let h = st.handle_now(post, 2.0, &mut Lamport::default());
     assert_eq!(h.reply.data.str("status").unwrap(), "OK");
-    let ev = h.event.expect("a post is stored");
+    let ev = h.events.first().cloned().expect("a post is stored");
     let (topic, env) = h
         .publication
         .into_iter()
@@ -202,7 +202,7 @@ fn refusals_say_why_and_change_nothing() {
     ];
     for (req, want) in cases {
         let h = st.handle_now(req, 1.0, &mut Lamport::default());
-        assert!(h.event.is_none() && h.publication.is_empty());
+        assert!(h.events.is_empty() && h.publication.is_empty());
         assert_eq!(h.reply.data.str("status").unwrap(), "erro");
         assert!(
             Reply::error_text(&h.reply).unwrap().contains(want),
@@ -217,6 +217,132 @@ fn refusals_say_why_and_change_nothing() {
             .unwrap(),
         vec!["ana"]
     );
+}
+
+/// `ana` logged in and `general` made on `st`: the events, to take in elsewhere.
+fn ana_in_general(st: &mut State, clock: &mut Lamport) -> Vec<Event> {
+    let mut made = Vec::new();
+    for req in [
+        Request::Login { user: name("ana") },
+        Request::Channel {
+            channel: name("general"),
+            user: None,
+        },
+    ] {
+        made.extend(st.handle_now(req, 1.0, clock).events);
+    }
+    made
+}
+
+fn posts(lines: &[&str]) -> Request {
+    Request::Posts {
+        user: name("ana"),
+        channel: name("general"),
+        messages: lines.iter().map(|l| (*l).to_owned()).collect(),
+    }
+}
+
+#[test]
+fn posts_are_made_one_after_another_each_with_a_request_id_of_its_own() {
+    let mut st = state();
+    let mut clock = Lamport::default();
+    ana_in_general(&mut st, &mut clock);
+    let h = st.request_now(
+        posts(&["one", "two", "three"]),
+        Some("p1".into()),
+        &Proofs::default(),
+        2.0,
+        &mut clock,
+    );
+    assert!(ok(&h.reply), "{:?}", h.reply);
+    let texts: Vec<&str> = h
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Message(MessageKind::Post { message, .. }) => message.as_str(),
+            other => panic!("not a post: {other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    assert!(h.events.windows(2).all(|w| w[0].lamport < w[1].lamport));
+    let requests: Vec<Option<&str>> = h.events.iter().map(|e| e.request.as_deref()).collect();
+    assert_eq!(requests, [Some("p1#0"), Some("p1#1"), Some("p1")]);
+    // One publication each, on the channel, as `publish` makes.
+    assert_eq!(h.publication.len(), 3);
+    assert!(h.publication.iter().all(|(topic, _)| topic == "general"));
+    // The answer names every post, and the last one's place.
+    let ids: Vec<String> = h.events.iter().map(Event::id).collect();
+    assert_eq!(h.reply.data.str_list("ids").unwrap(), ids);
+    assert_eq!(h.reply.data.str("id").unwrap(), ids[2]);
+    // Asked again: nothing more is made, and the answer is the same.
+    let again = st.request_now(
+        posts(&["one", "two", "three"]),
+        Some("p1".into()),
+        &Proofs::default(),
+        3.0,
+        &mut clock,
+    );
+    assert!(again.events.is_empty() && again.publication.is_empty());
+    assert_eq!(again.reply.data.str("id").unwrap(), ids[2]);
+    assert_eq!(again.reply.data.str_list("ids").unwrap(), ids);
+    assert_eq!(again.reply.data.opt_bool("repeated").unwrap(), Some(true));
+}
+
+#[test]
+fn a_retry_of_posts_makes_only_those_the_server_does_not_hold() {
+    let mut s1 = State::new("s1", Snapshot::default());
+    let mut clock = Lamport::default();
+    let setup = ana_in_general(&mut s1, &mut clock);
+    let first = s1.request_now(
+        posts(&["one", "two", "three"]),
+        Some("p1".into()),
+        &Proofs::default(),
+        2.0,
+        &mut clock,
+    );
+    // s2 took in the first two posts before s1 went silent; the client asks s2 again.
+    let mut s2 = State::new("s2", Snapshot::default());
+    for e in setup.iter().chain(&first.events[..2]) {
+        assert_eq!(s2.apply(e), None);
+    }
+    let retry = s2.request_now(
+        posts(&["one", "two", "three"]),
+        Some("p1".into()),
+        &Proofs::default(),
+        3.0,
+        &mut clock,
+    );
+    assert!(ok(&retry.reply), "{:?}", retry.reply);
+    assert!(retry.repeat, "what it names may wait for a commit");
+    let [third] = &retry.events[..] else {
+        panic!("one post made: {:?}", retry.events);
+    };
+    assert_eq!(third.request.as_deref(), Some("p1"));
+    assert!(third.lamport > first.events[1].lamport, "after the others");
+    let ids = retry.reply.data.str_list("ids").unwrap();
+    assert_eq!(
+        ids,
+        [first.events[0].id(), first.events[1].id(), third.id()]
+    );
+    // s1's third post, when it arrives, is the same request's: the later of the two is hidden.
+    assert!(s2.apply(&first.events[2]).is_some());
+}
+
+#[test]
+fn posts_refused_make_nothing() {
+    let mut st = state();
+    let mut clock = Lamport::default();
+    let h = st.handle_now(posts(&["hello"]), 1.0, &mut clock);
+    assert!(h.events.is_empty() && !ok(&h.reply));
+    ana_in_general(&mut st, &mut clock);
+    let nowhere = Request::Posts {
+        user: name("ana"),
+        channel: name("nowhere"),
+        messages: vec!["hello".into()],
+    };
+    let h = st.handle_now(nowhere, 2.0, &mut clock);
+    assert!(h.events.is_empty() && h.publication.is_empty());
+    assert!(Reply::error_text(&h.reply).unwrap().contains("nowhere"));
 }
 
 #[test]
@@ -251,7 +377,7 @@ fn a_repeated_request_takes_effect_once() {
         &mut clock,
     );
     assert!(
-        first.event.is_some() && again.event.is_none(),
+        !first.events.is_empty() && again.events.is_empty(),
         "the retry makes no event"
     );
     assert_eq!(
@@ -259,7 +385,7 @@ fn a_repeated_request_takes_effect_once() {
         first.reply.data.str("id").unwrap()
     );
     // Both answers say where the post stands in the total order.
-    let event = first.event.as_ref().unwrap();
+    let event = first.events.first().unwrap();
     let cursor = palaver_proto::Cursor::of(event).to_string();
     assert_eq!(first.reply.data.str("cursor").unwrap(), cursor);
     assert_eq!(again.reply.data.str("cursor").unwrap(), cursor);
@@ -270,13 +396,13 @@ fn a_repeated_request_takes_effect_once() {
         3.0,
         &mut clock,
     );
-    assert!(other.event.is_some(), "another id is another post");
+    assert!(!other.events.is_empty(), "another id is another post");
     // A retried channel creation is answered as success, not "already exists".
     let make = || Request::Channel {
         channel: name("news"),
         user: None,
     };
-    assert!(st
+    assert!(!st
         .request_now(
             make(),
             Some("c1".into()),
@@ -284,8 +410,8 @@ fn a_repeated_request_takes_effect_once() {
             4.0,
             &mut clock
         )
-        .event
-        .is_some());
+        .events
+        .is_empty());
     let retry = st.request_now(
         make(),
         Some("c1".into()),
@@ -358,7 +484,7 @@ fn own_events_back_from_a_peer_take_their_numbers() {
         &mut Lamport::starting_at(20),
     );
     assert_eq!(
-        next.event.unwrap().seq,
+        next.events.first().cloned().unwrap().seq,
         8,
         "never a number a peer already holds"
     );
@@ -376,7 +502,7 @@ fn reload_forgets_what_was_not_stored() {
         1.0,
         &mut clock,
     );
-    let lamport = h.event.unwrap().lamport;
+    let lamport = h.events.first().cloned().unwrap().lamport;
     st.reload(Snapshot::default());
     let listed = run(&mut st, Request::Channels {});
     assert!(listed.data.str_list("channels").unwrap().is_empty());
@@ -388,7 +514,7 @@ fn reload_forgets_what_was_not_stored() {
         1.0,
         &mut clock,
     );
-    let again = again.event.unwrap();
+    let again = again.events.first().cloned().unwrap();
     assert_eq!(again.seq, 1, "the unstored sequence number is reused");
     assert!(again.lamport > lamport, "the clock never goes back");
 }
@@ -405,7 +531,10 @@ fn events_get_consecutive_ids_and_rising_clocks() {
     clock.observe(500);
     let a = st.handle_now(Request::Login { user: name("a") }, 1.0, &mut clock);
     let b = st.handle_now(Request::Login { user: name("b") }, 1.0, &mut clock);
-    let (a, b) = (a.event.unwrap(), b.event.unwrap());
+    let (a, b) = (
+        a.events.first().cloned().unwrap(),
+        b.events.first().cloned().unwrap(),
+    );
     assert_eq!((a.seq, b.seq), (42, 43));
     assert!(a.lamport > 500 && b.lamport > a.lamport);
 }
@@ -469,7 +598,7 @@ fn with_account() -> (State, String) {
     );
     assert!(ok(&h.reply), "{:?}", h.reply);
     assert!(matches!(
-        h.event.as_ref().map(|e| &e.kind),
+        h.events.first().map(|e| &e.kind),
         Some(EventKind::Account(AccountKind::Register { .. }))
     ));
     let h = with_proofs(
@@ -481,7 +610,7 @@ fn with_account() -> (State, String) {
     assert!(ok(&h.reply), "{:?}", h.reply);
     let t = h.reply.data.str("token").unwrap().to_owned();
     assert!(matches!(
-        h.event.as_ref().map(|e| &e.kind),
+        h.events.first().map(|e| &e.kind),
         Some(EventKind::Account(AccountKind::Session { .. }))
     ));
     (st, t)
@@ -491,7 +620,7 @@ fn refused(h: &Handled, want: &str) {
     assert_eq!(Reply::status(&h.reply), Status::Error, "{:?}", h.reply);
     let text = Reply::error_text(&h.reply).unwrap();
     assert!(text.contains(want), "{text:?} should say {want:?}");
-    assert!(h.event.is_none() && h.publication.is_empty() && h.read.is_none());
+    assert!(h.events.is_empty() && h.publication.is_empty() && h.read.is_none());
 }
 
 #[test]
@@ -843,7 +972,7 @@ fn idle_sessions_expire_and_use_is_recorded_for_every_server() {
         let h = fresh.request_now(req, None, &p, now, &mut clock);
         let v = h.verify.unwrap();
         let h = fresh.verified_now(v.pending, crate::hasher::work(v.job), None, now, &mut clock);
-        events.push(h.event.unwrap());
+        events.push(h.events.first().cloned().unwrap());
     }
     for e in &events {
         peer.apply(e);
@@ -887,7 +1016,7 @@ fn a_request_done_elsewhere_during_its_password_work_is_not_made_twice() {
         2.0,
         &mut clock,
     );
-    assert!(done.event.is_none(), "made twice: {:?}", done.event);
+    assert!(done.events.is_empty(), "made twice: {:?}", done.events);
     assert_eq!(done.reply.data.str("id").unwrap(), "s2:1");
     assert_eq!(done.reply.data.opt_bool("repeated").unwrap(), Some(true));
 }
@@ -992,7 +1121,17 @@ fn a_delete_record_for_a_request_another_server_recorded_carries_no_request_id()
         1.0,
         &mut Lamport::default(),
     );
-    assert_eq!(h.event.expect("recorded all the same").request, None);
+    assert_eq!(
+        h.events
+            .first()
+            .cloned()
+            .expect("recorded all the same")
+            .request,
+        None
+    );
     let h = st.record(kind, Some("d-2".into()), 1.0, &mut Lamport::default());
-    assert_eq!(h.event.unwrap().request.as_deref(), Some("d-2"));
+    assert_eq!(
+        h.events.first().cloned().unwrap().request.as_deref(),
+        Some("d-2")
+    );
 }

@@ -32,6 +32,8 @@ enum Ask {
     /// Creating this channel.
     Channel(String),
     Publish,
+    /// Several posts in one request, in this order, to this channel.
+    Posts(String, Vec<String>),
     /// A private message to this person.
     Message(String),
     /// Giving the name this password.
@@ -52,6 +54,7 @@ impl Ask {
             Ask::Login => "login",
             Ask::Channel(_) => "channel",
             Ask::Publish => "publish",
+            Ask::Posts(..) => "posts",
             Ask::Message(_) => "message",
             Ask::Register(_) => "register",
             Ask::Password(_) => "password",
@@ -282,6 +285,22 @@ impl World {
         let text = format!("{me} says {}", self.clients[c].ops);
         if roll < 7 || people.is_empty() {
             let channel = self.channels[self.rng.gen_range(0..self.channels.len())].clone();
+            if self.rng.gen_range(0..3) == 0 {
+                // Lines pasted at once: one request, taken in the order given.
+                let lines: Vec<String> = (0..self.rng.gen_range(2..5))
+                    .map(|i| format!("{text}.{i}"))
+                    .collect();
+                let list = lines
+                    .iter()
+                    .map(|l| rmpv::Value::from(l.as_str()))
+                    .collect();
+                let env = Envelope::new("posts")
+                    .with("user", me.as_str())
+                    .with("channel", channel.as_str())
+                    .with("messages", rmpv::Value::Array(list));
+                let env = self.with_token(c, env);
+                return (Ask::Posts(channel.clone(), lines), env, Some(channel));
+            }
             let env = Envelope::new("publish")
                 .with("user", me.as_str())
                 .with("channel", channel.as_str())
@@ -420,10 +439,15 @@ impl World {
     /// What a success changes for client `c`, and what it is checked against.
     fn succeeded(&mut self, c: usize, a: &Asking, reply: &Envelope) {
         let id = reply.data.opt_str("id").ok().flatten().map(str::to_owned);
-        if let Some(id) = &id {
+        // Every event the answer names (`posts` names several) was acknowledged.
+        let ids = match &a.ask {
+            Ask::Posts(..) => reply.data.str_list("ids").unwrap_or_default(),
+            _ => id.iter().cloned().collect(),
+        };
+        for id in ids {
             self.checks.acked.push(Acked {
                 request_id: a.request_id.clone(),
-                id: id.clone(),
+                id,
                 service: a.ask.service(),
             });
         }
@@ -466,6 +490,17 @@ impl World {
                 }
             }
             Ask::Publish => {}
+            Ask::Posts(channel, lines) => {
+                let named = reply.data.str_list("ids").map_or(0, |ids| ids.len());
+                if named != lines.len() {
+                    self.checks.violation(format!(
+                        "posts: {} was answered with {named} ids for {} posts",
+                        a.request_id,
+                        lines.len()
+                    ));
+                }
+                self.checks.pasted.push((channel.clone(), lines.clone()));
+            }
             Ask::Inbox => self.inbox_page(c, reply),
             Ask::Taken(cursor) => {
                 let confirmed = &mut self.clients[c].confirmed;
