@@ -47,6 +47,8 @@ const TEXT_PER_LINE: usize = 350;
 const OWN_REMEMBERED: usize = 256;
 /// Messages per page of the inbox read at registration.
 const INBOX_PAGE: u64 = 100;
+/// The most bytes of text that lines pasted to a room send in one request.
+const PASTE_BYTES: usize = 256 * 1024;
 /// Commands kept waiting for the ones before them: the driver reads no more lines while this
 /// many wait ([`Session::saturated`]).
 const MAX_WAITING: usize = 64;
@@ -132,13 +134,13 @@ enum Pending {
     Part {
         channel: String,
     },
-    /// A post or private message; `echoed` once its own publication arrived before its
-    /// answer (and was not shown).
+    /// A private message, a post, or posts pasted to one room (one `posts` request); each
+    /// line is `echoed` once its own publication arrived before the answer (and was not
+    /// shown).
     Say {
         target: String,
-        text: String,
+        lines: Vec<Said>,
         notice: bool,
-        echoed: bool,
     },
     Names {
         channel: String,
@@ -189,6 +191,22 @@ enum Pending {
         to: u64,
         limit: u64,
     },
+}
+
+/// A line of text said, waiting for its answer.
+#[derive(Debug)]
+struct Said {
+    text: String,
+    echoed: bool,
+}
+
+impl Said {
+    fn new(text: String) -> Said {
+        Said {
+            text,
+            echoed: false,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -478,14 +496,53 @@ impl Session {
         out
     }
 
-    /// Runs the commands that waited, once nothing before them is left to finish.
+    /// Runs the commands that waited, once nothing before them is left to finish: lines
+    /// pasted to one room, one behind another, go as one request.
     fn run_waiting(&mut self, out: &mut Vec<Out>) {
         while self.registered && self.ordering == 0 {
             let Some(m) = self.waiting.pop_front() else {
                 return;
             };
-            out.extend(self.run(&m));
+            let Some((notice, target, text)) = self.paste_line(&m) else {
+                out.extend(self.run(&m));
+                continue;
+            };
+            let mut texts = vec![text];
+            let mut bytes = texts[0].len();
+            while texts.len() < palaver_proto::MAX_POSTS && bytes < PASTE_BYTES {
+                let next = self.waiting.front().and_then(|n| self.paste_line(n));
+                match next {
+                    Some((n, t, text)) if n == notice && t == target => {
+                        bytes += text.len();
+                        texts.push(text);
+                        self.waiting.pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            if texts.len() == 1 {
+                out.extend(self.run(&m));
+            } else {
+                out.extend(self.say_pasted(notice, target, texts));
+            }
         }
+    }
+
+    /// A line that may be posted with the ones beside it: a PRIVMSG or NOTICE to one room,
+    /// with a text to store and no label (whose answer is its own). Whether it is a NOTICE,
+    /// the room and the text.
+    fn paste_line<'a>(&self, m: &'a Message) -> Option<(bool, &'a str, String)> {
+        let notice = match m.command.as_str() {
+            "PRIVMSG" => false,
+            "NOTICE" => true,
+            _ => return None,
+        };
+        let (target, text) = (m.param(0)?, m.param(1)?);
+        let single_room = target.starts_with('#') && !target.contains(',') && target.len() > 1;
+        if !single_room || text.is_empty() || m.tag_value("label").is_some() {
+            return None;
+        }
+        Some((notice, target, self.kept(text)?))
     }
 
     fn command(&mut self, m: &Message) -> Vec<Out> {
@@ -953,11 +1010,8 @@ impl Session {
             }
             return;
         }
-        // A CTCP ACTION is kept as the text a person would type.
-        let text = match text.strip_prefix("\u{1}ACTION ") {
-            Some(action) => format!("* {} {}", self.me(), action.trim_end_matches('\u{1}')),
-            None if text.starts_with('\u{1}') => return, // other CTCP: not stored
-            None => text.to_owned(),
+        let Some(text) = self.kept(text) else {
+            return; // a CTCP other than ACTION: not stored
         };
         for target in targets.split(',') {
             let (service, data) = match target.strip_prefix('#') {
@@ -966,12 +1020,41 @@ impl Session {
             };
             let pending = Pending::Say {
                 target: target.to_owned(),
-                text: text.clone(),
+                lines: vec![Said::new(text.clone())],
                 notice,
-                echoed: false,
             };
             out.push(self.request(service, data, pending));
         }
+    }
+
+    /// The text a PRIVMSG or NOTICE stores: a CTCP ACTION as a person would type it; nothing
+    /// for any other CTCP.
+    fn kept(&self, text: &str) -> Option<String> {
+        match text.strip_prefix("\u{1}ACTION ") {
+            Some(action) => Some(format!(
+                "* {} {}",
+                self.me(),
+                action.trim_end_matches('\u{1}')
+            )),
+            None if text.starts_with('\u{1}') => None,
+            None => Some(text.to_owned()),
+        }
+    }
+
+    /// Lines pasted to one room, waiting one behind another: posted in one `posts` request,
+    /// so that they go to one server at once and stand in the room in the order sent.
+    fn say_pasted(&mut self, notice: bool, target: &str, texts: Vec<String>) -> Vec<Out> {
+        let room = target.trim_start_matches('#');
+        let data = json!({"channel": room, "messages": texts});
+        let pending = Pending::Say {
+            target: target.to_owned(),
+            lines: texts.into_iter().map(Said::new).collect(),
+            notice,
+        };
+        self.in_order = true;
+        let out = vec![self.request("posts", data, pending)];
+        self.in_order = false;
+        out
     }
 
     fn topic(&mut self, m: &Message, out: &mut Vec<Out>) {
@@ -1187,34 +1270,9 @@ impl Session {
             }
             Pending::Say {
                 target,
-                text,
+                lines,
                 notice,
-                echoed,
-            } => {
-                if ok && !echoed && target.starts_with('#') {
-                    // Its publication is still to come: known by its id then.
-                    if let Some(id) = str_of(data, "id") {
-                        self.own.push_back(id.to_owned());
-                        if self.own.len() > OWN_REMEMBERED {
-                            self.own.pop_front();
-                        }
-                    }
-                }
-                if ok {
-                    if self.caps.contains(&Cap::EchoMessage) {
-                        let me = self.me().to_owned();
-                        let command = if notice { "NOTICE" } else { "PRIVMSG" };
-                        self.text_lines(command, &me, &target, &text, data, out);
-                    }
-                } else if !notice {
-                    let code = if target.starts_with('#') {
-                        "404"
-                    } else {
-                        "401"
-                    };
-                    out.push(self.numeric(code, &[&target, why]));
-                }
-            }
+            } => self.said(&target, lines, notice, (ok, why), data, out),
             Pending::Names { channel } => {
                 if ok {
                     self.names(&channel, data, out);
@@ -1294,6 +1352,64 @@ impl Session {
     }
 
     /// A join answered: JOIN, the topic, the recent posts, and the names.
+    /// The answer to what was said: each line's own publication, still to come, is known by
+    /// its id then (`posts` answers with every line's id and cursor, in `ids` and `cursors`);
+    /// echo-message shows each.
+    fn said(
+        &mut self,
+        target: &str,
+        lines: Vec<Said>,
+        notice: bool,
+        (ok, why): (bool, &str),
+        data: &Json,
+        out: &mut Vec<Out>,
+    ) {
+        if !ok {
+            if !notice {
+                let code = if target.starts_with('#') {
+                    "404"
+                } else {
+                    "401"
+                };
+                for _ in &lines {
+                    out.push(self.numeric(code, &[target, why]));
+                }
+            }
+            return;
+        }
+        let each = |one: &str, all: &str| -> Vec<Option<String>> {
+            match data.get(all).and_then(Json::as_array) {
+                Some(all) => all.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+                None => vec![str_of(data, one).map(str::to_owned)],
+            }
+        };
+        let (ids, cursors) = (each("id", "ids"), each("cursor", "cursors"));
+        let me = self.me().to_owned();
+        let command = if notice { "NOTICE" } else { "PRIVMSG" };
+        for (i, said) in lines.into_iter().enumerate() {
+            let id = ids.get(i).cloned().flatten();
+            if let (false, true, Some(id)) = (said.echoed, target.starts_with('#'), &id) {
+                self.own.push_back(id.clone());
+                if self.own.len() > OWN_REMEMBERED {
+                    self.own.pop_front();
+                }
+            }
+            if self.caps.contains(&Cap::EchoMessage) {
+                let mut data = data.clone();
+                if let Some(d) = data.as_object_mut() {
+                    let cursor = cursors.get(i).cloned().flatten();
+                    for (key, value) in [("id", id), ("cursor", cursor)] {
+                        match value {
+                            Some(v) => d.insert(key.into(), Json::from(v)),
+                            None => d.remove(key),
+                        };
+                    }
+                }
+                self.text_lines(command, &me, target, &said.text, &data, out);
+            }
+        }
+    }
+
     fn joined(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
         self.enter(channel);
         let chan = format!("#{channel}");
@@ -1553,14 +1669,14 @@ impl Session {
         }
         for (p, _, _) in self.pending.values_mut() {
             if let Pending::Say {
-                target: t,
-                text: x,
-                echoed,
-                ..
+                target: t, lines, ..
             } = p
             {
-                if !*echoed && t == target && x == text {
-                    *echoed = true;
+                if t != target {
+                    continue;
+                }
+                if let Some(said) = lines.iter_mut().find(|l| !l.echoed && l.text == text) {
+                    said.echoed = true;
                     return true;
                 }
             }

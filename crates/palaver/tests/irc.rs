@@ -265,6 +265,37 @@ fn an_irc_person_and_a_client_core_person_chat_in_a_room_and_privately_both_ways
     ana.send("PRIVMSG #den :hello from irc");
     let post = bob.receive("hello from irc");
     assert_eq!(post.data.opt_str("user").unwrap(), Some("ana"));
+    // A paste, in one write: it reaches the room whole and in the order sent, live and in
+    // the history every server keeps (the gateway sends the lines that wait as one request).
+    let paste: Vec<String> = (0..40).map(|i| format!("pasted line {i}")).collect();
+    let raw: String = paste
+        .iter()
+        .map(|l| format!("PRIVMSG #den :{l}\r\n"))
+        .collect();
+    ana.send_raw(raw.as_bytes());
+    for line in &paste {
+        bob.receive(line);
+    }
+    let history = bob
+        .conn
+        .call(
+            palaver_proto::Envelope::new("history")
+                .with("channel", "den")
+                .with("limit", 40),
+        )
+        .expect("history");
+    let texts: Vec<String> = match history.data.get("messages") {
+        Some(rmpv::Value::Array(messages)) => messages
+            .iter()
+            .filter_map(|m| {
+                let rmpv::Value::Map(m) = m else { return None };
+                let m = palaver_proto::Map(m.clone());
+                m.opt_str("message").ok().flatten().map(str::to_owned)
+            })
+            .collect(),
+        other => panic!("no messages in {other:?}"),
+    };
+    assert_eq!(texts, paste);
     // Private messages, both ways.
     ana.send("PRIVMSG bob :psst, bob");
     let pm = bob.receive("psst, bob");
@@ -291,10 +322,10 @@ fn an_irc_person_and_a_client_core_person_chat_in_a_room_and_privately_both_ways
     ana.expect("knowing bob", |l| l.contains(" 311 ana bob bob palaver "));
     ana.send("PART #den");
     ana.expect("parting", |l| l == ":ana!ana@palaver PART #den");
-    // Joining again plays the recent posts back, the terminal's included.
+    // Joining again plays the recent posts back, the paste's last line among them.
     ana.send("JOIN #den");
     ana.expect("with the post played back", |l| {
-        l.ends_with("PRIVMSG #den :hello from the terminal")
+        l.ends_with("PRIVMSG #den :pasted line 39")
     });
     ana.send("QUIT :bye");
     let last = ana.until_closed();

@@ -782,13 +782,15 @@ fn commands_sent_on_the_heels_of_registration_wait_for_the_login() {
 }
 
 #[test]
-fn pasted_lines_are_posted_one_after_another_in_the_order_sent() {
+fn pasted_lines_are_posted_together_in_the_order_sent() {
     // Regression: a client's lines went to the cluster at once, each to whichever server the
-    // broker chose, and a paste reached the room shuffled.
-    let mut s = registered("");
+    // broker chose, and a paste reached the room shuffled. Then one line went per round trip:
+    // a paste of 64 lines took 64.
+    let mut s = registered("echo-message message-tags");
+    join_den(&mut s);
     let paste: Vec<String> = (0..70).map(|i| format!("PRIVMSG #den :line {i}")).collect();
     let paste: Vec<&str> = paste.iter().map(String::as_str).collect();
-    let mut req = request(&feed(&mut s, &paste[..65]));
+    let req = request(&feed(&mut s, &paste[..65]));
     assert_eq!(req["data"]["message"], "line 0");
     // 64 wait behind the first: the driver reads no further, and a line sent anyway is
     // refused rather than posted out of order.
@@ -797,21 +799,90 @@ fn pasted_lines_are_posted_one_after_another_in_the_order_sent() {
         lines(&feed(&mut s, &paste[65..66])),
         [":irc.test FAIL PRIVMSG TEMPORARILY_UNAVAILABLE :Too many commands are waiting for the ones before them"]
     );
-    for i in 1..65 {
-        let out = answer(
-            &mut s,
-            &req,
-            json!({"status": "OK", "id": format!("s1:{i}")}),
-        );
-        req = request(&out);
-        assert_eq!(req["data"]["message"], format!("line {i}"));
-        assert!(!s.saturated());
-    }
-    // A PING is answered at once, even behind a post.
-    assert_eq!(
-        lines(&feed(&mut s, &["PING :t"])),
-        [":irc.test PONG irc.test :t"]
+    let out = answer(
+        &mut s,
+        &req,
+        json!({"status": "OK", "id": "s1:1", "cursor": "10:s1"}),
     );
+    assert_eq!(
+        lines(&out),
+        ["@msgid=s1:1@10 :ana!ana@palaver PRIVMSG #den :line 0"]
+    );
+    // Those that waited go together, in one request, in the order sent.
+    let req = request(&out);
+    assert_eq!(req["service"], "posts");
+    assert_eq!(req["data"]["channel"], "den");
+    let sent: Vec<String> = (1..65).map(|i| format!("line {i}")).collect();
+    assert_eq!(req["data"]["messages"], json!(sent));
+    assert!(!s.saturated());
+    // Each is echoed under its own msgid, and its publication is not shown again.
+    let ids: Vec<String> = (2..66).map(|i| format!("s1:{i}")).collect();
+    let cursors: Vec<String> = (11..75).map(|l| format!("{l}:s1")).collect();
+    let out = answer(
+        &mut s,
+        &req,
+        json!({"status": "OK", "ids": ids, "cursors": cursors, "id": "s1:65", "cursor": "74:s1"}),
+    );
+    let echoed = lines(&out);
+    assert_eq!(echoed.len(), 64);
+    assert_eq!(
+        echoed[0],
+        "@msgid=s1:2@11 :ana!ana@palaver PRIVMSG #den :line 1"
+    );
+    assert_eq!(
+        echoed[63],
+        "@msgid=s1:65@74 :ana!ana@palaver PRIVMSG #den :line 64"
+    );
+    let own = json!({"topic": "den", "service": "publish", "data": {"user": "ana", "channel": "den", "message": "line 7", "id": "s1:8", "clock": 17}});
+    assert!(lines(&s.on_gateway(&own.to_string())).is_empty());
+    // A PING is answered at once, even behind a post.
+    let out = feed(&mut s, &["PRIVMSG #den :alone", "PING :t"]);
+    assert_eq!(lines(&out), [":irc.test PONG irc.test :t"]);
+    assert_eq!(requests(&out)[0]["service"], "publish");
+}
+
+#[test]
+fn a_paste_is_cut_where_another_command_or_target_or_label_comes_between() {
+    let mut s = registered("labeled-response batch");
+    let out = feed(
+        &mut s,
+        &[
+            "PRIVMSG #den :first",
+            "PRIVMSG #den :a",
+            "PRIVMSG #den :b",
+            "NOTICE #den :c",
+            "PRIVMSG #hall :d",
+            "PRIVMSG #hall :e",
+            "@label=x PRIVMSG #hall :f",
+            "PRIVMSG bob :g",
+            "PRIVMSG bob :h",
+        ],
+    );
+    let mut req = request(&out);
+    let mut sent = Vec::new();
+    loop {
+        let texts = match req["service"].as_str() {
+            Some("posts") => req["data"]["messages"].clone(),
+            _ => json!([req["data"]["message"]]),
+        };
+        sent.push((req["service"].clone(), texts));
+        let out = answer(&mut s, &req, json!({"status": "OK", "id": "s1:1"}));
+        match requests(&out).first() {
+            Some(next) => req = next.clone(),
+            None => break,
+        }
+    }
+    let want = [
+        ("publish", json!(["first"])),
+        ("posts", json!(["a", "b"])),
+        ("publish", json!(["c"])),
+        ("posts", json!(["d", "e"])),
+        ("publish", json!(["f"])),
+        ("message", json!(["g"])),
+        ("message", json!(["h"])),
+    ];
+    let want: Vec<(Json, Json)> = want.into_iter().map(|(s, t)| (json!(s), t)).collect();
+    assert_eq!(sent, want);
 }
 
 #[test]

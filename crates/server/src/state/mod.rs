@@ -1061,7 +1061,7 @@ impl State {
 
     /// Several events of one request, one after another (`posts`): each that its own request
     /// id shows held already (an earlier attempt's, on this server or through replication) is
-    /// not made again. Answered with every id, in order, and the last one's id and cursor.
+    /// not made again. Answered with every id and cursor, in order, and the last one's.
     fn make_all(
         &mut self,
         service: &'static str,
@@ -1072,7 +1072,7 @@ impl State {
     ) -> Handled {
         let n = kinds.len();
         let mut handled = Handled::reply(Reply::ok(service));
-        let (mut ids, mut last) = (Vec::with_capacity(n), None);
+        let (mut ids, mut cursors, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n), None);
         let own = |i| {
             request
                 .as_deref()
@@ -1085,14 +1085,16 @@ impl State {
                 .with("id", last.id())
                 .with("cursor", last.cursor().to_string())
                 .with("repeated", true);
-            let held: Option<Vec<rmpv::Value>> = (0..n)
-                .map(|i| {
-                    let r = own(i)?;
-                    self.requests.get(&r).map(|e| rmpv::Value::from(e.id()))
-                })
-                .collect();
-            if let Some(ids) = held {
-                reply = reply.with("ids", rmpv::Value::Array(ids));
+            let held: Option<Vec<RequestEvent>> =
+                (0..n).map(|i| self.requests.get(&own(i)?)).collect();
+            if let Some(held) = held {
+                let (ids, cursors) = held
+                    .iter()
+                    .map(|e| (e.id().into(), e.cursor().to_string().into()))
+                    .unzip();
+                reply = reply
+                    .with("ids", rmpv::Value::Array(ids))
+                    .with("cursors", rmpv::Value::Array(cursors));
             }
             return Handled {
                 repeat: true,
@@ -1105,12 +1107,15 @@ impl State {
                 // It may wait in memory for a commit: the answer waits for the one after it.
                 handled.repeat = true;
                 ids.push(rmpv::Value::from(held.id()));
+                cursors.push(rmpv::Value::from(held.cursor().to_string()));
                 last = Some((held.id(), held.cursor().to_string()));
                 continue;
             }
             let event = self.make(kind, own, now, lamport);
+            let cursor = palaver_proto::Cursor::of(&event).to_string();
             ids.push(rmpv::Value::from(event.id()));
-            last = Some((event.id(), palaver_proto::Cursor::of(&event).to_string()));
+            cursors.push(rmpv::Value::from(cursor.as_str()));
+            last = Some((event.id(), cursor));
             handled.publication.extend(self.publication(&event));
             handled.events.push(event);
         }
@@ -1119,7 +1124,8 @@ impl State {
                 .reply
                 .with("id", id)
                 .with("cursor", cursor)
-                .with("ids", rmpv::Value::Array(ids));
+                .with("ids", rmpv::Value::Array(ids))
+                .with("cursors", rmpv::Value::Array(cursors));
         }
         handled
     }

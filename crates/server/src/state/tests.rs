@@ -274,6 +274,12 @@ fn posts_are_made_one_after_another_each_with_a_request_id_of_its_own() {
     let ids: Vec<String> = h.events.iter().map(Event::id).collect();
     assert_eq!(h.reply.data.str_list("ids").unwrap(), ids);
     assert_eq!(h.reply.data.str("id").unwrap(), ids[2]);
+    let cursors: Vec<String> = h
+        .events
+        .iter()
+        .map(|e| palaver_proto::Cursor::of(e).to_string())
+        .collect();
+    assert_eq!(h.reply.data.str_list("cursors").unwrap(), cursors);
     // Asked again: nothing more is made, and the answer is the same.
     let again = st.request_now(
         posts(&["one", "two", "three"]),
@@ -285,6 +291,7 @@ fn posts_are_made_one_after_another_each_with_a_request_id_of_its_own() {
     assert!(again.events.is_empty() && again.publication.is_empty());
     assert_eq!(again.reply.data.str("id").unwrap(), ids[2]);
     assert_eq!(again.reply.data.str_list("ids").unwrap(), ids);
+    assert_eq!(again.reply.data.str_list("cursors").unwrap(), cursors);
     assert_eq!(again.reply.data.opt_bool("repeated").unwrap(), Some(true));
 }
 
