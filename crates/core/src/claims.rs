@@ -370,18 +370,38 @@ impl<V: Clone + PartialEq> Node<V> {
         // The leader is forwarded to while it is heard from; one silent for a phase (cut
         // off, or dead) is not waited for: this member campaigns instead, and the side that
         // holds a majority goes on deciding.
-        let leader = self.leader().filter(|l| {
-            self.contact
-                .get(l)
-                .is_some_and(|t| now < *t + self.timeouts.phase)
-        });
-        if let (Role::Follower, Some(leader)) = (&self.role, leader) {
+        if let (Role::Follower, Some(leader)) = (&self.role, self.live_leader(now)) {
             // Another leads: it proposes, and answers; no duel for the lead.
             self.forwarded.insert(id, (leader.clone(), now));
             self.send(&leader, Msg::Forward { id, value: claim });
             return;
         }
         self.take(now, Asker::Here(id), claim);
+    }
+
+    /// The leader, when it was heard from within a phase.
+    fn live_leader(&self, now: Instant) -> Option<String> {
+        self.leader().filter(|l| {
+            self.contact
+                .get(l)
+                .is_some_and(|t| now < *t + self.timeouts.phase)
+        })
+    }
+
+    /// Hands the waiting proposals made here to `leader`, which won the lead meanwhile; those
+    /// forwarded here by others are answered `NoMajority` (nothing of them went out), and
+    /// their members send them again.
+    fn forward_waiting(&mut self, now: Instant, leader: &str) {
+        self.retry_at = None;
+        for (asker, claim, _) in std::mem::take(&mut self.waiting) {
+            match asker {
+                Asker::Here(id) => {
+                    self.forwarded.insert(id, (leader.to_owned(), now));
+                    self.send(leader, Msg::Forward { id, value: claim });
+                }
+                Asker::Member(..) => self.answer(asker, Outcome::NoMajority),
+            }
+        }
     }
 
     /// The member this one promised to, when it is another that has not gone silent.
@@ -438,7 +458,7 @@ impl<V: Clone + PartialEq> Node<V> {
     pub fn on_message(&mut self, now: Instant, from: &str, msg: Msg<V>) {
         self.heard(from, now);
         match msg {
-            Msg::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Msg::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot),
             Msg::Promise {
                 ballot,
                 accepted,
@@ -658,7 +678,13 @@ impl<V: Clone + PartialEq> Node<V> {
                 }
             }
             if !self.waiting.is_empty() && self.retry_at.is_some_and(|t| now >= t) {
-                self.campaign(now);
+                // Refused for a higher ballot: its member leads now, unless it went silent.
+                // Campaigning against it again would only take the lead back and forth (the
+                // members of a cluster just started all campaign at once).
+                match self.live_leader(now) {
+                    Some(leader) => self.forward_waiting(now, &leader),
+                    None => self.campaign(now),
+                }
             }
         }
     }
@@ -895,7 +921,7 @@ impl<V: Clone + PartialEq> Node<V> {
         true
     }
 
-    fn on_prepare(&mut self, from: &str, ballot: Ballot, slot: u64) {
+    fn on_prepare(&mut self, now: Instant, from: &str, ballot: Ballot, slot: u64) {
         if self.refused(from, &ballot) {
             return;
         }
@@ -904,9 +930,13 @@ impl<V: Clone + PartialEq> Node<V> {
             self.actions
                 .push_back(Action::Record(Record::Promised(ballot.clone())));
             if ballot.node != self.me {
-                // Someone else leads from now on.
+                // Someone else leads from now on: what waits here goes to it once its
+                // campaign has had time to end (see `handle_timeout`).
                 if !matches!(self.role, Role::Follower) {
                     self.step_down();
+                }
+                if !self.waiting.is_empty() && self.retry_at.is_none() {
+                    self.retry_at = Some(now + self.timeouts.resend);
                 }
             }
         }

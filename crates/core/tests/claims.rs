@@ -597,3 +597,33 @@ fn a_proposal_elsewhere_goes_to_the_leader() {
         sim.check_end();
     }
 }
+
+/// A cluster just started, with proposals at every member at once (a gateway's people all
+/// logging in): the members campaign against each other once, and those that lose hand
+/// their proposals to the winner instead of campaigning again. Every proposal is decided.
+#[test]
+fn proposals_at_every_member_at_once_are_all_decided() {
+    for seed in seeds(5) {
+        let mut sim = Sim::new(seed, 3, calm());
+        let first = sim.next_id;
+        for _ in 0..10 {
+            for at in 0..3 {
+                sim.propose(at);
+            }
+        }
+        let last = sim.next_id - 1;
+        let took = sim.run_until(Duration::from_secs(10), |s| {
+            (first..=last).all(|id| s.proposals[&id].1.is_some())
+        });
+        assert!(took.is_some(), "{}", sim.at("all answered"));
+        for id in first..=last {
+            assert!(
+                matches!(sim.proposals[&id].1, Some(Outcome::Decided { .. })),
+                "{}",
+                sim.at(&format!("{id} decided: {:?}", sim.proposals[&id].1))
+            );
+        }
+        sim.run(Duration::from_secs(1));
+        sim.check_end();
+    }
+}

@@ -210,14 +210,20 @@ impl Engine {
             self.recovered();
         }
         match published.last().map(|e| e.seq) {
-            Some(seq) if !lost => {
+            Some(seq) => {
                 // Steps of the protocols between servers (claims, two-phase deletes) stand on
                 // this server's own records alone: they leave once the commit is durable, not
                 // held for the peers' acks as answers to clients are (a claim takes one
-                // commit per step, not one commit and a replication round trip).
-                let (steps, answers): (Vec<_>, Vec<_>) = replies
-                    .into_iter()
-                    .partition(|(route, _)| matches!(route, Route::Peer(_)));
+                // commit per step, not one commit and a replication round trip). When some of
+                // the batch was lost, its refusals leave now, before the server steps aside;
+                // what it did store still waits for the peers (found by the simulation, seed
+                // 1181: a channel acknowledged as the batch beside it failed was unknown to
+                // the next server asked).
+                let (steps, answers): (Vec<_>, Vec<_>) =
+                    replies.into_iter().partition(|(route, reply)| {
+                        matches!(route, Route::Peer(_))
+                            || (lost && Reply::status(reply) == Status::Error)
+                    });
                 if !steps.is_empty() {
                     self.release((0, steps, Vec::new()));
                 }
