@@ -41,6 +41,11 @@ const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 const READ_CHUNK: usize = 2048;
 /// Bytes written to a client at a time, at most: a few dozen lines.
 const WRITE_BUFFER: usize = 4096;
+/// How long the commands after a connection's posts wait, with nothing arriving, for those
+/// posts to come back from the cluster before they run anyway.
+const ECHO_WAIT: Duration = Duration::from_secs(1);
+/// Most texts from the gateway taken in one turn, so their lines go out in one write.
+const DRAIN: usize = 64;
 /// The most bytes one line may take, tags and CR LF included.
 const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
 
@@ -215,11 +220,22 @@ async fn connection<S>(
                 }
             }
             text = rx.recv() => match text {
-                Some(text) => outs.extend(session.on_gateway(text.as_str())),
+                Some(text) => {
+                    outs.extend(session.on_gateway(text.as_str()));
+                    // What is queued already goes out in the same write: a busy room is a
+                    // write per wake-up, not a write per line.
+                    for _ in 1..DRAIN {
+                        let Ok(text) = rx.try_recv() else { break };
+                        outs.extend(session.on_gateway(text.as_str()));
+                    }
+                }
                 None => break 'conn ended.get().map(|(_, why)| why.clone()),
             },
             () = tokio::time::sleep_until(deadline), if session.nick().is_none() => {
                 break 'conn Some("Registration timed out".to_owned());
+            }
+            () = tokio::time::sleep(ECHO_WAIT), if session.awaits_echoes() => {
+                outs.extend(session.echoes_late());
             }
         }
         // The lines read so far, as far as the session takes them.

@@ -239,6 +239,9 @@ pub struct Session {
     pending: HashMap<u64, (Pending, Option<u64>, bool)>,
     /// Ids of this connection's own posts whose publication has not arrived yet.
     own: std::collections::VecDeque<String>,
+    /// Ids of this connection's own posts to its rooms, answered, whose publications the
+    /// commands after them wait for (see [`Session::awaits_echoes`]).
+    echoes: std::collections::HashSet<String>,
     /// Ids of the messages shown while the inbox is played back (`None` once it is done:
     /// nothing is looked up or kept for a message after that).
     shown: Option<std::collections::HashSet<String>>,
@@ -285,6 +288,7 @@ impl Session {
             next_re: 1,
             pending: HashMap::new(),
             own: std::collections::VecDeque::new(),
+            echoes: std::collections::HashSet::new(),
             shown: Some(std::collections::HashSet::new()),
             inbox_pages: 0,
             waiting: std::collections::VecDeque::new(),
@@ -1386,12 +1390,17 @@ impl Session {
         let (ids, cursors) = (each("id", "ids"), each("cursor", "cursors"));
         let me = self.me().to_owned();
         let command = if notice { "NOTICE" } else { "PRIVMSG" };
+        let in_room = self.channels.contains(target.trim_start_matches('#'));
+        let waited = !self.echoes.is_empty();
         for (i, said) in lines.into_iter().enumerate() {
             let id = ids.get(i).cloned().flatten();
             if let (false, true, Some(id)) = (said.echoed, target.starts_with('#'), &id) {
                 self.own.push_back(id.clone());
                 if self.own.len() > OWN_REMEMBERED {
                     self.own.pop_front();
+                }
+                if in_room {
+                    self.echoes.insert(id.clone());
                 }
             }
             if self.caps.contains(&Cap::EchoMessage) {
@@ -1407,6 +1416,38 @@ impl Session {
                 }
                 self.text_lines(command, &me, target, &said.text, &data, out);
             }
+        }
+        if !waited && !self.echoes.is_empty() {
+            // The next command waits until these posts come back from the cluster: posted
+            // before they reached the proxy, by another server, it could reach the room first.
+            self.ordering += 1;
+        }
+    }
+
+    /// Whether the commands that wait do so for publications of this connection's own posts
+    /// (a post the next server takes could otherwise reach the room before them). The driver
+    /// stops waiting ([`Session::echoes_late`]) when nothing comes for a while.
+    pub fn awaits_echoes(&self) -> bool {
+        !self.echoes.is_empty()
+    }
+
+    /// The publications of its own posts did not all come (the gateway does not follow the
+    /// room, or one was lost and is filled in later): the waiting commands run.
+    pub fn echoes_late(&mut self) -> Vec<Out> {
+        let mut out = Vec::new();
+        if !self.echoes.is_empty() {
+            self.echoes.clear();
+            self.ordering = self.ordering.saturating_sub(1);
+            self.run_waiting(&mut out);
+        }
+        out
+    }
+
+    /// The publication of own post `id` came back.
+    fn echo_seen(&mut self, id: &str, out: &mut Vec<Out>) {
+        if self.echoes.remove(id) && self.echoes.is_empty() {
+            self.ordering = self.ordering.saturating_sub(1);
+            self.run_waiting(out);
         }
     }
 
@@ -1587,6 +1628,9 @@ impl Session {
                 // This connection's own post is echoed by its answer (echo-message), not by
                 // its publication; the person's posts from elsewhere show like anyone's.
                 if user == me && self.is_own(data, &format!("#{channel}"), text) {
+                    if let Some(id) = str_of(data, "id") {
+                        self.echo_seen(id, out);
+                    }
                     return;
                 }
                 if self.seen(data) {
