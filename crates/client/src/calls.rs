@@ -5,9 +5,11 @@
 //!
 //! ```text
 //!  start(now, envelope) ──▶ (token, frame to send)       request_id added when it has none
-//!  on_frame(reply)      ──▶ (token, reply)               matched by the request_id it echoes;
+//!  on_frame(now, reply) ──▶ (token, reply)               matched by the request_id it echoes;
 //!                                                         a reply without one (a server of
-//!                                                         another implementation) takes the oldest
+//!                                                         another implementation) takes the oldest;
+//!                                                         a refusal that says `again` is sent
+//!                                                         again shortly, while attempts remain
 //!  on_timeout(now)      ──▶ Resend(frame) | GaveUp(token)
 //! ```
 //!
@@ -17,7 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use palaver_proto::{Envelope, ProtoError};
+use palaver_proto::{Envelope, ProtoError, Reply, Status};
+
+/// How long a request refused with `again` waits before it is sent again.
+const AGAIN_AFTER: Duration = Duration::from_millis(250);
 
 /// What the driver must do after a timeout.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +120,11 @@ impl Calls {
     /// # Errors
     /// The token of the oldest request and the decode error, when the frame is not a reply at
     /// all (that request is over: a server sent something it cannot have meant).
-    pub fn on_frame(&mut self, frame: &[u8]) -> Option<(u64, Result<Envelope, ProtoError>)> {
+    pub fn on_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+    ) -> Option<(u64, Result<Envelope, ProtoError>)> {
         let reply = match Envelope::decode_reply(frame) {
             Ok(r) => r,
             Err(e) => {
@@ -133,8 +142,29 @@ impl Calls {
             self.unmatched += 1;
             return None;
         };
+        if self.again(now, token, &reply) {
+            return None;
+        }
         self.forget(token);
         Some((token, Ok(reply)))
+    }
+
+    /// Whether `reply` refuses `token` for now only (`again`), and it has an attempt left:
+    /// then it is sent again, as it was, once [`AGAIN_AFTER`] has passed.
+    fn again(&mut self, now: Instant, token: u64, reply: &Envelope) -> bool {
+        let again = Reply::status(reply) == Status::Error
+            && reply.data.opt_bool(palaver_proto::AGAIN).ok().flatten() == Some(true);
+        let Some(call) = self.in_flight.get_mut(&token).filter(|_| again) else {
+            return false;
+        };
+        if call.attempt >= self.attempts {
+            return false;
+        }
+        // Counted as an attempt; due at once when the wait is over.
+        self.deadlines.remove(&(call.deadline, token));
+        call.deadline = now + AGAIN_AFTER;
+        self.deadlines.insert((call.deadline, token));
+        true
     }
 
     /// What is due at `now`: frames to send again, requests given up.
@@ -211,13 +241,13 @@ mod tests {
         assert_eq!(calls.request_id(a), Some("p-1"));
         assert_eq!(calls.request_id(c), Some("mine"));
         // c, then a, then b.
-        let (t, r) = calls.on_frame(&answer(Some("mine"), 3)).unwrap();
+        let (t, r) = calls.on_frame(t0, &answer(Some("mine"), 3)).unwrap();
         assert_eq!((t, r.unwrap().data.opt_counter("n").unwrap()), (c, Some(3)));
-        assert_eq!(calls.on_frame(&answer(Some("p-1"), 1)).unwrap().0, a);
-        assert_eq!(calls.on_frame(&answer(Some("p-2"), 2)).unwrap().0, b);
+        assert_eq!(calls.on_frame(t0, &answer(Some("p-1"), 1)).unwrap().0, a);
+        assert_eq!(calls.on_frame(t0, &answer(Some("p-2"), 2)).unwrap().0, b);
         assert_eq!(calls.in_flight(), 0);
         // A reply for nothing in flight is dropped and counted.
-        assert!(calls.on_frame(&answer(Some("p-1"), 1)).is_none());
+        assert!(calls.on_frame(t0, &answer(Some("p-1"), 1)).is_none());
         assert_eq!(calls.unmatched, 1);
     }
 
@@ -243,8 +273,11 @@ mod tests {
         let (token, _) = calls.start(t0, Envelope::new("publish"));
         calls.on_timeout(t0 + ms(100));
         // Both attempts reached a server; both answer with the same request id.
-        assert_eq!(calls.on_frame(&answer(Some("p-1"), 1)).unwrap().0, token);
-        assert!(calls.on_frame(&answer(Some("p-1"), 1)).is_none());
+        assert_eq!(
+            calls.on_frame(t0, &answer(Some("p-1"), 1)).unwrap().0,
+            token
+        );
+        assert!(calls.on_frame(t0, &answer(Some("p-1"), 1)).is_none());
         assert_eq!(calls.unmatched, 1);
     }
 
@@ -254,10 +287,45 @@ mod tests {
         let mut calls = Calls::new(ms(100), 1, "p");
         let (a, _) = calls.start(t0, Envelope::new("clock"));
         let (b, _) = calls.start(t0, Envelope::new("clock"));
-        assert_eq!(calls.on_frame(&answer(None, 0)).unwrap().0, a);
-        let (t, r) = calls.on_frame(b"\xc1").unwrap();
+        assert_eq!(calls.on_frame(t0, &answer(None, 0)).unwrap().0, a);
+        let (t, r) = calls.on_frame(t0, b"\xc1").unwrap();
         assert_eq!(t, b);
         assert!(r.is_err());
-        assert!(calls.on_frame(&answer(None, 0)).is_none());
+        assert!(calls.on_frame(t0, &answer(None, 0)).is_none());
+    }
+
+    #[test]
+    fn a_refusal_that_says_again_is_sent_again_shortly_while_attempts_remain() {
+        let t0 = Instant::now();
+        let mut calls = Calls::new(ms(1_000), 3, "p");
+        let (token, frame) = calls.start(t0, Envelope::new("login").with("user", "ana"));
+        let frame = frame.to_vec();
+        let refusal = |again: bool| {
+            let mut r = Reply::error("login", "cannot reach a majority of servers; try again")
+                .with("request_id", "p-1");
+            if again {
+                r = r.with(palaver_proto::AGAIN, true);
+            }
+            r.to_bytes()
+        };
+        // Not handed back: sent again, with the same bytes, once the short wait is over.
+        assert!(calls.on_frame(t0, &refusal(true)).is_none());
+        assert_eq!(calls.unmatched, 0);
+        assert_eq!(calls.deadline(), Some(t0 + AGAIN_AFTER));
+        assert_eq!(
+            calls.on_timeout(t0 + AGAIN_AFTER),
+            [Due::Resend(frame.clone())]
+        );
+        // The last attempt's refusal is the answer.
+        let t1 = t0 + AGAIN_AFTER;
+        assert!(calls.on_frame(t1, &refusal(true)).is_none());
+        assert_eq!(calls.on_timeout(t1 + AGAIN_AFTER), [Due::Resend(frame)]);
+        let (t, r) = calls.on_frame(t1, &refusal(true)).unwrap();
+        assert_eq!(t, token);
+        assert_eq!(Reply::status(&r.unwrap()), Status::Error);
+        // A refusal that does not say `again` is the answer at once.
+        let (other, _) = calls.start(t0, Envelope::new("login").with("user", "bo"));
+        let no = Reply::error("login", "wrong password").with("request_id", "p-2");
+        assert_eq!(calls.on_frame(t0, &no.to_bytes()).unwrap().0, other);
     }
 }

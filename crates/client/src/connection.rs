@@ -212,7 +212,7 @@ impl Connection {
         }
         let mut frames = self.socket.recv_multipart(0)?;
         let body = frames.pop().unwrap_or_default();
-        if let Some((t, reply)) = self.calls.on_frame(&body) {
+        if let Some((t, reply)) = self.calls.on_frame(Instant::now(), &body) {
             if let Ok(reply) = &reply {
                 if let Some(clock) = reply.clock() {
                     self.clock.observe(clock);

@@ -38,7 +38,7 @@ pub use history::{
     message_event, Conversation, Cursor, HistoryQuery, Window, DEFAULT_HISTORY, MAX_HISTORY,
 };
 pub use name::{Name, NameError, MAX_NAME_BYTES, MAX_NAME_LEN, RESERVED_NAMES};
-pub use reply::{stamp, stamped_seq, Publication, Reply, Status, SEQ_KEY};
+pub use reply::{stamp, stamped_seq, Publication, Reply, Status, AGAIN, SEQ_KEY};
 pub use request::{
     post_request, request_id_of, EventRef, Request, RequestMeta, Secret, MAX_DEVICE_BYTES,
     MAX_PASSWORD_BYTES, MAX_POSTS, MAX_TEXT_BYTES, MAX_TOKEN_BYTES,

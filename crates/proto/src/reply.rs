@@ -161,6 +161,11 @@ impl Publication {
 /// `data`.
 pub const SEQ_KEY: &str = "seq";
 
+/// A refusal with `"again": true` (ours) may be sent again as it was, with the same request
+/// id, in a moment: the cluster could not decide it yet (a claim that found no majority, or
+/// was left in doubt). The client core does so by itself while it has attempts left.
+pub const AGAIN: &str = "again";
+
 /// `body` (a MessagePack map) with one more entry, [`SEQ_KEY`]: `seq`. Per topic, the proxy
 /// numbers publications 1, 2, 3… from its start, so a subscriber that sees a number skipped
 /// knows it missed something there; numbers that go back mean the proxy started again. `None`

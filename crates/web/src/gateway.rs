@@ -404,7 +404,7 @@ impl Gateway {
     /// An answer from the broker.
     pub fn on_reply(&mut self, now: Instant, frame: &[u8]) -> Vec<Action> {
         let mut out = Vec::new();
-        let Some((call, reply)) = self.calls.on_frame(frame) else {
+        let Some((call, reply)) = self.calls.on_frame(now, frame) else {
             return out;
         };
         let Some(pending) = self.pending.remove(&call) else {

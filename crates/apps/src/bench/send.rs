@@ -342,7 +342,7 @@ fn answered(
     let Some(body) = frames.last() else {
         return;
     };
-    let Some((token, reply)) = c.calls.on_frame(body) else {
+    let Some((token, reply)) = c.calls.on_frame(Instant::now(), body) else {
         return;
     };
     let Some(p) = c.in_flight.remove(&token) else {

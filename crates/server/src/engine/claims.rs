@@ -30,7 +30,7 @@ use std::time::Instant;
 use palaver_core::claims::{Action, Ballot, Entry, Msg, Node, Outcome, Record, Timeouts};
 use palaver_proto::claim::{Claim, Claimed};
 use palaver_proto::peer::PeerRequest;
-use palaver_proto::{ClaimKind, Event, EventKind, Name};
+use palaver_proto::{ClaimKind, Event, EventKind, Name, Reply, Status};
 
 use super::{Engine, Handled, Queued, Route};
 use crate::state::After;
@@ -329,8 +329,15 @@ impl Engine {
     }
 
     fn finish_claimed(&mut self, w: Proposing, decided: Result<u64, String>) {
+        // Refused for want of a majority, or left in doubt: the same request, sent again
+        // (the same request id), is safe and may well be decided; the answer says so.
+        let again = matches!(&decided, Err(why) if why == NO_MAJORITY || why == UNKNOWN);
         self.finish_later(w.route, w.echo, w.clock, |state, wall, lamport| {
-            state.claimed(w.after, decided, w.request, wall, lamport)
+            let mut handled = state.claimed(w.after, decided, w.request, wall, lamport);
+            if again && Reply::status(&handled.reply) == Status::Error {
+                handled.reply = handled.reply.with(palaver_proto::AGAIN, true);
+            }
+            handled
         });
     }
 

@@ -333,7 +333,8 @@ impl World {
     /// An answer reached client `c` (from the broker): matched by the client core to the
     /// request it answers; a late answer to an earlier request is dropped there.
     pub(super) fn client_answer(&mut self, c: usize, reply: Envelope) {
-        let matched = self.clients[c].calls.on_frame(&reply.to_bytes());
+        let at = self.instant();
+        let matched = self.clients[c].calls.on_frame(at, &reply.to_bytes());
         let token = self.clients[c].asking.as_ref().map(|a| a.token);
         let reply = match matched {
             Some((t, Ok(reply))) if Some(t) == token => reply,
@@ -351,6 +352,15 @@ impl World {
                     .ok()
                     .flatten()
                     .unwrap_or("");
+                if reply.data.opt_bool(palaver_proto::AGAIN).ok().flatten() == Some(true) {
+                    // Sent again by the client core in a moment: woken for it.
+                    self.log(|| format!("{} sends {id} again shortly", self.clients[c].name));
+                    if let Some(deadline) = self.clients[c].calls.deadline() {
+                        let wait = deadline.saturating_duration_since(at).as_millis() as u64;
+                        self.at(wait.max(1), Due::Client { client: c });
+                    }
+                    return;
+                }
                 self.log(|| format!("{} drops a late answer to {id}", self.clients[c].name));
                 return;
             }
