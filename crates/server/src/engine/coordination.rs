@@ -396,6 +396,11 @@ impl Coordination {
         let member = Member::new(name, rank);
         tracing::info!(peer = %member, addr, "peer introduced itself");
         self.connect(member, addr.to_owned(), s);
+        // It votes on claims once the reference lists it: asked now, not at the next list a
+        // second away (a cluster just started could not decide names meanwhile: a server
+        // forwarding to a leader that did not count it yet went unanswered).
+        let ask = Envelope::new("list").with("all", true);
+        self.ask_reference(RefAsk::List, ask, s);
     }
 
     // ---- other servers ----
