@@ -1355,7 +1355,6 @@ impl Session {
         }
     }
 
-    /// A join answered: JOIN, the topic, the recent posts, and the names.
     /// The answer to what was said: each line's own publication, still to come, is known by
     /// its id then (`posts` answers with every line's id and cursor, in `ids` and `cursors`);
     /// echo-message shows each.
@@ -1451,6 +1450,7 @@ impl Session {
         }
     }
 
+    /// A join answered: JOIN, the topic, the recent posts, and the names.
     fn joined(&mut self, channel: &str, data: &Json, out: &mut Vec<Out>) {
         self.enter(channel);
         let chan = format!("#{channel}");
