@@ -15,9 +15,7 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.open_room(&channel)?;
-    st.logged_in(&user)?;
+    super::publish::may_post(st, &user, &channel, proofs, now)?;
     let posts = messages
         .into_iter()
         .map(|message| {

@@ -14,12 +14,23 @@ pub(super) fn apply(
     proofs: &Proofs,
     now: f64,
 ) -> Decision {
-    st.acting(&user, proofs, now)?;
-    st.open_room(&channel)?;
-    st.logged_in(&user)?;
+    may_post(st, &user, &channel, proofs, now)?;
     Ok(Outcome::Event(EventKind::Message(MessageKind::Post {
         user,
         channel,
         message,
     })))
+}
+
+/// Whether `user` may post to `channel` now: what `publish` and `posts` ask first.
+pub(super) fn may_post(
+    st: &mut State,
+    user: &Name,
+    channel: &Name,
+    proofs: &Proofs,
+    now: f64,
+) -> Result<(), String> {
+    st.acting(user, proofs, now)?;
+    st.open_room(channel)?;
+    st.logged_in(user)
 }

@@ -452,7 +452,15 @@ impl World {
         // Every event the answer names (`posts` names several) was acknowledged.
         let ids = match &a.ask {
             Ask::Posts(..) => reply.data.str_list("ids").unwrap_or_default(),
-            _ => id.iter().cloned().collect(),
+            Ask::Login
+            | Ask::Channel(_)
+            | Ask::Publish
+            | Ask::Message(_)
+            | Ask::Register(_)
+            | Ask::Password(_)
+            | Ask::Delete(_)
+            | Ask::Inbox
+            | Ask::Taken(_) => id.iter().cloned().collect(),
         };
         for id in ids {
             self.checks.acked.push(Acked {
