@@ -131,7 +131,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         Some(t) => Some((t.listen, tokio_rustls::TlsAcceptor::from(t.config()?))),
         None => None,
     };
-    palaver_web::with_hub(&gateway, shutdown, |hub| async move {
+    palaver_web::with_hub(&gateway, shutdown, |hub: listen::Hub| async move {
         let bind = |at: SocketAddr| async move {
             tokio::net::TcpListener::bind(at)
                 .await

@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use palaver_core::Shutdown;
-use palaver_web::hub::{Ended, Hub, Utf8Bytes};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use palaver_web::hub::{Ended, Text};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::line::{LineError, Message, MAX_CLIENT_TAGS, MAX_LINE};
-use crate::session::{Out, Rooms, Session};
+use crate::session::{Formed, Out, Rooms, Session};
 use crate::Options;
 
 /// How long a connection may take to register.
@@ -39,18 +39,22 @@ pub const WRITE_STUCK: Duration = Duration::from_secs(10);
 const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 /// Bytes read from a client at a time, at most.
 const READ_CHUNK: usize = 2048;
-/// Bytes written to a client at a time, at most: a few dozen lines.
-const WRITE_BUFFER: usize = 4096;
+/// Bytes of the buffer a connection's lines are gathered in that it keeps between writes.
+const KEPT_BUFFER: usize = 16 << 10;
 /// How long the commands after a connection's posts wait, with nothing arriving, for those
 /// posts to come back from the cluster before they run anyway.
 const ECHO_WAIT: Duration = Duration::from_secs(1);
 /// Most texts from the gateway taken in one turn, so their lines go out in one write.
-const DRAIN: usize = 64;
+const DRAIN: usize = 256;
 /// The most bytes one line may take, tags and CR LF included.
 const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
 
 /// Connections open per address, over every listener of the gateway.
 pub type Addresses = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// The hub as the IRC front door has it: each text carries a memo where what every
+/// connection makes of it alike is made once.
+pub type Hub = palaver_web::hub::Hub<Formed>;
 
 /// What every listener of a gateway shares.
 #[derive(Clone, Default)]
@@ -178,8 +182,9 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // What one wake-up has for the client, written at once.
+    let mut pending: Vec<u8> = Vec::new();
     let trusted = matches!(admitted, Admission::Trusted);
     if let Admission::Refused = admitted {
         let line = format!(
@@ -194,7 +199,7 @@ async fn connection<S>(
         .await;
         return;
     }
-    let (queue, mut rx) = tokio::sync::mpsc::channel::<Utf8Bytes>(opts.queue.max(1));
+    let (queue, mut rx) = tokio::sync::mpsc::channel::<Text<Formed>>(opts.queue.max(1));
     let ended: Ended = Arc::new(OnceLock::new());
     let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
     let sid = hub.open(queue, ended.clone(), hello, !trusted);
@@ -221,12 +226,12 @@ async fn connection<S>(
             }
             text = rx.recv() => match text {
                 Some(text) => {
-                    outs.extend(session.on_gateway(text.as_str()));
+                    outs.extend(session.on_shared(text.as_str(), text.memo()));
                     // What is queued already goes out in the same write: a busy room is a
                     // write per wake-up, not a write per line.
                     for _ in 1..DRAIN {
                         let Ok(text) = rx.try_recv() else { break };
-                        outs.extend(session.on_gateway(text.as_str()));
+                        outs.extend(session.on_shared(text.as_str(), text.memo()));
                     }
                 }
                 None => break 'conn ended.get().map(|(_, why)| why.clone()),
@@ -283,24 +288,29 @@ async fn connection<S>(
         for out in outs {
             match out {
                 Out::Line(l) => {
-                    let write = async {
-                        writer.write_all(l.as_bytes()).await?;
-                        writer.write_all(b"\r\n").await
-                    };
-                    match tokio::time::timeout(WRITE_STUCK, write).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break 'conn None,
-                        Err(_) => break 'conn Some("too slow: a write was stuck".to_owned()),
-                    }
+                    pending.extend_from_slice(l.as_bytes());
+                    pending.extend_from_slice(b"\r\n");
                 }
+                Out::Lines(ls) => pending.extend_from_slice(ls.as_bytes()),
                 Out::Gateway(text) => hub.text(sid, text),
                 Out::Close => close = true,
             }
         }
-        match tokio::time::timeout(WRITE_STUCK, writer.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => break 'conn None,
-            Err(_) => break 'conn Some("too slow: a write was stuck".to_owned()),
+        if !pending.is_empty() {
+            let write = async {
+                writer.write_all(&pending).await?;
+                // TLS holds what it has not sent yet until told to send it.
+                writer.flush().await
+            };
+            if let Err(why) = written(write).await {
+                break 'conn why;
+            }
+            // What a burst grew is given back; an idle connection holds no buffer.
+            if pending.capacity() > KEPT_BUFFER {
+                pending = Vec::new();
+            } else {
+                pending.clear();
+            }
         }
         if close {
             break 'conn None;
@@ -315,6 +325,18 @@ async fn connection<S>(
             let _ = writer.flush().await;
         })
         .await;
+    }
+}
+
+/// A write to the client, given [`WRITE_STUCK`] to finish: when it fails, why the connection
+/// ends (`None`: the client went away).
+async fn written(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), Option<String>> {
+    match tokio::time::timeout(WRITE_STUCK, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(Some("too slow: a write was stuck".to_owned())),
     }
 }
 

@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde_json::{json, Value as Json};
 
 use crate::line::{pieces, Message};
+pub use formed::Formed;
 
 /// The host part of every person's mask.
 const HOST: &str = "palaver";
@@ -51,7 +52,7 @@ const INBOX_PAGE: u64 = 100;
 const PASTE_BYTES: usize = 256 * 1024;
 /// Commands kept waiting for the ones before them: the driver reads no more lines while this
 /// many wait ([`Session::saturated`]).
-const MAX_WAITING: usize = 64;
+const MAX_WAITING: usize = 256;
 /// Pages of the inbox read at most per connection.
 const INBOX_PAGES: u64 = 10;
 /// Ids of messages shown while the inbox is played back, remembered so that one both in the
@@ -65,6 +66,9 @@ const MAX_SASL: usize = 1024;
 pub enum Out {
     /// A line for the IRC client (without CR LF).
     Line(String),
+    /// Lines for the IRC client, each ended with CR LF, shared with every other connection
+    /// given the same post in the same shape.
+    Lines(std::sync::Arc<str>),
     /// A request text for the gateway core.
     Gateway(String),
     /// Close the connection once the lines before this are written.
@@ -1087,34 +1091,36 @@ impl Session {
     /// A text from the gateway: an answer to one of this session's requests, or a
     /// publication for it.
     pub fn on_gateway(&mut self, text: &str) -> Vec<Out> {
+        self.on_shared(text, &Formed::default())
+    }
+
+    /// As [`Session::on_gateway`], for a text that other connections are given too: what
+    /// they would all make of it alike is made once, in `formed`.
+    pub fn on_shared(&mut self, text: &str, formed: &Formed) -> Vec<Out> {
         let mut out = Vec::new();
-        let Ok(Json::Object(msg)) = serde_json::from_str::<Json>(text) else {
+        let Some(read) = formed.read(text) else {
             return out;
         };
-        let data = msg.get("data").cloned().unwrap_or(Json::Null);
-        let service = msg.get("service").and_then(Json::as_str).unwrap_or("");
-        if let Some(topic) = msg.get("topic").and_then(Json::as_str) {
-            self.publication(topic, service, &data, &mut out);
+        let data = &read.data;
+        if let Some(topic) = &read.topic {
+            self.publication(topic, &read.service, data, formed, &mut out);
             return out;
         }
-        let Some((pending, label, ordered)) = msg
-            .get("re")
-            .and_then(Json::as_u64)
-            .and_then(|re| self.pending.remove(&re))
+        let Some((pending, label, ordered)) = read.re.and_then(|re| self.pending.remove(&re))
         else {
             // A refusal with no `re`: the gateway could not read what it was sent.
-            if let Some(why) = str_of(&data, "description") {
+            if let Some(why) = str_of(data, "description") {
                 out.push(self.notice(&format!("gateway: {why}")));
             }
             return out;
         };
-        let ok = matches!(str_of(&data, "status"), Some("OK" | "sucesso"))
+        let ok = matches!(str_of(data, "status"), Some("OK" | "sucesso"))
             || (data.get("status").is_none() && data.get("description").is_none());
-        let why = str_of(&data, "description").unwrap_or("refused").to_owned();
+        let why = str_of(data, "description").unwrap_or("refused").to_owned();
         // What the answer asks next is part of the same command.
         self.in_order = ordered;
         self.ctx = label;
-        self.answer(pending, ok, &why, &data, &mut out);
+        self.answer(pending, ok, &why, data, &mut out);
         self.ctx = None;
         self.in_order = false;
         if ordered {
@@ -1608,7 +1614,38 @@ impl Session {
         out
     }
 
-    fn publication(&mut self, topic: &str, service: &str, data: &Json, out: &mut Vec<Out>) {
+    /// Lines of a post to `room`, or of a private message to this connection's person,
+    /// shared with every connection given it in the same shape ([`Formed::lines`]).
+    fn shared_lines(
+        &self,
+        from: &str,
+        room: Option<&str>,
+        text: &str,
+        data: &Json,
+        formed: &Formed,
+    ) -> Out {
+        Out::Lines(formed.lines(self.shape(), || {
+            let target = match room {
+                Some(room) => format!("#{room}"),
+                None => self.me().to_owned(),
+            };
+            let mut lines = String::new();
+            for m in self.text_messages("PRIVMSG", from, &target, text, data) {
+                lines.push_str(&m.line());
+                lines.push_str("\r\n");
+            }
+            lines
+        }))
+    }
+
+    fn publication(
+        &mut self,
+        topic: &str,
+        service: &str,
+        data: &Json,
+        formed: &Formed,
+        out: &mut Vec<Out>,
+    ) {
         if !self.registered {
             return;
         }
@@ -1636,7 +1673,7 @@ impl Session {
                 if self.seen(data) {
                     return;
                 }
-                self.text_lines("PRIVMSG", user, &format!("#{channel}"), text, data, out);
+                out.push(self.shared_lines(user, Some(channel), text, data, formed));
             }
             "message" => {
                 let (Some(src), Some(dst), Some(text)) = (
@@ -1647,7 +1684,7 @@ impl Session {
                     return;
                 };
                 if src != me && dst == me && !self.seen(data) {
-                    self.text_lines("PRIVMSG", src, &me, text, data, out);
+                    out.push(self.shared_lines(src, None, text, data, formed));
                 }
             }
             "join" | "leave" => {
@@ -1779,6 +1816,7 @@ impl Drop for Session {
     }
 }
 
+mod formed;
 mod history;
 mod labels;
 mod markers;

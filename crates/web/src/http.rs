@@ -15,7 +15,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
-use crate::hub::{Ended, Hub, POLICY};
+use crate::hub::{Ended, Hub, Text, POLICY};
 use crate::Options;
 
 mod assets {
@@ -232,14 +232,14 @@ async fn session(socket: WebSocket, app: App, _admitted: Admitted) {
 /// Writes what the hub queues for a browser, until the queue closes or a write is stuck.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<Utf8Bytes>,
+    mut rx: tokio::sync::mpsc::Receiver<Text>,
     ended: Ended,
 ) {
     while let Some(text) = rx.recv().await {
         if ended.get().is_some() {
             break;
         }
-        match tokio::time::timeout(WRITE_STUCK, sink.send(Message::Text(text))).await {
+        match tokio::time::timeout(WRITE_STUCK, sink.send(Message::Text(text.utf8()))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {

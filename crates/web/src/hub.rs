@@ -8,6 +8,10 @@
 //!  hub thread ──try_send──▶ each session's bounded queue ──▶ its WebSocket writer
 //!                 (a full queue: that browser is too slow, and is dropped, not waited for)
 //! ```
+//!
+//! A text that goes to many sessions (a room's post) is one [`Text`] that they share, with a
+//! memo of the front door's choosing (`M`) where what each session would make of it alike is
+//! made once for all of them: the IRC front door parses it once and forms its lines once.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -37,11 +41,46 @@ const BATCH: usize = 1024;
 /// How long the poll waits at most, so that a shutdown is seen.
 const IDLE: Duration = Duration::from_millis(200);
 
+/// A text for the sessions it goes to, shared by all of them, with `M`, a memo (empty at
+/// first) for what a front door makes of it once for all of them.
+pub struct Text<M = ()>(Arc<(Utf8Bytes, M)>);
+
+impl<M> Clone for Text<M> {
+    fn clone(&self) -> Self {
+        Text(self.0.clone())
+    }
+}
+
+impl<M: Default> Text<M> {
+    pub fn new(text: impl Into<Utf8Bytes>) -> Self {
+        Text(Arc::new((text.into(), M::default())))
+    }
+}
+
+impl<M> Text<M> {
+    pub fn as_str(&self) -> &str {
+        self.0 .0.as_str()
+    }
+
+    /// The text as a WebSocket frame's, without a copy.
+    pub fn utf8(&self) -> Utf8Bytes {
+        self.0 .0.clone()
+    }
+
+    /// The memo that every session given this text shares.
+    pub fn memo(&self) -> &M {
+        &self.0 .1
+    }
+}
+
+/// The queue a session's texts arrive on.
+pub type Queue<M = ()> = tokio::sync::mpsc::Sender<Text<M>>;
+
 /// What a session asks of the hub.
-enum Command {
+enum Command<M> {
     Open {
         sid: Sid,
-        queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
+        queue: Queue<M>,
         ended: Ended,
         hello: String,
         rated: bool,
@@ -60,25 +99,28 @@ enum Command {
     },
 }
 
-/// The sessions' handle on the hub. Cloning shares it.
-#[derive(Clone)]
-pub struct Hub {
-    commands: mpsc::Sender<Command>,
+/// The sessions' handle on the hub, whose texts carry a memo `M`. Cloning shares it.
+pub struct Hub<M = ()> {
+    commands: mpsc::Sender<Command<M>>,
     waker: Arc<UnixStream>,
     next: Arc<AtomicU64>,
 }
 
-impl Hub {
+impl<M> Clone for Hub<M> {
+    fn clone(&self) -> Self {
+        Hub {
+            commands: self.commands.clone(),
+            waker: self.waker.clone(),
+            next: self.next.clone(),
+        }
+    }
+}
+
+impl<M> Hub<M> {
     /// A new session: its number. What the gateway has for it arrives on `queue`; when the
     /// gateway ends it, `ended` says why and `queue` closes. A session that is not `rated`
     /// may make requests as fast as it likes (a trusted client on the gateway's own machine).
-    pub fn open(
-        &self,
-        queue: tokio::sync::mpsc::Sender<Utf8Bytes>,
-        ended: Ended,
-        hello: String,
-        rated: bool,
-    ) -> Sid {
+    pub fn open(&self, queue: Queue<M>, ended: Ended, hello: String, rated: bool) -> Sid {
         let sid = self.next.fetch_add(1, Ordering::Relaxed);
         self.command(Command::Open {
             sid,
@@ -104,7 +146,7 @@ impl Hub {
         self.command(Command::Close { sid });
     }
 
-    fn command(&self, c: Command) {
+    fn command(&self, c: Command<M>) {
         // The hub gone means the gateway is stopping: nothing to do.
         if self.commands.send(c).is_ok() {
             // A full socketpair means a wake-up is pending already.
@@ -117,14 +159,14 @@ impl Hub {
 ///
 /// # Errors
 /// When the sockets cannot be made or the endpoints are malformed.
-pub fn spawn(
+pub fn spawn<M: Default + Send + Sync + 'static>(
     ctx: &zmq::Context,
     broker: &str,
     sub: &str,
     rate: Rate,
     timeout: Duration,
     shutdown: Shutdown,
-) -> anyhow::Result<(Hub, JoinHandle<()>)> {
+) -> anyhow::Result<(Hub<M>, JoinHandle<()>)> {
     let dealer = ctx.socket(zmq::DEALER)?;
     dealer.set_linger(0)?;
     dealer.set_maxmsgsize(MAX_SOCKET_BYTES)?;
@@ -163,22 +205,22 @@ pub fn spawn(
     Ok((hub, thread))
 }
 
-struct Driver {
+struct Driver<M> {
     gateway: Gateway,
     dealer: zmq::Socket,
     subscriber: zmq::Socket,
     /// The SUB's monitor: when the link to the proxy comes back, what it missed is read again.
     link: Option<Reconnects>,
-    queues: HashMap<Sid, (tokio::sync::mpsc::Sender<Utf8Bytes>, Ended)>,
+    queues: HashMap<Sid, (Queue<M>, Ended)>,
     log: LogGate,
     /// Browsers dropped for reading too slowly.
     dropped: u64,
 }
 
-impl Driver {
+impl<M: Default> Driver<M> {
     fn run(
         &mut self,
-        commands: &mpsc::Receiver<Command>,
+        commands: &mpsc::Receiver<Command<M>>,
         mut waker: UnixStream,
         shutdown: &Shutdown,
     ) {
@@ -237,7 +279,7 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, c: Command) {
+    fn command(&mut self, c: Command<M>) {
         let now = Instant::now();
         match c {
             Command::Open {
@@ -325,7 +367,7 @@ impl Driver {
                     }
                 }
                 Action::Deliver(sids, text) => {
-                    let text = Utf8Bytes::from(text);
+                    let text = Text::new(text);
                     for sid in sids {
                         let Some((queue, ended)) = self.queues.get(&sid) else {
                             continue;

@@ -71,7 +71,7 @@ pub fn run(opts: &Options, shutdown: &Shutdown) -> anyhow::Result<()> {
         rate: opts.rate,
         timeout: opts.timeout,
     };
-    with_hub(&gateway, shutdown, |hub| async move {
+    with_hub(&gateway, shutdown, |hub: hub::Hub| async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -112,9 +112,14 @@ pub struct Gateway<'a> {
 ///
 /// # Errors
 /// When the hub's sockets or the runtime cannot be made, or `serve` fails.
-pub fn with_hub<F, Fut>(gateway: &Gateway<'_>, shutdown: &Shutdown, serve: F) -> anyhow::Result<()>
+pub fn with_hub<M, F, Fut>(
+    gateway: &Gateway<'_>,
+    shutdown: &Shutdown,
+    serve: F,
+) -> anyhow::Result<()>
 where
-    F: FnOnce(hub::Hub) -> Fut,
+    M: Default + Send + Sync + 'static,
+    F: FnOnce(hub::Hub<M>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let ctx = zmq::Context::new();

@@ -80,7 +80,8 @@ impl Session {
         for o in out {
             match o {
                 Out::Line(l) => held.lines.push(l),
-                Out::Gateway(_) => pass.push(o),
+                // Someone else's post, not part of the answer.
+                Out::Lines(_) | Out::Gateway(_) => pass.push(o),
                 Out::Close => close = true,
             }
         }

@@ -11,9 +11,15 @@ fn feed(s: &mut Session, lines: &[&str]) -> Vec<Out> {
 
 fn lines(out: &[Out]) -> Vec<String> {
     out.iter()
-        .filter_map(|o| match o {
-            Out::Line(l) => Some(l.clone()),
-            _ => None,
+        .flat_map(|o| match o {
+            Out::Line(l) => vec![l.clone()],
+            Out::Lines(ls) => {
+                let ls = ls
+                    .strip_suffix("\r\n")
+                    .expect("shared lines end with CR LF");
+                ls.split("\r\n").map(str::to_owned).collect()
+            }
+            Out::Gateway(_) | Out::Close => Vec::new(),
         })
         .collect()
 }
@@ -793,21 +799,73 @@ fn commands_sent_on_the_heels_of_registration_wait_for_the_login() {
 }
 
 #[test]
+fn a_post_is_formed_once_for_every_connection_that_shows_it_alike() {
+    // Regression: each of a room's connections parsed every post's JSON and formed its lines
+    // itself; a hundred people in a room cost a hundred of each per post.
+    let rooms = Rooms::default();
+    let tags = "server-time message-tags";
+    let mut tagged = [
+        registered_in(tags, rooms.clone()),
+        registered_in(tags, rooms.clone()),
+    ];
+    let mut plain = registered_in("echo-message", rooms.clone());
+    let mut elsewhere = registered_in(tags, rooms);
+    for s in tagged.iter_mut().chain([&mut plain]) {
+        join_den(s);
+    }
+    let shared = |out: Vec<Out>| match out.as_slice() {
+        [Out::Lines(ls)] => ls.clone(),
+        other => panic!("one block of shared lines, not {other:?}"),
+    };
+    let post = json!({"topic": "den", "service": "publish",
+        "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "clock": 40, "timestamp": 1_795_379_525.25}});
+    let formed = Formed::default();
+    let a = shared(tagged[0].on_shared(&post.to_string(), &formed));
+    let b = shared(tagged[1].on_shared(&post.to_string(), &formed));
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "formed once, shared");
+    assert_eq!(
+        &*a,
+        "@time=2026-11-22T20:32:05.250Z;msgid=s2:9@40 :cy!cy@palaver PRIVMSG #den :hello\r\n"
+    );
+    // Other capabilities, other lines; a connection not in the room, none.
+    let p = shared(plain.on_shared(&post.to_string(), &formed));
+    assert_eq!(&*p, ":cy!cy@palaver PRIVMSG #den :hello\r\n");
+    assert!(elsewhere.on_shared(&post.to_string(), &formed).is_empty());
+    // A long text is cut into lines, all in the one block.
+    let long = "x".repeat(500);
+    let post = json!({"topic": "den", "service": "publish",
+        "data": {"user": "cy", "channel": "den", "message": long, "id": "s2:10", "clock": 41}});
+    let p = shared(plain.on_shared(&post.to_string(), &Formed::default()));
+    assert_eq!(p.matches("\r\n").count(), 2);
+    assert_eq!(p.matches('x').count(), 500);
+    // A private message is formed for the person it is to.
+    let dm = json!({"topic": "ana", "service": "message",
+        "data": {"src": "cy", "dst": "ana", "message": "psst", "id": "s1:3", "clock": 42}});
+    assert_eq!(
+        &*shared(plain.on_shared(&dm.to_string(), &Formed::default())),
+        ":cy!cy@palaver PRIVMSG ana :psst\r\n"
+    );
+}
+
+#[test]
 fn pasted_lines_are_posted_together_in_the_order_sent() {
     // Regression: a client's lines went to the cluster at once, each to whichever server the
     // broker chose, and a paste reached the room shuffled. Then one line went per round trip:
     // a paste of 64 lines took 64.
+    const W: usize = MAX_WAITING;
     let mut s = registered("echo-message message-tags");
     join_den(&mut s);
-    let paste: Vec<String> = (0..70).map(|i| format!("PRIVMSG #den :line {i}")).collect();
+    let paste: Vec<String> = (0..W + 6)
+        .map(|i| format!("PRIVMSG #den :line {i}"))
+        .collect();
     let paste: Vec<&str> = paste.iter().map(String::as_str).collect();
-    let req = request(&feed(&mut s, &paste[..65]));
+    let req = request(&feed(&mut s, &paste[..=W]));
     assert_eq!(req["data"]["message"], "line 0");
-    // 64 wait behind the first: the driver reads no further, and a line sent anyway is
+    // W wait behind the first: the driver reads no further, and a line sent anyway is
     // refused rather than posted out of order.
     assert!(s.saturated());
     assert_eq!(
-        lines(&feed(&mut s, &paste[65..66])),
+        lines(&feed(&mut s, &paste[W + 1..W + 2])),
         [":irc.test FAIL PRIVMSG TEMPORARILY_UNAVAILABLE :Too many commands are waiting for the ones before them"]
     );
     let out = answer(
@@ -828,26 +886,30 @@ fn pasted_lines_are_posted_together_in_the_order_sent() {
     let req = request(&out);
     assert_eq!(req["service"], "posts");
     assert_eq!(req["data"]["channel"], "den");
-    let sent: Vec<String> = (1..65).map(|i| format!("line {i}")).collect();
+    let sent: Vec<String> = (1..=W).map(|i| format!("line {i}")).collect();
     assert_eq!(req["data"]["messages"], json!(sent));
     assert!(!s.saturated());
     // Each is echoed under its own msgid, and its publication is not shown again.
-    let ids: Vec<String> = (2..66).map(|i| format!("s1:{i}")).collect();
-    let cursors: Vec<String> = (11..75).map(|l| format!("{l}:s1")).collect();
+    let ids: Vec<String> = (2..W + 2).map(|i| format!("s1:{i}")).collect();
+    let cursors: Vec<String> = (11..W + 11).map(|l| format!("{l}:s1")).collect();
     let out = answer(
         &mut s,
         &req,
-        json!({"status": "OK", "ids": ids, "cursors": cursors, "id": "s1:65", "cursor": "74:s1"}),
+        json!({"status": "OK", "ids": ids, "cursors": cursors, "id": format!("s1:{}", W + 1), "cursor": format!("{}:s1", W + 10)}),
     );
     let echoed = lines(&out);
-    assert_eq!(echoed.len(), 64);
+    assert_eq!(echoed.len(), W);
     assert_eq!(
         echoed[0],
         "@msgid=s1:2@11 :ana!ana@palaver PRIVMSG #den :line 1"
     );
     assert_eq!(
-        echoed[63],
-        "@msgid=s1:65@74 :ana!ana@palaver PRIVMSG #den :line 64"
+        echoed[W - 1],
+        format!(
+            "@msgid=s1:{}@{} :ana!ana@palaver PRIVMSG #den :line {W}",
+            W + 1,
+            W + 10
+        )
     );
     assert!(lines(&s.on_gateway(&own_post("den", "line 7", "s1:8"))).is_empty());
     // A PING is answered at once, even behind posts; the next post waits for them.

@@ -1,0 +1,73 @@
+//! What a text from the gateway core becomes, made once for every connection it goes to: its
+//! JSON read once, and a post's lines formed once for each set of capabilities that shapes
+//! them. A room of a hundred people costs one parse and a few formattings per post, not a
+//! hundred of each; each connection only decides whether the post is for it.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value as Json;
+
+use super::{Cap, Session};
+
+/// The capabilities that change how a post's lines look, one bit each.
+const SHAPERS: [Cap; 3] = [Cap::ServerTime, Cap::MessageTags, Cap::AccountTag];
+/// How many ways a post's lines can look.
+const SHAPES: usize = 1 << SHAPERS.len();
+
+/// The memo a text from the gateway core carries to every connection given it.
+#[derive(Default)]
+pub struct Formed {
+    read: OnceLock<Option<Read>>,
+    lines: [OnceLock<Arc<str>>; SHAPES],
+}
+
+/// A text from the gateway core, read: an answer (`re`) or a publication (`topic`).
+pub(super) struct Read {
+    pub(super) topic: Option<String>,
+    pub(super) service: String,
+    pub(super) re: Option<u64>,
+    pub(super) data: Json,
+}
+
+impl Formed {
+    /// `text` read, once for all who share this memo; `None` if it is not a JSON object.
+    pub(super) fn read(&self, text: &str) -> Option<&Read> {
+        self.read
+            .get_or_init(|| {
+                let Ok(Json::Object(mut msg)) = serde_json::from_str::<Json>(text) else {
+                    return None;
+                };
+                let text_of = |v: Option<Json>| match v {
+                    Some(Json::String(s)) => Some(s),
+                    _ => None,
+                };
+                Some(Read {
+                    topic: text_of(msg.remove("topic")),
+                    service: text_of(msg.remove("service")).unwrap_or_default(),
+                    re: msg.get("re").and_then(Json::as_u64),
+                    data: msg.remove("data").unwrap_or(Json::Null),
+                })
+            })
+            .as_ref()
+    }
+
+    /// The lines of this text's post in `shape`, each ended with CR LF: made by `make` the
+    /// first time they are asked for in that shape.
+    pub(super) fn lines(&self, shape: usize, make: impl FnOnce() -> String) -> Arc<str> {
+        self.lines[shape % SHAPES]
+            .get_or_init(|| make().into())
+            .clone()
+    }
+}
+
+impl Session {
+    /// Which way this connection's post lines look, from its capabilities.
+    pub(super) fn shape(&self) -> usize {
+        SHAPERS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| self.caps.contains(c))
+            .map(|(i, _)| 1 << i)
+            .sum()
+    }
+}
