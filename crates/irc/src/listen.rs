@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use palaver_core::Shutdown;
-use palaver_web::hub::{Ended, Text};
+use palaver_web::hub::Ended;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -199,10 +199,9 @@ async fn connection<S>(
         .await;
         return;
     }
-    let (queue, mut rx) = tokio::sync::mpsc::channel::<Text<Formed>>(opts.queue.max(1));
     let ended: Ended = Arc::new(OnceLock::new());
     let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
-    let sid = hub.open(queue, ended.clone(), hello, !trusted);
+    let (sid, mut inbox) = hub.open(opts.queue, ended.clone(), hello, !trusted);
     let mut session = Session::sharing(&opts.server_name, rooms);
     let mut buf: Vec<u8> = Vec::new();
     // Skipping the rest of a line that was too long.
@@ -224,14 +223,17 @@ async fn connection<S>(
                     break 'conn None;
                 }
             }
-            text = rx.recv() => match text {
-                Some(text) => {
-                    outs.extend(session.on_shared(text.as_str(), text.memo()));
+            batch = inbox.recv() => match batch {
+                Some(batch) => {
                     // What is queued already goes out in the same write: a busy room is a
                     // write per wake-up, not a write per line.
-                    for _ in 1..DRAIN {
-                        let Ok(text) = rx.try_recv() else { break };
-                        outs.extend(session.on_shared(text.as_str(), text.memo()));
+                    let (mut next, mut taken) = (Some(batch), 0);
+                    while let Some(batch) = next {
+                        taken += batch.len();
+                        for text in batch {
+                            outs.extend(session.on_shared(text.as_str(), text.memo()));
+                        }
+                        next = if taken < DRAIN { inbox.try_recv() } else { None };
                     }
                 }
                 None => break 'conn ended.get().map(|(_, why)| why.clone()),

@@ -15,7 +15,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 
-use crate::hub::{Ended, Hub, Text, POLICY};
+use crate::hub::{Ended, Hub, Inbox, POLICY};
 use crate::Options;
 
 mod assets {
@@ -177,11 +177,12 @@ async fn upgrade(
 
 /// One browser, from connecting to leaving.
 async fn session(socket: WebSocket, app: App, _admitted: Admitted) {
-    let (queue, rx) = tokio::sync::mpsc::channel(app.queue);
     let ended: Ended = Arc::new(OnceLock::new());
-    let sid = app.hub.open(queue, ended.clone(), app.hello.clone(), true);
+    let (sid, inbox) = app
+        .hub
+        .open(app.queue, ended.clone(), app.hello.clone(), true);
     let (sink, mut stream) = socket.split();
-    let mut writer = tokio::spawn(write(sink, rx, ended.clone()));
+    let mut writer = tokio::spawn(write(sink, inbox, ended.clone()));
     let mut window = (tokio::time::Instant::now(), 0usize);
     loop {
         let msg = tokio::select! {
@@ -232,20 +233,23 @@ async fn session(socket: WebSocket, app: App, _admitted: Admitted) {
 /// Writes what the hub queues for a browser, until the queue closes or a write is stuck.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<Text>,
+    mut inbox: Inbox,
     ended: Ended,
 ) {
-    while let Some(text) = rx.recv().await {
-        if ended.get().is_some() {
-            break;
-        }
-        match tokio::time::timeout(WRITE_STUCK, sink.send(Message::Text(text.utf8()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                let why = format!("too slow: one write took over {}s", WRITE_STUCK.as_secs());
-                let _ = ended.set((POLICY, why));
-                return;
+    'batches: while let Some(batch) = inbox.recv().await {
+        for text in batch {
+            if ended.get().is_some() {
+                break 'batches;
+            }
+            let send = sink.send(Message::Text(text.utf8()));
+            match tokio::time::timeout(WRITE_STUCK, send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    let why = format!("too slow: one write took over {}s", WRITE_STUCK.as_secs());
+                    let _ = ended.set((POLICY, why));
+                    return;
+                }
             }
         }
     }

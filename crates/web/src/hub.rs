@@ -5,19 +5,22 @@
 //!  session tasks ──Command (channel + a byte on a socketpair to wake the poll)──▶ hub thread
 //!  hub thread ──zmq::poll──▶ DEALER (requests, answers) · SUB (publications) · wake-up
 //!                            · the SUB's monitor (the proxy link came back: repair the rooms)
-//!  hub thread ──try_send──▶ each session's bounded queue ──▶ its WebSocket writer
-//!                 (a full queue: that browser is too slow, and is dropped, not waited for)
+//!  hub thread ──each turn, one batch per session──▶ its Inbox ──▶ its writer
+//!                 (more than `queue` texts waiting: that session is too slow, and is dropped,
+//!                  not waited for)
 //! ```
 //!
 //! A text that goes to many sessions (a room's post) is one [`Text`] that they share, with a
 //! memo of the front door's choosing (`M`) where what each session would make of it alike is
 //! made once for all of them: the IRC front door parses it once and forms its lines once.
+//! What one turn of the hub has for a session (a burst of posts) reaches it as one batch, so
+//! that a busy room costs a wake-up per session per turn, not per post.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,7 +29,6 @@ pub use axum::extract::ws::Utf8Bytes;
 use palaver_client::reconnects::Reconnects;
 use palaver_core::{LogGate, Shutdown};
 use palaver_proto::{Publication, MAX_SOCKET_BYTES};
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::gateway::{Action, Gateway, Rate, Sid};
 
@@ -73,15 +75,43 @@ impl<M> Text<M> {
     }
 }
 
-/// The queue a session's texts arrive on.
-pub type Queue<M = ()> = tokio::sync::mpsc::Sender<Text<M>>;
+/// Where a session's texts arrive, in batches, in the order the hub made them.
+pub struct Inbox<M = ()> {
+    batches: tokio::sync::mpsc::UnboundedReceiver<Vec<Text<M>>>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl<M> Inbox<M> {
+    /// The next batch; `None` once the hub ended the session or stopped.
+    pub async fn recv(&mut self) -> Option<Vec<Text<M>>> {
+        let batch = self.batches.recv().await?;
+        self.waiting.fetch_sub(batch.len(), Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// A batch already there, if any.
+    pub fn try_recv(&mut self) -> Option<Vec<Text<M>>> {
+        let batch = self.batches.try_recv().ok()?;
+        self.waiting.fetch_sub(batch.len(), Ordering::Relaxed);
+        Some(batch)
+    }
+}
+
+/// The hub's side of a session's inbox.
+struct Outbox<M> {
+    batches: tokio::sync::mpsc::UnboundedSender<Vec<Text<M>>>,
+    /// Texts sent and not yet taken by the session.
+    waiting: Arc<AtomicUsize>,
+    /// The most texts that may wait.
+    most: usize,
+    ended: Ended,
+}
 
 /// What a session asks of the hub.
 enum Command<M> {
     Open {
         sid: Sid,
-        queue: Queue<M>,
-        ended: Ended,
+        outbox: Outbox<M>,
         hello: String,
         rated: bool,
     },
@@ -117,19 +147,33 @@ impl<M> Clone for Hub<M> {
 }
 
 impl<M> Hub<M> {
-    /// A new session: its number. What the gateway has for it arrives on `queue`; when the
-    /// gateway ends it, `ended` says why and `queue` closes. A session that is not `rated`
-    /// may make requests as fast as it likes (a trusted client on the gateway's own machine).
-    pub fn open(&self, queue: Queue<M>, ended: Ended, hello: String, rated: bool) -> Sid {
+    /// A new session: its number, and the inbox where what the gateway has for it arrives.
+    /// More than `queue` texts waiting there, and the session is too slow: the gateway ends
+    /// it, `ended` says why, and the inbox closes. A session that is not `rated` may make
+    /// requests as fast as it likes (a trusted client on the gateway's own machine).
+    pub fn open(&self, queue: usize, ended: Ended, hello: String, rated: bool) -> (Sid, Inbox<M>) {
         let sid = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let outbox = Outbox {
+            batches: tx,
+            waiting: waiting.clone(),
+            most: queue.max(1),
+            ended,
+        };
         self.command(Command::Open {
             sid,
-            queue,
-            ended,
+            outbox,
             hello,
             rated,
         });
-        sid
+        (
+            sid,
+            Inbox {
+                batches: rx,
+                waiting,
+            },
+        )
     }
 
     /// A text from the browser.
@@ -195,7 +239,8 @@ pub fn spawn<M: Default + Send + Sync + 'static>(
         dealer,
         subscriber,
         link,
-        queues: HashMap::new(),
+        outboxes: HashMap::new(),
+        turn: HashMap::new(),
         log: LogGate::every_second(),
         dropped: 0,
     };
@@ -211,7 +256,9 @@ struct Driver<M> {
     subscriber: zmq::Socket,
     /// The SUB's monitor: when the link to the proxy comes back, what it missed is read again.
     link: Option<Reconnects>,
-    queues: HashMap<Sid, (Queue<M>, Ended)>,
+    outboxes: HashMap<Sid, Outbox<M>>,
+    /// What this turn has for each session so far, sent at its end ([`Driver::send_turn`]).
+    turn: HashMap<Sid, Vec<Text<M>>>,
     log: LogGate,
     /// Browsers dropped for reading too slowly.
     dropped: u64,
@@ -276,6 +323,46 @@ impl<M: Default> Driver<M> {
             }
             let actions = self.gateway.on_timeout(Instant::now());
             self.carry_out(actions);
+            self.send_turn();
+        }
+    }
+
+    /// Sends each session what this turn has for it, as one batch; a session with more than
+    /// it may hold waiting is dropped.
+    fn send_turn(&mut self) {
+        let mut todo = Vec::new();
+        let mut turn = std::mem::take(&mut self.turn);
+        for (sid, batch) in turn.drain() {
+            let Some(outbox) = self.outboxes.get(&sid) else {
+                continue;
+            };
+            let n = batch.len();
+            let waiting = outbox.waiting.fetch_add(n, Ordering::Relaxed) + n;
+            let why = if waiting > outbox.most {
+                Some(format!(
+                    "too slow: {} messages waiting for this client",
+                    outbox.most
+                ))
+            } else if outbox.batches.send(batch).is_err() {
+                None
+            } else {
+                continue;
+            };
+            if let Some(why) = why {
+                let _ = outbox.ended.set((POLICY, why.clone()));
+                self.dropped += 1;
+                let dropped = self.dropped;
+                self.note(&format!("dropped a session: {why} ({dropped} so far)"));
+            }
+            // Closing the outbox closes the session's inbox.
+            self.outboxes.remove(&sid);
+            todo.extend(self.gateway.close(Instant::now(), sid));
+        }
+        // Its room is kept for the next turn.
+        self.turn = turn;
+        if !todo.is_empty() {
+            self.carry_out(todo);
+            self.send_turn();
         }
     }
 
@@ -284,13 +371,12 @@ impl<M: Default> Driver<M> {
         match c {
             Command::Open {
                 sid,
-                queue,
-                ended,
+                outbox,
                 hello,
                 rated,
             } => {
                 self.gateway.open(now, sid, rated);
-                self.queues.insert(sid, (queue, ended));
+                self.outboxes.insert(sid, outbox);
                 self.carry_out(vec![Action::Deliver(vec![sid], hello)]);
             }
             Command::Text { sid, text } => {
@@ -299,7 +385,8 @@ impl<M: Default> Driver<M> {
             }
             Command::Say { sid, text } => self.carry_out(vec![Action::Deliver(vec![sid], text)]),
             Command::Close { sid } => {
-                self.queues.remove(&sid);
+                self.outboxes.remove(&sid);
+                self.turn.remove(&sid);
                 let actions = self.gateway.close(now, sid);
                 self.carry_out(actions);
             }
@@ -345,10 +432,9 @@ impl<M: Default> Driver<M> {
         }
     }
 
-    /// Does what the core asks; a browser whose queue is full is dropped.
+    /// Does what the core asks; what it has for sessions goes out at the end of the turn.
     fn carry_out(&mut self, actions: Vec<Action>) {
-        let mut todo = std::collections::VecDeque::from(actions);
-        while let Some(a) = todo.pop_front() {
+        for a in actions {
             match a {
                 Action::Send(frame) => {
                     if let Err(e) = self.dealer.send(frame, zmq::DONTWAIT) {
@@ -369,25 +455,9 @@ impl<M: Default> Driver<M> {
                 Action::Deliver(sids, text) => {
                     let text = Text::new(text);
                     for sid in sids {
-                        let Some((queue, ended)) = self.queues.get(&sid) else {
-                            continue;
-                        };
-                        let why = match queue.try_send(text.clone()) {
-                            Ok(()) => continue,
-                            Err(TrySendError::Closed(_)) => None,
-                            Err(TrySendError::Full(_)) => Some(format!(
-                                "too slow: {} messages waiting for this client",
-                                queue.max_capacity()
-                            )),
-                        };
-                        if let Some(why) = why {
-                            let _ = ended.set((POLICY, why.clone()));
-                            self.dropped += 1;
-                            let dropped = self.dropped;
-                            self.note(&format!("dropped a browser: {why} ({dropped} so far)"));
+                        if self.outboxes.contains_key(&sid) {
+                            self.turn.entry(sid).or_default().push(text.clone());
                         }
-                        self.queues.remove(&sid);
-                        todo.extend(self.gateway.close(Instant::now(), sid));
                     }
                 }
             }
