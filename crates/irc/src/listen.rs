@@ -231,7 +231,7 @@ async fn connection<S>(
                     while let Some(batch) = next {
                         taken += batch.len();
                         for text in batch {
-                            outs.extend(session.on_shared(text.as_str(), text.memo()));
+                            session.on_shared(text.as_str(), text.memo(), &mut outs);
                         }
                         next = if taken < DRAIN { inbox.try_recv() } else { None };
                     }

@@ -20,6 +20,7 @@ use serde_json::{json, Value as Json};
 
 use crate::line::{pieces, Message};
 pub use formed::Formed;
+use formed::Read;
 
 /// The host part of every person's mask.
 const HOST: &str = "palaver";
@@ -371,7 +372,12 @@ impl Session {
     /// Whether the message with this id was shown already while the inbox is played back;
     /// remembers it if not.
     fn seen(&mut self, data: &Json) -> bool {
-        let (Some(shown), Some(id)) = (self.shown.as_mut(), str_of(data, "id")) else {
+        self.seen_id(str_of(data, "id"))
+    }
+
+    /// As [`Session::seen`], by the message's id.
+    fn seen_id(&mut self, id: Option<&str>) -> bool {
+        let (Some(shown), Some(id)) = (self.shown.as_mut(), id) else {
             return false;
         };
         if shown.contains(id) {
@@ -1091,21 +1097,29 @@ impl Session {
     /// A text from the gateway: an answer to one of this session's requests, or a
     /// publication for it.
     pub fn on_gateway(&mut self, text: &str) -> Vec<Out> {
-        self.on_shared(text, &Formed::default())
+        let mut out = Vec::new();
+        self.on_shared(text, &Formed::default(), &mut out);
+        out
     }
 
     /// As [`Session::on_gateway`], for a text that other connections are given too: what
-    /// they would all make of it alike is made once, in `formed`.
-    pub fn on_shared(&mut self, text: &str, formed: &Formed) -> Vec<Out> {
-        let mut out = Vec::new();
+    /// they would all make of it alike is made once, in `formed`. What comes of it is added
+    /// to `outs`.
+    pub fn on_shared(&mut self, text: &str, formed: &Formed, outs: &mut Vec<Out>) {
         let Some(read) = formed.read(text) else {
-            return out;
+            return;
         };
-        let data = &read.data;
-        if let Some(topic) = &read.topic {
-            self.publication(topic, &read.service, data, formed, &mut out);
-            return out;
+        if read.topic.is_some() {
+            self.publication(read, formed, outs);
+            return;
         }
+        outs.extend(self.answered(read));
+    }
+
+    /// What an answer to one of this connection's requests brings.
+    fn answered(&mut self, read: &Read) -> Vec<Out> {
+        let mut out = Vec::new();
+        let data = &read.data;
         let Some((pending, label, ordered)) = read.re.and_then(|re| self.pending.remove(&re))
         else {
             // A refusal with no `re`: the gateway could not read what it was sent.
@@ -1638,53 +1652,46 @@ impl Session {
         }))
     }
 
-    fn publication(
-        &mut self,
-        topic: &str,
-        service: &str,
-        data: &Json,
-        formed: &Formed,
-        out: &mut Vec<Out>,
-    ) {
+    /// A publication: what it shows this connection, if anything. Posts and private messages
+    /// are the busy case, read once for every connection ([`Formed`]).
+    fn publication(&mut self, read: &Read, formed: &Formed, out: &mut Vec<Out>) {
         if !self.registered {
             return;
         }
-        let me = self.me().to_owned();
-        match service {
+        let (topic, data) = (read.topic.as_deref().unwrap_or(""), &read.data);
+        match read.service.as_str() {
             "publish" => {
-                let (Some(user), Some(channel), Some(text)) = (
-                    str_of(data, "user"),
-                    str_of(data, "channel"),
-                    str_of(data, "message"),
-                ) else {
+                let Some(said) = &read.said else {
                     return;
                 };
+                let channel = said.to.as_str();
                 if topic != channel || !self.channels.contains(channel) {
                     return;
                 }
                 // This connection's own post is echoed by its answer (echo-message), not by
                 // its publication; the person's posts from elsewhere show like anyone's.
-                if user == me && self.is_own(data, &format!("#{channel}"), text) {
-                    if let Some(id) = str_of(data, "id") {
+                if said.from == self.me()
+                    && self.is_own(said.id.as_deref(), &format!("#{channel}"), &said.text)
+                {
+                    if let Some(id) = &said.id {
                         self.echo_seen(id, out);
                     }
                     return;
                 }
-                if self.seen(data) {
+                if self.seen_id(said.id.as_deref()) {
                     return;
                 }
-                out.push(self.shared_lines(user, Some(channel), text, data, formed));
+                out.push(self.shared_lines(&said.from, Some(channel), &said.text, data, formed));
             }
             "message" => {
-                let (Some(src), Some(dst), Some(text)) = (
-                    str_of(data, "src"),
-                    str_of(data, "dst"),
-                    str_of(data, "message"),
-                ) else {
+                let Some(said) = &read.said else {
                     return;
                 };
-                if src != me && dst == me && !self.seen(data) {
-                    out.push(self.shared_lines(src, None, text, data, formed));
+                if said.from != self.me()
+                    && said.to == self.me()
+                    && !self.seen_id(said.id.as_deref())
+                {
+                    out.push(self.shared_lines(&said.from, None, &said.text, data, formed));
                 }
             }
             "join" | "leave" => {
@@ -1692,9 +1699,10 @@ impl Session {
                 else {
                     return;
                 };
-                if user != me && self.channels.contains(channel) {
-                    self.rooms.moved(channel, user, service == "join");
-                    if service == "join" {
+                let joined = read.service == "join";
+                if user != self.me() && self.channels.contains(channel) {
+                    self.rooms.moved(channel, user, joined);
+                    if joined {
                         out.push(self.join_line(user, channel));
                     } else {
                         let part = Message::new("PART", &[&format!("#{channel}")]);
@@ -1741,8 +1749,8 @@ impl Session {
 impl Session {
     /// Whether a publication of the person's is this connection's own: a post whose answer
     /// named its id, or one still waiting for its answer with the same target and text.
-    fn is_own(&mut self, data: &Json, target: &str, text: &str) -> bool {
-        if let Some(id) = str_of(data, "id") {
+    fn is_own(&mut self, id: Option<&str>, target: &str, text: &str) -> bool {
+        if let Some(id) = id {
             if let Some(i) = self.own.iter().position(|o| o == id) {
                 self.own.remove(i);
                 return true;

@@ -100,6 +100,8 @@ impl<M> Inbox<M> {
 /// The hub's side of a session's inbox.
 struct Outbox<M> {
     batches: tokio::sync::mpsc::UnboundedSender<Vec<Text<M>>>,
+    /// What this turn has for the session so far, sent at its end ([`Driver::send_turn`]).
+    turn: Vec<Text<M>>,
     /// Texts sent and not yet taken by the session.
     waiting: Arc<AtomicUsize>,
     /// The most texts that may wait.
@@ -157,6 +159,7 @@ impl<M> Hub<M> {
         let waiting = Arc::new(AtomicUsize::new(0));
         let outbox = Outbox {
             batches: tx,
+            turn: Vec::new(),
             waiting: waiting.clone(),
             most: queue.max(1),
             ended,
@@ -240,7 +243,7 @@ pub fn spawn<M: Default + Send + Sync + 'static>(
         subscriber,
         link,
         outboxes: HashMap::new(),
-        turn: HashMap::new(),
+        touched: Vec::new(),
         log: LogGate::every_second(),
         dropped: 0,
     };
@@ -257,8 +260,8 @@ struct Driver<M> {
     /// The SUB's monitor: when the link to the proxy comes back, what it missed is read again.
     link: Option<Reconnects>,
     outboxes: HashMap<Sid, Outbox<M>>,
-    /// What this turn has for each session so far, sent at its end ([`Driver::send_turn`]).
-    turn: HashMap<Sid, Vec<Text<M>>>,
+    /// The sessions this turn has something for.
+    touched: Vec<Sid>,
     log: LogGate,
     /// Browsers dropped for reading too slowly.
     dropped: u64,
@@ -331,11 +334,12 @@ impl<M: Default> Driver<M> {
     /// it may hold waiting is dropped.
     fn send_turn(&mut self) {
         let mut todo = Vec::new();
-        let mut turn = std::mem::take(&mut self.turn);
-        for (sid, batch) in turn.drain() {
-            let Some(outbox) = self.outboxes.get(&sid) else {
+        let mut touched = std::mem::take(&mut self.touched);
+        for sid in touched.drain(..) {
+            let Some(outbox) = self.outboxes.get_mut(&sid) else {
                 continue;
             };
+            let batch = std::mem::take(&mut outbox.turn);
             let n = batch.len();
             let waiting = outbox.waiting.fetch_add(n, Ordering::Relaxed) + n;
             let why = if waiting > outbox.most {
@@ -359,7 +363,7 @@ impl<M: Default> Driver<M> {
             todo.extend(self.gateway.close(Instant::now(), sid));
         }
         // Its room is kept for the next turn.
-        self.turn = turn;
+        self.touched = touched;
         if !todo.is_empty() {
             self.carry_out(todo);
             self.send_turn();
@@ -386,7 +390,6 @@ impl<M: Default> Driver<M> {
             Command::Say { sid, text } => self.carry_out(vec![Action::Deliver(vec![sid], text)]),
             Command::Close { sid } => {
                 self.outboxes.remove(&sid);
-                self.turn.remove(&sid);
                 let actions = self.gateway.close(now, sid);
                 self.carry_out(actions);
             }
@@ -455,8 +458,11 @@ impl<M: Default> Driver<M> {
                 Action::Deliver(sids, text) => {
                     let text = Text::new(text);
                     for sid in sids {
-                        if self.outboxes.contains_key(&sid) {
-                            self.turn.entry(sid).or_default().push(text.clone());
+                        if let Some(outbox) = self.outboxes.get_mut(&sid) {
+                            if outbox.turn.is_empty() {
+                                self.touched.push(sid);
+                            }
+                            outbox.turn.push(text.clone());
                         }
                     }
                 }

@@ -27,6 +27,34 @@ pub(super) struct Read {
     pub(super) service: String,
     pub(super) re: Option<u64>,
     pub(super) data: Json,
+    /// A post's or private message's fields, for the connections that decide on them.
+    pub(super) said: Option<Said>,
+}
+
+/// Who said what to whom: a post to a room (`publish`) or a private message (`message`).
+pub(super) struct Said {
+    pub(super) from: String,
+    /// The room, or the person written to.
+    pub(super) to: String,
+    pub(super) text: String,
+    pub(super) id: Option<String>,
+}
+
+impl Said {
+    fn read(service: &str, data: &Json) -> Option<Said> {
+        let (from, to) = match service {
+            "publish" => ("user", "channel"),
+            "message" => ("src", "dst"),
+            _ => return None,
+        };
+        let text = |key: &str| data.get(key).and_then(Json::as_str).map(str::to_owned);
+        Some(Said {
+            from: text(from)?,
+            to: text(to)?,
+            text: text("message")?,
+            id: text("id"),
+        })
+    }
 }
 
 impl Formed {
@@ -41,11 +69,14 @@ impl Formed {
                     Some(Json::String(s)) => Some(s),
                     _ => None,
                 };
+                let service = text_of(msg.remove("service")).unwrap_or_default();
+                let data = msg.remove("data").unwrap_or(Json::Null);
                 Some(Read {
                     topic: text_of(msg.remove("topic")),
-                    service: text_of(msg.remove("service")).unwrap_or_default(),
                     re: msg.get("re").and_then(Json::as_u64),
-                    data: msg.remove("data").unwrap_or(Json::Null),
+                    said: Said::read(&service, &data),
+                    service,
+                    data,
                 })
             })
             .as_ref()

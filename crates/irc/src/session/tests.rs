@@ -813,36 +813,42 @@ fn a_post_is_formed_once_for_every_connection_that_shows_it_alike() {
     for s in tagged.iter_mut().chain([&mut plain]) {
         join_den(s);
     }
-    let shared = |out: Vec<Out>| match out.as_slice() {
-        [Out::Lines(ls)] => ls.clone(),
-        other => panic!("one block of shared lines, not {other:?}"),
+    let shared = |s: &mut Session, text: &str, formed: &Formed| {
+        let mut out = Vec::new();
+        s.on_shared(text, formed, &mut out);
+        match out.as_slice() {
+            [Out::Lines(ls)] => ls.clone(),
+            other => panic!("one block of shared lines, not {other:?}"),
+        }
     };
     let post = json!({"topic": "den", "service": "publish",
         "data": {"user": "cy", "channel": "den", "message": "hello", "id": "s2:9", "clock": 40, "timestamp": 1_795_379_525.25}});
     let formed = Formed::default();
-    let a = shared(tagged[0].on_shared(&post.to_string(), &formed));
-    let b = shared(tagged[1].on_shared(&post.to_string(), &formed));
+    let a = shared(&mut tagged[0], &post.to_string(), &formed);
+    let b = shared(&mut tagged[1], &post.to_string(), &formed);
     assert!(std::sync::Arc::ptr_eq(&a, &b), "formed once, shared");
     assert_eq!(
         &*a,
         "@time=2026-11-22T20:32:05.250Z;msgid=s2:9@40 :cy!cy@palaver PRIVMSG #den :hello\r\n"
     );
     // Other capabilities, other lines; a connection not in the room, none.
-    let p = shared(plain.on_shared(&post.to_string(), &formed));
+    let p = shared(&mut plain, &post.to_string(), &formed);
     assert_eq!(&*p, ":cy!cy@palaver PRIVMSG #den :hello\r\n");
-    assert!(elsewhere.on_shared(&post.to_string(), &formed).is_empty());
+    let mut none = Vec::new();
+    elsewhere.on_shared(&post.to_string(), &formed, &mut none);
+    assert!(none.is_empty());
     // A long text is cut into lines, all in the one block.
     let long = "x".repeat(500);
     let post = json!({"topic": "den", "service": "publish",
         "data": {"user": "cy", "channel": "den", "message": long, "id": "s2:10", "clock": 41}});
-    let p = shared(plain.on_shared(&post.to_string(), &Formed::default()));
+    let p = shared(&mut plain, &post.to_string(), &Formed::default());
     assert_eq!(p.matches("\r\n").count(), 2);
     assert_eq!(p.matches('x').count(), 500);
     // A private message is formed for the person it is to.
     let dm = json!({"topic": "ana", "service": "message",
         "data": {"src": "cy", "dst": "ana", "message": "psst", "id": "s1:3", "clock": 42}});
     assert_eq!(
-        &*shared(plain.on_shared(&dm.to_string(), &Formed::default())),
+        &*shared(&mut plain, &dm.to_string(), &Formed::default()),
         ":cy!cy@palaver PRIVMSG ana :psst\r\n"
     );
 }
