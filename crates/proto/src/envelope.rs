@@ -2,6 +2,25 @@ use rmpv::Value;
 
 use crate::{Name, ProtoError, MAX_COUNTER, MAX_FRAME_BYTES};
 
+/// The `service` of a MessagePack map that names it first, as every Palaver process writes
+/// it, read without decoding the rest: a replica batch of thousands of events was decoded
+/// whole to learn its service, then again to read it. `None` when the map does not start so
+/// (the caller then decodes it all).
+fn leading_service(bytes: &[u8]) -> Option<String> {
+    let mut rd = bytes;
+    if rmp::decode::read_map_len(&mut rd).ok()? == 0 {
+        return None;
+    }
+    let mut key = [0u8; 7];
+    if rmp::decode::read_str(&mut rd, &mut key).ok()? != "service" {
+        return None;
+    }
+    let mut service = [0u8; 64];
+    rmp::decode::read_str(&mut rd, &mut service)
+        .ok()
+        .map(str::to_owned)
+}
+
 /// `bytes` as a JSON object, if that is what they are.
 fn json_object(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
     let start = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
@@ -122,6 +141,9 @@ impl Envelope {
     pub fn sniff_service(bytes: &[u8]) -> Option<String> {
         if bytes.len() > MAX_FRAME_BYTES {
             return None;
+        }
+        if let Some(service) = leading_service(bytes) {
+            return Some(service);
         }
         let mut rd = bytes;
         match rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH) {
@@ -590,6 +612,37 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Envelope::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn the_service_is_read_wherever_it_stands() {
+        let ours = Envelope::new("replica").with("events", vec![Value::from(1); 1000]);
+        assert_eq!(
+            Envelope::sniff_service(&ours.to_bytes()).as_deref(),
+            Some("replica")
+        );
+        // Written by another program: `data` first, or a name longer than the fast path reads.
+        let long = "x".repeat(100);
+        for (map, service) in [
+            (
+                Value::Map(vec![
+                    (Value::from("data"), Value::Map(vec![])),
+                    (Value::from("service"), Value::from("users")),
+                ]),
+                "users",
+            ),
+            (
+                Value::Map(vec![(Value::from("service"), Value::from(long.as_str()))]),
+                long.as_str(),
+            ),
+        ] {
+            assert_eq!(
+                Envelope::sniff_service(&encode(&map)).as_deref(),
+                Some(service)
+            );
+        }
+        let not_text = Value::Map(vec![(Value::from("service"), Value::from(3))]);
+        assert_eq!(Envelope::sniff_service(&encode(&not_text)), None);
     }
 
     #[test]
