@@ -15,6 +15,7 @@
 
 pub mod line;
 mod listen;
+mod pace;
 pub mod session;
 
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 //! - more than `flood` lines in a second: `ERROR :Flooding…`, closed;
 //! - commands sent faster than they are answered: read no further while too many wait for
 //!   the ones before them (the client is held back by TCP, its lines kept in order);
+//! - requests to the cluster over the gateway's rate: held back, in order, until the rate
+//!   allows them (IRC's "fakelag", [`crate::pace`]); read no further while many are held;
 //! - no registration within [`REGISTER_WITHIN`]: `ERROR :Registration timed out`, closed;
 //! - a client that does not read (the hub's queue for it full, or one write stuck for
 //!   [`WRITE_STUCK`]): dropped, and nobody else waits for it.
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::line::{LineError, Message, MAX_CLIENT_TAGS, MAX_LINE};
+use crate::pace::Pacer;
 use crate::session::{Formed, Out, Rooms, Session};
 use crate::Options;
 
@@ -46,6 +49,8 @@ const KEPT_BUFFER: usize = 16 << 10;
 const ECHO_WAIT: Duration = Duration::from_secs(1);
 /// Most texts from the gateway taken in one turn, so their lines go out in one write.
 const DRAIN: usize = 256;
+/// Requests held back for the rate at most before the connection is read no further.
+const MAX_HELD: usize = 64;
 /// The most bytes one line may take, tags and CR LF included.
 const MAX_BYTES: usize = MAX_CLIENT_TAGS + MAX_LINE;
 
@@ -203,6 +208,8 @@ async fn connection<S>(
     let hello = r#"{"topic":"gateway","service":"hello","data":{}}"#.to_owned();
     let (sid, mut inbox) = hub.open(opts.queue, ended.clone(), hello, !trusted);
     let mut session = Session::sharing(&opts.server_name, rooms);
+    // A trusted connection's requests go at once; a rated one's as the rate allows.
+    let mut pacer = (!trusted).then(|| Pacer::new(opts.rate, std::time::Instant::now()));
     let mut buf: Vec<u8> = Vec::new();
     // Skipping the rest of a line that was too long.
     let mut skipping = false;
@@ -218,7 +225,7 @@ async fn connection<S>(
         tokio::select! {
             // While the session has too many commands waiting, the socket is not read: the
             // client is held back by TCP, as an IRC server holds back a client that floods.
-            read = reader.read_buf(&mut buf), if !session.saturated() => {
+            read = reader.read_buf(&mut buf), if !session.saturated() && !held_back(pacer.as_ref()) => {
                 if matches!(read, Ok(0) | Err(_)) {
                     break 'conn None;
                 }
@@ -244,9 +251,10 @@ async fn connection<S>(
             () = tokio::time::sleep(ECHO_WAIT), if session.awaits_echoes() => {
                 outs.extend(session.echoes_late());
             }
+            () = paced(pacer.as_ref()), if pacer.as_ref().is_some_and(|p| p.held() > 0) => {}
         }
         // The lines read so far, as far as the session takes them.
-        while !session.saturated() {
+        while !session.saturated() && !held_back(pacer.as_ref()) {
             let Some(end) = buf.iter().position(|&b| b == b'\n') else {
                 if buf.len() > MAX_BYTES {
                     // No end of line in sight: the rest of this line is dropped unread.
@@ -294,8 +302,16 @@ async fn connection<S>(
                     pending.extend_from_slice(b"\r\n");
                 }
                 Out::Lines(ls) => pending.extend_from_slice(ls.as_bytes()),
-                Out::Gateway(text) => hub.text(sid, text),
+                Out::Gateway(text) => match pacer.as_mut() {
+                    Some(p) => p.push(text),
+                    None => hub.text(sid, text),
+                },
                 Out::Close => close = true,
+            }
+        }
+        if let Some(p) = pacer.as_mut() {
+            for text in p.ready(std::time::Instant::now()) {
+                hub.text(sid, text);
             }
         }
         if !pending.is_empty() {
@@ -327,6 +343,20 @@ async fn connection<S>(
             let _ = writer.flush().await;
         })
         .await;
+    }
+}
+
+/// Whether so many requests are held back for the rate that the connection is read no
+/// further until some have gone: a client that keeps flooding is held back by TCP.
+fn held_back(pacer: Option<&Pacer>) -> bool {
+    pacer.is_some_and(|p| p.held() >= MAX_HELD)
+}
+
+/// Until the next request held back for the rate may go.
+async fn paced(pacer: Option<&Pacer>) {
+    match pacer.and_then(Pacer::next_at) {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

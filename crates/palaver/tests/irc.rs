@@ -453,6 +453,36 @@ fn bad_input_gets_the_replies_irc_clients_expect_and_changes_nothing() {
     );
 }
 
+#[test]
+fn a_client_over_its_request_rate_is_slowed_down_not_refused() {
+    // Regression: the requests over the rate were refused, and the client saw errors for
+    // commands it had every right to send; IRC servers hold such a client back instead.
+    let cluster = Cluster::start(&bin(), 3);
+    let irc = Irc::start(&cluster, &["--rate", "5", "--burst", "5"]);
+    let mut c = Client::register(&irc.addr, "pacy", None);
+    c.join("pace");
+    let start = std::time::Instant::now();
+    let n = 16;
+    let lines: String = (0..n).map(|_| "NAMES #pace\r\n").collect();
+    c.send_raw(lines.as_bytes());
+    for i in 0..n {
+        c.expect(&format!("names {i} answered"), |l| {
+            l.contains(" 366 ") || l.contains(" 403 ")
+        });
+    }
+    // At 5 a second, with at most 4 at once, the last cannot have gone before (16 - 4) / 5 s.
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(2_400),
+        "paced: {:?}",
+        start.elapsed()
+    );
+    assert!(
+        !c.seen.iter().any(|l| l.contains(" 403 ")),
+        "none refused: {:#?}",
+        c.seen
+    );
+}
+
 /// Posts that `CHATHISTORY` pages through: three groups twelve hours apart (the servers' clocks
 /// are moved), read back by msgid from the newest to the oldest, by time, between two times,
 /// around a message, and as targets, each compared with what the servers hold.
