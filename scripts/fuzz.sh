@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the wire-protocol decoders of palaver-proto: builds the cargo-fuzz targets of fuzz/
-# and runs each one for SECONDS seconds (default 30), one after another, in one process each,
-# starting from its seed corpus in fuzz/corpus/<target>/. Exits non-zero when any target
-# panics, fails an assertion, runs out of memory or takes longer than 10 s on one input; the
-# input that did it is left in fuzz/artifacts/<target>/ (replay it with
+# Fuzzes the wire-protocol decoders of palaver-proto and the IRC front door's protocol: builds
+# the cargo-fuzz targets of fuzz/ and runs each one for SECONDS seconds (default 30), one
+# after another, in one process each, starting from its seed corpus in fuzz/corpus/<target>/.
+# Exits non-zero when any target panics, fails an assertion, runs out of memory or takes
+# longer than 10 s on one input; the input that did it is left in fuzz/artifacts/<target>/ (replay it with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <file>`).
 #
 # Inputs the fuzzer finds go to fuzz/target/corpus/<target>/, not into the committed seeds,

@@ -1,7 +1,8 @@
 //! Writes the seed corpus of the fuzz targets: a few dozen MessagePack messages per target,
 //! mostly valid ones (each service, each event kind, the limits) and a few that each decoder
-//! must refuse. Run from fuzz/ with `cargo run --example seeds`; it replaces the files of
-//! `corpus/request/`, `corpus/event/` and `corpus/peer/` that it names and leaves any others alone.
+//! must refuse, and for `irc`, a few conversations of a client with the gateway core. Run from
+//! fuzz/ with `cargo run --example seeds`; it replaces the files of `corpus/request/`,
+//! `corpus/event/`, `corpus/peer/` and `corpus/irc/` that it names and leaves any others alone.
 
 use std::{fs, io, path::Path};
 
@@ -16,6 +17,7 @@ fn main() -> io::Result<()> {
     write_all(&root.join("request"), requests())?;
     write_all(&root.join("event"), events())?;
     write_all(&root.join("peer"), peers())?;
+    write_all(&root.join("irc"), irc())?;
     Ok(())
 }
 
@@ -635,4 +637,39 @@ fn peers() -> Vec<(&'static str, Vec<u8>)> {
         Envelope::new("vector").with("vector", 3).to_bytes(),
     ));
     out
+}
+
+/// IRC conversations in the `irc` target's form: a client line per line, `>` and the `data`
+/// of the answer to the oldest request unanswered, `<` and a text from the gateway core.
+fn irc() -> Vec<(&'static str, Vec<u8>)> {
+    let register = "CAP LS 302\n\
+        CAP REQ :server-time message-tags echo-message batch labeled-response draft/chathistory \
+        draft/read-marker account-tag extended-join away-notify sasl\n\
+        NICK ana\nUSER ana 0 * :Ana\nCAP END\n\
+        >{\"status\":\"sucesso\",\"user\":\"ana\"}\n\
+        >{\"status\":\"OK\",\"channels\":[\"den\"]}\n\
+        >{\"status\":\"OK\",\"members\":[\"ana\",\"bob\"]}\n\
+        >{\"status\":\"OK\",\"messages\":[{\"id\":\"s1:3\",\"cursor\":\"7:s1\",\"user\":\"bob\",\"channel\":\"den\",\"message\":\"missed\",\"clock\":7}],\"more\":false,\"cursor\":{\"s1\":3}}\n\
+        >{\"status\":\"OK\"}\n";
+    let chat = "PRIVMSG #den :hello\nPRIVMSG #den :and more\nPRIVMSG bob :psst\n\
+        >{\"status\":\"OK\",\"id\":\"s1:5\",\"cursor\":\"9:s1\"}\n\
+        <{\"topic\":\"den\",\"service\":\"publish\",\"data\":{\"user\":\"ana\",\"channel\":\"den\",\"message\":\"hello\",\"id\":\"s1:5\",\"clock\":9}}\n\
+        >{\"status\":\"OK\",\"ids\":[\"s1:6\"],\"cursors\":[\"10:s1\"],\"id\":\"s1:6\",\"cursor\":\"10:s1\"}\n\
+        <{\"topic\":\"den\",\"service\":\"publish\",\"data\":{\"user\":\"bob\",\"channel\":\"den\",\"message\":\"hi\",\"id\":\"s2:1\",\"clock\":11,\"timestamp\":1795379525.25}}\n\
+        <{\"topic\":\"ana\",\"service\":\"message\",\"data\":{\"src\":\"bob\",\"dst\":\"ana\",\"message\":\"back\",\"id\":\"s2:2\",\"clock\":12}}\n\
+        <{\"topic\":\"den\",\"service\":\"join\",\"data\":{\"user\":\"cy\",\"channel\":\"den\"}}\n\
+        <{\"topic\":\"presence\",\"service\":\"presence\",\"data\":{\"user\":\"bob\",\"online\":false}}\n";
+    let history = "@label=h1 CHATHISTORY LATEST #den * 10\n\
+        >{\"status\":\"OK\",\"messages\":[{\"id\":\"s1:5\",\"cursor\":\"9:s1\",\"user\":\"ana\",\"channel\":\"den\",\"message\":\"hello\",\"timestamp\":1795379525.0}]}\n\
+        CHATHISTORY BEFORE #den msgid=s1:5@9 5\nCHATHISTORY TARGETS timestamp=2026-01-01T00:00:00.000Z timestamp=2027-01-01T00:00:00.000Z 5\n\
+        MARKREAD #den timestamp=2026-11-22T20:32:05.250Z\nTOPIC #den :new topic\nNAMES #den\nWHOIS bob\nLIST\nAWAY :gone\nPART #den\nQUIT :bye\n";
+    let sasl = "CAP LS 302\nCAP REQ sasl\nAUTHENTICATE PLAIN\nAUTHENTICATE AGFuYQBzZWNyZXQ=\n\
+        >{\"status\":\"erro\",\"description\":\"wrong password\"}\nAUTHENTICATE *\nPASS secret\nNICK ana\nUSER a 0 * :a\nCAP END\n";
+    vec![
+        ("register", register.as_bytes().to_vec()),
+        ("chat", [register, chat].concat().into_bytes()),
+        ("history", [register, history].concat().into_bytes()),
+        ("sasl", sasl.as_bytes().to_vec()),
+        ("bad-lines", b"PRIVMSG\n:x\n@a=b\nNICK #no\nJOIN #den\nPING\n\xff\xfe\n".to_vec()),
+    ]
 }

@@ -16,6 +16,8 @@ pub const MAX_LINE: usize = 512;
 pub const MAX_CLIENT_TAGS: usize = 4096;
 /// The longest tag section a server may send (IRCv3 message-tags), `@` and space included.
 pub const MAX_TAGS: usize = 8191;
+/// What no part of a line may hold: it would end the line, or break it (RFC 1459 2.3.1).
+const UNWRITABLE: [char; 3] = ['\r', '\n', '\0'];
 /// The most parameters a message has.
 const MAX_PARAMS: usize = 15;
 
@@ -96,6 +98,12 @@ impl Message {
     /// When the line is empty, too long, not UTF-8, or has no command.
     pub fn parse(line: &[u8]) -> Result<Message, LineError> {
         let line = std::str::from_utf8(line).map_err(|_| LineError::NotUtf8)?;
+        // A line ends at CR LF and holds neither anywhere else, nor NUL (RFC 1459 2.3.1): one
+        // let through would be echoed (a QUIT's reason in its ERROR) as a broken line or as
+        // a second line of the server's making.
+        if line.contains(UNWRITABLE) {
+            return Err(LineError::Malformed("a CR, LF or NUL inside the line"));
+        }
         let mut rest = line.trim_start_matches(' ');
         let mut msg = Message::default();
         if let Some(tagged) = rest.strip_prefix('@') {
@@ -133,6 +141,9 @@ impl Message {
             let (source, after) = sourced
                 .split_once(' ')
                 .ok_or(LineError::Malformed("a source and no command"))?;
+            if source.is_empty() {
+                return Err(LineError::Malformed("an empty source"));
+            }
             msg.source = Some(source.to_owned());
             rest = after.trim_start_matches(' ');
         }
@@ -163,8 +174,86 @@ impl Message {
     }
 
     /// The line, without CR LF. The last parameter is written as a trailing one whenever it
-    /// needs to be (empty, with a space, or starting with `:`), and always for texts.
+    /// needs to be (empty, with a space, or starting with `:`), and always for texts. A line
+    /// that would be over [`MAX_LINE`] without its tags has its longest parameters shortened
+    /// until it fits: a reply that repeats what a client sent (an unknown command or `CAP`
+    /// subcommand of 500 bytes) must still be a line a client can read.
     pub fn line(&self) -> String {
+        let over = self.untagged_len().saturating_sub(MAX_LINE - 2);
+        let n = self.params.len();
+        let mut middle = self.params[..n.saturating_sub(1)].iter();
+        let unwritable = self.params.last().is_some_and(|p| p.contains(UNWRITABLE))
+            || self
+                .source
+                .as_deref()
+                .is_some_and(|s| !writable_word(s, true))
+            || !writable_word(&self.command, true)
+            || middle.any(|w| !writable_word(w, false));
+        if over == 0 && !unwritable {
+            return self.write();
+        }
+        let mut fitted = self.clone();
+        if unwritable {
+            // What came from elsewhere (a name, a reason) is shown, never obeyed: it can end
+            // neither the line nor the word it stands for.
+            let last = fitted.params.pop();
+            for w in fitted.source.iter_mut().chain([&mut fitted.command]) {
+                if !writable_word(w, true) {
+                    *w = as_word(w, true);
+                }
+            }
+            for w in &mut fitted.params {
+                if !writable_word(w, false) {
+                    *w = as_word(w, false);
+                }
+            }
+            fitted
+                .params
+                .extend(last.map(|p| p.replace(UNWRITABLE, "\u{FFFD}")));
+        }
+        let over = fitted.untagged_len().saturating_sub(MAX_LINE - 2);
+        fitted.shorten(over);
+        fitted.write()
+    }
+
+    /// Bytes of the line without its tags and CR LF, as [`Message::write`] makes it.
+    fn untagged_len(&self) -> usize {
+        let source = self.source.as_ref().map_or(0, |s| s.len() + 2);
+        let params: usize = self.params.iter().map(|p| p.len() + 1).sum();
+        let colon = usize::from(self.params.last().is_some_and(|p| self.trailing(p)));
+        source + self.command.len() + params + colon
+    }
+
+    /// Whether `last`, the last parameter, is written as a trailing one (after `:`).
+    fn trailing(&self, last: &str) -> bool {
+        last.is_empty() || last.contains(' ') || last.starts_with(':') || self.params.len() > 1
+    }
+
+    /// Cuts `over` bytes from the longest parameters, on character boundaries, leaving each
+    /// at least one character.
+    fn shorten(&mut self, mut over: usize) {
+        while over > 0 {
+            let Some(longest) = self
+                .params
+                .iter_mut()
+                .max_by_key(|p| p.len())
+                .filter(|p| p.chars().nth(1).is_some())
+            else {
+                return;
+            };
+            let mut keep = longest.len().saturating_sub(over).max(1);
+            while !longest.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            if keep == 0 {
+                keep = longest.chars().next().map_or(0, char::len_utf8);
+            }
+            over = over.saturating_sub(longest.len() - keep);
+            longest.truncate(keep);
+        }
+    }
+
+    fn write(&self) -> String {
         let mut out = String::with_capacity(64);
         if !self.tags.is_empty() {
             out.push('@');
@@ -187,14 +276,40 @@ impl Message {
         let n = self.params.len();
         for (i, p) in self.params.iter().enumerate() {
             out.push(' ');
-            let last = i + 1 == n;
-            if last && (p.is_empty() || p.contains(' ') || p.starts_with(':') || n > 1) {
+            if i + 1 == n && self.trailing(p) {
                 out.push(':');
             }
             out.push_str(p);
         }
         out
     }
+}
+
+/// Whether `w` can stand as a source or a command (`colon`: it may start with `:`), or as a
+/// parameter before the last: not empty, no space, nothing [`UNWRITABLE`].
+fn writable_word(w: &str, colon: bool) -> bool {
+    !w.is_empty() && (colon || !w.starts_with(':')) && !w.contains(' ') && !w.contains(UNWRITABLE)
+}
+
+/// `w` made into a word that stands where it is put, what could not be shown made visible.
+fn as_word(w: &str, colon: bool) -> String {
+    if w.is_empty() {
+        return "*".to_owned();
+    }
+    let mut out: String = w
+        .chars()
+        .map(|c| {
+            if c == ' ' || UNWRITABLE.contains(&c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if !colon && out.starts_with(':') {
+        out.replace_range(..1, "\u{FFFD}");
+    }
+    out
 }
 
 fn unescape(v: &str) -> String {
@@ -297,6 +412,39 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_that_would_be_over_the_limit_is_shortened_to_fit() {
+        // Found by fuzzing: `CAP <500 bytes>` was answered with a 410 over 512 bytes.
+        let long = "é".repeat(300);
+        let m = Message::new("410", &["ana", &long, "Invalid CAP command"]).from("irc.test");
+        let line = m.line();
+        assert!(line.len() <= MAX_LINE - 2, "{}", line.len());
+        let back = Message::parse(line.as_bytes()).expect("a line a client can read");
+        assert_eq!(back.params[0], "ana");
+        assert!(long.starts_with(&back.params[1]) && !back.params[1].is_empty());
+        assert_eq!(back.params[2], "Invalid CAP command");
+        // Found by fuzzing: a refusal's text with NULs (or a line break) was written as it
+        // came; it is shown, with each made visible, and cannot end the line.
+        let m = Message::new("433", &["*", "ana", "taken\r\nQUIT :x\0"]).from("irc.test");
+        assert_eq!(
+            m.line(),
+            ":irc.test 433 * ana :taken\u{FFFD}\u{FFFD}QUIT :x\u{FFFD}"
+        );
+        // Found by fuzzing: a name with a space (from what the cluster answered) made the
+        // source two words, and the line had no command.
+        let m = Message::new("PRIVMSG", &["#den", "hello"]).from("an a!an a@palaver");
+        let back = Message::parse(m.line().as_bytes()).expect("one line");
+        assert_eq!(back.command, "PRIVMSG");
+        assert_eq!(back.params, ["#den", "hello"]);
+        let m = Message::new("353", &["ana", "", ":x y", "ana bob"]);
+        let back = Message::parse(m.line().as_bytes()).expect("one line");
+        assert_eq!(back.params.len(), 4);
+        assert_eq!(back.params[3], "ana bob");
+        // Lines within the limit are left alone.
+        let short = Message::new("PRIVMSG", &["#den", "hello"]);
+        assert_eq!(short.line(), "PRIVMSG #den :hello");
+    }
+
+    #[test]
     fn bad_lines_are_refused_with_a_reason() {
         assert_eq!(Message::parse(b"   "), Err(LineError::Empty));
         assert_eq!(Message::parse(b"PRIVMSG \xff\xfe"), Err(LineError::NotUtf8));
@@ -312,6 +460,13 @@ mod tests {
             Message::parse(b"PRIV-MSG x"),
             Err(LineError::Malformed("no command"))
         );
+        // Found by fuzzing: a QUIT's NUL came back in the server's ERROR line.
+        for bad in [&b"QUIT :r\0\0"[..], b"PRIVMSG #den :a\rQUIT", b"PING a\nb"] {
+            assert_eq!(
+                Message::parse(bad),
+                Err(LineError::Malformed("a CR, LF or NUL inside the line"))
+            );
+        }
         let long = format!("PRIVMSG #den :{}", "x".repeat(500));
         assert_eq!(Message::parse(long.as_bytes()), Err(LineError::TooLong));
         // Tags have their own budget.
