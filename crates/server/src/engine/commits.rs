@@ -24,20 +24,14 @@ impl Engine {
     }
 
     /// Hands the waiting batch to the writer (the writer is idle), with the peers' pending
-    /// events when the batch reads the store (history, or a repeat that names an event), when
-    /// they have waited long enough, or when `force`d. A batch with nothing to store is
-    /// answered at once.
-    ///
-    /// A batch of writes alone leaves them waiting: its answers stand on its own events, and
-    /// the peers' (durable at their origins already, and applied here in memory) would only
-    /// lengthen its commit. A paste of 200 lines committed with the 400 its two peers had just
-    /// sent took three times as long to answer.
+    /// events when the batch writes or reads history, when they have waited long enough, or
+    /// when `force`d. A batch with nothing to store is answered at once.
     pub(super) fn dispatch(&mut self, force: bool) {
         let at = self.now.at;
-        let reads = self
+        let writes = self
             .batch
             .iter()
-            .any(|q| q.handled.read.is_some() || q.handled.repeat);
+            .any(|q| !q.handled.events.is_empty() || q.handled.read.is_some() || q.handled.repeat);
         let pending_due = force
             || self.pending.len() >= REPLICA_COMMIT_EVENTS
             || self
@@ -68,9 +62,9 @@ impl Engine {
         if self.batch.is_empty() && !flush_pending {
             return;
         }
-        // Reads answered from memory need no commit; history reads and repeats (which read
+        // Reads answered from memory need no commit; writes and history reads (which read
         // the disk) take the peers' pending events along.
-        let incoming = if reads || pending_due {
+        let incoming = if writes || pending_due {
             self.take_pending()
         } else {
             Vec::new()

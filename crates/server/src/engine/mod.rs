@@ -65,9 +65,8 @@ pub const MAX_BATCH: usize = 1024;
 
 /// How long events taken from peers may wait in memory for a commit of their own. They are
 /// acknowledged before they are on this server's disk (the origin has them on its disk), so
-/// nothing waits for this commit; deferring it lets many replica publications share one fsync.
-/// A batch of this server's own writes does not take them along (its answers would wait for
-/// them); a history read or a repeat, which read the disk, does.
+/// nothing waits for this commit; deferring it lets them share the next commit of this server's
+/// own writes instead of costing an fsync per replica publication.
 pub const REPLICA_COMMIT_DELAY: Duration = Duration::from_millis(20);
 /// Events from peers that are committed at once however young they are.
 const REPLICA_COMMIT_EVENTS: usize = 4096;
