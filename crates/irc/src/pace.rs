@@ -11,16 +11,17 @@
 //! through.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use palaver_web::gateway::Bucket;
 use palaver_web::Rate;
 
 /// Requests waiting for their turn, and the tokens to send them with.
 #[derive(Debug)]
 pub struct Pacer {
+    /// The core's rate, less one token of its burst.
     rate: Rate,
-    tokens: f64,
-    at: Instant,
+    bucket: Bucket,
     held: VecDeque<String>,
 }
 
@@ -33,8 +34,7 @@ impl Pacer {
         };
         Pacer {
             rate,
-            tokens: rate.burst,
-            at: now,
+            bucket: Bucket::full(rate, now),
             held: VecDeque::new(),
         }
     }
@@ -46,32 +46,16 @@ impl Pacer {
 
     /// The requests that may go at `now`, in the order they came.
     pub fn ready(&mut self, now: Instant) -> Vec<String> {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = self.at.max(now);
-        self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
         let mut out = Vec::new();
-        while self.tokens >= 1.0 {
-            let Some(r) = self.held.pop_front() else {
-                break;
-            };
-            self.tokens -= 1.0;
-            out.push(r);
+        while !self.held.is_empty() && self.bucket.take(now, self.rate) {
+            out.extend(self.held.pop_front());
         }
         out
     }
 
     /// When the next held request may go, if one is held.
     pub fn next_at(&self) -> Option<Instant> {
-        if self.held.is_empty() {
-            return None;
-        }
-        let missing = (1.0 - self.tokens).max(0.0);
-        let wait = if self.rate.per_second > 0.0 {
-            Duration::from_secs_f64(missing / self.rate.per_second)
-        } else {
-            Duration::from_secs(1)
-        };
-        Some(self.at + wait)
+        (!self.held.is_empty()).then(|| self.bucket.ready_at(self.rate))
     }
 
     /// How many requests are held back.
@@ -82,6 +66,8 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const RATE: Rate = Rate {
@@ -134,26 +120,6 @@ mod tests {
         assert_eq!(p.held(), 61);
     }
 
-    /// The gateway core's bucket, as `palaver_web::gateway` keeps it.
-    struct Core {
-        tokens: f64,
-        at: Instant,
-    }
-
-    impl Core {
-        fn take(&mut self, now: Instant) -> bool {
-            let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-            self.at = now;
-            self.tokens = (self.tokens + elapsed * RATE.per_second).min(RATE.burst);
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                true
-            } else {
-                false
-            }
-        }
-    }
-
     #[test]
     fn what_the_pacer_lets_through_the_gateway_core_takes_whatever_the_lag() {
         // Regression: with the core's own bucket, a request that reached the core with less
@@ -161,10 +127,8 @@ mod tests {
         // while that one was on its way) was refused.
         let t0 = Instant::now();
         let mut pacer = Pacer::new(RATE, t0);
-        let mut core = Core {
-            tokens: RATE.burst,
-            at: t0,
-        };
+        // The core's own bucket.
+        let mut core = Bucket::full(RATE, t0);
         let mut seen = t0;
         let mut sent = 0;
         for step in 0..5000u64 {
@@ -176,7 +140,7 @@ mod tests {
                 // The core sees it 0 to 40 ms later, in the order sent.
                 let lag = Duration::from_millis((step * 7919) % 41);
                 seen = seen.max(now + lag);
-                assert!(core.take(seen), "refused at step {step}");
+                assert!(core.take(seen, RATE), "refused at step {step}");
                 sent += 1;
             }
         }

@@ -79,7 +79,8 @@ pub struct Counts {
 }
 
 /// A request bucket: refills at the rate, holds at most the burst.
-struct Bucket {
+#[derive(Debug)]
+pub struct Bucket {
     tokens: f64,
     at: Instant,
 }
@@ -197,10 +198,7 @@ impl Gateway {
                 device: String::new(),
                 generation: 0,
                 topics: BTreeSet::new(),
-                bucket: rated.then_some(Bucket {
-                    tokens: self.rate.burst,
-                    at: now,
-                }),
+                bucket: rated.then_some(Bucket::full(self.rate, now)),
             },
         );
     }
@@ -888,7 +886,27 @@ impl Gateway {
 }
 
 impl Bucket {
-    fn take(&mut self, now: Instant, rate: Rate) -> bool {
+    /// A bucket holding its whole burst at `now`.
+    pub fn full(rate: Rate, now: Instant) -> Bucket {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+        }
+    }
+
+    /// When the bucket holds a whole token again at `rate`.
+    pub fn ready_at(&self, rate: Rate) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        if rate.per_second > 0.0 {
+            self.at + Duration::from_secs_f64(missing / rate.per_second)
+        } else {
+            self.at + Duration::from_secs(1)
+        }
+    }
+
+    /// Takes a token at `now`, if the bucket, refilled at `rate` since it was last used,
+    /// holds one.
+    pub fn take(&mut self, now: Instant, rate: Rate) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
         self.tokens = (self.tokens + elapsed * rate.per_second).min(rate.burst);

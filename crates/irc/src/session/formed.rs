@@ -41,16 +41,13 @@ pub(super) struct Said {
 }
 
 impl Said {
-    fn read(service: &str, data: &Json) -> Option<Said> {
-        let (from, to) = match service {
-            "publish" => ("user", "channel"),
-            "message" => ("src", "dst"),
-            _ => return None,
-        };
+    /// A post's (`user`, `channel`) or a private message's (`src`, `dst`) fields, whichever
+    /// `data` holds; the caller knows from the service which it expects.
+    fn read(data: &Json) -> Option<Said> {
         let text = |key: &str| data.get(key).and_then(Json::as_str).map(str::to_owned);
         Some(Said {
-            from: text(from)?,
-            to: text(to)?,
+            from: text("user").or_else(|| text("src"))?,
+            to: text("channel").or_else(|| text("dst"))?,
             text: text("message")?,
             id: text("id"),
         })
@@ -74,7 +71,7 @@ impl Formed {
                 Some(Read {
                     topic: text_of(msg.remove("topic")),
                     re: msg.get("re").and_then(Json::as_u64),
-                    said: Said::read(&service, &data),
+                    said: Said::read(&data),
                     service,
                     data,
                 })
